@@ -1,0 +1,144 @@
+//! The `ModelDeployment` API (`mlrollout.io/v1alpha1`).
+//!
+//! Every field carries a doc comment (it becomes `kubectl explain` text) and a default where one
+//! makes sense. What the schema and CEL rules can say is said there; the rest is checked by
+//! [`validation`] and reported as `Ready=False, reason InvalidSpec`.
+
+pub mod advisor;
+pub mod drift;
+pub mod duration;
+pub mod model;
+pub mod retraining;
+pub mod rollout;
+pub mod status;
+pub mod validation;
+
+use kube::{CustomResource, CustomResourceExt, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+pub use advisor::{AdvisorProvider, AdvisorSpec};
+pub use drift::{
+    CurrentData, DataFormat, DataSource, DriftSpec, DriftThresholds, FeatureKind, FeatureSpec,
+    LabelledData, MultipleTesting, PerformanceSpec, PredictionDistribution,
+};
+pub use model::{ModelSource, SecretKeyReference, SecretReference, Serving};
+pub use retraining::{
+    EvaluationSpec, MetricDirection, RetrainingSpec, RetrainingTriggers, TriggerSeverity,
+};
+pub use rollout::{
+    AnalysisMetric, AnalysisSpec, InconclusiveAction, NoDataPolicy, PrometheusSource,
+    RelativeThreshold, RolloutSpec, ShadowSpec,
+};
+pub use status::{
+    DriftSummary, FeatureDriftStatus, ModelDeploymentStatus, Phase, RetrainingAttempt,
+    RolloutRecord,
+};
+pub use traffic::{ParentReference, Traffic, TrafficProvider};
+
+pub mod traffic;
+
+/// API group of every mlrollout resource.
+pub const GROUP: &str = "mlrollout.io";
+/// Default model-server image: MLflow's own, which can serve any `models:/` URI.
+pub const DEFAULT_SERVING_IMAGE: &str = "ghcr.io/mlflow/mlflow:v3.17.0";
+
+/// A model in production: which MLflow version serves, how drift is watched, when a new
+/// version is trained and how it earns its traffic.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[kube(
+    group = "mlrollout.io",
+    version = "v1alpha1",
+    kind = "ModelDeployment",
+    plural = "modeldeployments",
+    shortname = "mdep",
+    category = "mlrollout",
+    namespaced,
+    status = "ModelDeploymentStatus",
+    derive = "PartialEq",
+    derive = "Default",
+    doc = "A machine-learning model in production, kept healthy by mlrollout: drift checks, retraining, evaluation, shadow and progressive rollout.",
+    printcolumn(
+        name = "Phase",
+        type_ = "string",
+        json_path = ".status.phase",
+        description = "Lifecycle phase"
+    ),
+    printcolumn(
+        name = "Stable",
+        type_ = "string",
+        json_path = ".status.stableVersion",
+        description = "MLflow version serving as stable"
+    ),
+    printcolumn(
+        name = "Candidate",
+        type_ = "string",
+        json_path = ".status.candidateVersion",
+        description = "MLflow version being rolled out"
+    ),
+    printcolumn(
+        name = "Weight",
+        type_ = "integer",
+        json_path = ".status.canaryWeight",
+        description = "Percent of traffic on the candidate"
+    ),
+    printcolumn(
+        name = "Drift",
+        type_ = "string",
+        json_path = ".status.drift.severity",
+        description = "Severity of the last drift check"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelDeploymentSpec {
+    /// The MLflow registered model and the alias (or pinned version) that is served.
+    pub model: ModelSource,
+    /// Model-server Deployment settings.
+    #[serde(default)]
+    pub serving: Serving,
+    /// Traffic routing between the stable and candidate variants.
+    #[serde(default)]
+    pub traffic: Traffic,
+    /// Data-drift checks. Without this section no drift is computed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<DriftSpec>,
+    /// Concept-drift checks (accuracy, prediction distribution).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub performance: Option<PerformanceSpec>,
+    /// Retraining policy. Without this section the operator never launches training.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retraining: Option<RetrainingSpec>,
+    /// How a candidate is compared with the champion in MLflow.
+    #[serde(default)]
+    pub evaluation: EvaluationSpec,
+    /// Shadow phase on mirrored traffic.
+    #[serde(default)]
+    pub shadow: ShadowSpec,
+    /// Progressive traffic shift and its analysis.
+    #[serde(default)]
+    pub rollout: RolloutSpec,
+    /// Optional language-model advisor (off by default).
+    #[serde(default)]
+    pub advisor: AdvisorSpec,
+}
+
+/// Schema for embedded Kubernetes templates (pod template, JobSpec): an object whose fields the
+/// API server validates when the child is created. Keeping the full PodSpec schema out of the CRD
+/// keeps it small enough for client-side `kubectl apply` and GitOps tools.
+pub(crate) fn preserve_unknown_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true
+    })
+}
+
+/// The CRD as YAML, exactly as committed under `crds/`.
+pub fn crd_yaml() -> String {
+    let crd = ModelDeployment::crd();
+    // serde_yaml cannot fail on a CRD built from static types.
+    serde_yaml::to_string(&crd).unwrap_or_default()
+}

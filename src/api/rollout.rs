@@ -1,0 +1,242 @@
+//! `spec.shadow` and `spec.rollout`: how a candidate earns its traffic.
+
+use kube::KubeSchema;
+use serde::{Deserialize, Serialize};
+
+use super::duration::DURATION_PATTERN;
+use super::model::SecretKeyReference;
+
+/// Shadow phase: the candidate receives mirrored live traffic; its answers are discarded and
+/// compared with stable's.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ShadowSpec {
+    /// Run a shadow phase before any live traffic shifts.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Percentage of live requests mirrored to the candidate.
+    #[serde(default = "default_mirror_percent")]
+    #[schemars(range(min = 0, max = 100))]
+    pub mirror_percent: i32,
+    /// How long the shadow phase lasts.
+    #[serde(default = "default_shadow_duration")]
+    #[schemars(pattern(DURATION_PATTERN))]
+    pub duration: String,
+    /// Largest PSI between candidate and stable prediction-score histograms.
+    #[serde(default = "default_prediction_psi")]
+    #[schemars(range(min = 0.0, max = 10.0))]
+    pub max_prediction_psi: f64,
+    /// Largest candidate/stable error-rate ratio.
+    #[serde(default = "default_ratio")]
+    #[schemars(range(min = 1.0, max = 100.0))]
+    pub max_error_rate_ratio: f64,
+    /// Largest candidate/stable p99-latency ratio.
+    #[serde(default = "default_ratio")]
+    #[schemars(range(min = 1.0, max = 100.0))]
+    pub max_latency_ratio: f64,
+}
+
+impl Default for ShadowSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            mirror_percent: default_mirror_percent(),
+            duration: default_shadow_duration(),
+            max_prediction_psi: default_prediction_psi(),
+            max_error_rate_ratio: default_ratio(),
+            max_latency_ratio: default_ratio(),
+        }
+    }
+}
+
+/// Progressive traffic shift.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutSpec {
+    /// Candidate traffic percentages, strictly increasing, ending at 100.
+    #[serde(default = "default_steps")]
+    #[schemars(length(min = 1, max = 20))]
+    #[x_kube(validation = kube::core::Rule::new("self.all(w, w >= 1 && w <= 100)")
+        .message("rollout.steps must be percentages between 1 and 100"))]
+    #[x_kube(validation = kube::core::Rule::new("self[size(self) - 1] == 100")
+        .message("rollout.steps must end at 100"))]
+    #[x_kube(validation = kube::core::Rule::new("self.isSorted() && self.all(w, self.indexOf(w) == self.lastIndexOf(w))")
+        .message("rollout.steps must be strictly increasing, e.g. [10, 50, 100]"))]
+    pub steps: Vec<i32>,
+    /// Time spent at each step (the analysis runs during it).
+    #[serde(default = "default_step_duration")]
+    #[schemars(pattern(DURATION_PATTERN))]
+    pub step_duration: String,
+    /// Metric analysis against the stable variant. Without it, steps advance on time alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<AnalysisSpec>,
+    /// A phase (training, candidate readiness, analysis) that makes no progress for this long
+    /// ends in a rollback with reason `ProgressDeadlineExceeded`.
+    #[serde(default = "default_progress_deadline")]
+    #[schemars(pattern(DURATION_PATTERN))]
+    pub progress_deadline: String,
+}
+
+impl Default for RolloutSpec {
+    fn default() -> Self {
+        Self {
+            steps: default_steps(),
+            step_duration: default_step_duration(),
+            analysis: None,
+            progress_deadline: default_progress_deadline(),
+        }
+    }
+}
+
+/// Prometheus analysis of the candidate relative to stable.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisSpec {
+    /// Prometheus to query.
+    pub prometheus: PrometheusSource,
+    /// Time between measurements.
+    #[serde(default = "default_interval")]
+    #[schemars(pattern(DURATION_PATTERN))]
+    pub interval: String,
+    /// Measurements per step.
+    #[serde(default = "default_count")]
+    #[schemars(range(min = 1, max = 100))]
+    pub count: i32,
+    /// What happens when a metric exceeds its inconclusive limit.
+    #[serde(default)]
+    pub on_inconclusive: InconclusiveAction,
+    /// Metrics; when empty, the built-in `error-rate` and `latency-p99` metrics are used.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["name".into()]))]
+    pub metrics: Vec<AnalysisMetric>,
+}
+
+/// A Prometheus endpoint.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PrometheusSource {
+    /// Base URL, e.g. `http://prometheus-operated.monitoring.svc:9090`.
+    #[schemars(pattern(r"^https?://[^\s]+$"), length(max = 512))]
+    pub address: String,
+    /// Secret key with a bearer token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bearer_token_secret: Option<SecretKeyReference>,
+}
+
+/// What a metric past its inconclusive limit does.
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum InconclusiveAction {
+    /// Pause for a person to promote or abort.
+    #[default]
+    Pause,
+    /// Roll back.
+    Rollback,
+}
+
+/// One analysis metric, evaluated for the candidate and for stable.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new("has(self.max) || has(self.min) || has(self.maxIncrease)")
+    .message("each rollout.analysis.metrics entry needs a threshold: max, min or maxIncrease"))]
+#[x_kube(validation = kube::core::Rule::new("!(has(self.max) && has(self.min)) || self.min <= self.max")
+    .message("rollout.analysis.metrics: min must not exceed max"))]
+pub struct AnalysisMetric {
+    /// Metric name, unique within the analysis.
+    #[schemars(pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"), length(min = 1, max = 63))]
+    pub name: String,
+    /// PromQL template returning one number. Placeholders: `{{variant}}` (`stable` or
+    /// `candidate`), `{{namespace}}`, `{{name}}`, `{{interval}}`.
+    #[schemars(length(min = 1, max = 4096))]
+    pub query: String,
+    /// Absolute upper bound for the candidate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    /// Absolute lower bound for the candidate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// Largest allowed increase of the candidate over stable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_increase: Option<RelativeThreshold>,
+    /// Failed measurements tolerated per step before rolling back.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 100))]
+    pub failure_limit: i32,
+    /// Inconclusive measurements (no data) tolerated per step.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 100))]
+    pub inconclusive_limit: i32,
+    /// Consecutive query errors tolerated before rolling back.
+    #[serde(default = "default_error_limit")]
+    #[schemars(range(min = 0, max = 100))]
+    pub consecutive_error_limit: i32,
+    /// What an empty result or NaN means.
+    #[serde(default)]
+    pub no_data: NoDataPolicy,
+}
+
+/// Increase relative to stable.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new("has(self.ratio) != has(self.difference)")
+    .message("maxIncrease needs exactly one of ratio or difference"))]
+pub struct RelativeThreshold {
+    /// Candidate may be at most `ratio` × stable (e.g. 1.2 = 20% worse).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1.0))]
+    pub ratio: Option<f64>,
+    /// Candidate may be at most stable + `difference`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0))]
+    pub difference: Option<f64>,
+}
+
+/// Meaning of "no data".
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum NoDataPolicy {
+    /// Inconclusive: never a pass (counts against `inconclusiveLimit`).
+    #[default]
+    Inconclusive,
+    /// A failed measurement.
+    Fail,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_mirror_percent() -> i32 {
+    100
+}
+fn default_shadow_duration() -> String {
+    "10m".into()
+}
+fn default_prediction_psi() -> f64 {
+    0.2
+}
+fn default_ratio() -> f64 {
+    1.5
+}
+pub(crate) fn default_steps() -> Vec<i32> {
+    vec![10, 50, 100]
+}
+fn default_step_duration() -> String {
+    "5m".into()
+}
+fn default_progress_deadline() -> String {
+    "30m".into()
+}
+fn default_interval() -> String {
+    "1m".into()
+}
+fn default_count() -> i32 {
+    3
+}
+fn default_error_limit() -> i32 {
+    4
+}

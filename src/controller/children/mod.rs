@@ -1,0 +1,33 @@
+//! Builders of the child objects (pure: inputs in, typed objects out).
+
+pub mod deployment;
+pub mod service;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+use crate::api::ModelDeploymentSpec;
+use crate::api::validation::ValidatedSpec;
+
+use super::names::Variant;
+
+/// Everything needed to build one variant's Deployment and Service.
+#[derive(Debug, Clone)]
+pub struct VariantInput<'a> {
+    pub resource_name: &'a str,
+    pub namespace: &'a str,
+    pub owner: OwnerReference,
+    pub spec: &'a ModelDeploymentSpec,
+    pub validated: &'a ValidatedSpec,
+    pub variant: Variant,
+    /// MLflow model version served by this variant.
+    pub model_version: &'a str,
+    /// Replicas of this variant.
+    pub replicas: i32,
+}
+
+impl VariantInput<'_> {
+    /// `models:/<name>/<version>` URI of this variant's model.
+    pub fn model_uri(&self) -> String {
+        format!("models:/{}/{}", self.spec.model.name, self.model_version)
+    }
+}

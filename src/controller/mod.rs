@@ -1,0 +1,205 @@
+//! The reconciler: observe → decide (pure) → act.
+//!
+//! [`observe`] reads the cluster and the registry, [`decide`] turns spec, status, observations
+//! and `now` into desired children, a new status and events, and [`act`] applies them with
+//! server-side apply under a single field manager.
+
+pub mod act;
+pub mod children;
+pub mod conditions;
+pub mod decide;
+pub mod names;
+pub mod observe;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::jiff::Timestamp;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource, ResourceExt};
+
+use crate::api::ModelDeployment;
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::registry::ModelRegistry;
+use crate::server::Health;
+
+use self::decide::{DecideInput, decide};
+
+/// Source of "now"; injected so tests control time.
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+/// Shared state of the reconciler.
+#[derive(Clone)]
+pub struct Context {
+    pub client: Client,
+    pub registry: Arc<dyn ModelRegistry>,
+    pub recorder: Recorder,
+    pub metrics: Metrics,
+    pub clock: Clock,
+}
+
+impl Context {
+    pub fn new(client: Client, registry: Arc<dyn ModelRegistry>, metrics: Metrics) -> Self {
+        let reporter = Reporter {
+            controller: "mlrollout".into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            registry,
+            metrics,
+            clock: Arc::new(Timestamp::now),
+        }
+    }
+
+    /// Replaces the clock (tests, the simulator).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+}
+
+/// Which namespaces the controller watches.
+#[derive(Debug, Clone, Default)]
+pub enum WatchScope {
+    #[default]
+    AllNamespaces,
+    Namespace(String),
+}
+
+/// One reconciliation of one ModelDeployment.
+pub async fn reconcile(resource: Arc<ModelDeployment>, ctx: Arc<Context>) -> Result<Action> {
+    let started = Instant::now();
+    let outcome = reconcile_inner(&resource, &ctx).await;
+    let reason = outcome.as_ref().err().map(|e| e.category().metric_label());
+    ctx.metrics.observe_reconcile(started.elapsed(), reason);
+    outcome
+}
+
+async fn reconcile_inner(resource: &ModelDeployment, ctx: &Context) -> Result<Action> {
+    let name = resource.name_any();
+    let namespace = resource
+        .namespace()
+        .ok_or_else(|| Error::MissingNamespace(name.clone()))?;
+    // Deleted resources: children go with them through owner references.
+    if resource.meta().deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let owner = resource
+        .controller_owner_ref(&())
+        .ok_or_else(|| Error::MissingUid(name.clone()))?;
+
+    let observed = observe::observe(ctx, resource, &namespace).await?;
+    let default_status = Default::default();
+    let decision = decide(DecideInput {
+        name: &name,
+        namespace: &namespace,
+        generation: resource.metadata.generation,
+        owner,
+        spec: &resource.spec,
+        status: resource.status.as_ref().unwrap_or(&default_status),
+        observed,
+        now: (ctx.clock)(),
+    });
+
+    if let Some(children) = &decision.apply {
+        act::apply_children(ctx, &namespace, children).await?;
+    }
+    act::write_status(ctx, resource, &namespace, &decision.status).await?;
+    act::publish_events(ctx, resource, &decision.events).await;
+    ctx.metrics.observe_state(
+        &namespace,
+        &name,
+        decision.status.phase,
+        decision.status.canary_weight,
+        decision.status.mirror_percent,
+    );
+    tracing::info!(
+        %namespace, %name,
+        phase = decision.status.phase.as_str(),
+        stable = decision.status.stable_version.as_deref().unwrap_or("-"),
+        message = decision.status.message.as_deref().unwrap_or(""),
+        "reconciled"
+    );
+    Ok(Action::requeue(decision.requeue_after))
+}
+
+/// Retries failed reconciles with a delay; the error is logged and counted in `reconcile`.
+pub fn error_policy(resource: Arc<ModelDeployment>, error: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(
+        name = %resource.name_any(),
+        reason = error.category().event_reason(),
+        error = %error,
+        "reconcile failed"
+    );
+    Action::requeue(Duration::from_secs(10))
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(
+    ctx: Context,
+    scope: WatchScope,
+    health: Health,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = ctx.client.clone();
+    let (resources, deployments, services, jobs) = match &scope {
+        WatchScope::AllNamespaces => (
+            Api::<ModelDeployment>::all(client.clone()),
+            Api::<Deployment>::all(client.clone()),
+            Api::<Service>::all(client.clone()),
+            Api::<Job>::all(client.clone()),
+        ),
+        WatchScope::Namespace(ns) => (
+            Api::<ModelDeployment>::namespaced(client.clone(), ns),
+            Api::<Deployment>::namespaced(client.clone(), ns),
+            Api::<Service>::namespaced(client.clone(), ns),
+            Api::<Job>::namespaced(client.clone(), ns),
+        ),
+    };
+    // Children are selected by label so the operator caches only what it manages.
+    let owned = watcher::Config::default().labels("app.kubernetes.io/managed-by=mlrollout");
+    let controller = Controller::new(resources, watcher::Config::default())
+        .owns(deployments, owned.clone())
+        .owns(services, owned.clone())
+        .owns(jobs, owned)
+        .graceful_shutdown_on(shutdown);
+
+    let store = controller.store();
+    let ready = health.ready.clone();
+    tokio::spawn(async move {
+        // The store's readiness signal wakes a single waiter, and the controller itself waits on
+        // it too; polling with a short timeout re-registers this task each time.
+        loop {
+            match tokio::time::timeout(Duration::from_millis(100), store.wait_until_ready()).await {
+                Ok(Ok(())) => {
+                    ready.store(true, Ordering::SeqCst);
+                    tracing::info!("first list of ModelDeployments done; ready");
+                    return;
+                }
+                Ok(Err(_)) => return,
+                Err(_) => continue,
+            }
+        }
+    });
+
+    controller
+        .run(reconcile, error_policy, Arc::new(ctx))
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "controller event");
+            }
+        })
+        .await;
+    health.alive.store(false, Ordering::SeqCst);
+    tracing::info!("controller stopped");
+}

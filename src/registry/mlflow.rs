@@ -1,0 +1,119 @@
+//! [`ModelRegistry`] backed by a real MLflow tracking server.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+
+use super::{ModelRegistry, RegistryCredentials, RegistryError, ResolvedModel};
+use crate::api::ModelSource;
+use crate::mlflow::{MlflowAuth, MlflowClient, MlflowError};
+
+/// Resolves models through MLflow's REST API; clients are cached per server and credentials.
+#[derive(Default)]
+pub struct MlflowRegistry {
+    clients: Mutex<HashMap<(String, String), MlflowClient>>,
+    timeout: Option<Duration>,
+}
+
+impl MlflowRegistry {
+    pub fn new(timeout: Duration) -> Self {
+        Self {
+            clients: Mutex::default(),
+            timeout: Some(timeout),
+        }
+    }
+
+    /// The client for one server and credential set.
+    pub fn client(
+        &self,
+        tracking_uri: &str,
+        credentials: &RegistryCredentials,
+    ) -> Result<MlflowClient, RegistryError> {
+        let auth = match credentials {
+            RegistryCredentials::None => MlflowAuth::None,
+            RegistryCredentials::Bearer(t) => MlflowAuth::Bearer(t.clone()),
+            RegistryCredentials::Basic { username, password } => MlflowAuth::Basic {
+                username: username.clone(),
+                password: password.clone(),
+            },
+        };
+        let key = (tracking_uri.to_string(), format!("{credentials:?}"));
+        let mut clients = self
+            .clients
+            .lock()
+            .map_err(|_| RegistryError::Other("client cache poisoned".into()))?;
+        if let Some(client) = clients.get(&key) {
+            return Ok(client.clone());
+        }
+        let client = MlflowClient::new(
+            tracking_uri,
+            auth,
+            self.timeout.unwrap_or(Duration::from_secs(10)),
+        )
+        .map_err(|e| RegistryError::Other(e.to_string()))?;
+        clients.insert(key, client.clone());
+        Ok(client)
+    }
+}
+
+impl ModelRegistry for MlflowRegistry {
+    fn resolve<'a>(
+        &'a self,
+        model: &'a ModelSource,
+        credentials: &'a RegistryCredentials,
+    ) -> BoxFuture<'a, Result<ResolvedModel, RegistryError>> {
+        async move {
+            let client = self.client(&model.tracking_uri, credentials)?;
+            let version = match &model.version {
+                Some(pinned) => {
+                    let number: u64 =
+                        pinned.parse().map_err(|_| RegistryError::VersionNotFound {
+                            model: model.name.clone(),
+                            version: pinned.clone(),
+                        })?;
+                    client
+                        .get_model_version(&model.name, number)
+                        .await
+                        .map_err(|e| match e {
+                            MlflowError::NotFound { .. } => RegistryError::VersionNotFound {
+                                model: model.name.clone(),
+                                version: pinned.clone(),
+                            },
+                            other => map_error(other, &model.name),
+                        })?
+                }
+                None => client
+                    .get_model_version_by_alias(&model.name, &model.alias)
+                    .await
+                    .map_err(|e| map_error(e, &model.name))?,
+            };
+            Ok(ResolvedModel {
+                version: version.version.to_string(),
+                run_id: Some(version.run_id).filter(|r| !r.is_empty()),
+            })
+        }
+        .boxed()
+    }
+}
+
+/// Maps the client's errors onto what the reconciler distinguishes.
+pub fn map_error(error: MlflowError, model: &str) -> RegistryError {
+    match error {
+        MlflowError::NotFound { .. } => RegistryError::ModelNotFound {
+            model: model.to_string(),
+        },
+        MlflowError::AliasNotFound { model, alias } => {
+            RegistryError::AliasNotFound { model, alias }
+        }
+        e @ (MlflowError::Forbidden { .. } | MlflowError::Unauthorized { .. }) => {
+            RegistryError::Forbidden(e.to_string())
+        }
+        e @ (MlflowError::Unavailable { .. } | MlflowError::Server { .. }) => {
+            RegistryError::Unavailable(e.to_string())
+        }
+        other => RegistryError::Other(other.to_string()),
+    }
+}

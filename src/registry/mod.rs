@@ -1,0 +1,72 @@
+//! The model registry as the operator sees it: which version is served, and the errors that
+//! tell a missing model from a registry that is down.
+
+pub mod mlflow;
+
+use futures::future::BoxFuture;
+
+use crate::api::ModelSource;
+
+/// A resolved model version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedModel {
+    /// MLflow model version number.
+    pub version: String,
+    /// Training run of the version, when MLflow knows it.
+    pub run_id: Option<String>,
+}
+
+/// Why the served version could not be resolved.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    #[error("registered model {model:?} does not exist in MLflow")]
+    ModelNotFound { model: String },
+    #[error(
+        "registered model {model:?} has no alias {alias:?}; set it in MLflow or pin spec.model.version"
+    )]
+    AliasNotFound { model: String, alias: String },
+    #[error("model {model:?} has no version {version:?}")]
+    VersionNotFound { model: String, version: String },
+    #[error("MLflow refused the request: {0}")]
+    Forbidden(String),
+    #[error("MLflow is unreachable: {0}")]
+    Unavailable(String),
+    #[error("MLflow error: {0}")]
+    Other(String),
+}
+
+impl RegistryError {
+    /// Condition reason / Event reason for this error.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            RegistryError::ModelNotFound { .. } => "ModelNotFound",
+            RegistryError::AliasNotFound { .. } => "AliasNotFound",
+            RegistryError::VersionNotFound { .. } => "VersionNotFound",
+            RegistryError::Forbidden(_) => "RegistryForbidden",
+            RegistryError::Unavailable(_) => "RegistryUnavailable",
+            RegistryError::Other(_) => "RegistryError",
+        }
+    }
+}
+
+/// Credentials for the registry, read from the Secret named in the spec.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum RegistryCredentials {
+    #[default]
+    None,
+    Bearer(String),
+    Basic {
+        username: String,
+        password: String,
+    },
+}
+
+/// Read side of the model registry used by the reconciler.
+pub trait ModelRegistry: Send + Sync {
+    /// Resolves the version served for `model`: the pinned version if set, else the alias.
+    fn resolve<'a>(
+        &'a self,
+        model: &'a ModelSource,
+        credentials: &'a RegistryCredentials,
+    ) -> BoxFuture<'a, Result<ResolvedModel, RegistryError>>;
+}

@@ -1,0 +1,214 @@
+//! A real MLflow tracking/registry server, started once per test binary.
+//!
+//! ```ignore
+//! let srv = common::mlflow::mlflow_server();
+//! let base = format!("{}/api/2.0/mlflow", srv.uri());
+//! ```
+//!
+//! Binaries come from `tests/harness/install.sh` (env `MLROLLOUT_MLFLOW_BIN`,
+//! `MLROLLOUT_PYTHON`, else `target/pyenv`). The server runs in its own
+//! process group under a watchdog (see `process.rs`) and is killed, with all
+//! its workers, when the test process exits; its scratch dir under
+//! `target/tmp` is then deleted (set `MLROLLOUT_KEEP_TEST_DIRS=1` to keep it).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use super::http;
+use super::process::{GuardedChild, scratch_dir};
+
+/// How long to wait for `/health` (start-up is 18–50 s on a loaded 2-core box).
+pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(180);
+
+const INSTALL_HINT: &str = "run the README test command (tests/harness/install.sh), then \
+     `. target/harness.env` (sets MLROLLOUT_MLFLOW_BIN / MLROLLOUT_PYTHON)";
+
+pub struct MlflowServer {
+    port: u16,
+    dir: PathBuf,
+    startup: Duration,
+    process: GuardedChild,
+}
+
+static SHARED: OnceLock<Result<MlflowServer, String>> = OnceLock::new();
+
+/// The MLflow server shared by every test in this binary, started on first
+/// use. Plain blocking code: callable from any thread, inside or outside a
+/// tokio runtime (from async code prefer `tokio::task::spawn_blocking` for the
+/// first call, since start-up blocks for up to a few tens of seconds).
+/// Panics (in every caller) if the server cannot be started.
+pub fn mlflow_server() -> &'static MlflowServer {
+    match SHARED.get_or_init(|| MlflowServer::try_start(STARTUP_TIMEOUT)) {
+        Ok(server) => server,
+        Err(msg) => panic!("{msg}"),
+    }
+}
+
+impl MlflowServer {
+    /// Starts a private server (stopped when dropped). Most tests should use
+    /// the shared [`mlflow_server`] instead: start-up costs 20–50 s.
+    pub fn start() -> MlflowServer {
+        Self::try_start(STARTUP_TIMEOUT).unwrap_or_else(|msg| panic!("{msg}"))
+    }
+
+    fn try_start(timeout: Duration) -> Result<MlflowServer, String> {
+        let bin = mlflow_bin();
+        let mut last_err = String::new();
+        for _attempt in 0..3 {
+            match Self::try_start_once(&bin, timeout) {
+                Ok(server) => {
+                    eprintln!(
+                        "mlflow server ready at {} in {:.1?} (dir {})",
+                        server.uri(),
+                        server.startup,
+                        server.dir.display()
+                    );
+                    return Ok(server);
+                }
+                Err((msg, retry)) => {
+                    last_err = msg;
+                    if !retry {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(last_err)
+    }
+
+    /// `Err((message, worth_retrying))`.
+    fn try_start_once(bin: &Path, timeout: Duration) -> Result<MlflowServer, (String, bool)> {
+        let dir = scratch_dir("mlflow");
+        let port = http::free_port();
+        let log = dir.join("server.log");
+        let mut cmd = Command::new(bin);
+        cmd.arg("server")
+            .arg("--backend-store-uri")
+            .arg(format!("sqlite:///{}", dir.join("mlflow.db").display()))
+            .arg("--artifacts-destination")
+            .arg(dir.join("artifacts"))
+            .arg("--serve-artifacts")
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--workers", "1"])
+            .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+            .env("MLFLOW_DISABLE_TELEMETRY", "true")
+            .env("DO_NOT_TRACK", "true")
+            .env("PYTHONUNBUFFERED", "1")
+            .env_remove("MLFLOW_TRACKING_URI")
+            .current_dir(&dir);
+        let started = Instant::now();
+        let mut process = GuardedChild::spawn(&cmd, &log, Some(&dir)).map_err(|e| {
+            (
+                format!("cannot spawn {}: {e}. {INSTALL_HINT}", bin.display()),
+                false,
+            )
+        })?;
+        let authority = format!("127.0.0.1:{port}");
+        loop {
+            if let Some(status) = process.try_exited() {
+                let tail = process.log_tail(60);
+                let port_taken =
+                    tail.contains("ddress already in use") || tail.contains("Errno 98");
+                return Err((
+                    format!(
+                        "mlflow server exited during start-up ({status}); log {}:\n{tail}",
+                        log.display()
+                    ),
+                    port_taken,
+                ));
+            }
+            if let Ok(resp) = http::get(&authority, "/health", Duration::from_secs(2))
+                && resp.status == 200
+            {
+                return Ok(MlflowServer {
+                    port,
+                    dir,
+                    startup: started.elapsed(),
+                    process,
+                });
+            }
+            if started.elapsed() > timeout {
+                let tail = process.log_tail(60);
+                return Err((
+                    format!(
+                        "mlflow server on {authority} not healthy after {timeout:?}; log {}:\n{tail}",
+                        log.display()
+                    ),
+                    false,
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Base URI, e.g. `http://127.0.0.1:41234` (no trailing slash).
+    pub fn uri(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Scratch dir holding `mlflow.db`, `artifacts/` and `server.log`.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("server.log")
+    }
+
+    /// The last `max_lines` lines of the server log (for failure messages).
+    pub fn log_tail(&self, max_lines: usize) -> String {
+        self.process.log_tail(max_lines)
+    }
+
+    /// How long start-up took until `/health` answered 200.
+    pub fn startup_time(&self) -> Duration {
+        self.startup
+    }
+}
+
+fn venv_dir() -> PathBuf {
+    match std::env::var_os("MLROLLOUT_PYENV") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("target")
+            .join("pyenv"),
+    }
+}
+
+fn from_env_or_venv(var: &str, file: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os(var).filter(|p| !p.is_empty()) {
+        let p = PathBuf::from(p);
+        assert!(
+            p.exists(),
+            "{var}={} does not exist; {INSTALL_HINT}",
+            p.display()
+        );
+        return p;
+    }
+    let p = venv_dir().join("bin").join(file);
+    assert!(
+        p.exists(),
+        "{var} is not set and {} does not exist; {INSTALL_HINT}",
+        p.display()
+    );
+    p
+}
+
+/// The `mlflow` executable: env `MLROLLOUT_MLFLOW_BIN`, else
+/// `$MLROLLOUT_PYENV/bin/mlflow`, else `<manifest>/target/pyenv/bin/mlflow`.
+pub fn mlflow_bin() -> PathBuf {
+    from_env_or_venv("MLROLLOUT_MLFLOW_BIN", "mlflow")
+}
+
+/// The venv's Python (with mlflow, scikit-learn, pandas, ...), for tests that
+/// run scripts: env `MLROLLOUT_PYTHON`, else the venv as for [`mlflow_bin`].
+pub fn python() -> PathBuf {
+    from_env_or_venv("MLROLLOUT_PYTHON", "python")
+}
