@@ -114,7 +114,7 @@ impl MlflowServer {
                     tail.contains("ddress already in use") || tail.contains("Errno 98");
                 return Err((
                     format!(
-                        "mlflow server exited during start-up ({status}); log {}:\n{tail}",
+                        "mlflow server exited during start-up ({status}); log {} (MLROLLOUT_KEEP_TEST_DIRS=1 keeps it):\n{tail}",
                         log.display()
                     ),
                     port_taken,
@@ -134,7 +134,7 @@ impl MlflowServer {
                 let tail = process.log_tail(60);
                 return Err((
                     format!(
-                        "mlflow server on {authority} not healthy after {timeout:?}; log {}:\n{tail}",
+                        "mlflow server on {authority} not healthy after {timeout:?}; log {} (MLROLLOUT_KEEP_TEST_DIRS=1 keeps it):\n{tail}",
                         log.display()
                     ),
                     false,

@@ -19,8 +19,10 @@ use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// `sh -c WATCHDOG sh PROGRAM ARGS...`; env `MLROLLOUT_WATCHDOG_RM` names a
-/// directory to delete once the server is gone.
+/// `sh -c WATCHDOG sh PROGRAM ARGS...`. Env `MLROLLOUT_WATCHDOG_STATUS`:
+/// file that receives the server's exit status as soon as it exits (the
+/// watchdog itself lives on until the owner is gone);
+/// `MLROLLOUT_WATCHDOG_RM`: directory to delete once the owner is gone.
 const WATCHDOG: &str = r#"
 exec 3<&0 </dev/null
 "$@" 3<&- &
@@ -38,6 +40,7 @@ exec 3<&-
 wait "$srv"
 status=$?
 echo "[mlrollout-watchdog] pid $srv exited with status $status" >&2
+printf '%s\n' "$status" >"$MLROLLOUT_WATCHDOG_STATUS"
 kill -TERM -$$ 2>/dev/null
 wait "$watcher"
 if [ -n "${MLROLLOUT_WATCHDOG_RM:-}" ]; then rm -rf -- "$MLROLLOUT_WATCHDOG_RM"; fi
@@ -50,6 +53,7 @@ pub struct GuardedChild {
     child: Child,
     owner: Option<ChildStdin>,
     log: PathBuf,
+    status_file: PathBuf,
 }
 
 impl GuardedChild {
@@ -62,6 +66,8 @@ impl GuardedChild {
         log: &Path,
         remove_on_exit: Option<&Path>,
     ) -> std::io::Result<Self> {
+        let status_file = PathBuf::from(format!("{}.exit-status", log.display()));
+        let _ = std::fs::remove_file(&status_file);
         let out = File::options().create(true).append(true).open(log)?;
         let err = out.try_clone()?;
         let mut sh = Command::new("/bin/sh");
@@ -83,6 +89,7 @@ impl GuardedChild {
         if let Some(dir) = cmd.get_current_dir() {
             sh.current_dir(dir);
         }
+        sh.env("MLROLLOUT_WATCHDOG_STATUS", &status_file);
         sh.env_remove("MLROLLOUT_WATCHDOG_RM");
         if let Some(dir) = remove_on_exit
             && std::env::var_os("MLROLLOUT_KEEP_TEST_DIRS").is_none()
@@ -95,6 +102,7 @@ impl GuardedChild {
             child,
             owner,
             log: log.to_path_buf(),
+            status_file,
         })
     }
 
@@ -103,9 +111,20 @@ impl GuardedChild {
         self.child.id()
     }
 
-    /// `Some` once the server (and hence the watchdog) has exited.
-    pub fn try_exited(&mut self) -> Option<ExitStatus> {
-        self.child.try_wait().ok().flatten()
+    /// `Some(description)` once the server process has exited (for
+    /// whatever reason). Note that the watchdog keeps the process group and
+    /// scratch dir alive until the handle is dropped or the test exits.
+    pub fn try_exited(&mut self) -> Option<String> {
+        if let Ok(code) = std::fs::read_to_string(&self.status_file)
+            && !code.trim().is_empty()
+        {
+            return Some(format!("exit status {}", code.trim()));
+        }
+        self.child
+            .try_wait()
+            .ok()
+            .flatten()
+            .map(|st: ExitStatus| format!("watchdog ended: {st}"))
     }
 
     pub fn log_path(&self) -> &Path {

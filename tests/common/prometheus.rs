@@ -535,7 +535,7 @@ impl PrometheusServer {
                 let port_taken = tail.contains("address already in use");
                 return Err((
                     format!(
-                        "prometheus exited during start-up ({status}); log {}:\n{tail}",
+                        "prometheus exited during start-up ({status}); log {} (MLROLLOUT_KEEP_TEST_DIRS=1 keeps it):\n{tail}",
                         log.display()
                     ),
                     port_taken,

@@ -82,7 +82,10 @@ impl CategoricalCounts {
 
     /// Categories with a positive count, in lexicographic order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, u64)> {
-        self.counts.iter().filter(|(_, n)| **n > 0).map(|(k, &n)| (k.as_str(), n))
+        self.counts
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(k, &n)| (k.as_str(), n))
     }
 
     /// Number of categories with a positive count.
@@ -157,7 +160,10 @@ mod tests {
     #[test]
     fn counting_and_alignment() {
         let r = CategoricalCounts::from_values([Some("b"), Some("a"), None, Some("a"), Some("z")]);
-        assert_eq!((r.total(), r.missing(), r.get("a"), r.get("q")), (4, 1, 2, 0));
+        assert_eq!(
+            (r.total(), r.missing(), r.get("a"), r.get("q")),
+            (4, 1, 2, 0)
+        );
         let c = CategoricalCounts::from_counts([("a", 3), ("c", 2), ("z", 0)], 7);
         let (cats, rr, cr) = aligned_counts(&r, &c);
         assert_eq!(cats, vec!["a", "b", "c", "z"]);
@@ -175,7 +181,10 @@ mod tests {
         let p = psi_categorical(&r, &c, 0.001).unwrap();
         assert!((p - 0.943_320_159_033_960_9).abs() < 1e-12, "{p}");
         assert_eq!(psi_categorical(&r, &r, 0.001).unwrap(), 0.0);
-        assert_eq!(psi_categorical(&CategoricalCounts::new(), &r, 0.001), Err(StatsError::EmptySample));
+        assert_eq!(
+            psi_categorical(&CategoricalCounts::new(), &r, 0.001),
+            Err(StatsError::EmptySample)
+        );
         assert!(psi_categorical(&r, &c, -1.0).is_err());
     }
 }

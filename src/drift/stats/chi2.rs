@@ -47,7 +47,10 @@ pub fn chi2_sf(x: f64, dof: u64) -> f64 {
 /// either row sums to zero.
 pub fn chi2_homogeneity(reference: &[u64], current: &[u64]) -> Result<Chi2Result, StatsError> {
     if reference.len() != current.len() {
-        return Err(StatsError::LengthMismatch { left: reference.len(), right: current.len() });
+        return Err(StatsError::LengthMismatch {
+            left: reference.len(),
+            right: current.len(),
+        });
     }
     let cols: Vec<(f64, f64)> = reference
         .iter()
@@ -62,7 +65,12 @@ pub fn chi2_homogeneity(reference: &[u64], current: &[u64]) -> Result<Chi2Result
     }
     let k = cols.len() as u64;
     if k <= 1 {
-        return Ok(Chi2Result { statistic: 0.0, p_value: 1.0, dof: 0, cramers_v: 0.0 });
+        return Ok(Chi2Result {
+            statistic: 0.0,
+            p_value: 1.0,
+            dof: 0,
+            cramers_v: 0.0,
+        });
     }
     let total = row_r + row_c;
     // scipy: expected = row_sum * col_sum / total; terms over the flattened
@@ -80,7 +88,12 @@ pub fn chi2_homogeneity(reference: &[u64], current: &[u64]) -> Result<Chi2Result
     let dof = k - 1;
     let p_value = chi2_sf(statistic, dof);
     let cramers_v = (statistic / total).sqrt().clamp(0.0, 1.0);
-    Ok(Chi2Result { statistic, p_value, dof, cramers_v })
+    Ok(Chi2Result {
+        statistic,
+        p_value,
+        dof,
+        cramers_v,
+    })
 }
 
 #[cfg(test)]
@@ -96,18 +109,36 @@ mod tests {
         // chi2_contingency([[40,40,20],[30,50,20]], correction=False)
         // -> 2.5396825396825395, 0.28087620176428163, dof 2
         let r = chi2_homogeneity(&[40, 40, 20], &[30, 50, 20]).unwrap();
-        assert!(close(r.statistic, 2.539_682_539_682_539_5, 1e-12), "{}", r.statistic);
-        assert!(close(r.p_value, 0.280_876_201_764_281_63, 1e-9), "{}", r.p_value);
+        assert!(
+            close(r.statistic, 2.539_682_539_682_539_5, 1e-12),
+            "{}",
+            r.statistic
+        );
+        assert!(
+            close(r.p_value, 0.280_876_201_764_281_63, 1e-9),
+            "{}",
+            r.p_value
+        );
         assert_eq!(r.dof, 2);
         // association(method='cramer') = sqrt(2.5396825/200)
-        assert!(close(r.cramers_v, (2.539_682_539_682_539_5f64 / 200.0).sqrt(), 1e-12));
+        assert!(close(
+            r.cramers_v,
+            (2.539_682_539_682_539_5f64 / 200.0).sqrt(),
+            1e-12
+        ));
     }
 
     #[test]
     fn degenerate_and_invalid_tables() {
         let r = chi2_homogeneity(&[10, 0], &[7, 0]).unwrap();
-        assert_eq!((r.statistic, r.p_value, r.dof, r.cramers_v), (0.0, 1.0, 0, 0.0));
-        assert_eq!(chi2_homogeneity(&[0, 0], &[1, 2]), Err(StatsError::EmptySample));
+        assert_eq!(
+            (r.statistic, r.p_value, r.dof, r.cramers_v),
+            (0.0, 1.0, 0, 0.0)
+        );
+        assert_eq!(
+            chi2_homogeneity(&[0, 0], &[1, 2]),
+            Err(StatsError::EmptySample)
+        );
         assert!(chi2_homogeneity(&[1], &[1, 2]).is_err());
         // an all-zero column does not count towards dof
         let a = chi2_homogeneity(&[40, 0, 40, 20], &[30, 0, 50, 20]).unwrap();

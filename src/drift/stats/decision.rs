@@ -3,72 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::StatsError;
 use super::fdr::benjamini_hochberg;
+use super::policy::DriftPolicy;
 use super::prepared::{CategoricalComparison, ComparisonStatus, NumericComparison};
-
-/// Thresholds of the decision rule.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct DriftPolicy {
-    /// Significance level applied to the (adjusted) p-values. Default 0.05.
-    pub alpha: f64,
-    /// Benjamini–Hochberg adjustment across all features of one check. Default on.
-    pub fdr: bool,
-    /// Minimum KS D for a numeric feature to count as drifted. Default 0.1.
-    pub min_effect_numeric: f64,
-    /// Minimum Cramér's V for a categorical feature to count as drifted. Default 0.1.
-    pub min_effect_categorical: f64,
-    /// PSI at which `psi_level` becomes `warning` (informational). Default 0.2.
-    pub psi_warning: f64,
-    /// PSI at which a *drifted* feature is `high` severity. Default 0.25.
-    pub psi_high: f64,
-    /// Dataset drift when drifted features / evaluated features ≥ this. Default 0.5.
-    pub drift_share: f64,
-}
-
-impl Default for DriftPolicy {
-    fn default() -> Self {
-        Self {
-            alpha: 0.05,
-            fdr: true,
-            min_effect_numeric: 0.1,
-            min_effect_categorical: 0.1,
-            psi_warning: 0.2,
-            psi_high: 0.25,
-            drift_share: 0.5,
-        }
-    }
-}
-
-impl DriftPolicy {
-    /// `0 < alpha < 1`; effects in `[0, 1]`; `0 <= psi_warning <= psi_high`
-    /// finite; `0 < drift_share <= 1`.
-    pub fn validate(&self) -> Result<(), StatsError> {
-        let bad = |name: &'static str, reason: &str| {
-            Err(StatsError::InvalidParameter { name, reason: reason.to_owned() })
-        };
-        if !(self.alpha > 0.0 && self.alpha < 1.0) {
-            return bad("alpha", "must be in (0, 1)");
-        }
-        if !(0.0..=1.0).contains(&self.min_effect_numeric) {
-            return bad("min_effect_numeric", "must be in [0, 1]");
-        }
-        if !(0.0..=1.0).contains(&self.min_effect_categorical) {
-            return bad("min_effect_categorical", "must be in [0, 1]");
-        }
-        if !(self.psi_warning.is_finite() && self.psi_warning >= 0.0) {
-            return bad("psi_warning", "must be finite and >= 0");
-        }
-        if !(self.psi_high.is_finite() && self.psi_high >= self.psi_warning) {
-            return bad("psi_high", "must be finite and >= psi_warning");
-        }
-        if !(self.drift_share > 0.0 && self.drift_share <= 1.0) {
-            return bad("drift_share", "must be in (0, 1]");
-        }
-        Ok(())
-    }
-}
 
 /// One feature's comparison, as produced by `compare_numeric` / `compare_categorical`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -228,11 +165,20 @@ pub fn evaluate<'a, I>(features: I, policy: &DriftPolicy) -> DatasetVerdict
 where
     I: IntoIterator<Item = (&'a str, &'a FeatureComparison)>,
 {
-    let mut verdicts: Vec<FeatureVerdict> =
-        features.into_iter().map(|(name, cmp)| base_verdict(name, cmp)).collect();
+    let mut verdicts: Vec<FeatureVerdict> = features
+        .into_iter()
+        .map(|(name, cmp)| base_verdict(name, cmp))
+        .collect();
 
-    let raw: Vec<f64> = verdicts.iter().map(|v| v.p_value.unwrap_or(f64::NAN)).collect();
-    let adjusted = if policy.fdr { benjamini_hochberg(&raw) } else { raw };
+    let raw: Vec<f64> = verdicts
+        .iter()
+        .map(|v| v.p_value.unwrap_or(f64::NAN))
+        .collect();
+    let adjusted = if policy.fdr {
+        benjamini_hochberg(&raw)
+    } else {
+        raw
+    };
 
     for (v, adj) in verdicts.iter_mut().zip(adjusted) {
         if v.status != ComparisonStatus::Ok {
@@ -265,16 +211,31 @@ where
     }
 
     let n_features = verdicts.len();
-    let n_evaluated = verdicts.iter().filter(|v| v.status == ComparisonStatus::Ok).count();
+    let n_evaluated = verdicts
+        .iter()
+        .filter(|v| v.status == ComparisonStatus::Ok)
+        .count();
     let n_drifted = verdicts.iter().filter(|v| v.drifted).count();
-    let severity = verdicts.iter().map(|v| v.severity).max().unwrap_or(Severity::Ok);
-    let drifted_share = if n_evaluated == 0 { 0.0 } else { n_drifted as f64 / n_evaluated as f64 };
+    let severity = verdicts
+        .iter()
+        .map(|v| v.severity)
+        .max()
+        .unwrap_or(Severity::Ok);
+    let drifted_share = if n_evaluated == 0 {
+        0.0
+    } else {
+        n_drifted as f64 / n_evaluated as f64
+    };
     let drift_detected =
         n_drifted > 0 && (severity == Severity::High || drifted_share >= policy.drift_share);
     DatasetVerdict {
         drift_detected,
         severity,
-        status: if n_evaluated == 0 { ComparisonStatus::InsufficientData } else { ComparisonStatus::Ok },
+        status: if n_evaluated == 0 {
+            ComparisonStatus::InsufficientData
+        } else {
+            ComparisonStatus::Ok
+        },
         drifted_share,
         n_features,
         n_evaluated,
@@ -296,7 +257,11 @@ mod tests {
             n_current: 1000,
             missing_reference: 0,
             missing_current: 0,
-            ks: Some(KsResult { statistic: d, p_value: p, method: KsMethod::Exact }),
+            ks: Some(KsResult {
+                statistic: d,
+                p_value: p,
+                method: KsMethod::Exact,
+            }),
             psi: Some(psi),
             current_bin_counts: vec![],
         })
@@ -309,7 +274,12 @@ mod tests {
             n_current: 1000,
             missing_reference: 0,
             missing_current: 0,
-            chi2: Some(Chi2Result { statistic: 50.0, p_value: p, dof: 3, cramers_v: v }),
+            chi2: Some(Chi2Result {
+                statistic: 50.0,
+                p_value: p,
+                dof: 3,
+                cramers_v: v,
+            }),
             psi: Some(psi),
             n_new_categories: 0,
             new_categories: vec![],
@@ -338,7 +308,7 @@ mod tests {
         let p = DriftPolicy::default();
         let v = run(
             &[
-                ("big_but_noisy", num(0.4, 0.2, 0.9)),    // PSI high, not significant
+                ("big_but_noisy", num(0.4, 0.2, 0.9)), // PSI high, not significant
                 ("tiny_but_sure", num(0.004, 1e-9, 0.001)), // significant, negligible
                 ("real_medium", num(0.15, 1e-6, 0.1)),
                 ("real_high", num(0.3, 1e-12, 0.4)),
@@ -365,11 +335,28 @@ mod tests {
     fn share_rule_and_medium_only() {
         let p = DriftPolicy::default();
         // 1 medium of 3: no dataset drift
-        let v = run(&[("a", num(0.15, 1e-6, 0.1)), ("b", num(0.01, 0.5, 0.0)), ("c", cat(0.01, 0.6, 0.0))], &p);
+        let v = run(
+            &[
+                ("a", num(0.15, 1e-6, 0.1)),
+                ("b", num(0.01, 0.5, 0.0)),
+                ("c", cat(0.01, 0.6, 0.0)),
+            ],
+            &p,
+        );
         assert!(!v.drift_detected);
-        assert_eq!((v.severity, v.n_drifted, v.n_evaluated), (Severity::Medium, 1, 3));
+        assert_eq!(
+            (v.severity, v.n_drifted, v.n_evaluated),
+            (Severity::Medium, 1, 3)
+        );
         // 2 medium of 3 >= 0.5
-        let v = run(&[("a", num(0.15, 1e-6, 0.1)), ("b", num(0.01, 0.5, 0.0)), ("c", cat(0.2, 1e-8, 0.21))], &p);
+        let v = run(
+            &[
+                ("a", num(0.15, 1e-6, 0.1)),
+                ("b", num(0.01, 0.5, 0.0)),
+                ("c", cat(0.2, 1e-8, 0.21)),
+            ],
+            &p,
+        );
         assert!(v.drift_detected);
         assert_eq!(v.features[2].psi_level, Some(PsiLevel::Warning));
         assert_eq!(v.features[2].kind, FeatureKind::Categorical);
@@ -388,29 +375,50 @@ mod tests {
         let on = run(&fs, &DriftPolicy::default());
         assert!(!on.features[0].drifted);
         assert!((on.features[0].p_value_adjusted.unwrap() - 0.15).abs() < 1e-12);
-        let off = run(&fs, &DriftPolicy { fdr: false, ..DriftPolicy::default() });
+        let off = run(
+            &fs,
+            &DriftPolicy {
+                fdr: false,
+                ..DriftPolicy::default()
+            },
+        );
         assert!(off.features[0].drifted);
         assert_eq!(off.features[0].p_value_adjusted, Some(0.03));
     }
 
     #[test]
     fn insufficient_data_is_separate_and_excluded() {
-        let v = run(&[("gone", insufficient()), ("a", num(0.3, 1e-9, 0.5))], &DriftPolicy::default());
+        let v = run(
+            &[("gone", insufficient()), ("a", num(0.3, 1e-9, 0.5))],
+            &DriftPolicy::default(),
+        );
         let f = &v.features[0];
-        assert_eq!((f.status, f.drifted, f.severity), (ComparisonStatus::InsufficientData, false, Severity::Ok));
-        assert_eq!((f.p_value, f.p_value_adjusted, f.missing_current), (None, None, 5));
+        assert_eq!(
+            (f.status, f.drifted, f.severity),
+            (ComparisonStatus::InsufficientData, false, Severity::Ok)
+        );
+        assert_eq!(
+            (f.p_value, f.p_value_adjusted, f.missing_current),
+            (None, None, 5)
+        );
         assert_eq!((v.n_evaluated, v.drifted_share), (1, 1.0));
         // BH family size 1: adjusted == raw
         assert_eq!(v.features[1].p_value_adjusted, Some(1e-9));
         let none = run(&[("gone", insufficient())], &DriftPolicy::default());
-        assert_eq!((none.status, none.drift_detected), (ComparisonStatus::InsufficientData, false));
+        assert_eq!(
+            (none.status, none.drift_detected),
+            (ComparisonStatus::InsufficientData, false)
+        );
         let empty = run(&[], &DriftPolicy::default());
         assert_eq!((empty.n_features, empty.severity), (0, Severity::Ok));
     }
 
     #[test]
     fn serializes_snake_case() {
-        let v = run(&[("x", cat(0.3, 1e-9, 0.5)), ("gone", insufficient())], &DriftPolicy::default());
+        let v = run(
+            &[("x", cat(0.3, 1e-9, 0.5)), ("gone", insufficient())],
+            &DriftPolicy::default(),
+        );
         let j = serde_json::to_value(&v).unwrap();
         assert_eq!(j["features"][0]["kind"], "categorical");
         assert_eq!(j["features"][0]["test"], "chi2");
@@ -423,18 +431,39 @@ mod tests {
         let back: DatasetVerdict = serde_json::from_value(j).unwrap();
         assert_eq!(back, v);
         let pol: DriftPolicy = serde_json::from_str(r#"{"alpha": 0.01}"#).unwrap();
-        assert_eq!(pol, DriftPolicy { alpha: 0.01, ..DriftPolicy::default() });
+        assert_eq!(
+            pol,
+            DriftPolicy {
+                alpha: 0.01,
+                ..DriftPolicy::default()
+            }
+        );
     }
 
     #[test]
     fn policy_validation() {
         assert!(DriftPolicy::default().validate().is_ok());
         for bad in [
-            DriftPolicy { alpha: 0.0, ..Default::default() },
-            DriftPolicy { alpha: f64::NAN, ..Default::default() },
-            DriftPolicy { min_effect_numeric: 1.5, ..Default::default() },
-            DriftPolicy { psi_high: 0.1, ..Default::default() },
-            DriftPolicy { drift_share: 0.0, ..Default::default() },
+            DriftPolicy {
+                alpha: 0.0,
+                ..Default::default()
+            },
+            DriftPolicy {
+                alpha: f64::NAN,
+                ..Default::default()
+            },
+            DriftPolicy {
+                min_effect_numeric: 1.5,
+                ..Default::default()
+            },
+            DriftPolicy {
+                psi_high: 0.1,
+                ..Default::default()
+            },
+            DriftPolicy {
+                drift_share: 0.0,
+                ..Default::default()
+            },
         ] {
             assert!(bad.validate().is_err(), "{bad:?}");
         }

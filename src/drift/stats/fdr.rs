@@ -9,7 +9,9 @@
 /// (a p-value outside `[0, 1]` is clamped into it first).
 pub fn benjamini_hochberg(p_values: &[f64]) -> Vec<f64> {
     let mut out = vec![f64::NAN; p_values.len()];
-    let mut idx: Vec<usize> = (0..p_values.len()).filter(|&i| !p_values[i].is_nan()).collect();
+    let mut idx: Vec<usize> = (0..p_values.len())
+        .filter(|&i| !p_values[i].is_nan())
+        .collect();
     let m = idx.len();
     if m == 0 {
         return out;

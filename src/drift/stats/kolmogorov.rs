@@ -250,10 +250,7 @@ fn pomeranz_j1j2(i: i64, n: i64, ll: i64, ceilf: i64, roundf: i64) -> (i64, i64)
             if ip1div2 == n + 1 {
                 (n - ll - ceilf - 1, n + ll + ceilf - 1)
             } else {
-                (
-                    ip1div2 - 1 - ll - roundf - 1,
-                    ip1div2 + ll - 1 + ceilf - 1,
-                )
+                (ip1div2 - 1 - ll - roundf - 1, ip1div2 + ll - 1 + ceilf - 1)
             }
         } else {
             (ip1div2 - 1 - ll - 1, ip1div2 + ll + roundf - 1)
@@ -276,7 +273,8 @@ fn kolmogn_pomeranz_cdf(n: u64, x: f64) -> f64 {
     let mut twogpower = vec![1.0; npwrs];
     let mut onem2gpower = vec![1.0; npwrs];
     let nf = n as f64;
-    let (g_over_n, two_g_over_n, one_minus_two_g_over_n) = (g / nf, 2.0 * g / nf, (1.0 - 2.0 * g) / nf);
+    let (g_over_n, two_g_over_n, one_minus_two_g_over_n) =
+        (g / nf, 2.0 * g / nf, (1.0 - 2.0 * g) / nf);
     for m in 1..npwrs {
         let mf = m as f64;
         gpower[m] = gpower[m - 1] * g_over_n / mf;
@@ -443,7 +441,11 @@ mod tests {
     use super::*;
 
     fn rel(a: f64, b: f64) -> f64 {
-        if a == b { 0.0 } else { (a - b).abs() / b.abs().max(1e-300) }
+        if a == b {
+            0.0
+        } else {
+            (a - b).abs() / b.abs().max(1e-300)
+        }
     }
 
     #[test]
@@ -459,14 +461,14 @@ mod tests {
     #[test]
     fn kstwo_matches_scipy_on_each_branch() {
         let cases: &[(u64, f64, f64)] = &[
-            (5, 0.15, 0.9988),                     // Ruben–Gambino t <= 1
-            (10, 0.95, 1.953_125_000_000_017_2e-13), // t >= n-1
-            (10, 0.6, 5.681_672_000_000_003e-4),     // smirnov x >= 0.5
-            (50, 0.1, 0.662_311_270_465_818_6),      // DMTW n <= 140
-            (50, 0.2, 0.031_438_777_769_532_41),     // Pomeranz
-            (50, 0.35, 5.573_523_514_803_185e-6),    // smirnov n <= 140
-            (1000, 0.02, 0.810_897_165_689_557_7),   // DMTW n > 140
-            (500_000, 0.001, 0.698_980_144_366_366_1), // Pelz–Good
+            (5, 0.15, 0.9988),                            // Ruben–Gambino t <= 1
+            (10, 0.95, 1.953_125_000_000_017_2e-13),      // t >= n-1
+            (10, 0.6, 5.681_672_000_000_003e-4),          // smirnov x >= 0.5
+            (50, 0.1, 0.662_311_270_465_818_6),           // DMTW n <= 140
+            (50, 0.2, 0.031_438_777_769_532_41),          // Pomeranz
+            (50, 0.35, 5.573_523_514_803_185e-6),         // smirnov n <= 140
+            (1000, 0.02, 0.810_897_165_689_557_7),        // DMTW n > 140
+            (500_000, 0.001, 0.698_980_144_366_366_1),    // Pelz–Good
             (500_000, 0.003, 2.463_230_123_918_675_4e-4), // smirnov n > 140
         ];
         for &(n, d, want) in cases {
@@ -474,5 +476,4 @@ mod tests {
             assert!(rel(got, want) < 1e-7, "n={n} d={d}: got {got}, want {want}");
         }
     }
-
 }

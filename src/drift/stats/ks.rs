@@ -60,7 +60,11 @@ pub(super) fn ks_statistic_sorted_unchecked(a: &[f64], b: &[f64]) -> f64 {
     let (mut best_lo, mut at_lo) = (i128::MAX, (0usize, 0usize));
     let (n1w, n2w) = (n1 as i128, n2 as i128);
     while i < n1 || j < n2 {
-        let v = if j >= n2 || (i < n1 && a[i] <= b[j]) { a[i] } else { b[j] };
+        let v = if j >= n2 || (i < n1 && a[i] <= b[j]) {
+            a[i]
+        } else {
+            b[j]
+        };
         while i < n1 && a[i] <= v {
             i += 1;
         }
@@ -128,7 +132,11 @@ pub fn ks_2samp(a: &[f64], b: &[f64]) -> Result<KsResult, StatsError> {
 /// `d` give a NaN p-value.
 pub fn ks_pvalue(d: f64, n1: u64, n2: u64) -> KsResult {
     if n1 == 0 || n2 == 0 || d.is_nan() {
-        return KsResult { statistic: d, p_value: f64::NAN, method: KsMethod::Asymptotic };
+        return KsResult {
+            statistic: d,
+            p_value: f64::NAN,
+            method: KsMethod::Asymptotic,
+        };
     }
     let mut d = d;
     if n1.max(n2) <= MAX_EXACT_N {
@@ -142,7 +150,11 @@ pub fn ks_pvalue(d: f64, n1: u64, n2: u64) -> KsResult {
         }
         d = d_lattice;
     }
-    let (m, n) = if n1 >= n2 { (n1 as f64, n2 as f64) } else { (n2 as f64, n1 as f64) };
+    let (m, n) = if n1 >= n2 {
+        (n1 as f64, n2 as f64)
+    } else {
+        (n2 as f64, n1 as f64)
+    };
     let en = m * n / (m + n);
     let n_eff = en.round_ties_even().max(0.0) as u64;
     let p = kstwo_sf(d, n_eff);
@@ -217,7 +229,10 @@ fn outer_prob_inside_method(m: i64, n: i64, g: i64, h: i64) -> f64 {
         for jj in 0..(maxj - minj) {
             let j = jj + minj;
             // Outside the previous window the path is already outside: 1.
-            let prev = a.get((jj + minj - lastminj) as usize).copied().unwrap_or(1.0);
+            let prev = a
+                .get((jj + minj - lastminj) as usize)
+                .copied()
+                .unwrap_or(1.0);
             val = (prev * fi + val * j as f64) / (fi + j as f64);
             if let Some(slot) = a.get_mut(jj as usize) {
                 *slot = val;
@@ -232,7 +247,9 @@ fn outer_prob_inside_method(m: i64, n: i64, g: i64, h: i64) -> f64 {
             }
         }
     }
-    a.get((maxj - minj - 1).max(0) as usize).copied().unwrap_or(f64::NAN)
+    a.get((maxj - minj - 1).max(0) as usize)
+        .copied()
+        .unwrap_or(f64::NAN)
 }
 
 #[cfg(test)]
@@ -253,7 +270,11 @@ mod tests {
         assert_eq!(r.method, KsMethod::Exact);
         assert!((r.statistic - 0.2).abs() < 1e-15);
         // scipy: 0.03638428787491733 (asymptotic would be 0.0314388)
-        assert!(rel(r.p_value, 0.036_384_287_874_917_33) < 1e-10, "{}", r.p_value);
+        assert!(
+            rel(r.p_value, 0.036_384_287_874_917_33) < 1e-10,
+            "{}",
+            r.p_value
+        );
     }
 
     #[test]
@@ -262,7 +283,11 @@ mod tests {
         assert_eq!(r.method, KsMethod::Exact);
         assert!((r.statistic - 0.428_571_428_571_428_6).abs() < 1e-12);
         // scipy: 2.512106079049684e-05
-        assert!(rel(r.p_value, 2.512_106_079_049_684e-5) < 1e-9, "{}", r.p_value);
+        assert!(
+            rel(r.p_value, 2.512_106_079_049_684e-5) < 1e-9,
+            "{}",
+            r.p_value
+        );
     }
 
     #[test]
@@ -270,7 +295,11 @@ mod tests {
         // scipy.stats.ks_2samp([1,1,2,2,3], [1,2,2,2,3,3]) -> D=0.2333..., p=0.9913419913419914
         let r = ks_2samp(&[1.0, 1.0, 2.0, 2.0, 3.0], &[1.0, 2.0, 2.0, 2.0, 3.0, 3.0]).unwrap();
         assert!((r.statistic - 7.0 / 30.0).abs() < 1e-15, "{}", r.statistic);
-        assert!(rel(r.p_value, 0.991_341_991_341_991_4) < 1e-12, "{}", r.p_value);
+        assert!(
+            rel(r.p_value, 0.991_341_991_341_991_4) < 1e-12,
+            "{}",
+            r.p_value
+        );
         // identical samples: D = 0, p = 1
         let r = ks_2samp(&[3.0, 1.0, 2.0], &[2.0, 3.0, 1.0]).unwrap();
         assert_eq!((r.statistic, r.p_value), (0.0, 1.0));
@@ -281,7 +310,11 @@ mod tests {
         // scipy.stats.ks_2samp([0,1,2], [5,6,7,8]) -> D=1, p=0.05714285714285714
         let r = ks_2samp(&[0.0, 1.0, 2.0], &[5.0, 6.0, 7.0, 8.0]).unwrap();
         assert_eq!(r.statistic, 1.0);
-        assert!(rel(r.p_value, 0.057_142_857_142_857_14) < 1e-12, "{}", r.p_value);
+        assert!(
+            rel(r.p_value, 0.057_142_857_142_857_14) < 1e-12,
+            "{}",
+            r.p_value
+        );
         // equal sizes: ks_2samp([0,1,2],[5,6,7]) -> p = 0.1
         let r = ks_2samp(&[0.0, 1.0, 2.0], &[5.0, 6.0, 7.0]).unwrap();
         assert!(rel(r.p_value, 0.1) < 1e-12, "{}", r.p_value);
@@ -303,9 +336,18 @@ mod tests {
     #[test]
     fn errors_instead_of_panics() {
         assert_eq!(ks_2samp(&[], &[1.0]), Err(StatsError::EmptySample));
-        assert_eq!(ks_2samp(&[f64::NAN, f64::INFINITY], &[1.0]), Err(StatsError::EmptySample));
-        assert_eq!(ks_2samp_sorted(&[2.0, 1.0], &[1.0]), Err(StatsError::NotSorted));
-        assert_eq!(ks_2samp_sorted(&[1.0, f64::NAN], &[1.0]), Err(StatsError::NotSorted));
+        assert_eq!(
+            ks_2samp(&[f64::NAN, f64::INFINITY], &[1.0]),
+            Err(StatsError::EmptySample)
+        );
+        assert_eq!(
+            ks_2samp_sorted(&[2.0, 1.0], &[1.0]),
+            Err(StatsError::NotSorted)
+        );
+        assert_eq!(
+            ks_2samp_sorted(&[1.0, f64::NAN], &[1.0]),
+            Err(StatsError::NotSorted)
+        );
         assert!(ks_pvalue(0.5, 0, 3).p_value.is_nan());
     }
 

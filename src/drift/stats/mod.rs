@@ -47,6 +47,7 @@ pub mod decision;
 pub mod fdr;
 pub mod kolmogorov;
 pub mod ks;
+pub mod policy;
 pub mod prepared;
 pub mod psi;
 pub mod smirnov;
@@ -60,15 +61,16 @@ mod testutil;
 pub use categorical::{CategoricalCounts, aligned_counts, psi_categorical};
 pub use chi2::{Chi2Result, chi2_homogeneity, chi2_sf};
 pub use decision::{
-    DatasetVerdict, DriftPolicy, FeatureComparison, FeatureKind, FeatureVerdict, PsiLevel, Severity,
-    TestKind, evaluate,
+    DatasetVerdict, FeatureComparison, FeatureKind, FeatureVerdict, PsiLevel, Severity, TestKind,
+    evaluate,
 };
 pub use fdr::benjamini_hochberg;
 pub use kolmogorov::kstwo_sf;
 pub use ks::{KsMethod, KsResult, ks_2samp, ks_2samp_sorted, ks_pvalue, ks_statistic_sorted};
+pub use policy::DriftPolicy;
 pub use prepared::{
-    CategoricalComparison, CategoricalReference, ComparisonStatus, NumericComparison, NumericReference,
-    compare_categorical, compare_numeric,
+    CategoricalComparison, CategoricalReference, ComparisonStatus, NumericComparison,
+    NumericReference, compare_categorical, compare_numeric,
 };
 pub use psi::{
     PsiParams, histogram_sorted, percentile_linear_sorted, psi_from_counts, psi_from_proportions,

@@ -14,7 +14,9 @@ use super::StatsError;
 use super::categorical::{CategoricalCounts, aligned_counts};
 use super::chi2::{Chi2Result, chi2_homogeneity};
 use super::ks::{KsResult, ks_pvalue, ks_statistic_sorted_unchecked};
-use super::psi::{PsiParams, check_smoothing, histogram_sorted, psi_from_counts, reference_bin_edges};
+use super::psi::{
+    PsiParams, check_smoothing, histogram_sorted, psi_from_counts, reference_bin_edges,
+};
 use super::sort::sort_f64;
 
 /// How many new category names a comparison lists (the count is always exact).
@@ -57,7 +59,13 @@ impl NumericReference {
             let counts = histogram_sorted(&sorted, &edges);
             (edges, counts)
         };
-        Ok(Self { sorted, edges, counts, missing, params })
+        Ok(Self {
+            sorted,
+            edges,
+            counts,
+            missing,
+            params,
+        })
     }
 
     /// Number of finite values.
@@ -227,13 +235,20 @@ mod tests {
 
     #[test]
     fn prepared_numeric_equals_direct_functions() {
-        let r: Vec<f64> = (0..3000).map(|i| (f64::from(i) * 0.37).sin() * 3.0).collect();
-        let c: Vec<f64> = (0..2500).map(|i| (f64::from(i) * 0.11).cos() * 2.5 + 0.3).collect();
+        let r: Vec<f64> = (0..3000)
+            .map(|i| (f64::from(i) * 0.37).sin() * 3.0)
+            .collect();
+        let c: Vec<f64> = (0..2500)
+            .map(|i| (f64::from(i) * 0.11).cos() * 2.5 + 0.3)
+            .collect();
         let prep = NumericReference::new(r.clone(), PsiParams::default()).unwrap();
         let cmp = compare_numeric(&prep, c.clone());
         assert_eq!(cmp.status, ComparisonStatus::Ok);
         assert_eq!(cmp.ks, Some(ks_2samp(&r, &c).unwrap()));
-        assert_eq!(cmp.psi, Some(psi_numeric(&r, &c, &PsiParams::default()).unwrap()));
+        assert_eq!(
+            cmp.psi,
+            Some(psi_numeric(&r, &c, &PsiParams::default()).unwrap())
+        );
         assert_eq!(cmp.current_bin_counts.iter().sum::<u64>(), 2500);
         assert_eq!(prep.bin_counts().iter().sum::<u64>(), 3000);
     }
@@ -261,8 +276,20 @@ mod tests {
         let cmp = compare_numeric(&prep, vec![]);
         assert_eq!(cmp.status, ComparisonStatus::InsufficientData);
         let cmp = compare_numeric(&prep, vec![f64::NAN]);
-        assert_eq!((cmp.status, cmp.missing_current), (ComparisonStatus::InsufficientData, 1));
-        assert!(NumericReference::new(vec![1.0], PsiParams { bins: 0, smoothing: 0.1 }).is_err());
+        assert_eq!(
+            (cmp.status, cmp.missing_current),
+            (ComparisonStatus::InsufficientData, 1)
+        );
+        assert!(
+            NumericReference::new(
+                vec![1.0],
+                PsiParams {
+                    bins: 0,
+                    smoothing: 0.1
+                }
+            )
+            .is_err()
+        );
     }
 
     #[test]
@@ -286,7 +313,10 @@ mod tests {
         let prep = CategoricalReference::new(r, 0.001).unwrap();
         let cmp = compare_categorical(&prep, &c);
         assert_eq!(cmp.status, ComparisonStatus::Ok);
-        assert_eq!((cmp.n_new_categories, cmp.new_categories.clone()), (1, vec!["new".to_owned()]));
+        assert_eq!(
+            (cmp.n_new_categories, cmp.new_categories.clone()),
+            (1, vec!["new".to_owned()])
+        );
         let chi2 = cmp.chi2.unwrap();
         assert_eq!(chi2.dof, 3);
         assert_eq!(cmp.missing_reference, 3);

@@ -11,7 +11,13 @@ fn numeric(reference: Vec<f64>, current: Vec<f64>) -> FeatureComparison {
     FeatureComparison::Numeric(compare_numeric(&prep, current))
 }
 
-fn categorical(rng: &mut Rng, ref_w: &[f64], cur_w: &[f64], n_ref: usize, n_cur: usize) -> FeatureComparison {
+fn categorical(
+    rng: &mut Rng,
+    ref_w: &[f64],
+    cur_w: &[f64],
+    n_ref: usize,
+    n_cur: usize,
+) -> FeatureComparison {
     let mut draw = |w: &[f64], n: usize| {
         let mut c = CategoricalCounts::new();
         for _ in 0..n {
@@ -26,7 +32,10 @@ fn categorical(rng: &mut Rng, ref_w: &[f64], cur_w: &[f64], n_ref: usize, n_cur:
 }
 
 fn run(features: &[(String, FeatureComparison)]) -> DatasetVerdict {
-    evaluate(features.iter().map(|(n, c)| (n.as_str(), c)), &DriftPolicy::default())
+    evaluate(
+        features.iter().map(|(n, c)| (n.as_str(), c)),
+        &DriftPolicy::default(),
+    )
 }
 
 /// 20 features (15 numeric of three shapes, 5 categorical), n = 5000 per
@@ -64,7 +73,11 @@ fn stationary_data_is_not_flagged() {
         ours_any += usize::from(v.features.iter().any(|f| f.drifted));
         ours_dataset += usize::from(v.drift_detected);
         // the seed's rule: any feature with raw p < 0.05
-        seed_rule += usize::from(v.features.iter().any(|f| f.p_value.is_some_and(|p| p < 0.05)));
+        seed_rule += usize::from(
+            v.features
+                .iter()
+                .any(|f| f.p_value.is_some_and(|p| p < 0.05)),
+        );
     }
     let rate = |k: usize| k as f64 / seeds as f64;
     eprintln!(
@@ -73,10 +86,16 @@ fn stationary_data_is_not_flagged() {
         rate(ours_dataset),
         rate(seed_rule)
     );
-    assert!(rate(ours_any) < 0.10, "ours fired in {ours_any} of {seeds} seeds");
+    assert!(
+        rate(ours_any) < 0.10,
+        "ours fired in {ours_any} of {seeds} seeds"
+    );
     assert!(rate(ours_dataset) < 0.10);
     // 1 - 0.95^20 = 0.64 expected for the seed's rule
-    assert!((0.45..=0.80).contains(&rate(seed_rule)), "seed rule fired in {seed_rule} of {seeds}");
+    assert!(
+        (0.45..=0.80).contains(&rate(seed_rule)),
+        "seed rule fired in {seed_rule} of {seeds}"
+    );
 }
 
 #[test]
@@ -87,7 +106,10 @@ fn tiny_shift_at_one_million_rows_is_not_flagged() {
     let c = rng.normals(n, 0.01, 1.0);
     let v = run(&[("x".to_owned(), numeric(r, c))]);
     let f = &v.features[0];
-    eprintln!("0.01 sd shift at 1M: D={:?} p={:?} psi={:?}", f.statistic, f.p_value, f.psi);
+    eprintln!(
+        "0.01 sd shift at 1M: D={:?} p={:?} psi={:?}",
+        f.statistic, f.p_value, f.psi
+    );
     assert_eq!(f.test, TestKind::Ks);
     assert!(f.effect_size.unwrap() < 0.02);
     assert!(!f.drifted && f.severity == Severity::Ok && !v.drift_detected);

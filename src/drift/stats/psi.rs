@@ -32,7 +32,10 @@ pub struct PsiParams {
 
 impl Default for PsiParams {
     fn default() -> Self {
-        Self { bins: 10, smoothing: 0.001 }
+        Self {
+            bins: 10,
+            smoothing: 0.001,
+        }
     }
 }
 
@@ -40,7 +43,10 @@ impl PsiParams {
     /// `bins >= 1`, `smoothing` finite and `> 0` (so that the PSI is finite).
     pub fn validate(&self) -> Result<(), StatsError> {
         if self.bins == 0 {
-            return Err(StatsError::InvalidParameter { name: "bins", reason: "must be at least 1".into() });
+            return Err(StatsError::InvalidParameter {
+                name: "bins",
+                reason: "must be at least 1".into(),
+            });
         }
         check_smoothing(self.smoothing)
     }
@@ -76,7 +82,11 @@ pub fn percentile_linear_sorted(sorted: &[f64], q: f64) -> f64 {
     let i = prev as usize;
     let (a, b) = (sorted[i], sorted[(i + 1).min(n - 1)]);
     let diff = b - a;
-    if gamma >= 0.5 { b - diff * (1.0 - gamma) } else { a + diff * gamma }
+    if gamma >= 0.5 {
+        b - diff * (1.0 - gamma)
+    } else {
+        a + diff * gamma
+    }
 }
 
 /// The seed's bin edges: reference percentiles at `np.linspace(0, 100, bins+1)`,
@@ -114,7 +124,9 @@ pub fn histogram_sorted(sorted: &[f64], edges: &[f64]) -> Vec<u64> {
             }
         })
         .collect();
-    cum.windows(2).map(|w| w[1].saturating_sub(w[0]) as u64).collect()
+    cum.windows(2)
+        .map(|w| w[1].saturating_sub(w[0]) as u64)
+        .collect()
 }
 
 /// numpy's pairwise summation (`pairwise_sum` in `loops_utils.h`).
@@ -150,9 +162,16 @@ pub(super) fn pairwise_sum(a: &[f64]) -> f64 {
 
 /// PSI from bin counts with additive smoothing `s`:
 /// `Σ (c% - r%) ln(c% / r%)`, `x% = (count + s) / (total + s·k)`.
-pub fn psi_from_counts(reference: &[u64], current: &[u64], smoothing: f64) -> Result<f64, StatsError> {
+pub fn psi_from_counts(
+    reference: &[u64],
+    current: &[u64],
+    smoothing: f64,
+) -> Result<f64, StatsError> {
     if reference.len() != current.len() {
-        return Err(StatsError::LengthMismatch { left: reference.len(), right: current.len() });
+        return Err(StatsError::LengthMismatch {
+            left: reference.len(),
+            right: current.len(),
+        });
     }
     check_smoothing(smoothing)?;
     let k = reference.len() as f64;
@@ -174,9 +193,17 @@ pub fn psi_from_counts(reference: &[u64], current: &[u64], smoothing: f64) -> Re
 
 /// The seed's numeric PSI on raw samples. Non-finite values are dropped
 /// (use [`super::prepared`] to have them counted); either side empty → error.
-pub fn psi_numeric(reference: &[f64], current: &[f64], params: &PsiParams) -> Result<f64, StatsError> {
+pub fn psi_numeric(
+    reference: &[f64],
+    current: &[f64],
+    params: &PsiParams,
+) -> Result<f64, StatsError> {
     params.validate()?;
-    let mut r: Vec<f64> = reference.iter().copied().filter(|v| v.is_finite()).collect();
+    let mut r: Vec<f64> = reference
+        .iter()
+        .copied()
+        .filter(|v| v.is_finite())
+        .collect();
     let mut c: Vec<f64> = current.iter().copied().filter(|v| v.is_finite()).collect();
     if r.is_empty() || c.is_empty() {
         return Err(StatsError::EmptySample);
@@ -184,7 +211,11 @@ pub fn psi_numeric(reference: &[f64], current: &[f64], params: &PsiParams) -> Re
     sort_f64(&mut r);
     sort_f64(&mut c);
     let edges = reference_bin_edges(&r, params.bins);
-    psi_from_counts(&histogram_sorted(&r, &edges), &histogram_sorted(&c, &edges), params.smoothing)
+    psi_from_counts(
+        &histogram_sorted(&r, &edges),
+        &histogram_sorted(&c, &edges),
+        params.smoothing,
+    )
 }
 
 /// PSI of two probability vectors, no smoothing: `Σ (a - e) ln(a / e)`.
@@ -193,9 +224,16 @@ pub fn psi_numeric(reference: &[f64], current: &[f64], params: &PsiParams) -> Re
 /// contributes 0, a bin that is zero on one side only makes the PSI `+∞`.
 pub fn psi_from_proportions(expected: &[f64], actual: &[f64]) -> Result<f64, StatsError> {
     if expected.len() != actual.len() {
-        return Err(StatsError::LengthMismatch { left: expected.len(), right: actual.len() });
+        return Err(StatsError::LengthMismatch {
+            left: expected.len(),
+            right: actual.len(),
+        });
     }
-    if expected.iter().chain(actual).any(|p| !(p.is_finite() && *p >= 0.0)) {
+    if expected
+        .iter()
+        .chain(actual)
+        .any(|p| !(p.is_finite() && *p >= 0.0))
+    {
         return Err(StatsError::InvalidParameter {
             name: "proportions",
             reason: "must be finite and non-negative".into(),
@@ -229,8 +267,14 @@ mod tests {
     fn proportions_vector_from_brief() {
         let v = psi_from_proportions(&[0.25; 4], &[0.1, 0.2, 0.3, 0.4]).unwrap();
         assert!(close(v, 0.228_217_4, 1e-6), "{v}");
-        assert_eq!(psi_from_proportions(&[0.5, 0.5, 0.0], &[0.5, 0.5, 0.0]).unwrap(), 0.0);
-        assert_eq!(psi_from_proportions(&[0.5, 0.5], &[1.0, 0.0]).unwrap(), f64::INFINITY);
+        assert_eq!(
+            psi_from_proportions(&[0.5, 0.5, 0.0], &[0.5, 0.5, 0.0]).unwrap(),
+            0.0
+        );
+        assert_eq!(
+            psi_from_proportions(&[0.5, 0.5], &[1.0, 0.0]).unwrap(),
+            f64::INFINITY
+        );
         assert!(psi_from_proportions(&[0.5], &[0.5, 0.5]).is_err());
         assert!(psi_from_proportions(&[-0.5, 1.5], &[0.5, 0.5]).is_err());
         assert!(psi_from_proportions(&[f64::NAN], &[1.0]).is_err());
@@ -255,7 +299,10 @@ mod tests {
         let e = [f64::NEG_INFINITY, 2.0, 2.0, 3.0, f64::INFINITY];
         assert_eq!(histogram_sorted(&x, &e), vec![1, 0, 2, 4]);
         // last bin closed: np.histogram([0, 1, 2], bins=[0, 1, 2]) -> [1, 2]
-        assert_eq!(histogram_sorted(&[0.0, 1.0, 2.0], &[0.0, 1.0, 2.0]), vec![1, 2]);
+        assert_eq!(
+            histogram_sorted(&[0.0, 1.0, 2.0], &[0.0, 1.0, 2.0]),
+            vec![1, 2]
+        );
     }
 
     #[test]
@@ -278,11 +325,20 @@ mod tests {
     fn identical_samples_give_zero_and_params_are_checked() {
         let r: Vec<f64> = (0..1000).map(|i| f64::from(i).sin()).collect();
         assert_eq!(psi_numeric(&r, &r, &PsiParams::default()).unwrap(), 0.0);
-        let bad = PsiParams { bins: 0, smoothing: 0.001 };
+        let bad = PsiParams {
+            bins: 0,
+            smoothing: 0.001,
+        };
         assert!(psi_numeric(&r, &r, &bad).is_err());
-        let bad = PsiParams { bins: 10, smoothing: 0.0 };
+        let bad = PsiParams {
+            bins: 10,
+            smoothing: 0.0,
+        };
         assert!(psi_numeric(&r, &r, &bad).is_err());
-        assert_eq!(psi_numeric(&[f64::NAN], &r, &PsiParams::default()), Err(StatsError::EmptySample));
+        assert_eq!(
+            psi_numeric(&[f64::NAN], &r, &PsiParams::default()),
+            Err(StatsError::EmptySample)
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@
 
 use std::f64::consts::LN_2;
 
-use super::kolmogorov::{clip_prob, ldexp};
+use super::kolmogorov::clip_prob;
 
 /// cephes `MINLOG` = log(2^-1022).
 const CEPHES_MINLOG: f64 = -7.083_964_185_322_641e2;
@@ -93,7 +93,11 @@ pub fn smirnov_sf(n: u64, x: f64) -> f64 {
         let num2 = (ni - nxfl - v) as f64 - alpha;
         let y1 = num1 / nf;
         let ln_y1 = if v == 0 { ln_x } else { num1.ln() - ln_n };
-        let ln_y2 = if y1 < 0.5 { (-y1).ln_1p() } else { num2.ln() - ln_n };
+        let ln_y2 = if y1 < 0.5 {
+            (-y1).ln_1p()
+        } else {
+            num2.ln() - ln_n
+        };
         let ln_term = cman.ln()
             + cexp as f64 * LN_2
             + ln_x
@@ -133,10 +137,15 @@ fn frexp(x: f64) -> (f64, i64) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::kolmogorov::ldexp;
     use super::*;
 
     fn rel(a: f64, b: f64) -> f64 {
-        if a == b { 0.0 } else { (a - b).abs() / b.abs().max(1e-300) }
+        if a == b {
+            0.0
+        } else {
+            (a - b).abs() / b.abs().max(1e-300)
+        }
     }
 
     #[test]
@@ -157,7 +166,6 @@ mod tests {
         assert!(alpha > 0.0 && alpha < 1e-15);
         assert_eq!(mod_nx(4, 0.25), (1, 0.0));
     }
-
 
     const SMIRNOV_CASES: [(u64, f64, f64); 11] = [
         (5, 0.3, 0.34282),
@@ -181,7 +189,10 @@ mod tests {
         let cases: &[(u64, f64, f64)] = &SMIRNOV_CASES;
         for &(n, x, want) in cases {
             let got = smirnov_sf(n, x);
-            assert!(rel(got, want) < 1e-9, "n={n} x={x}: got {got:e}, want {want:e}");
+            assert!(
+                rel(got, want) < 1e-9,
+                "n={n} x={x}: got {got:e}, want {want:e}"
+            );
         }
         assert_eq!(smirnov_sf(3, 1.0), 0.0);
         assert_eq!(smirnov_sf(3, 0.0), 1.0);

@@ -16,7 +16,11 @@ const PASSES: usize = 6; // 6 * 11 = 66 >= 64
 #[inline]
 fn to_key(x: f64) -> u64 {
     let bits = x.to_bits();
-    if bits >> 63 == 1 { !bits } else { bits | (1 << 63) }
+    if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | (1 << 63)
+    }
 }
 
 #[inline]
@@ -59,8 +63,11 @@ fn radix_sort_u64(keys: &mut Vec<u64>) {
             sum += v;
         }
         let shift = p as u32 * DIGIT_BITS;
-        let (src, dst): (&[u64], &mut [u64]) =
-            if src_is_keys { (keys, &mut buf) } else { (&buf, keys) };
+        let (src, dst): (&[u64], &mut [u64]) = if src_is_keys {
+            (keys, &mut buf)
+        } else {
+            (&buf, keys)
+        };
         for &k in src {
             let d = ((k >> shift) as usize) & (BUCKETS - 1);
             // `c[d]` < n by construction of the prefix sums.
@@ -81,13 +88,26 @@ mod tests {
     use super::*;
 
     fn lcg(seed: &mut u64) -> u64 {
-        *seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        *seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
         *seed
     }
 
     #[test]
     fn key_transform_is_order_preserving() {
-        let xs = [f64::NEG_INFINITY, -1e300, -1.0, -1e-310, -0.0, 0.0, 1e-310, 1.0, 1e300, f64::INFINITY];
+        let xs = [
+            f64::NEG_INFINITY,
+            -1e300,
+            -1.0,
+            -1e-310,
+            -0.0,
+            0.0,
+            1e-310,
+            1.0,
+            1e300,
+            f64::INFINITY,
+        ];
         for w in xs.windows(2) {
             assert!(to_key(w[0]) < to_key(w[1]), "{} {}", w[0], w[1]);
         }

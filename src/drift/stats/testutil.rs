@@ -7,7 +7,10 @@ pub(super) struct Rng {
 
 impl Rng {
     pub(super) fn new(seed: u64) -> Self {
-        Self { state: seed ^ 0x9E37_79B9_7F4A_7C15, spare: None }
+        Self {
+            state: seed ^ 0x9E37_79B9_7F4A_7C15,
+            spare: None,
+        }
     }
 
     pub(super) fn next_u64(&mut self) -> u64 {
