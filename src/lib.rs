@@ -6,10 +6,13 @@
 //! - [`registry`]: the model registry as the reconciler sees it.
 //! - [`cli`]: the `mlrollout` command (also a kubectl plugin).
 
+pub mod analysis;
 pub mod api;
 pub mod cli;
 pub mod controller;
+pub mod drift;
 pub mod error;
+pub mod lifecycle;
 pub mod metrics;
 pub mod mlflow;
 pub mod registry;

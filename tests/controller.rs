@@ -3,19 +3,17 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
-use futures::future::BoxFuture;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use mlrollout::api::{ModelDeployment, ModelSource, Phase};
+use mlrollout::api::{ModelDeployment, Phase};
 use mlrollout::controller::{self, Context, WatchScope};
 use mlrollout::metrics::Metrics;
-use mlrollout::registry::{ModelRegistry, RegistryCredentials, RegistryError, ResolvedModel};
+use mlrollout::registry::memory::InMemoryRegistry;
 use mlrollout::server::Health;
 use tokio::sync::oneshot;
 
@@ -23,51 +21,9 @@ use common::fake_api::fake_api;
 
 const NS: &str = "fraud";
 
-/// Registry double: `name` → result of resolving its alias.
-#[derive(Default)]
-struct FakeRegistry {
-    answers: Mutex<HashMap<String, Result<String, RegistryError>>>,
-}
-
-impl FakeRegistry {
-    fn set(&self, model: &str, answer: Result<&str, RegistryError>) {
-        self.answers
-            .lock()
-            .unwrap()
-            .insert(model.into(), answer.map(String::from));
-    }
-}
-
-impl ModelRegistry for FakeRegistry {
-    fn resolve<'a>(
-        &'a self,
-        model: &'a ModelSource,
-        _credentials: &'a RegistryCredentials,
-    ) -> BoxFuture<'a, Result<ResolvedModel, RegistryError>> {
-        let answer = self
-            .answers
-            .lock()
-            .unwrap()
-            .get(&model.name)
-            .cloned()
-            .unwrap_or_else(|| {
-                Err(RegistryError::ModelNotFound {
-                    model: model.name.clone(),
-                })
-            });
-        async move {
-            answer.map(|version| ResolvedModel {
-                version: model.version.clone().unwrap_or(version),
-                run_id: None,
-            })
-        }
-        .boxed()
-    }
-}
-
 struct Running {
     client: kube::Client,
-    registry: Arc<FakeRegistry>,
+    registry: Arc<InMemoryRegistry>,
     health: Health,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
@@ -87,7 +43,7 @@ impl Running {
 
 async fn start() -> Running {
     let api = fake_api().await;
-    let registry = Arc::new(FakeRegistry::default());
+    let registry = Arc::new(InMemoryRegistry::new());
     let health = Health::new();
     let ctx = Context::new(api.client.clone(), registry.clone(), Metrics::default());
     let (tx, rx) = oneshot::channel::<()>();
@@ -104,6 +60,14 @@ async fn start() -> Running {
         stop: Some(tx),
         task,
     }
+}
+
+/// Registers versions 1..=version of fraud-detector with `champion` on `version`.
+fn serve(registry: &InMemoryRegistry, version: u64) {
+    for v in 1..=version {
+        registry.register("fraud-detector", v, &[("accuracy", 0.8)], &[]);
+    }
+    registry.set_alias("fraud-detector", "champion", version);
 }
 
 fn resource(yaml_patch: &str) -> ModelDeployment {
@@ -184,7 +148,7 @@ async fn mark_deployment_ready(client: &kube::Client, name: &str) {
 #[tokio::test]
 async fn create_serves_the_resolved_version_and_reports_ready() {
     let running = start().await;
-    running.registry.set("fraud-detector", Ok("3"));
+    serve(&running.registry, 3);
     let mdeps: Api<ModelDeployment> = Api::namespaced(running.client.clone(), NS);
     mdeps
         .create(&PostParams::default(), &resource(""))
@@ -259,7 +223,7 @@ async fn create_serves_the_resolved_version_and_reports_ready() {
 #[tokio::test]
 async fn spec_changes_flow_into_the_children() {
     let running = start().await;
-    running.registry.set("fraud-detector", Ok("3"));
+    serve(&running.registry, 3);
     let mdeps: Api<ModelDeployment> = Api::namespaced(running.client.clone(), NS);
     mdeps
         .create(&PostParams::default(), &resource(""))
@@ -272,8 +236,7 @@ async fn spec_changes_flow_into_the_children() {
     .await;
 
     let patch = serde_json::json!({"spec": {
-        "serving": {"replicas": 5, "port": 9000, "env": [{"name": "THREADS", "value": "4"}]},
-        "model": {"trackingUri": "http://mlflow:5000", "name": "fraud-detector", "version": "7"}
+        "serving": {"replicas": 5, "port": 9000, "env": [{"name": "THREADS", "value": "4"}]}
     }});
     mdeps
         .patch(
@@ -306,14 +269,6 @@ async fn spec_changes_flow_into_the_children() {
         .collect();
     assert!(env.contains(&"THREADS"), "{env:?}");
     assert_eq!(container.ports.as_ref().unwrap()[0].container_port, 9000);
-    assert!(
-        container
-            .command
-            .as_ref()
-            .unwrap()
-            .join(" ")
-            .contains("models:/fraud-detector/7")
-    );
     let services: Api<Service> = Api::namespaced(running.client.clone(), NS);
     eventually("Service port follows", || async {
         let s = services.get("fraud-detector-stable").await.unwrap();
@@ -326,7 +281,7 @@ async fn spec_changes_flow_into_the_children() {
 #[tokio::test]
 async fn invalid_spec_is_reported_and_creates_nothing() {
     let running = start().await;
-    running.registry.set("fraud-detector", Ok("3"));
+    serve(&running.registry, 3);
     let mdeps: Api<ModelDeployment> = Api::namespaced(running.client.clone(), NS);
     // The in-memory API does not run CEL, like a cluster with validation bypassed: the
     // reconciler must still refuse.
@@ -384,10 +339,8 @@ async fn invalid_spec_is_reported_and_creates_nothing() {
 #[tokio::test]
 async fn registry_outage_creates_nothing_until_it_recovers() {
     let running = start().await;
-    running.registry.set(
-        "fraud-detector",
-        Err(RegistryError::Unavailable("connection refused".into())),
-    );
+    serve(&running.registry, 3);
+    running.registry.set_unavailable(true);
     let mdeps: Api<ModelDeployment> = Api::namespaced(running.client.clone(), NS);
     mdeps
         .create(&PostParams::default(), &resource(""))
@@ -408,7 +361,7 @@ async fn registry_outage_creates_nothing_until_it_recovers() {
             .is_none()
     );
 
-    running.registry.set("fraud-detector", Ok("4"));
+    running.registry.set_unavailable(false);
     // Nudge a reconcile now rather than waiting for the retry interval.
     let nudge = serde_json::json!({"metadata": {"annotations": {"test/nudge": "1"}}});
     mdeps
@@ -421,7 +374,7 @@ async fn registry_outage_creates_nothing_until_it_recovers() {
         .unwrap();
     eventually("served after recovery", || async {
         let md = mdeps.get("fraud-detector").await.unwrap();
-        (md.status.as_ref()?.stable_version.as_deref() == Some("4")).then_some(())
+        (md.status.as_ref()?.stable_version.as_deref() == Some("3")).then_some(())
     })
     .await;
     running.stop().await;
@@ -430,7 +383,7 @@ async fn registry_outage_creates_nothing_until_it_recovers() {
 #[tokio::test]
 async fn deleting_the_resource_removes_its_children() {
     let running = start().await;
-    running.registry.set("fraud-detector", Ok("3"));
+    serve(&running.registry, 3);
     let mdeps: Api<ModelDeployment> = Api::namespaced(running.client.clone(), NS);
     mdeps
         .create(&PostParams::default(), &resource(""))

@@ -30,8 +30,9 @@ pub use rollout::{
     RelativeThreshold, RolloutSpec, ShadowSpec,
 };
 pub use status::{
-    DriftSummary, FeatureDriftStatus, ModelDeploymentStatus, Phase, RetrainingAttempt,
-    RolloutRecord,
+    AnalysisStatus, DeferredTrigger, DriftSummary, EvaluationStatus, FeatureDriftStatus,
+    MeasurementRecord, MetricStatus, ModelDeploymentStatus, Phase, RegistryWrite,
+    RetrainingAttempt, RolloutRecord,
 };
 pub use traffic::{ParentReference, Traffic, TrafficProvider};
 

@@ -51,9 +51,148 @@ pub struct ModelDeploymentStatus {
     /// Finished rollouts, newest last (bounded).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<RolloutRecord>,
+    /// Where the current candidate came from: `retraining` (a Job registered it) or `registry`
+    /// (the alias or the pinned version moved to it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate_source: Option<String>,
+    /// Evaluation of the current candidate against the champion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluation: Option<EvaluationStatus>,
+    /// Analysis of the current shadow phase or canary step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<AnalysisStatus>,
+    /// A retraining trigger that fired while the cooldown or the daily budget held it back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deferred_trigger: Option<DeferredTrigger>,
+    /// Current-data row count when the last training started (for the `newSamples` trigger).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samples_at_last_training: Option<i64>,
+    /// Last training start, or when retraining was first configured: the cron schedule counts
+    /// from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_anchor: Option<Time>,
+    /// When the next drift check is due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_drift_check_at: Option<Time>,
+    /// Drift checks failed in a row (backoff).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub drift_check_failures: i32,
+    /// Manual requests (annotation → value) already acted on; a request is new when its
+    /// annotation value differs.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub handled_requests: std::collections::BTreeMap<String, String>,
+    /// MLflow writes (aliases, tags) not yet confirmed; retried until MLflow agrees.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_registry_writes: Vec<RegistryWrite>,
     /// Human-readable summary of the last decision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+}
+
+fn is_zero(v: &i32) -> bool {
+    *v == 0
+}
+
+/// Candidate vs champion on the evaluation metric.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct EvaluationStatus {
+    /// Metric compared.
+    pub metric: String,
+    /// Candidate's value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate_value: Option<f64>,
+    /// Champion's value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub champion_value: Option<f64>,
+    /// Verdict.
+    pub passed: bool,
+    /// Why.
+    pub reason: String,
+}
+
+/// Measurements of the current shadow phase or canary step.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisStatus {
+    /// Measurements taken in this phase/step.
+    #[serde(default)]
+    pub measurements: i32,
+    /// When the last measurement was taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_measured_at: Option<Time>,
+    /// Per-metric counters and recent values.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metrics: Vec<MetricStatus>,
+}
+
+/// One metric's counters in the current phase/step.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricStatus {
+    /// Metric name.
+    pub name: String,
+    /// Failed measurements.
+    #[serde(default)]
+    pub failed: i32,
+    /// Inconclusive measurements (no data).
+    #[serde(default)]
+    pub inconclusive: i32,
+    /// Query errors in a row.
+    #[serde(default)]
+    pub consecutive_errors: i32,
+    /// Last measurements, newest last (at most 5).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent: Vec<MeasurementRecord>,
+}
+
+/// One measurement of one metric.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct MeasurementRecord {
+    /// When.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<Time>,
+    /// `Passed`, `Failed`, `Inconclusive` or `Error`.
+    pub verdict: String,
+    /// Candidate's value (absent: no data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate: Option<f64>,
+    /// Stable's value (absent: no data or not needed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable: Option<f64>,
+    /// The threshold applied, e.g. `<= 0.05` or `<= 1.5 x stable`.
+    #[serde(default)]
+    pub threshold: String,
+}
+
+/// A trigger held back by the cooldown or the daily budget.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct DeferredTrigger {
+    /// Trigger name.
+    pub trigger: String,
+    /// When it fired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<Time>,
+    /// Why it was not acted on.
+    pub reason: String,
+}
+
+/// An MLflow write the operator owes the registry.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistryWrite {
+    /// `setAlias`, `deleteAlias` or `setTag`.
+    pub op: String,
+    /// Model version (for `setAlias` and `setTag`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Alias name or tag key.
+    pub key: String,
+    /// Tag value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
 }
 
 /// Lifecycle phase of a ModelDeployment.

@@ -1,8 +1,10 @@
-//! Act: server-side apply of children (one field manager), status patch, events.
+//! Act: server-side apply of children (one field manager), removals, registry write-back,
+//! status patch, events.
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Service;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
@@ -10,17 +12,35 @@ use serde::de::DeserializeOwned;
 
 use crate::api::{ModelDeployment, ModelDeploymentStatus};
 use crate::error::{Error, Result};
+use crate::registry::RegistryCredentials;
 
 use super::Context;
-use super::decide::{Child, EventIntent};
+use super::children::route::virtual_service_resource;
+use super::conditions::{self, ConditionUpdate, REGISTRY_SYNCED};
+use super::decide::{Child, EventIntent, Removal};
 use super::names::FIELD_MANAGER;
 
-/// Applies every child server-side; stops at the first failure (the next reconcile retries).
+/// Applies every child server-side, in order (Services exist before a route points at them);
+/// stops at the first failure (the next reconcile retries).
 pub async fn apply_children(ctx: &Context, namespace: &str, children: &[Child]) -> Result<()> {
     for child in children {
         match child {
             Child::Deployment(d) => apply::<Deployment>(ctx, namespace, d).await?,
             Child::Service(s) => apply::<Service>(ctx, namespace, s).await?,
+            Child::HttpRoute(r) => {
+                apply::<gateway_api::httproutes::HttpRoute>(ctx, namespace, r).await?
+            }
+            Child::VirtualService(vs) => {
+                let api: Api<DynamicObject> =
+                    Api::namespaced_with(ctx.client.clone(), namespace, &virtual_service_resource());
+                api.patch(
+                    &vs.name_any(),
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(vs.as_ref()),
+                )
+                .await?;
+            }
+            Child::Job(job) => create_if_absent(ctx, namespace, job).await?,
         }
     }
     Ok(())
@@ -36,13 +56,89 @@ where
 {
     let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
     let name = object.meta().name.clone().unwrap_or_default();
-    api.patch(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(object),
-    )
-    .await?;
+    api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(object))
+        .await?;
     Ok(())
+}
+
+/// Jobs are created once; one that exists (a restart, a second replica) is adopted.
+async fn create_if_absent(ctx: &Context, namespace: &str, job: &Job) -> Result<()> {
+    let api: Api<Job> = Api::namespaced(ctx.client.clone(), namespace);
+    match api.create(&PostParams::default(), job).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Deletes what must not exist; absence is success.
+pub async fn remove_children(ctx: &Context, namespace: &str, removals: &[Removal]) -> Result<()> {
+    let params = DeleteParams::background();
+    for removal in removals {
+        let result = match removal {
+            Removal::Deployment(name) => Api::<Deployment>::namespaced(ctx.client.clone(), namespace)
+                .delete(name, &params)
+                .await
+                .map(|_| ()),
+            Removal::Service(name) => Api::<Service>::namespaced(ctx.client.clone(), namespace)
+                .delete(name, &params)
+                .await
+                .map(|_| ()),
+            Removal::Job(name) => Api::<Job>::namespaced(ctx.client.clone(), namespace)
+                .delete(name, &params)
+                .await
+                .map(|_| ()),
+        };
+        match result {
+            Ok(()) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Performs the pending MLflow writes in order; the ones that failed stay pending and the
+/// `RegistrySynced` condition says MLflow is behind the cluster.
+pub async fn write_registry(
+    ctx: &Context,
+    resource: &ModelDeployment,
+    credentials: &RegistryCredentials,
+    status: &mut ModelDeploymentStatus,
+    now: k8s_openapi::jiff::Timestamp,
+) {
+    if status.pending_registry_writes.is_empty() {
+        return;
+    }
+    let mut remaining = Vec::new();
+    let mut failure = None;
+    for write in std::mem::take(&mut status.pending_registry_writes) {
+        if failure.is_some() {
+            remaining.push(write);
+            continue;
+        }
+        if let Err(e) = ctx
+            .registry
+            .apply_write(&resource.spec.model, credentials, &write)
+            .await
+        {
+            failure = Some(format!("{} {} failed: {e}", write.op, write.key));
+            remaining.push(write);
+        }
+    }
+    status.pending_registry_writes = remaining;
+    if let Some(message) = failure {
+        let update = ConditionUpdate::new(
+            REGISTRY_SYNCED,
+            false,
+            "RegistryBehind",
+            format!(
+                "MLflow is behind the cluster ({} write(s) pending, retried): {message}",
+                status.pending_registry_writes.len()
+            ),
+        );
+        conditions::set(&mut status.conditions, &update, resource.metadata.generation, now);
+    }
 }
 
 /// Writes the status when it changed (an unchanged status is not written, so the resource's

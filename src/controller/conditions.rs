@@ -8,6 +8,8 @@ use k8s_openapi::jiff::Timestamp;
 pub const READY: &str = "Ready";
 /// `RegistrySynced`: the operator's view of the model matches MLflow.
 pub const REGISTRY_SYNCED: &str = "RegistrySynced";
+/// `Synced`: every desired child object is applied.
+pub const SYNCED: &str = "Synced";
 
 /// A condition the decision wants to hold.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,17 +1,26 @@
 //! The pure decision: spec + current status + observations + `now` → desired children, new
 //! status and events. No I/O, no clock; everything it needs is in [`DecideInput`].
+//!
+//! Layers: validation (never half-apply), model resolution (what version serves), the
+//! [`lifecycle`](crate::lifecycle) state machine, then the children that express its state.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::jiff::Timestamp;
+use kube::api::DynamicObject;
 
-use crate::api::validation::{self, SpecProblem};
-use crate::api::{ModelDeploymentSpec, ModelDeploymentStatus, Phase};
+use crate::api::validation::{self, SpecProblem, ValidatedSpec};
+use crate::api::{ModelDeploymentSpec, ModelDeploymentStatus, Phase, TrafficProvider};
+use crate::lifecycle::{self, Observations, StepInput, manual};
 use crate::registry::{RegistryError, ResolvedModel};
 
+use super::children::job::Lineage;
+use super::children::route::Split;
 use super::children::{self, VariantInput};
 use super::conditions::{self, ConditionUpdate, READY, REGISTRY_SYNCED};
 use super::names::Variant;
@@ -20,13 +29,24 @@ use super::names::Variant;
 pub const RESYNC: Duration = Duration::from_secs(300);
 /// Retry delay while waiting on the registry or on replicas.
 pub const SHORT_RETRY: Duration = Duration::from_secs(15);
+/// `Progressing`: a retraining or rollout is under way.
+pub const PROGRESSING: &str = "Progressing";
 
 /// What the reconciler observed of one variant's Deployment.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DeploymentState {
     pub desired_replicas: i32,
     pub ready_replicas: i32,
+    /// The Deployment controller has seen the latest spec.
     pub updated: bool,
+    /// Model version the pods serve (label `mlrollout.io/model-version`).
+    pub version: Option<String>,
+}
+
+impl DeploymentState {
+    fn serves(&self, version: Option<&str>, min_ready: i32) -> bool {
+        self.updated && self.version.as_deref() == version && self.ready_replicas >= min_ready
+    }
 }
 
 /// Everything observed before deciding.
@@ -34,8 +54,24 @@ pub struct DeploymentState {
 pub struct Observed {
     /// Version behind the alias (or the pinned version), or why it could not be read.
     pub served: Result<ResolvedModel, RegistryError>,
-    /// The stable Deployment as it is now, if it exists.
     pub stable_deployment: Option<DeploymentState>,
+    pub candidate_deployment: Option<DeploymentState>,
+    /// Lifecycle observations (drift, Job, candidate, evaluation, measurements).
+    pub lifecycle: Observations,
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl Observed {
+    /// Observations with only the registry answer and the stable Deployment.
+    pub fn basic(served: Result<ResolvedModel, RegistryError>, stable: Option<DeploymentState>) -> Self {
+        Self {
+            served,
+            stable_deployment: stable,
+            candidate_deployment: None,
+            lifecycle: Observations::default(),
+            annotations: BTreeMap::new(),
+        }
+    }
 }
 
 /// Inputs of [`decide`].
@@ -43,6 +79,7 @@ pub struct Observed {
 pub struct DecideInput<'a> {
     pub name: &'a str,
     pub namespace: &'a str,
+    pub uid: &'a str,
     pub generation: Option<i64>,
     pub owner: OwnerReference,
     pub spec: &'a ModelDeploymentSpec,
@@ -64,6 +101,18 @@ pub struct EventIntent {
 pub enum Child {
     Deployment(Box<Deployment>),
     Service(Box<Service>),
+    HttpRoute(Box<gateway_api::httproutes::HttpRoute>),
+    VirtualService(Box<DynamicObject>),
+    /// Created if absent, never updated (Jobs are immutable; an existing one is adopted).
+    Job(Box<Job>),
+}
+
+/// Objects that must not exist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Removal {
+    Deployment(String),
+    Service(String),
+    Job(String),
 }
 
 /// Output of [`decide`].
@@ -74,8 +123,31 @@ pub struct Decision {
     /// Children to apply. `None` leaves every child untouched (invalid spec, unresolved model):
     /// nothing is ever half-applied.
     pub apply: Option<Vec<Child>>,
+    pub remove: Vec<Removal>,
     pub events: Vec<EventIntent>,
     pub requeue_after: Duration,
+}
+
+struct Conds<'a> {
+    generation: Option<i64>,
+    now: Timestamp,
+    events: &'a mut Vec<EventIntent>,
+}
+
+impl Conds<'_> {
+    fn set(&mut self, status: &mut ModelDeploymentStatus, update: ConditionUpdate) {
+        let changed = conditions::set(&mut status.conditions, &update, self.generation, self.now);
+        // Waiting for replicas and lifecycle progress are normal, not something to act on;
+        // the lifecycle reports its own transitions.
+        let quiet = update.reason == "WaitingForReplicas" || update.type_ == PROGRESSING;
+        if changed && !quiet {
+            self.events.push(EventIntent {
+                warning: !update.status,
+                reason: update.reason.clone(),
+                note: update.message.clone(),
+            });
+        }
+    }
 }
 
 /// Decides what the cluster should look like.
@@ -83,35 +155,22 @@ pub fn decide(input: DecideInput<'_>) -> Decision {
     let mut status = input.status.clone();
     status.observed_generation = input.generation;
     let mut events = Vec::new();
-    let generation = input.generation;
-    let now = input.now;
-    let set = |status: &mut ModelDeploymentStatus,
-               events: &mut Vec<EventIntent>,
-               update: ConditionUpdate| {
-        let changed = conditions::set(&mut status.conditions, &update, generation, now);
-        // Waiting for replicas is normal progress, not something a person must act on.
-        if changed && (update.status || update.reason != "WaitingForReplicas") {
-            events.push(EventIntent {
-                warning: !update.status,
-                reason: update.reason.clone(),
-                note: update.message.clone(),
-            });
-        }
+    let mut conds = Conds {
+        generation: input.generation,
+        now: input.now,
+        events: &mut events,
     };
 
     let validated = match validation::validate(input.spec) {
         Ok(v) => v,
         Err(problems) => {
             let message = describe_problems(&problems);
-            set(
-                &mut status,
-                &mut events,
-                ConditionUpdate::new(READY, false, "InvalidSpec", message.clone()),
-            );
+            conds.set(&mut status, ConditionUpdate::new(READY, false, "InvalidSpec", message.clone()));
             status.message = Some(format!("Invalid spec, nothing changed: {message}"));
             return Decision {
                 status,
                 apply: None,
+                remove: Vec::new(),
                 events,
                 // A spec change triggers a new reconcile; no point polling.
                 requeue_after: RESYNC,
@@ -119,120 +178,255 @@ pub fn decide(input: DecideInput<'_>) -> Decision {
         }
     };
 
-    let resolved_version = match &input.observed.served {
+    let served_version = match &input.observed.served {
         Ok(resolved) => {
-            set(
-                &mut status,
-                &mut events,
-                ConditionUpdate::new(
-                    REGISTRY_SYNCED,
-                    true,
-                    "Resolved",
-                    format!(
-                        "{} resolves to version {}",
-                        served_ref(input.spec),
-                        resolved.version
-                    ),
-                ),
-            );
+            let message = format!("{} resolves to version {}", served_ref(input.spec), resolved.version);
+            conds.set(&mut status, ConditionUpdate::new(REGISTRY_SYNCED, true, "Resolved", message));
             Some(resolved.version.clone())
         }
         Err(error) => {
-            set(
+            conds.set(
                 &mut status,
-                &mut events,
                 ConditionUpdate::new(REGISTRY_SYNCED, false, error.reason(), error.to_string()),
             );
             None
         }
     };
 
-    // Until a version has been resolved once there is nothing to serve.
-    let Some(stable_version) = resolved_version.or_else(|| status.stable_version.clone()) else {
-        let (reason, message) = match &input.observed.served {
-            Err(e) => (e.reason(), e.to_string()),
-            Ok(_) => ("Unresolved", "model not resolved".to_string()),
+    // The first resolved version is adopted as stable; afterwards stable changes only by
+    // promotion through the lifecycle.
+    if status.stable_version.is_none() {
+        let Some(version) = served_version.clone() else {
+            let (reason, message) = match &input.observed.served {
+                Err(e) => (e.reason(), e.to_string()),
+                Ok(_) => ("Unresolved", "model not resolved".to_string()),
+            };
+            conds.set(&mut status, ConditionUpdate::new(READY, false, reason, message.clone()));
+            status.phase = Phase::Pending;
+            status.message = Some(format!("Waiting for the model registry: {message}"));
+            return Decision {
+                status,
+                apply: None,
+                remove: Vec::new(),
+                events,
+                requeue_after: SHORT_RETRY,
+            };
         };
-        set(
-            &mut status,
-            &mut events,
-            ConditionUpdate::new(READY, false, reason, message.clone()),
-        );
-        status.phase = Phase::Pending;
-        status.message = Some(format!("Waiting for the model registry: {message}"));
-        return Decision {
-            status,
-            apply: None,
-            events,
-            requeue_after: SHORT_RETRY,
-        };
-    };
-
-    if status.stable_version.as_deref() != Some(stable_version.as_str()) {
-        events.push(EventIntent {
+        conds.events.push(EventIntent {
             warning: false,
             reason: "StableVersionServed".into(),
-            note: format!("serving {} version {stable_version}", input.spec.model.name),
+            note: format!("serving {} version {version}", input.spec.model.name),
         });
-    }
-    let stable = VariantInput {
-        resource_name: input.name,
-        namespace: input.namespace,
-        owner: input.owner.clone(),
-        spec: input.spec,
-        validated: &validated,
-        variant: Variant::Stable,
-        model_version: &stable_version,
-        replicas: input.spec.serving.replicas,
-    };
-    let apply = vec![
-        Child::Deployment(Box::new(children::deployment::build(&stable))),
-        Child::Service(Box::new(children::service::build(&stable))),
-    ];
-    status.stable_model_uri = Some(stable.model_uri());
-    status.stable_version = Some(stable_version.clone());
-    if status.phase == Phase::Pending {
+        status.stable_version = Some(version);
         status.phase = Phase::Stable;
+        status.phase_started_at = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(input.now));
     }
 
-    let available = input.observed.stable_deployment.as_ref().is_some_and(|d| {
-        d.updated && d.ready_replicas >= d.desired_replicas.min(input.spec.serving.replicas)
+    // The lifecycle.
+    let replicas = input.spec.serving.replicas;
+    let mut observations = input.observed.lifecycle.clone();
+    observations.served_version = served_version;
+    observations.manual = manual::read(&input.observed.annotations, &status.handled_requests);
+    observations.stable_ready = input
+        .observed
+        .stable_deployment
+        .as_ref()
+        .is_some_and(|d| d.serves(status.stable_version.as_deref(), replicas.min(1)));
+    observations.candidate_ready = input
+        .observed
+        .candidate_deployment
+        .as_ref()
+        .is_some_and(|d| d.serves(status.candidate_version.as_deref(), replicas.min(1)));
+    let stepped = lifecycle::step(StepInput {
+        name: input.name,
+        uid: input.uid,
+        generation: input.generation,
+        spec: input.spec,
+        status: &status,
+        observed: &observations,
+        now: input.now,
     });
-    let requeue_after = if available {
-        set(
+    status = stepped.status;
+    for t in stepped.transitions {
+        conds.events.push(EventIntent {
+            warning: t.warning,
+            reason: t.reason,
+            note: t.message,
+        });
+    }
+
+    status.stable_model_uri = status
+        .stable_version
+        .as_ref()
+        .map(|v| format!("models:/{}/{v}", input.spec.model.name));
+    let (apply, remove) = children_for(&input, &validated, &status, stepped.job.as_ref());
+
+    // Conditions.
+    let stable_version = status.stable_version.clone().unwrap_or_default();
+    let stable_ready = input
+        .observed
+        .stable_deployment
+        .as_ref()
+        .is_some_and(|d| d.updated && d.ready_replicas >= d.desired_replicas.min(replicas));
+    let mut requeue_after = stepped.requeue_after;
+    if stable_ready {
+        conds.set(
             &mut status,
-            &mut events,
-            ConditionUpdate::new(
-                READY,
-                true,
-                "Available",
-                format!("version {stable_version} is serving"),
-            ),
+            ConditionUpdate::new(READY, true, "Available", format!("version {stable_version} is serving")),
         );
-        status.message = Some(format!("Serving version {stable_version}"));
-        RESYNC
     } else {
-        set(
+        conds.set(
             &mut status,
-            &mut events,
             ConditionUpdate::new(
                 READY,
                 false,
                 "WaitingForReplicas",
-                format!(
-                    "waiting for the stable Deployment of version {stable_version} to become ready"
-                ),
+                format!("waiting for the stable Deployment of version {stable_version} to become ready"),
             ),
         );
-        status.message = Some(format!("Rolling out version {stable_version}"));
-        SHORT_RETRY
+        requeue_after = requeue_after.min(SHORT_RETRY);
+    }
+    let progressing = if status.paused {
+        ConditionUpdate::new(PROGRESSING, false, "Paused", "paused by mlrollout.io/pause")
+    } else if lifecycle::is_active(status.phase) {
+        let what = match (status.phase, status.current_step) {
+            (Phase::Progressing, Some(i)) => format!("step {} at {}% on the candidate", i + 1, status.canary_weight),
+            (phase, _) => phase.as_str().to_string(),
+        };
+        ConditionUpdate::new(PROGRESSING, true, status.phase.as_str(), what)
+    } else {
+        ConditionUpdate::new(
+            PROGRESSING,
+            false,
+            status.phase.as_str(),
+            format!("version {stable_version} serves all traffic"),
+        )
     };
+    conds.set(&mut status, progressing);
+    if status.message.is_none() || status.phase == Phase::Stable && !lifecycle::is_active(status.phase) && stable_ready {
+        status.message = Some(match status.phase {
+            Phase::Stable => format!("Serving version {stable_version}"),
+            _ => status.message.clone().unwrap_or_default(),
+        });
+    }
 
     Decision {
         status,
         apply: Some(apply),
+        remove,
         events,
         requeue_after,
+    }
+}
+
+/// The children that express the status, and those that must go.
+fn children_for(
+    input: &DecideInput<'_>,
+    validated: &ValidatedSpec,
+    status: &ModelDeploymentStatus,
+    job: Option<&lifecycle::JobRequest>,
+) -> (Vec<Child>, Vec<Removal>) {
+    let spec = input.spec;
+    let total = spec.serving.replicas;
+    let candidate_version = status
+        .candidate_version
+        .as_deref()
+        .filter(|_| matches!(status.phase, Phase::Shadow | Phase::Progressing | Phase::Promoted));
+    // Without a router, replica counts approximate the weights.
+    let (stable_replicas, candidate_replicas) = match (spec.traffic.provider, candidate_version) {
+        (TrafficProvider::None, Some(_)) => {
+            let weight = status.canary_weight.clamp(0, 100);
+            let candidate = ((i64::from(total) * i64::from(weight) + 99) / 100) as i32;
+            let candidate = candidate.clamp(if total > 0 { 1 } else { 0 }, total.max(0));
+            let stable = if weight >= 100 { 0 } else { (total - candidate).max(1) };
+            (stable, candidate)
+        }
+        _ => (total, total),
+    };
+    let variant = |variant, version: &str, replicas| {
+        let input = VariantInput {
+            resource_name: input.name,
+            namespace: input.namespace,
+            owner: input.owner.clone(),
+            spec,
+            validated,
+            variant,
+            model_version: version,
+            replicas,
+        };
+        (children::deployment::build(&input), children::service::build(&input))
+    };
+    let mut apply = Vec::new();
+    let mut remove = Vec::new();
+    if let Some(stable) = status.stable_version.as_deref() {
+        let (d, s) = variant(Variant::Stable, stable, stable_replicas);
+        apply.push(Child::Deployment(Box::new(d)));
+        apply.push(Child::Service(Box::new(s)));
+    }
+    match candidate_version {
+        Some(version) => {
+            let (d, s) = variant(Variant::Candidate, version, candidate_replicas);
+            apply.push(Child::Deployment(Box::new(d)));
+            apply.push(Child::Service(Box::new(s)));
+        }
+        None => {
+            let name = super::names::variant_name(input.name, Variant::Candidate);
+            remove.push(Removal::Deployment(name.clone()));
+            remove.push(Removal::Service(name));
+        }
+    }
+    let split = Split {
+        candidate_weight: status.canary_weight,
+        mirror_percent: status.mirror_percent,
+        candidate_exists: candidate_version.is_some(),
+    };
+    match spec.traffic.provider {
+        TrafficProvider::GatewayApi => apply.push(Child::HttpRoute(Box::new(
+            children::route::http_route(input.name, input.namespace, spec, &input.owner, split),
+        ))),
+        TrafficProvider::Istio => apply.push(Child::VirtualService(Box::new(
+            children::route::virtual_service(input.name, input.namespace, spec, &input.owner, split),
+        ))),
+        TrafficProvider::None => {}
+    }
+    if let (Some(request), Some(template)) = (job, validated.job_template.as_ref()) {
+        let lineage = Lineage {
+            resource: input.name,
+            namespace: input.namespace,
+            drift_summary: drift_summary(status),
+            stable_version: status.stable_version.as_deref(),
+        };
+        apply.push(Child::Job(Box::new(children::job::build(
+            request, template, spec, &lineage, &input.owner,
+        ))));
+    }
+    // Stop the Job of an attempt that was aborted or timed out.
+    if let Some(last) = status.retraining_attempts.last()
+        && matches!(last.outcome.as_str(), "Aborted" | "TimedOut")
+    {
+        remove.push(Removal::Job(last.job_name.clone()));
+    }
+    (apply, remove)
+}
+
+/// One-line drift summary passed to training Jobs.
+pub fn drift_summary(status: &ModelDeploymentStatus) -> String {
+    match &status.drift {
+        Some(d) => {
+            let features: Vec<String> = d
+                .features
+                .iter()
+                .filter(|f| f.severity != "ok")
+                .map(|f| format!("{}:{}(psi={:.3})", f.name, f.severity, f.psi))
+                .collect();
+            format!(
+                "severity={} drifted_share={:.2} features=[{}]",
+                d.severity,
+                d.drifted_share,
+                features.join(",")
+            )
+        }
+        None => "no drift check yet".into(),
     }
 }
 
@@ -293,17 +487,18 @@ mod tests {
         decide(DecideInput {
             name: "fraud",
             namespace: "ml",
+            uid: "0123456789abcdef",
             generation: Some(3),
             owner: owner(),
             spec,
             status,
-            observed: Observed {
-                served: served.map(|v| ResolvedModel {
+            observed: Observed::basic(
+                served.map(|v| ResolvedModel {
                     version: v.into(),
                     run_id: None,
                 }),
-                stable_deployment: deployment,
-            },
+                deployment,
+            ),
             now: now(),
         })
     }
@@ -313,6 +508,7 @@ mod tests {
             desired_replicas: 2,
             ready_replicas: 2,
             updated: true,
+            version: Some("3".into()),
         }
     }
 
@@ -392,6 +588,7 @@ mod tests {
             let meta = match child {
                 Child::Deployment(d) => &d.metadata,
                 Child::Service(s) => &s.metadata,
+                other => panic!("unexpected child {other:?}"),
             };
             assert_eq!(meta.name.as_deref(), Some("fraud-stable"));
             assert_eq!(meta.namespace.as_deref(), Some("ml"));

@@ -25,13 +25,16 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 
-use crate::api::ModelDeployment;
+use crate::analysis::Analyzer;
+use crate::api::{ModelDeployment, ModelDeploymentStatus};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::registry::ModelRegistry;
 use crate::server::Health;
 
+use self::conditions::ConditionUpdate;
 use self::decide::{DecideInput, decide};
+use self::observe::DriftCheck;
 
 /// Source of "now"; injected so tests control time.
 pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
@@ -44,6 +47,10 @@ pub struct Context {
     pub recorder: Recorder,
     pub metrics: Metrics,
     pub clock: Clock,
+    /// Measures analysis metrics (Prometheus); without one, measurements are errors.
+    pub analyzer: Option<Arc<dyn Analyzer>>,
+    /// Runs drift checks; without one, no drift is computed.
+    pub drift: Option<Arc<dyn DriftCheck>>,
 }
 
 impl Context {
@@ -58,7 +65,21 @@ impl Context {
             registry,
             metrics,
             clock: Arc::new(Timestamp::now),
+            analyzer: None,
+            drift: None,
         }
+    }
+
+    /// Sets the analysis backend.
+    pub fn with_analyzer(mut self, analyzer: Arc<dyn Analyzer>) -> Self {
+        self.analyzer = Some(analyzer);
+        self
+    }
+
+    /// Sets the drift checker.
+    pub fn with_drift(mut self, drift: Arc<dyn DriftCheck>) -> Self {
+        self.drift = Some(drift);
+        self
     }
 
     /// Replaces the clock (tests, the simulator).
@@ -98,21 +119,51 @@ async fn reconcile_inner(resource: &ModelDeployment, ctx: &Context) -> Result<Ac
         .controller_owner_ref(&())
         .ok_or_else(|| Error::MissingUid(name.clone()))?;
 
-    let observed = observe::observe(ctx, resource, &namespace).await?;
-    let default_status = Default::default();
-    let decision = decide(DecideInput {
+    let now = (ctx.clock)();
+    let observed = observe::observe(ctx, resource, &namespace, now).await?;
+    let default_status = ModelDeploymentStatus::default();
+    let current = resource.status.as_ref().unwrap_or(&default_status);
+    let uid = resource.metadata.uid.clone().unwrap_or_default();
+    let mut decision = decide(DecideInput {
         name: &name,
         namespace: &namespace,
+        uid: &uid,
         generation: resource.metadata.generation,
         owner,
         spec: &resource.spec,
-        status: resource.status.as_ref().unwrap_or(&default_status),
+        status: current,
         observed,
-        now: (ctx.clock)(),
+        now,
     });
 
-    if let Some(children) = &decision.apply {
-        act::apply_children(ctx, &namespace, children).await?;
+    // Children first; if that fails the decided status is NOT written (the state machine does
+    // not advance past what the cluster holds), only a condition saying what failed.
+    let applied = match &decision.apply {
+        Some(children) => act::apply_children(ctx, &namespace, children).await,
+        None => Ok(()),
+    };
+    let applied = match applied {
+        Ok(()) if decision.apply.is_some() => act::remove_children(ctx, &namespace, &decision.remove).await,
+        other => other,
+    };
+    if let Err(error) = applied {
+        let mut status = current.clone();
+        let update = ConditionUpdate::new(
+            conditions::SYNCED,
+            false,
+            error.category().event_reason(),
+            format!("could not apply the desired objects, the rollout holds: {error}"),
+        );
+        conditions::set(&mut status.conditions, &update, resource.metadata.generation, now);
+        act::write_status(ctx, resource, &namespace, &status).await?;
+        return Err(error);
+    }
+    if decision.apply.is_some() {
+        let update = ConditionUpdate::new(conditions::SYNCED, true, "Applied", "all desired objects are applied");
+        conditions::set(&mut decision.status.conditions, &update, resource.metadata.generation, now);
+    }
+    if let Ok(credentials) = observe::read_credentials(ctx, resource, &namespace).await {
+        act::write_registry(ctx, resource, &credentials, &mut decision.status, now).await;
     }
     act::write_status(ctx, resource, &namespace, &decision.status).await?;
     act::publish_events(ctx, resource, &decision.events).await;

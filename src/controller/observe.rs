@@ -1,40 +1,128 @@
-//! Observe: read what the decision needs from the cluster and the registry.
+//! Observe: read what the decision needs from the cluster, the registry, Prometheus and the
+//! data. What to read beyond the basics is asked of the lifecycle ([`crate::lifecycle::wants`]).
 
+use futures::future::BoxFuture;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 
-use crate::api::ModelDeployment;
+use crate::analysis::MeasureRequest;
+use crate::analysis::defaults::{effective_canary_metrics, shadow_metrics};
+use crate::analysis::{AnalysisStage, query_error};
+use crate::api::{ModelDeployment, ModelDeploymentStatus};
 use crate::error::Result;
+use crate::lifecycle::{
+    self, CandidateLookup, DriftObservation, EvaluationObservation, JobState, Observations,
+};
 use crate::registry::{RegistryCredentials, RegistryError};
 
 use super::Context;
 use super::decide::{DeploymentState, Observed};
-use super::names::{Variant, variant_name};
+use super::names::{LABEL_MODEL_VERSION, Variant, variant_name};
 
-/// Reads the registry and the children of `resource`.
+/// Runs a drift check for a resource (the drift engine implements it).
+pub trait DriftCheck: Send + Sync {
+    fn check<'a>(&'a self, resource: &'a ModelDeployment) -> BoxFuture<'a, DriftObservation>;
+}
+
+/// Reads everything the decision needs.
 pub async fn observe(
     ctx: &Context,
     resource: &ModelDeployment,
     namespace: &str,
+    now: Timestamp,
 ) -> Result<Observed> {
     let name = resource.metadata.name.as_deref().unwrap_or_default();
-    let credentials = match read_credentials(ctx, resource, namespace).await {
-        Ok(c) => c,
-        Err(e) => {
-            return Ok(Observed {
-                served: Err(e),
-                stable_deployment: read_deployment(ctx, namespace, name, Variant::Stable).await?,
-            });
-        }
+    let spec = &resource.spec;
+    let default_status = ModelDeploymentStatus::default();
+    let status = resource.status.as_ref().unwrap_or(&default_status);
+    let stable_deployment = read_deployment(ctx, namespace, name, Variant::Stable).await?;
+    let candidate_deployment = read_deployment(ctx, namespace, name, Variant::Candidate).await?;
+    let annotations = resource.metadata.annotations.clone().unwrap_or_default();
+
+    let credentials = read_credentials(ctx, resource, namespace).await;
+    let served = match &credentials {
+        Ok(c) => ctx.registry.resolve(&spec.model, c).await,
+        Err(e) => Err(e.clone()),
     };
-    let served = ctx
-        .registry
-        .resolve(&resource.spec.model, &credentials)
-        .await;
+
+    let wants = lifecycle::wants(spec, status, now);
+    let mut observations = Observations::default();
+    if wants.drift_check
+        && let Some(checker) = &ctx.drift
+    {
+        observations.drift = Some(checker.check(resource).await);
+    }
+    if let Some(job_name) = &wants.job {
+        let state = read_job(ctx, namespace, job_name).await?;
+        if state == JobState::Succeeded
+            && let (Some(attempt), Ok(creds)) = (&wants.candidate_lookup, &credentials)
+        {
+            observations.candidate_lookup = Some(
+                match ctx.registry.find_candidate(&spec.model, creds, attempt).await {
+                    Ok(Some(version)) => CandidateLookup::Found(version),
+                    Ok(None) => CandidateLookup::NotFound,
+                    Err(e) => CandidateLookup::Error(e.to_string()),
+                },
+            );
+        }
+        observations.job = Some(state);
+    }
+    if let Some((candidate, champion)) = &wants.evaluation {
+        observations.evaluation = Some(match &credentials {
+            Ok(creds) => match ctx
+                .registry
+                .evaluation_metrics(&spec.model, creds, candidate, champion, &spec.evaluation.metric)
+                .await
+            {
+                Ok((c, s)) => EvaluationObservation::Metrics {
+                    candidate: c,
+                    champion: s,
+                },
+                Err(e) => EvaluationObservation::Error(e.to_string()),
+            },
+            Err(e) => EvaluationObservation::Error(e.to_string()),
+        });
+    }
+    let candidate_ready = candidate_deployment.as_ref().is_some_and(|d| {
+        d.updated && d.ready_replicas >= 1 && d.version.as_deref() == status.candidate_version.as_deref()
+    });
+    if let Some(stage) = wants.measure
+        && candidate_ready
+    {
+        let metrics = match stage {
+            AnalysisStage::Shadow => shadow_metrics(&spec.shadow),
+            AnalysisStage::Canary => effective_canary_metrics(
+                spec.rollout.analysis.as_ref().map(|a| a.metrics.as_slice()).unwrap_or(&[]),
+            ),
+        };
+        observations.measurements = Some(match &ctx.analyzer {
+            Some(analyzer) => {
+                analyzer
+                    .measure(MeasureRequest {
+                        namespace,
+                        name,
+                        spec,
+                        stage,
+                        metrics,
+                    })
+                    .await
+            }
+            None => metrics
+                .iter()
+                .map(|m| query_error(m, "the operator runs without a metrics analyzer"))
+                .collect(),
+        });
+    }
+
     Ok(Observed {
         served,
-        stable_deployment: read_deployment(ctx, namespace, name, Variant::Stable).await?,
+        stable_deployment,
+        candidate_deployment,
+        lifecycle: observations,
+        annotations,
     })
 }
 
@@ -48,23 +136,52 @@ async fn read_deployment(
     let Some(deployment) = api.get_opt(&variant_name(name, variant)).await? else {
         return Ok(None);
     };
-    let desired = deployment
+    let desired = deployment.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let version = deployment
         .spec
         .as_ref()
-        .and_then(|s| s.replicas)
-        .unwrap_or(1);
+        .and_then(|s| s.template.metadata.as_ref())
+        .and_then(|m| m.labels.as_ref())
+        .and_then(|l| l.get(LABEL_MODEL_VERSION))
+        .cloned();
     let status = deployment.status.unwrap_or_default();
     let generation = deployment.metadata.generation;
     Ok(Some(DeploymentState {
         desired_replicas: desired,
         ready_replicas: status.ready_replicas.unwrap_or(0),
         updated: status.observed_generation.is_some() && status.observed_generation >= generation,
+        version,
     }))
+}
+
+/// State of a retraining Job from its conditions (Complete / Failed).
+async fn read_job(ctx: &Context, namespace: &str, name: &str) -> Result<JobState> {
+    let api: Api<Job> = Api::namespaced(ctx.client.clone(), namespace);
+    let Some(job) = api.get_opt(name).await? else {
+        return Ok(JobState::Missing);
+    };
+    let status = job.status.unwrap_or_default();
+    let condition = |type_: &str| {
+        status
+            .conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == type_ && c.status == "True")
+            .cloned()
+    };
+    if let Some(failed) = condition("Failed") {
+        let message = failed.message.or(failed.reason).unwrap_or_else(|| "Job failed".into());
+        return Ok(JobState::Failed(message));
+    }
+    if condition("Complete").is_some() || status.succeeded.unwrap_or(0) > 0 {
+        return Ok(JobState::Succeeded);
+    }
+    Ok(JobState::Running)
 }
 
 /// Reads the MLflow credentials Secret. A missing Secret or key is a registry error the user
 /// can fix, reported like any other resolution failure.
-async fn read_credentials(
+pub async fn read_credentials(
     ctx: &Context,
     resource: &ModelDeployment,
     namespace: &str,

@@ -7,8 +7,8 @@ use std::time::Duration;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use super::{ModelRegistry, RegistryCredentials, RegistryError, ResolvedModel};
-use crate::api::ModelSource;
+use super::{LINEAGE_TAG, ModelRegistry, RegistryCredentials, RegistryError, ResolvedModel};
+use crate::api::{ModelSource, RegistryWrite};
 use crate::mlflow::{MlflowAuth, MlflowClient, MlflowError};
 
 /// Resolves models through MLflow's REST API; clients are cached per server and credentials.
@@ -94,6 +94,94 @@ impl ModelRegistry for MlflowRegistry {
                 version: version.version.to_string(),
                 run_id: Some(version.run_id).filter(|r| !r.is_empty()),
             })
+        }
+        .boxed()
+    }
+
+    fn find_candidate<'a>(
+        &'a self,
+        model: &'a ModelSource,
+        credentials: &'a RegistryCredentials,
+        attempt_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, RegistryError>> {
+        async move {
+            let client = self.client(&model.tracking_uri, credentials)?;
+            let found = client
+                .find_model_version_by_tag(&model.name, LINEAGE_TAG, attempt_id)
+                .await
+                .map_err(|e| map_error(e, &model.name))?;
+            Ok(found.map(|v| v.version.to_string()))
+        }
+        .boxed()
+    }
+
+    fn evaluation_metrics<'a>(
+        &'a self,
+        model: &'a ModelSource,
+        credentials: &'a RegistryCredentials,
+        candidate: &'a str,
+        champion: &'a str,
+        metric: &'a str,
+    ) -> BoxFuture<'a, Result<(Option<f64>, Option<f64>), RegistryError>> {
+        async move {
+            let client = self.client(&model.tracking_uri, credentials)?;
+            let mut values = Vec::new();
+            for version in [candidate, champion] {
+                let number: u64 = version.parse().map_err(|_| RegistryError::VersionNotFound {
+                    model: model.name.clone(),
+                    version: version.to_string(),
+                })?;
+                let mv = client
+                    .get_model_version(&model.name, number)
+                    .await
+                    .map_err(|e| map_error(e, &model.name))?;
+                let value = if mv.run_id.is_empty() {
+                    None
+                } else {
+                    let run = client
+                        .get_run(&mv.run_id)
+                        .await
+                        .map_err(|e| map_error(e, &model.name))?;
+                    run.metric(metric)
+                };
+                values.push(value);
+            }
+            Ok((values[0], values[1]))
+        }
+        .boxed()
+    }
+
+    fn apply_write<'a>(
+        &'a self,
+        model: &'a ModelSource,
+        credentials: &'a RegistryCredentials,
+        write: &'a RegistryWrite,
+    ) -> BoxFuture<'a, Result<(), RegistryError>> {
+        async move {
+            let client = self.client(&model.tracking_uri, credentials)?;
+            let version = || -> Result<u64, RegistryError> {
+                write
+                    .version
+                    .as_deref()
+                    .and_then(|v| v.parse().ok())
+                    .ok_or_else(|| RegistryError::Other(format!("write {write:?} has no version")))
+            };
+            let result = match write.op.as_str() {
+                "setAlias" => client.set_alias(&model.name, &write.key, version()?).await,
+                "deleteAlias" => client.delete_alias(&model.name, &write.key).await,
+                "setTag" => {
+                    client
+                        .set_model_version_tag(
+                            &model.name,
+                            version()?,
+                            &write.key,
+                            write.value.as_deref().unwrap_or(""),
+                        )
+                        .await
+                }
+                other => return Err(RegistryError::Other(format!("unknown registry write {other:?}"))),
+            };
+            result.map_err(|e| map_error(e, &model.name))
         }
         .boxed()
     }

@@ -1,11 +1,12 @@
 //! The model registry as the operator sees it: which version is served, and the errors that
 //! tell a missing model from a registry that is down.
 
+pub mod memory;
 pub mod mlflow;
 
 use futures::future::BoxFuture;
 
-use crate::api::ModelSource;
+use crate::api::{ModelSource, RegistryWrite};
 
 /// A resolved model version.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +62,10 @@ pub enum RegistryCredentials {
     },
 }
 
-/// Read side of the model registry used by the reconciler.
+/// Tag a retraining Job puts on the version it registers (value: the attempt id).
+pub const LINEAGE_TAG: &str = "mlrollout.io/attempt";
+
+/// The model registry as the reconciler uses it.
 pub trait ModelRegistry: Send + Sync {
     /// Resolves the version served for `model`: the pinned version if set, else the alias.
     fn resolve<'a>(
@@ -69,4 +73,31 @@ pub trait ModelRegistry: Send + Sync {
         model: &'a ModelSource,
         credentials: &'a RegistryCredentials,
     ) -> BoxFuture<'a, Result<ResolvedModel, RegistryError>>;
+
+    /// The version registered by attempt `attempt_id` (tag [`LINEAGE_TAG`]), never "the newest":
+    /// a version registered by someone else is not a candidate.
+    fn find_candidate<'a>(
+        &'a self,
+        model: &'a ModelSource,
+        credentials: &'a RegistryCredentials,
+        attempt_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, RegistryError>>;
+
+    /// The evaluation metric of the training runs of `candidate` and `champion`.
+    fn evaluation_metrics<'a>(
+        &'a self,
+        model: &'a ModelSource,
+        credentials: &'a RegistryCredentials,
+        candidate: &'a str,
+        champion: &'a str,
+        metric: &'a str,
+    ) -> BoxFuture<'a, Result<(Option<f64>, Option<f64>), RegistryError>>;
+
+    /// Performs one idempotent write (set/delete alias, set tag).
+    fn apply_write<'a>(
+        &'a self,
+        model: &'a ModelSource,
+        credentials: &'a RegistryCredentials,
+        write: &'a RegistryWrite,
+    ) -> BoxFuture<'a, Result<(), RegistryError>>;
 }

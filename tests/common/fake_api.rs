@@ -55,6 +55,7 @@ pub struct FakeApi {
 pub async fn fake_api() -> FakeApi {
     let inner = ClientBuilder::new()
         .with_resource::<ModelDeployment>()
+        .with_resource::<gateway_api::httproutes::HttpRoute>()
         .with_status_subresource::<ModelDeployment>()
         .with_status_subresource::<Deployment>()
         .with_status_subresource::<Job>()

@@ -1,6 +1,8 @@
 //! Builders of the child objects (pure: inputs in, typed objects out).
 
 pub mod deployment;
+pub mod job;
+pub mod route;
 pub mod service;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;

@@ -430,6 +430,10 @@ mod tests {
         assert_eq!(j["drift_detected"], true);
         let back: DatasetVerdict = serde_json::from_value(j).unwrap();
         assert_eq!(back, v);
+        let fc = cat(0.3, 1e-9, 0.5);
+        let jc = serde_json::to_value(&fc).unwrap();
+        assert_eq!(jc["kind"], "categorical");
+        assert_eq!(serde_json::from_value::<FeatureComparison>(jc).unwrap(), fc);
         let pol: DriftPolicy = serde_json::from_str(r#"{"alpha": 0.01}"#).unwrap();
         assert_eq!(
             pol,

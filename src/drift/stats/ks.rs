@@ -50,40 +50,70 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
 }
 
 /// Raw KS statistic D from two ascending-sorted, non-empty slices (NaN-free).
-/// Linear merge; no allocation. Callers guarantee the preconditions.
+/// One linear merge, no allocation; callers guarantee the preconditions.
+///
+/// scipy evaluates `cdf1 - cdf2` with `searchsorted(side='right')` at every
+/// sample point, i.e. at the end of every run of equal values in the merged
+/// order. The merge below offers the state (i, j) to the running extremes
+/// just before a strictly larger value is consumed, which is exactly that set
+/// (plus the start, whose difference 0 also occurs at the last point). The
+/// extremes are tracked exactly on the integer `i*n2 - j*n1` and evaluated as
+/// `i/n1 - j/n2` in floating point, as scipy does. (When several points attain
+/// the same exact extreme, their floating-point values can differ by rounding
+/// and scipy's float `argmax` may pick another one: D can then differ from
+/// scipy's by a few ulps, at most ~2.2e-16 absolute. On the exact path D is
+/// snapped to `h/lcm` afterwards, so it is bit-identical there.)
 pub(super) fn ks_statistic_sorted_unchecked(a: &[f64], b: &[f64]) -> f64 {
     let (n1, n2) = (a.len(), b.len());
-    let (mut i, mut j) = (0usize, 0usize);
-    // Track the extreme values of i*n2 - j*n1 exactly, then evaluate the
-    // floating-point difference (i/n1 - j/n2) at those points as scipy does.
-    let (mut best_hi, mut at_hi) = (i128::MIN, (0usize, 0usize));
-    let (mut best_lo, mut at_lo) = (i128::MAX, (0usize, 0usize));
     let (n1w, n2w) = (n1 as i128, n2 as i128);
-    while i < n1 || j < n2 {
-        let v = if j >= n2 || (i < n1 && a[i] <= b[j]) {
-            a[i]
-        } else {
-            b[j]
-        };
-        while i < n1 && a[i] <= v {
+    let (mut i, mut j, mut diff) = (0usize, 0usize, 0i128);
+    // extremes start at the final point (n1, n2), where the difference is 0
+    let (mut hi, mut hi_i, mut lo, mut lo_i) = (0i128, n1, 0i128, n1);
+    let mut prev = f64::NEG_INFINITY;
+    macro_rules! step {
+        ($v:expr) => {{
+            let v = $v;
+            if v > prev {
+                if diff > hi {
+                    (hi, hi_i) = (diff, i);
+                }
+                if diff < lo {
+                    (lo, lo_i) = (diff, i);
+                }
+            }
+            prev = v;
+        }};
+    }
+    // The data-dependent branch mispredicts on interleaved samples, but this
+    // still beats branch-free variants, which are bound by the load latency
+    // (measured: ~8 ms vs ~13 ms for 1M + 1M values).
+    while i < n1 && j < n2 {
+        let (x, y) = (a[i], b[j]);
+        let take_a = x <= y;
+        step!(if take_a { x } else { y });
+        if take_a {
             i += 1;
-        }
-        while j < n2 && b[j] <= v {
+            diff += n2w;
+        } else {
             j += 1;
-        }
-        let diff = i as i128 * n2w - j as i128 * n1w;
-        if diff > best_hi {
-            best_hi = diff;
-            at_hi = (i, j);
-        }
-        if diff < best_lo {
-            best_lo = diff;
-            at_lo = (i, j);
+            diff -= n1w;
         }
     }
+    while i < n1 {
+        step!(a[i]);
+        i += 1;
+        diff += n2w;
+    }
+    while j < n2 {
+        step!(b[j]);
+        j += 1;
+        diff -= n1w;
+    }
+    // recover j from i and the difference: diff = i*n2 - j*n1
+    let point = |d: i128, i: usize| (i, ((i as i128 * n2w - d) / n1w) as usize);
     let cdiff = |(i, j): (usize, usize)| i as f64 / n1 as f64 - j as f64 / n2 as f64;
-    let max_s = cdiff(at_hi);
-    let min_s = (-cdiff(at_lo)).clamp(0.0, 1.0);
+    let max_s = cdiff(point(hi, hi_i));
+    let min_s = (-cdiff(point(lo, lo_i))).clamp(0.0, 1.0);
     if min_s > max_s { min_s } else { max_s }
 }
 
@@ -129,7 +159,7 @@ pub fn ks_2samp(a: &[f64], b: &[f64]) -> Result<KsResult, StatsError> {
 
 /// p-value (scipy `method='auto'`) for an observed D with sample sizes n1, n2.
 /// Returns the statistic as scipy reports it. `n1 == 0 || n2 == 0` or a NaN
-/// `d` give a NaN p-value.
+/// `d` give a NaN p-value; `d` is clamped into `[0, 1]`.
 pub fn ks_pvalue(d: f64, n1: u64, n2: u64) -> KsResult {
     if n1 == 0 || n2 == 0 || d.is_nan() {
         return KsResult {
@@ -138,7 +168,7 @@ pub fn ks_pvalue(d: f64, n1: u64, n2: u64) -> KsResult {
             method: KsMethod::Asymptotic,
         };
     }
-    let mut d = d;
+    let mut d = d.clamp(0.0, 1.0);
     if n1.max(n2) <= MAX_EXACT_N {
         let (ok, d_lattice, prob) = attempt_exact(n1, n2, d);
         if ok {
@@ -349,6 +379,9 @@ mod tests {
             Err(StatsError::NotSorted)
         );
         assert!(ks_pvalue(0.5, 0, 3).p_value.is_nan());
+        // out-of-range D is clamped (no huge lattice loops)
+        assert_eq!(ks_pvalue(1e300, 100, 100), ks_pvalue(1.0, 100, 100));
+        assert_eq!(ks_pvalue(-3.0, 100, 70).p_value, 1.0);
     }
 
     #[test]

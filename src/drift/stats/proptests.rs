@@ -174,9 +174,46 @@ proptest! {
     }
 
     #[test]
+    fn ks_statistic_equals_scipy_definition(
+        a in vec((-6i32..6).prop_map(|v| f64::from(v) * 0.5), 1..60),
+        b in vec((-6i32..6).prop_map(|v| f64::from(v) * 0.5 + 0.5), 1..60),
+    ) {
+        // scipy: cdf_k(x) = searchsorted(sorted_k, x, 'right') / n_k over all points
+        let ecdf = |s: &[f64], x: f64| s.iter().filter(|&&v| v <= x).count() as f64 / s.len() as f64;
+        let diffs: Vec<f64> = a.iter().chain(&b).map(|&x| ecdf(&a, x) - ecdf(&b, x)).collect();
+        let max_s = diffs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let min_s = (-diffs.iter().copied().fold(f64::INFINITY, f64::min)).clamp(0.0, 1.0);
+        let want = if min_s > max_s { min_s } else { max_s };
+        let (mut sa, mut sb) = (a.clone(), b.clone());
+        sort_f64(&mut sa);
+        sort_f64(&mut sb);
+        // equal up to rounding of i/n1 - j/n2 (see `ks_statistic_sorted_unchecked`)
+        let got = ks_statistic_sorted(&sa, &sb).unwrap();
+        prop_assert!((got - want).abs() <= 4.0 * f64::EPSILON, "{} vs {}", got, want);
+        // the exact-path statistic (snapped to h/lcm) is bit-identical
+        prop_assert_eq!(
+            ks_pvalue(got, sa.len() as u64, sb.len() as u64),
+            ks_pvalue(want, sa.len() as u64, sb.len() as u64)
+        );
+    }
+
+    #[test]
     fn ks_p_value_is_monotone_in_d(n1 in 1u64..400, n2 in 1u64..400, d1 in 0.0..1.0f64, d2 in 0.0..1.0f64) {
         let (lo, hi) = if d1 <= d2 { (d1, d2) } else { (d2, d1) };
         prop_assert!(ks_pvalue(lo, n1, n2).p_value >= ks_pvalue(hi, n1, n2).p_value - 1e-12);
+    }
+
+    #[test]
+    fn survival_functions_are_total(
+        n in prop_oneof![1u64..300, 300u64..20_000, any::<u64>()],
+        x in prop_oneof![0.0..1.0f64, any::<f64>()],
+    ) {
+        for p in [kstwo_sf(x, n), smirnov_sf(n, x)] {
+            prop_assert!(p.is_nan() || (0.0..=1.0).contains(&p), "n={} x={} -> {}", n, x, p);
+        }
+        if (0.0..=1.0).contains(&x) {
+            prop_assert!(!kstwo_sf(x, n).is_nan() && !smirnov_sf(n, x).is_nan());
+        }
     }
 
     #[test]

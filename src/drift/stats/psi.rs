@@ -175,8 +175,8 @@ pub fn psi_from_counts(
     }
     check_smoothing(smoothing)?;
     let k = reference.len() as f64;
-    let n_ref = reference.iter().sum::<u64>() as f64;
-    let n_cur = current.iter().sum::<u64>() as f64;
+    let n_ref = reference.iter().map(|&c| u128::from(c)).sum::<u128>() as f64;
+    let n_cur = current.iter().map(|&c| u128::from(c)).sum::<u128>() as f64;
     let den_ref = n_ref + smoothing * k;
     let den_cur = n_cur + smoothing * k;
     let terms: Vec<f64> = reference

@@ -50,7 +50,7 @@ pub fn smirnov_sf(n: u64, x: f64) -> f64 {
         return 0.0;
     }
     let nf = n as f64;
-    let ni = n as i64;
+    let ni = i64::try_from(n).unwrap_or(i64::MAX);
     let (nxfl, alpha) = mod_nx(n, x);
     if nxfl == 0 || (nxfl == 1 && alpha == 0.0) {
         // x <= 1/n: cdf = x (1+x)^(n-1)

@@ -1,17 +1,19 @@
 //! Sorting `f64` samples in IEEE total order (`f64::total_cmp`).
 //!
 //! Large inputs use an LSD radix sort on the order-preserving transform of
-//! the bit pattern (11-bit digits, 6 passes, passes whose digit is constant
-//! are skipped); small inputs use `sort_unstable_by(f64::total_cmp)`.
+//! the bit pattern (8-bit digits, 8 passes, passes whose digit is constant
+//! are skipped; 256 buckets keep the scatter cache-friendly, which measured
+//! faster than 11- or 16-bit digits at 1M values); small inputs use
+//! `sort_unstable_by(f64::total_cmp)`.
 //! For NaN-free data the result is ascending in the usual `<=` sense
 //! (`-0.0` sorts just before `+0.0`, which compare equal anyway).
 
 /// Below this length the comparison sort is faster than the radix passes.
 const RADIX_THRESHOLD: usize = 4096;
 
-const DIGIT_BITS: u32 = 11;
+const DIGIT_BITS: u32 = 8;
 const BUCKETS: usize = 1 << DIGIT_BITS;
-const PASSES: usize = 6; // 6 * 11 = 66 >= 64
+const PASSES: usize = 8;
 
 #[inline]
 fn to_key(x: f64) -> u64 {

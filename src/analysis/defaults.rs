@@ -1,0 +1,124 @@
+//! Built-in metrics: used for canary steps when `spec.rollout.analysis.metrics` is empty, and
+//! for the shadow verdict (thresholds from `spec.shadow`).
+//!
+//! The queries assume the common Prometheus HTTP instrumentation of model servers
+//! (`http_requests_total{code}`, `http_request_duration_seconds_bucket`) scraped with
+//! `namespace` and `service` labels (what a ServiceMonitor adds), and a prediction-score
+//! histogram `model_prediction_score_bucket`. Override them per metric when yours differ.
+
+use crate::api::{AnalysisMetric, NoDataPolicy, RelativeThreshold, ShadowSpec};
+
+/// Name of the built-in error-rate metric.
+pub const ERROR_RATE: &str = "error-rate";
+/// Name of the built-in p99-latency metric.
+pub const LATENCY_P99: &str = "latency-p99";
+/// Name of the shadow prediction-distribution metric (PSI between the variants' histograms).
+pub const PREDICTION_PSI: &str = "prediction-psi";
+
+const SELECTOR: &str = r#"namespace="{{namespace}}", service="{{name}}-{{variant}}""#;
+
+/// Error ratio; a variant with traffic but no 5xx series yields 0, not "no data".
+pub fn error_rate_query() -> String {
+    format!(
+        "(sum(rate(http_requests_total{{{SELECTOR}, code=~\"5..\"}}[{{{{interval}}}}])) or sum(rate(http_requests_total{{{SELECTOR}}}[{{{{interval}}}}])) * 0) / sum(rate(http_requests_total{{{SELECTOR}}}[{{{{interval}}}}]))"
+    )
+}
+
+/// p99 latency in seconds.
+pub fn latency_p99_query() -> String {
+    format!(
+        "histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{{{SELECTOR}}}[{{{{interval}}}}])))"
+    )
+}
+
+/// Prediction-score histogram buckets over the window.
+pub fn prediction_histogram_query() -> String {
+    format!("sum by (le) (increase(model_prediction_score_bucket{{{SELECTOR}}}[{{{{interval}}}}]))")
+}
+
+fn metric(name: &str, query: String, max: Option<f64>, ratio: Option<f64>) -> AnalysisMetric {
+    AnalysisMetric {
+        name: name.into(),
+        query,
+        max,
+        min: None,
+        max_increase: ratio.map(|r| RelativeThreshold {
+            ratio: Some(r),
+            difference: None,
+        }),
+        failure_limit: 0,
+        inconclusive_limit: 2,
+        consecutive_error_limit: 4,
+        no_data: NoDataPolicy::Inconclusive,
+    }
+}
+
+/// Canary metrics used when the spec lists none.
+pub fn canary_metrics() -> Vec<AnalysisMetric> {
+    vec![
+        metric(ERROR_RATE, error_rate_query(), None, Some(1.5)),
+        metric(LATENCY_P99, latency_p99_query(), None, Some(1.5)),
+    ]
+}
+
+/// Shadow metrics from `spec.shadow`.
+pub fn shadow_metrics(shadow: &ShadowSpec) -> Vec<AnalysisMetric> {
+    vec![
+        metric(
+            PREDICTION_PSI,
+            prediction_histogram_query(),
+            Some(shadow.max_prediction_psi),
+            None,
+        ),
+        metric(ERROR_RATE, error_rate_query(), None, Some(shadow.max_error_rate_ratio)),
+        metric(LATENCY_P99, latency_p99_query(), None, Some(shadow.max_latency_ratio)),
+    ]
+}
+
+/// The metrics of a canary step: the spec's, or the built-in ones.
+pub fn effective_canary_metrics(configured: &[AnalysisMetric]) -> Vec<AnalysisMetric> {
+    if configured.is_empty() {
+        canary_metrics()
+    } else {
+        configured.to_vec()
+    }
+}
+
+/// Fills the placeholders of a query template.
+pub fn render(template: &str, namespace: &str, name: &str, variant: &str, interval: &str) -> String {
+    template
+        .replace("{{namespace}}", namespace)
+        .replace("{{name}}", name)
+        .replace("{{variant}}", variant)
+        .replace("{{interval}}", interval)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_render_for_a_variant() {
+        let q = render(&error_rate_query(), "fraud", "det", "candidate", "1m");
+        assert!(q.contains(r#"service="det-candidate""#), "{q}");
+        assert!(q.contains("[1m]"));
+        assert!(!q.contains("{{"));
+        let l = render(&latency_p99_query(), "fraud", "det", "stable", "5m");
+        assert_eq!(
+            l,
+            r#"histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{namespace="fraud", service="det-stable"}[5m])))"#
+        );
+    }
+
+    #[test]
+    fn shadow_thresholds_come_from_the_spec() {
+        let shadow = ShadowSpec {
+            max_prediction_psi: 0.1,
+            max_error_rate_ratio: 2.0,
+            ..Default::default()
+        };
+        let metrics = shadow_metrics(&shadow);
+        assert_eq!(metrics[0].max, Some(0.1));
+        assert_eq!(metrics[1].max_increase.as_ref().unwrap().ratio, Some(2.0));
+    }
+}

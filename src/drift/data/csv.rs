@@ -1,0 +1,661 @@
+//! CSV reader: a header row, then one record per row; only the requested columns are kept.
+//!
+//! Files without any `"` are split into line-aligned chunks parsed in parallel; files with
+//! quotes (where a newline may sit inside a field) are parsed in one pass. Numeric cells are
+//! parsed from the raw bytes, categorical cells are looked up in a dictionary without
+//! allocating for values already seen.
+
+use std::io::Read;
+
+use ::csv::{ByteRecord, ReaderBuilder};
+
+use super::error::{DataError, Side};
+use super::source::Payload;
+use super::table::{
+    CategoricalColumn, Column, ColumnKind, ColumnRequest, Dictionary, MISSING_CODE, NamedColumn,
+    Table,
+};
+use super::workers_for;
+
+/// Below this many body bytes a file is parsed in one piece.
+const MIN_PARALLEL_BYTES: usize = 1 << 20;
+
+/// Cell texts read as missing (case-insensitive), besides the empty cell.
+const MISSING_TOKENS: [&[u8]; 7] = [b"nan", b"na", b"n/a", b"null", b"none", b"<na>", b"-nan"];
+
+#[inline]
+pub(super) fn is_missing(cell: &[u8]) -> bool {
+    if cell.is_empty() {
+        return true;
+    }
+    cell.len() <= 5 && MISSING_TOKENS.iter().any(|t| t.eq_ignore_ascii_case(cell))
+}
+
+/// A number, or `None` when the (trimmed, non-missing) cell is not one.
+#[inline]
+pub(super) fn parse_number(cell: &[u8]) -> Option<f64> {
+    let s = std::str::from_utf8(cell).ok()?;
+    let s = s.strip_prefix('+').unwrap_or(s);
+    // Rust accepts "inf"/"infinity"/"nan" like Python's float(); reject other words early
+    s.parse::<f64>().ok()
+}
+
+fn open_error(e: &std::io::Error, side: Side, uri: &str) -> DataError {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        DataError::NotFound {
+            side,
+            uri: uri.to_owned(),
+            detail: String::new(),
+        }
+    } else {
+        DataError::Unreachable {
+            side,
+            uri: uri.to_owned(),
+            detail: super::error::one_line(&e.to_string()),
+        }
+    }
+}
+
+fn header_names(record: &ByteRecord) -> Vec<String> {
+    record
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let h = if i == 0 {
+                h.strip_prefix(b"\xEF\xBB\xBF".as_slice()).unwrap_or(h)
+            } else {
+                h
+            };
+            String::from_utf8_lossy(h.trim_ascii()).into_owned()
+        })
+        .collect()
+}
+
+/// The header of a CSV payload (reads only the first record of a file).
+pub(super) fn column_names(payload: &Payload, side: Side) -> Result<Vec<String>, DataError> {
+    let uri = payload.uri();
+    let mut record = ByteRecord::new();
+    let read = match payload {
+        Payload::File { path, .. } => {
+            let file = std::fs::File::open(path).map_err(|e| open_error(&e, side, uri))?;
+            let mut r = ReaderBuilder::new()
+                .has_headers(false)
+                .flexible(true)
+                .from_reader(std::io::BufReader::new(file));
+            r.read_byte_record(&mut record)
+        }
+        Payload::Bytes { bytes, .. } => ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(&bytes[..])
+            .read_byte_record(&mut record),
+    };
+    match read {
+        Ok(true) => Ok(header_names(&record)),
+        Ok(false) => Err(DataError::Empty {
+            side,
+            uri: uri.to_owned(),
+        }),
+        Err(e) => Err(DataError::malformed(side, uri, e)),
+    }
+}
+
+/// Read the requested columns.
+pub(super) fn read(
+    payload: &Payload,
+    columns: &[ColumnRequest],
+    side: Side,
+) -> Result<Table, DataError> {
+    let uri = payload.uri();
+    let owned;
+    let data: &[u8] = match payload {
+        Payload::File { path, .. } => {
+            let mut file = std::fs::File::open(path).map_err(|e| open_error(&e, side, uri))?;
+            let mut buf = Vec::with_capacity(
+                file.metadata()
+                    .map(|m| usize::try_from(m.len()).unwrap_or(0))
+                    .unwrap_or(0)
+                    .saturating_add(1),
+            );
+            file.read_to_end(&mut buf)
+                .map_err(|e| open_error(&e, side, uri))?;
+            owned = buf;
+            &owned
+        }
+        Payload::Bytes { bytes, .. } => bytes,
+    };
+    read_bytes(data, uri, columns, side)
+}
+
+/// One requested column, resolved against the header.
+#[derive(Clone, Debug)]
+struct Target {
+    index: usize,
+    name: String,
+    kind: Option<ColumnKind>,
+}
+
+fn read_bytes(
+    data: &[u8],
+    uri: &str,
+    columns: &[ColumnRequest],
+    side: Side,
+) -> Result<Table, DataError> {
+    let empty = || DataError::Empty {
+        side,
+        uri: uri.to_owned(),
+    };
+    let mut header_reader = ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(data);
+    let mut header = ByteRecord::new();
+    match header_reader.read_byte_record(&mut header) {
+        Ok(true) => {}
+        Ok(false) => return Err(empty()),
+        Err(e) => return Err(DataError::malformed(side, uri, e)),
+    }
+    let names = header_names(&header);
+    let body_start = usize::try_from(header_reader.position().byte())
+        .unwrap_or(data.len())
+        .min(data.len());
+    let body = &data[body_start..];
+
+    let mut targets = Vec::with_capacity(columns.len());
+    for c in columns {
+        let index = names
+            .iter()
+            .position(|n| *n == c.name)
+            .ok_or_else(|| DataError::MissingColumn {
+                column: c.name.clone(),
+                side,
+            })?;
+        targets.push(Target {
+            index,
+            name: c.name.clone(),
+            kind: c.kind,
+        });
+    }
+    let width = names.len();
+
+    infer_kinds(body, &mut targets, width, uri, side)?;
+
+    let chunks = split_chunks(body);
+    let results: Vec<Result<Chunk, ChunkError>> = if chunks.len() == 1 {
+        vec![parse_chunk(chunks[0], &targets, width)]
+    } else {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = chunks
+                .iter()
+                .map(|&chunk| {
+                    let targets = &targets;
+                    s.spawn(move || parse_chunk(chunk, targets, width))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(ChunkError::Malformed {
+                            row: 0,
+                            detail: "internal error while parsing".into(),
+                        })
+                    })
+                })
+                .collect()
+        })
+    };
+
+    // Earliest error in file order wins; rows are renumbered from chunk-local to file rows.
+    let mut rows_before = 0u64;
+    let mut parts = Vec::with_capacity(results.len());
+    for r in results {
+        match r {
+            Ok(chunk) => {
+                rows_before += chunk.rows as u64;
+                parts.push(chunk);
+            }
+            Err(ChunkError::WrongType { column, row, value }) => {
+                return Err(DataError::wrong_type(
+                    side,
+                    &targets[column].name,
+                    rows_before + row,
+                    &value,
+                ));
+            }
+            Err(ChunkError::Malformed { row, detail }) => {
+                return Err(DataError::malformed(
+                    side,
+                    uri,
+                    format!("row {}: {detail}", rows_before + row),
+                ));
+            }
+        }
+    }
+    let rows: usize = parts.iter().map(|p| p.rows).sum();
+    if rows == 0 {
+        return Err(empty());
+    }
+    let mut out: Vec<NamedColumn> = Vec::with_capacity(targets.len());
+    let mut parts = parts.into_iter();
+    let Some(first) = parts.next() else {
+        return Err(empty());
+    };
+    for (t, col) in targets.iter().zip(first.columns) {
+        out.push(NamedColumn {
+            name: t.name.clone(),
+            data: col.finish(rows),
+        });
+    }
+    for part in parts {
+        for (dst, src) in out.iter_mut().zip(part.columns) {
+            match (&mut dst.data, src) {
+                (Column::Numeric(v), Builder::Numeric(w)) => v.extend_from_slice(&w),
+                (Column::Categorical(c), Builder::Categorical(d, codes)) => {
+                    c.append(CategoricalColumn {
+                        categories: d.into_categories(),
+                        codes,
+                    });
+                }
+                // kinds are fixed before the chunks are parsed
+                _ => {
+                    return Err(DataError::malformed(
+                        side,
+                        uri,
+                        "internal error: column kinds differ between chunks",
+                    ));
+                }
+            }
+        }
+    }
+    Ok(Table::new(rows, out))
+}
+
+/// Decide the kind of every column without one: numerical when its first non-missing cell is
+/// a number. A column with no value at all is numerical (all missing).
+fn infer_kinds(
+    body: &[u8],
+    targets: &mut [Target],
+    width: usize,
+    uri: &str,
+    side: Side,
+) -> Result<(), DataError> {
+    if targets.iter().all(|t| t.kind.is_some()) {
+        return Ok(());
+    }
+    let mut reader = ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(body);
+    let mut rec = ByteRecord::new();
+    let mut row = 0u64;
+    loop {
+        match reader.read_byte_record(&mut rec) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => {
+                return Err(DataError::malformed(
+                    side,
+                    uri,
+                    format!("row {}: {e}", row + 1),
+                ));
+            }
+        }
+        row += 1;
+        if rec.len() != width {
+            // reported with its row by the main pass
+            break;
+        }
+        let mut undecided = false;
+        for t in targets.iter_mut().filter(|t| t.kind.is_none()) {
+            let cell = rec.get(t.index).unwrap_or_default().trim_ascii();
+            if is_missing(cell) {
+                undecided = true;
+            } else if parse_number(cell).is_some() {
+                t.kind = Some(ColumnKind::Numerical);
+            } else {
+                t.kind = Some(ColumnKind::Categorical);
+            }
+        }
+        if !undecided {
+            break;
+        }
+    }
+    for t in targets.iter_mut() {
+        t.kind.get_or_insert(ColumnKind::Numerical);
+    }
+    Ok(())
+}
+
+/// Split the body into line-aligned chunks, one per worker, when it is large and has no
+/// quotes (a quoted field may contain a newline).
+fn split_chunks(body: &[u8]) -> Vec<&[u8]> {
+    let workers = workers_for(body.len() / MIN_PARALLEL_BYTES);
+    if workers <= 1 || body.contains(&b'"') {
+        return vec![body];
+    }
+    let mut chunks = Vec::with_capacity(workers);
+    let mut start = 0;
+    for k in 1..workers {
+        let target = (body.len() * k / workers).max(start);
+        let Some(nl) = body[target..].iter().position(|&b| b == b'\n') else {
+            break;
+        };
+        let end = target + nl + 1;
+        chunks.push(&body[start..end]);
+        start = end;
+    }
+    chunks.push(&body[start..]);
+    chunks
+}
+
+enum Builder {
+    Numeric(Vec<f64>),
+    Categorical(Dictionary, Vec<u32>),
+}
+
+impl Builder {
+    fn finish(self, capacity: usize) -> Column {
+        match self {
+            Builder::Numeric(mut v) => {
+                v.reserve(capacity.saturating_sub(v.len()));
+                Column::Numeric(v)
+            }
+            Builder::Categorical(d, mut codes) => {
+                codes.reserve(capacity.saturating_sub(codes.len()));
+                Column::Categorical(CategoricalColumn {
+                    categories: d.into_categories(),
+                    codes,
+                })
+            }
+        }
+    }
+}
+
+struct Chunk {
+    rows: usize,
+    columns: Vec<Builder>,
+}
+
+enum ChunkError {
+    /// `row` is 1-based within the chunk; `column` indexes the targets.
+    WrongType {
+        column: usize,
+        row: u64,
+        value: Vec<u8>,
+    },
+    Malformed {
+        row: u64,
+        detail: String,
+    },
+}
+
+fn parse_chunk(chunk: &[u8], targets: &[Target], width: usize) -> Result<Chunk, ChunkError> {
+    // rough row estimate from the first line, to size the columns once
+    let first_line = chunk
+        .iter()
+        .position(|&b| b == b'\n')
+        .unwrap_or(chunk.len())
+        .max(1);
+    let estimate = (chunk.len() / first_line).saturating_add(16);
+    let mut columns: Vec<Builder> = targets
+        .iter()
+        .map(|t| match t.kind {
+            Some(ColumnKind::Categorical) => {
+                Builder::Categorical(Dictionary::default(), Vec::with_capacity(estimate))
+            }
+            _ => Builder::Numeric(Vec::with_capacity(estimate)),
+        })
+        .collect();
+    let mut reader = ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .buffer_capacity(1 << 16)
+        .from_reader(chunk);
+    let mut rec = ByteRecord::new();
+    let mut row = 0u64;
+    loop {
+        match reader.read_byte_record(&mut rec) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => {
+                return Err(ChunkError::Malformed {
+                    row: row + 1,
+                    detail: e.to_string(),
+                });
+            }
+        }
+        row += 1;
+        if rec.len() != width {
+            return Err(ChunkError::Malformed {
+                row,
+                detail: format!("{} fields, the header has {width}", rec.len()),
+            });
+        }
+        for (ci, (t, b)) in targets.iter().zip(columns.iter_mut()).enumerate() {
+            let cell = rec.get(t.index).unwrap_or_default().trim_ascii();
+            match b {
+                Builder::Numeric(v) => {
+                    if is_missing(cell) {
+                        v.push(f64::NAN);
+                    } else {
+                        match parse_number(cell) {
+                            Some(x) => v.push(x),
+                            None => {
+                                return Err(ChunkError::WrongType {
+                                    column: ci,
+                                    row,
+                                    value: cell.to_vec(),
+                                });
+                            }
+                        }
+                    }
+                }
+                Builder::Categorical(d, codes) => {
+                    if is_missing(cell) {
+                        codes.push(MISSING_CODE);
+                    } else {
+                        let code = match std::str::from_utf8(cell) {
+                            Ok(s) => d.code(s),
+                            Err(_) => d.code(&String::from_utf8_lossy(cell)),
+                        };
+                        codes.push(code);
+                    }
+                }
+            }
+        }
+    }
+    Ok(Chunk {
+        rows: usize::try_from(row).unwrap_or(usize::MAX),
+        columns,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(cols: &[(&str, Option<ColumnKind>)]) -> Vec<ColumnRequest> {
+        cols.iter().map(|(n, k)| ColumnRequest::new(*n, *k)).collect()
+    }
+
+    fn read_str(text: &str, cols: &[(&str, Option<ColumnKind>)]) -> Result<Table, DataError> {
+        read_bytes(text.as_bytes(), "t.csv", &req(cols), Side::Current)
+    }
+
+    #[test]
+    fn reads_and_infers() {
+        let t = read_str(
+            "id,amount,channel,note\n1,10.5,web,x\n2,,pos,\"a,b\"\n3,NaN,web,y\n4,-2e3,,z\n",
+            &[("amount", None), ("channel", None)],
+        )
+        .unwrap();
+        assert_eq!(t.rows(), 4);
+        let a = t.column("amount").unwrap().as_numeric().unwrap();
+        assert_eq!(a[0], 10.5);
+        assert!(a[1].is_nan() && a[2].is_nan());
+        assert_eq!(a[3], -2000.0);
+        let c = t.column("channel").unwrap().as_categorical().unwrap();
+        assert_eq!(
+            (0..4).map(|i| c.value(i)).collect::<Vec<_>>(),
+            vec![Some("web"), Some("pos"), Some("web"), None]
+        );
+        assert_eq!(t.columns()[0].name, "amount");
+    }
+
+    #[test]
+    fn inference_uses_first_non_missing_value() {
+        let t = read_str("a,b,c\n,x,\nNA,1,\n3,2,\n", &[("a", None), ("b", None), ("c", None)])
+            .unwrap();
+        assert_eq!(t.column("a").unwrap().kind(), ColumnKind::Numerical);
+        assert_eq!(t.column("b").unwrap().kind(), ColumnKind::Categorical);
+        // all missing: numerical, all NaN
+        assert_eq!(t.column("c").unwrap().kind(), ColumnKind::Numerical);
+        assert_eq!(t.column("c").unwrap().missing(), 3);
+    }
+
+    #[test]
+    fn forced_kinds() {
+        let t = read_str(
+            "zip,score\n01234,1\n99999,2\n",
+            &[
+                ("zip", Some(ColumnKind::Categorical)),
+                ("score", Some(ColumnKind::Numerical)),
+            ],
+        )
+        .unwrap();
+        let z = t.column("zip").unwrap().as_categorical().unwrap();
+        assert_eq!(z.value(0), Some("01234"));
+        let e = read_str("a\n1\nx\n", &[("a", Some(ColumnKind::Numerical))]).unwrap_err();
+        assert_eq!(
+            e,
+            DataError::WrongType {
+                side: Side::Current,
+                column: "a".into(),
+                row: 2,
+                value: "x".into()
+            }
+        );
+    }
+
+    #[test]
+    fn text_in_inferred_numeric_column_names_column_and_row() {
+        let e = read_str("amount,c\n1.0,a\n2.0,b\nabc,c\n", &[("amount", None)]).unwrap_err();
+        assert_eq!(e.reason(), "WrongType");
+        let msg = e.to_string();
+        assert!(msg.contains("'amount'") && msg.contains("row 3") && msg.contains("'abc'"), "{msg}");
+    }
+
+    #[test]
+    fn errors() {
+        assert_eq!(read_str("", &[("a", None)]).unwrap_err().reason(), "EmptyData");
+        assert_eq!(read_str("a,b\n", &[("a", None)]).unwrap_err().reason(), "EmptyData");
+        assert_eq!(
+            read_str("a,b\n1,2\n", &[("zz", None)]).unwrap_err(),
+            DataError::MissingColumn {
+                column: "zz".into(),
+                side: Side::Current
+            }
+        );
+        let e = read_str("a,b\n1,2\n3\n", &[("a", None)]).unwrap_err();
+        assert_eq!(e.reason(), "MalformedData");
+        assert!(e.to_string().contains("row 2"), "{e}");
+    }
+
+    #[test]
+    fn header_bom_whitespace_and_crlf() {
+        let t = read_str("\u{feff}a , b\r\n 1 ,x\r\n2, y \r\n", &[("a", None), ("b", None)]).unwrap();
+        assert_eq!(t.rows(), 2);
+        assert_eq!(t.column("a").unwrap().as_numeric().unwrap(), &[1.0, 2.0]);
+        assert_eq!(
+            t.column("b").unwrap().as_categorical().unwrap().value(1),
+            Some("y")
+        );
+    }
+
+    #[test]
+    fn missing_tokens() {
+        for m in ["", "nan", "NaN", "NA", "n/a", "NULL", "None", "<NA>", "-nan"] {
+            assert!(is_missing(m.as_bytes()), "{m}");
+        }
+        for v in ["0", "nana", "x", "inf"] {
+            assert!(!is_missing(v.as_bytes()), "{v}");
+        }
+        assert_eq!(parse_number(b"+1.5"), Some(1.5));
+        assert_eq!(parse_number(b"inf"), Some(f64::INFINITY));
+        assert_eq!(parse_number(b"1,5"), None);
+        assert_eq!(parse_number(b"abc"), None);
+    }
+
+    #[test]
+    fn parallel_chunks_match_sequential_parse() {
+        // large enough to be split, with an error near the end to check row renumbering
+        let n = 200_000;
+        let mut s = String::from("x,cat,y\n");
+        for i in 0..n {
+            let cat = ["a", "b", "c", "d"][i % 4];
+            s.push_str(&format!("{}.25,{cat},{}\n", i, i % 7));
+        }
+        let cols = [("x", None), ("cat", None), ("y", None)];
+        let t = read_str(&s, &cols).unwrap();
+        assert!(split_chunks(&s.as_bytes()[8..]).len() >= workers_for(usize::MAX).min(2));
+        assert_eq!(t.rows(), n);
+        let x = t.column("x").unwrap().as_numeric().unwrap();
+        assert!(x.iter().enumerate().all(|(i, &v)| v == i as f64 + 0.25));
+        let c = t.column("cat").unwrap().as_categorical().unwrap();
+        assert!((0..n).all(|i| c.value(i) == Some(["a", "b", "c", "d"][i % 4])));
+        // the same text parsed as one chunk (a quote disables splitting)
+        let quoted = s.replacen("x,cat,y", "\"x\",cat,y", 1);
+        let t2 = read_str(&quoted, &cols).unwrap();
+        assert_eq!(t2.column("x"), t.column("x"));
+        let c2 = t2.column("cat").unwrap().as_categorical().unwrap();
+        assert!((0..n).all(|i| c2.value(i) == c.value(i)));
+
+        let bad = s.replace(&format!("{}.25,", n - 5), "oops,");
+        let e = read_str(&bad, &cols).unwrap_err();
+        assert_eq!(
+            e,
+            DataError::WrongType {
+                side: Side::Current,
+                column: "x".into(),
+                row: (n - 4) as u64,
+                value: "oops".into()
+            }
+        );
+    }
+
+    #[test]
+    fn column_names_from_file_and_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.csv");
+        std::fs::write(&p, "a,b,c\n1,2,3\n").unwrap();
+        assert_eq!(
+            column_names(&Payload::from_path(&p), Side::Reference).unwrap(),
+            vec!["a", "b", "c"]
+        );
+        assert_eq!(
+            column_names(&Payload::from_bytes("m", "q\n"), Side::Reference).unwrap(),
+            vec!["q"]
+        );
+        assert_eq!(
+            column_names(&Payload::from_bytes("m", ""), Side::Reference)
+                .unwrap_err()
+                .reason(),
+            "EmptyData"
+        );
+        let t = read(
+            &Payload::from_path(&p),
+            &req(&[("c", None)]),
+            Side::Reference,
+        )
+        .unwrap();
+        assert_eq!(t.column("c").unwrap().as_numeric().unwrap(), &[3.0]);
+        let gone = Payload::from_path(dir.path().join("nope.csv"));
+        assert_eq!(
+            read(&gone, &req(&[("c", None)]), Side::Reference)
+                .unwrap_err()
+                .reason(),
+            "DataNotFound"
+        );
+    }
+}

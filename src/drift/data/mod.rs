@@ -1,0 +1,64 @@
+//! Datasets for the drift engine: where they are ([`DataSource`]), how they are encoded
+//! ([`DataFormat`]) and how only the requested columns are read into a [`Table`].
+//!
+//! - **Sources.** Plain paths and `file://`, `http(s)://`, and MLflow artifact URIs
+//!   (`runs:/<run_id>/<path>`, `mlflow-artifacts:/...`, `models:/...`) downloaded through
+//!   [`crate::mlflow::MlflowClient::download_artifact`]. Any other `scheme://` (`s3://`,
+//!   `gs://`, ...) is [`DataError::UnsupportedScheme`]; a new scheme is one more
+//!   [`DataSource`] variant and one more arm in [`DataSource::fetch`].
+//! - **Formats.** CSV with a header row and Parquet, from the resource's `format` or the
+//!   extension (`.csv`, `.parquet`, `.pq`).
+//! - **Columns.** Only the requested columns are decoded. Numbers become `f64` (missing = NaN),
+//!   everything else becomes categorical text, stored as dictionary codes. A column's kind is
+//!   forced by the caller or inferred: in a CSV file a column whose first non-missing cell is a
+//!   number is numerical (a later cell holding text is then [`DataError::WrongType`], naming
+//!   the column and the row), in Parquet integer, float and decimal columns are numerical and
+//!   string, dictionary and boolean columns categorical.
+//! - **Missing values.** Empty cells and `NaN`/`NA`/`N/A`/`null`/`None`/`<NA>` (any case) in
+//!   CSV, nulls and NaN in Parquet. ±∞ is read as a number; the statistics count it as missing.
+//!
+//! Reading is parallel across columns (Parquet) or across line-aligned chunks (CSV without
+//! quotes) with `std::thread::scope`; numeric cells are parsed without allocating.
+
+mod csv;
+mod error;
+mod parquet;
+mod source;
+mod table;
+
+pub use error::{DataError, Side};
+pub use source::{DataSource, FetchContext, Payload, detect_format};
+pub use table::{
+    CategoricalColumn, Column, ColumnKind, ColumnRequest, MISSING_CODE, NamedColumn, Table,
+};
+
+pub use crate::api::DataFormat;
+
+/// Column names of a dataset (CSV header or Parquet schema), in file order.
+pub fn column_names(payload: &Payload, format: DataFormat, side: Side) -> Result<Vec<String>, DataError> {
+    match format {
+        DataFormat::Csv => csv::column_names(payload, side),
+        DataFormat::Parquet => parquet::column_names(payload, side),
+    }
+}
+
+/// Read the requested columns of a dataset. Columns come back in request order; a column
+/// absent from the file is [`DataError::MissingColumn`] naming it and `side`; a file without
+/// data rows is [`DataError::Empty`].
+pub fn read_table(
+    payload: &Payload,
+    format: DataFormat,
+    columns: &[ColumnRequest],
+    side: Side,
+) -> Result<Table, DataError> {
+    match format {
+        DataFormat::Csv => csv::read(payload, columns, side),
+        DataFormat::Parquet => parquet::read(payload, columns, side),
+    }
+}
+
+/// Number of worker threads for `n` independent pieces of work.
+pub(crate) fn workers_for(n: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cores.min(n).max(1)
+}

@@ -1,0 +1,541 @@
+//! Where a dataset lives and how its bytes are fetched.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::error::{DataError, Side, one_line};
+use crate::api::DataFormat;
+use crate::mlflow::{MlflowAuth, MlflowClient, MlflowError};
+
+/// A dataset location, parsed from a URI.
+///
+/// Adding a scheme (e.g. `s3://`) means adding a variant here, its arm in [`DataSource::parse`]
+/// and in [`DataSource::fetch`]; the readers only see a [`Payload`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DataSource {
+    /// A local file: a plain path (relative to the working directory) or a `file://` URI.
+    File(PathBuf),
+    /// An `http://` or `https://` URL, downloaded whole.
+    Http(String),
+    /// An MLflow artifact: `runs:/<run_id>/<path>`, `mlflow-artifacts:/<path>` or
+    /// `models:/<name>/<version>/<path>`, downloaded through the tracking server's artifact
+    /// proxy.
+    Mlflow(String),
+}
+
+/// The bytes of a dataset, ready for a reader: a local file (read lazily, Parquet reads
+/// only the projected column chunks) or a downloaded body.
+#[derive(Clone, Debug)]
+pub enum Payload {
+    File { path: PathBuf, uri: String },
+    Bytes { bytes: Bytes, uri: String },
+}
+
+impl Payload {
+    /// A payload of in-memory bytes (tests, caches).
+    pub fn from_bytes(uri: impl Into<String>, bytes: impl Into<Bytes>) -> Self {
+        Payload::Bytes {
+            bytes: bytes.into(),
+            uri: uri.into(),
+        }
+    }
+
+    /// A local file payload (no existence check; the reader reports a missing file).
+    pub fn from_path(path: impl Into<PathBuf>) -> Self {
+        let path = path.into();
+        Payload::File {
+            uri: path.display().to_string(),
+            path,
+        }
+    }
+
+    /// The URI the payload came from (for messages).
+    pub fn uri(&self) -> &str {
+        match self {
+            Payload::File { uri, .. } | Payload::Bytes { uri, .. } => uri,
+        }
+    }
+}
+
+/// What fetching remote sources needs: an HTTP client and, for MLflow URIs, an MLflow client.
+#[derive(Clone, Debug)]
+pub struct FetchContext {
+    /// Client for `runs:/`, `mlflow-artifacts:/` and `models:/` URIs.
+    pub mlflow: Option<MlflowClient>,
+    /// Whole-request timeout for `http(s)://` downloads.
+    pub timeout: Duration,
+    http: Option<reqwest::Client>,
+}
+
+impl Default for FetchContext {
+    fn default() -> Self {
+        Self {
+            mlflow: None,
+            timeout: Duration::from_secs(120),
+            http: None,
+        }
+    }
+}
+
+impl FetchContext {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Use this MLflow client for MLflow artifact URIs.
+    pub fn with_mlflow(mut self, client: MlflowClient) -> Self {
+        self.mlflow = Some(client);
+        self
+    }
+
+    /// Build an unauthenticated MLflow client for `tracking_uri` (`http(s)://host[:port]`).
+    pub fn with_tracking_uri(self, tracking_uri: &str) -> Result<Self, MlflowError> {
+        let client = MlflowClient::new(tracking_uri, MlflowAuth::None, self.timeout)?;
+        Ok(self.with_mlflow(client))
+    }
+
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    fn http_client(&self) -> Result<reqwest::Client, String> {
+        if let Some(c) = &self.http {
+            return Ok(c.clone());
+        }
+        // reqwest is built without a default TLS provider; make sure one is installed
+        // (a no-op when the binary already did it).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        reqwest::Client::builder()
+            .timeout(self.timeout)
+            .connect_timeout(self.timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("mlrollout/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {}", error_chain(&e)))
+    }
+}
+
+/// `scheme` of `scheme:rest` when it looks like a URI scheme (two characters or more, so that
+/// Windows drive letters stay paths).
+fn scheme_of(uri: &str) -> Option<&str> {
+    let (scheme, _) = uri.split_once(':')?;
+    let mut chars = scheme.chars();
+    let first = chars.next()?;
+    (scheme.len() >= 2
+        && first.is_ascii_alphabetic()
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+    .then_some(scheme)
+}
+
+impl DataSource {
+    /// Parse a dataset URI. `side` only labels errors.
+    pub fn parse(uri: &str, side: Side) -> Result<Self, DataError> {
+        let trimmed = uri.trim();
+        let invalid = |reason: &str| DataError::InvalidUri {
+            side,
+            uri: uri.to_owned(),
+            reason: reason.to_owned(),
+        };
+        if trimmed.is_empty() {
+            return Err(invalid("empty URI"));
+        }
+        let Some(scheme) = scheme_of(trimmed) else {
+            return Ok(DataSource::File(PathBuf::from(trimmed)));
+        };
+        match scheme.to_ascii_lowercase().as_str() {
+            "file" => {
+                let rest = &trimmed[scheme.len() + 1..];
+                let path = match rest.strip_prefix("//") {
+                    // file:///abs, file://localhost/abs
+                    Some(r) if r.starts_with('/') => r,
+                    Some(r) => match r.strip_prefix("localhost") {
+                        Some(p) if p.starts_with('/') => p,
+                        _ => {
+                            return Err(invalid(
+                                "file URIs must be file:///absolute/path (remote hosts are not supported)",
+                            ));
+                        }
+                    },
+                    None => rest,
+                };
+                let path = percent_decode(path).ok_or_else(|| invalid("bad percent-encoding"))?;
+                if path.is_empty() {
+                    return Err(invalid("no path"));
+                }
+                Ok(DataSource::File(PathBuf::from(path)))
+            }
+            "http" | "https" => {
+                let url = reqwest::Url::parse(trimmed)
+                    .map_err(|e| invalid(&format!("not a valid URL: {e}")))?;
+                if url.host_str().is_none_or(str::is_empty) {
+                    return Err(invalid("no host"));
+                }
+                Ok(DataSource::Http(trimmed.to_owned()))
+            }
+            "runs" | "mlflow-artifacts" | "models" => Ok(DataSource::Mlflow(trimmed.to_owned())),
+            other => {
+                if trimmed[scheme.len() + 1..].starts_with("//") {
+                    Err(DataError::UnsupportedScheme {
+                        side,
+                        uri: uri.to_owned(),
+                        scheme: other.to_owned(),
+                    })
+                } else {
+                    // `name:with:colons.csv` is a relative path, not a URI
+                    Ok(DataSource::File(PathBuf::from(trimmed)))
+                }
+            }
+        }
+    }
+
+    /// Whether fetching needs the network.
+    pub fn is_remote(&self) -> bool {
+        !matches!(self, DataSource::File(_))
+    }
+
+    /// Whether fetching needs an MLflow client.
+    pub fn needs_mlflow(&self) -> bool {
+        matches!(self, DataSource::Mlflow(_))
+    }
+
+    /// The location as a string (the path for files).
+    pub fn uri(&self) -> String {
+        match self {
+            DataSource::File(p) => p.display().to_string(),
+            DataSource::Http(u) | DataSource::Mlflow(u) => u.clone(),
+        }
+    }
+
+    /// The path part used to guess the format (no query or fragment).
+    fn path_for_extension(&self) -> String {
+        match self {
+            DataSource::File(p) => p.display().to_string(),
+            DataSource::Http(u) => match reqwest::Url::parse(u) {
+                Ok(url) => url.path().to_owned(),
+                Err(_) => u.clone(),
+            },
+            DataSource::Mlflow(u) => u.clone(),
+        }
+    }
+
+    /// Check a local file (without reading it) or download a remote one.
+    pub async fn fetch(&self, ctx: &FetchContext, side: Side) -> Result<Payload, DataError> {
+        match self {
+            DataSource::File(path) => check_file(path, side).map(|()| Payload::File {
+                path: path.clone(),
+                uri: path.display().to_string(),
+            }),
+            DataSource::Http(url) => fetch_http(ctx, url, side).await,
+            DataSource::Mlflow(uri) => {
+                let Some(client) = &ctx.mlflow else {
+                    return Err(DataError::InvalidUri {
+                        side,
+                        uri: uri.clone(),
+                        reason: "an MLflow tracking URI is needed (spec.model.trackingUri, \
+                                 --tracking-uri or MLFLOW_TRACKING_URI)"
+                            .into(),
+                    });
+                };
+                let bytes = client
+                    .download_artifact(uri)
+                    .await
+                    .map_err(|e| mlflow_error(e, uri, side))?;
+                Ok(Payload::Bytes {
+                    bytes: Bytes::from(bytes),
+                    uri: uri.clone(),
+                })
+            }
+        }
+    }
+
+    /// Blocking fetch for local files (no runtime needed); remote sources need
+    /// [`fetch`](Self::fetch).
+    pub fn fetch_local(&self, side: Side) -> Option<Result<Payload, DataError>> {
+        match self {
+            DataSource::File(path) => Some(check_file(path, side).map(|()| Payload::File {
+                path: path.clone(),
+                uri: path.display().to_string(),
+            })),
+            _ => None,
+        }
+    }
+}
+
+fn check_file(path: &Path, side: Side) -> Result<(), DataError> {
+    let uri = path.display().to_string();
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => Err(DataError::InvalidUri {
+            side,
+            uri,
+            reason: "is a directory, not a file".into(),
+        }),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(DataError::NotFound {
+            side,
+            uri,
+            detail: String::new(),
+        }),
+        Err(e) => Err(DataError::Unreachable {
+            side,
+            uri,
+            detail: one_line(&e.to_string()),
+        }),
+    }
+}
+
+async fn fetch_http(ctx: &FetchContext, url: &str, side: Side) -> Result<Payload, DataError> {
+    let unreachable = |detail: String| DataError::Unreachable {
+        side,
+        uri: url.to_owned(),
+        detail: one_line(&detail),
+    };
+    let client = ctx.http_client().map_err(unreachable)?;
+    let response = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| unreachable(error_chain(&e)))?;
+    let status = response.status();
+    if status == reqwest::StatusCode::NOT_FOUND || status == reqwest::StatusCode::GONE {
+        return Err(DataError::NotFound {
+            side,
+            uri: url.to_owned(),
+            detail: format!("HTTP {}", status.as_u16()),
+        });
+    }
+    if !status.is_success() {
+        return Err(unreachable(format!("HTTP {status}")));
+    }
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| unreachable(error_chain(&e)))?;
+    Ok(Payload::Bytes {
+        bytes,
+        uri: url.to_owned(),
+    })
+}
+
+fn mlflow_error(e: MlflowError, uri: &str, side: Side) -> DataError {
+    let uri = uri.to_owned();
+    match e {
+        MlflowError::NotFound { .. } | MlflowError::AliasNotFound { .. } => DataError::NotFound {
+            side,
+            uri,
+            detail: one_line(&e.to_string()),
+        },
+        MlflowError::InvalidUri { reason, .. } => DataError::InvalidUri {
+            side,
+            uri,
+            reason: one_line(&reason),
+        },
+        other => DataError::Unreachable {
+            side,
+            uri,
+            detail: one_line(&other.to_string()),
+        },
+    }
+}
+
+/// An error and its causes, `: `-separated ("error sending request: ... Connection refused").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The dataset format: `explicit` when given, else from the extension (`.csv`, `.parquet`,
+/// `.pq`, case-insensitive; a query string or fragment is ignored).
+pub fn detect_format(
+    source: &DataSource,
+    explicit: Option<DataFormat>,
+    side: Side,
+) -> Result<DataFormat, DataError> {
+    if let Some(f) = explicit {
+        return Ok(f);
+    }
+    let path = source.path_for_extension();
+    let name = path.rsplit('/').next().unwrap_or(&path);
+    let ext = name
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    match ext.as_str() {
+        "csv" => Ok(DataFormat::Csv),
+        "parquet" | "pq" => Ok(DataFormat::Parquet),
+        _ => Err(DataError::UnknownFormat {
+            side,
+            uri: source.uri(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(uri: &str) -> Result<DataSource, DataError> {
+        DataSource::parse(uri, Side::Reference)
+    }
+
+    #[test]
+    fn parses_schemes() {
+        assert_eq!(
+            parse("data/ref.csv").unwrap(),
+            DataSource::File("data/ref.csv".into())
+        );
+        assert_eq!(
+            parse("/abs/ref.parquet").unwrap(),
+            DataSource::File("/abs/ref.parquet".into())
+        );
+        assert_eq!(
+            parse("file:///tmp/a%20b.csv").unwrap(),
+            DataSource::File("/tmp/a b.csv".into())
+        );
+        assert_eq!(
+            parse("file://localhost/tmp/x.csv").unwrap(),
+            DataSource::File("/tmp/x.csv".into())
+        );
+        assert_eq!(
+            parse("file:rel/x.csv").unwrap(),
+            DataSource::File("rel/x.csv".into())
+        );
+        assert_eq!(
+            parse("C:/data/x.csv").unwrap(),
+            DataSource::File("C:/data/x.csv".into())
+        );
+        assert_eq!(
+            parse("HTTPS://example.com/x.csv?sig=1").unwrap(),
+            DataSource::Http("HTTPS://example.com/x.csv?sig=1".into())
+        );
+        assert_eq!(
+            parse("runs:/abc123/data/ref.parquet").unwrap(),
+            DataSource::Mlflow("runs:/abc123/data/ref.parquet".into())
+        );
+        assert_eq!(
+            parse("mlflow-artifacts:/1/abc/artifacts/ref.csv").unwrap(),
+            DataSource::Mlflow("mlflow-artifacts:/1/abc/artifacts/ref.csv".into())
+        );
+        assert!(parse("models:/fraud/3/ref.csv").unwrap().needs_mlflow());
+        assert!(!parse("x.csv").unwrap().is_remote());
+        assert!(parse("http://h/x.csv").unwrap().is_remote());
+    }
+
+    #[test]
+    fn rejects_unsupported_and_invalid() {
+        for (uri, scheme) in [
+            ("s3://bucket/key.parquet", "s3"),
+            ("gs://b/k.csv", "gs"),
+            ("abfss://c@a.dfs.core.windows.net/x.parquet", "abfss"),
+            ("hdfs://nn/x.csv", "hdfs"),
+        ] {
+            match parse(uri) {
+                Err(e @ DataError::UnsupportedScheme { .. }) => {
+                    assert_eq!(e.reason(), "UnsupportedScheme");
+                    assert!(e.to_string().contains(&format!("'{scheme}'")), "{e}");
+                }
+                other => panic!("{uri}: {other:?}"),
+            }
+        }
+        for bad in ["", "  ", "file://otherhost/x.csv", "http://", "file:///bad%zz"] {
+            assert!(
+                matches!(parse(bad), Err(DataError::InvalidUri { .. })),
+                "{bad}: {:?}",
+                parse(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn detects_formats() {
+        let f = |uri: &str, explicit| detect_format(&parse(uri).unwrap(), explicit, Side::Current);
+        assert_eq!(f("a.csv", None).unwrap(), DataFormat::Csv);
+        assert_eq!(f("a.CSV", None).unwrap(), DataFormat::Csv);
+        assert_eq!(f("a.parquet", None).unwrap(), DataFormat::Parquet);
+        assert_eq!(f("dir.v2/a.pq", None).unwrap(), DataFormat::Parquet);
+        assert_eq!(
+            f("https://h/x/a.parquet?X-Sig=abc.csv#frag", None).unwrap(),
+            DataFormat::Parquet
+        );
+        assert_eq!(
+            f("runs:/r1/data/cur.csv", None).unwrap(),
+            DataFormat::Csv
+        );
+        assert_eq!(
+            f("a.json", Some(DataFormat::Csv)).unwrap(),
+            DataFormat::Csv
+        );
+        for bad in ["a.json", "noext", "dir.csv/file"] {
+            let e = f(bad, None).unwrap_err();
+            assert_eq!(e.reason(), "UnknownFormat", "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn local_fetch_errors() {
+        let ctx = FetchContext::new();
+        let missing = parse("/definitely/not/here.csv").unwrap();
+        let e = missing.fetch(&ctx, Side::Current).await.unwrap_err();
+        assert_eq!(e.reason(), "DataNotFound");
+        assert!(e.to_string().contains("/definitely/not/here.csv"));
+        let dir = tempfile::tempdir().unwrap();
+        let e = DataSource::File(dir.path().to_path_buf())
+            .fetch(&ctx, Side::Current)
+            .await
+            .unwrap_err();
+        assert_eq!(e.reason(), "InvalidDataUri");
+        let e = parse("runs:/abc/x.csv")
+            .unwrap()
+            .fetch(&ctx, Side::Reference)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("tracking URI"), "{e}");
+        assert!(missing.fetch_local(Side::Current).unwrap().is_err());
+        assert!(parse("http://h/x.csv").unwrap().fetch_local(Side::Current).is_none());
+    }
+
+    #[tokio::test]
+    async fn http_connection_refused_is_unreachable() {
+        // bind then drop: nothing listens on that port afterwards
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let ctx = FetchContext::new().with_timeout(Duration::from_secs(5));
+        let e = parse(&format!("http://127.0.0.1:{port}/x.csv"))
+            .unwrap()
+            .fetch(&ctx, Side::Current)
+            .await
+            .unwrap_err();
+        assert_eq!(e.reason(), "DataUnreachable", "{e}");
+        assert!(!e.to_string().contains('\n'));
+    }
+}

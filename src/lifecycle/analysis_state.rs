@@ -1,0 +1,191 @@
+//! Accumulating measurements over a shadow phase or a canary step, with Argo Rollouts'
+//! limits: a metric fails past `failureLimit` failed measurements, errors past
+//! `consecutiveErrorLimit` query errors in a row, and is inconclusive past
+//! `inconclusiveLimit` measurements without data.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+
+use crate::analysis::{MetricMeasurement, Verdict};
+use crate::api::{AnalysisMetric, AnalysisStatus, MeasurementRecord, MetricStatus};
+
+/// Recent measurements kept per metric in status.
+pub const RECENT: usize = 5;
+
+/// Where an analysis stands.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Assessment {
+    /// More measurements needed.
+    Running,
+    /// Enough measurements, no limit crossed.
+    Passed,
+    /// A metric crossed its failure limit.
+    Failed { metric: String, detail: String },
+    /// A metric's queries failed too often in a row.
+    Errored { metric: String, detail: String },
+    /// A metric had no data too often.
+    Inconclusive { metric: String, detail: String },
+}
+
+/// Adds one round of measurements to the status.
+pub fn record(status: &mut AnalysisStatus, measurements: &[MetricMeasurement], now: Timestamp) {
+    status.measurements += 1;
+    status.last_measured_at = Some(Time(now));
+    for m in measurements {
+        let entry = match status.metrics.iter_mut().position(|s| s.name == m.name) {
+            Some(i) => &mut status.metrics[i],
+            None => {
+                status.metrics.push(MetricStatus {
+                    name: m.name.clone(),
+                    ..Default::default()
+                });
+                let last = status.metrics.len() - 1;
+                &mut status.metrics[last]
+            }
+        };
+        match m.verdict {
+            Verdict::Failed => entry.failed += 1,
+            Verdict::Inconclusive => entry.inconclusive += 1,
+            _ => {}
+        }
+        if m.verdict == Verdict::Error {
+            entry.consecutive_errors += 1;
+        } else {
+            entry.consecutive_errors = 0;
+        }
+        entry.recent.push(MeasurementRecord {
+            at: Some(Time(now)),
+            verdict: m.verdict.as_str().into(),
+            candidate: m.candidate.filter(|v| v.is_finite()),
+            stable: m.stable.filter(|v| v.is_finite()),
+            threshold: match &m.error {
+                Some(e) => format!("{} (error: {e})", m.threshold),
+                None => m.threshold.clone(),
+            },
+        });
+        if entry.recent.len() > RECENT {
+            entry.recent.remove(0);
+        }
+    }
+}
+
+/// Judges the accumulated measurements against each metric's limits.
+pub fn assess(status: &AnalysisStatus, metrics: &[AnalysisMetric], required: i32) -> Assessment {
+    for metric in metrics {
+        let Some(s) = status.metrics.iter().find(|s| s.name == metric.name) else {
+            continue;
+        };
+        let last = s
+            .recent
+            .last()
+            .map(|r| {
+                format!(
+                    "candidate {} vs stable {}, threshold {}",
+                    fmt_value(r.candidate),
+                    fmt_value(r.stable),
+                    r.threshold
+                )
+            })
+            .unwrap_or_default();
+        if s.failed > metric.failure_limit {
+            return Assessment::Failed {
+                metric: metric.name.clone(),
+                detail: format!(
+                    "{} failed {} time(s) (limit {}); last: {last}",
+                    metric.name, s.failed, metric.failure_limit
+                ),
+            };
+        }
+        if s.consecutive_errors > metric.consecutive_error_limit {
+            return Assessment::Errored {
+                metric: metric.name.clone(),
+                detail: format!(
+                    "{} could not be measured {} time(s) in a row (limit {}); last: {last}",
+                    metric.name, s.consecutive_errors, metric.consecutive_error_limit
+                ),
+            };
+        }
+        if s.inconclusive > metric.inconclusive_limit {
+            return Assessment::Inconclusive {
+                metric: metric.name.clone(),
+                detail: format!(
+                    "{} had no data {} time(s) (limit {}); last: {last}",
+                    metric.name, s.inconclusive, metric.inconclusive_limit
+                ),
+            };
+        }
+    }
+    if status.measurements >= required {
+        Assessment::Passed
+    } else {
+        Assessment::Running
+    }
+}
+
+fn fmt_value(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:.4}")).unwrap_or_else(|| "no data".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::defaults::canary_metrics;
+
+    fn m(name: &str, verdict: Verdict) -> MetricMeasurement {
+        MetricMeasurement {
+            name: name.into(),
+            verdict,
+            candidate: Some(0.1),
+            stable: Some(0.1),
+            threshold: "t".into(),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn passes_after_the_required_count() {
+        let metrics = canary_metrics();
+        let mut status = AnalysisStatus::default();
+        let now = Timestamp::from_second(0).unwrap();
+        for i in 0..3 {
+            assert_eq!(assess(&status, &metrics, 3), Assessment::Running, "round {i}");
+            record(&mut status, &[m("error-rate", Verdict::Passed), m("latency-p99", Verdict::Passed)], now);
+        }
+        assert_eq!(assess(&status, &metrics, 3), Assessment::Passed);
+    }
+
+    #[test]
+    fn limits_are_exceeded_not_reached() {
+        let mut metrics = canary_metrics();
+        metrics[0].failure_limit = 1;
+        let now = Timestamp::from_second(0).unwrap();
+        let mut status = AnalysisStatus::default();
+        record(&mut status, &[m("error-rate", Verdict::Failed)], now);
+        assert_eq!(assess(&status, &metrics, 5), Assessment::Running);
+        record(&mut status, &[m("error-rate", Verdict::Failed)], now);
+        assert!(matches!(assess(&status, &metrics, 5), Assessment::Failed { .. }));
+    }
+
+    #[test]
+    fn errors_must_be_consecutive_and_inconclusive_counts() {
+        let metrics = canary_metrics(); // error limit 4, inconclusive limit 2
+        let now = Timestamp::from_second(0).unwrap();
+        let mut status = AnalysisStatus::default();
+        for _ in 0..4 {
+            record(&mut status, &[m("error-rate", Verdict::Error)], now);
+        }
+        record(&mut status, &[m("error-rate", Verdict::Passed)], now);
+        assert_eq!(status.metrics[0].consecutive_errors, 0);
+        for _ in 0..5 {
+            record(&mut status, &[m("error-rate", Verdict::Error)], now);
+        }
+        assert!(matches!(assess(&status, &metrics, 1), Assessment::Errored { .. }));
+
+        let mut quiet = AnalysisStatus::default();
+        for _ in 0..3 {
+            record(&mut quiet, &[m("latency-p99", Verdict::Inconclusive)], now);
+        }
+        assert!(matches!(assess(&quiet, &metrics, 1), Assessment::Inconclusive { .. }));
+        assert!(quiet.metrics[0].recent.len() <= RECENT);
+    }
+}

@@ -1,0 +1,183 @@
+//! The lifecycle decision core: drift → retrain Job → evaluate → shadow → steps → promote or
+//! roll back. A pure state machine: spec + status + observations + `now` in, new status,
+//! events, the Job that should exist and when to look again out. No I/O, no clock.
+//!
+//! Invariants (property-tested in `proptests.rs`): the canary weight is 0 or one of the
+//! configured steps and the two variants' weights sum to 100; within a rollout it only moves
+//! up through the steps and never past an unfinished analysis; promotion needs a passed
+//! evaluation (for retrained candidates), a passed shadow and every step's analysis; a
+//! rollback ends with 0 % on the candidate; the same inputs give the same outputs.
+
+pub mod analysis_state;
+pub mod manual;
+mod phases;
+pub mod schedule;
+pub mod triggers;
+
+#[cfg(test)]
+mod proptests;
+#[cfg(test)]
+mod tests;
+
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+
+use crate::analysis::{AnalysisStage, MetricMeasurement};
+use crate::api::{DriftSummary, ModelDeploymentSpec, ModelDeploymentStatus, Phase};
+
+pub use manual::{ManualInput, Request};
+pub use triggers::Trigger;
+
+/// Result of a drift check run in this reconcile.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DriftObservation {
+    Completed {
+        summary: DriftSummary,
+        /// Rows in the current data (for the `newSamples` trigger).
+        sample_count: Option<i64>,
+    },
+    Failed {
+        reason: String,
+        message: String,
+    },
+}
+
+/// The current attempt's Job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobState {
+    /// Not created yet (the shell creates it).
+    Missing,
+    Running,
+    Succeeded,
+    Failed(String),
+}
+
+/// The version a succeeded Job registered, found by its lineage tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CandidateLookup {
+    Found(String),
+    NotFound,
+    Error(String),
+}
+
+/// The evaluation metric of the candidate and of the champion.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EvaluationObservation {
+    Metrics {
+        candidate: Option<f64>,
+        champion: Option<f64>,
+    },
+    Error(String),
+}
+
+/// Everything observed for one reconcile.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Observations {
+    /// Version behind the alias or pin; `None` when the registry could not be read.
+    pub served_version: Option<String>,
+    /// The stable Deployment is ready and runs `status.stableVersion`.
+    pub stable_ready: bool,
+    /// The candidate Deployment is ready and runs `status.candidateVersion`.
+    pub candidate_ready: bool,
+    pub drift: Option<DriftObservation>,
+    pub job: Option<JobState>,
+    pub candidate_lookup: Option<CandidateLookup>,
+    pub evaluation: Option<EvaluationObservation>,
+    /// One round of measurements taken in this reconcile.
+    pub measurements: Option<Vec<MetricMeasurement>>,
+    pub manual: ManualInput,
+    /// The advisor recommends retraining now.
+    pub advisor_recommends: bool,
+}
+
+/// A retraining Job that should exist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRequest {
+    pub number: i64,
+    pub attempt_id: String,
+    pub trigger: String,
+    pub job_name: String,
+}
+
+/// An Event for a transition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    pub warning: bool,
+    pub reason: String,
+    pub message: String,
+}
+
+/// Input of [`step`].
+#[derive(Debug, Clone)]
+pub struct StepInput<'a> {
+    pub name: &'a str,
+    /// The resource's uid: attempt ids are derived from it so they are unique across
+    /// re-created resources of the same name.
+    pub uid: &'a str,
+    pub generation: Option<i64>,
+    pub spec: &'a ModelDeploymentSpec,
+    pub status: &'a ModelDeploymentStatus,
+    pub observed: &'a Observations,
+    pub now: Timestamp,
+}
+
+/// Output of [`step`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepOutput {
+    pub status: ModelDeploymentStatus,
+    pub transitions: Vec<Transition>,
+    /// The Job of the running attempt (created if missing, never duplicated).
+    pub job: Option<JobRequest>,
+    pub requeue_after: Duration,
+}
+
+/// What the shell should observe before the next [`step`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Wants {
+    pub drift_check: bool,
+    /// Name of the Job to read.
+    pub job: Option<String>,
+    /// Attempt id to look up the registered candidate by (after the Job succeeded).
+    pub candidate_lookup: Option<String>,
+    /// Candidate and champion versions to read the evaluation metric of.
+    pub evaluation: Option<(String, String)>,
+    /// A measurement is due (taken only if the candidate is ready).
+    pub measure: Option<AnalysisStage>,
+}
+
+/// Most attempts and rollouts kept in status.
+pub const MAX_ATTEMPTS_KEPT: usize = 20;
+pub const MAX_HISTORY_KEPT: usize = 10;
+
+/// Decides the next lifecycle state.
+pub fn step(input: StepInput<'_>) -> StepOutput {
+    phases::step(input)
+}
+
+/// What to observe for the next step, given the current status.
+pub fn wants(spec: &ModelDeploymentSpec, status: &ModelDeploymentStatus, now: Timestamp) -> Wants {
+    phases::wants(spec, status, now)
+}
+
+/// Deterministic name of attempt `number`'s Job (`<name>-retrain-<n>`, at most 63 chars).
+pub fn job_name(resource: &str, number: i64) -> String {
+    let suffix = format!("-retrain-{number}");
+    let keep = 63usize.saturating_sub(suffix.len());
+    let base: String = resource.chars().take(keep).collect();
+    format!("{}{suffix}", base.trim_end_matches('-'))
+}
+
+/// Lineage id of attempt `number` (tagged on the version the Job registers).
+pub fn attempt_id(uid: &str, number: i64) -> String {
+    let prefix: String = uid.chars().filter(|c| c.is_ascii_alphanumeric()).take(8).collect();
+    format!("{prefix}-{number}")
+}
+
+/// True while traffic or training is in motion.
+pub fn is_active(phase: Phase) -> bool {
+    matches!(
+        phase,
+        Phase::Retraining | Phase::Evaluating | Phase::Shadow | Phase::Progressing | Phase::Promoted
+    )
+}
