@@ -17,4 +17,5 @@ pub mod metrics;
 pub mod mlflow;
 pub mod registry;
 pub mod server;
+pub mod simulate;
 pub mod telemetry;

@@ -14,6 +14,10 @@ pub struct ModelDeploymentStatus {
     /// Set while a person paused the rollout (`mlrollout pause`); the phase does not advance.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub paused: bool,
+    /// Why it is paused: `manual` (the `mlrollout.io/pause` annotation) or
+    /// `inconclusiveAnalysis` (resume with `mlrollout resume`, or promote or abort).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause_reason: Option<String>,
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,

@@ -2,7 +2,9 @@
 //! (`kubectl mlrollout check ...`).
 
 pub mod check;
+pub mod control;
 pub mod run;
+pub mod simulate;
 
 use std::process::ExitCode;
 
@@ -29,6 +31,22 @@ pub enum Command {
     },
     /// Run the operator.
     Run(run::RunArgs),
+    /// Replay a scenario through the decision core with a virtual clock.
+    Simulate(simulate::SimulateArgs),
+    /// Promote the rollout: the next step, or `--full` to 100 % at once.
+    Promote(control::PromoteArgs),
+    /// Abort the rollout (or the retraining): everything back to stable.
+    Abort(control::Target),
+    /// Retry a rolled-back or failed rollout (or retrain when there is no candidate).
+    Retry(control::Target),
+    /// Pause: the phase stops advancing until `resume`.
+    Pause(control::Target),
+    /// Resume a paused resource.
+    Resume(control::Target),
+    /// Start a retraining attempt now (cooldown and daily budget still apply).
+    Retrain(control::Target),
+    /// Show phase, versions, weights, conditions and the last decisions.
+    Status(control::Target),
 }
 
 /// Parses arguments and runs the command.
@@ -40,6 +58,14 @@ pub fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Check { files } => check::run(&files),
+        Command::Simulate(args) => simulate::run(&args),
+        Command::Promote(args) => control::main(control::Action::Promote { full: args.full }, &args.target),
+        Command::Abort(t) => control::main(control::Action::Abort, &t),
+        Command::Retry(t) => control::main(control::Action::Retry, &t),
+        Command::Pause(t) => control::main(control::Action::Pause, &t),
+        Command::Resume(t) => control::main(control::Action::Resume, &t),
+        Command::Retrain(t) => control::main(control::Action::Retrain, &t),
+        Command::Status(t) => control::main(control::Action::Status, &t),
         Command::Run(args) => {
             crate::telemetry::init(args.log_format, &args.log_level);
             match tokio::runtime::Builder::new_multi_thread()

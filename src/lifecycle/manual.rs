@@ -17,6 +17,8 @@ pub const ABORT: &str = "mlrollout.io/abort";
 pub const RETRY: &str = "mlrollout.io/retry";
 /// `mlrollout.io/retrain: <nonce>`.
 pub const RETRAIN: &str = "mlrollout.io/retrain";
+/// `mlrollout.io/resume: <nonce>`: lifts any pause, also one set by an inconclusive analysis.
+pub const RESUME: &str = "mlrollout.io/resume";
 
 /// A one-shot request found on the resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +28,7 @@ pub enum Request {
     Abort,
     Retry,
     Retrain,
+    Resume,
 }
 
 impl Request {
@@ -35,6 +38,7 @@ impl Request {
             Request::Abort => ABORT,
             Request::Retry => RETRY,
             Request::Retrain => RETRAIN,
+            Request::Resume => RESUME,
         }
     }
 }
@@ -64,6 +68,9 @@ pub fn read(
     };
     if let Some(v) = fresh(ABORT) {
         requests.push((Request::Abort, v));
+    }
+    if let Some(v) = fresh(RESUME) {
+        requests.push((Request::Resume, v));
     }
     if let Some(v) = fresh(RETRY) {
         requests.push((Request::Retry, v));

@@ -189,15 +189,11 @@ fn next_drift_check(spec: &ModelDeploymentSpec, now: Timestamp) -> Timestamp {
 
 /// Records and applies one-shot manual requests; returns whether retraining was requested.
 fn apply_manual(cx: &mut Ctx<'_>, manual: &ManualInput) -> bool {
-    if manual.paused != cx.status.paused {
-        cx.status.paused = manual.paused;
-        if manual.paused {
-            cx.event(false, "Paused", "paused by mlrollout.io/pause; the phase will not advance");
-        } else {
-            // Timers restart: time spent paused does not count as observed progress.
-            cx.status.phase_started_at = Some(Time(cx.now));
-            cx.event(false, "Resumed", "resumed; the current phase starts over its timers");
-        }
+    let manual_pause = cx.status.pause_reason.as_deref() == Some(PAUSE_MANUAL);
+    if manual.paused && !cx.status.paused {
+        pause(cx, PAUSE_MANUAL, "paused by mlrollout.io/pause; the phase will not advance");
+    } else if !manual.paused && cx.status.paused && manual_pause {
+        resume(cx, "the mlrollout.io/pause annotation was removed");
     }
     let mut retrain = false;
     for (request, value) in &manual.requests {
@@ -230,6 +226,11 @@ fn apply_manual(cx: &mut Ctx<'_>, manual: &ManualInput) -> bool {
             },
             Request::PromoteNext | Request::PromoteFull => {
                 let full = *request == Request::PromoteFull;
+                // A person promoting answers an inconclusive analysis.
+                if cx.status.pause_reason.as_deref() == Some(PAUSE_INCONCLUSIVE) {
+                    cx.status.paused = false;
+                    cx.status.pause_reason = None;
+                }
                 match cx.status.phase {
                     Phase::Evaluating => {
                         cx.event(false, "ManualPromotion", "evaluation skipped by a person");
@@ -248,9 +249,45 @@ fn apply_manual(cx: &mut Ctx<'_>, manual: &ManualInput) -> bool {
                 }
             }
             Request::Retrain => retrain = true,
+            Request::Resume => {
+                if cx.status.paused {
+                    resume(cx, "resumed by a person");
+                } else {
+                    ignored(cx, "resume");
+                }
+            }
         }
     }
     retrain
+}
+
+const PAUSE_MANUAL: &str = "manual";
+const PAUSE_INCONCLUSIVE: &str = "inconclusiveAnalysis";
+
+fn pause(cx: &mut Ctx<'_>, reason: &str, message: &str) {
+    cx.status.paused = true;
+    cx.status.pause_reason = Some(reason.into());
+    let warning = reason != PAUSE_MANUAL;
+    let event = if warning { "AnalysisInconclusive" } else { "Paused" };
+    cx.event(warning, event, message);
+}
+
+/// Lifts a pause; the phase's timers and its analysis start over, since time spent paused is
+/// not observed progress.
+fn resume(cx: &mut Ctx<'_>, why: &str) {
+    cx.status.paused = false;
+    cx.status.pause_reason = None;
+    cx.status.phase_started_at = Some(Time(cx.now));
+    cx.status.analysis = None;
+    cx.event(false, "Resumed", format!("{why}; the current phase starts over"));
+}
+
+/// Promotion and rollback end a pause set by the analysis (a manual pause stays).
+fn clear_analysis_pause(cx: &mut Ctx<'_>) {
+    if cx.status.pause_reason.as_deref() != Some(PAUSE_MANUAL) {
+        cx.status.paused = false;
+        cx.status.pause_reason = None;
+    }
 }
 
 fn ignored(cx: &mut Ctx<'_>, what: &str) {
@@ -570,8 +607,11 @@ fn act_on_failure(cx: &mut Ctx<'_>, assessment: &Assessment, gate: &str) -> bool
                 InconclusiveAction::Rollback => rollback(cx, "AnalysisInconclusive", detail),
                 InconclusiveAction::Pause => {
                     if !cx.status.paused {
-                        cx.status.paused = true;
-                        cx.event(true, "AnalysisInconclusive", format!("paused for a person: {detail}; resume, promote or abort"));
+                        pause(
+                            cx,
+                            PAUSE_INCONCLUSIVE,
+                            &format!("paused for a person: {detail}; resume, promote or abort"),
+                        );
                     }
                 }
             }
@@ -652,6 +692,7 @@ fn promote(cx: &mut Ctx<'_>, reason: &str) {
     cx.write("deleteAlias", None, "challenger", None);
     cx.write("setTag", Some(&version), "mlrollout.io/rollout", Some("promoted"));
     record_history(cx, "Promoted", "Promoted");
+    clear_analysis_pause(cx);
     cx.enter(Phase::Promoted);
     cx.status.current_step = None;
     cx.status.canary_weight = 100;
@@ -707,7 +748,7 @@ fn rollback(cx: &mut Ctx<'_>, reason: &str, detail: &str) {
     cx.status.current_step = None;
     cx.status.candidate_version = None;
     cx.status.candidate_source = None;
-    cx.status.paused = cx.status.paused && reason != "Aborted";
+    clear_analysis_pause(cx);
     cx.enter(Phase::RolledBack);
     cx.event(true, "RolledBack", format!("version {version} rolled back ({reason}): {detail}"));
 }

@@ -1,0 +1,216 @@
+//! Manual control from the command line (`promote`, `abort`, `retry`, `pause`, `resume`,
+//! `retrain`) and `status`. Requests are annotations with a fresh value, so the operator acts
+//! on each once and the spec is never touched (GitOps-safe).
+
+use std::process::ExitCode;
+
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+
+use crate::api::ModelDeployment;
+use crate::lifecycle::manual;
+
+/// The resource a command acts on.
+#[derive(Debug, clap::Args)]
+pub struct Target {
+    /// Name of the ModelDeployment.
+    pub name: String,
+    /// Namespace (default: the kubeconfig's).
+    #[arg(short, long)]
+    pub namespace: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PromoteArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Skip every remaining step and analysis: promote to 100 % now.
+    #[arg(long)]
+    pub full: bool,
+}
+
+/// A command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Promote { full: bool },
+    Abort,
+    Retry,
+    Pause,
+    Resume,
+    Retrain,
+    Status,
+}
+
+/// The annotation patch for an action at `now` (`None` for `status`).
+pub fn annotation_patch(action: Action, now: Timestamp) -> Option<serde_json::Value> {
+    let stamp = now.to_string();
+    let (key, value): (&str, serde_json::Value) = match action {
+        Action::Promote { full } => (
+            manual::PROMOTE,
+            format!("{}@{stamp}", if full { "full" } else { "next" }).into(),
+        ),
+        Action::Abort => (manual::ABORT, stamp.into()),
+        Action::Retry => (manual::RETRY, stamp.into()),
+        Action::Retrain => (manual::RETRAIN, stamp.into()),
+        Action::Pause => (manual::PAUSE, "true".into()),
+        Action::Resume => {
+            return Some(serde_json::json!({"metadata": {"annotations": {
+                manual::PAUSE: serde_json::Value::Null,
+                manual::RESUME: stamp,
+            }}}));
+        }
+        Action::Status => return None,
+    };
+    Some(serde_json::json!({"metadata": {"annotations": {key: value}}}))
+}
+
+pub fn main(action: Action, target: &Target) -> ExitCode {
+    super::install_crypto_provider();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("mlrollout: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(execute(action, target)) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mlrollout: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn execute(action: Action, target: &Target) -> Result<String, kube::Error> {
+    let client = kube::Client::try_default().await?;
+    let namespace = target
+        .namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_string());
+    let api: Api<ModelDeployment> = Api::namespaced(client, &namespace);
+    if let Some(patch) = annotation_patch(action, Timestamp::now()) {
+        api.patch(&target.name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        return Ok(format!("{namespace}/{}: {action:?} requested\n", target.name));
+    }
+    let resource = api.get(&target.name).await?;
+    Ok(render_status(&resource))
+}
+
+/// A `kubectl argo rollouts get`-style view of a resource.
+pub fn render_status(resource: &ModelDeployment) -> String {
+    let default = Default::default();
+    let s = resource.status.as_ref().unwrap_or(&default);
+    let mut out = String::new();
+    let name = resource.metadata.name.as_deref().unwrap_or("");
+    let ns = resource.metadata.namespace.as_deref().unwrap_or("");
+    out.push_str(&format!("Name:        {ns}/{name}\n"));
+    out.push_str(&format!(
+        "Phase:       {}{}\n",
+        s.phase.as_str(),
+        if s.paused { " (paused)" } else { "" }
+    ));
+    out.push_str(&format!("Model:       {}\n", resource.spec.model.name));
+    out.push_str(&format!("Stable:      {}\n", s.stable_version.as_deref().unwrap_or("-")));
+    out.push_str(&format!("Candidate:   {}\n", s.candidate_version.as_deref().unwrap_or("-")));
+    let steps: Vec<String> = resource
+        .spec
+        .rollout
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            if Some(i as i32) == s.current_step {
+                format!("[{w}%]")
+            } else {
+                format!("{w}%")
+            }
+        })
+        .collect();
+    out.push_str(&format!(
+        "Traffic:     stable {}% / candidate {}%, mirror {}%   steps: {}\n",
+        100 - s.canary_weight,
+        s.canary_weight,
+        s.mirror_percent,
+        steps.join(" -> ")
+    ));
+    if let Some(d) = &s.drift {
+        out.push_str(&format!(
+            "Drift:       {} ({:.0}% of features drifted){}\n",
+            d.severity,
+            d.drifted_share * 100.0,
+            d.accuracy.map(|a| format!(", accuracy {a:.4}")).unwrap_or_default()
+        ));
+    }
+    if let Some(msg) = &s.message {
+        out.push_str(&format!("Message:     {msg}\n"));
+    }
+    out.push_str("\nConditions:\n");
+    for c in &s.conditions {
+        out.push_str(&format!("  {:<16} {:<6} {:<26} {}\n", c.type_, c.status, c.reason, c.message));
+    }
+    if let Some(a) = &s.analysis {
+        out.push_str(&format!("\nAnalysis ({} measurement(s)):\n", a.measurements));
+        for m in &a.metrics {
+            let last = m.recent.last();
+            out.push_str(&format!(
+                "  {:<16} failed {} inconclusive {} errors {}  last: {} (candidate {}, stable {}, {})\n",
+                m.name,
+                m.failed,
+                m.inconclusive,
+                m.consecutive_errors,
+                last.map(|r| r.verdict.as_str()).unwrap_or("-"),
+                last.and_then(|r| r.candidate).map(|v| format!("{v:.4}")).unwrap_or("-".into()),
+                last.and_then(|r| r.stable).map(|v| format!("{v:.4}")).unwrap_or("-".into()),
+                last.map(|r| r.threshold.as_str()).unwrap_or("")
+            ));
+        }
+    }
+    if !s.retraining_attempts.is_empty() {
+        out.push_str("\nRetraining attempts:\n");
+        for a in s.retraining_attempts.iter().rev().take(5) {
+            out.push_str(&format!(
+                "  #{:<3} {:<10} {:<10} {:<28} {}\n",
+                a.number,
+                a.trigger,
+                a.outcome,
+                a.job_name,
+                a.candidate_version.as_deref().map(|v| format!("-> version {v}")).unwrap_or_default()
+            ));
+        }
+    }
+    if !s.history.is_empty() {
+        out.push_str("\nRollouts:\n");
+        for h in s.history.iter().rev().take(5) {
+            out.push_str(&format!(
+                "  version {:<6} {:<11} {}\n",
+                h.candidate_version, h.outcome, h.reason
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_action_is_a_fresh_annotation() {
+        let t: Timestamp = "2026-11-26T06:00:00Z".parse().unwrap();
+        let p = annotation_patch(Action::Promote { full: true }, t).unwrap();
+        assert_eq!(p["metadata"]["annotations"]["mlrollout.io/promote"], "full@2026-11-26T06:00:00Z");
+        let r = annotation_patch(Action::Resume, t).unwrap();
+        assert!(r["metadata"]["annotations"]["mlrollout.io/pause"].is_null());
+        assert_eq!(r["metadata"]["annotations"]["mlrollout.io/resume"], "2026-11-26T06:00:00Z");
+        assert!(annotation_patch(Action::Status, t).is_none());
+        let read = manual::read(
+            &[("mlrollout.io/promote".to_string(), "full@2026-11-26T06:00:00Z".to_string())].into(),
+            &Default::default(),
+        );
+        assert_eq!(read.requests[0].0, manual::Request::PromoteFull);
+    }
+}
