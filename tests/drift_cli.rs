@@ -144,7 +144,8 @@ fn data(n: usize, amount_shift: f64, seed: u64) -> Data {
     for _ in 0..n {
         d.amount.push(50.0 + 10.0 * r.normal() + amount_shift);
         d.hour.push((r.next() * 24.0) as i64);
-        d.channel.push(["web", "pos", "atm"][(r.next() * 3.0) as usize % 3].to_owned());
+        d.channel
+            .push(["web", "pos", "atm"][(r.next() * 3.0) as usize % 3].to_owned());
         d.prediction.push(r.next());
     }
     d
@@ -171,7 +172,10 @@ fn write_parquet(path: &Path, d: &Data) {
             "amount",
             Arc::new(Float64Array::from(d.amount.clone())) as ArrayRef,
         ),
-        ("hour", Arc::new(Int64Array::from(d.hour.clone())) as ArrayRef),
+        (
+            "hour",
+            Arc::new(Int64Array::from(d.hour.clone())) as ArrayRef,
+        ),
         ("channel", Arc::new(channel.finish()) as ArrayRef),
         (
             "prediction",
@@ -216,7 +220,13 @@ fn examples_json_finds_drift_in_amount_only() {
     // every common column but the prediction, which is compared separately
     assert_eq!(
         names,
-        ["amount", "merchant_risk", "account_age_days", "hour", "channel"]
+        [
+            "amount",
+            "merchant_risk",
+            "account_age_days",
+            "hour",
+            "channel"
+        ]
     );
     assert_eq!(feature(&r, "channel")["kind"], "categorical");
     assert_eq!(feature(&r, "channel")["test"], "chi2");
@@ -252,11 +262,17 @@ fn examples_table() {
     assert!(o.status.success(), "{}", stderr(&o));
     let text = String::from_utf8(o.stdout).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    assert!(lines[0].starts_with("FEATURE") && lines[0].contains("P-ADJ"), "{text}");
+    assert!(
+        lines[0].starts_with("FEATURE") && lines[0].contains("P-ADJ"),
+        "{text}"
+    );
     // header, 5 features, the prediction row, the verdict
     assert_eq!(lines.len(), 8, "{text}");
     let amount = lines.iter().find(|l| l.starts_with("amount ")).unwrap();
-    assert!(amount.contains(" yes ") && amount.contains("high"), "{amount}");
+    assert!(
+        amount.contains(" yes ") && amount.contains("high"),
+        "{amount}"
+    );
     let hour = lines.iter().find(|l| l.starts_with("hour ")).unwrap();
     assert!(hour.contains(" no "), "{hour}");
     // columns are aligned: KIND starts at the same offset on every row
@@ -277,7 +293,12 @@ fn examples_table() {
 
 #[test]
 fn resource_rules_features_thresholds_and_accuracy() {
-    let r = run_json(&["--resource", "examples/fraud-detector.yaml", "--output", "json"]);
+    let r = run_json(&[
+        "--resource",
+        "examples/fraud-detector.yaml",
+        "--output",
+        "json",
+    ]);
     assert_contract(&r);
     assert_eq!(drifted(&r), ["amount"]);
     assert_eq!(r["features"].as_array().unwrap().len(), 5);
@@ -369,21 +390,39 @@ fn parquet_written_here() {
     let cur = data(20_000, 4.0, 2);
     write_parquet(&cp, &cur);
     write_csv(&cc, &cur);
-    let r = run_json(&["--reference", s(&rp), "--current", s(&cp), "--output", "json"]);
+    let r = run_json(&[
+        "--reference",
+        s(&rp),
+        "--current",
+        s(&cp),
+        "--output",
+        "json",
+    ]);
     assert_contract(&r);
     assert_eq!(drifted(&r), ["amount"]);
     assert_eq!(feature(&r, "channel")["kind"], "categorical"); // dictionary column
     assert_eq!(feature(&r, "hour")["kind"], "numerical"); // int64 column
     assert_eq!(r["current_rows"], 20_000);
     // the same current data as CSV gives the same statistics
-    let r2 = run_json(&["--reference", s(&rp), "--current", s(&cc), "--output", "json"]);
+    let r2 = run_json(&[
+        "--reference",
+        s(&rp),
+        "--current",
+        s(&cc),
+        "--output",
+        "json",
+    ]);
     for name in ["amount", "hour", "channel"] {
         assert_eq!(
             feature(&r, name)["statistic"],
             feature(&r2, name)["statistic"],
             "{name}"
         );
-        assert_eq!(feature(&r, name)["psi"], feature(&r2, name)["psi"], "{name}");
+        assert_eq!(
+            feature(&r, name)["psi"],
+            feature(&r2, name)["psi"],
+            "{name}"
+        );
     }
     // --categorical forces an integer column to categories
     let r3 = run_json(&[
@@ -432,7 +471,10 @@ fn empty_files() {
         "--current",
         s(&zero),
     ]);
-    assert!(err.contains("current data") && err.contains("has no rows"), "{err}");
+    assert!(
+        err.contains("current data") && err.contains("has no rows"),
+        "{err}"
+    );
     let header_only = dir.path().join("header.csv");
     std::fs::write(&header_only, examples_header()).unwrap();
     let err = run_err(&[
@@ -441,7 +483,10 @@ fn empty_files() {
         "--current",
         "examples/data/current.csv",
     ]);
-    assert!(err.contains("reference data") && err.contains("has no rows"), "{err}");
+    assert!(
+        err.contains("reference data") && err.contains("has no rows"),
+        "{err}"
+    );
     let empty_pq = dir.path().join("empty.parquet");
     std::fs::write(&empty_pq, "").unwrap();
     let err = run_err(&[
@@ -693,5 +738,8 @@ fn http_sources() {
         "--current",
         "examples/data/current.csv",
     ]);
-    assert!(err.contains("not found") && err.contains("HTTP 404"), "{err}");
+    assert!(
+        err.contains("not found") && err.contains("HTTP 404"),
+        "{err}"
+    );
 }

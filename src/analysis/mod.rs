@@ -2,6 +2,7 @@
 //! built-in metrics, and the [`Analyzer`] trait the reconciler measures through.
 
 pub mod defaults;
+pub mod prometheus;
 pub mod verdict;
 
 use futures::future::BoxFuture;
@@ -27,6 +28,8 @@ pub struct MeasureRequest<'a> {
     pub spec: &'a ModelDeploymentSpec,
     pub stage: AnalysisStage,
     pub metrics: Vec<AnalysisMetric>,
+    /// Bearer token for Prometheus, from `spec.rollout.analysis.prometheus.bearerTokenSecret`.
+    pub bearer_token: Option<&'a str>,
 }
 
 /// Takes one measurement of every metric. Implementations never fail as a whole: a query

@@ -111,7 +111,11 @@ pub fn run(args: DriftArgs) -> ExitCode {
                     t.read_current_s,
                     t.compare_s,
                     t.accuracy_s,
-                    if t.reference_cached { ", reference cached" } else { "" }
+                    if t.reference_cached {
+                        ", reference cached"
+                    } else {
+                        ""
+                    }
                 );
             }
             let text = match format {
@@ -150,8 +154,12 @@ fn load_resource(path: &Path) -> Result<ModelDeployment, String> {
         if value.get("kind").and_then(|k| k.as_str()) != Some("ModelDeployment") {
             continue;
         }
-        return serde_json::from_value(value)
-            .map_err(|e| format!("resource {} is not a valid ModelDeployment: {e}", path.display()));
+        return serde_json::from_value(value).map_err(|e| {
+            format!(
+                "resource {} is not a valid ModelDeployment: {e}",
+                path.display()
+            )
+        });
     }
     Err(format!("no ModelDeployment found in {}", path.display()))
 }
@@ -210,14 +218,20 @@ fn build_request(args: &DriftArgs) -> Result<(CheckRequest, Option<String>), Str
     let config = &mut request.config;
     for c in &args.categorical {
         if args.numerical.contains(c) {
-            return Err(format!("column '{c}' is given as both categorical and numerical"));
+            return Err(format!(
+                "column '{c}' is given as both categorical and numerical"
+            ));
         }
     }
     config.forced_kinds.extend(
         args.numerical
             .iter()
             .map(|c| (c.clone(), ColumnKind::Numerical))
-            .chain(args.categorical.iter().map(|c| (c.clone(), ColumnKind::Categorical))),
+            .chain(
+                args.categorical
+                    .iter()
+                    .map(|c| (c.clone(), ColumnKind::Categorical)),
+            ),
     );
     if !args.features.is_empty() {
         config.features = args
@@ -238,7 +252,9 @@ fn build_request(args: &DriftArgs) -> Result<(CheckRequest, Option<String>), Str
 }
 
 fn display(p: &Option<PathBuf>) -> String {
-    p.as_deref().map(|p| p.display().to_string()).unwrap_or_default()
+    p.as_deref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
 }
 
 fn default_request(prediction: Option<Option<String>>) -> CheckRequest {
@@ -279,12 +295,10 @@ fn execute(args: &DriftArgs) -> Result<DriftReport, String> {
         mlflow |= s.needs_mlflow();
     }
     let mut fetch = FetchContext::new();
-    if mlflow {
-        if let Some(uri) = &tracking_uri {
-            fetch = fetch
-                .with_tracking_uri(uri)
-                .map_err(|e| format!("tracking URI: {e}"))?;
-        }
+    if mlflow && let Some(uri) = &tracking_uri {
+        fetch = fetch
+            .with_tracking_uri(uri)
+            .map_err(|e| format!("tracking URI: {e}"))?;
     }
     let engine = DriftEngine::new(fetch);
     let result = if remote {
@@ -358,8 +372,18 @@ fn row(f: &FeatureVerdict) -> Vec<String> {
 /// One aligned row per feature, then the verdict line.
 pub fn render_table(report: &DriftReport) -> String {
     let header: Vec<String> = [
-        "FEATURE", "KIND", "TEST", "STATISTIC", "P-VALUE", "P-ADJ", "PSI", "EFFECT", "MISSING R/C",
-        "DRIFT", "SEVERITY", "NOTE",
+        "FEATURE",
+        "KIND",
+        "TEST",
+        "STATISTIC",
+        "P-VALUE",
+        "P-ADJ",
+        "PSI",
+        "EFFECT",
+        "MISSING R/C",
+        "DRIFT",
+        "SEVERITY",
+        "NOTE",
     ]
     .iter()
     .map(|s| (*s).to_owned())
@@ -409,9 +433,15 @@ pub fn render_table(report: &DriftReport) -> String {
     let verdict = if report.status == ComparisonStatus::InsufficientData {
         "insufficient data".to_owned()
     } else if report.drift_detected {
-        format!("DRIFT DETECTED (severity {})", severity_text(report.severity))
+        format!(
+            "DRIFT DETECTED (severity {})",
+            severity_text(report.severity)
+        )
     } else {
-        format!("no dataset drift (severity {})", severity_text(report.severity))
+        format!(
+            "no dataset drift (severity {})",
+            severity_text(report.severity)
+        )
     };
     out.push_str(&format!(
         "verdict: {verdict}: {} of {} evaluated features drifted ({:.0}%), {} reference rows, {} current rows",

@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod control;
+pub mod drift;
 pub mod run;
 pub mod simulate;
 
@@ -31,6 +32,9 @@ pub enum Command {
     },
     /// Run the operator.
     Run(run::RunArgs),
+    /// Compare a current dataset with a reference: data drift (KS, chi-square, PSI with
+    /// FDR control and effect sizes), prediction shift and accuracy.
+    Drift(drift::DriftArgs),
     /// Replay a scenario through the decision core with a virtual clock.
     Simulate(simulate::SimulateArgs),
     /// Promote the rollout: the next step, or `--full` to 100 % at once.
@@ -58,6 +62,7 @@ pub fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Check { files } => check::run(&files),
+        Command::Drift(args) => drift::run(args),
         Command::Simulate(args) => simulate::run(&args),
         Command::Promote(args) => control::main(control::Action::Promote { full: args.full }, &args.target),
         Command::Abort(t) => control::main(control::Action::Abort, &t),

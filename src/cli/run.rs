@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::analysis::prometheus::PrometheusAnalyzer;
 use crate::controller::{self, Context, WatchScope};
 use crate::metrics::Metrics;
 use crate::registry::mlflow::MlflowRegistry;
@@ -27,6 +28,9 @@ pub struct RunArgs {
     /// Timeout of each MLflow request.
     #[arg(long, env = "MLROLLOUT_MLFLOW_TIMEOUT_SECONDS", default_value_t = 10)]
     pub mlflow_timeout_seconds: u64,
+    /// Timeout of each Prometheus query.
+    #[arg(long, env = "MLROLLOUT_PROMETHEUS_TIMEOUT_SECONDS", default_value_t = 10)]
+    pub prometheus_timeout_seconds: u64,
 }
 
 /// Error starting the operator.
@@ -36,6 +40,8 @@ pub enum RunError {
     Kubeconfig(#[from] kube::Error),
     #[error("cannot serve health and metrics endpoints: {0}")]
     Server(#[from] std::io::Error),
+    #[error("cannot set up the operator: {0}")]
+    Setup(String),
 }
 
 pub async fn run(args: RunArgs) -> Result<(), RunError> {
@@ -46,7 +52,9 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let registry = Arc::new(MlflowRegistry::new(Duration::from_secs(
         args.mlflow_timeout_seconds,
     )));
-    let ctx = Context::new(client, registry, metrics.clone());
+    let analyzer = PrometheusAnalyzer::new(Duration::from_secs(args.prometheus_timeout_seconds))
+        .map_err(|e| RunError::Setup(e.to_string()))?;
+    let ctx = Context::new(client, registry, metrics.clone()).with_analyzer(Arc::new(analyzer));
     let scope = match args.namespace {
         Some(ns) => WatchScope::Namespace(ns),
         None => WatchScope::AllNamespaces,

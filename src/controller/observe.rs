@@ -98,8 +98,19 @@ pub async fn observe(
                 spec.rollout.analysis.as_ref().map(|a| a.metrics.as_slice()).unwrap_or(&[]),
             ),
         };
-        observations.measurements = Some(match &ctx.analyzer {
-            Some(analyzer) => {
+        let token = match spec
+            .rollout
+            .analysis
+            .as_ref()
+            .and_then(|a| a.prometheus.bearer_token_secret.as_ref())
+        {
+            Some(key) => Some(read_secret_key(ctx, namespace, key).await),
+            None => None,
+        };
+        observations.measurements = Some(match (&ctx.analyzer, token) {
+            (_, Some(Err(message))) => metrics.iter().map(|m| query_error(m, message.clone())).collect(),
+            (Some(analyzer), token) => {
+                let token = token.and_then(Result::ok);
                 analyzer
                     .measure(MeasureRequest {
                         namespace,
@@ -107,10 +118,11 @@ pub async fn observe(
                         spec,
                         stage,
                         metrics,
+                        bearer_token: token.as_deref(),
                     })
                     .await
             }
-            None => metrics
+            (None, _) => metrics
                 .iter()
                 .map(|m| query_error(m, "the operator runs without a metrics analyzer"))
                 .collect(),
@@ -177,6 +189,26 @@ async fn read_job(ctx: &Context, namespace: &str, name: &str) -> Result<JobState
         return Ok(JobState::Succeeded);
     }
     Ok(JobState::Running)
+}
+
+/// One key of a Secret in `namespace`, as text; the error says what is missing.
+pub async fn read_secret_key(
+    ctx: &Context,
+    namespace: &str,
+    key: &crate::api::SecretKeyReference,
+) -> Result<String, String> {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let secret = api
+        .get_opt(&key.name)
+        .await
+        .map_err(|e| format!("reading Secret {}: {e}", key.name))?
+        .ok_or_else(|| format!("Secret {:?} not found in namespace {namespace}", key.name))?;
+    secret
+        .data
+        .unwrap_or_default()
+        .get(&key.key)
+        .map(|v| String::from_utf8_lossy(&v.0).trim().to_string())
+        .ok_or_else(|| format!("Secret {:?} has no key {:?}", key.name, key.key))
 }
 
 /// Reads the MLflow credentials Secret. A missing Secret or key is a registry error the user

@@ -118,7 +118,10 @@ impl DriftConfig {
             .ok()
             .filter(|b| (1..=1000).contains(b))
             .ok_or_else(|| {
-                DriftError::InvalidConfig(format!("drift.thresholds.bins must be >= 1, got {}", t.bins))
+                DriftError::InvalidConfig(format!(
+                    "drift.thresholds.bins must be >= 1, got {}",
+                    t.bins
+                ))
             })?;
         let mut ignore = spec.ignore_columns.clone();
         if let Some(ts) = &spec.current.timestamp_column {
@@ -162,7 +165,9 @@ impl DriftConfig {
         let mut seen = std::collections::HashSet::new();
         for f in &self.features {
             if f.name.is_empty() {
-                return Err(DriftError::InvalidConfig("a feature has an empty name".into()));
+                return Err(DriftError::InvalidConfig(
+                    "a feature has an empty name".into(),
+                ));
             }
             if !seen.insert(f.name.as_str()) {
                 return Err(DriftError::InvalidConfig(format!(
@@ -297,7 +302,9 @@ impl FeatureReference {
     fn prepare(column: Column, psi: PsiParams) -> Result<Self, DriftError> {
         let invalid = |e: crate::drift::stats::StatsError| DriftError::InvalidConfig(e.to_string());
         Ok(match column {
-            Column::Numeric(v) => FeatureReference::Numeric(NumericReference::new(v, psi).map_err(invalid)?),
+            Column::Numeric(v) => {
+                FeatureReference::Numeric(NumericReference::new(v, psi).map_err(invalid)?)
+            }
             Column::Categorical(c) => FeatureReference::Categorical(
                 CategoricalReference::new(c.counts(), psi.smoothing).map_err(invalid)?,
             ),
@@ -370,10 +377,10 @@ impl PreparedReference {
                 .into());
             }
         }
-        if let Some((name, r)) = &self.prediction {
-            if available.iter().any(|a| a == name) {
-                out.push(ColumnRequest::new(name.clone(), Some(r.kind())));
-            }
+        if let Some((name, r)) = &self.prediction
+            && available.iter().any(|a| a == name)
+        {
+            out.push(ColumnRequest::new(name.clone(), Some(r.kind())));
         }
         Ok(out)
     }
@@ -412,13 +419,17 @@ pub fn reference_requests(
                 }
                 .into());
             }
-            out.push(ColumnRequest::new(f.name.clone(), config.forced(&f.name).or(f.kind)));
+            out.push(ColumnRequest::new(
+                f.name.clone(),
+                config.forced(&f.name).or(f.kind),
+            ));
         }
     }
-    if let Some(p) = &config.prediction_column {
-        if has(p) && !out.iter().any(|r| r.name == *p) {
-            out.push(ColumnRequest::new(p.clone(), config.forced(p)));
-        }
+    if let Some(p) = &config.prediction_column
+        && has(p)
+        && !out.iter().any(|r| r.name == *p)
+    {
+        out.push(ColumnRequest::new(p.clone(), config.forced(p)));
     }
     Ok(out)
 }
@@ -512,10 +523,12 @@ pub fn prepare_reference(
 /// Bonferroni: p × m (capped at 1) where m is the number of evaluable features.
 fn bonferroni_scale(comparisons: &mut [(String, FeatureComparison)]) -> Vec<Option<f64>> {
     let evaluable = |c: &FeatureComparison| match c {
-        FeatureComparison::Numeric(n) => n
-            .ks
-            .filter(|k| n.status == ComparisonStatus::Ok && k.p_value.is_finite() && k.statistic.is_finite())
-            .is_some(),
+        FeatureComparison::Numeric(n) => {
+            n.ks.filter(|k| {
+                n.status == ComparisonStatus::Ok && k.p_value.is_finite() && k.statistic.is_finite()
+            })
+            .is_some()
+        }
         FeatureComparison::Categorical(c) => c
             .chi2
             .filter(|k| {
@@ -614,7 +627,11 @@ pub struct DriftReport {
 
 /// Compare a current table (read with [`PreparedReference::current_requests`]) with a prepared
 /// reference: every feature in parallel, then the decision rule.
-pub fn compare(prepared: &PreparedReference, mut current: Table, config: &DriftConfig) -> DriftReport {
+pub fn compare(
+    prepared: &PreparedReference,
+    mut current: Table,
+    config: &DriftConfig,
+) -> DriftReport {
     let current_rows = current.rows();
     let mut skipped = Vec::new();
     let mut work: Vec<(&str, &FeatureReference, Column)> = Vec::new();
@@ -732,7 +749,9 @@ fn classes(column: &Column, threshold: bool) -> Vec<Option<String>> {
                 }
             })
             .collect(),
-        Column::Categorical(c) => (0..c.len()).map(|i| c.value(i).map(str::to_owned)).collect(),
+        Column::Categorical(c) => (0..c.len())
+            .map(|i| c.value(i).map(str::to_owned))
+            .collect(),
     }
 }
 
@@ -747,12 +766,20 @@ pub fn accuracy(table: &Table, prediction: &str, label: &str) -> Result<Accuracy
         column: c.to_owned(),
         side: Side::Labelled,
     };
-    let p = table.column(prediction).ok_or_else(|| missing_col(prediction))?;
+    let p = table
+        .column(prediction)
+        .ok_or_else(|| missing_col(prediction))?;
     let l = table.column(label).ok_or_else(|| missing_col(label))?;
     let threshold = match (p, l) {
         (Column::Numeric(pv), Column::Numeric(lv)) => {
-            let labels01 = lv.iter().filter(|x| x.is_finite()).all(|&x| x == 0.0 || x == 1.0);
-            let scores = pv.iter().filter(|x| x.is_finite()).all(|&x| (0.0..=1.0).contains(&x));
+            let labels01 = lv
+                .iter()
+                .filter(|x| x.is_finite())
+                .all(|&x| x == 0.0 || x == 1.0);
+            let scores = pv
+                .iter()
+                .filter(|x| x.is_finite())
+                .all(|&x| (0.0..=1.0).contains(&x));
             let fractional = pv.iter().any(|x| x.is_finite() && x.fract() != 0.0);
             labels01 && scores && fractional
         }
@@ -897,7 +924,11 @@ impl DriftEngine {
         let fetch_ref = async {
             match &cached {
                 Some(_) => Ok(None),
-                None => reference.source.fetch(&self.fetch, Side::Reference).await.map(Some),
+                None => reference
+                    .source
+                    .fetch(&self.fetch, Side::Reference)
+                    .await
+                    .map(Some),
             }
         };
         let fetch_cur = current.source.fetch(&self.fetch, Side::Current);
@@ -942,17 +973,18 @@ impl DriftEngine {
     pub fn check_local(&self, request: &CheckRequest) -> Result<DriftReport, DriftError> {
         let started = Instant::now();
         request.config.validate()?;
-        let local = |loc: &DatasetLocation, side: Side| -> Result<(Payload, DataFormat), DataError> {
-            let r = resolve(loc, side)?;
-            match r.source.fetch_local(side) {
-                Some(p) => Ok((p?, r.format)),
-                None => Err(DataError::InvalidUri {
-                    side,
-                    uri: loc.uri.clone(),
-                    reason: "a remote dataset needs the async check".into(),
-                }),
-            }
-        };
+        let local =
+            |loc: &DatasetLocation, side: Side| -> Result<(Payload, DataFormat), DataError> {
+                let r = resolve(loc, side)?;
+                match r.source.fetch_local(side) {
+                    Some(p) => Ok((p?, r.format)),
+                    None => Err(DataError::InvalidUri {
+                        side,
+                        uri: loc.uri.clone(),
+                        reason: "a remote dataset needs the async check".into(),
+                    }),
+                }
+            };
         let key = request.reference_key();
         let cached = self.cached(&key);
         let reference = match &cached {
@@ -1145,12 +1177,16 @@ mod tests {
 
     /// Deterministic pseudo-normal sample.
     fn sample(n: usize, shift: f64, seed: u64) -> Vec<f64> {
-        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let mut s = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (0..n)
             .map(|_| {
                 let mut acc = 0.0;
                 for _ in 0..4 {
-                    s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    s = s
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
                     acc += (s >> 11) as f64 / (1u64 << 53) as f64;
                 }
                 acc - 2.0 + shift
@@ -1330,20 +1366,19 @@ thresholds: {alpha: 0.01, multipleTesting: bonferroni, minKsStatistic: 0.2, bins
 
     #[test]
     fn explicit_feature_missing_from_current_is_an_error() {
-        let mut config = DriftConfig::default();
-        config.features = vec![FeatureSelection {
-            name: "a".into(),
-            kind: None,
-        }];
+        let config = DriftConfig {
+            features: vec![FeatureSelection {
+                name: "a".into(),
+                kind: None,
+            }],
+            ..DriftConfig::default()
+        };
         let (r, _) = tables(0.0);
         let prepared = prepare_reference(r, &config, key()).unwrap();
         let e = prepared
             .current_requests(&["b".to_owned(), "prediction".to_owned()])
             .unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "column 'a' is missing from the current data"
-        );
+        assert_eq!(e.to_string(), "column 'a' is missing from the current data");
         // inferred features: skipped instead
         let config = DriftConfig::default();
         let (r, _) = tables(0.0);
@@ -1407,7 +1442,10 @@ thresholds: {alpha: 0.01, multipleTesting: bonferroni, minKsStatistic: 0.2, bins
         assert!((a.accuracy.unwrap() - 0.6).abs() < 1e-12);
         let b = a.binary.unwrap();
         assert_eq!(b.positive_label, "1");
-        assert_eq!((b.true_positives, b.false_positives, b.false_negatives), (2, 1, 1));
+        assert_eq!(
+            (b.true_positives, b.false_positives, b.false_negatives),
+            (2, 1, 1)
+        );
         assert!((b.precision.unwrap() - 2.0 / 3.0).abs() < 1e-12);
         let a = accuracy(&t, "pc", "lc").unwrap();
         assert_eq!(a.decision, "exact");
@@ -1426,7 +1464,11 @@ thresholds: {alpha: 0.01, multipleTesting: bonferroni, minKsStatistic: 0.2, bins
         let cp = dir.path().join("c.csv");
         let mut r = String::from("x,c\n");
         let mut c = String::from("x,c\n");
-        for (i, (a, b)) in sample(300, 0.0, 1).iter().zip(sample(300, 1.0, 2)).enumerate() {
+        for (i, (a, b)) in sample(300, 0.0, 1)
+            .iter()
+            .zip(sample(300, 1.0, 2))
+            .enumerate()
+        {
             r.push_str(&format!("{a},{}\n", ["u", "v"][i % 2]));
             c.push_str(&format!("{b},{}\n", ["u", "v"][i % 2]));
         }
@@ -1490,8 +1532,13 @@ thresholds: {alpha: 0.01, multipleTesting: bonferroni, minKsStatistic: 0.2, bins
             config: DriftConfig::default(),
             model_version: None,
         };
-        let a = DriftEngine::new(FetchContext::new()).check(&req).await.unwrap();
-        let b = DriftEngine::new(FetchContext::new()).check_local(&req).unwrap();
+        let a = DriftEngine::new(FetchContext::new())
+            .check(&req)
+            .await
+            .unwrap();
+        let b = DriftEngine::new(FetchContext::new())
+            .check_local(&req)
+            .unwrap();
         assert_eq!(a.features, b.features);
         assert_eq!(a.current_rows, 3);
         assert!(a.prediction_drift.is_some());

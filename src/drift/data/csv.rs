@@ -163,13 +163,14 @@ fn read_bytes(
 
     let mut targets = Vec::with_capacity(columns.len());
     for c in columns {
-        let index = names
-            .iter()
-            .position(|n| *n == c.name)
-            .ok_or_else(|| DataError::MissingColumn {
-                column: c.name.clone(),
-                side,
-            })?;
+        let index =
+            names
+                .iter()
+                .position(|n| *n == c.name)
+                .ok_or_else(|| DataError::MissingColumn {
+                    column: c.name.clone(),
+                    side,
+                })?;
         targets.push(Target {
             index,
             name: c.name.clone(),
@@ -476,7 +477,9 @@ mod tests {
     use super::*;
 
     fn req(cols: &[(&str, Option<ColumnKind>)]) -> Vec<ColumnRequest> {
-        cols.iter().map(|(n, k)| ColumnRequest::new(*n, *k)).collect()
+        cols.iter()
+            .map(|(n, k)| ColumnRequest::new(*n, *k))
+            .collect()
     }
 
     fn read_str(text: &str, cols: &[(&str, Option<ColumnKind>)]) -> Result<Table, DataError> {
@@ -505,8 +508,11 @@ mod tests {
 
     #[test]
     fn inference_uses_first_non_missing_value() {
-        let t = read_str("a,b,c\n,x,\nNA,1,\n3,2,\n", &[("a", None), ("b", None), ("c", None)])
-            .unwrap();
+        let t = read_str(
+            "a,b,c\n,x,\nNA,1,\n3,2,\n",
+            &[("a", None), ("b", None), ("c", None)],
+        )
+        .unwrap();
         assert_eq!(t.column("a").unwrap().kind(), ColumnKind::Numerical);
         assert_eq!(t.column("b").unwrap().kind(), ColumnKind::Categorical);
         // all missing: numerical, all NaN
@@ -543,13 +549,22 @@ mod tests {
         let e = read_str("amount,c\n1.0,a\n2.0,b\nabc,c\n", &[("amount", None)]).unwrap_err();
         assert_eq!(e.reason(), "WrongType");
         let msg = e.to_string();
-        assert!(msg.contains("'amount'") && msg.contains("row 3") && msg.contains("'abc'"), "{msg}");
+        assert!(
+            msg.contains("'amount'") && msg.contains("row 3") && msg.contains("'abc'"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn errors() {
-        assert_eq!(read_str("", &[("a", None)]).unwrap_err().reason(), "EmptyData");
-        assert_eq!(read_str("a,b\n", &[("a", None)]).unwrap_err().reason(), "EmptyData");
+        assert_eq!(
+            read_str("", &[("a", None)]).unwrap_err().reason(),
+            "EmptyData"
+        );
+        assert_eq!(
+            read_str("a,b\n", &[("a", None)]).unwrap_err().reason(),
+            "EmptyData"
+        );
         assert_eq!(
             read_str("a,b\n1,2\n", &[("zz", None)]).unwrap_err(),
             DataError::MissingColumn {
@@ -564,7 +579,11 @@ mod tests {
 
     #[test]
     fn header_bom_whitespace_and_crlf() {
-        let t = read_str("\u{feff}a , b\r\n 1 ,x\r\n2, y \r\n", &[("a", None), ("b", None)]).unwrap();
+        let t = read_str(
+            "\u{feff}a , b\r\n 1 ,x\r\n2, y \r\n",
+            &[("a", None), ("b", None)],
+        )
+        .unwrap();
         assert_eq!(t.rows(), 2);
         assert_eq!(t.column("a").unwrap().as_numeric().unwrap(), &[1.0, 2.0]);
         assert_eq!(
@@ -575,7 +594,9 @@ mod tests {
 
     #[test]
     fn missing_tokens() {
-        for m in ["", "nan", "NaN", "NA", "n/a", "NULL", "None", "<NA>", "-nan"] {
+        for m in [
+            "", "nan", "NaN", "NA", "n/a", "NULL", "None", "<NA>", "-nan",
+        ] {
             assert!(is_missing(m.as_bytes()), "{m}");
         }
         for v in ["0", "nana", "x", "inf"] {

@@ -128,7 +128,10 @@ impl DataError {
     /// Whether reading the same location later may succeed (the data may appear, the server may
     /// come back). Format and content errors are permanent until the data changes.
     pub fn is_transient(&self) -> bool {
-        matches!(self, DataError::Unreachable { .. } | DataError::NotFound { .. })
+        matches!(
+            self,
+            DataError::Unreachable { .. } | DataError::NotFound { .. }
+        )
     }
 
     /// The dataset side the error is about.

@@ -35,7 +35,11 @@ pub use table::{
 pub use crate::api::DataFormat;
 
 /// Column names of a dataset (CSV header or Parquet schema), in file order.
-pub fn column_names(payload: &Payload, format: DataFormat, side: Side) -> Result<Vec<String>, DataError> {
+pub fn column_names(
+    payload: &Payload,
+    format: DataFormat,
+    side: Side,
+) -> Result<Vec<String>, DataError> {
     match format {
         DataFormat::Csv => csv::column_names(payload, side),
         DataFormat::Parquet => parquet::column_names(payload, side),

@@ -199,7 +199,11 @@ pub(super) fn read(
                 .into_iter()
                 .map(|h| {
                     h.join().unwrap_or_else(|_| {
-                        Err(DataError::malformed(side, uri, "internal error while decoding"))
+                        Err(DataError::malformed(
+                            side,
+                            uri,
+                            "internal error while decoding",
+                        ))
                     })
                 })
                 .collect()
@@ -229,13 +233,21 @@ pub(super) fn read(
     let mut out = Vec::with_capacity(targets.len());
     for (t, slot) in targets.iter().zip(slots) {
         let Some(data) = slot else {
-            return Err(DataError::malformed(side, uri, "internal error: column not decoded"));
+            return Err(DataError::malformed(
+                side,
+                uri,
+                "internal error: column not decoded",
+            ));
         };
         if data.len() != rows {
             return Err(DataError::malformed(
                 side,
                 uri,
-                format!("column '{}' has {} values for {rows} rows", t.name, data.len()),
+                format!(
+                    "column '{}' has {} values for {rows} rows",
+                    t.name,
+                    data.len()
+                ),
             ));
         }
         out.push(NamedColumn {
@@ -305,7 +317,12 @@ impl Ctx<'_> {
     }
 
     fn wrong_type(&self, i: usize, value: &str) -> DataError {
-        DataError::wrong_type(self.side, self.column, self.row0 + i as u64 + 1, value.as_bytes())
+        DataError::wrong_type(
+            self.side,
+            self.column,
+            self.row0 + i as u64 + 1,
+            value.as_bytes(),
+        )
     }
 }
 
@@ -608,7 +625,9 @@ mod tests {
     }
 
     fn req(cols: &[(&str, Option<ColumnKind>)]) -> Vec<ColumnRequest> {
-        cols.iter().map(|(n, k)| ColumnRequest::new(*n, *k)).collect()
+        cols.iter()
+            .map(|(n, k)| ColumnRequest::new(*n, *k))
+            .collect()
     }
 
     fn sample() -> Payload {
@@ -654,8 +673,7 @@ mod tests {
                 ),
                 (
                     "flag",
-                    Arc::new(BooleanArray::from(vec![true, false, true, true, false]))
-                        as ArrayRef,
+                    Arc::new(BooleanArray::from(vec![true, false, true, true, false])) as ArrayRef,
                 ),
                 (
                     "numtext",
@@ -709,7 +727,9 @@ mod tests {
         assert_eq!(flag.value(1), Some("false"));
         assert_eq!(
             column_names(&p, Side::Reference).unwrap(),
-            ["amount", "count", "f32", "channel", "city", "flag", "numtext", "ts"]
+            [
+                "amount", "count", "f32", "channel", "city", "flag", "numtext", "ts"
+            ]
         );
     }
 
@@ -723,7 +743,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            t.column("count").unwrap().as_categorical().unwrap().value(2),
+            t.column("count")
+                .unwrap()
+                .as_categorical()
+                .unwrap()
+                .value(2),
             Some("3")
         );
         let t = read(
@@ -733,7 +757,10 @@ mod tests {
         )
         .unwrap();
         let a = t.column("amount").unwrap().as_categorical().unwrap();
-        assert_eq!((a.value(0), a.value(1), a.value(3)), (Some("1.5"), None, Some("4")));
+        assert_eq!(
+            (a.value(0), a.value(1), a.value(3)),
+            (Some("1.5"), None, Some("4"))
+        );
         let e = read(
             &p,
             &req(&[("numtext", Some(ColumnKind::Numerical))]),
@@ -772,8 +799,12 @@ mod tests {
             "d.parquet",
             write(vec![("x", Arc::new(dict.finish()) as ArrayRef)], 1024),
         );
-        let e = read(&p, &req(&[("x", Some(ColumnKind::Numerical))]), Side::Current)
-            .unwrap_err();
+        let e = read(
+            &p,
+            &req(&[("x", Some(ColumnKind::Numerical))]),
+            Side::Current,
+        )
+        .unwrap_err();
         assert!(matches!(e, DataError::WrongType { row: 4, .. }), "{e:?}");
     }
 
@@ -794,7 +825,10 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.reason(), "EmptyData");
         let empty = write(
-            vec![("a", Arc::new(Float64Array::from(Vec::<f64>::new())) as ArrayRef)],
+            vec![(
+                "a",
+                Arc::new(Float64Array::from(Vec::<f64>::new())) as ArrayRef,
+            )],
             10,
         );
         let e = read(
@@ -835,6 +869,9 @@ mod tests {
         assert_eq!(t.column("a").unwrap().as_numeric().unwrap(), &a[..]);
         let c = t.column("c").unwrap().as_categorical().unwrap();
         assert!((0..n).all(|i| c.value(i) == Some(["x", "y", "z"][i % 3])));
-        assert_eq!(t.column("b").unwrap().as_numeric().unwrap()[n - 1], (n - 1) as f64);
+        assert_eq!(
+            t.column("b").unwrap().as_numeric().unwrap()[n - 1],
+            (n - 1) as f64
+        );
     }
 }

@@ -464,7 +464,13 @@ mod tests {
                 other => panic!("{uri}: {other:?}"),
             }
         }
-        for bad in ["", "  ", "file://otherhost/x.csv", "http://", "file:///bad%zz"] {
+        for bad in [
+            "",
+            "  ",
+            "file://otherhost/x.csv",
+            "http://",
+            "file:///bad%zz",
+        ] {
             assert!(
                 matches!(parse(bad), Err(DataError::InvalidUri { .. })),
                 "{bad}: {:?}",
@@ -484,14 +490,8 @@ mod tests {
             f("https://h/x/a.parquet?X-Sig=abc.csv#frag", None).unwrap(),
             DataFormat::Parquet
         );
-        assert_eq!(
-            f("runs:/r1/data/cur.csv", None).unwrap(),
-            DataFormat::Csv
-        );
-        assert_eq!(
-            f("a.json", Some(DataFormat::Csv)).unwrap(),
-            DataFormat::Csv
-        );
+        assert_eq!(f("runs:/r1/data/cur.csv", None).unwrap(), DataFormat::Csv);
+        assert_eq!(f("a.json", Some(DataFormat::Csv)).unwrap(), DataFormat::Csv);
         for bad in ["a.json", "noext", "dir.csv/file"] {
             let e = f(bad, None).unwrap_err();
             assert_eq!(e.reason(), "UnknownFormat", "{bad}");
@@ -518,7 +518,12 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("tracking URI"), "{e}");
         assert!(missing.fetch_local(Side::Current).unwrap().is_err());
-        assert!(parse("http://h/x.csv").unwrap().fetch_local(Side::Current).is_none());
+        assert!(
+            parse("http://h/x.csv")
+                .unwrap()
+                .fetch_local(Side::Current)
+                .is_none()
+        );
     }
 
     #[tokio::test]

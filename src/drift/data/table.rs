@@ -67,7 +67,11 @@ impl CategoricalColumn {
             }
         }
         CategoricalCounts::from_counts(
-            self.categories.iter().cloned().zip(n).filter(|(_, k)| *k > 0),
+            self.categories
+                .iter()
+                .cloned()
+                .zip(n)
+                .filter(|(_, k)| *k > 0),
             missing,
         )
     }
@@ -231,7 +235,10 @@ impl Table {
     }
 
     pub fn column(&self, name: &str) -> Option<&Column> {
-        self.columns.iter().find(|c| c.name == name).map(|c| &c.data)
+        self.columns
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| &c.data)
     }
 
     /// Remove a column and return it (the engine moves numeric samples into the statistics

@@ -1,0 +1,163 @@
+//! The Prometheus analyzer against a real Prometheus scraping an exporter whose variants'
+//! error rate, latency histogram and prediction-score histogram the test controls.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::prometheus::{Exporter, PrometheusServer};
+use mlrollout::analysis::defaults::{ERROR_RATE, LATENCY_P99, PREDICTION_PSI, canary_metrics, shadow_metrics};
+use mlrollout::analysis::prometheus::PrometheusAnalyzer;
+use mlrollout::analysis::{AnalysisStage, Analyzer, MeasureRequest, MetricMeasurement, Verdict};
+use mlrollout::api::ModelDeploymentSpec;
+
+const NS: &str = "ml";
+const LATENCY_BUCKETS: [f64; 6] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+const SCORE_BUCKETS: [f64; 9] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9];
+
+#[derive(Clone, Copy)]
+struct Traffic {
+    per_tick: f64,
+    error_ratio: f64,
+    latency: f64,
+    score: f64,
+}
+
+const NORMAL: Traffic = Traffic {
+    per_tick: 10.0,
+    error_ratio: 0.02,
+    latency: 0.08,
+    score: 0.35,
+};
+
+/// Emits traffic for `service` every 100 ms until `stop`.
+fn drive(exporter: Arc<Exporter>, services: Vec<(String, Traffic)>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::SeqCst) {
+            for (service, t) in &services {
+                let labels = |code: &'static str| vec![("namespace", NS), ("service", service.as_str()), ("code", code)];
+                exporter.inc_counter("http_requests_total", &labels("200"), t.per_tick * (1.0 - t.error_ratio));
+                exporter.inc_counter("http_requests_total", &labels("500"), t.per_tick * t.error_ratio);
+                let base = [("namespace", NS), ("service", service.as_str())];
+                exporter.observe_histogram_n("http_request_duration_seconds", &base, &LATENCY_BUCKETS, t.latency, t.per_tick as u64);
+                exporter.observe_histogram_n("model_prediction_score", &base, &SCORE_BUCKETS, t.score, t.per_tick as u64);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    })
+}
+
+fn spec(prometheus: &str) -> ModelDeploymentSpec {
+    serde_json::from_value(serde_json::json!({
+        "model": {"trackingUri": "http://mlflow:5000", "name": "m"},
+        "traffic": {"provider": "none"},
+        "rollout": {"analysis": {"prometheus": {"address": prometheus}, "interval": "10s"}}
+    }))
+    .unwrap()
+}
+
+async fn measure(analyzer: &PrometheusAnalyzer, spec: &ModelDeploymentSpec, name: &str, stage: AnalysisStage) -> Vec<MetricMeasurement> {
+    let metrics = match stage {
+        AnalysisStage::Canary => canary_metrics(),
+        AnalysisStage::Shadow => shadow_metrics(&spec.shadow),
+    };
+    analyzer
+        .measure(MeasureRequest {
+            namespace: NS,
+            name,
+            spec,
+            stage,
+            metrics,
+            bearer_token: None,
+        })
+        .await
+}
+
+fn verdict(measurements: &[MetricMeasurement], metric: &str) -> Verdict {
+    measurements
+        .iter()
+        .find(|m| m.name == metric)
+        .unwrap_or_else(|| panic!("no {metric} in {measurements:?}"))
+        .verdict
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn candidates_are_judged_against_stable_on_real_prometheus() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let exporter = Arc::new(Exporter::start());
+    let stop = Arc::new(AtomicBool::new(false));
+    let services = vec![
+        ("same-stable".to_string(), NORMAL),
+        ("same-candidate".to_string(), NORMAL),
+        ("errors-stable".to_string(), NORMAL),
+        ("errors-candidate".to_string(), Traffic { error_ratio: 0.06, ..NORMAL }),
+        ("slow-stable".to_string(), NORMAL),
+        ("slow-candidate".to_string(), Traffic { latency: 0.8, ..NORMAL }),
+        ("quiet-stable".to_string(), NORMAL),
+        ("shifted-stable".to_string(), NORMAL),
+        ("shifted-candidate".to_string(), Traffic { score: 0.85, ..NORMAL }),
+    ];
+    let traffic = drive(exporter.clone(), services, stop.clone());
+    let target = exporter.target();
+    let prometheus = tokio::task::spawn_blocking(move || PrometheusServer::start(&[target]))
+        .await
+        .unwrap();
+    let url = prometheus.url();
+    let series = r#"rate(http_requests_total{service="same-candidate"}[10s])"#;
+    let p = &prometheus;
+    tokio::task::block_in_place(|| p.wait_for_series(series, Duration::from_secs(60)));
+    // Let a few more scrapes land so every rate window has several points.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+
+    let analyzer = PrometheusAnalyzer::new(Duration::from_secs(5)).unwrap();
+    let spec = spec(&url);
+
+    let same = measure(&analyzer, &spec, "same", AnalysisStage::Canary).await;
+    assert_eq!(verdict(&same, ERROR_RATE), Verdict::Passed, "{same:?}");
+    assert_eq!(verdict(&same, LATENCY_P99), Verdict::Passed, "{same:?}");
+    let error_rate = same.iter().find(|m| m.name == ERROR_RATE).unwrap();
+    let measured = error_rate.candidate.unwrap();
+    assert!((measured - 0.02).abs() < 0.005, "error rate measured {measured}");
+
+    let errors = measure(&analyzer, &spec, "errors", AnalysisStage::Canary).await;
+    assert_eq!(verdict(&errors, ERROR_RATE), Verdict::Failed, "{errors:?}");
+    assert_eq!(verdict(&errors, LATENCY_P99), Verdict::Passed, "{errors:?}");
+
+    let slow = measure(&analyzer, &spec, "slow", AnalysisStage::Canary).await;
+    assert_eq!(verdict(&slow, LATENCY_P99), Verdict::Failed, "{slow:?}");
+    assert_eq!(verdict(&slow, ERROR_RATE), Verdict::Passed, "{slow:?}");
+
+    // No candidate traffic at all: not a pass.
+    let quiet = measure(&analyzer, &spec, "quiet", AnalysisStage::Canary).await;
+    assert_eq!(verdict(&quiet, ERROR_RATE), Verdict::Inconclusive, "{quiet:?}");
+    assert_eq!(verdict(&quiet, LATENCY_P99), Verdict::Inconclusive, "{quiet:?}");
+
+    // Shadow: the prediction-score distribution.
+    let same_shadow = measure(&analyzer, &spec, "same", AnalysisStage::Shadow).await;
+    assert_eq!(verdict(&same_shadow, PREDICTION_PSI), Verdict::Passed, "{same_shadow:?}");
+    let shifted = measure(&analyzer, &spec, "shifted", AnalysisStage::Shadow).await;
+    assert_eq!(verdict(&shifted, PREDICTION_PSI), Verdict::Failed, "{shifted:?}");
+    assert!(shifted.iter().find(|m| m.name == PREDICTION_PSI).unwrap().candidate.unwrap() > 1.0);
+
+    // A query Prometheus rejects is an error, not a verdict.
+    let mut bad = spec.clone();
+    bad.rollout.analysis.as_mut().unwrap().interval = "10s".into();
+    let mut metrics = canary_metrics();
+    metrics[0].query = "sum(rate(http_requests_total[".into();
+    let broken = analyzer
+        .measure(MeasureRequest { namespace: NS, name: "same", spec: &bad, stage: AnalysisStage::Canary, metrics, bearer_token: None })
+        .await;
+    assert_eq!(broken[0].verdict, Verdict::Error);
+    assert!(broken[0].error.as_deref().unwrap().contains("bad_data"), "{broken:?}");
+
+    // Prometheus down: every measurement is an error.
+    drop(prometheus);
+    let down = measure(&analyzer, &spec, "same", AnalysisStage::Canary).await;
+    assert!(down.iter().all(|m| m.verdict == Verdict::Error), "{down:?}");
+    assert!(down[0].error.as_deref().unwrap().contains("unreachable"), "{down:?}");
+
+    stop.store(true, Ordering::SeqCst);
+    traffic.join().unwrap();
+}
