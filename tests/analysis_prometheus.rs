@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::prometheus::{Exporter, PrometheusServer};
-use mlrollout::analysis::defaults::{ERROR_RATE, LATENCY_P99, PREDICTION_PSI, canary_metrics, shadow_metrics};
+use mlrollout::analysis::defaults::{
+    ERROR_RATE, LATENCY_P99, PREDICTION_PSI, canary_metrics, shadow_metrics,
+};
 use mlrollout::analysis::prometheus::PrometheusAnalyzer;
 use mlrollout::analysis::{AnalysisStage, Analyzer, MeasureRequest, MetricMeasurement, Verdict};
 use mlrollout::api::ModelDeploymentSpec;
@@ -33,16 +35,46 @@ const NORMAL: Traffic = Traffic {
 };
 
 /// Emits traffic for `service` every 100 ms until `stop`.
-fn drive(exporter: Arc<Exporter>, services: Vec<(String, Traffic)>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+fn drive(
+    exporter: Arc<Exporter>,
+    services: Vec<(String, Traffic)>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         while !stop.load(Ordering::SeqCst) {
             for (service, t) in &services {
-                let labels = |code: &'static str| vec![("namespace", NS), ("service", service.as_str()), ("code", code)];
-                exporter.inc_counter("http_requests_total", &labels("200"), t.per_tick * (1.0 - t.error_ratio));
-                exporter.inc_counter("http_requests_total", &labels("500"), t.per_tick * t.error_ratio);
+                let labels = |code: &'static str| {
+                    vec![
+                        ("namespace", NS),
+                        ("service", service.as_str()),
+                        ("code", code),
+                    ]
+                };
+                exporter.inc_counter(
+                    "http_requests_total",
+                    &labels("200"),
+                    t.per_tick * (1.0 - t.error_ratio),
+                );
+                exporter.inc_counter(
+                    "http_requests_total",
+                    &labels("500"),
+                    t.per_tick * t.error_ratio,
+                );
                 let base = [("namespace", NS), ("service", service.as_str())];
-                exporter.observe_histogram_n("http_request_duration_seconds", &base, &LATENCY_BUCKETS, t.latency, t.per_tick as u64);
-                exporter.observe_histogram_n("model_prediction_score", &base, &SCORE_BUCKETS, t.score, t.per_tick as u64);
+                exporter.observe_histogram_n(
+                    "http_request_duration_seconds",
+                    &base,
+                    &LATENCY_BUCKETS,
+                    t.latency,
+                    t.per_tick as u64,
+                );
+                exporter.observe_histogram_n(
+                    "model_prediction_score",
+                    &base,
+                    &SCORE_BUCKETS,
+                    t.score,
+                    t.per_tick as u64,
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -58,7 +90,12 @@ fn spec(prometheus: &str) -> ModelDeploymentSpec {
     .unwrap()
 }
 
-async fn measure(analyzer: &PrometheusAnalyzer, spec: &ModelDeploymentSpec, name: &str, stage: AnalysisStage) -> Vec<MetricMeasurement> {
+async fn measure(
+    analyzer: &PrometheusAnalyzer,
+    spec: &ModelDeploymentSpec,
+    name: &str,
+    stage: AnalysisStage,
+) -> Vec<MetricMeasurement> {
     let metrics = match stage {
         AnalysisStage::Canary => canary_metrics(),
         AnalysisStage::Shadow => shadow_metrics(&spec.shadow),
@@ -92,12 +129,30 @@ async fn candidates_are_judged_against_stable_on_real_prometheus() {
         ("same-stable".to_string(), NORMAL),
         ("same-candidate".to_string(), NORMAL),
         ("errors-stable".to_string(), NORMAL),
-        ("errors-candidate".to_string(), Traffic { error_ratio: 0.06, ..NORMAL }),
+        (
+            "errors-candidate".to_string(),
+            Traffic {
+                error_ratio: 0.06,
+                ..NORMAL
+            },
+        ),
         ("slow-stable".to_string(), NORMAL),
-        ("slow-candidate".to_string(), Traffic { latency: 0.8, ..NORMAL }),
+        (
+            "slow-candidate".to_string(),
+            Traffic {
+                latency: 0.8,
+                ..NORMAL
+            },
+        ),
         ("quiet-stable".to_string(), NORMAL),
         ("shifted-stable".to_string(), NORMAL),
-        ("shifted-candidate".to_string(), Traffic { score: 0.85, ..NORMAL }),
+        (
+            "shifted-candidate".to_string(),
+            Traffic {
+                score: 0.85,
+                ..NORMAL
+            },
+        ),
     ];
     let traffic = drive(exporter.clone(), services, stop.clone());
     let target = exporter.target();
@@ -119,7 +174,10 @@ async fn candidates_are_judged_against_stable_on_real_prometheus() {
     assert_eq!(verdict(&same, LATENCY_P99), Verdict::Passed, "{same:?}");
     let error_rate = same.iter().find(|m| m.name == ERROR_RATE).unwrap();
     let measured = error_rate.candidate.unwrap();
-    assert!((measured - 0.02).abs() < 0.005, "error rate measured {measured}");
+    assert!(
+        (measured - 0.02).abs() < 0.005,
+        "error rate measured {measured}"
+    );
 
     let errors = measure(&analyzer, &spec, "errors", AnalysisStage::Canary).await;
     assert_eq!(verdict(&errors, ERROR_RATE), Verdict::Failed, "{errors:?}");
@@ -131,15 +189,39 @@ async fn candidates_are_judged_against_stable_on_real_prometheus() {
 
     // No candidate traffic at all: not a pass.
     let quiet = measure(&analyzer, &spec, "quiet", AnalysisStage::Canary).await;
-    assert_eq!(verdict(&quiet, ERROR_RATE), Verdict::Inconclusive, "{quiet:?}");
-    assert_eq!(verdict(&quiet, LATENCY_P99), Verdict::Inconclusive, "{quiet:?}");
+    assert_eq!(
+        verdict(&quiet, ERROR_RATE),
+        Verdict::Inconclusive,
+        "{quiet:?}"
+    );
+    assert_eq!(
+        verdict(&quiet, LATENCY_P99),
+        Verdict::Inconclusive,
+        "{quiet:?}"
+    );
 
     // Shadow: the prediction-score distribution.
     let same_shadow = measure(&analyzer, &spec, "same", AnalysisStage::Shadow).await;
-    assert_eq!(verdict(&same_shadow, PREDICTION_PSI), Verdict::Passed, "{same_shadow:?}");
+    assert_eq!(
+        verdict(&same_shadow, PREDICTION_PSI),
+        Verdict::Passed,
+        "{same_shadow:?}"
+    );
     let shifted = measure(&analyzer, &spec, "shifted", AnalysisStage::Shadow).await;
-    assert_eq!(verdict(&shifted, PREDICTION_PSI), Verdict::Failed, "{shifted:?}");
-    assert!(shifted.iter().find(|m| m.name == PREDICTION_PSI).unwrap().candidate.unwrap() > 1.0);
+    assert_eq!(
+        verdict(&shifted, PREDICTION_PSI),
+        Verdict::Failed,
+        "{shifted:?}"
+    );
+    assert!(
+        shifted
+            .iter()
+            .find(|m| m.name == PREDICTION_PSI)
+            .unwrap()
+            .candidate
+            .unwrap()
+            > 1.0
+    );
 
     // A query Prometheus rejects is an error, not a verdict.
     let mut bad = spec.clone();
@@ -147,16 +229,29 @@ async fn candidates_are_judged_against_stable_on_real_prometheus() {
     let mut metrics = canary_metrics();
     metrics[0].query = "sum(rate(http_requests_total[".into();
     let broken = analyzer
-        .measure(MeasureRequest { namespace: NS, name: "same", spec: &bad, stage: AnalysisStage::Canary, metrics, bearer_token: None })
+        .measure(MeasureRequest {
+            namespace: NS,
+            name: "same",
+            spec: &bad,
+            stage: AnalysisStage::Canary,
+            metrics,
+            bearer_token: None,
+        })
         .await;
     assert_eq!(broken[0].verdict, Verdict::Error);
-    assert!(broken[0].error.as_deref().unwrap().contains("bad_data"), "{broken:?}");
+    assert!(
+        broken[0].error.as_deref().unwrap().contains("bad_data"),
+        "{broken:?}"
+    );
 
     // Prometheus down: every measurement is an error.
     drop(prometheus);
     let down = measure(&analyzer, &spec, "same", AnalysisStage::Canary).await;
     assert!(down.iter().all(|m| m.verdict == Verdict::Error), "{down:?}");
-    assert!(down[0].error.as_deref().unwrap().contains("unreachable"), "{down:?}");
+    assert!(
+        down[0].error.as_deref().unwrap().contains("unreachable"),
+        "{down:?}"
+    );
 
     stop.store(true, Ordering::SeqCst);
     traffic.join().unwrap();

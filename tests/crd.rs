@@ -104,7 +104,11 @@ fn every_spec_field_is_documented() {
     }
     let mut missing = Vec::new();
     walk("spec", &crd_schema()["properties"]["spec"], &mut missing);
-    walk("status", &crd_schema()["properties"]["status"], &mut missing);
+    walk(
+        "status",
+        &crd_schema()["properties"]["status"],
+        &mut missing,
+    );
     // Fields of embedded Kubernetes types (resources, env) come documented from k8s-openapi.
     assert!(missing.is_empty(), "undocumented fields: {missing:#?}");
 }
@@ -119,7 +123,12 @@ fn example_passes_schema_cel_and_reconciler_checks() {
     assert_eq!(drift.thresholds.psi_warning, 0.2);
     assert_eq!(drift.thresholds.psi_high, 0.25);
     assert_eq!(
-        resource.spec.performance.as_ref().unwrap().accuracy_threshold,
+        resource
+            .spec
+            .performance
+            .as_ref()
+            .unwrap()
+            .accuracy_threshold,
         0.85
     );
 }
@@ -172,40 +181,150 @@ fn with(patch: serde_json::Value) -> serde_json::Value {
 fn invalid_resources_are_rejected_with_messages_that_say_what_to_fix() {
     use serde_json::json;
     let cases: Vec<(&str, serde_json::Value, &str)> = vec![
-        ("steps must end at 100", json!({"spec": {"rollout": {"steps": [10, 50]}}}), "rollout.steps must end at 100"),
-        ("steps must increase", json!({"spec": {"rollout": {"steps": [50, 10, 100]}}}), "strictly increasing"),
-        ("steps must not repeat", json!({"spec": {"rollout": {"steps": [10, 10, 100]}}}), "strictly increasing"),
-        ("steps are percentages", json!({"spec": {"rollout": {"steps": [0, 50, 100]}}}), "between 1 and 100"),
-        ("steps not empty", json!({"spec": {"rollout": {"steps": []}}}), "rollout/steps"),
-        ("psi warning above high", json!({"spec": {"drift": {"thresholds": {"psiWarning": 0.3}}}}), "psiWarning must not exceed"),
-        ("alpha in (0,1)", json!({"spec": {"drift": {"thresholds": {"alpha": 1.0}}}}), "alpha must be between 0 and 1"),
-        ("drift share in (0,1]", json!({"spec": {"drift": {"thresholds": {"driftShare": 0.0}}}}), "driftShare must be in (0, 1]"),
-        ("interval or schedule", json!({"spec": {"drift": {"schedule": "0 * * * *"}}}), "either drift.interval or drift.schedule"),
-        ("window needs timestamp", json!({"spec": {"drift": {"current": {"window": "24h"}}}}), "timestampColumn is required"),
-        ("alias latest is reserved", json!({"spec": {"model": {"alias": "latest"}}}), "MLflow reserves those names"),
-        ("alias v3 is reserved", json!({"spec": {"model": {"alias": "v3"}}}), "MLflow reserves those names"),
-        ("gateway needs parents", json!({"spec": {"traffic": {"parentRefs": null}}}), "parentRefs must name at least one Gateway"),
-        ("istio needs hosts", json!({"spec": {"traffic": {"provider": "istio", "hostnames": null}}}), "hostnames must list the hosts"),
-        ("retraining needs a trigger", json!({"spec": {"retraining": {"triggers": null}}}), "needs at least one of schedule"),
-        ("advisor needs a key", json!({"spec": {"advisor": {"enabled": true}}}), "apiKeySecret is required"),
-        ("metric needs a threshold", json!({"spec": {"rollout": {"analysis": {"metrics": [{"name": "x", "query": "up"}]}}}}), "needs a threshold"),
-        ("metric min <= max", json!({"spec": {"rollout": {"analysis": {"metrics": [{"name": "x", "query": "up", "min": 2.0, "max": 1.0}]}}}}), "min must not exceed max"),
-        ("maxIncrease one kind", json!({"spec": {"rollout": {"analysis": {"metrics": [{"name": "x", "query": "up", "maxIncrease": {"ratio": 1.2, "difference": 0.1}}]}}}}), "exactly one of ratio or difference"),
-        ("accuracy one source", json!({"spec": {"performance": {"accuracyQuery": "acc"}}}), "either performance.labelled or performance.accuracyQuery"),
-        ("mirror percent range", json!({"spec": {"shadow": {"mirrorPercent": 150}}}), "shadow/mirrorPercent"),
-        ("durations are Go style", json!({"spec": {"rollout": {"stepDuration": "5 minutes"}}}), "rollout/stepDuration"),
-        ("provider enum", json!({"spec": {"traffic": {"provider": "linkerd"}}}), "traffic/provider"),
-        ("tracking URI is a URL", json!({"spec": {"model": {"trackingUri": "mlflow:5000"}}}), "model/trackingUri"),
-        ("model name required", json!({"spec": {"model": {"name": null}}}), "\"name\" is a required property"),
-        ("port range", json!({"spec": {"serving": {"port": 70000}}}), "serving/port"),
-        ("attempts per day range", json!({"spec": {"retraining": {"maxAttemptsPerDay": 0}}}), "retraining/maxAttemptsPerDay"),
+        (
+            "steps must end at 100",
+            json!({"spec": {"rollout": {"steps": [10, 50]}}}),
+            "rollout.steps must end at 100",
+        ),
+        (
+            "steps must increase",
+            json!({"spec": {"rollout": {"steps": [50, 10, 100]}}}),
+            "strictly increasing",
+        ),
+        (
+            "steps must not repeat",
+            json!({"spec": {"rollout": {"steps": [10, 10, 100]}}}),
+            "strictly increasing",
+        ),
+        (
+            "steps are percentages",
+            json!({"spec": {"rollout": {"steps": [0, 50, 100]}}}),
+            "between 1 and 100",
+        ),
+        (
+            "steps not empty",
+            json!({"spec": {"rollout": {"steps": []}}}),
+            "rollout/steps",
+        ),
+        (
+            "psi warning above high",
+            json!({"spec": {"drift": {"thresholds": {"psiWarning": 0.3}}}}),
+            "psiWarning must not exceed",
+        ),
+        (
+            "alpha in (0,1)",
+            json!({"spec": {"drift": {"thresholds": {"alpha": 1.0}}}}),
+            "alpha must be between 0 and 1",
+        ),
+        (
+            "drift share in (0,1]",
+            json!({"spec": {"drift": {"thresholds": {"driftShare": 0.0}}}}),
+            "driftShare must be in (0, 1]",
+        ),
+        (
+            "interval or schedule",
+            json!({"spec": {"drift": {"schedule": "0 * * * *"}}}),
+            "either drift.interval or drift.schedule",
+        ),
+        (
+            "window needs timestamp",
+            json!({"spec": {"drift": {"current": {"window": "24h"}}}}),
+            "timestampColumn is required",
+        ),
+        (
+            "alias latest is reserved",
+            json!({"spec": {"model": {"alias": "latest"}}}),
+            "MLflow reserves those names",
+        ),
+        (
+            "alias v3 is reserved",
+            json!({"spec": {"model": {"alias": "v3"}}}),
+            "MLflow reserves those names",
+        ),
+        (
+            "gateway needs parents",
+            json!({"spec": {"traffic": {"parentRefs": null}}}),
+            "parentRefs must name at least one Gateway",
+        ),
+        (
+            "istio needs hosts",
+            json!({"spec": {"traffic": {"provider": "istio", "hostnames": null}}}),
+            "hostnames must list the hosts",
+        ),
+        (
+            "retraining needs a trigger",
+            json!({"spec": {"retraining": {"triggers": null}}}),
+            "needs at least one of schedule",
+        ),
+        (
+            "advisor needs a key",
+            json!({"spec": {"advisor": {"enabled": true}}}),
+            "apiKeySecret is required",
+        ),
+        (
+            "metric needs a threshold",
+            json!({"spec": {"rollout": {"analysis": {"metrics": [{"name": "x", "query": "up"}]}}}}),
+            "needs a threshold",
+        ),
+        (
+            "metric min <= max",
+            json!({"spec": {"rollout": {"analysis": {"metrics": [{"name": "x", "query": "up", "min": 2.0, "max": 1.0}]}}}}),
+            "min must not exceed max",
+        ),
+        (
+            "maxIncrease one kind",
+            json!({"spec": {"rollout": {"analysis": {"metrics": [{"name": "x", "query": "up", "maxIncrease": {"ratio": 1.2, "difference": 0.1}}]}}}}),
+            "exactly one of ratio or difference",
+        ),
+        (
+            "accuracy one source",
+            json!({"spec": {"performance": {"accuracyQuery": "acc"}}}),
+            "either performance.labelled or performance.accuracyQuery",
+        ),
+        (
+            "mirror percent range",
+            json!({"spec": {"shadow": {"mirrorPercent": 150}}}),
+            "shadow/mirrorPercent",
+        ),
+        (
+            "durations are Go style",
+            json!({"spec": {"rollout": {"stepDuration": "5 minutes"}}}),
+            "rollout/stepDuration",
+        ),
+        (
+            "provider enum",
+            json!({"spec": {"traffic": {"provider": "linkerd"}}}),
+            "traffic/provider",
+        ),
+        (
+            "tracking URI is a URL",
+            json!({"spec": {"model": {"trackingUri": "mlflow:5000"}}}),
+            "model/trackingUri",
+        ),
+        (
+            "model name required",
+            json!({"spec": {"model": {"name": null}}}),
+            "\"name\" is a required property",
+        ),
+        (
+            "port range",
+            json!({"spec": {"serving": {"port": 70000}}}),
+            "serving/port",
+        ),
+        (
+            "attempts per day range",
+            json!({"spec": {"retraining": {"maxAttemptsPerDay": 0}}}),
+            "retraining/maxAttemptsPerDay",
+        ),
     ];
     assert!(cases.len() >= 15);
     let mut failures = Vec::new();
     for (name, patch, expected) in cases {
         let problems = admission_problems(&with(patch));
         if !problems.iter().any(|p| p.contains(expected)) {
-            failures.push(format!("{name}: expected a problem containing {expected:?}, got {problems:#?}"));
+            failures.push(format!(
+                "{name}: expected a problem containing {expected:?}, got {problems:#?}"
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -215,14 +334,35 @@ fn invalid_resources_are_rejected_with_messages_that_say_what_to_fix() {
 fn the_reconciler_catches_what_cel_cannot() {
     use serde_json::json;
     let cases: Vec<(serde_json::Value, &str)> = vec![
-        (json!({"spec": {"retraining": {"triggers": {"schedule": "every sunday"}}}}), "not a valid cron schedule"),
-        (json!({"spec": {"drift": {"interval": null, "schedule": "61 * * * *"}}}), "not a valid cron schedule"),
-        (json!({"spec": {"retraining": {"jobTemplate": {"template": {"spec": {"containers": []}}}}}}), "at least one container"),
-        (json!({"spec": {"retraining": {"jobTemplate": {"template": {"spec": {"containers": [{"name": 5}]}}}}}}), "not a valid batch/v1 JobSpec"),
-        (json!({"spec": {"serving": {"podTemplate": {"spec": {"containers": "x"}}}}}), "not a valid core/v1 PodTemplateSpec"),
-        (json!({"spec": {"drift": {"features": [{"name": "a"}, {"name": "a"}]}}}), "listed twice"),
-        (json!({"spec": {"rollout": {"analysis": {"metrics": [
-            {"name": "x", "query": "up", "max": 1.0}, {"name": "x", "query": "up", "max": 1.0}]}}}}), "used twice"),
+        (
+            json!({"spec": {"retraining": {"triggers": {"schedule": "every sunday"}}}}),
+            "not a valid cron schedule",
+        ),
+        (
+            json!({"spec": {"drift": {"interval": null, "schedule": "61 * * * *"}}}),
+            "not a valid cron schedule",
+        ),
+        (
+            json!({"spec": {"retraining": {"jobTemplate": {"template": {"spec": {"containers": []}}}}}}),
+            "at least one container",
+        ),
+        (
+            json!({"spec": {"retraining": {"jobTemplate": {"template": {"spec": {"containers": [{"name": 5}]}}}}}}),
+            "not a valid batch/v1 JobSpec",
+        ),
+        (
+            json!({"spec": {"serving": {"podTemplate": {"spec": {"containers": "x"}}}}}),
+            "not a valid core/v1 PodTemplateSpec",
+        ),
+        (
+            json!({"spec": {"drift": {"features": [{"name": "a"}, {"name": "a"}]}}}),
+            "listed twice",
+        ),
+        (
+            json!({"spec": {"rollout": {"analysis": {"metrics": [
+            {"name": "x", "query": "up", "max": 1.0}, {"name": "x", "query": "up", "max": 1.0}]}}}}),
+            "used twice",
+        ),
     ];
     for (patch, expected) in cases {
         let problems = check_value(&with(patch.clone())).expect_err("must be rejected");

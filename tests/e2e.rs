@@ -58,16 +58,23 @@ async fn the_operator_serves_a_model_on_a_real_cluster() {
 
     // CRD and namespace.
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.patch("modeldeployments.mlrollout.io", &pp, &Patch::Apply(ModelDeployment::crd()))
-        .await
-        .expect("CRD applies");
+    crds.patch(
+        "modeldeployments.mlrollout.io",
+        &pp,
+        &Patch::Apply(ModelDeployment::crd()),
+    )
+    .await
+    .expect("CRD applies");
     tokio::time::sleep(Duration::from_secs(2)).await;
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let namespace: Namespace = serde_json::from_value(serde_json::json!({
         "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}
     }))
     .unwrap();
-    namespaces.create(&PostParams::default(), &namespace).await.expect("namespace");
+    namespaces
+        .create(&PostParams::default(), &namespace)
+        .await
+        .expect("namespace");
 
     // A registered model with alias champion on the harness's MLflow.
     let uri = tokio::task::spawn_blocking(|| common::mlflow::mlflow_server().uri())
@@ -75,10 +82,20 @@ async fn the_operator_serves_a_model_on_a_real_cluster() {
         .unwrap();
     let model = format!("e2e-{}", std::process::id());
     let output = std::process::Command::new(common::mlflow::python())
-        .args(["tests/scripts/train_models.py", "--tracking-uri", &uri, "--model-name", &model])
+        .args([
+            "tests/scripts/train_models.py",
+            "--tracking-uri",
+            &uri,
+            "--model-name",
+            &model,
+        ])
         .output()
         .expect("training script runs");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let mlflow = MlflowClient::new(&uri, MlflowAuth::None, Duration::from_secs(30)).unwrap();
     mlflow.set_alias(&model, "champion", 1).await.unwrap();
 
@@ -102,10 +119,16 @@ async fn the_operator_serves_a_model_on_a_real_cluster() {
                  "rollout": {"steps": [50, 10, 100]}}
     });
     let rejected = mdeps
-        .create(&PostParams::default(), &serde_json::from_value(bad.take()).unwrap())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(bad.take()).unwrap(),
+        )
         .await
         .expect_err("CEL rejects unordered steps");
-    assert!(rejected.to_string().contains("strictly increasing"), "{rejected}");
+    assert!(
+        rejected.to_string().contains("strictly increasing"),
+        "{rejected}"
+    );
 
     let good: ModelDeployment = serde_json::from_value(serde_json::json!({
         "apiVersion": "mlrollout.io/v1alpha1", "kind": "ModelDeployment",
@@ -114,7 +137,10 @@ async fn the_operator_serves_a_model_on_a_real_cluster() {
                  "serving": {"replicas": 0}}
     }))
     .unwrap();
-    mdeps.create(&PostParams::default(), &good).await.expect("valid resource");
+    mdeps
+        .create(&PostParams::default(), &good)
+        .await
+        .expect("valid resource");
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
     let services: Api<Service> = Api::namespaced(client.clone(), &ns);
     eventually("Deployment and Service", || async {
@@ -129,9 +155,17 @@ async fn the_operator_serves_a_model_on_a_real_cluster() {
     })
     .await;
 
-    mdeps.delete("model", &DeleteParams::default()).await.unwrap();
+    mdeps
+        .delete("model", &DeleteParams::default())
+        .await
+        .unwrap();
     eventually("garbage collection of children", || async {
-        deployments.get_opt("model-stable").await.ok()?.is_none().then_some(())
+        deployments
+            .get_opt("model-stable")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
     })
     .await;
     let _ = stop.send(());

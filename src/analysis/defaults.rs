@@ -70,8 +70,18 @@ pub fn shadow_metrics(shadow: &ShadowSpec) -> Vec<AnalysisMetric> {
             Some(shadow.max_prediction_psi),
             None,
         ),
-        metric(ERROR_RATE, error_rate_query(), None, Some(shadow.max_error_rate_ratio)),
-        metric(LATENCY_P99, latency_p99_query(), None, Some(shadow.max_latency_ratio)),
+        metric(
+            ERROR_RATE,
+            error_rate_query(),
+            None,
+            Some(shadow.max_error_rate_ratio),
+        ),
+        metric(
+            LATENCY_P99,
+            latency_p99_query(),
+            None,
+            Some(shadow.max_latency_ratio),
+        ),
     ]
 }
 
@@ -85,7 +95,13 @@ pub fn effective_canary_metrics(configured: &[AnalysisMetric]) -> Vec<AnalysisMe
 }
 
 /// Fills the placeholders of a query template.
-pub fn render(template: &str, namespace: &str, name: &str, variant: &str, interval: &str) -> String {
+pub fn render(
+    template: &str,
+    namespace: &str,
+    name: &str,
+    variant: &str,
+    interval: &str,
+) -> String {
     template
         .replace("{{namespace}}", namespace)
         .replace("{{name}}", name)

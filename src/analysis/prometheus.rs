@@ -84,7 +84,12 @@ impl PrometheusClient {
     }
 
     /// An instant query; the result as samples (a scalar is one unlabelled sample).
-    pub async fn query(&self, address: &str, token: Option<&str>, promql: &str) -> Result<Vec<Sample>, QueryError> {
+    pub async fn query(
+        &self,
+        address: &str,
+        token: Option<&str>,
+        promql: &str,
+    ) -> Result<Vec<Sample>, QueryError> {
         let url = format!("{}/api/v1/query", address.trim_end_matches('/'));
         let mut request = self.http.post(url).form(&[("query", promql)]);
         if let Some(token) = token {
@@ -115,7 +120,9 @@ impl PrometheusClient {
                 message: parsed.error.unwrap_or_default(),
             });
         }
-        let data = parsed.data.ok_or_else(|| QueryError::Malformed("no data".into()))?;
+        let data = parsed
+            .data
+            .ok_or_else(|| QueryError::Malformed("no data".into()))?;
         match data.result_type.as_str() {
             "vector" => Ok(data
                 .result
@@ -141,12 +148,19 @@ impl PrometheusClient {
                 })
                 .into_iter()
                 .collect()),
-            other => Err(QueryError::Malformed(format!("result type {other} is not a vector or scalar"))),
+            other => Err(QueryError::Malformed(format!(
+                "result type {other} is not a vector or scalar"
+            ))),
         }
     }
 
     /// A query expected to give at most one number; no series is `None` (no data).
-    pub async fn query_scalar(&self, address: &str, token: Option<&str>, promql: &str) -> Result<Option<f64>, QueryError> {
+    pub async fn query_scalar(
+        &self,
+        address: &str,
+        token: Option<&str>,
+        promql: &str,
+    ) -> Result<Option<f64>, QueryError> {
         let samples = self.query(address, token, promql).await?;
         match samples.len() {
             0 => Ok(None),
@@ -220,16 +234,34 @@ impl PrometheusAnalyzer {
         })
     }
 
-    async fn measure_metric(&self, request: &MeasureRequest<'_>, metric: &AnalysisMetric) -> MetricMeasurement {
+    async fn measure_metric(
+        &self,
+        request: &MeasureRequest<'_>,
+        metric: &AnalysisMetric,
+    ) -> MetricMeasurement {
         let Some(analysis) = request.spec.rollout.analysis.as_ref() else {
             return query_error(metric, "spec.rollout.analysis.prometheus is not configured");
         };
         let address = &analysis.prometheus.address;
         let token = request.bearer_token;
-        let query_for = |variant: &str| render(&metric.query, request.namespace, request.name, variant, &analysis.interval);
+        let query_for = |variant: &str| {
+            render(
+                &metric.query,
+                request.namespace,
+                request.name,
+                variant,
+                &analysis.interval,
+            )
+        };
         if metric.name == PREDICTION_PSI {
-            let stable = self.client.query(address, token, &query_for("stable")).await;
-            let candidate = self.client.query(address, token, &query_for("candidate")).await;
+            let stable = self
+                .client
+                .query(address, token, &query_for("stable"))
+                .await;
+            let candidate = self
+                .client
+                .query(address, token, &query_for("candidate"))
+                .await;
             return match (stable, candidate) {
                 (Ok(s), Ok(c)) => {
                     let psi = histogram_psi(&bucket_counts(&s), &bucket_counts(&c));
@@ -238,13 +270,21 @@ impl PrometheusAnalyzer {
                 (Err(e), _) | (_, Err(e)) => query_error(metric, e.to_string()),
             };
         }
-        let candidate = match self.client.query_scalar(address, token, &query_for("candidate")).await {
+        let candidate = match self
+            .client
+            .query_scalar(address, token, &query_for("candidate"))
+            .await
+        {
             Ok(v) => v,
             Err(e) => return query_error(metric, e.to_string()),
         };
         // Stable is only needed for relative thresholds.
         let stable = if metric.max_increase.is_some() {
-            match self.client.query_scalar(address, token, &query_for("stable")).await {
+            match self
+                .client
+                .query_scalar(address, token, &query_for("stable"))
+                .await
+            {
                 Ok(v) => v,
                 Err(e) => return query_error(metric, e.to_string()),
             }
@@ -300,9 +340,17 @@ mod tests {
 
     #[test]
     fn cumulative_buckets_become_counts_in_order() {
-        let samples = vec![sample("+Inf", 10.0), sample("0.5", 4.0), sample("0.1", 1.0), sample("1", 9.5)];
+        let samples = vec![
+            sample("+Inf", 10.0),
+            sample("0.5", 4.0),
+            sample("0.1", 1.0),
+            sample("1", 9.5),
+        ];
         let counts = bucket_counts(&samples);
-        assert_eq!(counts, vec![(0.1, 1.0), (0.5, 3.0), (1.0, 5.5), (f64::INFINITY, 0.5)]);
+        assert_eq!(
+            counts,
+            vec![(0.1, 1.0), (0.5, 3.0), (1.0, 5.5), (f64::INFINITY, 0.5)]
+        );
         // Extrapolation can make a bucket dip below the previous one: never negative.
         let dipping = bucket_counts(&[sample("0.1", 5.0), sample("0.5", 4.9), sample("+Inf", 6.0)]);
         assert!(dipping.iter().all(|(_, c)| *c >= 0.0));
@@ -318,6 +366,9 @@ mod tests {
         let expected = crate::drift::stats::psi_from_counts(&[50, 50], &[10, 90], 0.001).unwrap();
         assert!((psi - expected).abs() < 1e-12 && psi > 0.5);
         assert_eq!(histogram_psi(&a, &[(0.5, 0.0), (f64::INFINITY, 0.0)]), None);
-        assert_eq!(histogram_psi(&a, &[(0.25, 1.0), (f64::INFINITY, 1.0)]), None);
+        assert_eq!(
+            histogram_psi(&a, &[(0.25, 1.0), (f64::INFINITY, 1.0)]),
+            None
+        );
     }
 }

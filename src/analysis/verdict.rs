@@ -71,7 +71,11 @@ pub fn describe_threshold(metric: &AnalysisMetric) -> String {
 /// - a relative bound crossed → `Failed`; stable without data → `Inconclusive`;
 /// - a ratio against a stable value of 0 passes only if the candidate is 0 too (use
 ///   `difference` for metrics that are often zero).
-pub fn judge(metric: &AnalysisMetric, candidate: Option<f64>, stable: Option<f64>) -> MetricMeasurement {
+pub fn judge(
+    metric: &AnalysisMetric,
+    candidate: Option<f64>,
+    stable: Option<f64>,
+) -> MetricMeasurement {
     let threshold = describe_threshold(metric);
     let result = |verdict| MetricMeasurement {
         name: metric.name.clone(),
@@ -95,7 +99,11 @@ pub fn judge(metric: &AnalysisMetric, candidate: Option<f64>, stable: Option<f64
             return result(Verdict::Inconclusive);
         };
         if let Some(ratio) = increase.ratio {
-            let crossed = if base == 0.0 { value > 0.0 } else { value > base * ratio };
+            let crossed = if base == 0.0 {
+                value > 0.0
+            } else {
+                value > base * ratio
+            };
             if crossed {
                 return result(Verdict::Failed);
             }
@@ -147,7 +155,10 @@ mod tests {
     fn no_data_is_never_a_pass() {
         let m = metric(Some(0.05), None, None);
         assert_eq!(judge(&m, None, Some(0.01)).verdict, Verdict::Inconclusive);
-        assert_eq!(judge(&m, Some(f64::NAN), Some(0.01)).verdict, Verdict::Inconclusive);
+        assert_eq!(
+            judge(&m, Some(f64::NAN), Some(0.01)).verdict,
+            Verdict::Inconclusive
+        );
         let strict = AnalysisMetric {
             no_data: NoDataPolicy::Fail,
             ..m
@@ -159,7 +170,10 @@ mod tests {
     fn relative_checks_need_stable_data() {
         let m = metric(None, Some(1.5), None);
         assert_eq!(judge(&m, Some(0.01), None).verdict, Verdict::Inconclusive);
-        assert_eq!(judge(&m, Some(0.01), Some(f64::NAN)).verdict, Verdict::Inconclusive);
+        assert_eq!(
+            judge(&m, Some(0.01), Some(f64::NAN)).verdict,
+            Verdict::Inconclusive
+        );
         assert_eq!(judge(&m, Some(0.014), Some(0.01)).verdict, Verdict::Passed);
         assert_eq!(judge(&m, Some(0.03), Some(0.01)).verdict, Verdict::Failed);
     }
@@ -173,10 +187,19 @@ mod tests {
     #[test]
     fn infinity_is_data_and_crosses_bounds() {
         let m = metric(Some(1.0), None, None);
-        assert_eq!(judge(&m, Some(f64::INFINITY), None).verdict, Verdict::Failed);
+        assert_eq!(
+            judge(&m, Some(f64::INFINITY), None).verdict,
+            Verdict::Failed
+        );
         let r = metric(None, Some(1.5), None);
-        assert_eq!(judge(&r, Some(f64::INFINITY), Some(0.2)).verdict, Verdict::Failed);
-        assert_eq!(judge(&r, Some(0.2), Some(f64::INFINITY)).verdict, Verdict::Passed);
+        assert_eq!(
+            judge(&r, Some(f64::INFINITY), Some(0.2)).verdict,
+            Verdict::Failed
+        );
+        assert_eq!(
+            judge(&r, Some(0.2), Some(f64::INFINITY)).verdict,
+            Verdict::Passed
+        );
     }
 
     #[test]

@@ -66,7 +66,10 @@ pub fn annotation_patch(action: Action, now: Timestamp) -> Option<serde_json::Va
 
 pub fn main(action: Action, target: &Target) -> ExitCode {
     super::install_crypto_provider();
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("mlrollout: cannot start the async runtime: {e}");
@@ -93,8 +96,12 @@ async fn execute(action: Action, target: &Target) -> Result<String, kube::Error>
         .unwrap_or_else(|| client.default_namespace().to_string());
     let api: Api<ModelDeployment> = Api::namespaced(client, &namespace);
     if let Some(patch) = annotation_patch(action, Timestamp::now()) {
-        api.patch(&target.name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
-        return Ok(format!("{namespace}/{}: {action:?} requested\n", target.name));
+        api.patch(&target.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        return Ok(format!(
+            "{namespace}/{}: {action:?} requested\n",
+            target.name
+        ));
     }
     let resource = api.get(&target.name).await?;
     Ok(render_status(&resource))
@@ -114,8 +121,14 @@ pub fn render_status(resource: &ModelDeployment) -> String {
         if s.paused { " (paused)" } else { "" }
     ));
     out.push_str(&format!("Model:       {}\n", resource.spec.model.name));
-    out.push_str(&format!("Stable:      {}\n", s.stable_version.as_deref().unwrap_or("-")));
-    out.push_str(&format!("Candidate:   {}\n", s.candidate_version.as_deref().unwrap_or("-")));
+    out.push_str(&format!(
+        "Stable:      {}\n",
+        s.stable_version.as_deref().unwrap_or("-")
+    ));
+    out.push_str(&format!(
+        "Candidate:   {}\n",
+        s.candidate_version.as_deref().unwrap_or("-")
+    ));
     let steps: Vec<String> = resource
         .spec
         .rollout
@@ -142,7 +155,9 @@ pub fn render_status(resource: &ModelDeployment) -> String {
             "Drift:       {} ({:.0}% of features drifted){}\n",
             d.severity,
             d.drifted_share * 100.0,
-            d.accuracy.map(|a| format!(", accuracy {a:.4}")).unwrap_or_default()
+            d.accuracy
+                .map(|a| format!(", accuracy {a:.4}"))
+                .unwrap_or_default()
         ));
     }
     if let Some(msg) = &s.message {
@@ -150,10 +165,16 @@ pub fn render_status(resource: &ModelDeployment) -> String {
     }
     out.push_str("\nConditions:\n");
     for c in &s.conditions {
-        out.push_str(&format!("  {:<16} {:<6} {:<26} {}\n", c.type_, c.status, c.reason, c.message));
+        out.push_str(&format!(
+            "  {:<16} {:<6} {:<26} {}\n",
+            c.type_, c.status, c.reason, c.message
+        ));
     }
     if let Some(a) = &s.analysis {
-        out.push_str(&format!("\nAnalysis ({} measurement(s)):\n", a.measurements));
+        out.push_str(&format!(
+            "\nAnalysis ({} measurement(s)):\n",
+            a.measurements
+        ));
         for m in &a.metrics {
             let last = m.recent.last();
             out.push_str(&format!(
@@ -178,7 +199,10 @@ pub fn render_status(resource: &ModelDeployment) -> String {
                 a.trigger,
                 a.outcome,
                 a.job_name,
-                a.candidate_version.as_deref().map(|v| format!("-> version {v}")).unwrap_or_default()
+                a.candidate_version
+                    .as_deref()
+                    .map(|v| format!("-> version {v}"))
+                    .unwrap_or_default()
             ));
         }
     }
@@ -202,13 +226,23 @@ mod tests {
     fn each_action_is_a_fresh_annotation() {
         let t: Timestamp = "2026-11-26T06:00:00Z".parse().unwrap();
         let p = annotation_patch(Action::Promote { full: true }, t).unwrap();
-        assert_eq!(p["metadata"]["annotations"]["mlrollout.io/promote"], "full@2026-11-26T06:00:00Z");
+        assert_eq!(
+            p["metadata"]["annotations"]["mlrollout.io/promote"],
+            "full@2026-11-26T06:00:00Z"
+        );
         let r = annotation_patch(Action::Resume, t).unwrap();
         assert!(r["metadata"]["annotations"]["mlrollout.io/pause"].is_null());
-        assert_eq!(r["metadata"]["annotations"]["mlrollout.io/resume"], "2026-11-26T06:00:00Z");
+        assert_eq!(
+            r["metadata"]["annotations"]["mlrollout.io/resume"],
+            "2026-11-26T06:00:00Z"
+        );
         assert!(annotation_patch(Action::Status, t).is_none());
         let read = manual::read(
-            &[("mlrollout.io/promote".to_string(), "full@2026-11-26T06:00:00Z".to_string())].into(),
+            &[(
+                "mlrollout.io/promote".to_string(),
+                "full@2026-11-26T06:00:00Z".to_string(),
+            )]
+            .into(),
             &Default::default(),
         );
         assert_eq!(read.requests[0].0, manual::Request::PromoteFull);

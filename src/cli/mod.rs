@@ -64,7 +64,9 @@ pub fn main() -> ExitCode {
         Command::Check { files } => check::run(&files),
         Command::Drift(args) => drift::run(args),
         Command::Simulate(args) => simulate::run(&args),
-        Command::Promote(args) => control::main(control::Action::Promote { full: args.full }, &args.target),
+        Command::Promote(args) => {
+            control::main(control::Action::Promote { full: args.full }, &args.target)
+        }
         Command::Abort(t) => control::main(control::Action::Abort, &t),
         Command::Retry(t) => control::main(control::Action::Retry, &t),
         Command::Pause(t) => control::main(control::Action::Pause, &t),

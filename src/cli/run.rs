@@ -29,7 +29,11 @@ pub struct RunArgs {
     #[arg(long, env = "MLROLLOUT_MLFLOW_TIMEOUT_SECONDS", default_value_t = 10)]
     pub mlflow_timeout_seconds: u64,
     /// Timeout of each Prometheus query.
-    #[arg(long, env = "MLROLLOUT_PROMETHEUS_TIMEOUT_SECONDS", default_value_t = 10)]
+    #[arg(
+        long,
+        env = "MLROLLOUT_PROMETHEUS_TIMEOUT_SECONDS",
+        default_value_t = 10
+    )]
     pub prometheus_timeout_seconds: u64,
 }
 

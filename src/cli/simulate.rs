@@ -35,8 +35,13 @@ fn simulate_files(args: &SimulateArgs) -> Result<String, String> {
         .map_err(|e| format!("cannot read {}: {e}", args.resource.display()))?;
     let value: serde_json::Value = serde_yaml::from_str(&resource_text)
         .map_err(|e| format!("{} is not YAML: {e}", args.resource.display()))?;
-    let resource = super::check::check_value(&value)
-        .map_err(|problems| format!("{} is invalid: {}", args.resource.display(), problems.join("; ")))?;
+    let resource = super::check::check_value(&value).map_err(|problems| {
+        format!(
+            "{} is invalid: {}",
+            args.resource.display(),
+            problems.join("; ")
+        )
+    })?;
     let scenario_text = std::fs::read_to_string(&args.scenario)
         .map_err(|e| format!("cannot read {}: {e}", args.scenario.display()))?;
     let scenario: Scenario = serde_yaml::from_str(&scenario_text)

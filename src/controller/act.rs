@@ -31,8 +31,11 @@ pub async fn apply_children(ctx: &Context, namespace: &str, children: &[Child]) 
                 apply::<gateway_api::httproutes::HttpRoute>(ctx, namespace, r).await?
             }
             Child::VirtualService(vs) => {
-                let api: Api<DynamicObject> =
-                    Api::namespaced_with(ctx.client.clone(), namespace, &virtual_service_resource());
+                let api: Api<DynamicObject> = Api::namespaced_with(
+                    ctx.client.clone(),
+                    namespace,
+                    &virtual_service_resource(),
+                );
                 api.patch(
                     &vs.name_any(),
                     &PatchParams::apply(FIELD_MANAGER).force(),
@@ -56,8 +59,12 @@ where
 {
     let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
     let name = object.meta().name.clone().unwrap_or_default();
-    api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(object))
-        .await?;
+    api.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(object),
+    )
+    .await?;
     Ok(())
 }
 
@@ -76,10 +83,12 @@ pub async fn remove_children(ctx: &Context, namespace: &str, removals: &[Removal
     let params = DeleteParams::background();
     for removal in removals {
         let result = match removal {
-            Removal::Deployment(name) => Api::<Deployment>::namespaced(ctx.client.clone(), namespace)
-                .delete(name, &params)
-                .await
-                .map(|_| ()),
+            Removal::Deployment(name) => {
+                Api::<Deployment>::namespaced(ctx.client.clone(), namespace)
+                    .delete(name, &params)
+                    .await
+                    .map(|_| ())
+            }
             Removal::Service(name) => Api::<Service>::namespaced(ctx.client.clone(), namespace)
                 .delete(name, &params)
                 .await
@@ -137,7 +146,12 @@ pub async fn write_registry(
                 status.pending_registry_writes.len()
             ),
         );
-        conditions::set(&mut status.conditions, &update, resource.metadata.generation, now);
+        conditions::set(
+            &mut status.conditions,
+            &update,
+            resource.metadata.generation,
+            now,
+        );
     }
 }
 
@@ -153,10 +167,21 @@ pub async fn write_status(
         return Ok(());
     }
     let api: Api<ModelDeployment> = Api::namespaced(ctx.client.clone(), namespace);
+    let mut new = serde_json::to_value(status).map_err(|source| Error::Serialization {
+        what: "status",
+        source,
+    })?;
+    if let Some(old) = &resource.status {
+        let old = serde_json::to_value(old).map_err(|source| Error::Serialization {
+            what: "status",
+            source,
+        })?;
+        null_removed_fields(&old, &mut new);
+    }
     let body = serde_json::json!({
         "apiVersion": "mlrollout.io/v1alpha1",
         "kind": "ModelDeployment",
-        "status": serde_json::to_value(status).map_err(|source| Error::Serialization { what: "status", source })?,
+        "status": new,
     });
     api.patch_status(
         &resource.name_any(),
@@ -165,6 +190,22 @@ pub async fn write_status(
     )
     .await?;
     Ok(())
+}
+
+/// Marks fields present in `old` but gone from `new` as `null`, recursively through objects,
+/// so that a field the operator stopped setting (a finished candidate, a cleared analysis) is
+/// removed whether the API server treats the patch as server-side apply or as a merge.
+pub fn null_removed_fields(old: &serde_json::Value, new: &mut serde_json::Value) {
+    if let (Some(old), Some(new)) = (old.as_object(), new.as_object_mut()) {
+        for (key, old_value) in old {
+            match new.get_mut(key) {
+                None => {
+                    new.insert(key.clone(), serde_json::Value::Null);
+                }
+                Some(new_value) => null_removed_fields(old_value, new_value),
+            }
+        }
+    }
 }
 
 /// Publishes events; a failure to publish is logged, never fails the reconcile.
@@ -185,6 +226,22 @@ pub async fn publish_events(ctx: &Context, resource: &ModelDeployment, events: &
         if let Err(e) = ctx.recorder.publish(&event, &reference).await {
             tracing::warn!(error = %e, reason = %intent.reason, "failed to publish event");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn removed_fields_become_null_recursively() {
+        let old = serde_json::json!({"candidateVersion": "4", "drift": {"accuracy": 0.9, "severity": "ok"}, "history": [1]});
+        let mut new = serde_json::json!({"drift": {"severity": "high"}, "history": [1, 2]});
+        null_removed_fields(&old, &mut new);
+        assert_eq!(
+            new,
+            serde_json::json!({"candidateVersion": null, "drift": {"accuracy": null, "severity": "high"}, "history": [1, 2]})
+        );
     }
 }
 

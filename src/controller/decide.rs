@@ -63,7 +63,10 @@ pub struct Observed {
 
 impl Observed {
     /// Observations with only the registry answer and the stable Deployment.
-    pub fn basic(served: Result<ResolvedModel, RegistryError>, stable: Option<DeploymentState>) -> Self {
+    pub fn basic(
+        served: Result<ResolvedModel, RegistryError>,
+        stable: Option<DeploymentState>,
+    ) -> Self {
         Self {
             served,
             stable_deployment: stable,
@@ -165,7 +168,10 @@ pub fn decide(input: DecideInput<'_>) -> Decision {
         Ok(v) => v,
         Err(problems) => {
             let message = describe_problems(&problems);
-            conds.set(&mut status, ConditionUpdate::new(READY, false, "InvalidSpec", message.clone()));
+            conds.set(
+                &mut status,
+                ConditionUpdate::new(READY, false, "InvalidSpec", message.clone()),
+            );
             status.message = Some(format!("Invalid spec, nothing changed: {message}"));
             return Decision {
                 status,
@@ -180,8 +186,15 @@ pub fn decide(input: DecideInput<'_>) -> Decision {
 
     let served_version = match &input.observed.served {
         Ok(resolved) => {
-            let message = format!("{} resolves to version {}", served_ref(input.spec), resolved.version);
-            conds.set(&mut status, ConditionUpdate::new(REGISTRY_SYNCED, true, "Resolved", message));
+            let message = format!(
+                "{} resolves to version {}",
+                served_ref(input.spec),
+                resolved.version
+            );
+            conds.set(
+                &mut status,
+                ConditionUpdate::new(REGISTRY_SYNCED, true, "Resolved", message),
+            );
             Some(resolved.version.clone())
         }
         Err(error) => {
@@ -201,7 +214,10 @@ pub fn decide(input: DecideInput<'_>) -> Decision {
                 Err(e) => (e.reason(), e.to_string()),
                 Ok(_) => ("Unresolved", "model not resolved".to_string()),
             };
-            conds.set(&mut status, ConditionUpdate::new(READY, false, reason, message.clone()));
+            conds.set(
+                &mut status,
+                ConditionUpdate::new(READY, false, reason, message.clone()),
+            );
             status.phase = Phase::Pending;
             status.message = Some(format!("Waiting for the model registry: {message}"));
             return Decision {
@@ -219,7 +235,9 @@ pub fn decide(input: DecideInput<'_>) -> Decision {
         });
         status.stable_version = Some(version);
         status.phase = Phase::Stable;
-        status.phase_started_at = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(input.now));
+        status.phase_started_at = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            input.now,
+        ));
     }
 
     // The lifecycle.
@@ -272,7 +290,12 @@ pub fn decide(input: DecideInput<'_>) -> Decision {
     if stable_ready {
         conds.set(
             &mut status,
-            ConditionUpdate::new(READY, true, "Available", format!("version {stable_version} is serving")),
+            ConditionUpdate::new(
+                READY,
+                true,
+                "Available",
+                format!("version {stable_version} is serving"),
+            ),
         );
     } else {
         conds.set(
@@ -281,7 +304,9 @@ pub fn decide(input: DecideInput<'_>) -> Decision {
                 READY,
                 false,
                 "WaitingForReplicas",
-                format!("waiting for the stable Deployment of version {stable_version} to become ready"),
+                format!(
+                    "waiting for the stable Deployment of version {stable_version} to become ready"
+                ),
             ),
         );
         requeue_after = requeue_after.min(SHORT_RETRY);
@@ -290,7 +315,11 @@ pub fn decide(input: DecideInput<'_>) -> Decision {
         ConditionUpdate::new(PROGRESSING, false, "Paused", "paused by mlrollout.io/pause")
     } else if lifecycle::is_active(status.phase) {
         let what = match (status.phase, status.current_step) {
-            (Phase::Progressing, Some(i)) => format!("step {} at {}% on the candidate", i + 1, status.canary_weight),
+            (Phase::Progressing, Some(i)) => format!(
+                "step {} at {}% on the candidate",
+                i + 1,
+                status.canary_weight
+            ),
             (phase, _) => phase.as_str().to_string(),
         };
         ConditionUpdate::new(PROGRESSING, true, status.phase.as_str(), what)
@@ -303,7 +332,9 @@ pub fn decide(input: DecideInput<'_>) -> Decision {
         )
     };
     conds.set(&mut status, progressing);
-    if status.message.is_none() || status.phase == Phase::Stable && !lifecycle::is_active(status.phase) && stable_ready {
+    if status.message.is_none()
+        || status.phase == Phase::Stable && !lifecycle::is_active(status.phase) && stable_ready
+    {
         status.message = Some(match status.phase {
             Phase::Stable => format!("Serving version {stable_version}"),
             _ => status.message.clone().unwrap_or_default(),
@@ -328,17 +359,23 @@ fn children_for(
 ) -> (Vec<Child>, Vec<Removal>) {
     let spec = input.spec;
     let total = spec.serving.replicas;
-    let candidate_version = status
-        .candidate_version
-        .as_deref()
-        .filter(|_| matches!(status.phase, Phase::Shadow | Phase::Progressing | Phase::Promoted));
+    let candidate_version = status.candidate_version.as_deref().filter(|_| {
+        matches!(
+            status.phase,
+            Phase::Shadow | Phase::Progressing | Phase::Promoted
+        )
+    });
     // Without a router, replica counts approximate the weights.
     let (stable_replicas, candidate_replicas) = match (spec.traffic.provider, candidate_version) {
         (TrafficProvider::None, Some(_)) => {
             let weight = status.canary_weight.clamp(0, 100);
             let candidate = ((i64::from(total) * i64::from(weight) + 99) / 100) as i32;
             let candidate = candidate.clamp(if total > 0 { 1 } else { 0 }, total.max(0));
-            let stable = if weight >= 100 { 0 } else { (total - candidate).max(1) };
+            let stable = if weight >= 100 {
+                0
+            } else {
+                (total - candidate).max(1)
+            };
             (stable, candidate)
         }
         _ => (total, total),
@@ -354,7 +391,10 @@ fn children_for(
             model_version: version,
             replicas,
         };
-        (children::deployment::build(&input), children::service::build(&input))
+        (
+            children::deployment::build(&input),
+            children::service::build(&input),
+        )
     };
     let mut apply = Vec::new();
     let mut remove = Vec::new();
@@ -385,7 +425,13 @@ fn children_for(
             children::route::http_route(input.name, input.namespace, spec, &input.owner, split),
         ))),
         TrafficProvider::Istio => apply.push(Child::VirtualService(Box::new(
-            children::route::virtual_service(input.name, input.namespace, spec, &input.owner, split),
+            children::route::virtual_service(
+                input.name,
+                input.namespace,
+                spec,
+                &input.owner,
+                split,
+            ),
         ))),
         TrafficProvider::None => {}
     }
@@ -397,7 +443,11 @@ fn children_for(
             stable_version: status.stable_version.as_deref(),
         };
         apply.push(Child::Job(Box::new(children::job::build(
-            request, template, spec, &lineage, &input.owner,
+            request,
+            template,
+            spec,
+            &lineage,
+            &input.owner,
         ))));
     }
     // Stop the Job of an attempt that was aborted or timed out.
@@ -512,10 +562,12 @@ mod tests {
         }
     }
 
-    fn condition<'a>(d: &'a Decision, type_: &str) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    fn condition<'a>(
+        d: &'a Decision,
+        type_: &str,
+    ) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
         conditions::get(&d.status.conditions, type_).expect("condition present")
     }
-
 
     #[test]
     fn invalid_spec_applies_nothing_and_says_what_to_fix() {
@@ -523,7 +575,10 @@ mod tests {
         let d = run(&bad, &Default::default(), Ok("3"), None);
         assert!(d.apply.is_none());
         let ready = condition(&d, READY);
-        assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "InvalidSpec"));
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "InvalidSpec")
+        );
         assert!(ready.message.contains("spec.rollout.steps"));
         assert_eq!(ready.observed_generation, Some(3));
         assert_eq!(d.status.phase, Phase::Pending);
@@ -533,7 +588,12 @@ mod tests {
 
     #[test]
     fn invalid_spec_keeps_what_was_already_served() {
-        let previous = run(&spec(serde_json::json!({})), &Default::default(), Ok("3"), Some(ready_deployment()));
+        let previous = run(
+            &spec(serde_json::json!({})),
+            &Default::default(),
+            Ok("3"),
+            Some(ready_deployment()),
+        );
         let bad = spec(serde_json::json!({"rollout": {"steps": [10]}}));
         let d = run(&bad, &previous.status, Ok("4"), Some(ready_deployment()));
         assert!(d.apply.is_none(), "nothing is half-applied");
@@ -569,7 +629,15 @@ mod tests {
         let Child::Deployment(deployment) = &apply[0] else {
             panic!("first child is the Deployment")
         };
-        let command = deployment.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0]
+        let command = deployment
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0]
             .command
             .as_ref()
             .unwrap()
@@ -581,7 +649,12 @@ mod tests {
 
     #[test]
     fn serves_resolved_version_with_owner_and_labels() {
-        let d = run(&spec(serde_json::json!({})), &Default::default(), Ok("3"), None);
+        let d = run(
+            &spec(serde_json::json!({})),
+            &Default::default(),
+            Ok("3"),
+            None,
+        );
         let apply = d.apply.as_ref().unwrap();
         assert_eq!(apply.len(), 2);
         for child in apply {
@@ -593,10 +666,16 @@ mod tests {
             assert_eq!(meta.name.as_deref(), Some("fraud-stable"));
             assert_eq!(meta.namespace.as_deref(), Some("ml"));
             assert_eq!(meta.owner_references.as_ref().unwrap()[0].uid, "uid-1");
-            assert_eq!(meta.labels.as_ref().unwrap()["app.kubernetes.io/managed-by"], "mlrollout");
+            assert_eq!(
+                meta.labels.as_ref().unwrap()["app.kubernetes.io/managed-by"],
+                "mlrollout"
+            );
         }
         assert_eq!(d.status.stable_version.as_deref(), Some("3"));
-        assert_eq!(d.status.stable_model_uri.as_deref(), Some("models:/fraud/3"));
+        assert_eq!(
+            d.status.stable_model_uri.as_deref(),
+            Some("models:/fraud/3")
+        );
         assert_eq!(d.status.phase, Phase::Stable);
         assert_eq!(condition(&d, READY).reason, "WaitingForReplicas");
         assert!(d.events.iter().any(|e| e.reason == "StableVersionServed"));
@@ -620,7 +699,12 @@ mod tests {
             updated: false,
             ..ready_deployment()
         };
-        let d = run(&spec(serde_json::json!({})), &Default::default(), Ok("3"), Some(stale));
+        let d = run(
+            &spec(serde_json::json!({})),
+            &Default::default(),
+            Ok("3"),
+            Some(stale),
+        );
         assert_eq!(condition(&d, READY).status, "False");
     }
 }

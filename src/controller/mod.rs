@@ -143,7 +143,9 @@ async fn reconcile_inner(resource: &ModelDeployment, ctx: &Context) -> Result<Ac
         None => Ok(()),
     };
     let applied = match applied {
-        Ok(()) if decision.apply.is_some() => act::remove_children(ctx, &namespace, &decision.remove).await,
+        Ok(()) if decision.apply.is_some() => {
+            act::remove_children(ctx, &namespace, &decision.remove).await
+        }
         other => other,
     };
     if let Err(error) = applied {
@@ -154,13 +156,28 @@ async fn reconcile_inner(resource: &ModelDeployment, ctx: &Context) -> Result<Ac
             error.category().event_reason(),
             format!("could not apply the desired objects, the rollout holds: {error}"),
         );
-        conditions::set(&mut status.conditions, &update, resource.metadata.generation, now);
+        conditions::set(
+            &mut status.conditions,
+            &update,
+            resource.metadata.generation,
+            now,
+        );
         act::write_status(ctx, resource, &namespace, &status).await?;
         return Err(error);
     }
     if decision.apply.is_some() {
-        let update = ConditionUpdate::new(conditions::SYNCED, true, "Applied", "all desired objects are applied");
-        conditions::set(&mut decision.status.conditions, &update, resource.metadata.generation, now);
+        let update = ConditionUpdate::new(
+            conditions::SYNCED,
+            true,
+            "Applied",
+            "all desired objects are applied",
+        );
+        conditions::set(
+            &mut decision.status.conditions,
+            &update,
+            resource.metadata.generation,
+            now,
+        );
     }
     if let Ok(credentials) = observe::read_credentials(ctx, resource, &namespace).await {
         act::write_registry(ctx, resource, &credentials, &mut decision.status, now).await;

@@ -61,7 +61,11 @@ pub async fn observe(
             && let (Some(attempt), Ok(creds)) = (&wants.candidate_lookup, &credentials)
         {
             observations.candidate_lookup = Some(
-                match ctx.registry.find_candidate(&spec.model, creds, attempt).await {
+                match ctx
+                    .registry
+                    .find_candidate(&spec.model, creds, attempt)
+                    .await
+                {
                     Ok(Some(version)) => CandidateLookup::Found(version),
                     Ok(None) => CandidateLookup::NotFound,
                     Err(e) => CandidateLookup::Error(e.to_string()),
@@ -74,7 +78,13 @@ pub async fn observe(
         observations.evaluation = Some(match &credentials {
             Ok(creds) => match ctx
                 .registry
-                .evaluation_metrics(&spec.model, creds, candidate, champion, &spec.evaluation.metric)
+                .evaluation_metrics(
+                    &spec.model,
+                    creds,
+                    candidate,
+                    champion,
+                    &spec.evaluation.metric,
+                )
                 .await
             {
                 Ok((c, s)) => EvaluationObservation::Metrics {
@@ -87,7 +97,9 @@ pub async fn observe(
         });
     }
     let candidate_ready = candidate_deployment.as_ref().is_some_and(|d| {
-        d.updated && d.ready_replicas >= 1 && d.version.as_deref() == status.candidate_version.as_deref()
+        d.updated
+            && d.ready_replicas >= 1
+            && d.version.as_deref() == status.candidate_version.as_deref()
     });
     if let Some(stage) = wants.measure
         && candidate_ready
@@ -95,7 +107,11 @@ pub async fn observe(
         let metrics = match stage {
             AnalysisStage::Shadow => shadow_metrics(&spec.shadow),
             AnalysisStage::Canary => effective_canary_metrics(
-                spec.rollout.analysis.as_ref().map(|a| a.metrics.as_slice()).unwrap_or(&[]),
+                spec.rollout
+                    .analysis
+                    .as_ref()
+                    .map(|a| a.metrics.as_slice())
+                    .unwrap_or(&[]),
             ),
         };
         let token = match spec
@@ -108,7 +124,10 @@ pub async fn observe(
             None => None,
         };
         observations.measurements = Some(match (&ctx.analyzer, token) {
-            (_, Some(Err(message))) => metrics.iter().map(|m| query_error(m, message.clone())).collect(),
+            (_, Some(Err(message))) => metrics
+                .iter()
+                .map(|m| query_error(m, message.clone()))
+                .collect(),
             (Some(analyzer), token) => {
                 let token = token.and_then(Result::ok);
                 analyzer
@@ -148,7 +167,11 @@ async fn read_deployment(
     let Some(deployment) = api.get_opt(&variant_name(name, variant)).await? else {
         return Ok(None);
     };
-    let desired = deployment.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let desired = deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.replicas)
+        .unwrap_or(1);
     let version = deployment
         .spec
         .as_ref()
@@ -182,7 +205,10 @@ async fn read_job(ctx: &Context, namespace: &str, name: &str) -> Result<JobState
             .cloned()
     };
     if let Some(failed) = condition("Failed") {
-        let message = failed.message.or(failed.reason).unwrap_or_else(|| "Job failed".into());
+        let message = failed
+            .message
+            .or(failed.reason)
+            .unwrap_or_else(|| "Job failed".into());
         return Ok(JobState::Failed(message));
     }
     if condition("Complete").is_some() || status.succeeded.unwrap_or(0) > 0 {

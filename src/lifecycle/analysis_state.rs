@@ -123,7 +123,8 @@ pub fn assess(status: &AnalysisStatus, metrics: &[AnalysisMetric], required: i32
 }
 
 fn fmt_value(v: Option<f64>) -> String {
-    v.map(|v| format!("{v:.4}")).unwrap_or_else(|| "no data".into())
+    v.map(|v| format!("{v:.4}"))
+        .unwrap_or_else(|| "no data".into())
 }
 
 #[cfg(test)]
@@ -148,8 +149,19 @@ mod tests {
         let mut status = AnalysisStatus::default();
         let now = Timestamp::from_second(0).unwrap();
         for i in 0..3 {
-            assert_eq!(assess(&status, &metrics, 3), Assessment::Running, "round {i}");
-            record(&mut status, &[m("error-rate", Verdict::Passed), m("latency-p99", Verdict::Passed)], now);
+            assert_eq!(
+                assess(&status, &metrics, 3),
+                Assessment::Running,
+                "round {i}"
+            );
+            record(
+                &mut status,
+                &[
+                    m("error-rate", Verdict::Passed),
+                    m("latency-p99", Verdict::Passed),
+                ],
+                now,
+            );
         }
         assert_eq!(assess(&status, &metrics, 3), Assessment::Passed);
     }
@@ -163,7 +175,10 @@ mod tests {
         record(&mut status, &[m("error-rate", Verdict::Failed)], now);
         assert_eq!(assess(&status, &metrics, 5), Assessment::Running);
         record(&mut status, &[m("error-rate", Verdict::Failed)], now);
-        assert!(matches!(assess(&status, &metrics, 5), Assessment::Failed { .. }));
+        assert!(matches!(
+            assess(&status, &metrics, 5),
+            Assessment::Failed { .. }
+        ));
     }
 
     #[test]
@@ -179,13 +194,19 @@ mod tests {
         for _ in 0..5 {
             record(&mut status, &[m("error-rate", Verdict::Error)], now);
         }
-        assert!(matches!(assess(&status, &metrics, 1), Assessment::Errored { .. }));
+        assert!(matches!(
+            assess(&status, &metrics, 1),
+            Assessment::Errored { .. }
+        ));
 
         let mut quiet = AnalysisStatus::default();
         for _ in 0..3 {
             record(&mut quiet, &[m("latency-p99", Verdict::Inconclusive)], now);
         }
-        assert!(matches!(assess(&quiet, &metrics, 1), Assessment::Inconclusive { .. }));
+        assert!(matches!(
+            assess(&quiet, &metrics, 1),
+            Assessment::Inconclusive { .. }
+        ));
         assert!(quiet.metrics[0].recent.len() <= RECENT);
     }
 }

@@ -95,7 +95,10 @@ mod tests {
     use super::*;
 
     fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -105,11 +108,17 @@ mod tests {
         assert!(input.paused);
         assert_eq!(
             input.requests,
-            vec![(Request::Abort, "t2".into()), (Request::PromoteFull, "full@t1".into())]
+            vec![
+                (Request::Abort, "t2".into()),
+                (Request::PromoteFull, "full@t1".into())
+            ]
         );
         let handled = map(&[(PROMOTE, "full@t1"), (ABORT, "t2")]);
         assert!(read(&annotations, &handled).requests.is_empty());
         let again = map(&[(PROMOTE, "next@t3")]);
-        assert_eq!(read(&again, &handled).requests, vec![(Request::PromoteNext, "next@t3".into())]);
+        assert_eq!(
+            read(&again, &handled).requests,
+            vec![(Request::PromoteNext, "next@t3".into())]
+        );
     }
 }

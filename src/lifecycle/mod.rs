@@ -170,7 +170,11 @@ pub fn job_name(resource: &str, number: i64) -> String {
 
 /// Lineage id of attempt `number` (tagged on the version the Job registers).
 pub fn attempt_id(uid: &str, number: i64) -> String {
-    let prefix: String = uid.chars().filter(|c| c.is_ascii_alphanumeric()).take(8).collect();
+    let prefix: String = uid
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(8)
+        .collect();
     format!("{prefix}-{number}")
 }
 
@@ -178,6 +182,10 @@ pub fn attempt_id(uid: &str, number: i64) -> String {
 pub fn is_active(phase: Phase) -> bool {
     matches!(
         phase,
-        Phase::Retraining | Phase::Evaluating | Phase::Shadow | Phase::Progressing | Phase::Promoted
+        Phase::Retraining
+            | Phase::Evaluating
+            | Phase::Shadow
+            | Phase::Progressing
+            | Phase::Promoted
     )
 }

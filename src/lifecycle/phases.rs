@@ -13,9 +13,9 @@ use super::*;
 use crate::analysis::AnalysisStage;
 use crate::analysis::defaults::{effective_canary_metrics, shadow_metrics};
 use crate::api::{
-    AnalysisMetric, DeferredTrigger, EvaluationStatus, InconclusiveAction,
-    MetricDirection, ModelDeploymentSpec, ModelDeploymentStatus, Phase, RegistryWrite,
-    RetrainingAttempt, RolloutRecord, TrafficProvider,
+    AnalysisMetric, DeferredTrigger, EvaluationStatus, InconclusiveAction, MetricDirection,
+    ModelDeploymentSpec, ModelDeploymentStatus, Phase, RegistryWrite, RetrainingAttempt,
+    RolloutRecord, TrafficProvider,
 };
 
 const MIN_REQUEUE: Duration = Duration::from_secs(1);
@@ -80,7 +80,10 @@ impl Ctx<'_> {
     }
 
     fn progress_deadline(&self) -> Duration {
-        spec_duration(&self.spec.rollout.progress_deadline, Duration::from_secs(1800))
+        spec_duration(
+            &self.spec.rollout.progress_deadline,
+            Duration::from_secs(1800),
+        )
     }
 }
 
@@ -100,7 +103,9 @@ pub(super) fn step(input: StepInput<'_>) -> StepOutput {
     if !cx.status.paused {
         match cx.status.phase {
             Phase::Pending => {}
-            Phase::Stable | Phase::RolledBack | Phase::Failed => resting(&mut cx, retrain_requested),
+            Phase::Stable | Phase::RolledBack | Phase::Failed => {
+                resting(&mut cx, retrain_requested)
+            }
             Phase::Retraining => retraining(&mut cx),
             Phase::Evaluating => evaluating(&mut cx),
             Phase::Shadow => shadow(&mut cx),
@@ -191,7 +196,11 @@ fn next_drift_check(spec: &ModelDeploymentSpec, now: Timestamp) -> Timestamp {
 fn apply_manual(cx: &mut Ctx<'_>, manual: &ManualInput) -> bool {
     let manual_pause = cx.status.pause_reason.as_deref() == Some(PAUSE_MANUAL);
     if manual.paused && !cx.status.paused {
-        pause(cx, PAUSE_MANUAL, "paused by mlrollout.io/pause; the phase will not advance");
+        pause(
+            cx,
+            PAUSE_MANUAL,
+            "paused by mlrollout.io/pause; the phase will not advance",
+        );
     } else if !manual.paused && cx.status.paused && manual_pause {
         resume(cx, "the mlrollout.io/pause annotation was removed");
     }
@@ -218,7 +227,11 @@ fn apply_manual(cx: &mut Ctx<'_>, manual: &ManualInput) -> bool {
                 {
                     cx.status.candidate_version = Some(version.clone());
                     cx.status.candidate_source = Some("retry".into());
-                    cx.event(false, "Retry", format!("retrying the rollout of version {version}"));
+                    cx.event(
+                        false,
+                        "Retry",
+                        format!("retrying the rollout of version {version}"),
+                    );
                     start_rollout(cx);
                 }
                 (Phase::RolledBack | Phase::Failed, _) => retrain = true,
@@ -240,7 +253,9 @@ fn apply_manual(cx: &mut Ctx<'_>, manual: &ManualInput) -> bool {
                         cx.event(false, "ManualPromotion", "shadow ended early by a person");
                         enter_step(cx, 0);
                     }
-                    Phase::Shadow | Phase::Progressing if full => promote(cx, "promoted in full by a person"),
+                    Phase::Shadow | Phase::Progressing if full => {
+                        promote(cx, "promoted in full by a person")
+                    }
                     Phase::Progressing => {
                         cx.event(false, "ManualPromotion", "step completed by a person");
                         advance_step(cx);
@@ -268,7 +283,11 @@ fn pause(cx: &mut Ctx<'_>, reason: &str, message: &str) {
     cx.status.paused = true;
     cx.status.pause_reason = Some(reason.into());
     let warning = reason != PAUSE_MANUAL;
-    let event = if warning { "AnalysisInconclusive" } else { "Paused" };
+    let event = if warning {
+        "AnalysisInconclusive"
+    } else {
+        "Paused"
+    };
     cx.event(warning, event, message);
 }
 
@@ -279,7 +298,11 @@ fn resume(cx: &mut Ctx<'_>, why: &str) {
     cx.status.pause_reason = None;
     cx.status.phase_started_at = Some(Time(cx.now));
     cx.status.analysis = None;
-    cx.event(false, "Resumed", format!("{why}; the current phase starts over"));
+    cx.event(
+        false,
+        "Resumed",
+        format!("{why}; the current phase starts over"),
+    );
 }
 
 /// Promotion and rollback end a pause set by the analysis (a manual pause stays).
@@ -292,7 +315,11 @@ fn clear_analysis_pause(cx: &mut Ctx<'_>) {
 
 fn ignored(cx: &mut Ctx<'_>, what: &str) {
     let phase = cx.status.phase.as_str();
-    cx.event(false, "ManualRequestIgnored", format!("{what} does not apply in phase {phase}"));
+    cx.event(
+        false,
+        "ManualRequestIgnored",
+        format!("{what} does not apply in phase {phase}"),
+    );
 }
 
 fn last_candidate(status: &ModelDeploymentStatus) -> Option<String> {
@@ -318,7 +345,8 @@ fn resting(cx: &mut Ctx<'_>, retrain_requested: bool) {
         && !alias_pending
     {
         let refused = cx.status.history.iter().rev().any(|h| {
-            h.candidate_version == served && matches!(h.outcome.as_str(), "RolledBack" | "Rejected" | "Aborted")
+            h.candidate_version == served
+                && matches!(h.outcome.as_str(), "RolledBack" | "Rejected" | "Aborted")
         });
         if !refused {
             cx.status.candidate_version = Some(served.clone());
@@ -327,7 +355,9 @@ fn resting(cx: &mut Ctx<'_>, retrain_requested: bool) {
             cx.event(
                 false,
                 "CandidateFromRegistry",
-                format!("the registry serves version {served} (stable is {stable}); rolling it out"),
+                format!(
+                    "the registry serves version {served} (stable is {stable}); rolling it out"
+                ),
             );
             start_rollout(cx);
             return;
@@ -340,9 +370,10 @@ fn resting(cx: &mut Ctx<'_>, retrain_requested: bool) {
         cx.status.schedule_anchor = Some(Time(cx.now));
     }
     let (drift_severity, sample_count) = match &cx.observed.drift {
-        Some(DriftObservation::Completed { summary, sample_count }) => {
-            (Some(summary.severity.clone()), *sample_count)
-        }
+        Some(DriftObservation::Completed {
+            summary,
+            sample_count,
+        }) => (Some(summary.severity.clone()), *sample_count),
         _ => (None, None),
     };
     let accuracy = match &cx.observed.drift {
@@ -377,14 +408,25 @@ fn resting(cx: &mut Ctx<'_>, retrain_requested: bool) {
         Gate::Cooldown { until } | Gate::Budget { until } => {
             let why = match triggers::gate(retraining, &cx.status.retraining_attempts, cx.now) {
                 Gate::Cooldown { .. } => format!("cooldown until {until}"),
-                _ => format!("daily budget of {} attempts used until {until}", retraining.max_attempts_per_day),
+                _ => format!(
+                    "daily budget of {} attempts used until {until}",
+                    retraining.max_attempts_per_day
+                ),
             };
-            let already = cx.status.deferred_trigger.as_ref().map(|d| d.trigger.as_str()) == Some(trigger.as_str());
+            let already = cx
+                .status
+                .deferred_trigger
+                .as_ref()
+                .map(|d| d.trigger.as_str())
+                == Some(trigger.as_str());
             if !already {
                 cx.event(
                     false,
                     "RetrainingDeferred",
-                    format!("{} trigger fired ({reason}) but is held back: {why}", trigger.as_str()),
+                    format!(
+                        "{} trigger fired ({reason}) but is held back: {why}",
+                        trigger.as_str()
+                    ),
                 );
             }
             cx.status.deferred_trigger = Some(DeferredTrigger {
@@ -397,7 +439,14 @@ fn resting(cx: &mut Ctx<'_>, retrain_requested: bool) {
 }
 
 fn start_attempt(cx: &mut Ctx<'_>, trigger: Trigger, reason: &str, sample_count: Option<i64>) {
-    let number = cx.status.retraining_attempts.iter().map(|a| a.number).max().unwrap_or(0) + 1;
+    let number = cx
+        .status
+        .retraining_attempts
+        .iter()
+        .map(|a| a.number)
+        .max()
+        .unwrap_or(0)
+        + 1;
     let attempt = RetrainingAttempt {
         number,
         id: attempt_id(cx.uid, number),
@@ -412,7 +461,11 @@ fn start_attempt(cx: &mut Ctx<'_>, trigger: Trigger, reason: &str, sample_count:
     cx.event(
         false,
         "RetrainingStarted",
-        format!("attempt {number} ({}): {reason}; Job {}", trigger.as_str(), attempt.job_name),
+        format!(
+            "attempt {number} ({}): {reason}; Job {}",
+            trigger.as_str(),
+            attempt.job_name
+        ),
     );
     cx.status.retraining_attempts.push(attempt);
     if cx.status.retraining_attempts.len() > MAX_ATTEMPTS_KEPT {
@@ -448,7 +501,11 @@ fn retraining(cx: &mut Ctx<'_>) {
         Some(JobState::Failed(message)) => {
             finish_attempt(cx, "Failed", &message);
             cx.enter(Phase::Failed);
-            cx.event(true, "TrainingFailed", format!("the retraining Job failed: {message}"));
+            cx.event(
+                true,
+                "TrainingFailed",
+                format!("the retraining Job failed: {message}"),
+            );
             return;
         }
         Some(JobState::Succeeded) => match cx.observed.candidate_lookup.clone() {
@@ -460,12 +517,25 @@ fn retraining(cx: &mut Ctx<'_>) {
                 cx.status.candidate_version = Some(version.clone());
                 cx.status.candidate_source = Some("retraining".into());
                 cx.enter(Phase::Evaluating);
-                cx.event(false, "CandidateRegistered", format!("the Job registered version {version}"));
+                cx.event(
+                    false,
+                    "CandidateRegistered",
+                    format!("the Job registered version {version}"),
+                );
                 return;
             }
             Some(CandidateLookup::NotFound) => {
-                let id = cx.status.retraining_attempts.last().map(|a| a.id.clone()).unwrap_or_default();
-                finish_attempt(cx, "Failed", "no model version carries the attempt's lineage tag");
+                let id = cx
+                    .status
+                    .retraining_attempts
+                    .last()
+                    .map(|a| a.id.clone())
+                    .unwrap_or_default();
+                finish_attempt(
+                    cx,
+                    "Failed",
+                    "no model version carries the attempt's lineage tag",
+                );
                 cx.enter(Phase::Failed);
                 cx.event(
                     true,
@@ -479,16 +549,27 @@ fn retraining(cx: &mut Ctx<'_>) {
         _ => {}
     }
     if cx.phase_age() > timeout + cx.progress_deadline() {
-        finish_attempt(cx, "TimedOut", "no result within the timeout and the progress deadline");
+        finish_attempt(
+            cx,
+            "TimedOut",
+            "no result within the timeout and the progress deadline",
+        );
         cx.enter(Phase::Failed);
-        cx.event(true, "ProgressDeadlineExceeded", "the retraining Job did not finish in time");
+        cx.event(
+            true,
+            "ProgressDeadlineExceeded",
+            "the retraining Job did not finish in time",
+        );
     }
 }
 
 fn evaluating(cx: &mut Ctx<'_>) {
     let metric = cx.spec.evaluation.metric.clone();
     match cx.observed.evaluation.clone() {
-        Some(EvaluationObservation::Metrics { candidate, champion }) => {
+        Some(EvaluationObservation::Metrics {
+            candidate,
+            champion,
+        }) => {
             let verdict = judge_evaluation(cx.spec, candidate, champion);
             cx.status.evaluation = Some(EvaluationStatus {
                 metric,
@@ -503,46 +584,81 @@ fn evaluating(cx: &mut Ctx<'_>) {
                 Ok(reason) => pass_evaluation(cx, &reason),
                 Err(reason) => {
                     let version = cx.status.candidate_version.clone().unwrap_or_default();
-                    cx.write("setTag", Some(&version), "mlrollout.io/verdict", Some("rejected"));
+                    cx.write(
+                        "setTag",
+                        Some(&version),
+                        "mlrollout.io/verdict",
+                        Some("rejected"),
+                    );
                     record_history(cx, "Rejected", "EvaluationFailed");
                     cx.status.candidate_version = None;
                     cx.enter(Phase::Failed);
-                    cx.event(true, "EvaluationFailed", format!("version {version} rejected: {reason}"));
+                    cx.event(
+                        true,
+                        "EvaluationFailed",
+                        format!("version {version} rejected: {reason}"),
+                    );
                 }
             }
         }
         Some(EvaluationObservation::Error(_)) | None => {
             if cx.phase_age() > cx.progress_deadline() {
-                rollback(cx, "ProgressDeadlineExceeded", "the evaluation could not be completed in time");
+                rollback(
+                    cx,
+                    "ProgressDeadlineExceeded",
+                    "the evaluation could not be completed in time",
+                );
             }
         }
     }
 }
 
 /// `Ok(reason)` when the candidate is at least `minImprovement` better than the champion.
-fn judge_evaluation(spec: &ModelDeploymentSpec, candidate: Option<f64>, champion: Option<f64>) -> Result<String, String> {
+fn judge_evaluation(
+    spec: &ModelDeploymentSpec,
+    candidate: Option<f64>,
+    champion: Option<f64>,
+) -> Result<String, String> {
     let e = &spec.evaluation;
     let Some(c) = candidate.filter(|v| v.is_finite()) else {
         return Err(format!("the candidate's run has no metric {:?}", e.metric));
     };
     let Some(b) = champion.filter(|v| v.is_finite()) else {
-        return Err(format!("the champion's run has no metric {:?} to compare with", e.metric));
+        return Err(format!(
+            "the champion's run has no metric {:?} to compare with",
+            e.metric
+        ));
     };
     let improvement = match e.direction {
         MetricDirection::HigherIsBetter => c - b,
         MetricDirection::LowerIsBetter => b - c,
     };
     if improvement >= e.min_improvement {
-        Ok(format!("{} {c:.4} vs champion {b:.4} (improvement {improvement:.4} >= {})", e.metric, e.min_improvement))
+        Ok(format!(
+            "{} {c:.4} vs champion {b:.4} (improvement {improvement:.4} >= {})",
+            e.metric, e.min_improvement
+        ))
     } else {
-        Err(format!("{} {c:.4} vs champion {b:.4} (improvement {improvement:.4} < {})", e.metric, e.min_improvement))
+        Err(format!(
+            "{} {c:.4} vs champion {b:.4} (improvement {improvement:.4} < {})",
+            e.metric, e.min_improvement
+        ))
     }
 }
 
 fn pass_evaluation(cx: &mut Ctx<'_>, reason: &str) {
     let version = cx.status.candidate_version.clone().unwrap_or_default();
-    cx.write("setTag", Some(&version), "mlrollout.io/verdict", Some("evaluation-passed"));
-    cx.event(false, "EvaluationPassed", format!("version {version}: {reason}"));
+    cx.write(
+        "setTag",
+        Some(&version),
+        "mlrollout.io/verdict",
+        Some("evaluation-passed"),
+    );
+    cx.event(
+        false,
+        "EvaluationPassed",
+        format!("version {version}: {reason}"),
+    );
     start_rollout(cx);
 }
 
@@ -558,7 +674,10 @@ fn start_rollout(cx: &mut Ctx<'_>) {
         cx.event(
             false,
             "ShadowStarted",
-            format!("version {version} receives {}% mirrored traffic", cx.spec.shadow.mirror_percent),
+            format!(
+                "version {version} receives {}% mirrored traffic",
+                cx.spec.shadow.mirror_percent
+            ),
         );
     } else {
         enter_step(cx, 0);
@@ -569,7 +688,11 @@ fn analysis_metrics(spec: &ModelDeploymentSpec, stage: AnalysisStage) -> Vec<Ana
     match stage {
         AnalysisStage::Shadow => shadow_metrics(&spec.shadow),
         AnalysisStage::Canary => effective_canary_metrics(
-            spec.rollout.analysis.as_ref().map(|a| a.metrics.as_slice()).unwrap_or(&[]),
+            spec.rollout
+                .analysis
+                .as_ref()
+                .map(|a| a.metrics.as_slice())
+                .unwrap_or(&[]),
         ),
     }
 }
@@ -602,7 +725,13 @@ fn act_on_failure(cx: &mut Ctx<'_>, assessment: &Assessment, gate: &str) -> bool
             true
         }
         Assessment::Inconclusive { detail, .. } => {
-            let action = cx.spec.rollout.analysis.as_ref().map(|a| a.on_inconclusive).unwrap_or_default();
+            let action = cx
+                .spec
+                .rollout
+                .analysis
+                .as_ref()
+                .map(|a| a.on_inconclusive)
+                .unwrap_or_default();
             match action {
                 InconclusiveAction::Rollback => rollback(cx, "AnalysisInconclusive", detail),
                 InconclusiveAction::Pause => {
@@ -631,13 +760,21 @@ fn shadow(cx: &mut Ctx<'_>) {
     let duration = spec_duration(&cx.spec.shadow.duration, Duration::from_secs(600));
     let analysed = assessment.as_ref().is_none_or(|a| *a == Assessment::Passed);
     if cx.observed.candidate_ready && cx.phase_age() >= duration && analysed {
-        let how = if assessment.is_some() { "passed its analysis" } else { "ran (no analysis configured)" };
+        let how = if assessment.is_some() {
+            "passed its analysis"
+        } else {
+            "ran (no analysis configured)"
+        };
         cx.event(false, "ShadowPassed", format!("the shadow phase {how}"));
         enter_step(cx, 0);
         return;
     }
     if cx.phase_age() > duration + cx.progress_deadline() {
-        let why = if cx.observed.candidate_ready { "the shadow analysis never concluded" } else { "the candidate never became ready" };
+        let why = if cx.observed.candidate_ready {
+            "the shadow analysis never concluded"
+        } else {
+            "the candidate never became ready"
+        };
         rollback(cx, "ProgressDeadlineExceeded", why);
     }
 }
@@ -649,7 +786,15 @@ fn enter_step(cx: &mut Ctx<'_>, index: usize) {
     cx.status.current_step = Some(index as i32);
     cx.status.canary_weight = weight;
     cx.status.mirror_percent = 0;
-    cx.event(false, "StepStarted", format!("step {} of {}: {weight}% of traffic on the candidate", index + 1, steps.len()));
+    cx.event(
+        false,
+        "StepStarted",
+        format!(
+            "step {} of {}: {weight}% of traffic on the candidate",
+            index + 1,
+            steps.len()
+        ),
+    );
 }
 
 fn advance_step(cx: &mut Ctx<'_>) {
@@ -675,7 +820,11 @@ fn progressing(cx: &mut Ctx<'_>) {
         return;
     }
     if cx.phase_age() > step_duration + cx.progress_deadline() {
-        let why = if cx.observed.candidate_ready { "the step's analysis never concluded" } else { "the candidate never became ready" };
+        let why = if cx.observed.candidate_ready {
+            "the step's analysis never concluded"
+        } else {
+            "the candidate never became ready"
+        };
         rollback(cx, "ProgressDeadlineExceeded", why);
     }
 }
@@ -688,9 +837,19 @@ fn promote(cx: &mut Ctx<'_>, reason: &str) {
     if let Some(prev) = &previous {
         cx.write("setAlias", Some(prev), "previous", None);
     }
-    cx.write("setAlias", Some(&version), &cx.spec.model.alias.clone(), None);
+    cx.write(
+        "setAlias",
+        Some(&version),
+        &cx.spec.model.alias.clone(),
+        None,
+    );
     cx.write("deleteAlias", None, "challenger", None);
-    cx.write("setTag", Some(&version), "mlrollout.io/rollout", Some("promoted"));
+    cx.write(
+        "setTag",
+        Some(&version),
+        "mlrollout.io/rollout",
+        Some("promoted"),
+    );
     record_history(cx, "Promoted", "Promoted");
     clear_analysis_pause(cx);
     cx.enter(Phase::Promoted);
@@ -698,7 +857,13 @@ fn promote(cx: &mut Ctx<'_>, reason: &str) {
     cx.status.canary_weight = 100;
     cx.status.mirror_percent = 0;
     cx.status.stable_version = Some(version.clone());
-    cx.event(false, "Promoted", format!("version {version} promoted ({reason}); stable is updated before traffic returns to it"));
+    cx.event(
+        false,
+        "Promoted",
+        format!(
+            "version {version} promoted ({reason}); stable is updated before traffic returns to it"
+        ),
+    );
 }
 
 fn promoted(cx: &mut Ctx<'_>) {
@@ -708,11 +873,19 @@ fn promoted(cx: &mut Ctx<'_>) {
         cx.status.canary_weight = 0;
         let version = cx.status.stable_version.clone().unwrap_or_default();
         cx.enter(Phase::Stable);
-        cx.event(false, "PromotionComplete", format!("version {version} is stable and serves all traffic"));
+        cx.event(
+            false,
+            "PromotionComplete",
+            format!("version {version} is stable and serves all traffic"),
+        );
     } else if cx.phase_age() > cx.progress_deadline() {
         // The new stable never became ready: traffic is still on the (healthy) candidate
         // pods, so keep it there and say so rather than moving it to unready pods.
-        cx.event(true, "ProgressDeadlineExceeded", "the promoted stable Deployment is not ready; traffic stays on the candidate pods");
+        cx.event(
+            true,
+            "ProgressDeadlineExceeded",
+            "the promoted stable Deployment is not ready; traffic stays on the candidate pods",
+        );
         cx.status.phase_started_at = Some(Time(cx.now));
     }
 }
@@ -734,14 +907,28 @@ fn record_history(cx: &mut Ctx<'_>, outcome: &str, reason: &str) {
 /// Everything back on stable: 0 % on the candidate, no mirror, the registry restored.
 fn rollback(cx: &mut Ctx<'_>, reason: &str, detail: &str) {
     let version = cx.status.candidate_version.clone().unwrap_or_default();
-    let outcome = if reason == "Aborted" { "Aborted" } else { "RolledBack" };
+    let outcome = if reason == "Aborted" {
+        "Aborted"
+    } else {
+        "RolledBack"
+    };
     record_history(cx, outcome, reason);
     if let Some(stable) = cx.status.stable_version.clone() {
-        cx.write("setAlias", Some(&stable), &cx.spec.model.alias.clone(), None);
+        cx.write(
+            "setAlias",
+            Some(&stable),
+            &cx.spec.model.alias.clone(),
+            None,
+        );
     }
     cx.write("deleteAlias", None, "challenger", None);
     if !version.is_empty() {
-        cx.write("setTag", Some(&version), "mlrollout.io/rollout", Some(&format!("rolled-back: {reason}")));
+        cx.write(
+            "setTag",
+            Some(&version),
+            "mlrollout.io/rollout",
+            Some(&format!("rolled-back: {reason}")),
+        );
     }
     cx.status.canary_weight = 0;
     cx.status.mirror_percent = 0;
@@ -750,7 +937,11 @@ fn rollback(cx: &mut Ctx<'_>, reason: &str, detail: &str) {
     cx.status.candidate_source = None;
     clear_analysis_pause(cx);
     cx.enter(Phase::RolledBack);
-    cx.event(true, "RolledBack", format!("version {version} rolled back ({reason}): {detail}"));
+    cx.event(
+        true,
+        "RolledBack",
+        format!("version {version} rolled back ({reason}): {detail}"),
+    );
 }
 
 fn requeue(cx: &Ctx<'_>) -> Duration {
@@ -763,7 +954,10 @@ fn requeue(cx: &Ctx<'_>) -> Duration {
         None => {}
     }
     if let (Some(cron), Some(anchor)) = (
-        cx.spec.retraining.as_ref().and_then(|r| r.triggers.schedule.as_deref()),
+        cx.spec
+            .retraining
+            .as_ref()
+            .and_then(|r| r.triggers.schedule.as_deref()),
         s.schedule_anchor.as_ref(),
     ) && let Some(t) = next_cron(cron, anchor.0)
     {
@@ -771,7 +965,8 @@ fn requeue(cx: &Ctx<'_>) -> Duration {
     }
     if s.deferred_trigger.is_some()
         && let Some(r) = &cx.spec.retraining
-        && let Gate::Cooldown { until } | Gate::Budget { until } = triggers::gate(r, &s.retraining_attempts, now)
+        && let Gate::Cooldown { until } | Gate::Budget { until } =
+            triggers::gate(r, &s.retraining_attempts, now)
     {
         due.push(until);
     }
@@ -790,15 +985,24 @@ fn requeue(cx: &Ctx<'_>) -> Duration {
             .as_ref()
             .map(|a| spec_duration(&a.interval, Duration::from_secs(60)))
             .unwrap_or(Duration::from_secs(30));
-        wake = wake.min(interval.max(MIN_REQUEUE)).min(Duration::from_secs(30));
+        wake = wake
+            .min(interval.max(MIN_REQUEUE))
+            .min(Duration::from_secs(30));
     }
     wake
 }
 
-pub(super) fn wants(spec: &ModelDeploymentSpec, status: &ModelDeploymentStatus, now: Timestamp) -> Wants {
+pub(super) fn wants(
+    spec: &ModelDeploymentSpec,
+    status: &ModelDeploymentStatus,
+    now: Timestamp,
+) -> Wants {
     let mut wants = Wants {
         drift_check: spec.drift.is_some()
-            && status.next_drift_check_at.as_ref().is_none_or(|t| t.0 <= now),
+            && status
+                .next_drift_check_at
+                .as_ref()
+                .is_none_or(|t| t.0 <= now),
         ..Default::default()
     };
     match status.phase {
@@ -828,7 +1032,11 @@ pub(super) fn wants(spec: &ModelDeploymentSpec, status: &ModelDeploymentStatus, 
                 .and_then(|a| a.last_measured_at.as_ref())
                 .is_none_or(|t| add(t.0, interval) <= now);
             if due {
-                wants.measure = Some(if status.phase == Phase::Shadow { AnalysisStage::Shadow } else { AnalysisStage::Canary });
+                wants.measure = Some(if status.phase == Phase::Shadow {
+                    AnalysisStage::Shadow
+                } else {
+                    AnalysisStage::Canary
+                });
             }
         }
         _ => {}

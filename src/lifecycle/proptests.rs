@@ -1,0 +1,1407 @@
+//! Property tests of the lifecycle invariants (see the module doc), driven through the whole
+//! decision ([`crate::controller::decide::decide`]) so the traffic objects are checked too.
+//!
+//! A random spec and a random story (drift checks, Job states, lineage lookups, evaluation
+//! metrics, measurements, readiness, registry outages and hand-moved aliases, manual requests,
+//! a clock advancing by random ticks) are replayed the way the shell would: observations are
+//! only taken when [`wants`] asks for them, and registry writes are applied (or not) after
+//! each decision. An independent model of each rollout is built from the decisions' events
+//! and checked against the status.
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
+use k8s_openapi::jiff::Timestamp;
+use proptest::collection::vec;
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use serde_json::json;
+
+use super::*;
+use crate::analysis::defaults::{effective_canary_metrics, shadow_metrics};
+use crate::analysis::{AnalysisStage, MetricMeasurement, Verdict};
+use crate::api::{
+    AnalysisMetric, AnalysisSpec, AnalysisStatus, DeferredTrigger, EvaluationStatus,
+    MetricStatus, ModelDeploymentSpec, ModelDeploymentStatus, Phase, RegistryWrite,
+    RetrainingAttempt, RolloutRecord, TrafficProvider,
+};
+use crate::controller::decide::{Child, DecideInput, Decision, DeploymentState, Observed, decide};
+use crate::registry::{RegistryError, ResolvedModel};
+
+const NAME: &str = "fraud";
+const UID: &str = "0123456789abcdef";
+const T0: i64 = 1_800_000_000;
+const MAX_TICKS: usize = 60;
+
+fn config(cases: u32) -> Config {
+    Config {
+        cases,
+        // Never write regression files into the source tree.
+        failure_persistence: None,
+        ..Config::default()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Random specs
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+struct AnalysisParams {
+    interval: u64,
+    count: i32,
+    rollback_on_inconclusive: bool,
+    /// Custom metrics as (failureLimit, inconclusiveLimit, consecutiveErrorLimit); empty means
+    /// the built-in metrics.
+    metrics: Vec<(i32, i32, i32)>,
+}
+
+#[derive(Debug, Clone)]
+struct RetrainParams {
+    cooldown: u64,
+    budget: i32,
+    timeout: u64,
+}
+
+#[derive(Debug, Clone)]
+struct SpecParams {
+    steps: Vec<i32>,
+    step_duration: u64,
+    shadow: bool,
+    shadow_duration: u64,
+    mirror: i32,
+    /// 0 gatewayAPI, 1 istio, 2 none.
+    provider: u8,
+    deadline: u64,
+    analysis: Option<AnalysisParams>,
+    retraining: Option<RetrainParams>,
+    lower_is_better: bool,
+    min_improvement: f64,
+}
+
+fn secs(s: u64) -> String {
+    format!("{s}s")
+}
+
+impl SpecParams {
+    fn spec(&self) -> ModelDeploymentSpec {
+        let traffic = match self.provider {
+            0 => json!({"provider": "gatewayAPI", "parentRefs": [{"name": "gw"}]}),
+            1 => json!({"provider": "istio", "hostnames": ["fraud.example.com"]}),
+            _ => json!({"provider": "none"}),
+        };
+        let mut value = json!({
+            "model": {"trackingUri": "http://mlflow:5000", "name": "fraud", "alias": "champion"},
+            "traffic": traffic,
+            "drift": {"reference": {"uri": "r.csv"}, "current": {"uri": "c.csv"}, "interval": "2m"},
+            "evaluation": {
+                "metric": "accuracy",
+                "direction": if self.lower_is_better { "lowerIsBetter" } else { "higherIsBetter" },
+                "minImprovement": self.min_improvement
+            },
+            "shadow": {"enabled": self.shadow, "mirrorPercent": self.mirror, "duration": secs(self.shadow_duration)},
+            "rollout": {
+                "steps": self.steps,
+                "stepDuration": secs(self.step_duration),
+                "progressDeadline": secs(self.deadline)
+            }
+        });
+        if let Some(a) = &self.analysis {
+            let metrics: Vec<_> = a
+                .metrics
+                .iter()
+                .enumerate()
+                .map(|(i, (failure, inconclusive, errors))| {
+                    json!({
+                        "name": format!("m{i}"),
+                        "query": "q",
+                        "max": 1.0,
+                        "failureLimit": failure,
+                        "inconclusiveLimit": inconclusive,
+                        "consecutiveErrorLimit": errors
+                    })
+                })
+                .collect();
+            value["rollout"]["analysis"] = json!({
+                "prometheus": {"address": "http://prometheus:9090"},
+                "interval": secs(a.interval),
+                "count": a.count,
+                "onInconclusive": if a.rollback_on_inconclusive { "rollback" } else { "pause" },
+                "metrics": metrics
+            });
+        }
+        if let Some(r) = &self.retraining {
+            value["retraining"] = json!({
+                "triggers": {"driftSeverity": "high", "accuracyBelow": 0.8, "newSamples": 5000},
+                "cooldown": secs(r.cooldown),
+                "maxAttemptsPerDay": r.budget,
+                "timeout": secs(r.timeout),
+                "jobTemplate": {"template": {"spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "train", "image": "train:1"}]
+                }}}
+            });
+        }
+        serde_json::from_value(value).expect("generated spec deserializes")
+    }
+
+    fn shadow_runs(&self) -> bool {
+        self.shadow && self.provider != 2
+    }
+}
+
+/// Strictly increasing percentages ending at 100.
+fn steps() -> impl Strategy<Value = Vec<i32>> {
+    vec(1..100i32, 0..5).prop_map(|mut v| {
+        v.sort_unstable();
+        v.dedup();
+        v.push(100);
+        v
+    })
+}
+
+fn duration() -> impl Strategy<Value = u64> {
+    prop::sample::select(vec![0u64, 30, 60, 120, 300, 600])
+}
+
+fn analysis() -> impl Strategy<Value = AnalysisParams> {
+    (
+        prop::sample::select(vec![10u64, 30, 60]),
+        1..5i32,
+        any::<bool>(),
+        prop_oneof![Just(vec![]), vec((0..3i32, 0..3i32, 0..4i32), 1..4)],
+    )
+        .prop_map(|(interval, count, rollback_on_inconclusive, metrics)| AnalysisParams {
+            interval,
+            count,
+            rollback_on_inconclusive,
+            metrics,
+        })
+}
+
+fn retraining() -> impl Strategy<Value = RetrainParams> {
+    (
+        prop::sample::select(vec![0u64, 60, 600, 3600, 21_600]),
+        1..6i32,
+        prop::sample::select(vec![300u64, 3600, 7200]),
+    )
+        .prop_map(|(cooldown, budget, timeout)| RetrainParams { cooldown, budget, timeout })
+}
+
+fn spec_params() -> impl Strategy<Value = SpecParams> {
+    (
+        (steps(), duration(), prop::bool::weighted(0.7), duration(), prop::sample::select(vec![0, 10, 50, 100])),
+        (
+            0..3u8,
+            prop::sample::select(vec![60u64, 300, 1800]),
+            prop::option::weighted(0.7, analysis()),
+            prop::option::weighted(0.8, retraining()),
+            any::<bool>(),
+            prop::sample::select(vec![0.0, 0.005, 0.25]),
+        ),
+    )
+        .prop_map(
+            |(
+                (steps, step_duration, shadow, shadow_duration, mirror),
+                (provider, deadline, analysis, retraining, lower_is_better, min_improvement),
+            )| SpecParams {
+                steps,
+                step_duration,
+                shadow,
+                shadow_duration,
+                mirror,
+                provider,
+                deadline,
+                analysis,
+                retraining,
+                lower_is_better,
+                min_improvement,
+            },
+        )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Random stories
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Manual {
+    Abort,
+    Retry,
+    Retrain,
+    Resume,
+    PromoteNext,
+    PromoteFull,
+}
+
+#[derive(Debug, Clone)]
+struct Tick {
+    advance: u64,
+    /// 0 ok, 1 medium, 2 high, 3 the check failed.
+    drift: u8,
+    accuracy: Option<f64>,
+    new_rows: i64,
+    /// 0 running, 1 succeeded, 2 failed, 3 missing.
+    job: u8,
+    /// 0 found, 1 not found, 2 error.
+    lookup: u8,
+    /// 0 both metrics, 1 error, 2 no candidate metric, 3 no champion metric.
+    evaluation: u8,
+    delta: f64,
+    /// One per metric, 0..100: < 82 passed, < 88 failed, < 94 inconclusive, else error.
+    verdicts: Vec<u8>,
+    stable_ready: bool,
+    candidate_ready: bool,
+    /// 0 normal, 1 outage, 2 someone moves the alias to a new version by hand.
+    registry: u8,
+    writes_ok: bool,
+    manual: Option<Manual>,
+    toggle_pause: bool,
+    advisor: bool,
+}
+
+fn manual(allow_promote: bool) -> impl Strategy<Value = Option<Manual>> {
+    let mut kinds = vec![Manual::Abort, Manual::Retry, Manual::Retrain, Manual::Resume];
+    if allow_promote {
+        kinds.extend([Manual::PromoteNext, Manual::PromoteFull]);
+    }
+    prop::option::weighted(0.08, prop::sample::select(kinds))
+}
+
+fn tick(allow_promote: bool) -> impl Strategy<Value = Tick> {
+    (
+        (
+            prop::sample::select(vec![1u64, 10, 30, 60, 60, 120, 300, 900]),
+            prop_oneof![6 => Just(0u8), 2 => Just(1u8), 3 => Just(2u8), 1 => Just(3u8)],
+            prop::option::weighted(0.3, 0.6..1.0f64),
+            0..3000i64,
+            prop_oneof![7 => Just(0u8), 10 => Just(1u8), 2 => Just(2u8), 1 => Just(3u8)],
+            prop_oneof![8 => Just(0u8), 1 => Just(1u8), 1 => Just(2u8)],
+            prop_oneof![16 => Just(0u8), 1 => Just(1u8), 1 => Just(2u8), 1 => Just(3u8)],
+            -0.1..0.3f64,
+        ),
+        (
+            vec(0..100u8, 3),
+            prop::bool::weighted(0.85),
+            prop::bool::weighted(0.85),
+            prop_oneof![17 => Just(0u8), 2 => Just(1u8), 1 => Just(2u8)],
+            prop::bool::weighted(0.8),
+            manual(allow_promote),
+            prop::bool::weighted(0.04),
+            prop::bool::weighted(0.05),
+        ),
+    )
+        .prop_map(
+            |(
+                (advance, drift, accuracy, new_rows, job, lookup, evaluation, delta),
+                (verdicts, stable_ready, candidate_ready, registry, writes_ok, manual, toggle_pause, advisor),
+            )| Tick {
+                advance,
+                drift,
+                accuracy,
+                new_rows,
+                job,
+                lookup,
+                evaluation,
+                delta,
+                verdicts,
+                stable_ready,
+                candidate_ready,
+                registry,
+                writes_ok,
+                manual,
+                toggle_pause,
+                advisor,
+            },
+        )
+}
+
+fn story(allow_promote: bool) -> impl Strategy<Value = (SpecParams, Vec<Tick>)> {
+    (spec_params(), vec(tick(allow_promote), 1..=MAX_TICKS))
+}
+
+fn verdict(v: u8) -> Verdict {
+    match v {
+        0..82 => Verdict::Passed,
+        82..88 => Verdict::Failed,
+        88..94 => Verdict::Inconclusive,
+        _ => Verdict::Error,
+    }
+}
+
+fn stage_metrics(spec: &ModelDeploymentSpec, stage: AnalysisStage) -> Vec<AnalysisMetric> {
+    match stage {
+        AnalysisStage::Shadow => shadow_metrics(&spec.shadow),
+        AnalysisStage::Canary => effective_canary_metrics(
+            spec.rollout
+                .analysis
+                .as_ref()
+                .map(|a| a.metrics.as_slice())
+                .unwrap_or(&[]),
+        ),
+    }
+}
+
+fn at(seconds: i64) -> Timestamp {
+    Timestamp::from_second(T0 + seconds).unwrap()
+}
+
+fn since(later: Timestamp, earlier: Timestamp) -> Duration {
+    Duration::try_from(later.duration_since(earlier)).unwrap_or(Duration::ZERO)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The independent rollout model
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Shadow,
+    Step(usize),
+    /// Promoted, waiting for the new stable.
+    Done,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Counters {
+    failed: i32,
+    inconclusive: i32,
+    consecutive_errors: i32,
+}
+
+#[derive(Debug, Clone)]
+struct Rollout {
+    source: &'static str,
+    evaluation_passed: bool,
+    shadow_passed: bool,
+    steps_passed: usize,
+    stage: Stage,
+    stage_started: Timestamp,
+    measurements: i32,
+    metrics: BTreeMap<String, Counters>,
+}
+
+impl Rollout {
+    fn enter(&mut self, stage: Stage, now: Timestamp) {
+        self.stage = stage;
+        self.restart(now);
+    }
+
+    fn restart(&mut self, now: Timestamp) {
+        self.stage_started = now;
+        self.measurements = 0;
+        self.metrics.clear();
+    }
+
+    fn record(&mut self, round: &[MetricMeasurement]) {
+        self.measurements += 1;
+        for m in round {
+            let c = self.metrics.entry(m.name.clone()).or_default();
+            match m.verdict {
+                Verdict::Failed => c.failed += 1,
+                Verdict::Inconclusive => c.inconclusive += 1,
+                _ => {}
+            }
+            if m.verdict == Verdict::Error {
+                c.consecutive_errors += 1;
+            } else {
+                c.consecutive_errors = 0;
+            }
+        }
+    }
+
+    /// Whether the current shadow phase or step may be left upward now.
+    fn gate(
+        &self,
+        now: Timestamp,
+        minimum: Duration,
+        analysis: Option<&AnalysisSpec>,
+        metrics: &[AnalysisMetric],
+        candidate_ready: bool,
+    ) -> Result<(), String> {
+        if !candidate_ready {
+            return Err("left while the candidate was not ready".into());
+        }
+        let age = since(now, self.stage_started);
+        if age < minimum {
+            return Err(format!("left after {age:?}, before its duration {minimum:?}"));
+        }
+        if let Some(a) = analysis {
+            if self.measurements < a.count.max(1) {
+                return Err(format!("left after {} measurements, count is {}", self.measurements, a.count));
+            }
+            for m in metrics {
+                let c = self.metrics.get(&m.name).cloned().unwrap_or_default();
+                if c.failed > m.failure_limit
+                    || c.inconclusive > m.inconclusive_limit
+                    || c.consecutive_errors > m.consecutive_error_limit
+                {
+                    return Err(format!("left with metric {} past a limit: {c:?}", m.name));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Lifecycle events the model follows (conditions' events are ignored).
+const LIFECYCLE: &[&str] = &[
+    "CandidateFromRegistry",
+    "Retry",
+    "EvaluationPassed",
+    "ShadowStarted",
+    "ShadowPassed",
+    "StepStarted",
+    "Resumed",
+    "ManualPromotion",
+    "Promoted",
+    "PromotionComplete",
+    "RolledBack",
+];
+
+#[derive(Debug, Default, Clone)]
+struct Stats {
+    ticks: usize,
+    rollouts: usize,
+    steps_left: usize,
+    promotions: usize,
+    rollbacks: usize,
+    attempts: usize,
+}
+
+/// What a story checks beyond "no panic" and the traffic invariants.
+#[derive(Debug, Clone, Copy)]
+struct Checks {
+    /// Step order, analysis gates and promotion gates (no manual promote in the story).
+    gates: bool,
+    /// Decide every tick twice and compare.
+    determinism: bool,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The driver
+// ---------------------------------------------------------------------------------------------
+
+fn owner() -> OwnerReference {
+    OwnerReference {
+        api_version: "mlrollout.io/v1alpha1".into(),
+        kind: "ModelDeployment".into(),
+        name: NAME.into(),
+        uid: UID.into(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+fn deployment(version: &str, ready: bool) -> DeploymentState {
+    DeploymentState {
+        desired_replicas: 2,
+        ready_replicas: if ready { 2 } else { 0 },
+        updated: true,
+        version: Some(version.into()),
+    }
+}
+
+fn in_rollout(phase: Phase) -> bool {
+    matches!(phase, Phase::Shadow | Phase::Progressing | Phase::Promoted)
+}
+
+fn fail(message: String) -> Result<(), String> {
+    Err(message)
+}
+
+macro_rules! ensure {
+    ($cond:expr, $($arg:tt)+) => {
+        if !$cond {
+            return fail(format!($($arg)+));
+        }
+    };
+}
+
+/// (stable weight, candidate weight or None, mirror percent or None) of the decided route.
+fn route(decision: &Decision, provider: TrafficProvider) -> Option<(i32, Option<i32>, Option<i32>)> {
+    let apply = decision.apply.as_ref()?;
+    match provider {
+        TrafficProvider::GatewayApi => apply.iter().find_map(|c| match c {
+            Child::HttpRoute(r) => {
+                let rule = &r.spec.rules.as_ref()?[0];
+                let backends = rule.backend_refs.as_ref()?;
+                let weight = |suffix: &str| {
+                    backends
+                        .iter()
+                        .find(|b| b.name.ends_with(suffix))
+                        .map(|b| b.weight.unwrap_or(1))
+                };
+                let mirror = rule
+                    .filters
+                    .as_ref()
+                    .and_then(|f| f.first())
+                    .and_then(|f| f.request_mirror.as_ref())
+                    .and_then(|m| m.percent);
+                Some((weight("-stable")?, weight("-candidate"), mirror))
+            }
+            _ => None,
+        }),
+        TrafficProvider::Istio => apply.iter().find_map(|c| match c {
+            Child::VirtualService(vs) => {
+                let http = &vs.data["spec"]["http"][0];
+                let routes = http["route"].as_array()?;
+                let weight = |suffix: &str| {
+                    routes
+                        .iter()
+                        .find(|r| {
+                            r["destination"]["host"]
+                                .as_str()
+                                .is_some_and(|h| h.starts_with(&format!("{NAME}{suffix}.")))
+                        })
+                        .and_then(|r| r["weight"].as_i64())
+                        .map(|w| w as i32)
+                };
+                let mirror = http["mirrorPercentage"]["value"].as_f64().map(|v| v as i32);
+                Some((weight("-stable")?, weight("-candidate"), mirror))
+            }
+            _ => None,
+        }),
+        TrafficProvider::None => None,
+    }
+}
+
+/// Traffic invariants of one decision.
+fn check_traffic(spec: &ModelDeploymentSpec, decision: &Decision) -> Result<(), String> {
+    let s = &decision.status;
+    let steps = &spec.rollout.steps;
+    ensure!(
+        s.canary_weight == 0 || steps.contains(&s.canary_weight),
+        "canary weight {} is neither 0 nor a step of {steps:?}",
+        s.canary_weight
+    );
+    ensure!(
+        s.mirror_percent == 0 || (s.phase == Phase::Shadow && s.mirror_percent == spec.shadow.mirror_percent),
+        "mirror {}% in phase {:?}",
+        s.mirror_percent,
+        s.phase
+    );
+    let candidate_exists = in_rollout(s.phase) && s.candidate_version.is_some();
+    ensure!(
+        candidate_exists || s.canary_weight == 0,
+        "canary weight {} without a candidate in phase {:?}",
+        s.canary_weight,
+        s.phase
+    );
+    let Some(apply) = decision.apply.as_ref() else {
+        return fail("a valid spec with a stable version applies children".into());
+    };
+    if spec.traffic.provider == TrafficProvider::None {
+        ensure!(
+            !apply.iter().any(|c| matches!(c, Child::HttpRoute(_) | Child::VirtualService(_))),
+            "no route without a router"
+        );
+        return Ok(());
+    }
+    let Some((stable, candidate, mirror)) = route(decision, spec.traffic.provider) else {
+        return fail("no route decided".into());
+    };
+    ensure!(
+        stable + candidate.unwrap_or(0) == 100,
+        "route weights {stable} + {candidate:?} do not sum to 100"
+    );
+    ensure!(
+        candidate.is_some() == candidate_exists,
+        "candidate backend {candidate:?} but candidate exists = {candidate_exists}"
+    );
+    if let Some(w) = candidate {
+        ensure!(w == s.canary_weight, "route candidate weight {w} != status.canaryWeight {}", s.canary_weight);
+    }
+    let expected_mirror = (candidate_exists && s.mirror_percent > 0).then_some(s.mirror_percent);
+    ensure!(mirror == expected_mirror, "route mirror {mirror:?}, expected {expected_mirror:?}");
+    Ok(())
+}
+
+struct Story<'a> {
+    params: &'a SpecParams,
+    spec: ModelDeploymentSpec,
+    checks: Checks,
+    status: ModelDeploymentStatus,
+    now: Timestamp,
+    alias: u64,
+    next_version: u64,
+    rows: i64,
+    annotations: BTreeMap<String, String>,
+    pause_annotation: bool,
+    rollout: Option<Rollout>,
+    stats: Stats,
+}
+
+impl<'a> Story<'a> {
+    fn new(params: &'a SpecParams, checks: Checks) -> Self {
+        Story {
+            params,
+            spec: params.spec(),
+            checks,
+            status: ModelDeploymentStatus::default(),
+            now: at(0),
+            alias: 3,
+            next_version: 4,
+            rows: 100_000,
+            annotations: BTreeMap::new(),
+            pause_annotation: false,
+            rollout: None,
+            stats: Stats::default(),
+        }
+    }
+
+    fn decide(&self, observed: Observed) -> Decision {
+        decide(DecideInput {
+            name: NAME,
+            namespace: "ml",
+            uid: UID,
+            generation: Some(1),
+            owner: owner(),
+            spec: &self.spec,
+            status: &self.status,
+            observed,
+            now: self.now,
+        })
+    }
+
+    fn play(&mut self, ticks: &[Tick]) -> Result<Stats, String> {
+        // The first reconcile adopts the served version as stable.
+        let first = self.decide(Observed {
+            served: Ok(ResolvedModel { version: "3".into(), run_id: None }),
+            stable_deployment: None,
+            candidate_deployment: None,
+            lifecycle: Observations::default(),
+            annotations: BTreeMap::new(),
+        });
+        self.status = first.status;
+        if self.status.phase != Phase::Stable || self.status.stable_version.as_deref() != Some("3") {
+            return fail(format!("first reconcile did not adopt version 3: {:?}", self.status.phase));
+        }
+        for (i, tick) in ticks.iter().enumerate() {
+            self.tick(i, tick).map_err(|e| format!("tick {i} at +{}s: {e}", self.now.as_second() - T0))?;
+        }
+        Ok(self.stats.clone())
+    }
+
+    fn tick(&mut self, index: usize, t: &Tick) -> Result<(), String> {
+        self.now = self.now.checked_add(k8s_openapi::jiff::SignedDuration::from_secs(t.advance as i64)).unwrap();
+        let now = self.now;
+        let pre = self.status.clone();
+        let spec = self.spec.clone();
+
+        // The registry.
+        if t.registry == 2 {
+            self.alias = self.next_version;
+            self.next_version += 1;
+        }
+        let served = if t.registry == 1 {
+            Err(RegistryError::Unavailable("connection refused".into()))
+        } else {
+            Ok(ResolvedModel { version: self.alias.to_string(), run_id: None })
+        };
+
+        // Manual input (annotations, as a person with the CLI would set them).
+        let nonce = format!("t{index}");
+        if let Some(m) = t.manual {
+            let (key, value) = match m {
+                Manual::Abort => (manual::ABORT, nonce.clone()),
+                Manual::Retry => (manual::RETRY, nonce.clone()),
+                Manual::Retrain => (manual::RETRAIN, nonce.clone()),
+                Manual::Resume => (manual::RESUME, nonce.clone()),
+                Manual::PromoteNext => (manual::PROMOTE, format!("next@{nonce}")),
+                Manual::PromoteFull => (manual::PROMOTE, format!("full@{nonce}")),
+            };
+            self.annotations.insert(key.into(), value);
+        }
+        if t.toggle_pause {
+            self.pause_annotation = !self.pause_annotation;
+        }
+        if self.pause_annotation {
+            self.annotations.insert(manual::PAUSE.into(), "true".into());
+        } else {
+            self.annotations.remove(manual::PAUSE);
+        }
+        let manual_pause = pre.pause_reason.as_deref() == Some("manual");
+        let manual_tick = t.manual.is_some()
+            || (self.pause_annotation && !pre.paused)
+            || (!self.pause_annotation && pre.paused && manual_pause);
+
+        // Observations, taken only when the lifecycle wants them.
+        let wants = wants(&spec, &pre, now);
+        let mut o = Observations { advisor_recommends: t.advisor, ..Default::default() };
+        if wants.drift_check {
+            self.rows += t.new_rows;
+            o.drift = Some(match t.drift {
+                3 => DriftObservation::Failed { reason: "SourceUnavailable".into(), message: "404".into() },
+                s => DriftObservation::Completed {
+                    summary: DriftSummary {
+                        severity: ["ok", "medium", "high"][s as usize].into(),
+                        drift_detected: s > 0,
+                        drifted_share: f64::from(s) / 2.0,
+                        accuracy: t.accuracy,
+                        ..Default::default()
+                    },
+                    sample_count: Some(self.rows),
+                },
+            });
+        }
+        if wants.job.is_some() {
+            let state = match t.job {
+                0 => JobState::Running,
+                1 => JobState::Succeeded,
+                2 => JobState::Failed("BackoffLimitExceeded".into()),
+                _ => JobState::Missing,
+            };
+            if state == JobState::Succeeded && wants.candidate_lookup.is_some() {
+                o.candidate_lookup = Some(match t.lookup {
+                    0 => {
+                        let v = self.next_version;
+                        self.next_version += 1;
+                        CandidateLookup::Found(v.to_string())
+                    }
+                    1 => CandidateLookup::NotFound,
+                    _ => CandidateLookup::Error("MLflow 503".into()),
+                });
+            }
+            o.job = Some(state);
+        }
+        if wants.evaluation.is_some() {
+            let champion = 0.8;
+            let candidate = if self.params.lower_is_better { champion - t.delta } else { champion + t.delta };
+            o.evaluation = Some(match t.evaluation {
+                0 => EvaluationObservation::Metrics { candidate: Some(candidate), champion: Some(champion) },
+                1 => EvaluationObservation::Error("MLflow 503".into()),
+                2 => EvaluationObservation::Metrics { candidate: None, champion: Some(champion) },
+                _ => EvaluationObservation::Metrics { candidate: Some(candidate), champion: None },
+            });
+        }
+        let candidate_deployment = pre
+            .candidate_version
+            .as_deref()
+            .filter(|_| in_rollout(pre.phase))
+            .map(|v| deployment(v, t.candidate_ready));
+        let candidate_ready = candidate_deployment.as_ref().is_some_and(|d| d.ready_replicas > 0);
+        // Measurements and manual requests are kept apart so the model knows what was
+        // recorded before which event.
+        let round: Option<Vec<MetricMeasurement>> = wants
+            .measure
+            .filter(|_| candidate_ready && !manual_tick)
+            .map(|stage| {
+                stage_metrics(&spec, stage)
+                    .iter()
+                    .zip(t.verdicts.iter().cycle())
+                    .map(|(m, v)| {
+                        let verdict = verdict(*v);
+                        MetricMeasurement {
+                            name: m.name.clone(),
+                            verdict,
+                            candidate: matches!(verdict, Verdict::Passed | Verdict::Failed).then_some(0.5),
+                            stable: Some(0.5),
+                            threshold: "t".into(),
+                            error: (verdict == Verdict::Error).then(|| "timeout".into()),
+                        }
+                    })
+                    .collect()
+            });
+        o.measurements = round.clone();
+
+        let observed = Observed {
+            served,
+            stable_deployment: pre.stable_version.as_deref().map(|v| deployment(v, t.stable_ready)),
+            candidate_deployment,
+            lifecycle: o,
+            annotations: self.annotations.clone(),
+        };
+        let decision = self.decide(observed.clone());
+        if self.checks.determinism {
+            let again = self.decide(observed.clone());
+            ensure!(again == decision, "the same input decided differently");
+            let step_input = StepInput {
+                name: NAME,
+                uid: UID,
+                generation: Some(1),
+                spec: &spec,
+                status: &pre,
+                observed: &observed.lifecycle,
+                now,
+            };
+            ensure!(step(step_input.clone()) == step(step_input), "step is not deterministic");
+        }
+        self.stats.ticks += 1;
+        let post = decision.status.clone();
+
+        check_traffic(&spec, &decision)?;
+        self.follow(&pre, &decision, round.as_deref(), candidate_ready, manual_tick)?;
+        self.check_rollback(&decision)?;
+        self.check_weight_moves(&pre, &post)?;
+
+        // The shell writes to the registry after applying the children.
+        self.status = post;
+        if t.writes_ok {
+            for w in std::mem::take(&mut self.status.pending_registry_writes) {
+                if w.op == "setAlias" && w.key == self.spec.model.alias {
+                    self.alias = w.version.as_deref().and_then(|v| v.parse().ok()).unwrap_or(self.alias);
+                }
+            }
+        }
+        self.stats.attempts = self.stats.attempts.max(self.status.retraining_attempts.len());
+        Ok(())
+    }
+
+    /// Follows the decision's lifecycle events in order with the independent rollout model.
+    fn follow(
+        &mut self,
+        pre: &ModelDeploymentStatus,
+        decision: &Decision,
+        round: Option<&[MetricMeasurement]>,
+        candidate_ready: bool,
+        manual_tick: bool,
+    ) -> Result<(), String> {
+        let spec = &self.spec;
+        let post = &decision.status;
+        let now = self.now;
+        let strict = self.checks.gates;
+        let analysis = spec.rollout.analysis.as_ref();
+        let steps = spec.rollout.steps.len();
+        let step_duration = schedule::spec_duration(&spec.rollout.step_duration, Duration::from_secs(300));
+        let shadow_duration = schedule::spec_duration(&spec.shadow.duration, Duration::from_secs(600));
+
+        // The phase function runs first (no manual event on a tick with measurements).
+        if let (Some(r), Some(round)) = (self.rollout.as_mut(), round)
+            && analysis.is_some()
+            && !pre.paused
+            && candidate_ready
+            && matches!(pre.phase, Phase::Shadow | Phase::Progressing)
+        {
+            ensure!(!manual_tick, "measurements were delivered on a manual tick");
+            r.record(round);
+        }
+
+        let mut source = "";
+        let mut manual_promotion = false;
+        let mut shadow_passed_now = false;
+        for event in decision.events.iter().filter(|e| LIFECYCLE.contains(&e.reason.as_str())) {
+            match event.reason.as_str() {
+                "CandidateFromRegistry" => source = "registry",
+                "Retry" => source = "retry",
+                "EvaluationPassed" => source = "retraining",
+                "ManualPromotion" => manual_promotion = true,
+                "ShadowStarted" => {
+                    ensure!(self.rollout.is_none(), "a shadow phase started inside a rollout");
+                    self.stats.rollouts += 1;
+                    self.rollout = Some(Rollout {
+                        source,
+                        evaluation_passed: source == "retraining",
+                        shadow_passed: false,
+                        steps_passed: 0,
+                        stage: Stage::Shadow,
+                        stage_started: now,
+                        measurements: 0,
+                        metrics: BTreeMap::new(),
+                    });
+                }
+                "ShadowPassed" => {
+                    let Some(r) = self.rollout.as_mut() else {
+                        return fail("ShadowPassed outside a rollout".into());
+                    };
+                    ensure!(r.stage == Stage::Shadow, "ShadowPassed in stage {:?}", r.stage);
+                    r.gate(now, shadow_duration, analysis, &stage_metrics(spec, AnalysisStage::Shadow), candidate_ready)
+                        .map_err(|e| format!("shadow {e}"))?;
+                    r.shadow_passed = true;
+                    shadow_passed_now = true;
+                }
+                "StepStarted" => match self.rollout.as_mut() {
+                    None => {
+                        self.stats.rollouts += 1;
+                        self.rollout = Some(Rollout {
+                            source,
+                            evaluation_passed: source == "retraining",
+                            shadow_passed: false,
+                            steps_passed: 0,
+                            stage: Stage::Step(0),
+                            stage_started: now,
+                            measurements: 0,
+                            metrics: BTreeMap::new(),
+                        });
+                    }
+                    Some(r) => {
+                        match r.stage {
+                            Stage::Shadow => {
+                                ensure!(
+                                    !strict || shadow_passed_now,
+                                    "the shadow phase ended without passing"
+                                );
+                            }
+                            Stage::Step(i) => {
+                                if strict {
+                                    ensure!(!manual_promotion, "manual promotion in a strict story");
+                                    r.gate(now, step_duration, analysis, &stage_metrics(spec, AnalysisStage::Canary), candidate_ready)
+                                        .map_err(|e| format!("step {i} {e}"))?;
+                                }
+                                r.steps_passed += 1;
+                                self.stats.steps_left += 1;
+                            }
+                            Stage::Done => return fail("a step started after promotion".into()),
+                        }
+                        let next = match r.stage {
+                            Stage::Step(i) => i + 1,
+                            _ => 0,
+                        };
+                        ensure!(next < steps, "step index {next} past the {steps} steps");
+                        r.enter(Stage::Step(next), now);
+                    }
+                },
+                "Resumed" => {
+                    if let Some(r) = self.rollout.as_mut() {
+                        r.restart(now);
+                    }
+                }
+                "Promoted" => {
+                    let Some(r) = self.rollout.as_mut() else {
+                        return fail("Promoted outside a rollout".into());
+                    };
+                    if strict {
+                        ensure!(r.stage == Stage::Step(steps - 1), "promoted from {:?}", r.stage);
+                        r.gate(now, step_duration, analysis, &stage_metrics(spec, AnalysisStage::Canary), candidate_ready)
+                            .map_err(|e| format!("last step {e}"))?;
+                        r.steps_passed += 1;
+                        ensure!(r.steps_passed == steps, "promoted after {} of {steps} steps", r.steps_passed);
+                        ensure!(
+                            !self.params.shadow_runs() || r.shadow_passed,
+                            "promoted without a passed shadow phase"
+                        );
+                        if r.source == "retraining" {
+                            ensure!(r.evaluation_passed, "a retrained candidate promoted without EvaluationPassed");
+                            ensure!(
+                                post.evaluation.as_ref().is_some_and(|e| e.passed),
+                                "a retrained candidate promoted with evaluation {:?}",
+                                post.evaluation
+                            );
+                        }
+                    }
+                    r.enter(Stage::Done, now);
+                    self.stats.promotions += 1;
+                }
+                "PromotionComplete" => {
+                    ensure!(
+                        self.rollout.as_ref().is_some_and(|r| r.stage == Stage::Done),
+                        "PromotionComplete without a promotion"
+                    );
+                    self.rollout = None;
+                }
+                "RolledBack" => {
+                    self.rollout = None;
+                    self.stats.rollbacks += 1;
+                }
+                _ => {}
+            }
+        }
+
+        // The model and the status agree.
+        match (post.phase, self.rollout.as_ref()) {
+            (Phase::Shadow, Some(r)) => ensure!(r.stage == Stage::Shadow, "Shadow but model at {:?}", r.stage),
+            (Phase::Progressing, Some(r)) => {
+                let i = post.current_step.unwrap_or(-1);
+                ensure!(r.stage == Stage::Step(i as usize), "step {i} but model at {:?}", r.stage);
+                ensure!(
+                    spec.rollout.steps.get(i as usize) == Some(&post.canary_weight),
+                    "step {i} at weight {}",
+                    post.canary_weight
+                );
+            }
+            (Phase::Promoted, Some(r)) => {
+                ensure!(r.stage == Stage::Done, "Promoted but model at {:?}", r.stage);
+                ensure!(post.canary_weight == 100, "Promoted at weight {}", post.canary_weight);
+            }
+            (phase, None) if !in_rollout(phase) => {
+                ensure!(post.canary_weight == 0 && post.mirror_percent == 0, "{phase:?} with traffic on the candidate");
+            }
+            (phase, r) => return fail(format!("phase {phase:?} but model {r:?}")),
+        }
+        // The recorded analysis is what was measured.
+        if let (Some(r), Some(_)) = (self.rollout.as_ref(), analysis)
+            && matches!(post.phase, Phase::Shadow | Phase::Progressing)
+        {
+            let recorded = post.analysis.clone().unwrap_or_default();
+            ensure!(
+                recorded.measurements == r.measurements,
+                "status has {} measurements, the model {}",
+                recorded.measurements,
+                r.measurements
+            );
+            for m in &recorded.metrics {
+                let c = r.metrics.get(&m.name).cloned().unwrap_or_default();
+                let s = Counters {
+                    failed: m.failed,
+                    inconclusive: m.inconclusive,
+                    consecutive_errors: m.consecutive_errors,
+                };
+                ensure!(s == c, "metric {}: status {s:?}, model {c:?}", m.name);
+            }
+        }
+        Ok(())
+    }
+
+    /// Every rollback ends with everything on stable.
+    fn check_rollback(&self, decision: &Decision) -> Result<(), String> {
+        if !decision.events.iter().any(|e| e.reason == "RolledBack") {
+            return Ok(());
+        }
+        let s = &decision.status;
+        ensure!(s.canary_weight == 0, "rolled back at weight {}", s.canary_weight);
+        ensure!(s.mirror_percent == 0, "rolled back with mirror {}", s.mirror_percent);
+        ensure!(s.candidate_version.is_none(), "rolled back keeping candidate {:?}", s.candidate_version);
+        ensure!(s.current_step.is_none(), "rolled back at step {:?}", s.current_step);
+        ensure!(
+            s.history.last().is_some_and(|h| matches!(h.outcome.as_str(), "RolledBack" | "Aborted")),
+            "no rollback record"
+        );
+        match self.spec.traffic.provider {
+            TrafficProvider::None => {
+                let replicas = decision.apply.as_ref().and_then(|a| {
+                    a.iter().find_map(|c| match c {
+                        Child::Deployment(d) if d.metadata.name.as_deref() == Some("fraud-stable") => {
+                            d.spec.as_ref().and_then(|s| s.replicas)
+                        }
+                        _ => None,
+                    })
+                });
+                ensure!(replicas == Some(self.spec.serving.replicas), "stable replicas {replicas:?} after rollback");
+            }
+            provider => {
+                let r = route(decision, provider);
+                ensure!(r == Some((100, None, None)), "route after rollback: {r:?}");
+            }
+        }
+        Ok(())
+    }
+
+    /// Within a rollout the weight only moves up, one configured step at a time.
+    fn check_weight_moves(&self, pre: &ModelDeploymentStatus, post: &ModelDeploymentStatus) -> Result<(), String> {
+        if !self.checks.gates
+            || !in_rollout(pre.phase)
+            || !in_rollout(post.phase)
+            || pre.candidate_version != post.candidate_version
+        {
+            return Ok(());
+        }
+        let steps = &self.spec.rollout.steps;
+        let (from, to) = (pre.canary_weight, post.canary_weight);
+        if from == to {
+            return Ok(());
+        }
+        let next = if from == 0 {
+            steps.first().copied()
+        } else {
+            steps.iter().position(|w| *w == from).and_then(|i| steps.get(i + 1)).copied()
+        };
+        ensure!(Some(to) == next, "weight moved {from} -> {to}, next step is {next:?} of {steps:?}");
+        Ok(())
+    }
+}
+
+fn run_stories(name: &str, cases: u32, allow_promote: bool, checks: Checks) {
+    let total = Cell::new(Stats::default());
+    let mut runner = TestRunner::new(config(cases));
+    let result = runner.run(&story(allow_promote), |(params, ticks)| {
+        let stats = Story::new(&params, checks).play(&ticks).map_err(TestCaseError::fail)?;
+        let mut t = total.take();
+        t.ticks += stats.ticks;
+        t.rollouts += stats.rollouts;
+        t.steps_left += stats.steps_left;
+        t.promotions += stats.promotions;
+        t.rollbacks += stats.rollbacks;
+        t.attempts += stats.attempts;
+        total.set(t);
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{name}: {e}");
+    }
+    let t = total.take();
+    eprintln!(
+        "{name}: {cases} cases, {} ticks, {} rollouts, {} steps left, {} promotions, {} rollbacks, {} attempts",
+        t.ticks, t.rollouts, t.steps_left, t.promotions, t.rollbacks, t.attempts
+    );
+    // The stories reach the interesting phases (otherwise the properties hold vacuously).
+    assert!(t.rollouts > 0 && t.promotions > 0 && t.rollbacks > 0, "{name}: weak coverage {t:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Properties
+// ---------------------------------------------------------------------------------------------
+
+/// Weights sum to 100, the candidate weight is status.canaryWeight and a configured step,
+/// the model of each rollout matches the status, rollbacks end on stable: with every manual
+/// request, promote included.
+#[test]
+fn traffic_invariants_hold_with_any_manual_request() {
+    run_stories("traffic", 192, true, Checks { gates: false, determinism: false });
+}
+
+/// Without manual promotion: the weight moves up one step at a time, a step (and the shadow
+/// phase) is left only after its duration, with a ready candidate and, when analysis is
+/// configured, `count` measurements and no limit exceeded; promotion needs a passed evaluation
+/// (retrained candidates), a passed shadow (when it runs) and every step.
+#[test]
+fn steps_and_promotion_are_earned() {
+    run_stories("gates", 256, false, Checks { gates: true, determinism: false });
+}
+
+/// The same (spec, status, observations, now) gives the same decision.
+#[test]
+fn decisions_are_deterministic() {
+    run_stories("determinism", 64, true, Checks { gates: false, determinism: true });
+}
+
+// ---------------------------------------------------------------------------------------------
+// No panic on arbitrary (schema-valid) statuses and observations
+// ---------------------------------------------------------------------------------------------
+
+fn phase() -> impl Strategy<Value = Phase> {
+    prop::sample::select(vec![
+        Phase::Pending,
+        Phase::Stable,
+        Phase::Retraining,
+        Phase::Evaluating,
+        Phase::Shadow,
+        Phase::Progressing,
+        Phase::Promoted,
+        Phase::RolledBack,
+        Phase::Failed,
+    ])
+}
+
+fn word() -> impl Strategy<Value = String> {
+    prop::sample::select(vec!["", "3", "4", "champion", "drift", "manual", "Running", "Aborted", "RolledBack", "x y"])
+        .prop_map(String::from)
+}
+
+fn maybe_time() -> impl Strategy<Value = Option<Time>> {
+    prop::option::of((-10_000_000i64..10_000_000).prop_map(|s| Time(at(s))))
+}
+
+fn metric_status() -> impl Strategy<Value = MetricStatus> {
+    (prop::sample::select(vec!["error-rate", "latency-p99", "prediction-psi", "m0"]), 0..20i32, 0..20i32, 0..20i32)
+        .prop_map(|(name, failed, inconclusive, consecutive_errors)| MetricStatus {
+            name: name.into(),
+            failed,
+            inconclusive,
+            consecutive_errors,
+            recent: vec![],
+        })
+}
+
+fn arbitrary_status() -> impl Strategy<Value = ModelDeploymentStatus> {
+    let attempt = (0..1000i64, word(), word(), maybe_time(), word(), prop::option::of(word())).prop_map(
+        |(number, trigger, job_name, started_at, outcome, candidate_version)| RetrainingAttempt {
+            number,
+            id: format!("a-{number}"),
+            trigger,
+            job_name,
+            started_at,
+            finished_at: None,
+            outcome,
+            candidate_version,
+            message: None,
+        },
+    );
+    let record = (word(), prop::option::of(word()), word()).prop_map(|(candidate_version, previous_version, outcome)| {
+        RolloutRecord {
+            candidate_version,
+            previous_version,
+            outcome,
+            reason: "r".into(),
+            finished_at: None,
+        }
+    });
+    let write = (prop::sample::select(vec!["setAlias", "deleteAlias", "setTag"]), prop::option::of(word()), word())
+        .prop_map(|(op, version, key)| RegistryWrite { op: op.into(), version, key, value: None });
+    (
+        (
+            phase(),
+            any::<bool>(),
+            prop::option::of(prop::sample::select(vec!["manual", "inconclusiveAnalysis", "other"])),
+            prop::option::of(word()),
+            prop::option::of(word()),
+            -10..150i32,
+            -10..150i32,
+            prop::option::of(-3..25i32),
+        ),
+        (
+            maybe_time(),
+            vec(attempt, 0..4),
+            vec(record, 0..4),
+            prop::option::of((0..50i32, maybe_time(), vec(metric_status(), 0..4))),
+            prop::option::of((word(), maybe_time())),
+            prop::option::of(-5..5i64),
+            maybe_time(),
+            vec(write, 0..3),
+        ),
+        (
+            prop::option::of((any::<bool>(), prop::option::of(-1.0..2.0f64))),
+            prop::option::of(word()),
+        ),
+    )
+        .prop_map(
+            |(
+                (phase, paused, pause_reason, stable_version, candidate_version, canary_weight, mirror_percent, current_step),
+                (phase_started_at, retraining_attempts, history, analysis, deferred, samples, anchor, pending),
+                (evaluation, candidate_source),
+            )| ModelDeploymentStatus {
+                phase,
+                paused,
+                pause_reason: pause_reason.map(String::from),
+                stable_version,
+                candidate_version,
+                canary_weight,
+                mirror_percent,
+                current_step,
+                phase_started_at,
+                retraining_attempts,
+                history,
+                analysis: analysis.map(|(measurements, last_measured_at, metrics)| AnalysisStatus {
+                    measurements,
+                    last_measured_at,
+                    metrics,
+                }),
+                deferred_trigger: deferred.map(|(trigger, at)| DeferredTrigger { trigger, at, reason: "r".into() }),
+                samples_at_last_training: samples,
+                schedule_anchor: anchor,
+                pending_registry_writes: pending,
+                evaluation: evaluation.map(|(passed, candidate_value)| EvaluationStatus {
+                    metric: "accuracy".into(),
+                    candidate_value,
+                    champion_value: Some(0.8),
+                    passed,
+                    reason: "r".into(),
+                }),
+                candidate_source,
+                ..Default::default()
+            },
+        )
+}
+
+fn arbitrary_observations() -> impl Strategy<Value = Observations> {
+    let requests = vec(
+        prop::sample::select(vec![
+            Request::Abort,
+            Request::Retry,
+            Request::Retrain,
+            Request::Resume,
+            Request::PromoteNext,
+            Request::PromoteFull,
+        ])
+        .prop_map(|r| (r, "v".to_string())),
+        0..3,
+    );
+    (
+        (prop::option::of(word()), any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()),
+        (
+            prop::option::of(0..4u8),
+            prop::option::of(0..4u8),
+            prop::option::of(0..3u8),
+            prop::option::of((prop::option::of(-1.0..2.0f64), prop::option::of(-1.0..2.0f64))),
+            prop::option::of(vec((word(), 0..100u8), 0..4)),
+            requests,
+        ),
+    )
+        .prop_map(
+            |((served_version, stable_ready, candidate_ready, paused, advisor), (drift, job, lookup, evaluation, measurements, requests))| {
+                Observations {
+                    served_version,
+                    stable_ready,
+                    candidate_ready,
+                    drift: drift.map(|d| match d {
+                        3 => DriftObservation::Failed { reason: "r".into(), message: "m".into() },
+                        s => DriftObservation::Completed {
+                            summary: DriftSummary { severity: ["ok", "medium", "high"][s as usize].into(), ..Default::default() },
+                            sample_count: Some(i64::from(s) * 10_000),
+                        },
+                    }),
+                    job: job.map(|j| match j {
+                        0 => JobState::Running,
+                        1 => JobState::Succeeded,
+                        2 => JobState::Failed("f".into()),
+                        _ => JobState::Missing,
+                    }),
+                    candidate_lookup: lookup.map(|l| match l {
+                        0 => CandidateLookup::Found("9".into()),
+                        1 => CandidateLookup::NotFound,
+                        _ => CandidateLookup::Error("e".into()),
+                    }),
+                    evaluation: evaluation.map(|(candidate, champion)| EvaluationObservation::Metrics { candidate, champion }),
+                    measurements: measurements.map(|ms| {
+                        ms.into_iter()
+                            .map(|(name, v)| MetricMeasurement {
+                                name,
+                                verdict: verdict(v),
+                                candidate: Some(0.1),
+                                stable: None,
+                                threshold: "t".into(),
+                                error: None,
+                            })
+                            .collect()
+                    }),
+                    manual: ManualInput { paused, requests },
+                    advisor_recommends: advisor,
+                }
+            },
+        )
+}
+
+/// `step`, `wants` and `decide` never panic on any schema-valid status and observations,
+/// and what they decide keeps the traffic invariants.
+#[test]
+fn no_panic_on_arbitrary_status_and_observations() {
+    let mut runner = TestRunner::new(config(512));
+    let strategy = (spec_params(), arbitrary_status(), arbitrary_observations(), -100_000i64..100_000);
+    let result = runner.run(&strategy, |(params, status, observed, offset)| {
+        let spec = params.spec();
+        let now = at(offset);
+        let _ = wants(&spec, &status, now);
+        let out = step(StepInput {
+            name: NAME,
+            uid: UID,
+            generation: Some(1),
+            spec: &spec,
+            status: &status,
+            observed: &observed,
+            now,
+        });
+        let _ = wants(&spec, &out.status, now);
+        let decision = decide(DecideInput {
+            name: NAME,
+            namespace: "ml",
+            uid: UID,
+            generation: Some(1),
+            owner: owner(),
+            spec: &spec,
+            status: &status,
+            observed: Observed {
+                served: observed
+                    .served_version
+                    .clone()
+                    .map(|version| ResolvedModel { version, run_id: None })
+                    .ok_or(RegistryError::Unavailable("down".into())),
+                stable_deployment: status.stable_version.as_deref().map(|v| deployment(v, observed.stable_ready)),
+                candidate_deployment: status.candidate_version.as_deref().map(|v| deployment(v, observed.candidate_ready)),
+                lifecycle: observed.clone(),
+                annotations: BTreeMap::new(),
+            },
+            now,
+        });
+        // Whatever the status said, a rollback leaves nothing on the candidate.
+        if decision.events.iter().any(|e| e.reason == "RolledBack") {
+            prop_assert_eq!(decision.status.canary_weight, 0);
+            prop_assert_eq!(decision.status.mirror_percent, 0);
+            prop_assert_eq!(decision.status.candidate_version.as_deref(), None);
+        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}

@@ -46,7 +46,10 @@ mod tests {
         let next = next_cron("0 3 * * *", t).unwrap();
         assert_eq!(next.to_string(), "2026-11-26T03:00:00Z");
         let at: Timestamp = "2026-11-26T03:00:00Z".parse().unwrap();
-        assert_eq!(next_cron("0 3 * * *", at).unwrap().to_string(), "2026-11-27T03:00:00Z");
+        assert_eq!(
+            next_cron("0 3 * * *", at).unwrap().to_string(),
+            "2026-11-27T03:00:00Z"
+        );
         assert!(next_cron("not a cron", t).is_none());
     }
 
@@ -56,7 +59,13 @@ mod tests {
         let later = add(t, Duration::from_secs(90));
         assert_eq!(since(later, t), Duration::from_secs(90));
         assert_eq!(since(t, later), Duration::ZERO);
-        assert_eq!(spec_duration("5m", Duration::ZERO), Duration::from_secs(300));
-        assert_eq!(spec_duration("bad", Duration::from_secs(7)), Duration::from_secs(7));
+        assert_eq!(
+            spec_duration("5m", Duration::ZERO),
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            spec_duration("bad", Duration::from_secs(7)),
+            Duration::from_secs(7)
+        );
     }
 }

@@ -65,10 +65,17 @@ pub struct TriggerFacts {
 }
 
 /// The trigger that fires now, with a reason, in priority order.
-pub fn fired(spec: &RetrainingSpec, facts: &TriggerFacts, now: Timestamp) -> Option<(Trigger, String)> {
+pub fn fired(
+    spec: &RetrainingSpec,
+    facts: &TriggerFacts,
+    now: Timestamp,
+) -> Option<(Trigger, String)> {
     let t = &spec.triggers;
     if facts.manual {
-        return Some((Trigger::Manual, "requested with mlrollout.io/retrain".into()));
+        return Some((
+            Trigger::Manual,
+            "requested with mlrollout.io/retrain".into(),
+        ));
     }
     if let (Some(threshold), Some(accuracy)) = (t.accuracy_below, facts.accuracy)
         && accuracy < threshold
@@ -87,13 +94,18 @@ pub fn fired(spec: &RetrainingSpec, facts: &TriggerFacts, now: Timestamp) -> Opt
             return Some((Trigger::Drift, format!("drift severity is {severity}")));
         }
     }
-    if let (Some(needed), Some(now_count), Some(base)) =
-        (t.new_samples, facts.sample_count, facts.samples_at_last_training)
-        && now_count - base >= needed
+    if let (Some(needed), Some(now_count), Some(base)) = (
+        t.new_samples,
+        facts.sample_count,
+        facts.samples_at_last_training,
+    ) && now_count - base >= needed
     {
         return Some((
             Trigger::NewSamples,
-            format!("{} new samples since the last training (threshold {needed})", now_count - base),
+            format!(
+                "{} new samples since the last training (threshold {needed})",
+                now_count - base
+            ),
         ));
     }
     if let (Some(expr), Some(anchor)) = (&t.schedule, facts.schedule_anchor)
@@ -112,9 +124,13 @@ pub fn fired(spec: &RetrainingSpec, facts: &TriggerFacts, now: Timestamp) -> Opt
 pub enum Gate {
     Open,
     /// The last attempt started less than `cooldown` ago.
-    Cooldown { until: Timestamp },
+    Cooldown {
+        until: Timestamp,
+    },
     /// `maxAttemptsPerDay` attempts started in the last 24 hours.
-    Budget { until: Timestamp },
+    Budget {
+        until: Timestamp,
+    },
 }
 
 const DAY: Duration = Duration::from_secs(86_400);
@@ -188,14 +204,30 @@ mod tests {
         });
         let none = TriggerFacts::default();
         assert_eq!(fired(&s, &none, now), None);
-        let acc = TriggerFacts { accuracy: Some(0.7), ..Default::default() };
+        let acc = TriggerFacts {
+            accuracy: Some(0.7),
+            ..Default::default()
+        };
         assert_eq!(fired(&s, &acc, now).unwrap().0, Trigger::Accuracy);
-        let ok_acc = TriggerFacts { accuracy: Some(0.9), ..Default::default() };
+        let ok_acc = TriggerFacts {
+            accuracy: Some(0.9),
+            ..Default::default()
+        };
         assert_eq!(fired(&s, &ok_acc, now), None);
-        let drift = TriggerFacts { drift_severity: Some("high".into()), ..Default::default() };
+        let drift = TriggerFacts {
+            drift_severity: Some("high".into()),
+            ..Default::default()
+        };
         assert_eq!(fired(&s, &drift, now).unwrap().0, Trigger::Drift);
-        let medium = TriggerFacts { drift_severity: Some("medium".into()), ..Default::default() };
-        assert_eq!(fired(&s, &medium, now), None, "medium does not reach a high trigger");
+        let medium = TriggerFacts {
+            drift_severity: Some("medium".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            fired(&s, &medium, now),
+            None,
+            "medium does not reach a high trigger"
+        );
         let samples = TriggerFacts {
             sample_count: Some(5_000),
             samples_at_last_training: Some(3_999),
@@ -218,7 +250,11 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(fired(&s, &not_yet, now), None);
-        let manual = TriggerFacts { manual: true, accuracy: Some(0.1), ..Default::default() };
+        let manual = TriggerFacts {
+            manual: true,
+            accuracy: Some(0.1),
+            ..Default::default()
+        };
         assert_eq!(fired(&s, &manual, now).unwrap().0, Trigger::Manual);
     }
 
@@ -229,14 +265,21 @@ mod tests {
         assert_eq!(gate(&s, &[], now), Gate::Open);
         assert_eq!(
             gate(&s, &[attempt("2026-11-26T10:00:00Z")], now),
-            Gate::Cooldown { until: at("2026-11-26T16:00:00Z") }
+            Gate::Cooldown {
+                until: at("2026-11-26T16:00:00Z")
+            }
         );
         let three = [
             attempt("2026-11-25T13:00:00Z"),
             attempt("2026-11-25T19:00:00Z"),
             attempt("2026-11-26T01:00:00Z"),
         ];
-        assert_eq!(gate(&s, &three, now), Gate::Budget { until: at("2026-11-26T13:00:00Z") });
+        assert_eq!(
+            gate(&s, &three, now),
+            Gate::Budget {
+                until: at("2026-11-26T13:00:00Z")
+            }
+        );
         assert_eq!(gate(&s, &three, at("2026-11-26T13:00:01Z")), Gate::Open);
     }
 }

@@ -47,13 +47,22 @@ impl InMemoryRegistry {
     }
 
     /// Registers `version` of `model` with its training run's metrics and tags.
-    pub fn register(&self, model: &str, version: u64, metrics: &[(&str, f64)], tags: &[(&str, &str)]) {
+    pub fn register(
+        &self,
+        model: &str,
+        version: u64,
+        metrics: &[(&str, f64)],
+        tags: &[(&str, &str)],
+    ) {
         self.with(|s| {
             s.models.entry(model.into()).or_default().insert(
                 version,
                 Version {
                     metrics: metrics.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
-                    tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                    tags: tags
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
                 },
             );
         });
@@ -62,7 +71,10 @@ impl InMemoryRegistry {
     /// Points `alias` at `version` (what a person does in the MLflow UI).
     pub fn set_alias(&self, model: &str, alias: &str, version: u64) {
         self.with(|s| {
-            s.aliases.entry(model.into()).or_default().insert(alias.into(), version);
+            s.aliases
+                .entry(model.into())
+                .or_default()
+                .insert(alias.into(), version);
         });
     }
 
@@ -94,10 +106,14 @@ impl InMemoryRegistry {
     fn check(&self, model: &str) -> Result<(), RegistryError> {
         self.with(|s| {
             if s.unavailable {
-                return Err(RegistryError::Unavailable("registry outage (simulated)".into()));
+                return Err(RegistryError::Unavailable(
+                    "registry outage (simulated)".into(),
+                ));
             }
             if !s.models.contains_key(model) {
-                return Err(RegistryError::ModelNotFound { model: model.into() });
+                return Err(RegistryError::ModelNotFound {
+                    model: model.into(),
+                });
             }
             Ok(())
         })
@@ -121,7 +137,11 @@ impl ModelRegistry for InMemoryRegistry {
             let version = match &model.version {
                 Some(pinned) => {
                     let n = Self::version_number(&model.name, pinned)?;
-                    let exists = self.with(|s| s.models.get(&model.name).is_some_and(|m| m.contains_key(&n)));
+                    let exists = self.with(|s| {
+                        s.models
+                            .get(&model.name)
+                            .is_some_and(|m| m.contains_key(&n))
+                    });
                     if !exists {
                         return Err(RegistryError::VersionNotFound {
                             model: model.name.clone(),
@@ -130,9 +150,11 @@ impl ModelRegistry for InMemoryRegistry {
                     }
                     n
                 }
-                None => self.alias(&model.name, &model.alias).ok_or_else(|| RegistryError::AliasNotFound {
-                    model: model.name.clone(),
-                    alias: model.alias.clone(),
+                None => self.alias(&model.name, &model.alias).ok_or_else(|| {
+                    RegistryError::AliasNotFound {
+                        model: model.name.clone(),
+                        alias: model.alias.clone(),
+                    }
                 })?,
             };
             Ok(ResolvedModel {
@@ -154,7 +176,9 @@ impl ModelRegistry for InMemoryRegistry {
                 s.models.get(&model.name).and_then(|versions| {
                     versions
                         .iter()
-                        .find(|(_, v)| v.tags.get(LINEAGE_TAG).map(String::as_str) == Some(attempt_id))
+                        .find(|(_, v)| {
+                            v.tags.get(LINEAGE_TAG).map(String::as_str) == Some(attempt_id)
+                        })
                         .map(|(n, _)| n.to_string())
                 })
             })
@@ -201,7 +225,10 @@ impl ModelRegistry for InMemoryRegistry {
             self.with(|s| {
                 match (write.op.as_str(), version) {
                     ("setAlias", Some(v)) => {
-                        s.aliases.entry(model.name.clone()).or_default().insert(write.key.clone(), v);
+                        s.aliases
+                            .entry(model.name.clone())
+                            .or_default()
+                            .insert(write.key.clone(), v);
                     }
                     ("deleteAlias", _) => {
                         if let Some(a) = s.aliases.get_mut(&model.name) {
@@ -209,7 +236,9 @@ impl ModelRegistry for InMemoryRegistry {
                         }
                     }
                     ("setTag", Some(v)) => {
-                        if let Some(entry) = s.models.get_mut(&model.name).and_then(|m| m.get_mut(&v)) {
+                        if let Some(entry) =
+                            s.models.get_mut(&model.name).and_then(|m| m.get_mut(&v))
+                        {
                             entry
                                 .tags
                                 .insert(write.key.clone(), write.value.clone().unwrap_or_default());

@@ -127,10 +127,12 @@ impl ModelRegistry for MlflowRegistry {
             let client = self.client(&model.tracking_uri, credentials)?;
             let mut values = Vec::new();
             for version in [candidate, champion] {
-                let number: u64 = version.parse().map_err(|_| RegistryError::VersionNotFound {
-                    model: model.name.clone(),
-                    version: version.to_string(),
-                })?;
+                let number: u64 = version
+                    .parse()
+                    .map_err(|_| RegistryError::VersionNotFound {
+                        model: model.name.clone(),
+                        version: version.to_string(),
+                    })?;
                 let mv = client
                     .get_model_version(&model.name, number)
                     .await
@@ -179,7 +181,11 @@ impl ModelRegistry for MlflowRegistry {
                         )
                         .await
                 }
-                other => return Err(RegistryError::Other(format!("unknown registry write {other:?}"))),
+                other => {
+                    return Err(RegistryError::Other(format!(
+                        "unknown registry write {other:?}"
+                    )));
+                }
             };
             result.map_err(|e| map_error(e, &model.name))
         }

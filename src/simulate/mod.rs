@@ -90,13 +90,16 @@ impl SimDeployment {
 /// Runs `scenario` against `resource`.
 pub fn run(resource: &ModelDeployment, scenario: &Scenario) -> Result<Outcome, SimulateError> {
     if scenario.tick_seconds == 0 {
-        return Err(SimulateError::Scenario("tickSeconds must be at least 1".into()));
+        return Err(SimulateError::Scenario(
+            "tickSeconds must be at least 1".into(),
+        ));
     }
     let spec = &resource.spec;
     let model = spec.model.name.clone();
     let registry = InMemoryRegistry::new();
     let stable_number = version_number(&scenario.stable.version)?;
-    let metrics = |m: &BTreeMap<String, f64>| m.iter().map(|(k, v)| (k.clone(), *v)).collect::<Vec<_>>();
+    let metrics =
+        |m: &BTreeMap<String, f64>| m.iter().map(|(k, v)| (k.clone(), *v)).collect::<Vec<_>>();
     let reg = |version: u64, m: &BTreeMap<String, f64>, tags: &[(&str, &str)]| {
         let owned = metrics(m);
         let refs: Vec<(&str, f64)> = owned.iter().map(|(k, v)| (k.as_str(), *v)).collect();
@@ -105,8 +108,16 @@ pub fn run(resource: &ModelDeployment, scenario: &Scenario) -> Result<Outcome, S
     reg(stable_number, &scenario.stable.metrics, &[]);
     registry.set_alias(&model, &spec.model.alias, stable_number);
 
-    let name = resource.metadata.name.clone().unwrap_or_else(|| "model".into());
-    let namespace = resource.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+    let name = resource
+        .metadata
+        .name
+        .clone()
+        .unwrap_or_else(|| "model".into());
+    let namespace = resource
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
     let owner = OwnerReference {
         api_version: "mlrollout.io/v1alpha1".into(),
         kind: "ModelDeployment".into(),
@@ -127,14 +138,25 @@ pub fn run(resource: &ModelDeployment, scenario: &Scenario) -> Result<Outcome, S
     let mut t = 0;
     while t <= scenario.duration_seconds {
         let now = Timestamp::from_second(SIM_EPOCH + t as i64).unwrap_or(Timestamp::UNIX_EPOCH);
-        let outage = scenario.registry_outages.iter().any(|[from, to]| t >= *from && t < *to);
+        let outage = scenario
+            .registry_outages
+            .iter()
+            .any(|[from, to]| t >= *from && t < *to);
         registry.set_unavailable(outage);
-        for change in scenario.registry.iter().filter(|c| c.at <= t && c.at + scenario.tick_seconds > t) {
+        for change in scenario
+            .registry
+            .iter()
+            .filter(|c| c.at <= t && c.at + scenario.tick_seconds > t)
+        {
             let v = version_number(&change.version)?;
             reg(v, &change.metrics, &[]);
             registry.set_alias(&model, &change.alias, v);
         }
-        for a in scenario.annotations.iter().filter(|a| a.at <= t && a.at + scenario.tick_seconds > t) {
+        for a in scenario
+            .annotations
+            .iter()
+            .filter(|a| a.at <= t && a.at + scenario.tick_seconds > t)
+        {
             match &a.value {
                 Some(v) => annotations.insert(a.name.clone(), v.clone()),
                 None => annotations.remove(&a.name),
@@ -142,10 +164,12 @@ pub fn run(resource: &ModelDeployment, scenario: &Scenario) -> Result<Outcome, S
         }
 
         // The cluster follows the last decision.
-        let candidate_wanted = status
-            .candidate_version
-            .as_deref()
-            .filter(|_| matches!(status.phase, Phase::Shadow | Phase::Progressing | Phase::Promoted));
+        let candidate_wanted = status.candidate_version.as_deref().filter(|_| {
+            matches!(
+                status.phase,
+                Phase::Shadow | Phase::Progressing | Phase::Promoted
+            )
+        });
         stable_dep.desire(status.stable_version.as_deref(), t);
         candidate_dep.desire(candidate_wanted, t);
 
@@ -155,38 +179,59 @@ pub fn run(resource: &ModelDeployment, scenario: &Scenario) -> Result<Outcome, S
             obs.drift = Some(drift_observation(scenario, t));
         }
         if let Some(job_name) = &wants.job {
-            let attempt = status.retraining_attempts.last().cloned().unwrap_or_default();
+            let attempt = status
+                .retraining_attempts
+                .last()
+                .cloned()
+                .unwrap_or_default();
             let started = attempt
                 .started_at
                 .as_ref()
                 .map(|s| (s.0.as_second() - SIM_EPOCH).max(0) as u64)
                 .unwrap_or(t);
             let state = match &scenario.training {
-                Some(training) if t >= started + training.duration_seconds => match training.outcome {
-                    TrainingOutcome::Failed => JobState::Failed(format!("Job {job_name} failed (BackoffLimitExceeded)")),
-                    TrainingOutcome::Succeeded => {
-                        if !registered_attempts.contains_key(&attempt.id) {
-                            let facts = training
-                                .candidates
-                                .get((attempt.number - 1).max(0) as usize)
-                                .or(training.candidate.as_ref());
-                            if let Some(facts) = facts {
-                                let base = version_number(&facts.version)?;
-                                let v = if training.candidates.is_empty() { base + attempt.number as u64 - 1 } else { base };
-                                let tags: Vec<(&str, &str)> = if training.untagged { vec![] } else { vec![(LINEAGE_TAG, attempt.id.as_str())] };
-                                reg(v, &facts.metrics, &tags);
-                                registered_attempts.insert(attempt.id.clone(), v);
+                Some(training) if t >= started + training.duration_seconds => {
+                    match training.outcome {
+                        TrainingOutcome::Failed => JobState::Failed(format!(
+                            "Job {job_name} failed (BackoffLimitExceeded)"
+                        )),
+                        TrainingOutcome::Succeeded => {
+                            if !registered_attempts.contains_key(&attempt.id) {
+                                let facts = training
+                                    .candidates
+                                    .get((attempt.number - 1).max(0) as usize)
+                                    .or(training.candidate.as_ref());
+                                if let Some(facts) = facts {
+                                    let base = version_number(&facts.version)?;
+                                    let v = if training.candidates.is_empty() {
+                                        base + attempt.number as u64 - 1
+                                    } else {
+                                        base
+                                    };
+                                    let tags: Vec<(&str, &str)> = if training.untagged {
+                                        vec![]
+                                    } else {
+                                        vec![(LINEAGE_TAG, attempt.id.as_str())]
+                                    };
+                                    reg(v, &facts.metrics, &tags);
+                                    registered_attempts.insert(attempt.id.clone(), v);
+                                }
                             }
+                            JobState::Succeeded
                         }
-                        JobState::Succeeded
                     }
-                },
+                }
                 Some(_) => JobState::Running,
                 None => JobState::Running,
             };
-            if state == JobState::Succeeded && let Some(id) = &wants.candidate_lookup {
+            if state == JobState::Succeeded
+                && let Some(id) = &wants.candidate_lookup
+            {
                 obs.candidate_lookup = Some(
-                    match registry.find_candidate(&spec.model, &credentials, id).now_or_never() {
+                    match registry
+                        .find_candidate(&spec.model, &credentials, id)
+                        .now_or_never()
+                    {
                         Some(Ok(Some(v))) => CandidateLookup::Found(v),
                         Some(Ok(None)) => CandidateLookup::NotFound,
                         Some(Err(e)) => CandidateLookup::Error(e.to_string()),
@@ -199,26 +244,42 @@ pub fn run(resource: &ModelDeployment, scenario: &Scenario) -> Result<Outcome, S
         if let Some((candidate, champion)) = &wants.evaluation {
             obs.evaluation = Some(
                 match registry
-                    .evaluation_metrics(&spec.model, &credentials, candidate, champion, &spec.evaluation.metric)
+                    .evaluation_metrics(
+                        &spec.model,
+                        &credentials,
+                        candidate,
+                        champion,
+                        &spec.evaluation.metric,
+                    )
                     .now_or_never()
                 {
-                    Some(Ok((c, s))) => EvaluationObservation::Metrics { candidate: c, champion: s },
+                    Some(Ok((c, s))) => EvaluationObservation::Metrics {
+                        candidate: c,
+                        champion: s,
+                    },
                     Some(Err(e)) => EvaluationObservation::Error(e.to_string()),
                     None => EvaluationObservation::Error("registry did not answer".into()),
                 },
             );
         }
         let candidate_state = candidate_dep.state(t, scenario.ready_seconds, replicas);
-        let candidate_ready = candidate_state
-            .as_ref()
-            .is_some_and(|d| d.ready_replicas > 0 && d.version.as_deref() == status.candidate_version.as_deref());
-        if let Some(stage) = wants.measure && candidate_ready {
+        let candidate_ready = candidate_state.as_ref().is_some_and(|d| {
+            d.ready_replicas > 0 && d.version.as_deref() == status.candidate_version.as_deref()
+        });
+        if let Some(stage) = wants.measure
+            && candidate_ready
+        {
             obs.measurements = Some(measure(spec, scenario, stage, t));
         }
 
-        let served = registry.resolve(&spec.model, &credentials).now_or_never().unwrap_or_else(|| {
-            Err(crate::registry::RegistryError::Other("registry did not answer".into()))
-        });
+        let served = registry
+            .resolve(&spec.model, &credentials)
+            .now_or_never()
+            .unwrap_or_else(|| {
+                Err(crate::registry::RegistryError::Other(
+                    "registry did not answer".into(),
+                ))
+            });
         let decision = decide(DecideInput {
             name: &name,
             namespace: &namespace,
@@ -240,7 +301,12 @@ pub fn run(resource: &ModelDeployment, scenario: &Scenario) -> Result<Outcome, S
         // The shell writes to the registry after applying children.
         let pending = std::mem::take(&mut status.pending_registry_writes);
         for write in pending {
-            let ok = matches!(registry.apply_write(&spec.model, &credentials, &write).now_or_never(), Some(Ok(())));
+            let ok = matches!(
+                registry
+                    .apply_write(&spec.model, &credentials, &write)
+                    .now_or_never(),
+                Some(Ok(()))
+            );
             if !ok {
                 status.pending_registry_writes.push(write);
             }
@@ -251,9 +317,21 @@ pub fn run(resource: &ModelDeployment, scenario: &Scenario) -> Result<Outcome, S
         t += scenario.tick_seconds;
     }
     let end = scenario.duration_seconds;
-    let last_reason = lines.last().map(|l| l.reason.clone()).unwrap_or_else(|| "NoTransition".into());
-    let last = line(end, &status, &last_reason, status.message.as_deref().unwrap_or(""));
-    Ok(Outcome { lines, last, status })
+    let last_reason = lines
+        .last()
+        .map(|l| l.reason.clone())
+        .unwrap_or_else(|| "NoTransition".into());
+    let last = line(
+        end,
+        &status,
+        &last_reason,
+        status.message.as_deref().unwrap_or(""),
+    );
+    Ok(Outcome {
+        lines,
+        last,
+        status,
+    })
 }
 
 fn line(at: u64, status: &ModelDeploymentStatus, reason: &str, message: &str) -> Line {
@@ -290,11 +368,20 @@ fn drift_observation(scenario: &Scenario, t: u64) -> DriftObservation {
     }
 }
 
-fn measure(spec: &crate::api::ModelDeploymentSpec, scenario: &Scenario, stage: AnalysisStage, t: u64) -> Vec<MetricMeasurement> {
+fn measure(
+    spec: &crate::api::ModelDeploymentSpec,
+    scenario: &Scenario,
+    stage: AnalysisStage,
+    t: u64,
+) -> Vec<MetricMeasurement> {
     let metrics = match stage {
         AnalysisStage::Shadow => shadow_metrics(&spec.shadow),
         AnalysisStage::Canary => effective_canary_metrics(
-            spec.rollout.analysis.as_ref().map(|a| a.metrics.as_slice()).unwrap_or(&[]),
+            spec.rollout
+                .analysis
+                .as_ref()
+                .map(|a| a.metrics.as_slice())
+                .unwrap_or(&[]),
         ),
     };
     metrics
@@ -315,10 +402,16 @@ fn measure(spec: &crate::api::ModelDeploymentSpec, scenario: &Scenario, stage: A
             };
             let candidate = find(Variant::Candidate);
             let stable = find(Variant::Stable);
-            if candidate.as_ref().is_some_and(|c| c.error) || stable.as_ref().is_some_and(|s| s.error) {
+            if candidate.as_ref().is_some_and(|c| c.error)
+                || stable.as_ref().is_some_and(|s| s.error)
+            {
                 return query_error(metric, "query failed (scenario)");
             }
-            judge(metric, candidate.and_then(|c| c.value), stable.and_then(|s| s.value))
+            judge(
+                metric,
+                candidate.and_then(|c| c.value),
+                stable.and_then(|s| s.value),
+            )
         })
         .collect()
 }

@@ -150,5 +150,8 @@ fn default_alias() -> String {
 
 /// Latest entry at or before `now`.
 pub fn latest<T, F: Fn(&T) -> u64>(entries: &[T], now: u64, at: F) -> Option<&T> {
-    entries.iter().filter(|e| at(e) <= now).max_by_key(|e| at(e))
+    entries
+        .iter()
+        .filter(|e| at(e) <= now)
+        .max_by_key(|e| at(e))
 }

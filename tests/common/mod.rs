@@ -7,5 +7,6 @@
 pub mod fake_api;
 pub mod http;
 pub mod mlflow;
+pub mod operator;
 pub mod process;
 pub mod prometheus;

@@ -31,8 +31,13 @@ pub fn build(
     owner: &OwnerReference,
 ) -> Job {
     let mut job_spec = template.clone();
-    if let Some(timeout) = spec.retraining.as_ref().and_then(|r| parse_duration(&r.timeout).ok()) {
-        job_spec.active_deadline_seconds = Some(i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX));
+    if let Some(timeout) = spec
+        .retraining
+        .as_ref()
+        .and_then(|r| parse_duration(&r.timeout).ok())
+    {
+        job_spec.active_deadline_seconds =
+            Some(i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX));
     }
     let mut labels = common_labels(lineage.resource);
     labels.insert("app.kubernetes.io/component".into(), "retraining".into());
@@ -43,13 +48,25 @@ pub fn build(
         ("MLROLLOUT_NAMESPACE", lineage.namespace.to_string()),
         ("MLROLLOUT_ATTEMPT", request.number.to_string()),
         ("MLROLLOUT_ATTEMPT_ID", request.attempt_id.clone()),
-        ("MLROLLOUT_LINEAGE_TAG", format!("mlrollout.io/attempt={}", request.attempt_id)),
+        (
+            "MLROLLOUT_LINEAGE_TAG",
+            format!("mlrollout.io/attempt={}", request.attempt_id),
+        ),
         ("MLROLLOUT_TRIGGER", request.trigger.clone()),
         ("MLROLLOUT_DRIFT_SUMMARY", lineage.drift_summary.clone()),
         ("MLROLLOUT_MODEL_NAME", spec.model.name.clone()),
-        ("MLROLLOUT_STABLE_VERSION", lineage.stable_version.unwrap_or("").to_string()),
-        ("MLROLLOUT_REFERENCE_URI", drift.map(|d| d.reference.uri.clone()).unwrap_or_default()),
-        ("MLROLLOUT_CURRENT_URI", drift.map(|d| d.current.uri.clone()).unwrap_or_default()),
+        (
+            "MLROLLOUT_STABLE_VERSION",
+            lineage.stable_version.unwrap_or("").to_string(),
+        ),
+        (
+            "MLROLLOUT_REFERENCE_URI",
+            drift.map(|d| d.reference.uri.clone()).unwrap_or_default(),
+        ),
+        (
+            "MLROLLOUT_CURRENT_URI",
+            drift.map(|d| d.current.uri.clone()).unwrap_or_default(),
+        ),
         ("MLFLOW_TRACKING_URI", spec.model.tracking_uri.clone()),
     ];
     let pod = job_spec.template.spec.get_or_insert_with(Default::default);
@@ -62,7 +79,10 @@ pub fn build(
             value_from: None,
         }));
     }
-    let template_meta = job_spec.template.metadata.get_or_insert_with(Default::default);
+    let template_meta = job_spec
+        .template
+        .metadata
+        .get_or_insert_with(Default::default);
     template_meta
         .labels
         .get_or_insert_with(Default::default)

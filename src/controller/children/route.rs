@@ -44,7 +44,12 @@ pub fn route_name(resource: &str, spec: &ModelDeploymentSpec) -> String {
         .unwrap_or_else(|| resource.to_string())
 }
 
-fn metadata(resource: &str, namespace: &str, spec: &ModelDeploymentSpec, owner: &OwnerReference) -> ObjectMeta {
+fn metadata(
+    resource: &str,
+    namespace: &str,
+    spec: &ModelDeploymentSpec,
+    owner: &OwnerReference,
+) -> ObjectMeta {
     ObjectMeta {
         name: Some(route_name(resource, spec)),
         namespace: Some(namespace.to_string()),
@@ -122,7 +127,11 @@ pub fn http_route(
 
 /// API resource of Istio's VirtualService.
 pub fn virtual_service_resource() -> ApiResource {
-    ApiResource::from_gvk(&GroupVersionKind::gvk("networking.istio.io", "v1", "VirtualService"))
+    ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "networking.istio.io",
+        "v1",
+        "VirtualService",
+    ))
 }
 
 /// The Istio VirtualService of a resource.
@@ -133,7 +142,12 @@ pub fn virtual_service(
     owner: &OwnerReference,
     split: Split,
 ) -> DynamicObject {
-    let host = |variant| format!("{}.{namespace}.svc.cluster.local", variant_name(resource, variant));
+    let host = |variant| {
+        format!(
+            "{}.{namespace}.svc.cluster.local",
+            variant_name(resource, variant)
+        )
+    };
     let port = serde_json::json!({"number": spec.serving.port});
     let (stable_weight, candidate_weight) = split.weights();
     let mut routes = vec![serde_json::json!({
@@ -182,26 +196,55 @@ mod tests {
 
     #[test]
     fn http_route_carries_weights_and_mirror() {
-        let split = Split { candidate_weight: 10, mirror_percent: 0, candidate_exists: true };
+        let split = Split {
+            candidate_weight: 10,
+            mirror_percent: 0,
+            candidate_exists: true,
+        };
         let route = http_route("fraud", "ml", &spec(), &owner(), split);
         let rule = &route.spec.rules.as_ref().unwrap()[0];
-        let weights: Vec<_> = rule.backend_refs.as_ref().unwrap().iter().map(|b| (b.name.as_str(), b.weight)).collect();
-        assert_eq!(weights, vec![("fraud-stable", Some(90)), ("fraud-candidate", Some(10))]);
+        let weights: Vec<_> = rule
+            .backend_refs
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|b| (b.name.as_str(), b.weight))
+            .collect();
+        assert_eq!(
+            weights,
+            vec![("fraud-stable", Some(90)), ("fraud-candidate", Some(10))]
+        );
         assert!(rule.filters.is_none());
-        assert_eq!(route.spec.parent_refs.as_ref().unwrap()[0].namespace.as_deref(), Some("infra"));
+        assert_eq!(
+            route.spec.parent_refs.as_ref().unwrap()[0]
+                .namespace
+                .as_deref(),
+            Some("infra")
+        );
 
-        let shadow = Split { candidate_weight: 0, mirror_percent: 50, candidate_exists: true };
+        let shadow = Split {
+            candidate_weight: 0,
+            mirror_percent: 50,
+            candidate_exists: true,
+        };
         let route = http_route("fraud", "ml", &spec(), &owner(), shadow);
         let value = serde_json::to_value(&route).unwrap();
         let filter = &value["spec"]["rules"][0]["filters"][0];
         assert_eq!(filter["type"], "RequestMirror");
         assert_eq!(filter["requestMirror"]["percent"], 50);
-        assert_eq!(filter["requestMirror"]["backendRef"]["name"], "fraud-candidate");
+        assert_eq!(
+            filter["requestMirror"]["backendRef"]["name"],
+            "fraud-candidate"
+        );
     }
 
     #[test]
     fn without_candidate_all_traffic_is_stable() {
-        let split = Split { candidate_weight: 50, mirror_percent: 100, candidate_exists: false };
+        let split = Split {
+            candidate_weight: 50,
+            mirror_percent: 100,
+            candidate_exists: false,
+        };
         let route = http_route("fraud", "ml", &spec(), &owner(), split);
         let rule = &route.spec.rules.as_ref().unwrap()[0];
         assert_eq!(rule.backend_refs.as_ref().unwrap().len(), 1);
@@ -211,12 +254,19 @@ mod tests {
 
     #[test]
     fn virtual_service_weights_and_mirror() {
-        let split = Split { candidate_weight: 0, mirror_percent: 20, candidate_exists: true };
+        let split = Split {
+            candidate_weight: 0,
+            mirror_percent: 20,
+            candidate_exists: true,
+        };
         let vs = virtual_service("fraud", "ml", &spec(), &owner(), split);
         let http = &vs.data["spec"]["http"][0];
         assert_eq!(http["route"][0]["weight"], 100);
         assert_eq!(http["route"][1]["weight"], 0);
-        assert_eq!(http["mirror"]["host"], "fraud-candidate.ml.svc.cluster.local");
+        assert_eq!(
+            http["mirror"]["host"],
+            "fraud-candidate.ml.svc.cluster.local"
+        );
         assert_eq!(http["mirrorPercentage"]["value"], 20.0);
     }
 }
