@@ -29,6 +29,53 @@ pub struct ResourceLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FeatureLabels {
+    pub namespace: String,
+    pub name: String,
+    pub feature: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ThresholdLabels {
+    pub namespace: String,
+    pub name: String,
+    pub level: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MeasurementLabels {
+    pub namespace: String,
+    pub name: String,
+    pub metric: String,
+    pub variant: String,
+    pub threshold: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerdictLabels {
+    pub namespace: String,
+    pub name: String,
+    pub metric: String,
+    pub verdict: String,
+    pub threshold: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TriggerLabels {
+    pub namespace: String,
+    pub name: String,
+    pub trigger: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub namespace: String,
+    pub name: String,
+    pub outcome: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PhaseLabels {
     pub namespace: String,
     pub name: String,
@@ -45,6 +92,13 @@ pub struct Metrics {
     pub phase: Family<PhaseLabels, Gauge>,
     pub canary_weight: Family<ResourceLabels, Gauge>,
     pub mirror_percent: Family<ResourceLabels, Gauge>,
+    pub drift_psi: Family<FeatureLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    pub drift_psi_threshold: Family<ThresholdLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    pub drift_severity: Family<ResourceLabels, Gauge>,
+    pub analysis_value: Family<MeasurementLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    pub analysis_verdicts: Family<VerdictLabels, Counter>,
+    pub retraining_attempts: Family<TriggerLabels, Counter>,
+    pub rollout_outcomes: Family<OutcomeLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -61,6 +115,51 @@ impl Default for Metrics {
         let phase = Family::<PhaseLabels, Gauge>::default();
         let canary_weight = Family::<ResourceLabels, Gauge>::default();
         let mirror_percent = Family::<ResourceLabels, Gauge>::default();
+        let drift_psi =
+            Family::<FeatureLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        let drift_psi_threshold =
+            Family::<ThresholdLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        let drift_severity = Family::<ResourceLabels, Gauge>::default();
+        let analysis_value =
+            Family::<MeasurementLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        let analysis_verdicts = Family::<VerdictLabels, Counter>::default();
+        let retraining_attempts = Family::<TriggerLabels, Counter>::default();
+        let rollout_outcomes = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "drift_psi",
+            "Population Stability Index per feature at the last drift check",
+            drift_psi.clone(),
+        );
+        registry.register(
+            "drift_psi_threshold",
+            "PSI thresholds of each resource (level=warning|high)",
+            drift_psi_threshold.clone(),
+        );
+        registry.register(
+            "drift_severity",
+            "Dataset drift severity at the last check: 0 ok, 1 medium, 2 high",
+            drift_severity.clone(),
+        );
+        registry.register(
+            "analysis_value",
+            "Last measured value of an analysis metric per variant, with its threshold",
+            analysis_value.clone(),
+        );
+        registry.register(
+            "analysis_verdicts",
+            "Analysis measurements by verdict, with the threshold applied",
+            analysis_verdicts.clone(),
+        );
+        registry.register(
+            "retraining_attempts",
+            "Retraining attempts started, by trigger",
+            retraining_attempts.clone(),
+        );
+        registry.register(
+            "rollout_outcomes",
+            "Finished rollouts by outcome (Promoted, RolledBack, Aborted, Rejected) and reason",
+            rollout_outcomes.clone(),
+        );
         registry.register(
             "reconciles",
             "Reconciliations by result",
@@ -99,6 +198,13 @@ impl Default for Metrics {
             phase,
             canary_weight,
             mirror_percent,
+            drift_psi,
+            drift_psi_threshold,
+            drift_severity,
+            analysis_value,
+            analysis_verdicts,
+            retraining_attempts,
+            rollout_outcomes,
         }
     }
 }
@@ -151,6 +257,114 @@ impl Metrics {
         self.mirror_percent
             .get_or_create(&labels)
             .set(mirror.into());
+    }
+
+    /// Records what a reconcile decided: drift scores with thresholds, new measurements with
+    /// their thresholds, attempts started and rollouts finished.
+    pub fn observe_decision(
+        &self,
+        namespace: &str,
+        name: &str,
+        spec: &crate::api::ModelDeploymentSpec,
+        before: &crate::api::ModelDeploymentStatus,
+        after: &crate::api::ModelDeploymentStatus,
+    ) {
+        let resource = ResourceLabels {
+            namespace: namespace.into(),
+            name: name.into(),
+        };
+        if let Some(drift) = &after.drift {
+            for f in &drift.features {
+                self.drift_psi
+                    .get_or_create(&FeatureLabels {
+                        namespace: namespace.into(),
+                        name: name.into(),
+                        feature: f.name.clone(),
+                    })
+                    .set(f.psi);
+            }
+            let severity = match drift.severity.as_str() {
+                "high" => 2,
+                "medium" => 1,
+                _ => 0,
+            };
+            self.drift_severity.get_or_create(&resource).set(severity);
+        }
+        if let Some(d) = &spec.drift {
+            for (level, value) in [
+                ("warning", d.thresholds.psi_warning),
+                ("high", d.thresholds.psi_high),
+            ] {
+                self.drift_psi_threshold
+                    .get_or_create(&ThresholdLabels {
+                        namespace: namespace.into(),
+                        name: name.into(),
+                        level: level.into(),
+                    })
+                    .set(value);
+            }
+        }
+        if let Some(analysis) = &after.analysis {
+            let new_round =
+                before.analysis.as_ref().map(|a| a.measurements) != Some(analysis.measurements);
+            for m in analysis.metrics.iter() {
+                let Some(last) = m.recent.last() else {
+                    continue;
+                };
+                for (variant, value) in [("candidate", last.candidate), ("stable", last.stable)] {
+                    if let Some(v) = value {
+                        self.analysis_value
+                            .get_or_create(&MeasurementLabels {
+                                namespace: namespace.into(),
+                                name: name.into(),
+                                metric: m.name.clone(),
+                                variant: variant.into(),
+                                threshold: last.threshold.clone(),
+                            })
+                            .set(v);
+                    }
+                }
+                if new_round {
+                    self.analysis_verdicts
+                        .get_or_create(&VerdictLabels {
+                            namespace: namespace.into(),
+                            name: name.into(),
+                            metric: m.name.clone(),
+                            verdict: last.verdict.clone(),
+                            threshold: last.threshold.clone(),
+                        })
+                        .inc();
+                }
+            }
+        }
+        let started = |s: &crate::api::ModelDeploymentStatus| {
+            s.retraining_attempts.iter().map(|a| a.number).max()
+        };
+        if started(after) > started(before)
+            && let Some(a) = after.retraining_attempts.last()
+        {
+            self.retraining_attempts
+                .get_or_create(&TriggerLabels {
+                    namespace: namespace.into(),
+                    name: name.into(),
+                    trigger: a.trigger.clone(),
+                })
+                .inc();
+        }
+        if after.history.len() != before.history.len()
+            || after.history.last() != before.history.last()
+        {
+            if let Some(h) = after.history.last() {
+                self.rollout_outcomes
+                    .get_or_create(&OutcomeLabels {
+                        namespace: namespace.into(),
+                        name: name.into(),
+                        outcome: h.outcome.clone(),
+                        reason: h.reason.clone(),
+                    })
+                    .inc();
+            }
+        }
     }
 
     /// Text exposition format.

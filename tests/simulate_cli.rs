@@ -13,16 +13,32 @@ fn simulate(scenario: &str) -> (Vec<serde_json::Value>, serde_json::Value) {
         ])
         .output()
         .expect("mlrollout runs");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let mut lines: Vec<serde_json::Value> = String::from_utf8(output.stdout)
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).expect("every line is JSON"))
         .collect();
     let last = lines.pop().unwrap();
-    let final_state = last.get("final").cloned().expect("the last line is {\"final\": ...}");
+    let final_state = last
+        .get("final")
+        .cloned()
+        .expect("the last line is {\"final\": ...}");
     for line in &lines {
-        for key in ["at_seconds", "phase", "stable", "candidate", "canary_weight", "mirror_percent", "reason", "message"] {
+        for key in [
+            "at_seconds",
+            "phase",
+            "stable",
+            "candidate",
+            "canary_weight",
+            "mirror_percent",
+            "reason",
+            "message",
+        ] {
             assert!(line.get(key).is_some(), "{key} missing in {line}");
         }
     }
@@ -30,7 +46,10 @@ fn simulate(scenario: &str) -> (Vec<serde_json::Value>, serde_json::Value) {
 }
 
 fn reasons(lines: &[serde_json::Value]) -> Vec<String> {
-    lines.iter().map(|l| l["reason"].as_str().unwrap().to_string()).collect()
+    lines
+        .iter()
+        .map(|l| l["reason"].as_str().unwrap().to_string())
+        .collect()
 }
 
 #[test]
@@ -40,10 +59,21 @@ fn drift_story_ends_promoted_through_every_gate() {
     assert_eq!(last["stable"], "4");
     assert_eq!(last["canary_weight"], 0);
     let r = reasons(&lines);
-    let order = ["RetrainingStarted", "CandidateRegistered", "EvaluationPassed", "ShadowStarted", "ShadowPassed", "Promoted", "PromotionComplete"];
+    let order = [
+        "RetrainingStarted",
+        "CandidateRegistered",
+        "EvaluationPassed",
+        "ShadowStarted",
+        "ShadowPassed",
+        "Promoted",
+        "PromotionComplete",
+    ];
     let mut at = 0;
     for reason in order {
-        let found = r[at..].iter().position(|x| x == reason).unwrap_or_else(|| panic!("{reason} missing after index {at}: {r:?}"));
+        let found = r[at..]
+            .iter()
+            .position(|x| x == reason)
+            .unwrap_or_else(|| panic!("{reason} missing after index {at}: {r:?}"));
         at += found + 1;
     }
     let weights: Vec<i64> = lines
@@ -53,8 +83,17 @@ fn drift_story_ends_promoted_through_every_gate() {
         .collect();
     assert_eq!(weights, vec![10, 50, 100]);
     // Shadow mirrored the configured 100 % without moving live traffic.
-    let shadow = lines.iter().find(|l| l["reason"] == "ShadowStarted").unwrap();
-    assert_eq!((shadow["mirror_percent"].as_i64(), shadow["canary_weight"].as_i64()), (Some(100), Some(0)));
+    let shadow = lines
+        .iter()
+        .find(|l| l["reason"] == "ShadowStarted")
+        .unwrap();
+    assert_eq!(
+        (
+            shadow["mirror_percent"].as_i64(),
+            shadow["canary_weight"].as_i64()
+        ),
+        (Some(100), Some(0))
+    );
 }
 
 #[test]
@@ -65,7 +104,10 @@ fn regression_story_ends_rolled_back_on_stable() {
     assert_eq!(last["canary_weight"], 0);
     assert!(last["candidate"].is_null());
     let rollback = lines.iter().find(|l| l["reason"] == "RolledBack").unwrap();
-    assert!(rollback["message"].as_str().unwrap().contains("error-rate"), "{rollback}");
+    assert!(
+        rollback["message"].as_str().unwrap().contains("error-rate"),
+        "{rollback}"
+    );
     assert_eq!(rollback["canary_weight"], 0);
     assert_eq!(rollback["mirror_percent"], 0);
     // No promotion happened.
@@ -82,7 +124,11 @@ fn no_traffic_pauses_for_a_person_who_aborts() {
     assert_eq!(last["phase"], "RolledBack");
     assert_eq!(last["stable"], "3");
     // Paused at 10 %: missing data never moved traffic forward.
-    let max_weight = lines.iter().map(|l| l["canary_weight"].as_i64().unwrap()).max().unwrap();
+    let max_weight = lines
+        .iter()
+        .map(|l| l["canary_weight"].as_i64().unwrap())
+        .max()
+        .unwrap();
     assert_eq!(max_weight, 10);
 }
 
@@ -101,18 +147,37 @@ fn failing_training_is_held_by_cooldown_and_budget() {
         .filter(|l| l["reason"] == "RetrainingDeferred")
         .map(|l| l["message"].as_str().unwrap())
         .collect();
-    assert!(deferred.iter().any(|m| m.contains("cooldown")), "{deferred:?}");
-    assert!(deferred.iter().any(|m| m.contains("daily budget")), "{deferred:?}");
-    assert!(lines.iter().all(|l| l["stable"] == "3" && l["canary_weight"] == 0));
+    assert!(
+        deferred.iter().any(|m| m.contains("cooldown")),
+        "{deferred:?}"
+    );
+    assert!(
+        deferred.iter().any(|m| m.contains("daily budget")),
+        "{deferred:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["stable"] == "3" && l["canary_weight"] == 0)
+    );
 }
 
 #[test]
 fn bad_scenarios_are_reported_in_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.yaml");
-    std::fs::write(&bad, "durationSeconds: 10\nstable: {version: \"3\"}\nunknownField: 1\n").unwrap();
+    std::fs::write(
+        &bad,
+        "durationSeconds: 10\nstable: {version: \"3\"}\nunknownField: 1\n",
+    )
+    .unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_mlrollout"))
-        .args(["simulate", "--resource", "examples/fraud-detector.yaml", "--scenario"])
+        .args([
+            "simulate",
+            "--resource",
+            "examples/fraud-detector.yaml",
+            "--scenario",
+        ])
         .arg(&bad)
         .output()
         .unwrap();

@@ -184,6 +184,8 @@ async fn reconcile_inner(resource: &ModelDeployment, ctx: &Context) -> Result<Ac
     }
     act::write_status(ctx, resource, &namespace, &decision.status).await?;
     act::publish_events(ctx, resource, &decision.events).await;
+    ctx.metrics
+        .observe_decision(&namespace, &name, &resource.spec, current, &decision.status);
     ctx.metrics.observe_state(
         &namespace,
         &name,

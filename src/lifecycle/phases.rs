@@ -415,9 +415,10 @@ fn resting(cx: &mut Ctx<'_>, retrain_requested: bool) {
             };
             // One Event per trigger and kind of hold (cooldown, then budget).
             let kind = |reason: &str| reason.split_whitespace().next().unwrap_or("").to_string();
-            let already = cx.status.deferred_trigger.as_ref().is_some_and(|d| {
-                d.trigger == trigger.as_str() && kind(&d.reason) == kind(&why)
-            });
+            let already =
+                cx.status.deferred_trigger.as_ref().is_some_and(|d| {
+                    d.trigger == trigger.as_str() && kind(&d.reason) == kind(&why)
+                });
             if !already {
                 cx.event(
                     false,

@@ -23,9 +23,9 @@ use super::*;
 use crate::analysis::defaults::{effective_canary_metrics, shadow_metrics};
 use crate::analysis::{AnalysisStage, MetricMeasurement, Verdict};
 use crate::api::{
-    AnalysisMetric, AnalysisSpec, AnalysisStatus, DeferredTrigger, EvaluationStatus,
-    MetricStatus, ModelDeploymentSpec, ModelDeploymentStatus, Phase, RegistryWrite,
-    RetrainingAttempt, RolloutRecord, TrafficProvider,
+    AnalysisMetric, AnalysisSpec, AnalysisStatus, DeferredTrigger, EvaluationStatus, MetricStatus,
+    ModelDeploymentSpec, ModelDeploymentStatus, Phase, RegistryWrite, RetrainingAttempt,
+    RolloutRecord, TrafficProvider,
 };
 use crate::controller::decide::{Child, DecideInput, Decision, DeploymentState, Observed, decide};
 use crate::registry::{RegistryError, ResolvedModel};
@@ -173,12 +173,14 @@ fn analysis() -> impl Strategy<Value = AnalysisParams> {
         any::<bool>(),
         prop_oneof![Just(vec![]), vec((0..3i32, 0..3i32, 0..4i32), 1..4)],
     )
-        .prop_map(|(interval, count, rollback_on_inconclusive, metrics)| AnalysisParams {
-            interval,
-            count,
-            rollback_on_inconclusive,
-            metrics,
-        })
+        .prop_map(
+            |(interval, count, rollback_on_inconclusive, metrics)| AnalysisParams {
+                interval,
+                count,
+                rollback_on_inconclusive,
+                metrics,
+            },
+        )
 }
 
 fn retraining() -> impl Strategy<Value = RetrainParams> {
@@ -187,12 +189,22 @@ fn retraining() -> impl Strategy<Value = RetrainParams> {
         1..6i32,
         prop::sample::select(vec![300u64, 3600, 7200]),
     )
-        .prop_map(|(cooldown, budget, timeout)| RetrainParams { cooldown, budget, timeout })
+        .prop_map(|(cooldown, budget, timeout)| RetrainParams {
+            cooldown,
+            budget,
+            timeout,
+        })
 }
 
 fn spec_params() -> impl Strategy<Value = SpecParams> {
     (
-        (steps(), duration(), prop::bool::weighted(0.7), duration(), prop::sample::select(vec![0, 10, 50, 100])),
+        (
+            steps(),
+            duration(),
+            prop::bool::weighted(0.7),
+            duration(),
+            prop::sample::select(vec![0, 10, 50, 100]),
+        ),
         (
             0..3u8,
             prop::sample::select(vec![60u64, 300, 1800]),
@@ -263,7 +275,12 @@ struct Tick {
 }
 
 fn manual(allow_promote: bool) -> impl Strategy<Value = Option<Manual>> {
-    let mut kinds = vec![Manual::Abort, Manual::Retry, Manual::Retrain, Manual::Resume];
+    let mut kinds = vec![
+        Manual::Abort,
+        Manual::Retry,
+        Manual::Retrain,
+        Manual::Resume,
+    ];
     if allow_promote {
         kinds.extend([Manual::PromoteNext, Manual::PromoteFull]);
     }
@@ -296,7 +313,16 @@ fn tick(allow_promote: bool) -> impl Strategy<Value = Tick> {
         .prop_map(
             |(
                 (advance, drift, accuracy, new_rows, job, lookup, evaluation, delta),
-                (verdicts, stable_ready, candidate_ready, registry, writes_ok, manual, toggle_pause, advisor),
+                (
+                    verdicts,
+                    stable_ready,
+                    candidate_ready,
+                    registry,
+                    writes_ok,
+                    manual,
+                    toggle_pause,
+                    advisor,
+                ),
             )| Tick {
                 advance,
                 drift,
@@ -426,11 +452,16 @@ impl Rollout {
         }
         let age = since(now, self.stage_started);
         if age < minimum {
-            return Err(format!("left after {age:?}, before its duration {minimum:?}"));
+            return Err(format!(
+                "left after {age:?}, before its duration {minimum:?}"
+            ));
         }
         if let Some(a) = analysis {
             if self.measurements < a.count.max(1) {
-                return Err(format!("left after {} measurements, count is {}", self.measurements, a.count));
+                return Err(format!(
+                    "left after {} measurements, count is {}",
+                    self.measurements, a.count
+                ));
             }
             for m in metrics {
                 let c = self.metrics.get(&m.name).cloned().unwrap_or_default();
@@ -521,7 +552,10 @@ macro_rules! ensure {
 }
 
 /// (stable weight, candidate weight or None, mirror percent or None) of the decided route.
-fn route(decision: &Decision, provider: TrafficProvider) -> Option<(i32, Option<i32>, Option<i32>)> {
+fn route(
+    decision: &Decision,
+    provider: TrafficProvider,
+) -> Option<(i32, Option<i32>, Option<i32>)> {
     let apply = decision.apply.as_ref()?;
     match provider {
         TrafficProvider::GatewayApi => apply.iter().find_map(|c| match c {
@@ -578,7 +612,8 @@ fn check_traffic(spec: &ModelDeploymentSpec, decision: &Decision) -> Result<(), 
         s.canary_weight
     );
     ensure!(
-        s.mirror_percent == 0 || (s.phase == Phase::Shadow && s.mirror_percent == spec.shadow.mirror_percent),
+        s.mirror_percent == 0
+            || (s.phase == Phase::Shadow && s.mirror_percent == spec.shadow.mirror_percent),
         "mirror {}% in phase {:?}",
         s.mirror_percent,
         s.phase
@@ -595,7 +630,9 @@ fn check_traffic(spec: &ModelDeploymentSpec, decision: &Decision) -> Result<(), 
     };
     if spec.traffic.provider == TrafficProvider::None {
         ensure!(
-            !apply.iter().any(|c| matches!(c, Child::HttpRoute(_) | Child::VirtualService(_))),
+            !apply
+                .iter()
+                .any(|c| matches!(c, Child::HttpRoute(_) | Child::VirtualService(_))),
             "no route without a router"
         );
         return Ok(());
@@ -612,10 +649,17 @@ fn check_traffic(spec: &ModelDeploymentSpec, decision: &Decision) -> Result<(), 
         "candidate backend {candidate:?} but candidate exists = {candidate_exists}"
     );
     if let Some(w) = candidate {
-        ensure!(w == s.canary_weight, "route candidate weight {w} != status.canaryWeight {}", s.canary_weight);
+        ensure!(
+            w == s.canary_weight,
+            "route candidate weight {w} != status.canaryWeight {}",
+            s.canary_weight
+        );
     }
     let expected_mirror = (candidate_exists && s.mirror_percent > 0).then_some(s.mirror_percent);
-    ensure!(mirror == expected_mirror, "route mirror {mirror:?}, expected {expected_mirror:?}");
+    ensure!(
+        mirror == expected_mirror,
+        "route mirror {mirror:?}, expected {expected_mirror:?}"
+    );
     Ok(())
 }
 
@@ -669,24 +713,37 @@ impl<'a> Story<'a> {
     fn play(&mut self, ticks: &[Tick]) -> Result<Stats, String> {
         // The first reconcile adopts the served version as stable.
         let first = self.decide(Observed {
-            served: Ok(ResolvedModel { version: "3".into(), run_id: None }),
+            served: Ok(ResolvedModel {
+                version: "3".into(),
+                run_id: None,
+            }),
             stable_deployment: None,
             candidate_deployment: None,
             lifecycle: Observations::default(),
             annotations: BTreeMap::new(),
         });
         self.status = first.status;
-        if self.status.phase != Phase::Stable || self.status.stable_version.as_deref() != Some("3") {
-            return fail(format!("first reconcile did not adopt version 3: {:?}", self.status.phase));
+        if self.status.phase != Phase::Stable || self.status.stable_version.as_deref() != Some("3")
+        {
+            return fail(format!(
+                "first reconcile did not adopt version 3: {:?}",
+                self.status.phase
+            ));
         }
         for (i, tick) in ticks.iter().enumerate() {
-            self.tick(i, tick).map_err(|e| format!("tick {i} at +{}s: {e}", self.now.as_second() - T0))?;
+            self.tick(i, tick)
+                .map_err(|e| format!("tick {i} at +{}s: {e}", self.now.as_second() - T0))?;
         }
         Ok(self.stats.clone())
     }
 
     fn tick(&mut self, index: usize, t: &Tick) -> Result<(), String> {
-        self.now = self.now.checked_add(k8s_openapi::jiff::SignedDuration::from_secs(t.advance as i64)).unwrap();
+        self.now = self
+            .now
+            .checked_add(k8s_openapi::jiff::SignedDuration::from_secs(
+                t.advance as i64,
+            ))
+            .unwrap();
         let now = self.now;
         let pre = self.status.clone();
         let spec = self.spec.clone();
@@ -699,7 +756,10 @@ impl<'a> Story<'a> {
         let served = if t.registry == 1 {
             Err(RegistryError::Unavailable("connection refused".into()))
         } else {
-            Ok(ResolvedModel { version: self.alias.to_string(), run_id: None })
+            Ok(ResolvedModel {
+                version: self.alias.to_string(),
+                run_id: None,
+            })
         };
 
         // Manual input (annotations, as a person with the CLI would set them).
@@ -730,11 +790,17 @@ impl<'a> Story<'a> {
 
         // Observations, taken only when the lifecycle wants them.
         let wants = wants(&spec, &pre, now);
-        let mut o = Observations { advisor_recommends: t.advisor, ..Default::default() };
+        let mut o = Observations {
+            advisor_recommends: t.advisor,
+            ..Default::default()
+        };
         if wants.drift_check {
             self.rows += t.new_rows;
             o.drift = Some(match t.drift {
-                3 => DriftObservation::Failed { reason: "SourceUnavailable".into(), message: "404".into() },
+                3 => DriftObservation::Failed {
+                    reason: "SourceUnavailable".into(),
+                    message: "404".into(),
+                },
                 s => DriftObservation::Completed {
                     summary: DriftSummary {
                         severity: ["ok", "medium", "high"][s as usize].into(),
@@ -769,12 +835,25 @@ impl<'a> Story<'a> {
         }
         if wants.evaluation.is_some() {
             let champion = 0.8;
-            let candidate = if self.params.lower_is_better { champion - t.delta } else { champion + t.delta };
+            let candidate = if self.params.lower_is_better {
+                champion - t.delta
+            } else {
+                champion + t.delta
+            };
             o.evaluation = Some(match t.evaluation {
-                0 => EvaluationObservation::Metrics { candidate: Some(candidate), champion: Some(champion) },
+                0 => EvaluationObservation::Metrics {
+                    candidate: Some(candidate),
+                    champion: Some(champion),
+                },
                 1 => EvaluationObservation::Error("MLflow 503".into()),
-                2 => EvaluationObservation::Metrics { candidate: None, champion: Some(champion) },
-                _ => EvaluationObservation::Metrics { candidate: Some(candidate), champion: None },
+                2 => EvaluationObservation::Metrics {
+                    candidate: None,
+                    champion: Some(champion),
+                },
+                _ => EvaluationObservation::Metrics {
+                    candidate: Some(candidate),
+                    champion: None,
+                },
             });
         }
         let candidate_deployment = pre
@@ -782,7 +861,9 @@ impl<'a> Story<'a> {
             .as_deref()
             .filter(|_| in_rollout(pre.phase))
             .map(|v| deployment(v, t.candidate_ready));
-        let candidate_ready = candidate_deployment.as_ref().is_some_and(|d| d.ready_replicas > 0);
+        let candidate_ready = candidate_deployment
+            .as_ref()
+            .is_some_and(|d| d.ready_replicas > 0);
         // Measurements and manual requests are kept apart so the model knows what was
         // recorded before which event.
         let round: Option<Vec<MetricMeasurement>> = wants
@@ -797,7 +878,8 @@ impl<'a> Story<'a> {
                         MetricMeasurement {
                             name: m.name.clone(),
                             verdict,
-                            candidate: matches!(verdict, Verdict::Passed | Verdict::Failed).then_some(0.5),
+                            candidate: matches!(verdict, Verdict::Passed | Verdict::Failed)
+                                .then_some(0.5),
                             stable: Some(0.5),
                             threshold: "t".into(),
                             error: (verdict == Verdict::Error).then(|| "timeout".into()),
@@ -809,7 +891,10 @@ impl<'a> Story<'a> {
 
         let observed = Observed {
             served,
-            stable_deployment: pre.stable_version.as_deref().map(|v| deployment(v, t.stable_ready)),
+            stable_deployment: pre
+                .stable_version
+                .as_deref()
+                .map(|v| deployment(v, t.stable_ready)),
             candidate_deployment,
             lifecycle: o,
             annotations: self.annotations.clone(),
@@ -827,13 +912,22 @@ impl<'a> Story<'a> {
                 observed: &observed.lifecycle,
                 now,
             };
-            ensure!(step(step_input.clone()) == step(step_input), "step is not deterministic");
+            ensure!(
+                step(step_input.clone()) == step(step_input),
+                "step is not deterministic"
+            );
         }
         self.stats.ticks += 1;
         let post = decision.status.clone();
 
         check_traffic(&spec, &decision)?;
-        self.follow(&pre, &decision, round.as_deref(), candidate_ready, manual_tick)?;
+        self.follow(
+            &pre,
+            &decision,
+            round.as_deref(),
+            candidate_ready,
+            manual_tick,
+        )?;
         self.check_rollback(&decision)?;
         self.check_weight_moves(&pre, &post)?;
 
@@ -842,11 +936,18 @@ impl<'a> Story<'a> {
         if t.writes_ok {
             for w in std::mem::take(&mut self.status.pending_registry_writes) {
                 if w.op == "setAlias" && w.key == self.spec.model.alias {
-                    self.alias = w.version.as_deref().and_then(|v| v.parse().ok()).unwrap_or(self.alias);
+                    self.alias = w
+                        .version
+                        .as_deref()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(self.alias);
                 }
             }
         }
-        self.stats.attempts = self.stats.attempts.max(self.status.retraining_attempts.len());
+        self.stats.attempts = self
+            .stats
+            .attempts
+            .max(self.status.retraining_attempts.len());
         Ok(())
     }
 
@@ -865,8 +966,10 @@ impl<'a> Story<'a> {
         let strict = self.checks.gates;
         let analysis = spec.rollout.analysis.as_ref();
         let steps = spec.rollout.steps.len();
-        let step_duration = schedule::spec_duration(&spec.rollout.step_duration, Duration::from_secs(300));
-        let shadow_duration = schedule::spec_duration(&spec.shadow.duration, Duration::from_secs(600));
+        let step_duration =
+            schedule::spec_duration(&spec.rollout.step_duration, Duration::from_secs(300));
+        let shadow_duration =
+            schedule::spec_duration(&spec.shadow.duration, Duration::from_secs(600));
 
         // The phase function runs first (no manual event on a tick with measurements).
         if let (Some(r), Some(round)) = (self.rollout.as_mut(), round)
@@ -882,14 +985,21 @@ impl<'a> Story<'a> {
         let mut source = "";
         let mut manual_promotion = false;
         let mut shadow_passed_now = false;
-        for event in decision.events.iter().filter(|e| LIFECYCLE.contains(&e.reason.as_str())) {
+        for event in decision
+            .events
+            .iter()
+            .filter(|e| LIFECYCLE.contains(&e.reason.as_str()))
+        {
             match event.reason.as_str() {
                 "CandidateFromRegistry" => source = "registry",
                 "Retry" => source = "retry",
                 "EvaluationPassed" => source = "retraining",
                 "ManualPromotion" => manual_promotion = true,
                 "ShadowStarted" => {
-                    ensure!(self.rollout.is_none(), "a shadow phase started inside a rollout");
+                    ensure!(
+                        self.rollout.is_none(),
+                        "a shadow phase started inside a rollout"
+                    );
                     self.stats.rollouts += 1;
                     self.rollout = Some(Rollout {
                         source,
@@ -906,9 +1016,19 @@ impl<'a> Story<'a> {
                     let Some(r) = self.rollout.as_mut() else {
                         return fail("ShadowPassed outside a rollout".into());
                     };
-                    ensure!(r.stage == Stage::Shadow, "ShadowPassed in stage {:?}", r.stage);
-                    r.gate(now, shadow_duration, analysis, &stage_metrics(spec, AnalysisStage::Shadow), candidate_ready)
-                        .map_err(|e| format!("shadow {e}"))?;
+                    ensure!(
+                        r.stage == Stage::Shadow,
+                        "ShadowPassed in stage {:?}",
+                        r.stage
+                    );
+                    r.gate(
+                        now,
+                        shadow_duration,
+                        analysis,
+                        &stage_metrics(spec, AnalysisStage::Shadow),
+                        candidate_ready,
+                    )
+                    .map_err(|e| format!("shadow {e}"))?;
                     r.shadow_passed = true;
                     shadow_passed_now = true;
                 }
@@ -936,9 +1056,18 @@ impl<'a> Story<'a> {
                             }
                             Stage::Step(i) => {
                                 if strict {
-                                    ensure!(!manual_promotion, "manual promotion in a strict story");
-                                    r.gate(now, step_duration, analysis, &stage_metrics(spec, AnalysisStage::Canary), candidate_ready)
-                                        .map_err(|e| format!("step {i} {e}"))?;
+                                    ensure!(
+                                        !manual_promotion,
+                                        "manual promotion in a strict story"
+                                    );
+                                    r.gate(
+                                        now,
+                                        step_duration,
+                                        analysis,
+                                        &stage_metrics(spec, AnalysisStage::Canary),
+                                        candidate_ready,
+                                    )
+                                    .map_err(|e| format!("step {i} {e}"))?;
                                 }
                                 r.steps_passed += 1;
                                 self.stats.steps_left += 1;
@@ -963,17 +1092,34 @@ impl<'a> Story<'a> {
                         return fail("Promoted outside a rollout".into());
                     };
                     if strict {
-                        ensure!(r.stage == Stage::Step(steps - 1), "promoted from {:?}", r.stage);
-                        r.gate(now, step_duration, analysis, &stage_metrics(spec, AnalysisStage::Canary), candidate_ready)
-                            .map_err(|e| format!("last step {e}"))?;
+                        ensure!(
+                            r.stage == Stage::Step(steps - 1),
+                            "promoted from {:?}",
+                            r.stage
+                        );
+                        r.gate(
+                            now,
+                            step_duration,
+                            analysis,
+                            &stage_metrics(spec, AnalysisStage::Canary),
+                            candidate_ready,
+                        )
+                        .map_err(|e| format!("last step {e}"))?;
                         r.steps_passed += 1;
-                        ensure!(r.steps_passed == steps, "promoted after {} of {steps} steps", r.steps_passed);
+                        ensure!(
+                            r.steps_passed == steps,
+                            "promoted after {} of {steps} steps",
+                            r.steps_passed
+                        );
                         ensure!(
                             !self.params.shadow_runs() || r.shadow_passed,
                             "promoted without a passed shadow phase"
                         );
                         if r.source == "retraining" {
-                            ensure!(r.evaluation_passed, "a retrained candidate promoted without EvaluationPassed");
+                            ensure!(
+                                r.evaluation_passed,
+                                "a retrained candidate promoted without EvaluationPassed"
+                            );
                             ensure!(
                                 post.evaluation.as_ref().is_some_and(|e| e.passed),
                                 "a retrained candidate promoted with evaluation {:?}",
@@ -986,7 +1132,9 @@ impl<'a> Story<'a> {
                 }
                 "PromotionComplete" => {
                     ensure!(
-                        self.rollout.as_ref().is_some_and(|r| r.stage == Stage::Done),
+                        self.rollout
+                            .as_ref()
+                            .is_some_and(|r| r.stage == Stage::Done),
                         "PromotionComplete without a promotion"
                     );
                     self.rollout = None;
@@ -1001,10 +1149,18 @@ impl<'a> Story<'a> {
 
         // The model and the status agree.
         match (post.phase, self.rollout.as_ref()) {
-            (Phase::Shadow, Some(r)) => ensure!(r.stage == Stage::Shadow, "Shadow but model at {:?}", r.stage),
+            (Phase::Shadow, Some(r)) => ensure!(
+                r.stage == Stage::Shadow,
+                "Shadow but model at {:?}",
+                r.stage
+            ),
             (Phase::Progressing, Some(r)) => {
                 let i = post.current_step.unwrap_or(-1);
-                ensure!(r.stage == Stage::Step(i as usize), "step {i} but model at {:?}", r.stage);
+                ensure!(
+                    r.stage == Stage::Step(i as usize),
+                    "step {i} but model at {:?}",
+                    r.stage
+                );
                 ensure!(
                     spec.rollout.steps.get(i as usize) == Some(&post.canary_weight),
                     "step {i} at weight {}",
@@ -1012,11 +1168,22 @@ impl<'a> Story<'a> {
                 );
             }
             (Phase::Promoted, Some(r)) => {
-                ensure!(r.stage == Stage::Done, "Promoted but model at {:?}", r.stage);
-                ensure!(post.canary_weight == 100, "Promoted at weight {}", post.canary_weight);
+                ensure!(
+                    r.stage == Stage::Done,
+                    "Promoted but model at {:?}",
+                    r.stage
+                );
+                ensure!(
+                    post.canary_weight == 100,
+                    "Promoted at weight {}",
+                    post.canary_weight
+                );
             }
             (phase, None) if !in_rollout(phase) => {
-                ensure!(post.canary_weight == 0 && post.mirror_percent == 0, "{phase:?} with traffic on the candidate");
+                ensure!(
+                    post.canary_weight == 0 && post.mirror_percent == 0,
+                    "{phase:?} with traffic on the candidate"
+                );
             }
             (phase, r) => return fail(format!("phase {phase:?} but model {r:?}")),
         }
@@ -1050,25 +1217,48 @@ impl<'a> Story<'a> {
             return Ok(());
         }
         let s = &decision.status;
-        ensure!(s.canary_weight == 0, "rolled back at weight {}", s.canary_weight);
-        ensure!(s.mirror_percent == 0, "rolled back with mirror {}", s.mirror_percent);
-        ensure!(s.candidate_version.is_none(), "rolled back keeping candidate {:?}", s.candidate_version);
-        ensure!(s.current_step.is_none(), "rolled back at step {:?}", s.current_step);
         ensure!(
-            s.history.last().is_some_and(|h| matches!(h.outcome.as_str(), "RolledBack" | "Aborted")),
+            s.canary_weight == 0,
+            "rolled back at weight {}",
+            s.canary_weight
+        );
+        ensure!(
+            s.mirror_percent == 0,
+            "rolled back with mirror {}",
+            s.mirror_percent
+        );
+        ensure!(
+            s.candidate_version.is_none(),
+            "rolled back keeping candidate {:?}",
+            s.candidate_version
+        );
+        ensure!(
+            s.current_step.is_none(),
+            "rolled back at step {:?}",
+            s.current_step
+        );
+        ensure!(
+            s.history
+                .last()
+                .is_some_and(|h| matches!(h.outcome.as_str(), "RolledBack" | "Aborted")),
             "no rollback record"
         );
         match self.spec.traffic.provider {
             TrafficProvider::None => {
                 let replicas = decision.apply.as_ref().and_then(|a| {
                     a.iter().find_map(|c| match c {
-                        Child::Deployment(d) if d.metadata.name.as_deref() == Some("fraud-stable") => {
+                        Child::Deployment(d)
+                            if d.metadata.name.as_deref() == Some("fraud-stable") =>
+                        {
                             d.spec.as_ref().and_then(|s| s.replicas)
                         }
                         _ => None,
                     })
                 });
-                ensure!(replicas == Some(self.spec.serving.replicas), "stable replicas {replicas:?} after rollback");
+                ensure!(
+                    replicas == Some(self.spec.serving.replicas),
+                    "stable replicas {replicas:?} after rollback"
+                );
             }
             provider => {
                 let r = route(decision, provider);
@@ -1079,7 +1269,11 @@ impl<'a> Story<'a> {
     }
 
     /// Within a rollout the weight only moves up, one configured step at a time.
-    fn check_weight_moves(&self, pre: &ModelDeploymentStatus, post: &ModelDeploymentStatus) -> Result<(), String> {
+    fn check_weight_moves(
+        &self,
+        pre: &ModelDeploymentStatus,
+        post: &ModelDeploymentStatus,
+    ) -> Result<(), String> {
         if !self.checks.gates
             || !in_rollout(pre.phase)
             || !in_rollout(post.phase)
@@ -1095,9 +1289,16 @@ impl<'a> Story<'a> {
         let next = if from == 0 {
             steps.first().copied()
         } else {
-            steps.iter().position(|w| *w == from).and_then(|i| steps.get(i + 1)).copied()
+            steps
+                .iter()
+                .position(|w| *w == from)
+                .and_then(|i| steps.get(i + 1))
+                .copied()
         };
-        ensure!(Some(to) == next, "weight moved {from} -> {to}, next step is {next:?} of {steps:?}");
+        ensure!(
+            Some(to) == next,
+            "weight moved {from} -> {to}, next step is {next:?} of {steps:?}"
+        );
         Ok(())
     }
 }
@@ -1106,7 +1307,9 @@ fn run_stories(name: &str, cases: u32, allow_promote: bool, checks: Checks) {
     let total = Cell::new(Stats::default());
     let mut runner = TestRunner::new(config(cases));
     let result = runner.run(&story(allow_promote), |(params, ticks)| {
-        let stats = Story::new(&params, checks).play(&ticks).map_err(TestCaseError::fail)?;
+        let stats = Story::new(&params, checks)
+            .play(&ticks)
+            .map_err(TestCaseError::fail)?;
         let mut t = total.take();
         t.ticks += stats.ticks;
         t.rollouts += stats.rollouts;
@@ -1126,7 +1329,10 @@ fn run_stories(name: &str, cases: u32, allow_promote: bool, checks: Checks) {
         t.ticks, t.rollouts, t.steps_left, t.promotions, t.rollbacks, t.attempts
     );
     // The stories reach the interesting phases (otherwise the properties hold vacuously).
-    assert!(t.rollouts > 0 && t.promotions > 0 && t.rollbacks > 0, "{name}: weak coverage {t:?}");
+    assert!(
+        t.rollouts > 0 && t.promotions > 0 && t.rollbacks > 0,
+        "{name}: weak coverage {t:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1138,7 +1344,15 @@ fn run_stories(name: &str, cases: u32, allow_promote: bool, checks: Checks) {
 /// request, promote included.
 #[test]
 fn traffic_invariants_hold_with_any_manual_request() {
-    run_stories("traffic", 192, true, Checks { gates: false, determinism: false });
+    run_stories(
+        "traffic",
+        192,
+        true,
+        Checks {
+            gates: false,
+            determinism: false,
+        },
+    );
 }
 
 /// Without manual promotion: the weight moves up one step at a time, a step (and the shadow
@@ -1147,13 +1361,29 @@ fn traffic_invariants_hold_with_any_manual_request() {
 /// (retrained candidates), a passed shadow (when it runs) and every step.
 #[test]
 fn steps_and_promotion_are_earned() {
-    run_stories("gates", 256, false, Checks { gates: true, determinism: false });
+    run_stories(
+        "gates",
+        256,
+        false,
+        Checks {
+            gates: true,
+            determinism: false,
+        },
+    );
 }
 
 /// The same (spec, status, observations, now) gives the same decision.
 #[test]
 fn decisions_are_deterministic() {
-    run_stories("determinism", 64, true, Checks { gates: false, determinism: true });
+    run_stories(
+        "determinism",
+        64,
+        true,
+        Checks {
+            gates: false,
+            determinism: true,
+        },
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1175,8 +1405,19 @@ fn phase() -> impl Strategy<Value = Phase> {
 }
 
 fn word() -> impl Strategy<Value = String> {
-    prop::sample::select(vec!["", "3", "4", "champion", "drift", "manual", "Running", "Aborted", "RolledBack", "x y"])
-        .prop_map(String::from)
+    prop::sample::select(vec![
+        "",
+        "3",
+        "4",
+        "champion",
+        "drift",
+        "manual",
+        "Running",
+        "Aborted",
+        "RolledBack",
+        "x y",
+    ])
+    .prop_map(String::from)
 }
 
 fn maybe_time() -> impl Strategy<Value = Option<Time>> {
@@ -1184,46 +1425,76 @@ fn maybe_time() -> impl Strategy<Value = Option<Time>> {
 }
 
 fn metric_status() -> impl Strategy<Value = MetricStatus> {
-    (prop::sample::select(vec!["error-rate", "latency-p99", "prediction-psi", "m0"]), 0..20i32, 0..20i32, 0..20i32)
-        .prop_map(|(name, failed, inconclusive, consecutive_errors)| MetricStatus {
-            name: name.into(),
-            failed,
-            inconclusive,
-            consecutive_errors,
-            recent: vec![],
-        })
+    (
+        prop::sample::select(vec!["error-rate", "latency-p99", "prediction-psi", "m0"]),
+        0..20i32,
+        0..20i32,
+        0..20i32,
+    )
+        .prop_map(
+            |(name, failed, inconclusive, consecutive_errors)| MetricStatus {
+                name: name.into(),
+                failed,
+                inconclusive,
+                consecutive_errors,
+                recent: vec![],
+            },
+        )
 }
 
 fn arbitrary_status() -> impl Strategy<Value = ModelDeploymentStatus> {
-    let attempt = (0..1000i64, word(), word(), maybe_time(), word(), prop::option::of(word())).prop_map(
-        |(number, trigger, job_name, started_at, outcome, candidate_version)| RetrainingAttempt {
-            number,
-            id: format!("a-{number}"),
-            trigger,
-            job_name,
-            started_at,
-            finished_at: None,
-            outcome,
-            candidate_version,
-            message: None,
-        },
-    );
-    let record = (word(), prop::option::of(word()), word()).prop_map(|(candidate_version, previous_version, outcome)| {
-        RolloutRecord {
+    let attempt = (
+        0..1000i64,
+        word(),
+        word(),
+        maybe_time(),
+        word(),
+        prop::option::of(word()),
+    )
+        .prop_map(
+            |(number, trigger, job_name, started_at, outcome, candidate_version)| {
+                RetrainingAttempt {
+                    number,
+                    id: format!("a-{number}"),
+                    trigger,
+                    job_name,
+                    started_at,
+                    finished_at: None,
+                    outcome,
+                    candidate_version,
+                    message: None,
+                }
+            },
+        );
+    let record = (word(), prop::option::of(word()), word()).prop_map(
+        |(candidate_version, previous_version, outcome)| RolloutRecord {
             candidate_version,
             previous_version,
             outcome,
             reason: "r".into(),
             finished_at: None,
-        }
-    });
-    let write = (prop::sample::select(vec!["setAlias", "deleteAlias", "setTag"]), prop::option::of(word()), word())
-        .prop_map(|(op, version, key)| RegistryWrite { op: op.into(), version, key, value: None });
+        },
+    );
+    let write = (
+        prop::sample::select(vec!["setAlias", "deleteAlias", "setTag"]),
+        prop::option::of(word()),
+        word(),
+    )
+        .prop_map(|(op, version, key)| RegistryWrite {
+            op: op.into(),
+            version,
+            key,
+            value: None,
+        });
     (
         (
             phase(),
             any::<bool>(),
-            prop::option::of(prop::sample::select(vec!["manual", "inconclusiveAnalysis", "other"])),
+            prop::option::of(prop::sample::select(vec![
+                "manual",
+                "inconclusiveAnalysis",
+                "other",
+            ])),
             prop::option::of(word()),
             prop::option::of(word()),
             -10..150i32,
@@ -1247,8 +1518,26 @@ fn arbitrary_status() -> impl Strategy<Value = ModelDeploymentStatus> {
     )
         .prop_map(
             |(
-                (phase, paused, pause_reason, stable_version, candidate_version, canary_weight, mirror_percent, current_step),
-                (phase_started_at, retraining_attempts, history, analysis, deferred, samples, anchor, pending),
+                (
+                    phase,
+                    paused,
+                    pause_reason,
+                    stable_version,
+                    candidate_version,
+                    canary_weight,
+                    mirror_percent,
+                    current_step,
+                ),
+                (
+                    phase_started_at,
+                    retraining_attempts,
+                    history,
+                    analysis,
+                    deferred,
+                    samples,
+                    anchor,
+                    pending,
+                ),
                 (evaluation, candidate_source),
             )| ModelDeploymentStatus {
                 phase,
@@ -1262,12 +1551,18 @@ fn arbitrary_status() -> impl Strategy<Value = ModelDeploymentStatus> {
                 phase_started_at,
                 retraining_attempts,
                 history,
-                analysis: analysis.map(|(measurements, last_measured_at, metrics)| AnalysisStatus {
-                    measurements,
-                    last_measured_at,
-                    metrics,
+                analysis: analysis.map(|(measurements, last_measured_at, metrics)| {
+                    AnalysisStatus {
+                        measurements,
+                        last_measured_at,
+                        metrics,
+                    }
                 }),
-                deferred_trigger: deferred.map(|(trigger, at)| DeferredTrigger { trigger, at, reason: "r".into() }),
+                deferred_trigger: deferred.map(|(trigger, at)| DeferredTrigger {
+                    trigger,
+                    at,
+                    reason: "r".into(),
+                }),
                 samples_at_last_training: samples,
                 schedule_anchor: anchor,
                 pending_registry_writes: pending,
@@ -1298,26 +1593,44 @@ fn arbitrary_observations() -> impl Strategy<Value = Observations> {
         0..3,
     );
     (
-        (prop::option::of(word()), any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()),
+        (
+            prop::option::of(word()),
+            any::<bool>(),
+            any::<bool>(),
+            any::<bool>(),
+            any::<bool>(),
+        ),
         (
             prop::option::of(0..4u8),
             prop::option::of(0..4u8),
             prop::option::of(0..3u8),
-            prop::option::of((prop::option::of(-1.0..2.0f64), prop::option::of(-1.0..2.0f64))),
+            prop::option::of((
+                prop::option::of(-1.0..2.0f64),
+                prop::option::of(-1.0..2.0f64),
+            )),
             prop::option::of(vec((word(), 0..100u8), 0..4)),
             requests,
         ),
     )
         .prop_map(
-            |((served_version, stable_ready, candidate_ready, paused, advisor), (drift, job, lookup, evaluation, measurements, requests))| {
+            |(
+                (served_version, stable_ready, candidate_ready, paused, advisor),
+                (drift, job, lookup, evaluation, measurements, requests),
+            )| {
                 Observations {
                     served_version,
                     stable_ready,
                     candidate_ready,
                     drift: drift.map(|d| match d {
-                        3 => DriftObservation::Failed { reason: "r".into(), message: "m".into() },
+                        3 => DriftObservation::Failed {
+                            reason: "r".into(),
+                            message: "m".into(),
+                        },
                         s => DriftObservation::Completed {
-                            summary: DriftSummary { severity: ["ok", "medium", "high"][s as usize].into(), ..Default::default() },
+                            summary: DriftSummary {
+                                severity: ["ok", "medium", "high"][s as usize].into(),
+                                ..Default::default()
+                            },
                             sample_count: Some(i64::from(s) * 10_000),
                         },
                     }),
@@ -1332,7 +1645,12 @@ fn arbitrary_observations() -> impl Strategy<Value = Observations> {
                         1 => CandidateLookup::NotFound,
                         _ => CandidateLookup::Error("e".into()),
                     }),
-                    evaluation: evaluation.map(|(candidate, champion)| EvaluationObservation::Metrics { candidate, champion }),
+                    evaluation: evaluation.map(|(candidate, champion)| {
+                        EvaluationObservation::Metrics {
+                            candidate,
+                            champion,
+                        }
+                    }),
                     measurements: measurements.map(|ms| {
                         ms.into_iter()
                             .map(|(name, v)| MetricMeasurement {
@@ -1357,7 +1675,12 @@ fn arbitrary_observations() -> impl Strategy<Value = Observations> {
 #[test]
 fn no_panic_on_arbitrary_status_and_observations() {
     let mut runner = TestRunner::new(config(512));
-    let strategy = (spec_params(), arbitrary_status(), arbitrary_observations(), -100_000i64..100_000);
+    let strategy = (
+        spec_params(),
+        arbitrary_status(),
+        arbitrary_observations(),
+        -100_000i64..100_000,
+    );
     let result = runner.run(&strategy, |(params, status, observed, offset)| {
         let spec = params.spec();
         let now = at(offset);
@@ -1384,10 +1707,19 @@ fn no_panic_on_arbitrary_status_and_observations() {
                 served: observed
                     .served_version
                     .clone()
-                    .map(|version| ResolvedModel { version, run_id: None })
+                    .map(|version| ResolvedModel {
+                        version,
+                        run_id: None,
+                    })
                     .ok_or(RegistryError::Unavailable("down".into())),
-                stable_deployment: status.stable_version.as_deref().map(|v| deployment(v, observed.stable_ready)),
-                candidate_deployment: status.candidate_version.as_deref().map(|v| deployment(v, observed.candidate_ready)),
+                stable_deployment: status
+                    .stable_version
+                    .as_deref()
+                    .map(|v| deployment(v, observed.stable_ready)),
+                candidate_deployment: status
+                    .candidate_version
+                    .as_deref()
+                    .map(|v| deployment(v, observed.candidate_ready)),
                 lifecycle: observed.clone(),
                 annotations: BTreeMap::new(),
             },
