@@ -12,6 +12,7 @@ pub mod cli;
 pub mod controller;
 pub mod drift;
 pub mod error;
+pub mod leader;
 pub mod lifecycle;
 pub mod metrics;
 pub mod mlflow;

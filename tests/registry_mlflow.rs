@@ -108,3 +108,171 @@ async fn resolves_alias_and_pins_and_names_each_failure() {
     assert!(matches!(down, RegistryError::Unavailable(_)), "{down:?}");
     assert_eq!(down.reason(), "RegistryUnavailable");
 }
+
+#[tokio::test]
+async fn write_back_reaches_mlflow_idempotently() {
+    use mlrollout::api::RegistryWrite;
+    use mlrollout::registry::AttemptRecord;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let uri = tokio::task::spawn_blocking(|| common::mlflow::mlflow_server().uri())
+        .await
+        .unwrap();
+    let model = format!("writeback-{}", std::process::id());
+    for _ in 0..2 {
+        let out = std::process::Command::new(common::mlflow::python())
+            .args([
+                "tests/scripts/train_models.py",
+                "--tracking-uri",
+                &uri,
+                "--model-name",
+                &model,
+            ])
+            .output()
+            .expect("training script runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let registry = MlflowRegistry::new(Duration::from_secs(10));
+    let none = RegistryCredentials::None;
+    let src = source(&uri, &model, "champion", None);
+    let write = |op: &str, version: Option<&str>, key: &str, value: Option<&str>| RegistryWrite {
+        op: op.into(),
+        version: version.map(String::from),
+        key: key.into(),
+        value: value.map(String::from),
+    };
+    // Promotion of version 2 over version 1, each write applied twice.
+    for w in [
+        write("setAlias", Some("1"), "previous", None),
+        write("setAlias", Some("2"), "champion", None),
+        write("setAlias", Some("2"), "challenger", None),
+        write("deleteAlias", None, "challenger", None),
+        write(
+            "setTag",
+            Some("2"),
+            "mlrollout.io/rollout",
+            Some("promoted"),
+        ),
+    ] {
+        registry.apply_write(&src, &none, &w).await.unwrap();
+        registry.apply_write(&src, &none, &w).await.unwrap();
+    }
+    let mlflow = MlflowClient::new(&uri, MlflowAuth::None, Duration::from_secs(30)).unwrap();
+    let champion = mlflow
+        .get_model_version_by_alias(&model, "champion")
+        .await
+        .unwrap();
+    assert_eq!(champion.version, 2);
+    assert_eq!(
+        champion
+            .tags
+            .get("mlrollout.io/rollout")
+            .map(String::as_str),
+        Some("promoted")
+    );
+    assert_eq!(
+        mlflow
+            .get_model_version_by_alias(&model, "previous")
+            .await
+            .unwrap()
+            .version,
+        1
+    );
+    assert!(
+        mlflow
+            .get_model_version_by_alias(&model, "challenger")
+            .await
+            .is_err()
+    );
+
+    // A retraining attempt becomes one MLflow run, updated as the attempt progresses.
+    let mut record = AttemptRecord {
+        experiment: format!("mlrollout/{model}"),
+        attempt_id: format!("{model}-1"),
+        number: 1,
+        trigger: "drift".into(),
+        job_name: "fraud-retrain-1".into(),
+        outcome: "Running".into(),
+        drift_summary: "severity=high drifted_share=0.60 features=[amount:high(psi=0.412)]".into(),
+        candidate_version: None,
+    };
+    let log = |r: &AttemptRecord| {
+        write(
+            "logAttempt",
+            None,
+            &r.attempt_id.clone(),
+            Some(&serde_json::to_string(r).unwrap()),
+        )
+    };
+    registry
+        .apply_write(&src, &none, &log(&record))
+        .await
+        .unwrap();
+    record.outcome = "Succeeded".into();
+    record.candidate_version = Some("2".into());
+    registry
+        .apply_write(&src, &none, &log(&record))
+        .await
+        .unwrap();
+    registry
+        .apply_write(&src, &none, &log(&record))
+        .await
+        .unwrap();
+    let experiment = mlflow
+        .get_experiment_by_name(&record.experiment)
+        .await
+        .unwrap();
+    let runs = mlflow
+        .search_runs(
+            &experiment.experiment_id,
+            &format!("tags.`mlrollout.io/attempt` = '{}'", record.attempt_id),
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(runs.len(), 1, "one run per attempt");
+    let run = mlflow.get_run(&runs[0].info.run_id).await.unwrap();
+    assert_eq!(run.param("trigger"), Some("drift"));
+    assert_eq!(run.param("job_name"), Some("fraud-retrain-1"));
+    assert_eq!(run.tag("mlrollout.io/outcome"), Some("Succeeded"));
+    assert_eq!(run.tag("mlrollout.io/candidate-version"), Some("2"));
+    assert!(
+        run.tag("mlrollout.io/drift")
+            .unwrap()
+            .contains("amount:high")
+    );
+    assert_eq!(run.info.status.to_string(), "FINISHED");
+}
+
+#[tokio::test]
+async fn a_malformed_answer_is_its_own_error() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for mut stream in listener.incoming().flatten().take(4) {
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let body = "<html>surprise</html>";
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let registry = MlflowRegistry::new(Duration::from_secs(5));
+    let err = registry
+        .resolve(
+            &source(&format!("http://{addr}"), "m", "champion", None),
+            &RegistryCredentials::None,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RegistryError::Malformed(_)), "{err:?}");
+    assert_eq!(err.reason(), "RegistryMalformedResponse");
+}

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::analysis::prometheus::PrometheusAnalyzer;
 use crate::controller::{self, Context, WatchScope};
+use crate::leader::{self, LeaderElection, LeaderError};
 use crate::metrics::Metrics;
 use crate::registry::mlflow::MlflowRegistry;
 use crate::server::{self, Health};
@@ -16,9 +17,47 @@ pub struct RunArgs {
     /// Address of the /healthz, /readyz and /metrics endpoints.
     #[arg(long, env = "MLROLLOUT_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     pub metrics_addr: SocketAddr,
-    /// Watch only this namespace (default: all namespaces).
-    #[arg(long, env = "MLROLLOUT_NAMESPACE")]
-    pub namespace: Option<String>,
+    /// Watch only this namespace; repeat the flag (or separate with commas) for several
+    /// (default: all namespaces).
+    #[arg(
+        long = "namespace",
+        value_name = "NAMESPACE",
+        env = "MLROLLOUT_NAMESPACE",
+        value_delimiter = ','
+    )]
+    pub namespaces: Vec<String>,
+    /// Leader election: several replicas may run, only the holder of a Lease reconciles and
+    /// writes; a replica that loses the Lease exits (non-zero) and is restarted as a standby.
+    #[arg(long, env = "MLROLLOUT_LEADER_ELECTION")]
+    pub leader_election: bool,
+    /// Name of the leader-election Lease.
+    #[arg(long, env = "MLROLLOUT_LEASE_NAME", default_value = "mlrollout-leader")]
+    pub lease_name: String,
+    /// Namespace of the Lease (default: the pod's namespace, env `POD_NAMESPACE`, else the
+    /// kubeconfig's namespace).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// Identity of this replica in the Lease (default: env `POD_NAME`, else the host name).
+    #[arg(long, env = "POD_NAME")]
+    pub leader_identity: Option<String>,
+    /// How long the Lease is valid after each renewal, in seconds.
+    #[arg(long, env = "MLROLLOUT_LEASE_DURATION_SECONDS", default_value_t = 15)]
+    pub lease_duration_seconds: u64,
+    /// The leader stops (and exits) when it could not renew the Lease for this long, in seconds;
+    /// shorter than the Lease duration.
+    #[arg(
+        long,
+        env = "MLROLLOUT_LEASE_RENEW_DEADLINE_SECONDS",
+        default_value_t = 10
+    )]
+    pub lease_renew_deadline_seconds: u64,
+    /// Interval between attempts to take or renew the Lease, in seconds.
+    #[arg(
+        long,
+        env = "MLROLLOUT_LEASE_RETRY_PERIOD_SECONDS",
+        default_value_t = 2
+    )]
+    pub lease_retry_period_seconds: u64,
     /// Log format.
     #[arg(long, env = "MLROLLOUT_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -46,6 +85,45 @@ pub enum RunError {
     Server(#[from] std::io::Error),
     #[error("cannot set up the operator: {0}")]
     Setup(String),
+    #[error("leader election: {0}")]
+    LeaderElection(#[from] LeaderError),
+}
+
+impl RunArgs {
+    /// The watch scope of `--namespace` (none: all namespaces).
+    pub fn scope(&self) -> WatchScope {
+        WatchScope::from_namespaces(self.namespaces.clone())
+    }
+
+    /// The leader election settings, `None` without `--leader-election`. `default_namespace` is
+    /// the client's namespace, used when neither `--lease-namespace` nor `POD_NAMESPACE` is set.
+    pub fn leader_election(
+        &self,
+        default_namespace: &str,
+    ) -> Result<Option<LeaderElection>, LeaderError> {
+        if !self.leader_election {
+            return Ok(None);
+        }
+        let identity = self
+            .leader_identity
+            .clone()
+            .filter(|i| !i.is_empty())
+            .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+            .unwrap_or_else(|| format!("mlrollout-{}", std::process::id()));
+        let namespace = self
+            .lease_namespace
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| default_namespace.to_string());
+        let election = LeaderElection {
+            lease_duration: Duration::from_secs(self.lease_duration_seconds),
+            renew_deadline: Duration::from_secs(self.lease_renew_deadline_seconds),
+            retry_period: Duration::from_secs(self.lease_retry_period_seconds),
+            ..LeaderElection::new(self.lease_name.clone(), namespace, identity)
+        };
+        election.validate()?;
+        Ok(Some(election))
+    }
 }
 
 pub async fn run(args: RunArgs) -> Result<(), RunError> {
@@ -58,11 +136,10 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     )));
     let analyzer = PrometheusAnalyzer::new(Duration::from_secs(args.prometheus_timeout_seconds))
         .map_err(|e| RunError::Setup(e.to_string()))?;
-    let ctx = Context::new(client, registry, metrics.clone()).with_analyzer(Arc::new(analyzer));
-    let scope = match args.namespace {
-        Some(ns) => WatchScope::Namespace(ns),
-        None => WatchScope::AllNamespaces,
-    };
+    let election = args.leader_election(client.default_namespace())?;
+    let scope = args.scope();
+    let ctx =
+        Context::new(client.clone(), registry, metrics.clone()).with_analyzer(Arc::new(analyzer));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -79,7 +156,24 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         server::router(health.clone(), metrics),
         stopped(stop_rx.clone()),
     ));
-    controller::run(ctx, scope, health, stopped(stop_rx)).await;
+    match election {
+        None => controller::run(ctx, scope, health, stopped(stop_rx)).await,
+        Some(election) => {
+            tracing::info!(
+                lease = %election.lease_name,
+                namespace = %election.lease_namespace,
+                identity = %election.identity,
+                "leader election on: standing by for the lease"
+            );
+            let controller_health = health.clone();
+            // A lost lease returns at once (the process exits non-zero and Kubernetes restarts
+            // it as a standby); the metrics server is not drained.
+            leader::run(client, election, health, stopped(stop_rx), move |stop| {
+                controller::run(ctx, scope, controller_health, stop)
+            })
+            .await?;
+        }
+    }
     match http.await {
         Ok(result) => result?,
         Err(e) => tracing::warn!(error = %e, "metrics server task failed"),
@@ -107,5 +201,81 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn parse(args: &[&str]) -> RunArgs {
+        let argv = ["mlrollout", "run"].iter().chain(args).copied();
+        match Cli::try_parse_from(argv).expect("arguments parse").command {
+            Command::Run(args) => args,
+            other => panic!("not run: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn namespaces_repeat_and_none_means_all() {
+        assert_eq!(parse(&[]).scope(), WatchScope::AllNamespaces);
+        assert_eq!(
+            parse(&["--namespace", "a"]).scope(),
+            WatchScope::Namespace("a".into())
+        );
+        assert_eq!(
+            parse(&["--namespace", "b", "--namespace", "a", "--namespace", "b"]).scope(),
+            WatchScope::Namespaces(vec!["a".into(), "b".into()])
+        );
+        assert_eq!(
+            parse(&["--namespace", "a,b"]).scope(),
+            WatchScope::Namespaces(vec!["a".into(), "b".into()])
+        );
+    }
+
+    #[test]
+    fn leader_election_is_off_by_default_and_configurable() {
+        assert!(parse(&[]).leader_election("default").unwrap().is_none());
+        let election = parse(&[
+            "--leader-election",
+            "--lease-name",
+            "lock",
+            "--lease-namespace",
+            "ops",
+            "--leader-identity",
+            "pod-1",
+            "--lease-duration-seconds",
+            "20",
+        ])
+        .leader_election("default")
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (
+                election.lease_name.as_str(),
+                election.lease_namespace.as_str(),
+                election.identity.as_str()
+            ),
+            ("lock", "ops", "pod-1")
+        );
+        assert_eq!(election.lease_duration, Duration::from_secs(20));
+        assert_eq!(election.renew_deadline, Duration::from_secs(10));
+        assert_eq!(election.retry_period, Duration::from_secs(2));
+        let bad = parse(&[
+            "--leader-election",
+            "--leader-identity",
+            "pod-1",
+            "--lease-namespace",
+            "ops",
+            "--lease-renew-deadline-seconds",
+            "30",
+        ]);
+        assert!(matches!(
+            bad.leader_election("default"),
+            Err(LeaderError::Config(_))
+        ));
     }
 }

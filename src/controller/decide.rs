@@ -461,23 +461,7 @@ fn children_for(
 
 /// One-line drift summary passed to training Jobs.
 pub fn drift_summary(status: &ModelDeploymentStatus) -> String {
-    match &status.drift {
-        Some(d) => {
-            let features: Vec<String> = d
-                .features
-                .iter()
-                .filter(|f| f.severity != "ok")
-                .map(|f| format!("{}:{}(psi={:.3})", f.name, f.severity, f.psi))
-                .collect();
-            format!(
-                "severity={} drifted_share={:.2} features=[{}]",
-                d.severity,
-                d.drifted_share,
-                features.join(",")
-            )
-        }
-        None => "no drift check yet".into(),
-    }
+    lifecycle::drift_summary(status)
 }
 
 fn served_ref(spec: &ModelDeploymentSpec) -> String {

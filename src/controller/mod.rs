@@ -90,11 +90,38 @@ impl Context {
 }
 
 /// Which namespaces the controller watches.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum WatchScope {
     #[default]
     AllNamespaces,
     Namespace(String),
+    /// Several namespaces (one controller each, run together); an empty list means all.
+    Namespaces(Vec<String>),
+}
+
+impl WatchScope {
+    /// The scope of `mlrollout run --namespace a --namespace b`: none means all namespaces.
+    pub fn from_namespaces(namespaces: Vec<String>) -> Self {
+        let mut namespaces: Vec<String> =
+            namespaces.into_iter().filter(|n| !n.is_empty()).collect();
+        namespaces.sort();
+        namespaces.dedup();
+        match namespaces.len() {
+            0 => WatchScope::AllNamespaces,
+            1 => WatchScope::Namespace(namespaces.remove(0)),
+            _ => WatchScope::Namespaces(namespaces),
+        }
+    }
+
+    /// The watched namespaces, `None` for all.
+    pub fn namespaces(&self) -> Option<Vec<String>> {
+        match self {
+            WatchScope::AllNamespaces => None,
+            WatchScope::Namespace(ns) => Some(vec![ns.clone()]),
+            WatchScope::Namespaces(list) if list.is_empty() => None,
+            WatchScope::Namespaces(list) => Some(list.clone()),
+        }
+    }
 }
 
 /// One reconciliation of one ModelDeployment.
@@ -215,6 +242,11 @@ pub fn error_policy(resource: Arc<ModelDeployment>, error: &Error, _ctx: Arc<Con
 }
 
 /// Runs the controller until `shutdown` resolves.
+///
+/// With a list of namespaces, one `Controller` per namespace runs (all in this task, sharing
+/// the context and the shutdown signal); every watch and every request is then namespaced, so
+/// a Role per watched namespace is all the RBAC it needs. Ready once every controller's first
+/// list is done.
 pub async fn run(
     ctx: Context,
     scope: WatchScope,
@@ -222,54 +254,69 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = ctx.client.clone();
-    let (resources, deployments, services, jobs) = match &scope {
-        WatchScope::AllNamespaces => (
-            Api::<ModelDeployment>::all(client.clone()),
-            Api::<Deployment>::all(client.clone()),
-            Api::<Service>::all(client.clone()),
-            Api::<Job>::all(client.clone()),
-        ),
-        WatchScope::Namespace(ns) => (
-            Api::<ModelDeployment>::namespaced(client.clone(), ns),
-            Api::<Deployment>::namespaced(client.clone(), ns),
-            Api::<Service>::namespaced(client.clone(), ns),
-            Api::<Job>::namespaced(client.clone(), ns),
-        ),
+    let shutdown = futures::FutureExt::shared(shutdown);
+    let namespaces: Vec<Option<String>> = match scope.namespaces() {
+        None => vec![None],
+        Some(list) => list.into_iter().map(Some).collect(),
     };
     // Children are selected by label so the operator caches only what it manages.
     let owned = watcher::Config::default().labels("app.kubernetes.io/managed-by=mlrollout");
-    let controller = Controller::new(resources, watcher::Config::default())
-        .owns(deployments, owned.clone())
-        .owns(services, owned.clone())
-        .owns(jobs, owned)
-        .graceful_shutdown_on(shutdown);
+    let mut controllers = Vec::new();
+    for namespace in &namespaces {
+        let (resources, deployments, services, jobs) = match namespace {
+            None => (
+                Api::<ModelDeployment>::all(client.clone()),
+                Api::<Deployment>::all(client.clone()),
+                Api::<Service>::all(client.clone()),
+                Api::<Job>::all(client.clone()),
+            ),
+            Some(ns) => (
+                Api::<ModelDeployment>::namespaced(client.clone(), ns),
+                Api::<Deployment>::namespaced(client.clone(), ns),
+                Api::<Service>::namespaced(client.clone(), ns),
+                Api::<Job>::namespaced(client.clone(), ns),
+            ),
+        };
+        controllers.push(
+            Controller::new(resources, watcher::Config::default())
+                .owns(deployments, owned.clone())
+                .owns(services, owned.clone())
+                .owns(jobs, owned.clone())
+                .graceful_shutdown_on(shutdown.clone()),
+        );
+    }
 
-    let store = controller.store();
+    let stores: Vec<_> = controllers.iter().map(|c| c.store()).collect();
     let ready = health.ready.clone();
     tokio::spawn(async move {
         // The store's readiness signal wakes a single waiter, and the controller itself waits on
         // it too; polling with a short timeout re-registers this task each time.
-        loop {
-            match tokio::time::timeout(Duration::from_millis(100), store.wait_until_ready()).await {
-                Ok(Ok(())) => {
-                    ready.store(true, Ordering::SeqCst);
-                    tracing::info!("first list of ModelDeployments done; ready");
-                    return;
+        for store in stores {
+            loop {
+                match tokio::time::timeout(Duration::from_millis(100), store.wait_until_ready())
+                    .await
+                {
+                    Ok(Ok(())) => break,
+                    Ok(Err(_)) => return,
+                    Err(_) => continue,
                 }
-                Ok(Err(_)) => return,
-                Err(_) => continue,
             }
         }
+        ready.store(true, Ordering::SeqCst);
+        tracing::info!("first list of ModelDeployments done; ready");
     });
 
-    controller
-        .run(reconcile, error_policy, Arc::new(ctx))
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(%error, "controller event");
-            }
-        })
-        .await;
+    let ctx = Arc::new(ctx);
+    futures::future::join_all(controllers.into_iter().map(|controller| {
+        controller
+            .run(reconcile, error_policy, ctx.clone())
+            .for_each(|result| async move {
+                if let Err(error) = result {
+                    tracing::debug!(%error, "controller event");
+                }
+            })
+    }))
+    .await;
     health.alive.store(false, Ordering::SeqCst);
     tracing::info!("controller stopped");
 }

@@ -178,6 +178,27 @@ pub fn attempt_id(uid: &str, number: i64) -> String {
     format!("{prefix}-{number}")
 }
 
+/// One-line drift summary (for training Jobs and MLflow runs).
+pub fn drift_summary(status: &ModelDeploymentStatus) -> String {
+    match &status.drift {
+        Some(d) => {
+            let features: Vec<String> = d
+                .features
+                .iter()
+                .filter(|f| f.severity != "ok")
+                .map(|f| format!("{}:{}(psi={:.3})", f.name, f.severity, f.psi))
+                .collect();
+            format!(
+                "severity={} drifted_share={:.2} features=[{}]",
+                d.severity,
+                d.drifted_share,
+                features.join(",")
+            )
+        }
+        None => "no drift check yet".into(),
+    }
+}
+
 /// True while traffic or training is in motion.
 pub fn is_active(phase: Phase) -> bool {
     matches!(

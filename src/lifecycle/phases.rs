@@ -468,6 +468,7 @@ fn start_attempt(cx: &mut Ctx<'_>, trigger: Trigger, reason: &str, sample_count:
         ),
     );
     cx.status.retraining_attempts.push(attempt);
+    log_attempt(cx);
     if cx.status.retraining_attempts.len() > MAX_ATTEMPTS_KEPT {
         cx.status.retraining_attempts.remove(0);
     }
@@ -487,6 +488,27 @@ fn finish_attempt(cx: &mut Ctx<'_>, outcome: &str, message: &str) {
         a.outcome = outcome.into();
         a.finished_at = Some(Time(now));
         a.message = Some(message.into());
+    }
+    log_attempt(cx);
+}
+
+/// Queues the MLflow run of the latest attempt (trigger, drift, Job, outcome).
+fn log_attempt(cx: &mut Ctx<'_>) {
+    let Some(a) = cx.status.retraining_attempts.last().cloned() else {
+        return;
+    };
+    let record = crate::registry::AttemptRecord {
+        experiment: format!("mlrollout/{}", cx.name),
+        attempt_id: a.id.clone(),
+        number: a.number,
+        trigger: a.trigger.clone(),
+        job_name: a.job_name.clone(),
+        outcome: a.outcome.clone(),
+        drift_summary: super::drift_summary(&cx.status),
+        candidate_version: a.candidate_version.clone(),
+    };
+    if let Ok(value) = serde_json::to_string(&record) {
+        cx.write("logAttempt", None, &a.id, Some(&value));
     }
 }
 
@@ -510,10 +532,10 @@ fn retraining(cx: &mut Ctx<'_>) {
         }
         Some(JobState::Succeeded) => match cx.observed.candidate_lookup.clone() {
             Some(CandidateLookup::Found(version)) => {
-                finish_attempt(cx, "Succeeded", &format!("registered version {version}"));
                 if let Some(a) = cx.status.retraining_attempts.last_mut() {
                     a.candidate_version = Some(version.clone());
                 }
+                finish_attempt(cx, "Succeeded", &format!("registered version {version}"));
                 cx.status.candidate_version = Some(version.clone());
                 cx.status.candidate_source = Some("retraining".into());
                 cx.enter(Phase::Evaluating);

@@ -28,6 +28,19 @@ struct UpdateRunResponse {
     run_info: RunInfo,
 }
 
+#[derive(Deserialize, Default)]
+struct SearchRunsResponse {
+    #[serde(default)]
+    runs: Vec<Run>,
+}
+
+#[derive(Serialize)]
+struct SearchRunsBody<'a> {
+    experiment_ids: Vec<&'a str>,
+    filter: &'a str,
+    max_results: u32,
+}
+
 #[derive(Serialize)]
 struct Tag<'a> {
     key: &'a str,
@@ -163,6 +176,29 @@ impl MlflowClient {
             .post_json("runs/create", &body, &format!("experiment {experiment_id}"))
             .await?;
         Ok(r.run)
+    }
+
+    /// `POST runs/search` in one experiment with an MLflow filter string (e.g.
+    /// ``tags.`mlrollout.io/attempt` = 'abc-1'``); at most `max_results` runs.
+    pub async fn search_runs(
+        &self,
+        experiment_id: &str,
+        filter: &str,
+        max_results: u32,
+    ) -> Result<Vec<Run>, MlflowError> {
+        let body = SearchRunsBody {
+            experiment_ids: vec![experiment_id],
+            filter,
+            max_results,
+        };
+        let r: SearchRunsResponse = self
+            .post_json(
+                "runs/search",
+                &body,
+                &format!("runs of experiment {experiment_id}"),
+            )
+            .await?;
+        Ok(r.runs)
     }
 
     /// `POST runs/log-metric` with the current time. Non-finite values are sent as MLflow

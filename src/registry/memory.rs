@@ -244,6 +244,7 @@ impl ModelRegistry for InMemoryRegistry {
                                 .insert(write.key.clone(), write.value.clone().unwrap_or_default());
                         }
                     }
+                    ("logAttempt", _) => {}
                     _ => return Err(RegistryError::Other(format!("malformed write {write:?}"))),
                 }
                 s.writes.push(write.clone());

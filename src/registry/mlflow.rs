@@ -181,6 +181,7 @@ impl ModelRegistry for MlflowRegistry {
                         )
                         .await
                 }
+                "logAttempt" => return self.log_attempt(&client, &model.name, write).await,
                 other => {
                     return Err(RegistryError::Other(format!(
                         "unknown registry write {other:?}"
@@ -190,6 +191,86 @@ impl ModelRegistry for MlflowRegistry {
             result.map_err(|e| map_error(e, &model.name))
         }
         .boxed()
+    }
+}
+
+impl MlflowRegistry {
+    /// Logs a retraining attempt as an MLflow run (one run per attempt, found again by its
+    /// attempt tag, so repeating the write updates the same run).
+    async fn log_attempt(
+        &self,
+        client: &MlflowClient,
+        model: &str,
+        write: &RegistryWrite,
+    ) -> Result<(), RegistryError> {
+        let record: super::AttemptRecord =
+            serde_json::from_str(write.value.as_deref().unwrap_or(""))
+                .map_err(|e| RegistryError::Other(format!("malformed attempt record: {e}")))?;
+        let err = |e| map_error(e, model);
+        let experiment = client
+            .get_or_create_experiment(&record.experiment)
+            .await
+            .map_err(err)?;
+        let filter = format!(
+            "tags.`{LINEAGE_TAG}` = '{}'",
+            record.attempt_id.replace('\'', "")
+        );
+        let existing = client
+            .search_runs(&experiment, &filter, 1)
+            .await
+            .map_err(err)?;
+        let run_id = match existing.first() {
+            Some(run) => run.info.run_id.clone(),
+            None => {
+                let name = format!("attempt-{}", record.number);
+                client
+                    .create_run(
+                        &experiment,
+                        Some(&name),
+                        &[(LINEAGE_TAG, record.attempt_id.as_str())],
+                    )
+                    .await
+                    .map_err(err)?
+                    .info
+                    .run_id
+            }
+        };
+        client
+            .log_param(&run_id, "trigger", &record.trigger)
+            .await
+            .map_err(err)?;
+        client
+            .log_param(&run_id, "job_name", &record.job_name)
+            .await
+            .map_err(err)?;
+        client
+            .log_param(&run_id, "attempt", &record.number.to_string())
+            .await
+            .map_err(err)?;
+        client
+            .set_run_tag(&run_id, "mlrollout.io/outcome", &record.outcome)
+            .await
+            .map_err(err)?;
+        client
+            .set_run_tag(&run_id, "mlrollout.io/drift", &record.drift_summary)
+            .await
+            .map_err(err)?;
+        if let Some(version) = &record.candidate_version {
+            client
+                .set_run_tag(&run_id, "mlrollout.io/candidate-version", version)
+                .await
+                .map_err(err)?;
+        }
+        let status = match record.outcome.as_str() {
+            "Running" => None,
+            "Succeeded" => Some(crate::mlflow::RunStatus::Finished),
+            "Aborted" => Some(crate::mlflow::RunStatus::Killed),
+            _ => Some(crate::mlflow::RunStatus::Failed),
+        };
+        if let Some(status) = status {
+            client.end_run(&run_id, status).await.map_err(err)?;
+        }
+        Ok(())
     }
 }
 
@@ -208,6 +289,7 @@ pub fn map_error(error: MlflowError, model: &str) -> RegistryError {
         e @ (MlflowError::Unavailable { .. } | MlflowError::Server { .. }) => {
             RegistryError::Unavailable(e.to_string())
         }
+        e @ MlflowError::MalformedResponse { .. } => RegistryError::Malformed(e.to_string()),
         other => RegistryError::Other(other.to_string()),
     }
 }

@@ -32,6 +32,8 @@ pub enum RegistryError {
     Forbidden(String),
     #[error("MLflow is unreachable: {0}")]
     Unavailable(String),
+    #[error("MLflow answered something that is not its API: {0}")]
+    Malformed(String),
     #[error("MLflow error: {0}")]
     Other(String),
 }
@@ -45,6 +47,7 @@ impl RegistryError {
             RegistryError::VersionNotFound { .. } => "VersionNotFound",
             RegistryError::Forbidden(_) => "RegistryForbidden",
             RegistryError::Unavailable(_) => "RegistryUnavailable",
+            RegistryError::Malformed(_) => "RegistryMalformedResponse",
             RegistryError::Other(_) => "RegistryError",
         }
     }
@@ -64,6 +67,22 @@ pub enum RegistryCredentials {
 
 /// Tag a retraining Job puts on the version it registers (value: the attempt id).
 pub const LINEAGE_TAG: &str = "mlrollout.io/attempt";
+
+/// A retraining attempt as logged to MLflow (the `value` of a `logAttempt` registry write).
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct AttemptRecord {
+    /// Experiment the run goes to (named after the resource).
+    pub experiment: String,
+    pub attempt_id: String,
+    pub number: i64,
+    pub trigger: String,
+    pub job_name: String,
+    /// `Running`, `Succeeded`, `Failed`, `TimedOut`, `Aborted`.
+    pub outcome: String,
+    pub drift_summary: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate_version: Option<String>,
+}
 
 /// The model registry as the reconciler uses it.
 pub trait ModelRegistry: Send + Sync {
