@@ -6,6 +6,7 @@
 //! - [`registry`]: the model registry as the reconciler sees it.
 //! - [`cli`]: the `mlrollout` command (also a kubectl plugin).
 
+pub mod advisor;
 pub mod analysis;
 pub mod api;
 pub mod cli;

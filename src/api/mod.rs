@@ -30,9 +30,9 @@ pub use rollout::{
     RelativeThreshold, RolloutSpec, ShadowSpec,
 };
 pub use status::{
-    AnalysisStatus, DeferredTrigger, DriftSummary, EvaluationStatus, FeatureDriftStatus,
-    MeasurementRecord, MetricStatus, ModelDeploymentStatus, Phase, RegistryWrite,
-    RetrainingAttempt, RolloutRecord,
+    AdvisorStatus, AnalysisStatus, DeferredTrigger, DriftSummary, EvaluationStatus,
+    FeatureDriftStatus, MeasurementRecord, MetricStatus, ModelDeploymentStatus, Phase,
+    RegistryWrite, RetrainingAttempt, RolloutRecord,
 };
 pub use traffic::{ParentReference, Traffic, TrafficProvider};
 

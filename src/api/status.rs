@@ -85,6 +85,9 @@ pub struct ModelDeploymentStatus {
     /// annotation value differs.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub handled_requests: std::collections::BTreeMap<String, String>,
+    /// Last answer of the advisor (when `spec.advisor.enabled`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advisor: Option<AdvisorStatus>,
     /// MLflow writes (aliases, tags) not yet confirmed; retried until MLflow agrees.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending_registry_writes: Vec<RegistryWrite>,
@@ -95,6 +98,32 @@ pub struct ModelDeploymentStatus {
 
 fn is_zero(v: &i32) -> bool {
     *v == 0
+}
+
+/// The advisor's last answer, or why it was ignored.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AdvisorStatus {
+    /// Digest of the drift report it answered (an unchanged report is not sent again).
+    pub digest: String,
+    /// When it answered (or failed to).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<Time>,
+    /// Its recommendation, when the answer was valid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub needs_retrain: Option<bool>,
+    /// `immediate`, `scheduled` or `optional`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub urgency: Option<String>,
+    /// Its reason (advice only; never an instruction to the operator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Why the answer was ignored (the rule-based decision stood).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Condition reason for the error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_reason: Option<String>,
 }
 
 /// Candidate vs champion on the evaluation metric.

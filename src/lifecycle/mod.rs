@@ -147,7 +147,8 @@ pub struct Wants {
 }
 
 /// Most attempts and rollouts kept in status.
-pub const MAX_ATTEMPTS_KEPT: usize = 20;
+/// (More than the largest daily budget the schema allows, so the budget always sees a full day.)
+pub const MAX_ATTEMPTS_KEPT: usize = 50;
 pub const MAX_HISTORY_KEPT: usize = 10;
 
 /// Decides the next lifecycle state.

@@ -99,8 +99,12 @@ pub(super) fn step(input: StepInput<'_>) -> StepOutput {
     };
 
     apply_drift(&mut cx);
+    let before = (cx.status.phase, cx.status.current_step);
     let retrain_requested = apply_manual(&mut cx, &input.observed.manual);
-    if !cx.status.paused {
+    // A person moved the rollout in this step: observations were taken for the old phase
+    // (e.g. "stable is ready" described the old stable), so the new phase waits a step.
+    let moved_by_hand = (cx.status.phase, cx.status.current_step) != before;
+    if !cx.status.paused && !moved_by_hand {
         match cx.status.phase {
             Phase::Pending => {}
             Phase::Stable | Phase::RolledBack | Phase::Failed => {
@@ -221,8 +225,9 @@ fn apply_manual(cx: &mut Ctx<'_>, manual: &ManualInput) -> bool {
                 }
                 _ => ignored(cx, "abort"),
             },
-            Request::Retry => match (cx.status.phase, last_candidate(&cx.status)) {
-                (Phase::RolledBack | Phase::Failed, Some(version))
+            Request::Retry => match (cx.status.phase, retriable_candidate(&cx.status)) {
+                // A rolled-back (or aborted) candidate passed its gates before: roll it out again.
+                (Phase::RolledBack, Some(version))
                     if cx.status.stable_version.as_deref() != Some(version.as_str()) =>
                 {
                     cx.status.candidate_version = Some(version.clone());
@@ -234,6 +239,8 @@ fn apply_manual(cx: &mut Ctx<'_>, manual: &ManualInput) -> bool {
                     );
                     start_rollout(cx);
                 }
+                // Failed (training, lineage, evaluation): retrying means training again; a
+                // rejected version never gets traffic by retry.
                 (Phase::RolledBack | Phase::Failed, _) => retrain = true,
                 _ => ignored(cx, "retry"),
             },
@@ -263,7 +270,18 @@ fn apply_manual(cx: &mut Ctx<'_>, manual: &ManualInput) -> bool {
                     _ => ignored(cx, "promote"),
                 }
             }
-            Request::Retrain => retrain = true,
+            Request::Retrain => {
+                let resting = matches!(
+                    cx.status.phase,
+                    Phase::Stable | Phase::RolledBack | Phase::Failed
+                );
+                let enabled = cx.spec.retraining.as_ref().is_some_and(|r| r.enabled);
+                if resting && enabled && !cx.status.paused {
+                    retrain = true;
+                } else {
+                    ignored(cx, "retrain");
+                }
+            }
             Request::Resume => {
                 if cx.status.paused {
                     resume(cx, "resumed by a person");
@@ -322,11 +340,14 @@ fn ignored(cx: &mut Ctx<'_>, what: &str) {
     );
 }
 
-fn last_candidate(status: &ModelDeploymentStatus) -> Option<String> {
+/// The candidate of the last rollout, when it was rolled back or aborted (it had passed
+/// evaluation, or came from the registry).
+fn retriable_candidate(status: &ModelDeploymentStatus) -> Option<String> {
     status
-        .candidate_version
-        .clone()
-        .or_else(|| status.history.last().map(|h| h.candidate_version.clone()))
+        .history
+        .last()
+        .filter(|h| matches!(h.outcome.as_str(), "RolledBack" | "Aborted"))
+        .map(|h| h.candidate_version.clone())
 }
 
 /// Stable, RolledBack, Failed: watch for a new version in the registry and for triggers.
@@ -403,39 +424,56 @@ fn resting(cx: &mut Ctx<'_>, retrain_requested: bool) {
     let Some((trigger, reason)) = fired else {
         return;
     };
-    match triggers::gate(retraining, &cx.status.retraining_attempts, cx.now) {
-        Gate::Open => start_attempt(cx, trigger, &reason, sample_count),
-        Gate::Cooldown { until } | Gate::Budget { until } => {
-            let why = match triggers::gate(retraining, &cx.status.retraining_attempts, cx.now) {
-                Gate::Cooldown { .. } => format!("cooldown until {until}"),
-                _ => format!(
-                    "daily budget of {} attempts used until {until}",
-                    retraining.max_attempts_per_day
-                ),
-            };
-            // One Event per trigger and kind of hold (cooldown, then budget).
-            let kind = |reason: &str| reason.split_whitespace().next().unwrap_or("").to_string();
-            let already =
-                cx.status.deferred_trigger.as_ref().is_some_and(|d| {
-                    d.trigger == trigger.as_str() && kind(&d.reason) == kind(&why)
-                });
-            if !already {
-                cx.event(
-                    false,
-                    "RetrainingDeferred",
-                    format!(
-                        "{} trigger fired ({reason}) but is held back: {why}",
-                        trigger.as_str()
-                    ),
-                );
-            }
-            cx.status.deferred_trigger = Some(DeferredTrigger {
-                trigger: trigger.as_str().into(),
-                at: Some(Time(cx.now)),
-                reason: why,
-            });
+    let why = if cx.observed.served_version.is_none() {
+        // The registry cannot be read: a Job would register a version nobody can look up.
+        Some("the model registry is unavailable".to_string())
+    } else {
+        match triggers::gate(retraining, &cx.status.retraining_attempts, cx.now) {
+            Gate::Open => None,
+            Gate::Cooldown { until } => Some(format!("cooldown until {until}")),
+            Gate::Budget { until } => Some(format!(
+                "daily budget of {} attempts used until {until}",
+                retraining.max_attempts_per_day
+            )),
         }
+    };
+    match why {
+        None => start_attempt(cx, trigger, &reason, sample_count),
+        Some(why) => defer(cx, trigger, &reason, why),
     }
+}
+
+/// Records a trigger held back by a gate (one Event per trigger and kind of hold).
+fn defer(cx: &mut Ctx<'_>, trigger: Trigger, reason: &str, why: String) {
+    let kind = |reason: &str| reason.split_whitespace().next().unwrap_or("").to_string();
+    let already = cx
+        .status
+        .deferred_trigger
+        .as_ref()
+        .is_some_and(|d| d.trigger == trigger.as_str() && kind(&d.reason) == kind(&why));
+    if !already {
+        cx.event(
+            false,
+            "RetrainingDeferred",
+            format!(
+                "{} trigger fired ({reason}) but is held back: {why}",
+                trigger.as_str()
+            ),
+        );
+    }
+    // Keep when the trigger first fired; only the reason (cooldown → budget) moves on.
+    let at = cx
+        .status
+        .deferred_trigger
+        .as_ref()
+        .filter(|d| d.trigger == trigger.as_str())
+        .and_then(|d| d.at.clone())
+        .unwrap_or(Time(cx.now));
+    cx.status.deferred_trigger = Some(DeferredTrigger {
+        trigger: trigger.as_str().into(),
+        at: Some(at),
+        reason: why,
+    });
 }
 
 fn start_attempt(cx: &mut Ctx<'_>, trigger: Trigger, reason: &str, sample_count: Option<i64>) {
@@ -655,7 +693,8 @@ fn judge_evaluation(
         MetricDirection::HigherIsBetter => c - b,
         MetricDirection::LowerIsBetter => b - c,
     };
-    if improvement >= e.min_improvement {
+    // Metrics are decimals written as floats: 0.85 - 0.80 must count as 0.05.
+    if improvement >= e.min_improvement - 1e-9 {
         Ok(format!(
             "{} {c:.4} vs champion {b:.4} (improvement {improvement:.4} >= {})",
             e.metric, e.min_improvement
@@ -670,6 +709,31 @@ fn judge_evaluation(
 
 fn pass_evaluation(cx: &mut Ctx<'_>, reason: &str) {
     let version = cx.status.candidate_version.clone().unwrap_or_default();
+    if let Some(pinned) = cx.spec.model.version.clone()
+        && cx.status.candidate_source.as_deref() == Some("retraining")
+    {
+        // The spec pins the served version (GitOps owns it): a retrained candidate is
+        // recorded and offered, and rolls out when the pin moves to it.
+        cx.write(
+            "setTag",
+            Some(&version),
+            "mlrollout.io/verdict",
+            Some("evaluation-passed"),
+        );
+        cx.write("setAlias", Some(&version), "challenger", None);
+        record_history(cx, "Held", "PinnedVersion");
+        cx.status.candidate_version = None;
+        cx.status.candidate_source = None;
+        cx.enter(Phase::Stable);
+        cx.event(
+            false,
+            "CandidateHeldByPin",
+            format!(
+                "version {version} passed evaluation ({reason}); spec.model.version pins {pinned}: set it to {version} to roll it out"
+            ),
+        );
+        return;
+    }
     cx.write(
         "setTag",
         Some(&version),
@@ -820,7 +884,7 @@ fn enter_step(cx: &mut Ctx<'_>, index: usize) {
 }
 
 fn advance_step(cx: &mut Ctx<'_>) {
-    let index = cx.status.current_step.unwrap_or(0) as usize;
+    let index = usize::try_from(cx.status.current_step.unwrap_or(0)).unwrap_or(0);
     if index + 1 >= cx.spec.rollout.steps.len() {
         promote(cx, "every step passed its analysis");
     } else {

@@ -272,6 +272,9 @@ struct Tick {
     manual: Option<Manual>,
     toggle_pause: bool,
     advisor: bool,
+    /// A due measurement is taken even though the candidate is not ready (it became unready
+    /// while being measured); the lifecycle must not record it.
+    measure_unready: bool,
 }
 
 fn manual(allow_promote: bool) -> impl Strategy<Value = Option<Manual>> {
@@ -308,6 +311,7 @@ fn tick(allow_promote: bool) -> impl Strategy<Value = Tick> {
             manual(allow_promote),
             prop::bool::weighted(0.04),
             prop::bool::weighted(0.05),
+            prop::bool::weighted(0.3),
         ),
     )
         .prop_map(
@@ -322,6 +326,7 @@ fn tick(allow_promote: bool) -> impl Strategy<Value = Tick> {
                     manual,
                     toggle_pause,
                     advisor,
+                    measure_unready,
                 ),
             )| Tick {
                 advance,
@@ -340,6 +345,7 @@ fn tick(allow_promote: bool) -> impl Strategy<Value = Tick> {
                 manual,
                 toggle_pause,
                 advisor,
+                measure_unready,
             },
         )
 }
@@ -497,6 +503,8 @@ struct Stats {
     ticks: usize,
     rollouts: usize,
     steps_left: usize,
+    /// Shadow phases and steps left through a checked analysis gate.
+    analysed: usize,
     promotions: usize,
     rollbacks: usize,
     attempts: usize,
@@ -868,7 +876,7 @@ impl<'a> Story<'a> {
         // recorded before which event.
         let round: Option<Vec<MetricMeasurement>> = wants
             .measure
-            .filter(|_| candidate_ready && !manual_tick)
+            .filter(|_| (candidate_ready || t.measure_unready) && !manual_tick)
             .map(|stage| {
                 stage_metrics(&spec, stage)
                     .iter()
@@ -1029,6 +1037,7 @@ impl<'a> Story<'a> {
                         candidate_ready,
                     )
                     .map_err(|e| format!("shadow {e}"))?;
+                    self.stats.analysed += usize::from(strict && analysis.is_some());
                     r.shadow_passed = true;
                     shadow_passed_now = true;
                 }
@@ -1068,6 +1077,8 @@ impl<'a> Story<'a> {
                                         candidate_ready,
                                     )
                                     .map_err(|e| format!("step {i} {e}"))?;
+                                    self.stats.analysed +=
+                                        usize::from(strict && analysis.is_some());
                                 }
                                 r.steps_passed += 1;
                                 self.stats.steps_left += 1;
@@ -1105,6 +1116,7 @@ impl<'a> Story<'a> {
                             candidate_ready,
                         )
                         .map_err(|e| format!("last step {e}"))?;
+                        self.stats.analysed += usize::from(strict && analysis.is_some());
                         r.steps_passed += 1;
                         ensure!(
                             r.steps_passed == steps,
@@ -1314,6 +1326,7 @@ fn run_stories(name: &str, cases: u32, allow_promote: bool, checks: Checks) {
         t.ticks += stats.ticks;
         t.rollouts += stats.rollouts;
         t.steps_left += stats.steps_left;
+        t.analysed += stats.analysed;
         t.promotions += stats.promotions;
         t.rollbacks += stats.rollbacks;
         t.attempts += stats.attempts;
@@ -1325,12 +1338,12 @@ fn run_stories(name: &str, cases: u32, allow_promote: bool, checks: Checks) {
     }
     let t = total.take();
     eprintln!(
-        "{name}: {cases} cases, {} ticks, {} rollouts, {} steps left, {} promotions, {} rollbacks, {} attempts",
-        t.ticks, t.rollouts, t.steps_left, t.promotions, t.rollbacks, t.attempts
+        "{name}: {cases} cases, {} ticks, {} rollouts, {} steps left ({} through a checked analysis), {} promotions, {} rollbacks, {} attempts",
+        t.ticks, t.rollouts, t.steps_left, t.analysed, t.promotions, t.rollbacks, t.attempts
     );
     // The stories reach the interesting phases (otherwise the properties hold vacuously).
     assert!(
-        t.rollouts > 0 && t.promotions > 0 && t.rollbacks > 0,
+        t.rollouts > 0 && t.promotions > 0 && t.rollbacks > 0 && (!checks.gates || t.analysed > 0),
         "{name}: weak coverage {t:?}"
     );
 }

@@ -918,7 +918,7 @@ fn min_improvement_boundary_is_inclusive() {
 }
 
 #[test]
-#[ignore = "BUG: minImprovement compares raw f64 differences: 0.85 vs 0.80 with minImprovement 0.05 is rejected (0.04999999999999993 < 0.05)"]
+
 fn min_improvement_boundary_is_inclusive_for_decimal_metrics() {
     let s = spec_with(json!({"evaluation": {"minImprovement": 0.05}}));
     let out = run(
@@ -1561,7 +1561,7 @@ fn trigger_during_cooldown_is_deferred_then_acted_on() {
 }
 
 #[test]
-#[ignore = "BUG: re-evaluating a deferred trigger overwrites status.deferredTrigger.at (documented as 'when it fired') with the current time"]
+
 fn deferred_trigger_keeps_when_it_fired() {
     let s = spec();
     let out = run(
@@ -1654,7 +1654,7 @@ fn daily_budget_caps_an_attempt_storm() {
 }
 
 #[test]
-#[ignore = "BUG: status keeps only MAX_ATTEMPTS_KEPT=20 attempts, so maxAttemptsPerDay > 20 (schema allows 48) is never enforced"]
+
 fn daily_budget_above_twenty_is_enforced() {
     let s = spec_with(json!({"retraining": {"cooldown": "1m", "maxAttemptsPerDay": 30}}));
     assert_eq!(storm(&s, 120), 30, "at most 30 attempts in 2 hours");
@@ -1819,7 +1819,7 @@ fn promote_full_promotes_and_waits_for_the_new_stable() {
 }
 
 #[test]
-#[ignore = "BUG: a manual promote reaching Promoted runs promoted() in the same step with stable_ready of the OLD stable, so traffic leaves the candidate before the new stable runs it"]
+
 fn manual_promotion_keeps_traffic_on_the_candidate_until_the_new_stable_is_ready() {
     // `stable_ready` describes the stable Deployment running status.stableVersion (still 3).
     let full = with_manual(Request::PromoteFull, "full@t1");
@@ -1920,7 +1920,7 @@ fn retry_in_an_active_phase_is_ignored() {
 }
 
 #[test]
-#[ignore = "BUG: retry after a failed training Job re-rolls an older rolled-back version from history instead of retraining"]
+
 fn retry_after_a_failed_training_retrains() {
     // Version 4 was rolled back long ago; the latest attempt's Job then failed.
     let mut status = rolled_back_v4();
@@ -1934,7 +1934,7 @@ fn retry_after_a_failed_training_retrains() {
 }
 
 #[test]
-#[ignore = "BUG: retry after an evaluation rejection rolls the rejected version out (shadow, traffic) without a passed evaluation"]
+
 fn retry_does_not_bypass_a_failed_evaluation() {
     let rejected = run(
         &spec(),
@@ -1950,12 +1950,26 @@ fn retry_does_not_bypass_a_failed_evaluation() {
         &with_manual(Request::Retry, "t1"),
         at(2 * MIN),
     );
+    // Retrying a rejected candidate means training again (here held by the cooldown of the
+    // attempt that produced it); the rejected version never reaches shadow or traffic.
     assert!(
-        matches!(out.status.phase, Phase::Evaluating | Phase::Retraining),
+        matches!(out.status.phase, Phase::Retraining | Phase::Failed),
         "a rejected version got {:?} with evaluation {:?}",
         out.status.phase,
         out.status.evaluation
     );
+    assert_eq!(out.status.candidate_version, None);
+    assert_eq!(out.status.canary_weight, 0);
+    assert_eq!(out.status.mirror_percent, 0);
+    if out.status.phase == Phase::Failed {
+        assert_eq!(
+            out.status
+                .deferred_trigger
+                .as_ref()
+                .map(|d| d.trigger.as_str()),
+            Some("manual")
+        );
+    }
 }
 
 #[test]
@@ -2176,7 +2190,7 @@ fn registry_outage_never_starts_a_rollout() {
 }
 
 #[test]
-#[ignore = "BUG?: with served_version None (registry outage) a firing trigger still starts a retraining Job (the brief expects nothing to start)"]
+
 fn registry_outage_starts_no_retraining() {
     let o = Observations {
         served_version: None,
@@ -2231,7 +2245,7 @@ fn same_input_gives_the_same_output() {
 }
 
 #[test]
-#[ignore = "BUG: a negative status.currentStep (the schema has no minimum) overflows `index + 1` in advance_step: panic in debug builds"]
+
 fn negative_current_step_does_not_panic() {
     let s = spec_with(json!({"rollout": {"analysis": null}}));
     let status = at_step(-1, 10, 0);
@@ -2616,4 +2630,41 @@ fn the_metric_lists_used_by_the_tests_match_the_defaults() {
         metric_names(&spec(), AnalysisStage::Shadow),
         vec!["prediction-psi", "error-rate", "latency-p99"]
     );
+}
+
+#[test]
+fn a_pinned_version_holds_a_retrained_candidate_until_the_pin_moves() {
+    let pinned = spec_with(
+        json!({"model": {"trackingUri": "http://mlflow:5000", "name": "fraud", "version": "3"}}),
+    );
+    let out = run(
+        &pinned,
+        &evaluating(0),
+        &metrics(Some(0.95), Some(0.88)),
+        at(MIN),
+    );
+    assert_eq!(out.status.phase, Phase::Stable);
+    assert_eq!(out.status.candidate_version, None);
+    assert_eq!(out.status.canary_weight, 0);
+    assert!(
+        reasons(&out).contains(&"CandidateHeldByPin"),
+        "{:?}",
+        reasons(&out)
+    );
+    let held = out.status.history.last().unwrap();
+    assert_eq!(
+        (held.outcome.as_str(), held.reason.as_str()),
+        ("Held", "PinnedVersion")
+    );
+    // The person moves the pin (GitOps): the held version rolls out through the gates.
+    let moved = spec_with(
+        json!({"model": {"trackingUri": "http://mlflow:5000", "name": "fraud", "version": "4"}}),
+    );
+    let served = Observations {
+        served_version: Some("4".into()),
+        ..obs()
+    };
+    let next = run(&moved, &out.status, &served, at(2 * MIN));
+    assert_eq!(next.status.phase, Phase::Shadow);
+    assert_eq!(next.status.candidate_version.as_deref(), Some("4"));
 }

@@ -1,0 +1,123 @@
+//! The Anthropic Messages API (`POST {endpoint}/v1/messages`).
+
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use serde::Deserialize;
+
+use super::{
+    Advisor, AdvisorAnswer, AdvisorError, AdvisorInput, SYSTEM_PROMPT, parse_answer, user_prompt,
+};
+use crate::api::AdvisorSpec;
+use crate::api::duration::parse_duration;
+
+/// Client of the Messages API.
+#[derive(Debug, Clone, Default)]
+pub struct AnthropicAdvisor {
+    http: reqwest::Client,
+}
+
+#[derive(Deserialize)]
+struct MessagesResponse {
+    #[serde(default)]
+    content: Vec<ContentBlock>,
+    #[serde(default)]
+    stop_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ContentBlock {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    text: String,
+}
+
+impl AnthropicAdvisor {
+    pub fn new() -> Self {
+        Self {
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn call(
+        &self,
+        spec: &AdvisorSpec,
+        api_key: &str,
+        input: &AdvisorInput,
+    ) -> Result<AdvisorAnswer, AdvisorError> {
+        let timeout = parse_duration(&spec.timeout).unwrap_or(Duration::from_secs(20));
+        let url = format!("{}/v1/messages", spec.endpoint.trim_end_matches('/'));
+        let body = serde_json::json!({
+            "model": spec.model,
+            "max_tokens": 300,
+            "temperature": 0,
+            "system": SYSTEM_PROMPT,
+            "messages": [{"role": "user", "content": user_prompt(input)}],
+        });
+        let request = self
+            .http
+            .post(url)
+            .timeout(timeout)
+            .header("x-api-key", api_key)
+            .header("anthropic-version", "2023-06-01")
+            .json(&body);
+        let response = request.send().await.map_err(|e| {
+            if e.is_timeout() {
+                AdvisorError::Timeout
+            } else {
+                AdvisorError::Unreachable(e.to_string())
+            }
+        })?;
+        let status = response.status().as_u16();
+        let text = response.text().await.map_err(|e| {
+            if e.is_timeout() {
+                AdvisorError::Timeout
+            } else {
+                AdvisorError::Unreachable(e.to_string())
+            }
+        })?;
+        match status {
+            200 => {}
+            429 => return Err(AdvisorError::RateLimited),
+            _ => {
+                return Err(AdvisorError::Http {
+                    status,
+                    message: text.chars().take(200).collect(),
+                });
+            }
+        }
+        let parsed: MessagesResponse = serde_json::from_str(&text)
+            .map_err(|e| AdvisorError::NotJson(format!("response envelope: {e}")))?;
+        if parsed.stop_reason.as_deref() == Some("refusal") {
+            return Err(AdvisorError::Refused("stop_reason refusal".into()));
+        }
+        let answer: String = parsed
+            .content
+            .iter()
+            .filter(|b| b.kind == "text")
+            .map(|b| b.text.as_str())
+            .collect();
+        parse_answer(&answer)
+    }
+}
+
+impl Advisor for AnthropicAdvisor {
+    fn advise<'a>(
+        &'a self,
+        spec: &'a AdvisorSpec,
+        api_key: &'a str,
+        input: &'a AdvisorInput,
+    ) -> BoxFuture<'a, Result<AdvisorAnswer, AdvisorError>> {
+        async move {
+            let timeout = parse_duration(&spec.timeout).unwrap_or(Duration::from_secs(20));
+            // The whole exchange, not only each I/O step, is bounded.
+            match tokio::time::timeout(timeout, self.call(spec, api_key, input)).await {
+                Ok(result) => result,
+                Err(_) => Err(AdvisorError::Timeout),
+            }
+        }
+        .boxed()
+    }
+}
