@@ -198,6 +198,7 @@ async fn write_back_reaches_mlflow_idempotently() {
         outcome: "Running".into(),
         drift_summary: "severity=high drifted_share=0.60 features=[amount:high(psi=0.412)]".into(),
         candidate_version: None,
+        advisor: None,
     };
     let log = |r: &AttemptRecord| {
         write(

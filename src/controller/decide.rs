@@ -31,6 +31,8 @@ pub const RESYNC: Duration = Duration::from_secs(300);
 pub const SHORT_RETRY: Duration = Duration::from_secs(15);
 /// `Progressing`: a retraining or rollout is under way.
 pub const PROGRESSING: &str = "Progressing";
+/// `AdvisorAvailable`: the advisor's last answer was valid.
+pub const ADVISOR_AVAILABLE: &str = "AdvisorAvailable";
 
 /// What the reconciler observed of one variant's Deployment.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -142,7 +144,9 @@ impl Conds<'_> {
         let changed = conditions::set(&mut status.conditions, &update, self.generation, self.now);
         // Waiting for replicas and lifecycle progress are normal, not something to act on;
         // the lifecycle reports its own transitions.
-        let quiet = update.reason == "WaitingForReplicas" || update.type_ == PROGRESSING;
+        let quiet = update.reason == "WaitingForReplicas"
+            || update.type_ == PROGRESSING
+            || update.type_ == ADVISOR_AVAILABLE;
         if changed && !quiet {
             self.events.push(EventIntent {
                 warning: !update.status,
@@ -332,6 +336,25 @@ pub fn decide(input: DecideInput<'_>) -> Decision {
         )
     };
     conds.set(&mut status, progressing);
+    if input.spec.advisor.enabled
+        && let Some(advisor) = status.advisor.clone()
+    {
+        let update = match (&advisor.error, &advisor.error_reason) {
+            (Some(error), reason) => ConditionUpdate::new(
+                ADVISOR_AVAILABLE,
+                false,
+                reason.clone().unwrap_or_else(|| "AdvisorError".into()),
+                format!("{error}; the rule-based decision stands"),
+            ),
+            (None, _) => ConditionUpdate::new(
+                ADVISOR_AVAILABLE,
+                true,
+                "Answered",
+                advisor.reason.clone().unwrap_or_default(),
+            ),
+        };
+        conds.set(&mut status, update);
+    }
     if status.message.is_none()
         || status.phase == Phase::Stable && !lifecycle::is_active(status.phase) && stable_ready
     {

@@ -51,6 +51,8 @@ pub struct Context {
     pub analyzer: Option<Arc<dyn Analyzer>>,
     /// Runs drift checks; without one, no drift is computed.
     pub drift: Option<Arc<dyn DriftCheck>>,
+    /// The language-model advisor (used only when a resource enables it).
+    pub advisor: Option<Arc<dyn crate::advisor::Advisor>>,
 }
 
 impl Context {
@@ -67,7 +69,14 @@ impl Context {
             clock: Arc::new(Timestamp::now),
             analyzer: None,
             drift: None,
+            advisor: None,
         }
+    }
+
+    /// Sets the advisor.
+    pub fn with_advisor(mut self, advisor: Arc<dyn crate::advisor::Advisor>) -> Self {
+        self.advisor = Some(advisor);
+        self
     }
 
     /// Sets the analysis backend.

@@ -55,6 +55,11 @@ pub async fn observe(
     {
         observations.drift = Some(checker.check(resource).await);
     }
+    if let Some(DriftObservation::Completed { summary, .. }) = &observations.drift
+        && spec.advisor.enabled
+    {
+        observations.advisor = ask_advisor(ctx, resource, namespace, status, summary).await;
+    }
     if let Some(job_name) = &wants.job {
         let state = read_job(ctx, namespace, job_name).await?;
         if state == JobState::Succeeded
@@ -155,6 +160,41 @@ pub async fn observe(
         lifecycle: observations,
         annotations,
     })
+}
+
+/// Asks the advisor about a fresh drift report: at most once per check, and not again for a
+/// report it already answered (same digest).
+async fn ask_advisor(
+    ctx: &Context,
+    resource: &ModelDeployment,
+    namespace: &str,
+    status: &ModelDeploymentStatus,
+    summary: &crate::api::DriftSummary,
+) -> Option<lifecycle::AdvisorObservation> {
+    use crate::advisor::{AdvisorError, AdvisorInput};
+    let spec = &resource.spec;
+    let input = AdvisorInput::from_summary(
+        &spec.model.name,
+        summary,
+        spec.performance.as_ref().map(|p| p.accuracy_threshold),
+    );
+    let digest = input.digest();
+    if status.advisor.as_ref().is_some_and(|a| a.digest == digest) {
+        return None;
+    }
+    let answer = match (&ctx.advisor, &spec.advisor.api_key_secret) {
+        (None, _) => Err(AdvisorError::Unreachable(
+            "the operator runs without an advisor client".into(),
+        )),
+        (Some(_), None) => Err(AdvisorError::MissingKey(
+            "spec.advisor.apiKeySecret is not set".into(),
+        )),
+        (Some(advisor), Some(key)) => match read_secret_key(ctx, namespace, key).await {
+            Ok(api_key) => advisor.advise(&spec.advisor, &api_key, &input).await,
+            Err(message) => Err(AdvisorError::MissingKey(message)),
+        },
+    };
+    Some(lifecycle::AdvisorObservation { digest, answer })
 }
 
 async fn read_deployment(

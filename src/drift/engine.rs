@@ -365,25 +365,74 @@ impl PreparedReference {
 
     /// The columns to read from the current data (`available`: its column names).
     pub fn current_requests(&self, available: &[String]) -> Result<Vec<ColumnRequest>, DriftError> {
-        let mut out = Vec::with_capacity(self.features.len() + 1);
-        for (name, r) in &self.features {
-            if available.iter().any(|a| a == name) {
-                out.push(ColumnRequest::new(name.clone(), Some(r.kind())));
-            } else if self.explicit {
-                return Err(DataError::MissingColumn {
-                    column: name.clone(),
-                    side: Side::Current,
-                }
-                .into());
-            }
-        }
-        if let Some((name, r)) = &self.prediction
-            && available.iter().any(|a| a == name)
-        {
-            out.push(ColumnRequest::new(name.clone(), Some(r.kind())));
-        }
-        Ok(out)
+        requests_for_current(
+            self.features.iter().map(|(n, r)| (n.as_str(), r.kind())),
+            self.prediction
+                .as_ref()
+                .map(|(n, r)| (n.as_str(), r.kind())),
+            self.explicit,
+            available,
+        )
     }
+}
+
+/// The current columns to read for these reference features (with the kinds the reference
+/// fixed); a missing explicit feature is an error, a missing inferred one is skipped.
+fn requests_for_current<'a>(
+    features: impl Iterator<Item = (&'a str, ColumnKind)>,
+    prediction: Option<(&'a str, ColumnKind)>,
+    explicit: bool,
+    available: &[String],
+) -> Result<Vec<ColumnRequest>, DriftError> {
+    let mut out = Vec::new();
+    for (name, kind) in features {
+        if available.iter().any(|a| a == name) {
+            out.push(ColumnRequest::new(name, Some(kind)));
+        } else if explicit {
+            return Err(DataError::MissingColumn {
+                column: name.to_owned(),
+                side: Side::Current,
+            }
+            .into());
+        }
+    }
+    if let Some((name, kind)) = prediction
+        && available.iter().any(|a| a == name)
+    {
+        out.push(ColumnRequest::new(name, Some(kind)));
+    }
+    if out.is_empty() {
+        return Err(DriftError::NoFeatures(
+            "the reference and current data have no column in common".into(),
+        ));
+    }
+    Ok(out)
+}
+
+/// The current columns to read for a reference table not prepared yet (so that the current
+/// data can be read while the reference is being prepared).
+fn requests_from_reference_table(
+    table: &Table,
+    config: &DriftConfig,
+    available: &[String],
+) -> Result<Vec<ColumnRequest>, DriftError> {
+    let is_prediction = |name: &str| {
+        config.prediction_column.as_deref() == Some(name)
+            && !config.features.iter().any(|f| f.name == name)
+    };
+    let columns = table.columns();
+    requests_for_current(
+        columns
+            .iter()
+            .filter(|c| !is_prediction(&c.name))
+            .map(|c| (c.name.as_str(), c.data.kind())),
+        columns
+            .iter()
+            .find(|c| is_prediction(&c.name))
+            .map(|c| (c.name.as_str(), c.data.kind())),
+        !config.features.is_empty(),
+        available,
+    )
 }
 
 /// The columns to read from the reference (`available`: its column names).
@@ -1041,10 +1090,11 @@ impl CpuJob {
         let (cur_payload, cur_format) = current;
         let cur_names = column_names(&cur_payload, cur_format, Side::Current)?;
 
-        // Reference (unless cached) and labelled data are read while the current data is.
-        let prepare = || -> Result<(Arc<PreparedReference>, f64, f64), DriftError> {
-            if let Some(p) = &cached {
-                return Ok((p.clone(), 0.0, 0.0));
+        // The reference table (unless cached) is read while the labelled data is; then the
+        // current data is read while the reference is prepared.
+        let read_reference = || -> Result<Option<(Table, f64)>, DriftError> {
+            if cached.is_some() {
+                return Ok(None);
             }
             let Some((payload, format)) = &reference else {
                 return Err(DriftError::InvalidConfig(
@@ -1060,10 +1110,7 @@ impl CpuJob {
                 ));
             }
             let table = read_table(payload, *format, &requests, Side::Reference)?;
-            let read_s = secs(t0.elapsed());
-            let t1 = Instant::now();
-            let prepared = prepare_reference(table, &config, key.clone())?;
-            Ok((Arc::new(prepared), read_s, secs(t1.elapsed())))
+            Ok(Some((table, secs(t0.elapsed()))))
         };
         let read_labelled = || -> Option<Result<(AccuracyReport, f64), DataError>> {
             let (payload, format, loc) = labelled.as_ref()?;
@@ -1087,13 +1134,20 @@ impl CpuJob {
             });
             Some(r)
         };
+        let internal = |what: &str| {
+            DriftError::Data(DataError::malformed(
+                Side::Current,
+                "",
+                format!("internal error while {what}"),
+            ))
+        };
 
-        let (prepared, labelled_result) = if cached.is_some() {
-            (prepare(), read_labelled())
+        let (reference_table, labelled_result) = if labelled.is_none() {
+            (read_reference(), None)
         } else {
             std::thread::scope(|s| {
                 let lab = s.spawn(read_labelled);
-                let prep = prepare();
+                let r = read_reference();
                 let lab = lab.join().unwrap_or_else(|_| {
                     Some(Err(DataError::malformed(
                         Side::Labelled,
@@ -1101,22 +1155,39 @@ impl CpuJob {
                         "internal error while reading",
                     )))
                 });
-                (prep, lab)
+                (r, lab)
             })
         };
-        let (prepared, read_ref_s, prepare_s) = prepared?;
-        timings.read_reference_s = read_ref_s;
-        timings.prepare_s = prepare_s;
-
-        let t0 = Instant::now();
-        let requests = prepared.current_requests(&cur_names)?;
-        if requests.is_empty() {
-            return Err(DriftError::NoFeatures(
-                "the reference and current data have no column in common".into(),
-            ));
-        }
-        let table = read_table(&cur_payload, cur_format, &requests, Side::Current)?;
-        timings.read_current_s = secs(t0.elapsed());
+        let read_current = |requests: &[ColumnRequest]| -> Result<(Table, f64), DriftError> {
+            let t0 = Instant::now();
+            let t = read_table(&cur_payload, cur_format, requests, Side::Current)?;
+            Ok((t, secs(t0.elapsed())))
+        };
+        let (prepared, (table, read_current_s)) = match (reference_table?, &cached) {
+            (None, Some(p)) => {
+                let requests = p.current_requests(&cur_names)?;
+                (p.clone(), read_current(&requests)?)
+            }
+            (Some((ref_table, read_s)), _) => {
+                timings.read_reference_s = read_s;
+                let requests = requests_from_reference_table(&ref_table, &config, &cur_names)?;
+                let (prepared, current) = std::thread::scope(|s| {
+                    let cur = s.spawn(|| read_current(&requests));
+                    let t1 = Instant::now();
+                    let prepared = prepare_reference(ref_table, &config, key.clone())
+                        .map(|p| (Arc::new(p), secs(t1.elapsed())));
+                    let cur = cur
+                        .join()
+                        .unwrap_or_else(|_| Err(internal("reading the current data")));
+                    (prepared, cur)
+                });
+                let (prepared, prepare_s) = prepared?;
+                timings.prepare_s = prepare_s;
+                (prepared, current?)
+            }
+            (None, None) => return Err(internal("preparing the reference")),
+        };
+        timings.read_current_s = read_current_s;
         let t1 = Instant::now();
         let mut report = compare(&prepared, table, &config);
         timings.compare_s = secs(t1.elapsed());

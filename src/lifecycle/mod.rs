@@ -89,6 +89,16 @@ pub struct Observations {
     pub manual: ManualInput,
     /// The advisor recommends retraining now.
     pub advisor_recommends: bool,
+    /// A fresh advisor answer (or why there is none) for the drift report of this reconcile.
+    pub advisor: Option<AdvisorObservation>,
+}
+
+/// The advisor's answer to one drift report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdvisorObservation {
+    /// Digest of the report (answers are cached per digest).
+    pub digest: String,
+    pub answer: Result<crate::advisor::AdvisorAnswer, crate::advisor::AdvisorError>,
 }
 
 /// A retraining Job that should exist.

@@ -99,6 +99,7 @@ pub(super) fn step(input: StepInput<'_>) -> StepOutput {
     };
 
     apply_drift(&mut cx);
+    let advisor_now = apply_advisor(&mut cx);
     let before = (cx.status.phase, cx.status.current_step);
     let retrain_requested = apply_manual(&mut cx, &input.observed.manual);
     // A person moved the rollout in this step: observations were taken for the old phase
@@ -108,7 +109,7 @@ pub(super) fn step(input: StepInput<'_>) -> StepOutput {
         match cx.status.phase {
             Phase::Pending => {}
             Phase::Stable | Phase::RolledBack | Phase::Failed => {
-                resting(&mut cx, retrain_requested)
+                resting(&mut cx, retrain_requested, advisor_now)
             }
             Phase::Retraining => retraining(&mut cx),
             Phase::Evaluating => evaluating(&mut cx),
@@ -194,6 +195,49 @@ fn next_drift_check(spec: &ModelDeploymentSpec, now: Timestamp) -> Timestamp {
         Some(cron) => next_cron(cron, now).unwrap_or_else(|| add(now, DEFAULT_DRIFT_INTERVAL)),
         None => add(now, drift_interval(spec)),
     }
+}
+
+/// Records the advisor's answer; returns whether it asks for retraining now. Advice only: it
+/// becomes a trigger like any other, behind the same cooldown, budget and gates.
+fn apply_advisor(cx: &mut Ctx<'_>) -> bool {
+    let Some(obs) = cx.observed.advisor.clone() else {
+        return false;
+    };
+    let mut status = crate::api::AdvisorStatus {
+        digest: obs.digest.clone(),
+        at: Some(Time(cx.now)),
+        ..Default::default()
+    };
+    let retrain_now = match &obs.answer {
+        Ok(answer) => {
+            status.needs_retrain = Some(answer.needs_retrain);
+            status.urgency = Some(answer.urgency.as_str().into());
+            status.reason = Some(answer.reason.clone());
+            cx.transitions.push(Transition {
+                warning: false,
+                reason: "AdvisorAnswered".into(),
+                message: format!(
+                    "advisor: needs_retrain={} urgency={}: {}",
+                    answer.needs_retrain,
+                    answer.urgency.as_str(),
+                    answer.reason
+                ),
+            });
+            answer.retrain_now()
+        }
+        Err(error) => {
+            status.error = Some(error.to_string());
+            status.error_reason = Some(error.reason().into());
+            cx.transitions.push(Transition {
+                warning: true,
+                reason: "AdvisorIgnored".into(),
+                message: format!("advisor answer ignored, the rules decide alone: {error}"),
+            });
+            false
+        }
+    };
+    cx.status.advisor = Some(status);
+    retrain_now
 }
 
 /// Records and applies one-shot manual requests; returns whether retraining was requested.
@@ -351,7 +395,7 @@ fn retriable_candidate(status: &ModelDeploymentStatus) -> Option<String> {
 }
 
 /// Stable, RolledBack, Failed: watch for a new version in the registry and for triggers.
-fn resting(cx: &mut Ctx<'_>, retrain_requested: bool) {
+fn resting(cx: &mut Ctx<'_>, retrain_requested: bool, advisor_now: bool) {
     // A version behind the alias (or pin) that is not the stable one: someone promoted by
     // hand in MLflow or changed the pin. It goes through the analysed path; a version
     // already rolled back or rejected is not retried without `mlrollout retry`.
@@ -412,7 +456,7 @@ fn resting(cx: &mut Ctx<'_>, retrain_requested: bool) {
         samples_at_last_training: cx.status.samples_at_last_training,
         schedule_anchor: cx.status.schedule_anchor.as_ref().map(|t| t.0),
         manual: retrain_requested,
-        advisor: cx.observed.advisor_recommends,
+        advisor: cx.observed.advisor_recommends || advisor_now,
     };
     let fired = triggers::fired(retraining, &facts, cx.now).or_else(|| {
         cx.status
@@ -544,6 +588,15 @@ fn log_attempt(cx: &mut Ctx<'_>) {
         outcome: a.outcome.clone(),
         drift_summary: super::drift_summary(&cx.status),
         candidate_version: a.candidate_version.clone(),
+        advisor: cx.status.advisor.as_ref().and_then(|adv| {
+            adv.reason.as_ref().map(|reason| {
+                format!(
+                    "needs_retrain={} urgency={} reason={reason}",
+                    adv.needs_retrain.unwrap_or(false),
+                    adv.urgency.as_deref().unwrap_or("")
+                )
+            })
+        }),
     };
     if let Ok(value) = serde_json::to_string(&record) {
         cx.write("logAttempt", None, &a.id, Some(&value));

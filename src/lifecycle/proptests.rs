@@ -1679,6 +1679,7 @@ fn arbitrary_observations() -> impl Strategy<Value = Observations> {
                     }),
                     manual: ManualInput { paused, requests },
                     advisor_recommends: advisor,
+                    advisor: None,
                 }
             },
         )

@@ -2668,3 +2668,71 @@ fn a_pinned_version_holds_a_retrained_candidate_until_the_pin_moves() {
     assert_eq!(next.status.phase, Phase::Shadow);
     assert_eq!(next.status.candidate_version.as_deref(), Some("4"));
 }
+
+fn advice(needs_retrain: bool, urgency: crate::advisor::Urgency) -> Observations {
+    Observations {
+        advisor: Some(crate::lifecycle::AdvisorObservation {
+            digest: "d1".into(),
+            answer: Ok(crate::advisor::AdvisorAnswer {
+                needs_retrain,
+                urgency,
+                reason: "because".into(),
+            }),
+        }),
+        ..obs()
+    }
+}
+
+#[test]
+fn the_advisor_never_bypasses_cooldown_budget_or_traffic_gates() {
+    use crate::advisor::Urgency;
+    let s = spec();
+    // Immediate: starts an attempt when the gates are open.
+    let open = run(&s, &stable(), &advice(true, Urgency::Immediate), at(0));
+    assert_eq!(open.status.phase, Phase::Retraining);
+    assert_eq!(
+        open.status.retraining_attempts.last().unwrap().trigger,
+        "advisor"
+    );
+    assert_eq!(
+        open.status.advisor.as_ref().unwrap().reason.as_deref(),
+        Some("because")
+    );
+    // Scheduled or optional advice waits for the rules.
+    for urgency in [Urgency::Scheduled, Urgency::Optional] {
+        let out = run(&s, &stable(), &advice(true, urgency), at(0));
+        assert_eq!(out.status.phase, Phase::Stable, "{urgency:?}");
+    }
+    // During the cooldown it is deferred like any trigger.
+    let cooling = after_attempts(&[-HOUR]);
+    let held = run(&s, &cooling, &advice(true, Urgency::Immediate), at(0));
+    assert_ne!(held.status.phase, Phase::Retraining);
+    assert_eq!(
+        held.status.deferred_trigger.as_ref().unwrap().trigger,
+        "advisor"
+    );
+    // In a rollout it changes nothing about traffic.
+    let stepping = at_step(1, 50, -10);
+    let out = run(&s, &stepping, &advice(true, Urgency::Immediate), at(0));
+    assert_eq!(out.status.phase, Phase::Progressing);
+    assert_eq!(out.status.canary_weight, 50);
+    // A broken answer is recorded with its reason and changes nothing else.
+    let broken = Observations {
+        advisor: Some(crate::lifecycle::AdvisorObservation {
+            digest: "d2".into(),
+            answer: Err(crate::advisor::AdvisorError::Timeout),
+        }),
+        ..obs()
+    };
+    let out = run(&s, &stable(), &broken, at(0));
+    let without = run(&s, &stable(), &obs(), at(0));
+    assert_eq!(out.status.phase, without.status.phase);
+    assert_eq!(
+        out.status.retraining_attempts,
+        without.status.retraining_attempts
+    );
+    assert_eq!(
+        out.status.advisor.as_ref().unwrap().error_reason.as_deref(),
+        Some("AdvisorTimeout")
+    );
+}

@@ -261,6 +261,12 @@ impl MlflowRegistry {
                 .await
                 .map_err(err)?;
         }
+        if let Some(advice) = &record.advisor {
+            client
+                .set_run_tag(&run_id, "mlrollout.io/advisor", advice)
+                .await
+                .map_err(err)?;
+        }
         let status = match record.outcome.as_str() {
             "Running" => None,
             "Succeeded" => Some(crate::mlflow::RunStatus::Finished),

@@ -82,6 +82,9 @@ pub struct AttemptRecord {
     pub drift_summary: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub candidate_version: Option<String>,
+    /// The advisor's last answer, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advisor: Option<String>,
 }
 
 /// The model registry as the reconciler uses it.

@@ -407,3 +407,183 @@ impl WatchLayer {
             .body(body.boxed_unsync())?)
     }
 }
+
+// ------------------------------------------------------------------------ request log
+//
+// Optional, for tests about *which* calls the operator makes (RBAC, leader election): a
+// client on the same in-memory API that records every request as RBAC sees it. `fake_api()`
+// is unchanged; these wrap one of its clients.
+
+/// One request, in RBAC terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiRequest {
+    /// `get`, `list`, `watch`, `create`, `update`, `patch`, `delete` or `deletecollection`.
+    pub verb: String,
+    /// API group (`""` for the core group).
+    pub group: String,
+    /// Plural resource, with `/subresource` when there is one (`modeldeployments/status`).
+    pub resource: String,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    /// A server-side apply patch (`application/apply-patch+yaml`): on a missing object it
+    /// creates it, which the API server authorizes as `create`.
+    pub apply: bool,
+    /// HTTP status of the answer; `None` when the request never reached the API (partitioned).
+    pub status: Option<u16>,
+    /// When it was sent (tokio time, so virtual in paused tests).
+    pub at: tokio::time::Instant,
+}
+
+impl ApiRequest {
+    /// Changes something (create, update, patch, delete).
+    pub fn is_write(&self) -> bool {
+        matches!(
+            self.verb.as_str(),
+            "create" | "update" | "patch" | "delete" | "deletecollection"
+        )
+    }
+
+    /// Answered with a 2xx.
+    pub fn succeeded(&self) -> bool {
+        self.status.is_some_and(|s| (200..300).contains(&s))
+    }
+}
+
+/// The requests a client made, in order.
+pub type RequestLog = Arc<std::sync::Mutex<Vec<ApiRequest>>>;
+
+/// A client on an in-memory API with its own request log and a switch that cuts it off from
+/// the API (every request fails as if the network were down).
+#[derive(Clone)]
+pub struct LoggedClient {
+    pub client: kube::Client,
+    pub log: RequestLog,
+    pub partitioned: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl LoggedClient {
+    /// A snapshot of the log.
+    pub fn requests(&self) -> Vec<ApiRequest> {
+        self.log.lock().expect("request log").clone()
+    }
+
+    /// Cuts the client off from the API (or reconnects it).
+    pub fn partition(&self, cut: bool) {
+        self.partitioned
+            .store(cut, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The in-memory API (its client for the test's own requests, not logged) plus a client on
+/// the same API that logs every request (for the operator under test).
+pub async fn fake_api_with_log() -> (FakeApi, LoggedClient) {
+    let api = fake_api().await;
+    let logged = logged_client(&api.client);
+    (api, logged)
+}
+
+/// Another client on the same in-memory API as `base`, with its own request log.
+pub fn logged_client(base: &kube::Client) -> LoggedClient {
+    let log = RequestLog::default();
+    let partitioned = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let layer = LogLayer {
+        inner: base.clone(),
+        log: log.clone(),
+        partitioned: partitioned.clone(),
+    };
+    LoggedClient {
+        client: kube::Client::new(layer, "default"),
+        log,
+        partitioned,
+    }
+}
+
+#[derive(Clone)]
+struct LogLayer {
+    inner: kube::Client,
+    log: RequestLog,
+    partitioned: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// (group, resource with subresource, namespace, name) of an API path.
+fn rbac_target(path: &str) -> Option<(String, String, Option<String>, Option<String>)> {
+    let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let (group, rest) = match parts.first() {
+        Some(&"api") => (String::new(), parts.get(2..)?),
+        Some(&"apis") => (parts.get(1)?.to_string(), parts.get(3..)?),
+        _ => return None,
+    };
+    let (namespace, rest) = if rest.first() == Some(&"namespaces") && rest.len() >= 3 {
+        (Some(rest[1].to_string()), &rest[2..])
+    } else {
+        (None, rest)
+    };
+    let mut resource = rest.first()?.to_string();
+    if let Some(sub) = rest.get(2) {
+        resource = format!("{resource}/{sub}");
+    }
+    Some((
+        group,
+        resource,
+        namespace,
+        rest.get(1).map(|s| s.to_string()),
+    ))
+}
+
+impl tower::Service<Request<Body>> for LogLayer {
+    type Response = Response<Body>;
+    type Error = BoxError;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, _cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let this = self.clone();
+        async move {
+            let method = request.method().clone();
+            let uri = request.uri().clone();
+            let is_watch = matches!(
+                query_param(uri.query().unwrap_or(""), "watch").as_deref(),
+                Some("true" | "1")
+            );
+            let (group, resource, namespace, name) = rbac_target(uri.path()).unwrap_or_default();
+            let verb = match method {
+                Method::GET if is_watch => "watch",
+                Method::GET if name.is_some() => "get",
+                Method::GET => "list",
+                Method::POST => "create",
+                Method::PUT => "update",
+                Method::PATCH => "patch",
+                Method::DELETE if name.is_some() => "delete",
+                Method::DELETE => "deletecollection",
+                _ => "unknown",
+            };
+            let apply = request
+                .headers()
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("application/apply-patch"));
+            let mut entry = ApiRequest {
+                verb: verb.to_string(),
+                group,
+                resource,
+                namespace,
+                name,
+                apply,
+                status: None,
+                at: tokio::time::Instant::now(),
+            };
+            if this.partitioned.load(std::sync::atomic::Ordering::SeqCst) {
+                this.log.lock().expect("request log").push(entry);
+                return Err::<Response<Body>, BoxError>("partitioned from the API server".into());
+            }
+            let result = this.inner.send(request).await;
+            entry.status = result.as_ref().ok().map(|r| r.status().as_u16());
+            this.log.lock().expect("request log").push(entry);
+            Ok(result?)
+        }
+        .boxed()
+    }
+}

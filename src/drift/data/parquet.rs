@@ -161,6 +161,7 @@ pub(super) fn read(
             kind: c.kind.unwrap_or(natural),
         });
     }
+    let meta = with_dictionary_strings(meta);
     let rows = usize::try_from(meta.metadata().file_metadata().num_rows()).unwrap_or(0);
     if rows == 0 {
         return Err(DataError::Empty {
@@ -256,6 +257,40 @@ pub(super) fn read(
         });
     }
     Ok(Table::new(rows, out))
+}
+
+/// Ask the reader to keep string columns dictionary-encoded (as Parquet writers store them by
+/// default): rows then arrive as small integer keys into a page dictionary, and each distinct
+/// string is hashed once per batch instead of once per row. Falls back to the file's own
+/// schema if the reader refuses.
+fn with_dictionary_strings(meta: ArrowReaderMetadata) -> ArrowReaderMetadata {
+    let schema = meta.schema();
+    if !schema
+        .fields()
+        .iter()
+        .any(|f| matches!(f.data_type(), DataType::Utf8 | DataType::LargeUtf8))
+    {
+        return meta;
+    }
+    let fields: Vec<arrow_schema::Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Utf8 | DataType::LargeUtf8 => f.as_ref().clone().with_data_type(
+                DataType::Dictionary(Box::new(DataType::Int32), Box::new(f.data_type().clone())),
+            ),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    let dict_schema = std::sync::Arc::new(arrow_schema::Schema::new_with_metadata(
+        fields,
+        schema.metadata().clone(),
+    ));
+    ArrowReaderMetadata::try_new(
+        meta.metadata().clone(),
+        ArrowReaderOptions::new().with_schema(dict_schema),
+    )
+    .unwrap_or(meta)
 }
 
 fn read_group<R: ChunkReader + 'static>(
