@@ -26,6 +26,7 @@ REPS_EVIDENTLY="${REPS_EVIDENTLY:-3}"
 CRITERION="${CRITERION:-1}"
 
 say() { printf '\n== %s\n' "$*" >&2; }
+LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 if [ ! -x /usr/bin/time ]; then
   say "installing Debian's time"
@@ -57,13 +58,15 @@ RESULTS="$DATA/results.tsv"
 OUT="$(mktemp -d)"
 trap 'rm -rf "$OUT"' EXIT
 
-# measure CASE TOOL REP CMD... : wall seconds and peak RSS (KiB) into $RESULTS
+# measure CASE TOOL REP CMD... : wall seconds, peak RSS (KiB) and CPU seconds (user + system)
+# into $RESULTS
 measure() {
   local case="$1" tool="$2" rep="$3"; shift 3
-  /usr/bin/time -f '%e %M' -o "$OUT/time" "$@" > "$OUT/stdout" 2> "$OUT/stderr" || {
+  /usr/bin/time -f '%e %M %U %S' -o "$OUT/time" "$@" > "$OUT/stdout" 2> "$OUT/stderr" || {
     echo "FAILED: $*" >&2; cat "$OUT/stderr" >&2; return 1; }
-  read -r secs rss < "$OUT/time"
-  printf '%s\t%s\t%s\t%s\t%s\n' "$case" "$tool" "$rep" "$secs" "$rss" >> "$RESULTS"
+  read -r secs rss usr sys < "$OUT/time"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$case" "$tool" "$rep" "$secs" "$rss" \
+    "$(awk -v u="$usr" -v s="$sys" 'BEGIN { print u + s }')" >> "$RESULTS"
   if [ "$rep" = 1 ]; then
     case "$tool" in
       mlrollout) "$PY" -c 'import json,sys; r=json.load(open(sys.argv[1])); print("   mlrollout drifted:", [f["name"] for f in r["features"] if f["drifted"]])' "$OUT/stdout" >&2 ;;
@@ -98,18 +101,24 @@ if [ "$CRITERION" = 1 ]; then
 fi
 
 say "summary"
+echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM;" \
+  "load average at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg)."
+echo "Repetitions: mlrollout and seed $REPS, Evidently $REPS_EVIDENTLY."
+echo
 "$PY" - "$RESULTS" "$CRIT" <<'PY'
 import re, statistics, sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 cases = []
 data = {}
-for case, tool, rep, secs, rss in rows:
+for case, tool, rep, secs, rss, cpu in rows:
     if case not in cases:
         cases.append(case)
-    data.setdefault((case, tool), []).append((float(secs), int(rss)))
+    data.setdefault((case, tool), []).append((float(secs), int(rss), float(cpu)))
 def med(case, tool, i):
     v = [x[i] for x in data.get((case, tool), [])]
     return statistics.median(v) if v else float("nan")
+print("Wall clock (median), end to end (process start to exit, interpreter start-up and imports included):")
+print()
 print("| rows | format | mlrollout s | seed s | Evidently s | seed / mlrollout | Evidently / mlrollout | peak RSS MB mlrollout / seed / Evidently |")
 print("|---:|---|---:|---:|---:|---:|---:|---|")
 for case in cases:
@@ -117,6 +126,15 @@ for case in cases:
     m, s, e = (med(case, t, 0) for t in ("mlrollout", "seed", "evidently"))
     rm, rs, re_ = (med(case, t, 1) / 1024 for t in ("mlrollout", "seed", "evidently"))
     print(f"| {int(n):,} | {fmt} | {m:.2f} | {s:.2f} | {e:.2f} | {s/m:.1f}x | {e/m:.1f}x | {rm:.0f} / {rs:.0f} / {re_:.0f} |")
+print()
+print("CPU time (user + system, median):")
+print()
+print("| rows | format | mlrollout s | seed s | Evidently s | seed / mlrollout | Evidently / mlrollout |")
+print("|---:|---|---:|---:|---:|---:|---:|")
+for case in cases:
+    n, fmt = case.split()
+    m, s, e = (med(case, t, 2) for t in ("mlrollout", "seed", "evidently"))
+    print(f"| {int(n):,} | {fmt} | {m:.2f} | {s:.2f} | {e:.2f} | {s/m:.1f}x | {e/m:.1f}x |")
 text = open(sys.argv[2]).read()
 unit = {"ns": 1e-6, "µs": 1e-3, "us": 1e-3, "ms": 1.0, "s": 1e3}
 times = {}

@@ -679,9 +679,12 @@ fn missing_file_unsupported_scheme_unknown_format() {
 
 // ---------------------------------------------------------------- http://
 
-/// Serves files of `dir` over HTTP/1.1 on 127.0.0.1 (one request per connection) for
+/// A response: status line and body.
+type Response = (&'static str, Vec<u8>);
+
+/// Serves HTTP/1.1 on 127.0.0.1 (one request per connection, `route(path_and_query)`) for
 /// `requests` requests, then stops.
-fn serve(dir: PathBuf, requests: usize) -> u16 {
+fn serve_with(route: impl Fn(&str) -> Response + Send + 'static, requests: usize) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
@@ -697,25 +700,31 @@ fn serve(dir: PathBuf, requests: usize) -> u16 {
             }
             let req = String::from_utf8_lossy(&buf);
             let target = req.split_whitespace().nth(1).unwrap_or("/");
-            let path = target.split('?').next().unwrap_or("/");
-            let file = dir.join(path.trim_start_matches('/'));
-            let response = match std::fs::read(&file) {
-                Ok(body) if path.len() > 1 => {
-                    let mut r = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: text/csv\r\nConnection: close\r\n\r\n",
-                        body.len()
-                    )
-                    .into_bytes();
-                    r.extend_from_slice(&body);
-                    r
-                }
-                _ => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                    .to_vec(),
-            };
-            let _ = stream.write_all(&response);
+            let (status, body) = route(target);
+            let mut r = format!(
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            )
+            .into_bytes();
+            r.extend_from_slice(&body);
+            let _ = stream.write_all(&r);
         }
     });
     port
+}
+
+/// Serves the files of `dir` (query strings ignored; anything else is 404).
+fn serve(dir: PathBuf, requests: usize) -> u16 {
+    serve_with(
+        move |target| {
+            let path = target.split('?').next().unwrap_or("/");
+            match std::fs::read(dir.join(path.trim_start_matches('/'))) {
+                Ok(body) if path.len() > 1 => ("200 OK", body),
+                _ => ("404 Not Found", Vec::new()),
+            }
+        },
+        requests,
+    )
 }
 
 #[test]
@@ -742,4 +751,71 @@ fn http_sources() {
         err.contains("not found") && err.contains("HTTP 404"),
         "{err}"
     );
+}
+
+/// `runs:/<run_id>/<path>` through a stand-in for MLflow's REST API and artifact proxy:
+/// the run's `artifact_uri` is looked up, then the file is downloaded through the proxy.
+#[test]
+fn mlflow_run_artifacts() {
+    let dir = root().join("examples/data");
+    let port = serve_with(
+        move |target| {
+            if target.starts_with("/api/2.0/mlflow/runs/get?") {
+                if target.contains("run_id=abc123") {
+                    let run = r#"{"run": {"info": {"run_id": "abc123", "experiment_id": "1",
+                        "artifact_uri": "mlflow-artifacts:/1/abc123/artifacts"}, "data": {}}}"#;
+                    return ("200 OK", run.as_bytes().to_vec());
+                }
+                let missing =
+                    r#"{"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "Run not found"}"#;
+                return ("404 Not Found", missing.as_bytes().to_vec());
+            }
+            let prefix = "/api/2.0/mlflow-artifacts/artifacts/1/abc123/artifacts/data/";
+            match target
+                .strip_prefix(prefix)
+                .map(|f| std::fs::read(dir.join(f)))
+            {
+                Some(Ok(body)) => ("200 OK", body),
+                _ => (
+                    "404 Not Found",
+                    br#"{"error_code": "RESOURCE_DOES_NOT_EXIST"}"#.to_vec(),
+                ),
+            }
+        },
+        16,
+    );
+    let tracking = format!("http://127.0.0.1:{port}");
+    let r = run_json(&[
+        "--reference",
+        "runs:/abc123/data/reference.csv",
+        "--current",
+        "mlflow-artifacts:/1/abc123/artifacts/data/current.csv",
+        "--tracking-uri",
+        &tracking,
+        "--output",
+        "json",
+    ]);
+    assert_eq!(drifted(&r), ["amount"]);
+    assert_eq!(r["reference_rows"], 5000);
+    let err = run_err(&[
+        "--reference",
+        "runs:/abc123/data/nope.csv",
+        "--current",
+        "examples/data/current.csv",
+        "--tracking-uri",
+        &tracking,
+    ]);
+    assert!(
+        err.contains("reference data") && err.contains("not found"),
+        "{err}"
+    );
+    let err = run_err(&[
+        "--reference",
+        "runs:/zzz999/data/reference.csv",
+        "--current",
+        "examples/data/current.csv",
+        "--tracking-uri",
+        &tracking,
+    ]);
+    assert!(err.contains("not found"), "{err}");
 }

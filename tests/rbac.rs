@@ -34,7 +34,9 @@ use mlrollout::server::Health;
 use tokio::sync::oneshot;
 
 use common::fake_api::{ApiRequest, fake_api_with_log};
-use common::operator::{ScriptedAnalyzer, ScriptedDrift, complete_job, kubelet, tokio_clock, wait_for};
+use common::operator::{
+    ScriptedAnalyzer, ScriptedDrift, complete_job, kubelet, tokio_clock, wait_for,
+};
 
 const NS: &str = "fraud";
 const MODEL: &str = "fraud-detector";
@@ -231,10 +233,14 @@ async fn the_chart_grants_exactly_what_the_operator_uses() {
     create_secret(&api.client, "prometheus-token", "token").await;
 
     // The operator as `mlrollout run --leader-election` runs it.
-    let ctx = Context::new(operator.client.clone(), registry.clone(), Metrics::default())
-        .with_analyzer(analyzer.clone())
-        .with_drift(drift.clone())
-        .with_clock(tokio_clock());
+    let ctx = Context::new(
+        operator.client.clone(),
+        registry.clone(),
+        Metrics::default(),
+    )
+    .with_analyzer(analyzer.clone())
+    .with_drift(drift.clone())
+    .with_clock(tokio_clock());
     let events_ctx = ctx.clone();
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let health = Health::new();
@@ -436,8 +442,7 @@ async fn the_chart_grants_exactly_what_the_operator_uses() {
     let lease_granted = granted(&lease_role["rules"]);
     let lease_granted_set: BTreeSet<Permission> = lease_granted.keys().cloned().collect();
     assert_eq!(
-        lease_granted_set,
-        used_lease,
+        lease_granted_set, used_lease,
         "leader election uses {used_lease:?}"
     );
     for ((_, _, verb), names) in &lease_granted {
@@ -528,14 +533,22 @@ async fn listed_namespaces_are_reconciled_alone_with_namespaced_requests_only() 
         }
     };
     wait_for("team-a and team-b reconciled", HOUR, || async {
-        (phase("team-a").await == Some(Phase::Stable) && phase("team-b").await == Some(Phase::Stable))
-            .then_some(())
+        (phase("team-a").await == Some(Phase::Stable)
+            && phase("team-b").await == Some(Phase::Stable))
+        .then_some(())
     })
     .await;
-    assert!(
-        health.ready.load(std::sync::atomic::Ordering::SeqCst),
-        "ready once both namespaces are listed"
-    );
+    wait_for(
+        "ready once both namespaces are listed",
+        Duration::from_secs(5),
+        || async {
+            health
+                .ready
+                .load(std::sync::atomic::Ordering::SeqCst)
+                .then_some(())
+        },
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(600)).await;
 
     assert_eq!(phase("team-c").await, None, "team-c is not watched");

@@ -31,6 +31,8 @@ pub const RESYNC: Duration = Duration::from_secs(300);
 pub const SHORT_RETRY: Duration = Duration::from_secs(15);
 /// `Progressing`: a retraining or rollout is under way.
 pub const PROGRESSING: &str = "Progressing";
+/// `DriftChecked`: the last drift check ran (False: why it could not).
+pub const DRIFT_CHECKED: &str = "DriftChecked";
 /// `AdvisorAvailable`: the advisor's last answer was valid.
 pub const ADVISOR_AVAILABLE: &str = "AdvisorAvailable";
 
@@ -146,7 +148,8 @@ impl Conds<'_> {
         // the lifecycle reports its own transitions.
         let quiet = update.reason == "WaitingForReplicas"
             || update.type_ == PROGRESSING
-            || update.type_ == ADVISOR_AVAILABLE;
+            || update.type_ == ADVISOR_AVAILABLE
+            || update.type_ == DRIFT_CHECKED;
         if changed && !quiet {
             self.events.push(EventIntent {
                 warning: !update.status,
@@ -336,6 +339,35 @@ pub fn decide(input: DecideInput<'_>) -> Decision {
         )
     };
     conds.set(&mut status, progressing);
+    match &input.observed.lifecycle.drift {
+        Some(lifecycle::DriftObservation::Completed { summary, .. }) => conds.set(
+            &mut status,
+            ConditionUpdate::new(
+                DRIFT_CHECKED,
+                true,
+                "Checked",
+                format!(
+                    "severity {}: {:.0}% of features drifted ({} reference rows, {} current rows)",
+                    summary.severity,
+                    summary.drifted_share * 100.0,
+                    summary.reference_rows,
+                    summary.current_rows
+                ),
+            ),
+        ),
+        Some(lifecycle::DriftObservation::Failed { reason, message }) => conds.set(
+            &mut status,
+            ConditionUpdate::new(
+                DRIFT_CHECKED,
+                false,
+                reason.clone(),
+                format!(
+                    "drift check failed, nothing else changed; retried with backoff: {message}"
+                ),
+            ),
+        ),
+        None => {}
+    }
     if input.spec.advisor.enabled
         && let Some(advisor) = status.advisor.clone()
     {

@@ -8,6 +8,7 @@ pub mod act;
 pub mod children;
 pub mod conditions;
 pub mod decide;
+pub mod drift_check;
 pub mod names;
 pub mod observe;
 

@@ -1,0 +1,179 @@
+//! The operator's drift check: the drift engine on the resource's data (prepared references
+//! cached per model version), plus accuracy from labelled data or a PromQL query.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+
+use super::observe::DriftCheck;
+use crate::analysis::prometheus::PrometheusClient;
+use crate::api::{DriftSummary, FeatureDriftStatus, ModelDeployment};
+use crate::drift::data::FetchContext;
+use crate::drift::engine::{CheckRequest, DriftEngine, DriftReport};
+use crate::drift::stats::FeatureVerdict;
+use crate::lifecycle::DriftObservation;
+
+/// Most features kept in `status.drift.features` (the most drifted first).
+pub const MAX_FEATURES_IN_STATUS: usize = 50;
+
+/// Drift checks with one engine (and its reference cache) per MLflow server.
+pub struct EngineDriftCheck {
+    engines: Mutex<HashMap<String, Arc<DriftEngine>>>,
+    prometheus: Option<PrometheusClient>,
+}
+
+impl Default for EngineDriftCheck {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl EngineDriftCheck {
+    pub fn new() -> Self {
+        Self {
+            engines: Mutex::default(),
+            prometheus: PrometheusClient::new(Duration::from_secs(10)).ok(),
+        }
+    }
+
+    fn engine(&self, tracking_uri: &str) -> Result<Arc<DriftEngine>, String> {
+        let mut engines = self
+            .engines
+            .lock()
+            .map_err(|_| "engine cache poisoned".to_string())?;
+        if let Some(engine) = engines.get(tracking_uri) {
+            return Ok(engine.clone());
+        }
+        let fetch = FetchContext::new()
+            .with_tracking_uri(tracking_uri)
+            .map_err(|e| e.to_string())?;
+        let engine = Arc::new(DriftEngine::new(fetch));
+        engines.insert(tracking_uri.to_string(), engine.clone());
+        Ok(engine)
+    }
+
+    async fn run(&self, resource: &ModelDeployment) -> DriftObservation {
+        let spec = &resource.spec;
+        let Some(drift) = &spec.drift else {
+            return failed("NoDriftSpec", "spec.drift is not set".into());
+        };
+        let stable = resource
+            .status
+            .as_ref()
+            .and_then(|s| s.stable_version.clone());
+        let request = match CheckRequest::from_spec(drift, spec.performance.as_ref(), stable) {
+            Ok(r) => r,
+            Err(e) => return failed(e.reason(), e.to_string()),
+        };
+        let engine = match self.engine(&spec.model.tracking_uri) {
+            Ok(e) => e,
+            Err(message) => return failed("InvalidTrackingUri", message),
+        };
+        let report = match engine.check(&request).await {
+            Ok(r) => r,
+            Err(e) => return failed(e.reason(), e.to_string()),
+        };
+        let mut summary = summarize(&report);
+        if summary.accuracy.is_none()
+            && let Some(query) = spec
+                .performance
+                .as_ref()
+                .and_then(|p| p.accuracy_query.as_deref())
+        {
+            let Some(address) = spec
+                .rollout
+                .analysis
+                .as_ref()
+                .map(|a| a.prometheus.address.clone())
+            else {
+                return failed(
+                    "NoPrometheus",
+                    "performance.accuracyQuery needs spec.rollout.analysis.prometheus.address"
+                        .into(),
+                );
+            };
+            if let Some(client) = &self.prometheus {
+                match client.query_scalar(&address, None, query).await {
+                    Ok(v) => summary.accuracy = v.filter(|a| a.is_finite()),
+                    Err(e) => return failed("AccuracyQueryFailed", e.to_string()),
+                }
+            }
+        }
+        DriftObservation::Completed {
+            sample_count: i64::try_from(report.current_rows).ok(),
+            summary,
+        }
+    }
+}
+
+fn failed(reason: &str, message: String) -> DriftObservation {
+    DriftObservation::Failed {
+        reason: reason.to_string(),
+        message,
+    }
+}
+
+fn label<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
+}
+
+fn feature_status(name: String, f: &FeatureVerdict) -> FeatureDriftStatus {
+    FeatureDriftStatus {
+        name,
+        test: label(&f.test),
+        statistic: f.statistic.unwrap_or(f64::NAN).max(0.0),
+        p_value_adjusted: f.p_value_adjusted.unwrap_or(1.0),
+        psi: f.psi.filter(|p| p.is_finite()).unwrap_or(0.0),
+        severity: label(&f.severity),
+    }
+}
+
+/// The status summary of a report (most drifted features first).
+pub fn summarize(report: &DriftReport) -> DriftSummary {
+    let mut features: Vec<(&FeatureVerdict, String)> = report
+        .features
+        .iter()
+        .map(|f| (f, f.name.clone()))
+        .collect();
+    if let Some(p) = &report.prediction_drift {
+        features.push((p, format!("prediction:{}", p.name)));
+    }
+    let rank = |f: &FeatureVerdict| match label(&f.severity).as_str() {
+        "high" => 2,
+        "medium" => 1,
+        _ => 0,
+    };
+    features.sort_by(|a, b| {
+        rank(b.0)
+            .cmp(&rank(a.0))
+            .then(b.0.psi.unwrap_or(0.0).total_cmp(&a.0.psi.unwrap_or(0.0)))
+    });
+    DriftSummary {
+        checked_at: Some(Time(Timestamp::now())),
+        reference_rows: i64::try_from(report.reference_rows).unwrap_or(i64::MAX),
+        current_rows: i64::try_from(report.current_rows).unwrap_or(i64::MAX),
+        drift_detected: report.drift_detected,
+        severity: label(&report.severity),
+        drifted_share: report.drifted_share,
+        accuracy: report.performance.as_ref().and_then(|p| p.accuracy),
+        features: features
+            .into_iter()
+            .take(MAX_FEATURES_IN_STATUS)
+            .map(|(f, name)| feature_status(name, f))
+            .collect(),
+    }
+}
+
+impl DriftCheck for EngineDriftCheck {
+    fn check<'a>(&'a self, resource: &'a ModelDeployment) -> BoxFuture<'a, DriftObservation> {
+        self.run(resource).boxed()
+    }
+}

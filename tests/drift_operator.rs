@@ -1,0 +1,129 @@
+//! The operator's drift check on the bundled example data: scores in status, the drifted
+//! feature first, and a bad file reported as a condition that changes nothing else.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use kube::api::{Api, PostParams};
+use mlrollout::api::{ModelDeployment, Phase};
+use mlrollout::controller::drift_check::EngineDriftCheck;
+use mlrollout::controller::{self, Context, WatchScope};
+use mlrollout::metrics::Metrics;
+use mlrollout::registry::memory::InMemoryRegistry;
+use mlrollout::server::Health;
+
+fn resource(name: &str, current: &str) -> ModelDeployment {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "mlrollout.io/v1alpha1", "kind": "ModelDeployment",
+        "metadata": {"name": name, "namespace": "ml"},
+        "spec": {
+            "model": {"trackingUri": "http://127.0.0.1:9", "name": "fraud"},
+            "traffic": {"provider": "none"},
+            "drift": {"reference": {"uri": "examples/data/reference.csv"}, "current": {"uri": current}, "interval": "1h"},
+            "performance": {"labelled": {"uri": "examples/data/labelled.csv"}, "accuracyThreshold": 0.85}
+        }
+    }))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_scores_land_in_status_and_bad_data_is_a_condition() {
+    common::http::install_crypto_provider();
+    let api = common::fake_api::fake_api().await;
+    let registry = Arc::new(InMemoryRegistry::new());
+    registry.register("fraud", 3, &[], &[]);
+    registry.set_alias("fraud", "champion", 3);
+    let ctx = Context::new(api.client.clone(), registry, Metrics::default())
+        .with_drift(Arc::new(EngineDriftCheck::new()));
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(controller::run(
+        ctx,
+        WatchScope::AllNamespaces,
+        Health::new(),
+        rx.map(|_| ()),
+    ));
+    let mdeps: Api<ModelDeployment> = Api::namespaced(api.client.clone(), "ml");
+    mdeps
+        .create(
+            &PostParams::default(),
+            &resource("good", "examples/data/current.csv"),
+        )
+        .await
+        .unwrap();
+    mdeps
+        .create(
+            &PostParams::default(),
+            &resource("bad", "examples/data/missing.csv"),
+        )
+        .await
+        .unwrap();
+
+    let mut good = None;
+    let mut bad = None;
+    for _ in 0..300 {
+        let g = mdeps.get("good").await.unwrap();
+        let b = mdeps.get("bad").await.unwrap();
+        let checked = |m: &ModelDeployment| {
+            m.status
+                .as_ref()
+                .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "DriftChecked"))
+        };
+        if checked(&g) && checked(&b) {
+            good = Some(g);
+            bad = Some(b);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let good = good.expect("the good resource was checked").status.unwrap();
+    let drift = good.drift.as_ref().unwrap();
+    assert_eq!(drift.severity, "high");
+    assert!(drift.drift_detected);
+    assert_eq!(
+        drift.features[0].name, "amount",
+        "most drifted first: {:?}",
+        drift.features
+    );
+    assert_eq!(drift.features[0].severity, "high");
+    assert!(
+        drift
+            .features
+            .iter()
+            .filter(|f| f.name != "amount" && !f.name.starts_with("prediction"))
+            .all(|f| f.severity == "ok")
+    );
+    assert!(drift.accuracy.is_some());
+    assert_eq!(drift.reference_rows, 5000);
+    let condition = good
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "DriftChecked")
+        .unwrap();
+    assert_eq!(condition.status, "True");
+
+    let bad = bad.unwrap().status.unwrap();
+    let condition = bad
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "DriftChecked")
+        .unwrap();
+    assert_eq!(condition.status, "False");
+    assert!(
+        condition.message.contains("missing.csv"),
+        "{}",
+        condition.message
+    );
+    assert!(bad.drift.is_none());
+    assert_eq!(
+        bad.phase,
+        Phase::Stable,
+        "a failed check changes nothing else"
+    );
+    assert_eq!(bad.drift_check_failures, 1);
+
+    let _ = tx.send(());
+    let _ = task.await;
+}
