@@ -106,12 +106,9 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("mlrollout");
         let reconciles = Family::<ResultLabels, Counter>::default();
         let reconcile_errors = Family::<ErrorLabels, Counter>::default();
-        let reconcile_duration = Histogram::new(
-            [
-                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-            ]
-            .into_iter(),
-        );
+        let reconcile_duration = Histogram::new([
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ]);
         let phase = Family::<PhaseLabels, Gauge>::default();
         let canary_weight = Family::<ResourceLabels, Gauge>::default();
         let mirror_percent = Family::<ResourceLabels, Gauge>::default();
@@ -351,19 +348,18 @@ impl Metrics {
                 })
                 .inc();
         }
-        if after.history.len() != before.history.len()
-            || after.history.last() != before.history.last()
+        if (after.history.len() != before.history.len()
+            || after.history.last() != before.history.last())
+            && let Some(h) = after.history.last()
         {
-            if let Some(h) = after.history.last() {
-                self.rollout_outcomes
-                    .get_or_create(&OutcomeLabels {
-                        namespace: namespace.into(),
-                        name: name.into(),
-                        outcome: h.outcome.clone(),
-                        reason: h.reason.clone(),
-                    })
-                    .inc();
-            }
+            self.rollout_outcomes
+                .get_or_create(&OutcomeLabels {
+                    namespace: namespace.into(),
+                    name: name.into(),
+                    outcome: h.outcome.clone(),
+                    reason: h.reason.clone(),
+                })
+                .inc();
         }
     }
 

@@ -25,10 +25,15 @@ enum Reply {
     Refusal,
 }
 
+/// A recorded request: header lines and body.
+type Recorded = (Vec<String>, String);
+/// A reply and the check its error must pass.
+type Case = (Reply, fn(&AdvisorError) -> bool);
+
 struct Provider {
     url: String,
     reply: Arc<Mutex<Reply>>,
-    requests: Arc<Mutex<Vec<(Vec<String>, String)>>>,
+    requests: Arc<Mutex<Vec<Recorded>>>,
 }
 
 impl Provider {
@@ -159,7 +164,7 @@ async fn every_kind_of_bad_answer_is_a_named_error() {
     assert!(user.contains("<report>") && user.contains("\"amount\""));
     assert!(!user.contains("1,2,3"), "no raw data is sent");
 
-    let cases: Vec<(Reply, fn(&AdvisorError) -> bool)> = vec![
+    let cases: Vec<Case> = vec![
         (Reply::Text("Sure! Here it is: {\"needs_retrain\": true, \"urgency\": \"immediate\", \"reason\": \"x\"}".into()), |e| matches!(e, AdvisorError::NotJson(_))),
         (Reply::Text(r#"{"needs_retrain": "yes", "urgency": "soon", "reason": 3}"#.into()), |e| matches!(e, AdvisorError::Schema(_))),
         (Reply::Text(r#"{"needs_retrain": true, "urgency": "immediate", "reason": "x", "promote": "v9"}"#.into()), |e| matches!(e, AdvisorError::Schema(_))),

@@ -160,7 +160,10 @@ impl World {
 }
 
 /// Records every HTTPRoute weight seen, once per virtual second.
-fn record_weights(world: &World) -> (Arc<Mutex<Vec<(i32, i32)>>>, tokio::task::JoinHandle<()>) {
+/// (stable, candidate) weights seen, in order.
+type SeenWeights = Arc<Mutex<Vec<(i32, i32)>>>;
+
+fn record_weights(world: &World) -> (SeenWeights, tokio::task::JoinHandle<()>) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let routes: Api<HttpRoute> = Api::namespaced(world.client.clone(), NS);
     let out = seen.clone();

@@ -151,7 +151,7 @@ spec:
     trackingUri: "http://mlflow:5000"
     name: {model}
     credentialsSecret: {{name: mlflow-credentials}}
-  traffic: {{provider: {provider}, parentRefs: [{{name: gw}}]}}
+  traffic: {{provider: {provider}, parentRefs: [{{name: gw}}], hostnames: [fraud.example.com]}}
   drift:
     reference: {{uri: ref.csv}}
     current: {{uri: cur.csv}}

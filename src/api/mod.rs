@@ -45,6 +45,8 @@ pub const DEFAULT_SERVING_IMAGE: &str = "ghcr.io/mlflow/mlflow:v3.17.0";
 
 /// A model in production: which MLflow version serves, how drift is watched, when a new
 /// version is trained and how it earns its traffic.
+// Several `printcolumn(type_ = ...)` entries read to clippy as a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[kube(
     group = "mlrollout.io",

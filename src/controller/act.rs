@@ -229,6 +229,17 @@ pub async fn publish_events(ctx: &Context, resource: &ModelDeployment, events: &
     }
 }
 
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,15 +254,4 @@ mod tests {
             serde_json::json!({"candidateVersion": null, "drift": {"accuracy": null, "severity": "high"}, "history": [1, 2]})
         );
     }
-}
-
-fn truncate(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_string();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
 }

@@ -87,6 +87,9 @@ pub struct AttemptRecord {
     pub advisor: Option<String>,
 }
 
+/// (candidate, champion) values of the evaluation metric; `None` when a run lacks it.
+pub type MetricPair = (Option<f64>, Option<f64>);
+
 /// The model registry as the reconciler uses it.
 pub trait ModelRegistry: Send + Sync {
     /// Resolves the version served for `model`: the pinned version if set, else the alias.
@@ -113,7 +116,7 @@ pub trait ModelRegistry: Send + Sync {
         candidate: &'a str,
         champion: &'a str,
         metric: &'a str,
-    ) -> BoxFuture<'a, Result<(Option<f64>, Option<f64>), RegistryError>>;
+    ) -> BoxFuture<'a, Result<MetricPair, RegistryError>>;
 
     /// Performs one idempotent write (set/delete alias, set tag).
     fn apply_write<'a>(

@@ -6,6 +6,7 @@
 //! - answers `?watch=true` with the current list replayed as ADDED events followed by every
 //!   later write to that resource type (filtered by namespace and equality label selectors);
 //! - forwards everything else and broadcasts each successful write as a watch event.
+//!
 //! That is enough for the real `kube::runtime::Controller` to run against it.
 //!
 //! It also restores two API-server behaviours the fake lacks, without which a controller
@@ -174,12 +175,13 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
         }
         out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
         i += 1;
