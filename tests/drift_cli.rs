@@ -819,3 +819,59 @@ fn mlflow_run_artifacts() {
     ]);
     assert!(err.contains("not found"), "{err}");
 }
+
+/// `--window` with `--timestamp-column`: only recent current rows are compared.
+#[test]
+fn current_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let text = std::fs::read_to_string(root().join("examples/data/current.csv")).unwrap();
+    let mut out =
+        String::from("amount,merchant_risk,account_age_days,hour,channel,prediction,ts\n");
+    for (i, line) in text.lines().skip(1).enumerate() {
+        // one row in five is recent (Unix seconds), the others are two days old
+        let ts = if i % 5 == 0 {
+            now - 60
+        } else {
+            now - 2 * 86_400
+        };
+        out.push_str(&format!("{line},{ts}\n"));
+    }
+    let p = dir.path().join("stamped.csv");
+    std::fs::write(&p, out).unwrap();
+    let r = run_json(&[
+        "--reference",
+        "examples/data/reference.csv",
+        "--current",
+        s(&p),
+        "--window",
+        "1h",
+        "--timestamp-column",
+        "ts",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(r["current_rows"], 1000);
+    assert_eq!(r["window"]["rows_total"], 5000);
+    assert_eq!(r["window"]["timestamp_column"], "ts");
+    assert!(
+        r["features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["name"] != "ts")
+    );
+    assert_eq!(drifted(&r), ["amount"]);
+    let err = run_err(&[
+        "--reference",
+        "examples/data/reference.csv",
+        "--current",
+        s(&p),
+        "--window",
+        "1h",
+    ]);
+    assert!(err.contains("--timestamp-column"), "{err}");
+}

@@ -29,7 +29,9 @@ const LEASE: &str = "mlrollout-leader";
 
 fn election(identity: &str) -> LeaderElection {
     LeaderElection {
-        lease_duration: Duration::from_secs(2),
+        // A wide gap between the renew deadline and the Lease's expiry, so that a loaded
+        // machine does not blur "the old leader stopped before anyone could take over".
+        lease_duration: Duration::from_secs(3),
         renew_deadline: Duration::from_millis(1500),
         retry_period: Duration::from_millis(250),
         ..LeaderElection::new(LEASE, LEASE_NS, identity)
@@ -256,7 +258,7 @@ async fn only_the_leader_writes_and_a_standby_takes_over_when_the_lease_expires(
         "{error}"
     );
     assert!(
-        a_stopped - cut < Duration::from_secs(2),
+        a_stopped - cut < Duration::from_secs(3),
         "stopped within the lease duration ({:?})",
         a_stopped - cut
     );
@@ -312,7 +314,7 @@ async fn a_leader_whose_lease_is_taken_stops_writing_at_once_and_exits() {
     let steal = serde_json::json!({"spec": {
         "holderIdentity": "intruder",
         "renewTime": format!("{:.6}", now.display_with_offset(k8s_openapi::jiff::tz::Offset::UTC)),
-        "leaseDurationSeconds": 2
+        "leaseDurationSeconds": 3
     }});
     Api::<Lease>::namespaced(api.client.clone(), LEASE_NS)
         .patch(LEASE, &PatchParams::default(), &Patch::Merge(&steal))

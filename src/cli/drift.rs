@@ -73,6 +73,12 @@ pub struct DriftArgs {
     /// Column with the model's prediction, compared separately (prediction shift).
     #[arg(long, value_name = "COLUMN")]
     pub prediction_column: Option<String>,
+    /// Compare only current rows newer than this (e.g. `1h`, `30m`); needs a timestamp column.
+    #[arg(long, value_name = "DURATION")]
+    pub window: Option<String>,
+    /// Column holding each current row's timestamp (RFC 3339 or Unix seconds).
+    #[arg(long, value_name = "COLUMN")]
+    pub timestamp_column: Option<String>,
     /// Format of the reference data when the extension does not tell.
     #[arg(long, value_enum)]
     pub reference_format: Option<FormatArg>,
@@ -247,6 +253,25 @@ fn build_request(args: &DriftArgs) -> Result<(CheckRequest, Option<String>), Str
     if let Some(p) = &args.prediction_column {
         config.prediction_column = Some(p.clone());
     }
+    if let Some(ts) = &args.timestamp_column {
+        config.ignore_columns.push(ts.clone());
+        if let Some(w) = &mut config.window {
+            w.timestamp_column = ts.clone();
+        }
+    }
+    if let Some(w) = &args.window {
+        let duration =
+            crate::api::duration::parse_duration(w).map_err(|e| format!("--window '{w}': {e}"))?;
+        let column = args
+            .timestamp_column
+            .clone()
+            .or_else(|| config.window.as_ref().map(|w| w.timestamp_column.clone()))
+            .ok_or("--window needs --timestamp-column")?;
+        config.window = Some(crate::drift::engine::CurrentWindow {
+            duration,
+            timestamp_column: column,
+        });
+    }
     config.validate().map_err(|e| e.to_string())?;
     Ok((request, tracking_uri))
 }
@@ -274,6 +299,7 @@ fn default_request(prediction: Option<Option<String>>) -> CheckRequest {
         labelled: None,
         config,
         model_version: None,
+        now: None,
     }
 }
 

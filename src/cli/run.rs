@@ -4,7 +4,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::advisor::anthropic::AnthropicAdvisor;
 use crate::analysis::prometheus::PrometheusAnalyzer;
+use crate::controller::drift_check::EngineDriftCheck;
 use crate::controller::{self, Context, WatchScope};
 use crate::leader::{self, LeaderElection, LeaderError};
 use crate::metrics::Metrics;
@@ -138,8 +140,10 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         .map_err(|e| RunError::Setup(e.to_string()))?;
     let election = args.leader_election(client.default_namespace())?;
     let scope = args.scope();
-    let ctx =
-        Context::new(client.clone(), registry, metrics.clone()).with_analyzer(Arc::new(analyzer));
+    let ctx = Context::new(client.clone(), registry, metrics.clone())
+        .with_analyzer(Arc::new(analyzer))
+        .with_drift(Arc::new(EngineDriftCheck::new()))
+        .with_advisor(Arc::new(AnthropicAdvisor::new()));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {

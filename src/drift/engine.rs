@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
@@ -80,6 +80,17 @@ pub struct DriftConfig {
     pub ignore_columns: Vec<String>,
     /// Compare this column's distribution (reference vs current) as the prediction shift.
     pub prediction_column: Option<String>,
+    /// Only current rows newer than this (`spec.drift.current.window`) are compared.
+    pub window: Option<CurrentWindow>,
+}
+
+/// The window of current rows that is compared.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CurrentWindow {
+    pub duration: Duration,
+    /// Column with each row's timestamp: RFC 3339 text, or Unix seconds (numbers above 1e11
+    /// are taken as milliseconds).
+    pub timestamp_column: String,
 }
 
 impl Default for DriftConfig {
@@ -94,6 +105,7 @@ impl Default for DriftConfig {
             forced_kinds: Vec::new(),
             ignore_columns: Vec::new(),
             prediction_column: Some("prediction".into()),
+            window: None,
         }
     }
 }
@@ -127,7 +139,23 @@ impl DriftConfig {
         if let Some(ts) = &spec.current.timestamp_column {
             ignore.push(ts.clone());
         }
+        let window = match (&spec.current.window, &spec.current.timestamp_column) {
+            (None, _) => None,
+            (Some(w), Some(ts)) => Some(CurrentWindow {
+                duration: crate::api::duration::parse_duration(w).map_err(|e| {
+                    DriftError::InvalidConfig(format!("drift.current.window '{w}': {e}"))
+                })?,
+                timestamp_column: ts.clone(),
+            }),
+            (Some(_), None) => {
+                return Err(DriftError::InvalidConfig(
+                    "drift.current.timestampColumn is required when drift.current.window is set"
+                        .into(),
+                ));
+            }
+        };
         let config = Self {
+            window,
             policy,
             multiple_testing: t.multiple_testing,
             psi: PsiParams {
@@ -229,6 +257,8 @@ pub struct CheckRequest {
     pub config: DriftConfig,
     /// Part of the reference cache key: a new model version re-prepares its reference.
     pub model_version: Option<String>,
+    /// The check time for the current window (`None`: now).
+    pub now: Option<SystemTime>,
 }
 
 impl CheckRequest {
@@ -260,6 +290,7 @@ impl CheckRequest {
             }),
             config: DriftConfig::from_spec(drift, performance)?,
             model_version,
+            now: None,
         })
     }
 
@@ -668,10 +699,97 @@ pub struct DriftReport {
     /// Accuracy on labelled live data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub performance: Option<AccuracyReport>,
+    /// The current window, when `drift.current.window` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<WindowReport>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
     #[serde(skip)]
     pub timings: Timings,
+}
+
+/// Which current rows the window kept.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WindowReport {
+    pub timestamp_column: String,
+    pub window_seconds: f64,
+    /// Rows at or after this instant (RFC 3339) were compared.
+    pub since: String,
+    /// Current rows before the window was applied.
+    pub rows_total: u64,
+    /// Rows without a readable timestamp (never in the window).
+    pub rows_without_timestamp: u64,
+}
+
+/// Seconds since the Unix epoch of every row of a timestamp column (`None`: missing or not a
+/// timestamp). Text is RFC 3339 (each distinct value parsed once) or a number of seconds;
+/// numbers above 1e11 are milliseconds.
+pub fn timestamp_seconds(column: &Column) -> Vec<Option<f64>> {
+    let from_number = |x: f64| {
+        if !x.is_finite() {
+            None
+        } else if x.abs() > 1e11 {
+            Some(x / 1000.0)
+        } else {
+            Some(x)
+        }
+    };
+    match column {
+        Column::Numeric(v) => v.iter().map(|&x| from_number(x)).collect(),
+        Column::Categorical(c) => {
+            let parsed: Vec<Option<f64>> = c
+                .categories
+                .iter()
+                .map(|s| match s.parse::<jiff::Timestamp>() {
+                    Ok(t) => Some(t.as_millisecond() as f64 / 1000.0),
+                    Err(_) => s.trim().parse::<f64>().ok().and_then(from_number),
+                })
+                .collect();
+            c.codes
+                .iter()
+                .map(|&code| parsed.get(code as usize).copied().flatten())
+                .collect()
+        }
+    }
+}
+
+/// Drop the current rows outside the window; the timestamp column is removed from the table
+/// unless it is also compared.
+fn apply_window(
+    table: &mut Table,
+    window: &CurrentWindow,
+    now: SystemTime,
+    keep_column: bool,
+) -> WindowReport {
+    let now_s = match now.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => d.as_secs_f64(),
+        Err(e) => -e.duration().as_secs_f64(),
+    };
+    let since = now_s - window.duration.as_secs_f64();
+    let seconds = match table.column(&window.timestamp_column) {
+        Some(c) => timestamp_seconds(c),
+        None => vec![None; table.rows()],
+    };
+    let keep: Vec<bool> = seconds
+        .iter()
+        .map(|t| t.is_some_and(|t| t >= since))
+        .collect();
+    let rows_total = table.rows() as u64;
+    let rows_without_timestamp = seconds.iter().filter(|t| t.is_none()).count() as u64;
+    if !keep_column {
+        table.take(&window.timestamp_column);
+    }
+    table.retain_rows(&keep);
+    let since_text = jiff::Timestamp::from_millisecond((since * 1000.0) as i64)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| format!("{since}s after the epoch"));
+    WindowReport {
+        timestamp_column: window.timestamp_column.clone(),
+        window_seconds: window.duration.as_secs_f64(),
+        since: since_text,
+        rows_total,
+        rows_without_timestamp,
+    }
 }
 
 /// Compare a current table (read with [`PreparedReference::current_requests`]) with a prepared
@@ -737,6 +855,7 @@ pub fn compare(
         skipped_columns: skipped,
         prediction_drift,
         performance: None,
+        window: None,
         notes,
         timings: Timings::default(),
     }
@@ -993,6 +1112,7 @@ impl DriftEngine {
         let fetch_s = secs(started.elapsed());
 
         let job = CpuJob {
+            now: request.now.unwrap_or_else(SystemTime::now),
             config: request.config.clone(),
             key,
             cached,
@@ -1049,6 +1169,7 @@ impl DriftEngine {
             None => None,
         };
         let job = CpuJob {
+            now: request.now.unwrap_or_else(SystemTime::now),
             config: request.config.clone(),
             key,
             cached,
@@ -1065,6 +1186,7 @@ impl DriftEngine {
 
 /// The CPU-bound part of a check (reading, preparing, comparing).
 struct CpuJob {
+    now: SystemTime,
     config: DriftConfig,
     key: ReferenceKey,
     cached: Option<Arc<PreparedReference>>,
@@ -1076,6 +1198,7 @@ struct CpuJob {
 impl CpuJob {
     fn run(self) -> Result<(Arc<PreparedReference>, DriftReport), DriftError> {
         let CpuJob {
+            now,
             config,
             key,
             cached,
@@ -1160,7 +1283,13 @@ impl CpuJob {
         };
         let read_current = |requests: &[ColumnRequest]| -> Result<(Table, f64), DriftError> {
             let t0 = Instant::now();
-            let t = read_table(&cur_payload, cur_format, requests, Side::Current)?;
+            let mut requests = requests.to_vec();
+            if let Some(w) = &config.window
+                && !requests.iter().any(|r| r.name == w.timestamp_column)
+            {
+                requests.push(ColumnRequest::new(w.timestamp_column.clone(), None));
+            }
+            let t = read_table(&cur_payload, cur_format, &requests, Side::Current)?;
             Ok((t, secs(t0.elapsed())))
         };
         let (prepared, (table, read_current_s)) = match (reference_table?, &cached) {
@@ -1188,8 +1317,17 @@ impl CpuJob {
             (None, None) => return Err(internal("preparing the reference")),
         };
         timings.read_current_s = read_current_s;
+        let mut table = table;
+        let window = config.window.as_ref().map(|w| {
+            let compared = prepared.features().any(|(n, _)| n == w.timestamp_column)
+                || prepared
+                    .prediction()
+                    .is_some_and(|(n, _)| n == w.timestamp_column);
+            apply_window(&mut table, w, now, compared)
+        });
         let t1 = Instant::now();
         let mut report = compare(&prepared, table, &config);
+        report.window = window;
         timings.compare_s = secs(t1.elapsed());
         if let Some(r) = labelled_result {
             let (acc, s) = r?;
@@ -1558,6 +1696,7 @@ thresholds: {alpha: 0.01, multipleTesting: bonferroni, minKsStatistic: 0.2, bins
             labelled: None,
             config: DriftConfig::default(),
             model_version: Some("1".into()),
+            now: None,
         };
         let first = engine.check_local(&req).unwrap();
         assert!(!first.timings.reference_cached);
@@ -1572,6 +1711,61 @@ thresholds: {alpha: 0.01, multipleTesting: bonferroni, minKsStatistic: 0.2, bins
         assert_eq!(
             engine.check_local(&req).unwrap_err().reason(),
             "DataNotFound"
+        );
+    }
+
+    #[test]
+    fn current_window_keeps_recent_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let rp = dir.path().join("r.csv");
+        let cp = dir.path().join("c.csv");
+        let mut r = String::from("x,ts\n");
+        let mut c = String::from("x,ts\n");
+        let xs = sample(400, 0.0, 3);
+        for (i, x) in xs.iter().enumerate() {
+            r.push_str(&format!("{x},2026-01-01T00:00:00Z\n"));
+            // even rows inside the last hour (RFC 3339 or Unix seconds), odd rows a day old,
+            // every 50th row without a timestamp
+            let ts = if i % 50 == 49 {
+                String::new()
+            } else if i % 2 == 0 && i % 4 == 0 {
+                "2026-11-26T11:30:00+00:00".to_owned()
+            } else if i % 2 == 0 {
+                "1795692600".to_owned() // 2026-11-26T11:30:00Z
+            } else {
+                "2026-11-25T11:30:00Z".to_owned()
+            };
+            c.push_str(&format!("{x},{ts}\n"));
+        }
+        std::fs::write(&rp, r).unwrap();
+        std::fs::write(&cp, c).unwrap();
+        let now: jiff::Timestamp = "2026-11-26T12:00:00Z".parse().unwrap();
+        let spec: DriftSpec = serde_yaml::from_str(&format!(
+            "reference: {{uri: '{}'}}\ncurrent: {{uri: '{}', window: 1h, timestampColumn: ts}}\n",
+            rp.display(),
+            cp.display()
+        ))
+        .unwrap();
+        let mut req = CheckRequest::from_spec(&spec, None, None).unwrap();
+        req.now = Some(SystemTime::UNIX_EPOCH + Duration::from_secs(now.as_second() as u64));
+        let report = DriftEngine::new(FetchContext::new())
+            .check_local(&req)
+            .unwrap();
+        let w = report.window.clone().unwrap();
+        assert_eq!(w.rows_total, 400);
+        assert_eq!(w.rows_without_timestamp, 8);
+        assert_eq!(report.current_rows, 200);
+        assert_eq!(w.since, "2026-11-26T11:00:00Z");
+        // the timestamp column is not a feature
+        let names: Vec<&str> = report.features.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["x"]);
+        assert_eq!(report.features[0].n_current, 200);
+        // without timestampColumn the window is a configuration error
+        let mut bad = spec.clone();
+        bad.current.timestamp_column = None;
+        assert_eq!(
+            DriftConfig::from_spec(&bad, None).unwrap_err().reason(),
+            "InvalidDriftConfig"
         );
     }
 
@@ -1602,6 +1796,7 @@ thresholds: {alpha: 0.01, multipleTesting: bonferroni, minKsStatistic: 0.2, bins
             }),
             config: DriftConfig::default(),
             model_version: None,
+            now: None,
         };
         let a = DriftEngine::new(FetchContext::new())
             .check(&req)

@@ -181,30 +181,37 @@ fn read_bytes(
 
     infer_kinds(body, &mut targets, width, uri, side)?;
 
+    // Line-aligned chunks parsed in parallel by the fast path. A quoted field spanning lines
+    // always leaves a line with an unbalanced quote, which the fast path refuses: then the
+    // whole body is parsed again, in one piece, by the `csv` crate.
     let chunks = split_chunks(body);
-    let results: Vec<Result<Chunk, ChunkError>> = if chunks.len() == 1 {
-        vec![parse_chunk(chunks[0], &targets, width)]
+    let plain: Vec<Option<Result<Chunk, ChunkError>>> = if chunks.len() == 1 {
+        vec![parse_chunk_plain(chunks[0], &targets, width)]
     } else {
         std::thread::scope(|s| {
             let handles: Vec<_> = chunks
                 .iter()
                 .map(|&chunk| {
                     let targets = &targets;
-                    s.spawn(move || parse_chunk(chunk, targets, width))
+                    s.spawn(move || parse_chunk_plain(chunk, targets, width))
                 })
                 .collect();
             handles
                 .into_iter()
                 .map(|h| {
                     h.join().unwrap_or_else(|_| {
-                        Err(ChunkError::Malformed {
+                        Some(Err(ChunkError::Malformed {
                             row: 0,
                             detail: "internal error while parsing".into(),
-                        })
+                        }))
                     })
                 })
                 .collect()
         })
+    };
+    let results: Vec<Result<Chunk, ChunkError>> = match plain.into_iter().collect() {
+        Some(results) => results,
+        None => vec![parse_chunk_csv(body, &targets, width)],
     };
 
     // Earliest error in file order wins; rows are renumbered from chunk-local to file rows.
@@ -328,11 +335,10 @@ fn infer_kinds(
     Ok(())
 }
 
-/// Split the body into line-aligned chunks, one per worker, when it is large and has no
-/// quotes (a quoted field may contain a newline).
+/// Split the body into line-aligned chunks, one per worker, when it is large.
 fn split_chunks(body: &[u8]) -> Vec<&[u8]> {
     let workers = workers_for(body.len() / MIN_PARALLEL_BYTES);
-    if workers <= 1 || body.contains(&b'"') {
+    if workers <= 1 {
         return vec![body];
     }
     let mut chunks = Vec::with_capacity(workers);
@@ -391,7 +397,33 @@ enum ChunkError {
     },
 }
 
-fn parse_chunk(chunk: &[u8], targets: &[Target], width: usize) -> Result<Chunk, ChunkError> {
+/// Append one trimmed cell to a column; `Err(())` when a numerical cell is not a number.
+#[inline]
+fn push_cell(b: &mut Builder, cell: &[u8]) -> Result<(), ()> {
+    match b {
+        Builder::Numeric(v) => {
+            if is_missing(cell) {
+                v.push(f64::NAN);
+            } else {
+                v.push(parse_number(cell).ok_or(())?);
+            }
+        }
+        Builder::Categorical(d, codes) => {
+            if is_missing(cell) {
+                codes.push(MISSING_CODE);
+            } else {
+                let code = match std::str::from_utf8(cell) {
+                    Ok(s) => d.code(s),
+                    Err(_) => d.code(&String::from_utf8_lossy(cell)),
+                };
+                codes.push(code);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn new_builders(chunk: &[u8], targets: &[Target]) -> Vec<Builder> {
     // rough row estimate from the first line, to size the columns once
     let first_line = chunk
         .iter()
@@ -399,7 +431,7 @@ fn parse_chunk(chunk: &[u8], targets: &[Target], width: usize) -> Result<Chunk, 
         .unwrap_or(chunk.len())
         .max(1);
     let estimate = (chunk.len() / first_line).saturating_add(16);
-    let mut columns: Vec<Builder> = targets
+    targets
         .iter()
         .map(|t| match t.kind {
             Some(ColumnKind::Categorical) => {
@@ -407,7 +439,78 @@ fn parse_chunk(chunk: &[u8], targets: &[Target], width: usize) -> Result<Chunk, 
             }
             _ => Builder::Numeric(Vec::with_capacity(estimate)),
         })
-        .collect();
+        .collect()
+}
+
+/// A field of the fast path: as is, or without its surrounding quotes when it is quoted and
+/// has no quote inside; `None` for anything else (escaped quotes, a separator inside quotes).
+#[inline]
+fn plain_field(field: &[u8]) -> Option<&[u8]> {
+    if !field.contains(&b'"') {
+        return Some(field);
+    }
+    let inner = field.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
+    (!inner.contains(&b'"')).then_some(inner)
+}
+
+/// Fast path: a field is everything between commas (quotes around a field without quotes or
+/// commas inside are removed), a record is a line (`\n` or `\r\n`); empty lines are skipped,
+/// as the `csv` crate does. `None` when the text needs a real CSV parser.
+fn parse_chunk_plain(
+    chunk: &[u8],
+    targets: &[Target],
+    width: usize,
+) -> Option<Result<Chunk, ChunkError>> {
+    let mut columns = new_builders(chunk, targets);
+    // for each field index, the target (column) that wants it
+    let mut wanted: Vec<Option<usize>> = vec![None; width];
+    for (ci, t) in targets.iter().enumerate() {
+        if let Some(slot) = wanted.get_mut(t.index) {
+            *slot = Some(ci);
+        }
+    }
+    let mut cells: Vec<&[u8]> = vec![&[]; targets.len()];
+    let mut row = 0u64;
+    for line in chunk.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            continue;
+        }
+        row += 1;
+        let mut fields = 0usize;
+        for field in line.split(|&b| b == b',') {
+            let field = plain_field(field)?;
+            if let Some(Some(ci)) = wanted.get(fields) {
+                cells[*ci] = field;
+            }
+            fields += 1;
+        }
+        if fields != width {
+            return Some(Err(ChunkError::Malformed {
+                row,
+                detail: format!("{fields} fields, the header has {width}"),
+            }));
+        }
+        for (ci, b) in columns.iter_mut().enumerate() {
+            let cell = cells[ci].trim_ascii();
+            if push_cell(b, cell).is_err() {
+                return Some(Err(ChunkError::WrongType {
+                    column: ci,
+                    row,
+                    value: cell.to_vec(),
+                }));
+            }
+        }
+    }
+    Some(Ok(Chunk {
+        rows: usize::try_from(row).unwrap_or(usize::MAX),
+        columns,
+    }))
+}
+
+/// General path (quoted fields, embedded separators and newlines) with the `csv` crate.
+fn parse_chunk_csv(chunk: &[u8], targets: &[Target], width: usize) -> Result<Chunk, ChunkError> {
+    let mut columns = new_builders(chunk, targets);
     let mut reader = ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -435,34 +538,12 @@ fn parse_chunk(chunk: &[u8], targets: &[Target], width: usize) -> Result<Chunk, 
         }
         for (ci, (t, b)) in targets.iter().zip(columns.iter_mut()).enumerate() {
             let cell = rec.get(t.index).unwrap_or_default().trim_ascii();
-            match b {
-                Builder::Numeric(v) => {
-                    if is_missing(cell) {
-                        v.push(f64::NAN);
-                    } else {
-                        match parse_number(cell) {
-                            Some(x) => v.push(x),
-                            None => {
-                                return Err(ChunkError::WrongType {
-                                    column: ci,
-                                    row,
-                                    value: cell.to_vec(),
-                                });
-                            }
-                        }
-                    }
-                }
-                Builder::Categorical(d, codes) => {
-                    if is_missing(cell) {
-                        codes.push(MISSING_CODE);
-                    } else {
-                        let code = match std::str::from_utf8(cell) {
-                            Ok(s) => d.code(s),
-                            Err(_) => d.code(&String::from_utf8_lossy(cell)),
-                        };
-                        codes.push(code);
-                    }
-                }
+            if push_cell(b, cell).is_err() {
+                return Err(ChunkError::WrongType {
+                    column: ci,
+                    row,
+                    value: cell.to_vec(),
+                });
             }
         }
     }
@@ -625,8 +706,8 @@ mod tests {
         assert!(x.iter().enumerate().all(|(i, &v)| v == i as f64 + 0.25));
         let c = t.column("cat").unwrap().as_categorical().unwrap();
         assert!((0..n).all(|i| c.value(i) == Some(["a", "b", "c", "d"][i % 4])));
-        // the same text parsed as one chunk (a quote disables splitting)
-        let quoted = s.replacen("x,cat,y", "\"x\",cat,y", 1);
+        // the same text with quoted categories (still split, quotes stripped by the fast path)
+        let quoted = s.replace(",a,", ",\"a\",").replace(",c,", ",\"c\",");
         let t2 = read_str(&quoted, &cols).unwrap();
         assert_eq!(t2.column("x"), t.column("x"));
         let c2 = t2.column("cat").unwrap().as_categorical().unwrap();
@@ -643,6 +724,96 @@ mod tests {
                 value: "oops".into()
             }
         );
+    }
+
+    #[test]
+    fn plain_and_csv_paths_agree() {
+        let text = "a,b,c\r\n1.5,x,\r\n\r\n,y,3\n NaN , z ,4\n";
+        let body = &text.as_bytes()[7..];
+        let mk = |kind| {
+            vec![
+                Target {
+                    index: 0,
+                    name: "a".into(),
+                    kind: Some(ColumnKind::Numerical),
+                },
+                Target {
+                    index: 1,
+                    name: "b".into(),
+                    kind: Some(kind),
+                },
+            ]
+        };
+        let targets = mk(ColumnKind::Categorical);
+        let plain = parse_chunk_plain(body, &targets, 3).unwrap().ok().unwrap();
+        let csv = parse_chunk_csv(body, &targets, 3).ok().unwrap();
+        assert_eq!((plain.rows, csv.rows), (3, 3));
+        for (p, c) in plain.columns.into_iter().zip(csv.columns) {
+            // NaN != NaN: compare the debug text
+            assert_eq!(format!("{:?}", p.finish(0)), format!("{:?}", c.finish(0)));
+        }
+        // same errors, same rows
+        let targets = mk(ColumnKind::Numerical);
+        let plain = |c: &[u8], t: &[Target], w: usize| parse_chunk_plain(c, t, w).unwrap();
+        for f in [plain, parse_chunk_csv] {
+            match f(body, &targets, 3) {
+                Err(ChunkError::WrongType { column, row, value }) => {
+                    assert_eq!((column, row, value), (1, 1, b"x".to_vec()));
+                }
+                _ => panic!("expected a type error"),
+            }
+            match f(b"1,2\n", &targets, 3) {
+                Err(ChunkError::Malformed { row, .. }) => assert_eq!(row, 1),
+                _ => panic!("expected a field-count error"),
+            }
+        }
+    }
+
+    #[test]
+    fn quotes_fast_path_and_fallback() {
+        assert_eq!(plain_field(b"abc"), Some(&b"abc"[..]));
+        assert_eq!(plain_field(b"\"web\""), Some(&b"web"[..]));
+        assert_eq!(plain_field(b"\"a\"\"b\""), None);
+        assert_eq!(plain_field(b"\"a"), None);
+        // quoted fields, one with a comma inside: the chunk falls back to the csv parser
+        let t = read_str(
+            "\"n\",\"c\"\n1,\"web\"\n2,\"a,b\"\n3,\"say \"\"hi\"\"\"\n",
+            &[("n", None), ("c", None)],
+        )
+        .unwrap();
+        let c = t.column("c").unwrap().as_categorical().unwrap();
+        assert_eq!(
+            (c.value(0), c.value(1), c.value(2)),
+            (Some("web"), Some("a,b"), Some("say \"hi\""))
+        );
+        assert_eq!(
+            t.column("n").unwrap().as_numeric().unwrap(),
+            &[1.0, 2.0, 3.0]
+        );
+    }
+
+    #[test]
+    fn quoted_newlines_in_a_large_file_fall_back_to_the_csv_parser() {
+        let n = 200_000;
+        let mut s = String::from("x,note\n");
+        for i in 0..n {
+            if i == n / 2 {
+                s.push_str(&format!("{i},\"two\nlines, and a comma\"\n"));
+            } else {
+                s.push_str(&format!("{i},\"n{}\"\n", i % 3));
+            }
+        }
+        assert!(split_chunks(&s.as_bytes()[7..]).len() >= workers_for(usize::MAX).min(2));
+        let t = read_str(&s, &[("x", None), ("note", None)]).unwrap();
+        assert_eq!(t.rows(), n);
+        let note = t.column("note").unwrap().as_categorical().unwrap();
+        assert_eq!(note.value(n / 2), Some("two\nlines, and a comma"));
+        assert_eq!(
+            note.value(n / 2 + 1),
+            Some(["n0", "n1", "n2"][(n / 2 + 1) % 3])
+        );
+        let x = t.column("x").unwrap().as_numeric().unwrap();
+        assert_eq!(x[n - 1], (n - 1) as f64);
     }
 
     #[test]

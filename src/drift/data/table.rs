@@ -251,6 +251,25 @@ impl Table {
     pub fn into_columns(self) -> Vec<NamedColumn> {
         self.columns
     }
+
+    /// Keep only the rows `i` with `keep[i]` (rows beyond `keep` are dropped).
+    pub fn retain_rows(&mut self, keep: &[bool]) {
+        fn filter<T: Copy>(v: &mut Vec<T>, keep: &[bool]) {
+            let mut i = 0;
+            v.retain(|_| {
+                let k = keep.get(i).copied().unwrap_or(false);
+                i += 1;
+                k
+            });
+        }
+        for c in &mut self.columns {
+            match &mut c.data {
+                Column::Numeric(v) => filter(v, keep),
+                Column::Categorical(cat) => filter(&mut cat.codes, keep),
+            }
+        }
+        self.rows = keep.iter().take(self.rows).filter(|&&k| k).count();
+    }
 }
 
 #[cfg(test)]
@@ -314,6 +333,14 @@ mod tests {
         assert_eq!(t.column("a").unwrap().missing(), 1);
         assert_eq!(t.column("b").unwrap().kind(), ColumnKind::Categorical);
         assert!(t.column("a").unwrap().as_categorical().is_none());
+        let mut t2 = t.clone();
+        t2.retain_rows(&[false, true]);
+        assert_eq!(t2.rows(), 1);
+        assert!(t2.column("a").unwrap().as_numeric().unwrap()[0].is_nan());
+        assert_eq!(
+            t2.column("b").unwrap().as_categorical().unwrap().value(0),
+            Some("q")
+        );
         assert!(t.take("a").is_some());
         assert!(t.column("a").is_none());
         assert_eq!(t.columns().len(), 1);
