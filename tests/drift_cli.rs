@@ -875,3 +875,28 @@ fn current_window() {
     ]);
     assert!(err.contains("--timestamp-column"), "{err}");
 }
+
+/// A reader that goes away (`| head -c 10`) does not make the command panic.
+#[test]
+fn closed_stdout_does_not_panic() {
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mlrollout"))
+        .args([
+            "drift",
+            "--reference",
+            "examples/data/reference.csv",
+            "--current",
+            "examples/data/current.csv",
+            "--output",
+            "json",
+        ])
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // close the read end before anything is written
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+}

@@ -9,7 +9,7 @@
 //! (`--output` chooses). Exit 0 whether or not drift is found; 1 with one line on stderr when
 //! the input is bad.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -108,7 +108,8 @@ pub fn run(args: DriftArgs) -> ExitCode {
             });
             if args.timing {
                 let t = report.timings;
-                eprintln!(
+                let _ = writeln!(
+                    std::io::stderr(),
                     "timing: total {:.3}s (fetch {:.3}s, read reference {:.3}s, prepare {:.3}s, read current {:.3}s, compare {:.3}s, accuracy {:.3}s{})",
                     t.total_s,
                     t.fetch_s,
@@ -128,18 +129,23 @@ pub fn run(args: DriftArgs) -> ExitCode {
                 OutputFormat::Json => match serde_json::to_string(&report) {
                     Ok(s) => s,
                     Err(e) => {
-                        eprintln!("mlrollout drift: cannot serialize the report: {e}");
+                        let _ = writeln!(
+                            std::io::stderr(),
+                            "mlrollout drift: cannot serialize the report: {e}"
+                        );
                         return ExitCode::FAILURE;
                     }
                 },
                 OutputFormat::Table => render_table(&report),
             };
-            println!("{text}");
+            // a closed pipe (`| head`) is not an error worth a panic
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{text}").and_then(|()| out.flush());
             ExitCode::SUCCESS
         }
         Err(message) => {
             let line: String = message.split_whitespace().collect::<Vec<_>>().join(" ");
-            eprintln!("mlrollout drift: {line}");
+            let _ = writeln!(std::io::stderr(), "mlrollout drift: {line}");
             ExitCode::FAILURE
         }
     }

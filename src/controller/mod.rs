@@ -37,6 +37,9 @@ use self::conditions::ConditionUpdate;
 use self::decide::{DecideInput, decide};
 use self::observe::DriftCheck;
 
+/// Reconciles run at the same time (per watched namespace).
+pub const RECONCILE_CONCURRENCY: u16 = 16;
+
 /// Source of "now"; injected so tests control time.
 pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 
@@ -289,6 +292,11 @@ pub async fn run(
         };
         controllers.push(
             Controller::new(resources, watcher::Config::default())
+                // Bounded parallelism: at scale, 1,000 reconciles in flight at once only
+                // queue on the API server and hold their memory; 16 keep both busy.
+                .with_config(
+                    kube::runtime::controller::Config::default().concurrency(RECONCILE_CONCURRENCY),
+                )
                 .owns(deployments, owned.clone())
                 .owns(services, owned.clone())
                 .owns(jobs, owned.clone())

@@ -181,37 +181,30 @@ fn read_bytes(
 
     infer_kinds(body, &mut targets, width, uri, side)?;
 
-    // Line-aligned chunks parsed in parallel by the fast path. A quoted field spanning lines
-    // always leaves a line with an unbalanced quote, which the fast path refuses: then the
-    // whole body is parsed again, in one piece, by the `csv` crate.
     let chunks = split_chunks(body);
-    let plain: Vec<Option<Result<Chunk, ChunkError>>> = if chunks.len() == 1 {
-        vec![parse_chunk_plain(chunks[0], &targets, width)]
+    let results: Vec<Result<Chunk, ChunkError>> = if chunks.len() == 1 {
+        vec![parse_chunk(chunks[0], &targets, width)]
     } else {
         std::thread::scope(|s| {
             let handles: Vec<_> = chunks
                 .iter()
                 .map(|&chunk| {
                     let targets = &targets;
-                    s.spawn(move || parse_chunk_plain(chunk, targets, width))
+                    s.spawn(move || parse_chunk(chunk, targets, width))
                 })
                 .collect();
             handles
                 .into_iter()
                 .map(|h| {
                     h.join().unwrap_or_else(|_| {
-                        Some(Err(ChunkError::Malformed {
+                        Err(ChunkError::Malformed {
                             row: 0,
                             detail: "internal error while parsing".into(),
-                        }))
+                        })
                     })
                 })
                 .collect()
         })
-    };
-    let results: Vec<Result<Chunk, ChunkError>> = match plain.into_iter().collect() {
-        Some(results) => results,
-        None => vec![parse_chunk_csv(body, &targets, width)],
     };
 
     // Earliest error in file order wins; rows are renumbered from chunk-local to file rows.
@@ -335,10 +328,48 @@ fn infer_kinds(
     Ok(())
 }
 
-/// Split the body into line-aligned chunks, one per worker, when it is large.
+/// Whether some newline sits inside a quoted field (then lines are not records). Eight bytes
+/// at a time: words without a quote only matter when they hold a newline inside quotes.
+fn newline_inside_quotes(body: &[u8]) -> bool {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let has = |w: u64, b: u8| {
+        let x = w ^ (LO * u64::from(b));
+        x.wrapping_sub(LO) & !x & HI != 0
+    };
+    let mut inside = false;
+    let bytewise = |bytes: &[u8], inside: &mut bool| {
+        for &b in bytes {
+            if b == b'"' {
+                *inside = !*inside; // an escaped quote ("") toggles twice
+            } else if b == b'\n' && *inside {
+                return true;
+            }
+        }
+        false
+    };
+    let mut words = body.chunks_exact(8);
+    for c in &mut words {
+        let Ok(bytes) = <[u8; 8]>::try_from(c) else {
+            continue;
+        };
+        let w = u64::from_le_bytes(bytes);
+        if !has(w, b'"') {
+            if inside && has(w, b'\n') {
+                return true;
+            }
+        } else if bytewise(c, &mut inside) {
+            return true;
+        }
+    }
+    bytewise(words.remainder(), &mut inside)
+}
+
+/// Split the body into line-aligned chunks, one per worker, when it is large and no quoted
+/// field spans lines.
 fn split_chunks(body: &[u8]) -> Vec<&[u8]> {
     let workers = workers_for(body.len() / MIN_PARALLEL_BYTES);
-    if workers <= 1 {
+    if workers <= 1 || (body.contains(&b'"') && newline_inside_quotes(body)) {
         return vec![body];
     }
     let mut chunks = Vec::with_capacity(workers);
@@ -442,74 +473,8 @@ fn new_builders(chunk: &[u8], targets: &[Target]) -> Vec<Builder> {
         .collect()
 }
 
-/// A field of the fast path: as is, or without its surrounding quotes when it is quoted and
-/// has no quote inside; `None` for anything else (escaped quotes, a separator inside quotes).
-#[inline]
-fn plain_field(field: &[u8]) -> Option<&[u8]> {
-    if !field.contains(&b'"') {
-        return Some(field);
-    }
-    let inner = field.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
-    (!inner.contains(&b'"')).then_some(inner)
-}
-
-/// Fast path: a field is everything between commas (quotes around a field without quotes or
-/// commas inside are removed), a record is a line (`\n` or `\r\n`); empty lines are skipped,
-/// as the `csv` crate does. `None` when the text needs a real CSV parser.
-fn parse_chunk_plain(
-    chunk: &[u8],
-    targets: &[Target],
-    width: usize,
-) -> Option<Result<Chunk, ChunkError>> {
-    let mut columns = new_builders(chunk, targets);
-    // for each field index, the target (column) that wants it
-    let mut wanted: Vec<Option<usize>> = vec![None; width];
-    for (ci, t) in targets.iter().enumerate() {
-        if let Some(slot) = wanted.get_mut(t.index) {
-            *slot = Some(ci);
-        }
-    }
-    let mut cells: Vec<&[u8]> = vec![&[]; targets.len()];
-    let mut row = 0u64;
-    for line in chunk.split(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.is_empty() {
-            continue;
-        }
-        row += 1;
-        let mut fields = 0usize;
-        for field in line.split(|&b| b == b',') {
-            let field = plain_field(field)?;
-            if let Some(Some(ci)) = wanted.get(fields) {
-                cells[*ci] = field;
-            }
-            fields += 1;
-        }
-        if fields != width {
-            return Some(Err(ChunkError::Malformed {
-                row,
-                detail: format!("{fields} fields, the header has {width}"),
-            }));
-        }
-        for (ci, b) in columns.iter_mut().enumerate() {
-            let cell = cells[ci].trim_ascii();
-            if push_cell(b, cell).is_err() {
-                return Some(Err(ChunkError::WrongType {
-                    column: ci,
-                    row,
-                    value: cell.to_vec(),
-                }));
-            }
-        }
-    }
-    Some(Ok(Chunk {
-        rows: usize::try_from(row).unwrap_or(usize::MAX),
-        columns,
-    }))
-}
-
-/// General path (quoted fields, embedded separators and newlines) with the `csv` crate.
-fn parse_chunk_csv(chunk: &[u8], targets: &[Target], width: usize) -> Result<Chunk, ChunkError> {
+/// Parse one chunk of records with the `csv` crate.
+fn parse_chunk(chunk: &[u8], targets: &[Target], width: usize) -> Result<Chunk, ChunkError> {
     let mut columns = new_builders(chunk, targets);
     let mut reader = ReaderBuilder::new()
         .has_headers(false)
@@ -727,54 +692,15 @@ mod tests {
     }
 
     #[test]
-    fn plain_and_csv_paths_agree() {
-        let text = "a,b,c\r\n1.5,x,\r\n\r\n,y,3\n NaN , z ,4\n";
-        let body = &text.as_bytes()[7..];
-        let mk = |kind| {
-            vec![
-                Target {
-                    index: 0,
-                    name: "a".into(),
-                    kind: Some(ColumnKind::Numerical),
-                },
-                Target {
-                    index: 1,
-                    name: "b".into(),
-                    kind: Some(kind),
-                },
-            ]
-        };
-        let targets = mk(ColumnKind::Categorical);
-        let plain = parse_chunk_plain(body, &targets, 3).unwrap().ok().unwrap();
-        let csv = parse_chunk_csv(body, &targets, 3).ok().unwrap();
-        assert_eq!((plain.rows, csv.rows), (3, 3));
-        for (p, c) in plain.columns.into_iter().zip(csv.columns) {
-            // NaN != NaN: compare the debug text
-            assert_eq!(format!("{:?}", p.finish(0)), format!("{:?}", c.finish(0)));
-        }
-        // same errors, same rows
-        let targets = mk(ColumnKind::Numerical);
-        let plain = |c: &[u8], t: &[Target], w: usize| parse_chunk_plain(c, t, w).unwrap();
-        for f in [plain, parse_chunk_csv] {
-            match f(body, &targets, 3) {
-                Err(ChunkError::WrongType { column, row, value }) => {
-                    assert_eq!((column, row, value), (1, 1, b"x".to_vec()));
-                }
-                _ => panic!("expected a type error"),
-            }
-            match f(b"1,2\n", &targets, 3) {
-                Err(ChunkError::Malformed { row, .. }) => assert_eq!(row, 1),
-                _ => panic!("expected a field-count error"),
-            }
-        }
-    }
-
-    #[test]
-    fn quotes_fast_path_and_fallback() {
-        assert_eq!(plain_field(b"abc"), Some(&b"abc"[..]));
-        assert_eq!(plain_field(b"\"web\""), Some(&b"web"[..]));
-        assert_eq!(plain_field(b"\"a\"\"b\""), None);
-        assert_eq!(plain_field(b"\"a"), None);
+    fn quoted_fields() {
+        assert!(newline_inside_quotes(b"a,\"x\ny\"\n"));
+        assert!(newline_inside_quotes(
+            b"aaaaaaaaaaaa,\"xxxxxxxxxxxxxxxxxxxxxx\nyyyyyyy\"\n"
+        ));
+        assert!(!newline_inside_quotes(b"a,\"x\"\"y\"\nb,\"z\"\n"));
+        assert!(!newline_inside_quotes(
+            b"1.2345678,\"mobile\",\"merchant_19\"\n2.3456789,\"web\",\"m\"\n"
+        ));
         // quoted fields, one with a comma inside: the chunk falls back to the csv parser
         let t = read_str(
             "\"n\",\"c\"\n1,\"web\"\n2,\"a,b\"\n3,\"say \"\"hi\"\"\"\n",
@@ -793,7 +719,7 @@ mod tests {
     }
 
     #[test]
-    fn quoted_newlines_in_a_large_file_fall_back_to_the_csv_parser() {
+    fn quoted_newlines_in_a_large_file_are_parsed_in_one_piece() {
         let n = 200_000;
         let mut s = String::from("x,note\n");
         for i in 0..n {
@@ -803,7 +729,8 @@ mod tests {
                 s.push_str(&format!("{i},\"n{}\"\n", i % 3));
             }
         }
-        assert!(split_chunks(&s.as_bytes()[7..]).len() >= workers_for(usize::MAX).min(2));
+        // a newline inside quotes: not split, parsed in one piece
+        assert_eq!(split_chunks(&s.as_bytes()[7..]).len(), 1);
         let t = read_str(&s, &[("x", None), ("note", None)]).unwrap();
         assert_eq!(t.rows(), n);
         let note = t.column("note").unwrap().as_categorical().unwrap();
