@@ -81,21 +81,7 @@ async fn the_operator_serves_a_model_on_a_real_cluster() {
         .await
         .unwrap();
     let model = format!("e2e-{}", std::process::id());
-    let output = std::process::Command::new(common::mlflow::python())
-        .args([
-            "tests/scripts/train_models.py",
-            "--tracking-uri",
-            &uri,
-            "--model-name",
-            &model,
-        ])
-        .output()
-        .expect("training script runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    common::mlflow::train_version(&uri, &model);
     let mlflow = MlflowClient::new(&uri, MlflowAuth::None, Duration::from_secs(30)).unwrap();
     mlflow.set_alias(&model, "champion", 1).await.unwrap();
 

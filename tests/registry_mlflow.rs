@@ -28,21 +28,7 @@ async fn resolves_alias_and_pins_and_names_each_failure() {
         .unwrap();
     let model = format!("registry-test-{}", std::process::id());
     for _ in 0..2 {
-        let out = std::process::Command::new(common::mlflow::python())
-            .args([
-                "tests/scripts/train_models.py",
-                "--tracking-uri",
-                &uri,
-                "--model-name",
-                &model,
-            ])
-            .output()
-            .expect("training script runs");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        common::mlflow::train_version(&uri, &model);
     }
     let mlflow = MlflowClient::new(&uri, MlflowAuth::None, Duration::from_secs(30)).unwrap();
     mlflow.set_alias(&model, "champion", 1).await.unwrap();
@@ -119,21 +105,7 @@ async fn write_back_reaches_mlflow_idempotently() {
         .unwrap();
     let model = format!("writeback-{}", std::process::id());
     for _ in 0..2 {
-        let out = std::process::Command::new(common::mlflow::python())
-            .args([
-                "tests/scripts/train_models.py",
-                "--tracking-uri",
-                &uri,
-                "--model-name",
-                &model,
-            ])
-            .output()
-            .expect("training script runs");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        common::mlflow::train_version(&uri, &model);
     }
     let registry = MlflowRegistry::new(Duration::from_secs(10));
     let none = RegistryCredentials::None;

@@ -94,6 +94,23 @@ pub fn effective_canary_metrics(configured: &[AnalysisMetric]) -> Vec<AnalysisMe
     }
 }
 
+/// The metrics measured at a gate: the shadow metrics, or the canary metrics of the spec.
+pub fn metrics_for(
+    spec: &crate::api::ModelDeploymentSpec,
+    stage: super::AnalysisStage,
+) -> Vec<AnalysisMetric> {
+    match stage {
+        super::AnalysisStage::Shadow => shadow_metrics(&spec.shadow),
+        super::AnalysisStage::Canary => effective_canary_metrics(
+            spec.rollout
+                .analysis
+                .as_ref()
+                .map(|a| a.metrics.as_slice())
+                .unwrap_or(&[]),
+        ),
+    }
+}
+
 /// Fills the placeholders of a query template.
 pub fn render(
     template: &str,

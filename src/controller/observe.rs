@@ -9,8 +9,8 @@ use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 
 use crate::analysis::MeasureRequest;
-use crate::analysis::defaults::{effective_canary_metrics, shadow_metrics};
-use crate::analysis::{AnalysisStage, query_error};
+use crate::analysis::defaults::metrics_for;
+use crate::analysis::query_error;
 use crate::api::{ModelDeployment, ModelDeploymentStatus};
 use crate::error::Result;
 use crate::lifecycle::{
@@ -109,16 +109,7 @@ pub async fn observe(
     if let Some(stage) = wants.measure
         && candidate_ready
     {
-        let metrics = match stage {
-            AnalysisStage::Shadow => shadow_metrics(&spec.shadow),
-            AnalysisStage::Canary => effective_canary_metrics(
-                spec.rollout
-                    .analysis
-                    .as_ref()
-                    .map(|a| a.metrics.as_slice())
-                    .unwrap_or(&[]),
-            ),
-        };
+        let metrics = metrics_for(spec, stage);
         let token = match spec
             .rollout
             .analysis

@@ -11,11 +11,9 @@ use super::schedule::{add, next_cron, since, spec_duration};
 use super::triggers::{self, Gate, Trigger, TriggerFacts};
 use super::*;
 use crate::analysis::AnalysisStage;
-use crate::analysis::defaults::{effective_canary_metrics, shadow_metrics};
 use crate::api::{
-    AnalysisMetric, DeferredTrigger, EvaluationStatus, InconclusiveAction, MetricDirection,
-    ModelDeploymentSpec, ModelDeploymentStatus, Phase, RegistryWrite, RetrainingAttempt,
-    RolloutRecord, TrafficProvider,
+    DeferredTrigger, EvaluationStatus, InconclusiveAction, MetricDirection, ModelDeploymentSpec,
+    ModelDeploymentStatus, Phase, RegistryWrite, RetrainingAttempt, RolloutRecord, TrafficProvider,
 };
 
 const MIN_REQUEUE: Duration = Duration::from_secs(1);
@@ -823,24 +821,11 @@ fn start_rollout(cx: &mut Ctx<'_>) {
     }
 }
 
-fn analysis_metrics(spec: &ModelDeploymentSpec, stage: AnalysisStage) -> Vec<AnalysisMetric> {
-    match stage {
-        AnalysisStage::Shadow => shadow_metrics(&spec.shadow),
-        AnalysisStage::Canary => effective_canary_metrics(
-            spec.rollout
-                .analysis
-                .as_ref()
-                .map(|a| a.metrics.as_slice())
-                .unwrap_or(&[]),
-        ),
-    }
-}
-
 /// Takes this round's measurements into account; returns the assessment, or `None` when
 /// the spec has no analysis (time alone decides).
 fn run_analysis(cx: &mut Ctx<'_>, stage: AnalysisStage) -> Option<Assessment> {
     let analysis = cx.spec.rollout.analysis.as_ref()?;
-    let metrics = analysis_metrics(cx.spec, stage);
+    let metrics = crate::analysis::defaults::metrics_for(cx.spec, stage);
     let mut state = cx.status.analysis.clone().unwrap_or_default();
     if cx.observed.candidate_ready
         && let Some(measurements) = &cx.observed.measurements

@@ -11,7 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::jiff::Timestamp;
 use serde::Serialize;
 
-use crate::analysis::defaults::{effective_canary_metrics, shadow_metrics};
+use crate::analysis::defaults::metrics_for;
 use crate::analysis::{AnalysisStage, MetricMeasurement, judge, query_error};
 use crate::api::{DriftSummary, ModelDeployment, ModelDeploymentStatus, Phase};
 use crate::controller::decide::{DecideInput, DeploymentState, Observed, decide};
@@ -374,16 +374,7 @@ fn measure(
     stage: AnalysisStage,
     t: u64,
 ) -> Vec<MetricMeasurement> {
-    let metrics = match stage {
-        AnalysisStage::Shadow => shadow_metrics(&spec.shadow),
-        AnalysisStage::Canary => effective_canary_metrics(
-            spec.rollout
-                .analysis
-                .as_ref()
-                .map(|a| a.metrics.as_slice())
-                .unwrap_or(&[]),
-        ),
-    };
+    let metrics = metrics_for(spec, stage);
     metrics
         .iter()
         .map(|metric| {

@@ -212,3 +212,23 @@ pub fn mlflow_bin() -> PathBuf {
 pub fn python() -> PathBuf {
     from_env_or_venv("MLROLLOUT_PYTHON", "python")
 }
+
+/// Registers one new version of `model` the way a retraining Job does it
+/// (`tests/scripts/train_models.py`), panicking with the script's stderr on failure.
+pub fn train_version(tracking_uri: &str, model: &str) {
+    let output = Command::new(python())
+        .args([
+            "tests/scripts/train_models.py",
+            "--tracking-uri",
+            tracking_uri,
+            "--model-name",
+            model,
+        ])
+        .output()
+        .expect("training script runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
