@@ -1,0 +1,266 @@
+//! Comparing current data with a prepared reference, and the report.
+
+use super::*;
+
+/// Bonferroni: p × m (capped at 1) where m is the number of evaluable features.
+pub(super) fn bonferroni_scale(
+    comparisons: &mut [(String, FeatureComparison)],
+) -> Vec<Option<f64>> {
+    let evaluable = |c: &FeatureComparison| match c {
+        FeatureComparison::Numeric(n) => {
+            n.ks.filter(|k| {
+                n.status == ComparisonStatus::Ok && k.p_value.is_finite() && k.statistic.is_finite()
+            })
+            .is_some()
+        }
+        FeatureComparison::Categorical(c) => c
+            .chi2
+            .filter(|k| {
+                c.status == ComparisonStatus::Ok
+                    && k.p_value.is_finite()
+                    && k.statistic.is_finite()
+                    && k.cramers_v.is_finite()
+            })
+            .is_some(),
+    };
+    let m = comparisons.iter().filter(|(_, c)| evaluable(c)).count() as f64;
+    comparisons
+        .iter_mut()
+        .map(|(_, c)| {
+            if !evaluable(c) {
+                return None;
+            }
+            let p = match c {
+                FeatureComparison::Numeric(n) => n.ks.as_mut().map(|k| &mut k.p_value),
+                FeatureComparison::Categorical(c) => c.chi2.as_mut().map(|k| &mut k.p_value),
+            }?;
+            let raw = *p;
+            *p = (raw * m).min(1.0);
+            Some(raw)
+        })
+        .collect()
+}
+
+/// Apply the decision rule with the configured multiple-testing correction.
+pub fn decide(
+    mut comparisons: Vec<(String, FeatureComparison)>,
+    config: &DriftConfig,
+) -> DatasetVerdict {
+    let mut policy = config.policy;
+    policy.fdr = config.multiple_testing == MultipleTesting::BenjaminiHochberg;
+    let raw = if config.multiple_testing == MultipleTesting::Bonferroni {
+        Some(bonferroni_scale(&mut comparisons))
+    } else {
+        None
+    };
+    let mut verdict = evaluate(comparisons.iter().map(|(n, c)| (n.as_str(), c)), &policy);
+    if let Some(raw) = raw {
+        for (v, r) in verdict.features.iter_mut().zip(raw) {
+            if v.status == ComparisonStatus::Ok {
+                v.p_value_adjusted = v.p_value;
+                v.p_value = r;
+            }
+        }
+    }
+    verdict
+}
+
+/// Wall-clock time of each stage of a check.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timings {
+    pub fetch_s: f64,
+    pub read_reference_s: f64,
+    pub prepare_s: f64,
+    pub read_current_s: f64,
+    pub compare_s: f64,
+    pub accuracy_s: f64,
+    pub total_s: f64,
+    pub reference_cached: bool,
+}
+
+/// The result of one check; serialized as the `mlrollout drift` JSON.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DriftReport {
+    pub reference_rows: u64,
+    pub current_rows: u64,
+    pub drift_detected: bool,
+    pub severity: Severity,
+    /// `insufficient_data` when no feature could be evaluated.
+    pub status: ComparisonStatus,
+    pub drifted_share: f64,
+    pub n_features: usize,
+    pub n_evaluated: usize,
+    pub n_drifted: usize,
+    pub multiple_testing: MultipleTesting,
+    pub features: Vec<FeatureVerdict>,
+    /// Reference columns absent from the current data (only when features are inferred).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped_columns: Vec<String>,
+    /// Shift of the prediction column's distribution (KS + PSI), judged by the same rule as a
+    /// single feature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prediction_drift: Option<FeatureVerdict>,
+    /// Accuracy on labelled live data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub performance: Option<AccuracyReport>,
+    /// The current window, when `drift.current.window` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<WindowReport>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    #[serde(skip)]
+    pub timings: Timings,
+}
+
+/// Which current rows the window kept.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WindowReport {
+    pub timestamp_column: String,
+    pub window_seconds: f64,
+    /// Rows at or after this instant (RFC 3339) were compared.
+    pub since: String,
+    /// Current rows before the window was applied.
+    pub rows_total: u64,
+    /// Rows without a readable timestamp (never in the window).
+    pub rows_without_timestamp: u64,
+}
+
+/// Seconds since the Unix epoch of every row of a timestamp column (`None`: missing or not a
+/// timestamp). Text is RFC 3339 (each distinct value parsed once) or a number of seconds;
+/// numbers above 1e11 are milliseconds.
+pub fn timestamp_seconds(column: &Column) -> Vec<Option<f64>> {
+    let from_number = |x: f64| {
+        if !x.is_finite() {
+            None
+        } else if x.abs() > 1e11 {
+            Some(x / 1000.0)
+        } else {
+            Some(x)
+        }
+    };
+    match column {
+        Column::Numeric(v) => v.iter().map(|&x| from_number(x)).collect(),
+        Column::Categorical(c) => {
+            let parsed: Vec<Option<f64>> = c
+                .categories
+                .iter()
+                .map(|s| match s.parse::<jiff::Timestamp>() {
+                    Ok(t) => Some(t.as_millisecond() as f64 / 1000.0),
+                    Err(_) => s.trim().parse::<f64>().ok().and_then(from_number),
+                })
+                .collect();
+            c.codes
+                .iter()
+                .map(|&code| parsed.get(code as usize).copied().flatten())
+                .collect()
+        }
+    }
+}
+
+/// Drop the current rows outside the window; the timestamp column is removed from the table
+/// unless it is also compared.
+pub(super) fn apply_window(
+    table: &mut Table,
+    window: &CurrentWindow,
+    now: SystemTime,
+    keep_column: bool,
+) -> WindowReport {
+    let now_s = match now.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => d.as_secs_f64(),
+        Err(e) => -e.duration().as_secs_f64(),
+    };
+    let since = now_s - window.duration.as_secs_f64();
+    let seconds = match table.column(&window.timestamp_column) {
+        Some(c) => timestamp_seconds(c),
+        None => vec![None; table.rows()],
+    };
+    let keep: Vec<bool> = seconds
+        .iter()
+        .map(|t| t.is_some_and(|t| t >= since))
+        .collect();
+    let rows_total = table.rows() as u64;
+    let rows_without_timestamp = seconds.iter().filter(|t| t.is_none()).count() as u64;
+    if !keep_column {
+        table.take(&window.timestamp_column);
+    }
+    table.retain_rows(&keep);
+    let since_text = jiff::Timestamp::from_millisecond((since * 1000.0) as i64)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| format!("{since}s after the epoch"));
+    WindowReport {
+        timestamp_column: window.timestamp_column.clone(),
+        window_seconds: window.duration.as_secs_f64(),
+        since: since_text,
+        rows_total,
+        rows_without_timestamp,
+    }
+}
+
+/// Compare a current table (read with [`PreparedReference::current_requests`]) with a prepared
+/// reference: every feature in parallel, then the decision rule.
+pub fn compare(
+    prepared: &PreparedReference,
+    mut current: Table,
+    config: &DriftConfig,
+) -> DriftReport {
+    let current_rows = current.rows();
+    let mut skipped = Vec::new();
+    let mut work: Vec<(&str, &FeatureReference, Column)> = Vec::new();
+    for (name, r) in &prepared.features {
+        match current.take(name) {
+            Some(col) => work.push((name.as_str(), r, col)),
+            None => skipped.push(name.clone()),
+        }
+    }
+    let prediction_work = prepared
+        .prediction
+        .as_ref()
+        .and_then(|(name, r)| current.take(name).map(|col| (name.as_str(), r, col)));
+    let has_prediction = prediction_work.is_some();
+    work.extend(prediction_work);
+    let mut comparisons: Vec<(String, FeatureComparison)> =
+        par_map(work, |(name, r, col)| (name.to_owned(), r.compare(col)));
+    let prediction_cmp = if has_prediction {
+        comparisons.pop()
+    } else {
+        None
+    };
+    let verdict = decide(comparisons, config);
+    let prediction_drift = prediction_cmp.map(|(name, cmp)| {
+        let mut single = config.clone();
+        single.multiple_testing = MultipleTesting::None;
+        let mut v = decide(vec![(name, cmp)], &single);
+        v.features.remove(0)
+    });
+    let mut notes = Vec::new();
+    if let Some(p) = &config.prediction_column {
+        if prepared.prediction.is_none() && prepared.features.iter().all(|(n, _)| n != p) {
+            notes.push(format!(
+                "prediction column '{p}' is not in the reference data: no prediction-distribution check"
+            ));
+        } else if prepared.prediction.is_some() && !has_prediction {
+            notes.push(format!(
+                "prediction column '{p}' is not in the current data: no prediction-distribution check"
+            ));
+        }
+    }
+    DriftReport {
+        reference_rows: prepared.rows as u64,
+        current_rows: current_rows as u64,
+        drift_detected: verdict.drift_detected,
+        severity: verdict.severity,
+        status: verdict.status,
+        drifted_share: verdict.drifted_share,
+        n_features: verdict.n_features,
+        n_evaluated: verdict.n_evaluated,
+        n_drifted: verdict.n_drifted,
+        multiple_testing: config.multiple_testing,
+        features: verdict.features,
+        skipped_columns: skipped,
+        prediction_drift,
+        performance: None,
+        window: None,
+        notes,
+        timings: Timings::default(),
+    }
+}

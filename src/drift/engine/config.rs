@@ -1,0 +1,274 @@
+//! Configuration of a check: what to compare, where the data is, how to decide.
+
+use super::*;
+
+/// What can stop a check.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DriftError {
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// Thresholds or features that cannot be used.
+    #[error("invalid drift configuration: {0}")]
+    InvalidConfig(String),
+    /// No column is present in both datasets.
+    #[error("no feature to compare: {0}")]
+    NoFeatures(String),
+}
+
+impl DriftError {
+    /// Stable PascalCase reason (a condition reason).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            DriftError::Data(e) => e.reason(),
+            DriftError::InvalidConfig(_) => "InvalidDriftConfig",
+            DriftError::NoFeatures(_) => "NoFeatures",
+        }
+    }
+}
+
+/// One feature to compare; `kind: None` infers it from the reference data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FeatureSelection {
+    pub name: String,
+    pub kind: Option<ColumnKind>,
+}
+
+/// The resolved configuration of a check.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DriftConfig {
+    pub policy: DriftPolicy,
+    pub multiple_testing: MultipleTesting,
+    pub psi: PsiParams,
+    /// Features to compare; empty means every column present in both datasets except
+    /// `ignore_columns` and the prediction column.
+    pub features: Vec<FeatureSelection>,
+    /// Kinds forced on columns when `features` is empty (e.g. `--categorical`); with explicit
+    /// features they override the features' kinds.
+    pub forced_kinds: Vec<(String, ColumnKind)>,
+    pub ignore_columns: Vec<String>,
+    /// Compare this column's distribution (reference vs current) as the prediction shift.
+    pub prediction_column: Option<String>,
+    /// Only current rows newer than this (`spec.drift.current.window`) are compared.
+    pub window: Option<CurrentWindow>,
+}
+
+/// The window of current rows that is compared.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CurrentWindow {
+    pub duration: Duration,
+    /// Column with each row's timestamp: RFC 3339 text, or Unix seconds (numbers above 1e11
+    /// are taken as milliseconds).
+    pub timestamp_column: String,
+}
+
+impl Default for DriftConfig {
+    /// The defaults of `spec.drift` (BH at 0.05, effect sizes 0.1, PSI 0.2/0.25, share 0.5,
+    /// 10 bins) and the prediction-distribution check on column `prediction`.
+    fn default() -> Self {
+        Self {
+            policy: DriftPolicy::default(),
+            multiple_testing: MultipleTesting::BenjaminiHochberg,
+            psi: PsiParams::default(),
+            features: Vec::new(),
+            forced_kinds: Vec::new(),
+            ignore_columns: Vec::new(),
+            prediction_column: Some("prediction".into()),
+            window: None,
+        }
+    }
+}
+
+impl DriftConfig {
+    /// From the resource's drift section (and performance section, for the prediction column).
+    pub fn from_spec(
+        spec: &DriftSpec,
+        performance: Option<&PerformanceSpec>,
+    ) -> Result<Self, DriftError> {
+        let t = &spec.thresholds;
+        let policy = DriftPolicy {
+            alpha: t.alpha,
+            fdr: t.multiple_testing == MultipleTesting::BenjaminiHochberg,
+            min_effect_numeric: t.min_ks_statistic,
+            min_effect_categorical: t.min_cramers_v,
+            psi_warning: t.psi_warning,
+            psi_high: t.psi_high,
+            drift_share: t.drift_share,
+        };
+        let bins = usize::try_from(t.bins)
+            .ok()
+            .filter(|b| (1..=1000).contains(b))
+            .ok_or_else(|| {
+                DriftError::InvalidConfig(format!(
+                    "drift.thresholds.bins must be >= 1, got {}",
+                    t.bins
+                ))
+            })?;
+        let mut ignore = spec.ignore_columns.clone();
+        if let Some(ts) = &spec.current.timestamp_column {
+            ignore.push(ts.clone());
+        }
+        let window = match (&spec.current.window, &spec.current.timestamp_column) {
+            (None, _) => None,
+            (Some(w), Some(ts)) => Some(CurrentWindow {
+                duration: crate::api::duration::parse_duration(w).map_err(|e| {
+                    DriftError::InvalidConfig(format!("drift.current.window '{w}': {e}"))
+                })?,
+                timestamp_column: ts.clone(),
+            }),
+            (Some(_), None) => {
+                return Err(DriftError::InvalidConfig(
+                    "drift.current.timestampColumn is required when drift.current.window is set"
+                        .into(),
+                ));
+            }
+        };
+        let config = Self {
+            window,
+            policy,
+            multiple_testing: t.multiple_testing,
+            psi: PsiParams {
+                bins,
+                ..PsiParams::default()
+            },
+            features: spec
+                .features
+                .iter()
+                .map(|f| FeatureSelection {
+                    name: f.name.clone(),
+                    kind: f.kind.map(ColumnKind::from),
+                })
+                .collect(),
+            forced_kinds: Vec::new(),
+            ignore_columns: ignore,
+            prediction_column: performance.and_then(|p| {
+                p.prediction_distribution
+                    .enabled
+                    .then(|| p.prediction_distribution.column.clone())
+            }),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Check the thresholds and the feature list.
+    pub fn validate(&self) -> Result<(), DriftError> {
+        self.policy
+            .validate()
+            .map_err(|e| DriftError::InvalidConfig(e.to_string()))?;
+        self.psi
+            .validate()
+            .map_err(|e| DriftError::InvalidConfig(e.to_string()))?;
+        let mut seen = std::collections::HashSet::new();
+        for f in &self.features {
+            if f.name.is_empty() {
+                return Err(DriftError::InvalidConfig(
+                    "a feature has an empty name".into(),
+                ));
+            }
+            if !seen.insert(f.name.as_str()) {
+                return Err(DriftError::InvalidConfig(format!(
+                    "feature '{}' is listed twice",
+                    f.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn forced(&self, name: &str) -> Option<ColumnKind> {
+        self.forced_kinds
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, k)| *k)
+    }
+
+    /// A stable text of everything that changes the prepared reference (for cache keys).
+    pub fn fingerprint(&self) -> String {
+        let mut s = format!("bins={};smoothing={};", self.psi.bins, self.psi.smoothing);
+        for f in &self.features {
+            s.push_str(&format!("f:{}:{:?};", f.name, f.kind));
+        }
+        for (n, k) in &self.forced_kinds {
+            s.push_str(&format!("k:{n}:{k:?};"));
+        }
+        for i in &self.ignore_columns {
+            s.push_str(&format!("i:{i};"));
+        }
+        s.push_str(&format!("p:{:?}", self.prediction_column));
+        s
+    }
+}
+
+/// Where a dataset is.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DatasetLocation {
+    pub uri: String,
+    pub format: Option<DataFormat>,
+}
+
+/// Labelled live data for accuracy.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LabelledLocation {
+    pub location: DatasetLocation,
+    pub prediction_column: String,
+    pub label_column: String,
+    pub accuracy_threshold: Option<f64>,
+}
+
+/// Everything one check needs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckRequest {
+    pub reference: DatasetLocation,
+    pub current: DatasetLocation,
+    pub labelled: Option<LabelledLocation>,
+    pub config: DriftConfig,
+    /// Part of the reference cache key: a new model version re-prepares its reference.
+    pub model_version: Option<String>,
+    /// The check time for the current window (`None`: now).
+    pub now: Option<SystemTime>,
+}
+
+impl CheckRequest {
+    /// The check a resource asks for.
+    pub fn from_spec(
+        drift: &DriftSpec,
+        performance: Option<&PerformanceSpec>,
+        model_version: Option<String>,
+    ) -> Result<Self, DriftError> {
+        Ok(Self {
+            reference: DatasetLocation {
+                uri: drift.reference.uri.clone(),
+                format: drift.reference.format,
+            },
+            current: DatasetLocation {
+                uri: drift.current.uri.clone(),
+                format: drift.current.format,
+            },
+            labelled: performance.and_then(|p| {
+                p.labelled.as_ref().map(|l| LabelledLocation {
+                    location: DatasetLocation {
+                        uri: l.uri.clone(),
+                        format: l.format,
+                    },
+                    prediction_column: l.prediction_column.clone(),
+                    label_column: l.label_column.clone(),
+                    accuracy_threshold: Some(p.accuracy_threshold),
+                })
+            }),
+            config: DriftConfig::from_spec(drift, performance)?,
+            model_version,
+            now: None,
+        })
+    }
+
+    /// The cache key of this request's prepared reference.
+    pub fn reference_key(&self) -> ReferenceKey {
+        ReferenceKey {
+            model_version: self.model_version.clone(),
+            uri: self.reference.uri.clone(),
+            format: self.reference.format.map(|f| format!("{f:?}")),
+            config: self.config.fingerprint(),
+        }
+    }
+}

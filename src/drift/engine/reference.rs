@@ -1,0 +1,298 @@
+//! Prepared references: read once per model version, reused across checks.
+
+use super::*;
+
+/// Identifies a prepared reference: the model version, the reference URI and format, and
+/// the configuration that shaped it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ReferenceKey {
+    pub model_version: Option<String>,
+    pub uri: String,
+    pub format: Option<String>,
+    pub config: String,
+}
+
+/// A feature's prepared reference.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FeatureReference {
+    Numeric(NumericReference),
+    Categorical(CategoricalReference),
+}
+
+impl FeatureReference {
+    pub fn kind(&self) -> ColumnKind {
+        match self {
+            FeatureReference::Numeric(_) => ColumnKind::Numerical,
+            FeatureReference::Categorical(_) => ColumnKind::Categorical,
+        }
+    }
+
+    pub(super) fn prepare(column: Column, psi: PsiParams) -> Result<Self, DriftError> {
+        let invalid = |e: crate::drift::stats::StatsError| DriftError::InvalidConfig(e.to_string());
+        Ok(match column {
+            Column::Numeric(v) => {
+                FeatureReference::Numeric(NumericReference::new(v, psi).map_err(invalid)?)
+            }
+            Column::Categorical(c) => FeatureReference::Categorical(
+                CategoricalReference::new(c.counts(), psi.smoothing).map_err(invalid)?,
+            ),
+        })
+    }
+
+    pub(super) fn compare(&self, column: Column) -> FeatureComparison {
+        match (self, column) {
+            (FeatureReference::Numeric(r), Column::Numeric(v)) => {
+                FeatureComparison::Numeric(compare_numeric(r, v))
+            }
+            (FeatureReference::Categorical(r), Column::Categorical(c)) => {
+                FeatureComparison::Categorical(compare_categorical(r, &c.counts()))
+            }
+            // the current data is read with the reference's kinds; a mismatch cannot happen,
+            // but if it did the feature has no comparable data rather than a panic
+            (FeatureReference::Numeric(r), Column::Categorical(c)) => {
+                FeatureComparison::Numeric(compare_numeric(r, vec![f64::NAN; c.len()]))
+            }
+            (FeatureReference::Categorical(r), Column::Numeric(v)) => {
+                let mut counts = crate::drift::stats::CategoricalCounts::new();
+                counts.add_missing(v.len() as u64);
+                FeatureComparison::Categorical(compare_categorical(r, &counts))
+            }
+        }
+    }
+}
+
+/// A reference dataset prepared once and reused by every check of the same key.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PreparedReference {
+    pub(super) key: ReferenceKey,
+    pub(super) rows: usize,
+    /// Compared features, in order.
+    pub(super) features: Vec<(String, FeatureReference)>,
+    pub(super) prediction: Option<(String, FeatureReference)>,
+    /// Whether `features` was the explicit list (missing current columns are errors) or every
+    /// reference column (missing current columns are skipped).
+    pub(super) explicit: bool,
+}
+
+impl PreparedReference {
+    pub fn key(&self) -> &ReferenceKey {
+        &self.key
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn features(&self) -> impl Iterator<Item = (&str, &FeatureReference)> {
+        self.features.iter().map(|(n, r)| (n.as_str(), r))
+    }
+
+    pub fn prediction(&self) -> Option<(&str, &FeatureReference)> {
+        self.prediction.as_ref().map(|(n, r)| (n.as_str(), r))
+    }
+
+    /// The columns to read from the current data (`available`: its column names).
+    pub fn current_requests(&self, available: &[String]) -> Result<Vec<ColumnRequest>, DriftError> {
+        requests_for_current(
+            self.features.iter().map(|(n, r)| (n.as_str(), r.kind())),
+            self.prediction
+                .as_ref()
+                .map(|(n, r)| (n.as_str(), r.kind())),
+            self.explicit,
+            available,
+        )
+    }
+}
+
+/// The current columns to read for these reference features (with the kinds the reference
+/// fixed); a missing explicit feature is an error, a missing inferred one is skipped.
+pub(super) fn requests_for_current<'a>(
+    features: impl Iterator<Item = (&'a str, ColumnKind)>,
+    prediction: Option<(&'a str, ColumnKind)>,
+    explicit: bool,
+    available: &[String],
+) -> Result<Vec<ColumnRequest>, DriftError> {
+    let mut out = Vec::new();
+    for (name, kind) in features {
+        if available.iter().any(|a| a == name) {
+            out.push(ColumnRequest::new(name, Some(kind)));
+        } else if explicit {
+            return Err(DataError::MissingColumn {
+                column: name.to_owned(),
+                side: Side::Current,
+            }
+            .into());
+        }
+    }
+    if let Some((name, kind)) = prediction
+        && available.iter().any(|a| a == name)
+    {
+        out.push(ColumnRequest::new(name, Some(kind)));
+    }
+    if out.is_empty() {
+        return Err(DriftError::NoFeatures(
+            "the reference and current data have no column in common".into(),
+        ));
+    }
+    Ok(out)
+}
+
+/// The current columns to read for a reference table not prepared yet (so that the current
+/// data can be read while the reference is being prepared).
+pub(super) fn requests_from_reference_table(
+    table: &Table,
+    config: &DriftConfig,
+    available: &[String],
+) -> Result<Vec<ColumnRequest>, DriftError> {
+    let is_prediction = |name: &str| {
+        config.prediction_column.as_deref() == Some(name)
+            && !config.features.iter().any(|f| f.name == name)
+    };
+    let columns = table.columns();
+    requests_for_current(
+        columns
+            .iter()
+            .filter(|c| !is_prediction(&c.name))
+            .map(|c| (c.name.as_str(), c.data.kind())),
+        columns
+            .iter()
+            .find(|c| is_prediction(&c.name))
+            .map(|c| (c.name.as_str(), c.data.kind())),
+        !config.features.is_empty(),
+        available,
+    )
+}
+
+/// The columns to read from the reference (`available`: its column names).
+pub fn reference_requests(
+    available: &[String],
+    config: &DriftConfig,
+) -> Result<Vec<ColumnRequest>, DriftError> {
+    let mut out: Vec<ColumnRequest> = Vec::new();
+    let has = |n: &str| available.iter().any(|a| a == n);
+    for (name, _) in &config.forced_kinds {
+        if !has(name) {
+            return Err(DataError::MissingColumn {
+                column: name.clone(),
+                side: Side::Reference,
+            }
+            .into());
+        }
+    }
+    if config.features.is_empty() {
+        for name in available {
+            let ignored = config.ignore_columns.iter().any(|i| i == name);
+            let prediction = config.prediction_column.as_deref() == Some(name.as_str());
+            if !ignored && !prediction && !out.iter().any(|r| r.name == *name) {
+                out.push(ColumnRequest::new(name.clone(), config.forced(name)));
+            }
+        }
+    } else {
+        for f in &config.features {
+            if !has(&f.name) {
+                return Err(DataError::MissingColumn {
+                    column: f.name.clone(),
+                    side: Side::Reference,
+                }
+                .into());
+            }
+            out.push(ColumnRequest::new(
+                f.name.clone(),
+                config.forced(&f.name).or(f.kind),
+            ));
+        }
+    }
+    if let Some(p) = &config.prediction_column
+        && has(p)
+        && !out.iter().any(|r| r.name == *p)
+    {
+        out.push(ColumnRequest::new(p.clone(), config.forced(p)));
+    }
+    Ok(out)
+}
+
+/// Run `f` over `items` on up to `available_parallelism` threads (work-stealing by index),
+/// results in input order.
+pub(super) fn par_map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+    let n = items.len();
+    let workers = crate::drift::data::workers_for(n);
+    if workers <= 1 {
+        return items.into_iter().map(f).collect();
+    }
+    let slots: Vec<Mutex<Option<T>>> = items.into_iter().map(|t| Mutex::new(Some(t))).collect();
+    let results: Vec<Mutex<Option<R>>> = (0..n).map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        break;
+                    }
+                    let item = slots[i].lock().ok().and_then(|mut g| g.take());
+                    if let Some(item) = item {
+                        let r = f(item);
+                        if let Ok(mut g) = results[i].lock() {
+                            *g = Some(r);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    results
+        .into_iter()
+        .filter_map(|m| m.into_inner().ok().flatten())
+        .collect()
+}
+
+/// Prepare a reference table (read with [`reference_requests`]): every feature in parallel.
+pub fn prepare_reference(
+    table: Table,
+    config: &DriftConfig,
+    key: ReferenceKey,
+) -> Result<PreparedReference, DriftError> {
+    let rows = table.rows();
+    let psi = config.psi;
+    let prediction_name = config.prediction_column.clone();
+    let mut prediction_column = None;
+    let mut items = Vec::new();
+    for c in table.into_columns() {
+        let is_prediction = prediction_name.as_deref() == Some(c.name.as_str())
+            && !config.features.iter().any(|f| f.name == c.name);
+        if is_prediction {
+            prediction_column = Some(c);
+        } else {
+            items.push(c);
+        }
+    }
+    if let Some(p) = prediction_column {
+        items.push(p); // prepared last, split off below
+    }
+    let prepared = par_map(items, |c| {
+        FeatureReference::prepare(c.data, psi).map(|r| (c.name, r))
+    });
+    let mut features = Vec::with_capacity(prepared.len());
+    for p in prepared {
+        features.push(p?);
+    }
+    let prediction = match (&prediction_name, features.last()) {
+        (Some(p), Some((n, _))) if n == p && !config.features.iter().any(|f| f.name == *p) => {
+            features.pop()
+        }
+        _ => None,
+    };
+    if features.is_empty() {
+        return Err(DriftError::NoFeatures(
+            "the reference has no column to compare (all ignored?)".into(),
+        ));
+    }
+    Ok(PreparedReference {
+        key,
+        rows,
+        features,
+        prediction,
+        explicit: !config.features.is_empty(),
+    })
+}

@@ -1,0 +1,331 @@
+//! The engine that fetches, reads, prepares (cached) and compares, off the async runtime.
+
+use super::*;
+
+/// Runs checks and keeps prepared references between them.
+#[derive(Debug)]
+pub struct DriftEngine {
+    pub(super) fetch: FetchContext,
+    pub(super) cache: Mutex<Vec<(ReferenceKey, Arc<PreparedReference>)>>,
+    pub(super) capacity: usize,
+}
+
+pub(super) struct Resolved {
+    pub(super) source: DataSource,
+    pub(super) format: DataFormat,
+}
+
+pub(super) fn resolve(loc: &DatasetLocation, side: Side) -> Result<Resolved, DataError> {
+    let source = DataSource::parse(&loc.uri, side)?;
+    let format = detect_format(&source, loc.format, side)?;
+    Ok(Resolved { source, format })
+}
+
+pub(super) fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+impl DriftEngine {
+    /// An engine keeping up to 16 prepared references.
+    pub fn new(fetch: FetchContext) -> Self {
+        Self {
+            fetch,
+            cache: Mutex::new(Vec::new()),
+            capacity: 16,
+        }
+    }
+
+    pub fn with_cache_capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity.max(1);
+        self
+    }
+
+    /// The prepared reference of `key`, if cached.
+    pub fn cached(&self, key: &ReferenceKey) -> Option<Arc<PreparedReference>> {
+        let cache = self.cache.lock().ok()?;
+        cache.iter().find(|(k, _)| k == key).map(|(_, p)| p.clone())
+    }
+
+    /// Drop a cached reference (e.g. when the reference data was rewritten in place).
+    pub fn invalidate(&self, key: &ReferenceKey) {
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.retain(|(k, _)| k != key);
+        }
+    }
+
+    pub(super) fn remember(&self, prepared: Arc<PreparedReference>) {
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.retain(|(k, _)| k != prepared.key());
+            if cache.len() >= self.capacity {
+                cache.remove(0);
+            }
+            cache.push((prepared.key().clone(), prepared));
+        }
+    }
+
+    /// Run one check: fetch what is needed, prepare the reference unless cached, compare the
+    /// current data, compute accuracy on labelled data. CPU work runs on the blocking pool.
+    pub async fn check(&self, request: &CheckRequest) -> Result<DriftReport, DriftError> {
+        let started = Instant::now();
+        request.config.validate()?;
+        let reference = resolve(&request.reference, Side::Reference)?;
+        let current = resolve(&request.current, Side::Current)?;
+        let labelled = match &request.labelled {
+            Some(l) => Some((resolve(&l.location, Side::Labelled)?, l.clone())),
+            None => None,
+        };
+        let key = request.reference_key();
+        let cached = self.cached(&key);
+
+        let fetch_ref = async {
+            match &cached {
+                Some(_) => Ok(None),
+                None => reference
+                    .source
+                    .fetch(&self.fetch, Side::Reference)
+                    .await
+                    .map(Some),
+            }
+        };
+        let fetch_cur = current.source.fetch(&self.fetch, Side::Current);
+        let fetch_lab = async {
+            match &labelled {
+                Some((r, _)) => r.source.fetch(&self.fetch, Side::Labelled).await.map(Some),
+                None => Ok(None),
+            }
+        };
+        let (ref_payload, cur_payload, lab_payload) =
+            futures::future::join3(fetch_ref, fetch_cur, fetch_lab).await;
+        let (ref_payload, cur_payload, lab_payload) = (ref_payload?, cur_payload?, lab_payload?);
+        let fetch_s = secs(started.elapsed());
+
+        let job = CpuJob {
+            now: request.now.unwrap_or_else(SystemTime::now),
+            config: request.config.clone(),
+            key,
+            cached,
+            reference: ref_payload.map(|p| (p, reference.format)),
+            current: (cur_payload, current.format),
+            labelled: match (lab_payload, labelled) {
+                (Some(p), Some((r, l))) => Some((p, r.format, l)),
+                _ => None,
+            },
+        };
+        let (prepared, mut report) = match tokio::task::spawn_blocking(move || job.run()).await {
+            Ok(r) => r?,
+            Err(e) => {
+                return Err(DriftError::InvalidConfig(format!(
+                    "internal error: the drift computation did not finish: {e}"
+                )));
+            }
+        };
+        self.remember(prepared);
+        report.timings.fetch_s = fetch_s;
+        report.timings.total_s = secs(started.elapsed());
+        Ok(report)
+    }
+
+    /// [`check`](Self::check) for local files only, without an async runtime (the CLI's path
+    /// when no dataset is remote). Remote sources give [`DataError::InvalidUri`].
+    pub fn check_local(&self, request: &CheckRequest) -> Result<DriftReport, DriftError> {
+        let started = Instant::now();
+        request.config.validate()?;
+        let local =
+            |loc: &DatasetLocation, side: Side| -> Result<(Payload, DataFormat), DataError> {
+                let r = resolve(loc, side)?;
+                match r.source.fetch_local(side) {
+                    Some(p) => Ok((p?, r.format)),
+                    None => Err(DataError::InvalidUri {
+                        side,
+                        uri: loc.uri.clone(),
+                        reason: "a remote dataset needs the async check".into(),
+                    }),
+                }
+            };
+        let key = request.reference_key();
+        let cached = self.cached(&key);
+        let reference = match &cached {
+            Some(_) => None,
+            None => Some(local(&request.reference, Side::Reference)?),
+        };
+        let current = local(&request.current, Side::Current)?;
+        let labelled = match &request.labelled {
+            Some(l) => {
+                let (p, f) = local(&l.location, Side::Labelled)?;
+                Some((p, f, l.clone()))
+            }
+            None => None,
+        };
+        let job = CpuJob {
+            now: request.now.unwrap_or_else(SystemTime::now),
+            config: request.config.clone(),
+            key,
+            cached,
+            reference,
+            current,
+            labelled,
+        };
+        let (prepared, mut report) = job.run()?;
+        self.remember(prepared);
+        report.timings.total_s = secs(started.elapsed());
+        Ok(report)
+    }
+}
+
+/// The CPU-bound part of a check (reading, preparing, comparing).
+pub(super) struct CpuJob {
+    pub(super) now: SystemTime,
+    pub(super) config: DriftConfig,
+    pub(super) key: ReferenceKey,
+    pub(super) cached: Option<Arc<PreparedReference>>,
+    pub(super) reference: Option<(Payload, DataFormat)>,
+    pub(super) current: (Payload, DataFormat),
+    pub(super) labelled: Option<(Payload, DataFormat, LabelledLocation)>,
+}
+
+impl CpuJob {
+    pub(super) fn run(self) -> Result<(Arc<PreparedReference>, DriftReport), DriftError> {
+        let CpuJob {
+            now,
+            config,
+            key,
+            cached,
+            reference,
+            current,
+            labelled,
+        } = self;
+        let mut timings = Timings {
+            reference_cached: cached.is_some(),
+            ..Timings::default()
+        };
+        let (cur_payload, cur_format) = current;
+        let cur_names = column_names(&cur_payload, cur_format, Side::Current)?;
+
+        // The reference table (unless cached) is read while the labelled data is; then the
+        // current data is read while the reference is prepared.
+        let read_reference = || -> Result<Option<(Table, f64)>, DriftError> {
+            if cached.is_some() {
+                return Ok(None);
+            }
+            let Some((payload, format)) = &reference else {
+                return Err(DriftError::InvalidConfig(
+                    "internal error: no reference data".into(),
+                ));
+            };
+            let t0 = Instant::now();
+            let names = column_names(payload, *format, Side::Reference)?;
+            let requests = reference_requests(&names, &config)?;
+            if config.features.is_empty() && !requests.iter().any(|r| cur_names.contains(&r.name)) {
+                return Err(DriftError::NoFeatures(
+                    "the reference and current data have no column in common".into(),
+                ));
+            }
+            let table = read_table(payload, *format, &requests, Side::Reference)?;
+            Ok(Some((table, secs(t0.elapsed()))))
+        };
+        let read_labelled = || -> Option<Result<(AccuracyReport, f64), DataError>> {
+            let (payload, format, loc) = labelled.as_ref()?;
+            let t0 = Instant::now();
+            let r = read_table(
+                payload,
+                *format,
+                &[
+                    ColumnRequest::new(loc.prediction_column.clone(), None),
+                    ColumnRequest::new(loc.label_column.clone(), None),
+                ],
+                Side::Labelled,
+            )
+            .and_then(|t| accuracy(&t, &loc.prediction_column, &loc.label_column))
+            .map(|mut a| {
+                if let (Some(th), Some(acc)) = (loc.accuracy_threshold, a.accuracy) {
+                    a.accuracy_threshold = Some(th);
+                    a.below_threshold = Some(acc < th);
+                }
+                (a, secs(t0.elapsed()))
+            });
+            Some(r)
+        };
+        let internal = |what: &str| {
+            DriftError::Data(DataError::malformed(
+                Side::Current,
+                "",
+                format!("internal error while {what}"),
+            ))
+        };
+
+        let (reference_table, labelled_result) = if labelled.is_none() {
+            (read_reference(), None)
+        } else {
+            std::thread::scope(|s| {
+                let lab = s.spawn(read_labelled);
+                let r = read_reference();
+                let lab = lab.join().unwrap_or_else(|_| {
+                    Some(Err(DataError::malformed(
+                        Side::Labelled,
+                        "",
+                        "internal error while reading",
+                    )))
+                });
+                (r, lab)
+            })
+        };
+        let read_current = |requests: &[ColumnRequest]| -> Result<(Table, f64), DriftError> {
+            let t0 = Instant::now();
+            let mut requests = requests.to_vec();
+            if let Some(w) = &config.window
+                && !requests.iter().any(|r| r.name == w.timestamp_column)
+            {
+                requests.push(ColumnRequest::new(w.timestamp_column.clone(), None));
+            }
+            let t = read_table(&cur_payload, cur_format, &requests, Side::Current)?;
+            Ok((t, secs(t0.elapsed())))
+        };
+        let (prepared, (table, read_current_s)) = match (reference_table?, &cached) {
+            (None, Some(p)) => {
+                let requests = p.current_requests(&cur_names)?;
+                (p.clone(), read_current(&requests)?)
+            }
+            (Some((ref_table, read_s)), _) => {
+                timings.read_reference_s = read_s;
+                let requests = requests_from_reference_table(&ref_table, &config, &cur_names)?;
+                let (prepared, current) = std::thread::scope(|s| {
+                    let cur = s.spawn(|| read_current(&requests));
+                    let t1 = Instant::now();
+                    let prepared = prepare_reference(ref_table, &config, key.clone())
+                        .map(|p| (Arc::new(p), secs(t1.elapsed())));
+                    let cur = cur
+                        .join()
+                        .unwrap_or_else(|_| Err(internal("reading the current data")));
+                    (prepared, cur)
+                });
+                let (prepared, prepare_s) = prepared?;
+                timings.prepare_s = prepare_s;
+                (prepared, current?)
+            }
+            (None, None) => return Err(internal("preparing the reference")),
+        };
+        timings.read_current_s = read_current_s;
+        let mut table = table;
+        let window = config.window.as_ref().map(|w| {
+            let compared = prepared.features().any(|(n, _)| n == w.timestamp_column)
+                || prepared
+                    .prediction()
+                    .is_some_and(|(n, _)| n == w.timestamp_column);
+            apply_window(&mut table, w, now, compared)
+        });
+        let t1 = Instant::now();
+        let mut report = compare(&prepared, table, &config);
+        report.window = window;
+        timings.compare_s = secs(t1.elapsed());
+        if let Some(r) = labelled_result {
+            let (acc, s) = r?;
+            timings.accuracy_s = s;
+            report.performance = Some(acc);
+        }
+        report.timings = timings;
+        Ok((prepared, report))
+    }
+}
+
+/// Cache of prepared references keyed by [`ReferenceKey`] outside an engine (e.g. tests).
+pub type ReferenceCache = HashMap<ReferenceKey, Arc<PreparedReference>>;
