@@ -1,0 +1,157 @@
+//! One-shot manual requests and the pause overlay.
+
+use super::*;
+
+/// Records and applies one-shot manual requests; returns whether retraining was requested.
+pub(super) fn apply_manual(cx: &mut Ctx<'_>, manual: &ManualInput) -> bool {
+    let manual_pause = cx.status.pause_reason.as_deref() == Some(PAUSE_MANUAL);
+    if manual.paused && !cx.status.paused {
+        pause(
+            cx,
+            PAUSE_MANUAL,
+            "paused by mlrollout.io/pause; the phase will not advance",
+        );
+    } else if !manual.paused && cx.status.paused && manual_pause {
+        resume(cx, "the mlrollout.io/pause annotation was removed");
+    }
+    let mut retrain = false;
+    for (request, value) in &manual.requests {
+        cx.status
+            .handled_requests
+            .insert(request.annotation().to_string(), value.clone());
+        match request {
+            Request::Abort => match cx.status.phase {
+                Phase::Retraining => {
+                    finish_attempt(cx, "Aborted", "aborted by mlrollout.io/abort");
+                    cx.enter(Phase::Failed);
+                    cx.event(true, "Aborted", "retraining aborted by a person");
+                }
+                Phase::Evaluating | Phase::Shadow | Phase::Progressing => {
+                    rollback(cx, "Aborted", "aborted by a person (mlrollout.io/abort)");
+                }
+                _ => ignored(cx, "abort"),
+            },
+            Request::Retry => match (cx.status.phase, retriable_candidate(&cx.status)) {
+                // A rolled-back (or aborted) candidate passed its gates before: roll it out again.
+                (Phase::RolledBack, Some(version))
+                    if cx.status.stable_version.as_deref() != Some(version.as_str()) =>
+                {
+                    cx.status.candidate_version = Some(version.clone());
+                    cx.status.candidate_source = Some("retry".into());
+                    cx.event(
+                        false,
+                        "Retry",
+                        format!("retrying the rollout of version {version}"),
+                    );
+                    start_rollout(cx);
+                }
+                // Failed (training, lineage, evaluation): retrying means training again; a
+                // rejected version never gets traffic by retry.
+                (Phase::RolledBack | Phase::Failed, _) => retrain = true,
+                _ => ignored(cx, "retry"),
+            },
+            Request::PromoteNext | Request::PromoteFull => {
+                let full = *request == Request::PromoteFull;
+                // A person promoting answers an inconclusive analysis.
+                if cx.status.pause_reason.as_deref() == Some(PAUSE_INCONCLUSIVE) {
+                    cx.status.paused = false;
+                    cx.status.pause_reason = None;
+                }
+                match cx.status.phase {
+                    Phase::Evaluating => {
+                        cx.event(false, "ManualPromotion", "evaluation skipped by a person");
+                        pass_evaluation(cx, "skipped by a person");
+                    }
+                    Phase::Shadow if !full => {
+                        cx.event(false, "ManualPromotion", "shadow ended early by a person");
+                        enter_step(cx, 0);
+                    }
+                    Phase::Shadow | Phase::Progressing if full => {
+                        promote(cx, "promoted in full by a person")
+                    }
+                    Phase::Progressing => {
+                        cx.event(false, "ManualPromotion", "step completed by a person");
+                        advance_step(cx);
+                    }
+                    _ => ignored(cx, "promote"),
+                }
+            }
+            Request::Retrain => {
+                let resting = matches!(
+                    cx.status.phase,
+                    Phase::Stable | Phase::RolledBack | Phase::Failed
+                );
+                let enabled = cx.spec.retraining.as_ref().is_some_and(|r| r.enabled);
+                if resting && enabled && !cx.status.paused {
+                    retrain = true;
+                } else {
+                    ignored(cx, "retrain");
+                }
+            }
+            Request::Resume => {
+                if cx.status.paused {
+                    resume(cx, "resumed by a person");
+                } else {
+                    ignored(cx, "resume");
+                }
+            }
+        }
+    }
+    retrain
+}
+
+pub(super) const PAUSE_MANUAL: &str = "manual";
+pub(super) const PAUSE_INCONCLUSIVE: &str = "inconclusiveAnalysis";
+
+pub(super) fn pause(cx: &mut Ctx<'_>, reason: &str, message: &str) {
+    cx.status.paused = true;
+    cx.status.pause_reason = Some(reason.into());
+    let warning = reason != PAUSE_MANUAL;
+    let event = if warning {
+        "AnalysisInconclusive"
+    } else {
+        "Paused"
+    };
+    cx.event(warning, event, message);
+}
+
+/// Lifts a pause; the phase's timers and its analysis start over, since time spent paused is
+/// not observed progress.
+pub(super) fn resume(cx: &mut Ctx<'_>, why: &str) {
+    cx.status.paused = false;
+    cx.status.pause_reason = None;
+    cx.status.phase_started_at = Some(Time(cx.now));
+    cx.status.analysis = None;
+    cx.event(
+        false,
+        "Resumed",
+        format!("{why}; the current phase starts over"),
+    );
+}
+
+/// Promotion and rollback end a pause set by the analysis (a manual pause stays).
+pub(super) fn clear_analysis_pause(cx: &mut Ctx<'_>) {
+    if cx.status.pause_reason.as_deref() != Some(PAUSE_MANUAL) {
+        cx.status.paused = false;
+        cx.status.pause_reason = None;
+    }
+}
+
+pub(super) fn ignored(cx: &mut Ctx<'_>, what: &str) {
+    let phase = cx.status.phase.as_str();
+    cx.event(
+        false,
+        "ManualRequestIgnored",
+        format!("{what} does not apply in phase {phase}"),
+    );
+}
+
+/// The candidate of the last rollout, when it was rolled back or aborted (it had passed
+/// evaluation, or came from the registry).
+pub(super) fn retriable_candidate(status: &ModelDeploymentStatus) -> Option<String> {
+    status
+        .history
+        .last()
+        .filter(|h| matches!(h.outcome.as_str(), "RolledBack" | "Aborted"))
+        .map(|h| h.candidate_version.clone())
+}

@@ -1,0 +1,347 @@
+//! Phase transitions of the lifecycle (see the module doc of `lifecycle`).
+
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+
+use super::analysis_state::{Assessment, assess, record};
+use super::manual::{ManualInput, Request};
+use super::schedule::{add, next_cron, since, spec_duration};
+use super::triggers::{self, Gate, Trigger, TriggerFacts};
+use super::*;
+use crate::analysis::AnalysisStage;
+use crate::api::{
+    DeferredTrigger, EvaluationStatus, InconclusiveAction, MetricDirection, ModelDeploymentSpec,
+    ModelDeploymentStatus, Phase, RegistryWrite, RetrainingAttempt, RolloutRecord, TrafficProvider,
+};
+
+mod manual_requests;
+mod retraining;
+mod rollout;
+
+use manual_requests::*;
+use retraining::*;
+use rollout::*;
+
+const MIN_REQUEUE: Duration = Duration::from_secs(1);
+const MAX_REQUEUE: Duration = Duration::from_secs(300);
+const DEFAULT_DRIFT_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Mutable state of one step.
+struct Ctx<'a> {
+    spec: &'a ModelDeploymentSpec,
+    observed: &'a Observations,
+    now: Timestamp,
+    name: &'a str,
+    uid: &'a str,
+    status: ModelDeploymentStatus,
+    transitions: Vec<Transition>,
+}
+
+impl Ctx<'_> {
+    fn event(&mut self, warning: bool, reason: &str, message: impl Into<String>) {
+        let message = message.into();
+        self.status.message = Some(message.clone());
+        self.transitions.push(Transition {
+            warning,
+            reason: reason.into(),
+            message,
+        });
+    }
+
+    fn enter(&mut self, phase: Phase) {
+        self.status.phase = phase;
+        self.status.phase_started_at = Some(Time(self.now));
+        self.status.analysis = None;
+    }
+
+    fn write(&mut self, op: &str, version: Option<&str>, key: &str, value: Option<&str>) {
+        let write = RegistryWrite {
+            op: op.into(),
+            version: version.map(String::from),
+            key: key.into(),
+            value: value.map(String::from),
+        };
+        // A later write to the same alias (or the same tag of the same version) supersedes an
+        // unsent earlier one.
+        let is_tag = op == "setTag";
+        self.status.pending_registry_writes.retain(|w| {
+            let same = if is_tag {
+                w.op == "setTag" && w.key == write.key && w.version == write.version
+            } else {
+                w.op != "setTag" && w.key == write.key
+            };
+            !same
+        });
+        self.status.pending_registry_writes.push(write);
+    }
+
+    fn phase_age(&self) -> Duration {
+        self.status
+            .phase_started_at
+            .as_ref()
+            .map(|t| since(self.now, t.0))
+            .unwrap_or(Duration::ZERO)
+    }
+
+    fn progress_deadline(&self) -> Duration {
+        spec_duration(
+            &self.spec.rollout.progress_deadline,
+            Duration::from_secs(1800),
+        )
+    }
+}
+
+pub(super) fn step(input: StepInput<'_>) -> StepOutput {
+    let mut cx = Ctx {
+        spec: input.spec,
+        observed: input.observed,
+        now: input.now,
+        name: input.name,
+        uid: input.uid,
+        status: input.status.clone(),
+        transitions: Vec::new(),
+    };
+
+    apply_drift(&mut cx);
+    let advisor_now = apply_advisor(&mut cx);
+    let before = (cx.status.phase, cx.status.current_step);
+    let retrain_requested = apply_manual(&mut cx, &input.observed.manual);
+    // A person moved the rollout in this step: observations were taken for the old phase
+    // (e.g. "stable is ready" described the old stable), so the new phase waits a step.
+    let moved_by_hand = (cx.status.phase, cx.status.current_step) != before;
+    if !cx.status.paused && !moved_by_hand {
+        match cx.status.phase {
+            Phase::Pending => {}
+            Phase::Stable | Phase::RolledBack | Phase::Failed => {
+                resting(&mut cx, retrain_requested, advisor_now)
+            }
+            Phase::Retraining => retraining(&mut cx),
+            Phase::Evaluating => evaluating(&mut cx),
+            Phase::Shadow => shadow(&mut cx),
+            Phase::Progressing => progressing(&mut cx),
+            Phase::Promoted => promoted(&mut cx),
+        }
+    }
+
+    let job = current_job(&cx.status);
+    let requeue_after = requeue(&cx);
+    StepOutput {
+        status: cx.status,
+        transitions: cx.transitions,
+        job,
+        requeue_after,
+    }
+}
+
+/// The Job that should exist: the running attempt's.
+fn current_job(status: &ModelDeploymentStatus) -> Option<JobRequest> {
+    if status.phase != Phase::Retraining {
+        return None;
+    }
+    let attempt = status.retraining_attempts.last()?;
+    (attempt.outcome == "Running").then(|| JobRequest {
+        number: attempt.number,
+        attempt_id: attempt.id.clone(),
+        trigger: attempt.trigger.clone(),
+        job_name: attempt.job_name.clone(),
+    })
+}
+
+fn apply_drift(cx: &mut Ctx<'_>) {
+    let Some(drift) = cx.observed.drift.clone() else {
+        return;
+    };
+    match drift {
+        DriftObservation::Completed { summary, .. } => {
+            let before = cx.status.drift.as_ref().map(|d| d.severity.clone());
+            if before.as_deref() != Some(summary.severity.as_str()) {
+                let warning = summary.severity != "ok";
+                cx.transitions.push(Transition {
+                    warning,
+                    reason: "DriftSeverityChanged".into(),
+                    message: format!(
+                        "drift severity {} -> {} ({:.0}% of features drifted)",
+                        before.as_deref().unwrap_or("unknown"),
+                        summary.severity,
+                        summary.drifted_share * 100.0
+                    ),
+                });
+            }
+            cx.status.drift = Some(summary);
+            cx.status.drift_check_failures = 0;
+            cx.status.next_drift_check_at = Some(Time(next_drift_check(cx.spec, cx.now)));
+        }
+        DriftObservation::Failed { reason, message } => {
+            cx.status.drift_check_failures += 1;
+            // Exponential backoff from 30 s, capped by the check interval.
+            let exp = cx.status.drift_check_failures.clamp(1, 10) as u32 - 1;
+            let backoff = Duration::from_secs(30 * 2u64.pow(exp)).min(drift_interval(cx.spec));
+            cx.status.next_drift_check_at = Some(Time(add(cx.now, backoff)));
+            cx.transitions.push(Transition {
+                warning: true,
+                reason: "DriftCheckFailed".into(),
+                message: format!("{reason}: {message}"),
+            });
+        }
+    }
+}
+
+fn drift_interval(spec: &ModelDeploymentSpec) -> Duration {
+    spec.drift
+        .as_ref()
+        .and_then(|d| d.interval.as_deref())
+        .map(|i| spec_duration(i, DEFAULT_DRIFT_INTERVAL))
+        .unwrap_or(DEFAULT_DRIFT_INTERVAL)
+}
+
+fn next_drift_check(spec: &ModelDeploymentSpec, now: Timestamp) -> Timestamp {
+    match spec.drift.as_ref().and_then(|d| d.schedule.as_deref()) {
+        Some(cron) => next_cron(cron, now).unwrap_or_else(|| add(now, DEFAULT_DRIFT_INTERVAL)),
+        None => add(now, drift_interval(spec)),
+    }
+}
+
+/// Records the advisor's answer; returns whether it asks for retraining now. Advice only: it
+/// becomes a trigger like any other, behind the same cooldown, budget and gates.
+fn apply_advisor(cx: &mut Ctx<'_>) -> bool {
+    let Some(obs) = cx.observed.advisor.clone() else {
+        return false;
+    };
+    let mut status = crate::api::AdvisorStatus {
+        digest: obs.digest.clone(),
+        at: Some(Time(cx.now)),
+        ..Default::default()
+    };
+    let retrain_now = match &obs.answer {
+        Ok(answer) => {
+            status.needs_retrain = Some(answer.needs_retrain);
+            status.urgency = Some(answer.urgency.as_str().into());
+            status.reason = Some(answer.reason.clone());
+            cx.transitions.push(Transition {
+                warning: false,
+                reason: "AdvisorAnswered".into(),
+                message: format!(
+                    "advisor: needs_retrain={} urgency={}: {}",
+                    answer.needs_retrain,
+                    answer.urgency.as_str(),
+                    answer.reason
+                ),
+            });
+            answer.retrain_now()
+        }
+        Err(error) => {
+            status.error = Some(error.to_string());
+            status.error_reason = Some(error.reason().into());
+            cx.transitions.push(Transition {
+                warning: true,
+                reason: "AdvisorIgnored".into(),
+                message: format!("advisor answer ignored, the rules decide alone: {error}"),
+            });
+            false
+        }
+    };
+    cx.status.advisor = Some(status);
+    retrain_now
+}
+
+fn requeue(cx: &Ctx<'_>) -> Duration {
+    let now = cx.now;
+    let s = &cx.status;
+    let mut due: Vec<Timestamp> = Vec::new();
+    match &s.next_drift_check_at {
+        Some(t) => due.push(t.0),
+        None if cx.spec.drift.is_some() => due.push(now),
+        None => {}
+    }
+    if let (Some(cron), Some(anchor)) = (
+        cx.spec
+            .retraining
+            .as_ref()
+            .and_then(|r| r.triggers.schedule.as_deref()),
+        s.schedule_anchor.as_ref(),
+    ) && let Some(t) = next_cron(cron, anchor.0)
+    {
+        due.push(t);
+    }
+    if s.deferred_trigger.is_some()
+        && let Some(r) = &cx.spec.retraining
+        && let Gate::Cooldown { until } | Gate::Budget { until } =
+            triggers::gate(r, &s.retraining_attempts, now)
+    {
+        due.push(until);
+    }
+    let mut wake = due
+        .into_iter()
+        .map(|t| since(t, now).max(MIN_REQUEUE))
+        .min()
+        .unwrap_or(MAX_REQUEUE)
+        .min(MAX_REQUEUE);
+    if !s.paused && is_active(s.phase) {
+        // Active phases are looked at often: measurements, step ends and deadlines.
+        let interval = cx
+            .spec
+            .rollout
+            .analysis
+            .as_ref()
+            .map(|a| spec_duration(&a.interval, Duration::from_secs(60)))
+            .unwrap_or(Duration::from_secs(30));
+        wake = wake
+            .min(interval.max(MIN_REQUEUE))
+            .min(Duration::from_secs(30));
+    }
+    wake
+}
+
+pub(super) fn wants(
+    spec: &ModelDeploymentSpec,
+    status: &ModelDeploymentStatus,
+    now: Timestamp,
+) -> Wants {
+    let mut wants = Wants {
+        drift_check: spec.drift.is_some()
+            && status
+                .next_drift_check_at
+                .as_ref()
+                .is_none_or(|t| t.0 <= now),
+        ..Default::default()
+    };
+    match status.phase {
+        Phase::Retraining => {
+            if let Some(a) = status.retraining_attempts.last()
+                && a.outcome == "Running"
+            {
+                wants.job = Some(a.job_name.clone());
+                wants.candidate_lookup = Some(a.id.clone());
+            }
+        }
+        Phase::Evaluating => {
+            if let (Some(c), Some(s)) = (&status.candidate_version, &status.stable_version) {
+                wants.evaluation = Some((c.clone(), s.clone()));
+            }
+        }
+        Phase::Shadow | Phase::Progressing if !status.paused && spec.rollout.analysis.is_some() => {
+            let interval = spec
+                .rollout
+                .analysis
+                .as_ref()
+                .map(|a| spec_duration(&a.interval, Duration::from_secs(60)))
+                .unwrap_or(Duration::from_secs(60));
+            let due = status
+                .analysis
+                .as_ref()
+                .and_then(|a| a.last_measured_at.as_ref())
+                .is_none_or(|t| add(t.0, interval) <= now);
+            if due {
+                wants.measure = Some(if status.phase == Phase::Shadow {
+                    AnalysisStage::Shadow
+                } else {
+                    AnalysisStage::Canary
+                });
+            }
+        }
+        _ => {}
+    }
+    wants
+}

@@ -1,0 +1,397 @@
+//! Evaluation, shadow, canary steps, promotion and rollback.
+
+use super::*;
+
+pub(super) fn evaluating(cx: &mut Ctx<'_>) {
+    let metric = cx.spec.evaluation.metric.clone();
+    match cx.observed.evaluation.clone() {
+        Some(EvaluationObservation::Metrics {
+            candidate,
+            champion,
+        }) => {
+            let verdict = judge_evaluation(cx.spec, candidate, champion);
+            cx.status.evaluation = Some(EvaluationStatus {
+                metric,
+                candidate_value: candidate,
+                champion_value: champion,
+                passed: verdict.is_ok(),
+                reason: match &verdict {
+                    Ok(r) | Err(r) => r.clone(),
+                },
+            });
+            match verdict {
+                Ok(reason) => pass_evaluation(cx, &reason),
+                Err(reason) => {
+                    let version = cx.status.candidate_version.clone().unwrap_or_default();
+                    cx.write(
+                        "setTag",
+                        Some(&version),
+                        "mlrollout.io/verdict",
+                        Some("rejected"),
+                    );
+                    record_history(cx, "Rejected", "EvaluationFailed");
+                    cx.status.candidate_version = None;
+                    cx.enter(Phase::Failed);
+                    cx.event(
+                        true,
+                        "EvaluationFailed",
+                        format!("version {version} rejected: {reason}"),
+                    );
+                }
+            }
+        }
+        Some(EvaluationObservation::Error(_)) | None => {
+            if cx.phase_age() > cx.progress_deadline() {
+                rollback(
+                    cx,
+                    "ProgressDeadlineExceeded",
+                    "the evaluation could not be completed in time",
+                );
+            }
+        }
+    }
+}
+
+/// `Ok(reason)` when the candidate is at least `minImprovement` better than the champion.
+pub(super) fn judge_evaluation(
+    spec: &ModelDeploymentSpec,
+    candidate: Option<f64>,
+    champion: Option<f64>,
+) -> Result<String, String> {
+    let e = &spec.evaluation;
+    let Some(c) = candidate.filter(|v| v.is_finite()) else {
+        return Err(format!("the candidate's run has no metric {:?}", e.metric));
+    };
+    let Some(b) = champion.filter(|v| v.is_finite()) else {
+        return Err(format!(
+            "the champion's run has no metric {:?} to compare with",
+            e.metric
+        ));
+    };
+    let improvement = match e.direction {
+        MetricDirection::HigherIsBetter => c - b,
+        MetricDirection::LowerIsBetter => b - c,
+    };
+    // Metrics are decimals written as floats: 0.85 - 0.80 must count as 0.05.
+    if improvement >= e.min_improvement - 1e-9 {
+        Ok(format!(
+            "{} {c:.4} vs champion {b:.4} (improvement {improvement:.4} >= {})",
+            e.metric, e.min_improvement
+        ))
+    } else {
+        Err(format!(
+            "{} {c:.4} vs champion {b:.4} (improvement {improvement:.4} < {})",
+            e.metric, e.min_improvement
+        ))
+    }
+}
+
+pub(super) fn pass_evaluation(cx: &mut Ctx<'_>, reason: &str) {
+    let version = cx.status.candidate_version.clone().unwrap_or_default();
+    if let Some(pinned) = cx.spec.model.version.clone()
+        && cx.status.candidate_source.as_deref() == Some("retraining")
+    {
+        // The spec pins the served version (GitOps owns it): a retrained candidate is
+        // recorded and offered, and rolls out when the pin moves to it.
+        cx.write(
+            "setTag",
+            Some(&version),
+            "mlrollout.io/verdict",
+            Some("evaluation-passed"),
+        );
+        cx.write("setAlias", Some(&version), "challenger", None);
+        record_history(cx, "Held", "PinnedVersion");
+        cx.status.candidate_version = None;
+        cx.status.candidate_source = None;
+        cx.enter(Phase::Stable);
+        cx.event(
+            false,
+            "CandidateHeldByPin",
+            format!(
+                "version {version} passed evaluation ({reason}); spec.model.version pins {pinned}: set it to {version} to roll it out"
+            ),
+        );
+        return;
+    }
+    cx.write(
+        "setTag",
+        Some(&version),
+        "mlrollout.io/verdict",
+        Some("evaluation-passed"),
+    );
+    cx.event(
+        false,
+        "EvaluationPassed",
+        format!("version {version}: {reason}"),
+    );
+    start_rollout(cx);
+}
+
+/// Shadow when enabled and the router can mirror, else the first step.
+pub(super) fn start_rollout(cx: &mut Ctx<'_>) {
+    let version = cx.status.candidate_version.clone().unwrap_or_default();
+    cx.write("setAlias", Some(&version), "challenger", None);
+    if cx.spec.shadow.enabled && cx.spec.traffic.provider != TrafficProvider::None {
+        cx.enter(Phase::Shadow);
+        cx.status.canary_weight = 0;
+        cx.status.current_step = None;
+        cx.status.mirror_percent = cx.spec.shadow.mirror_percent;
+        cx.event(
+            false,
+            "ShadowStarted",
+            format!(
+                "version {version} receives {}% mirrored traffic",
+                cx.spec.shadow.mirror_percent
+            ),
+        );
+    } else {
+        enter_step(cx, 0);
+    }
+}
+
+/// Takes this round's measurements into account; returns the assessment, or `None` when
+/// the spec has no analysis (time alone decides).
+pub(super) fn run_analysis(cx: &mut Ctx<'_>, stage: AnalysisStage) -> Option<Assessment> {
+    let analysis = cx.spec.rollout.analysis.as_ref()?;
+    let metrics = crate::analysis::defaults::metrics_for(cx.spec, stage);
+    let mut state = cx.status.analysis.clone().unwrap_or_default();
+    if cx.observed.candidate_ready
+        && let Some(measurements) = &cx.observed.measurements
+    {
+        record(&mut state, measurements, cx.now);
+    }
+    let assessment = assess(&state, &metrics, analysis.count.max(1));
+    cx.status.analysis = Some(state);
+    Some(assessment)
+}
+
+/// Acts on a failing assessment; returns true if the phase ended.
+pub(super) fn act_on_failure(cx: &mut Ctx<'_>, assessment: &Assessment, gate: &str) -> bool {
+    match assessment {
+        Assessment::Failed { detail, .. } => {
+            rollback(cx, &format!("{gate}Failed"), detail);
+            true
+        }
+        Assessment::Errored { detail, .. } => {
+            rollback(cx, "AnalysisError", detail);
+            true
+        }
+        Assessment::Inconclusive { detail, .. } => {
+            let action = cx
+                .spec
+                .rollout
+                .analysis
+                .as_ref()
+                .map(|a| a.on_inconclusive)
+                .unwrap_or_default();
+            match action {
+                InconclusiveAction::Rollback => rollback(cx, "AnalysisInconclusive", detail),
+                InconclusiveAction::Pause => {
+                    if !cx.status.paused {
+                        pause(
+                            cx,
+                            PAUSE_INCONCLUSIVE,
+                            &format!("paused for a person: {detail}; resume, promote or abort"),
+                        );
+                    }
+                }
+            }
+            true
+        }
+        Assessment::Running | Assessment::Passed => false,
+    }
+}
+
+pub(super) fn shadow(cx: &mut Ctx<'_>) {
+    let assessment = run_analysis(cx, AnalysisStage::Shadow);
+    if let Some(a) = &assessment
+        && act_on_failure(cx, a, "Shadow")
+    {
+        return;
+    }
+    let duration = spec_duration(&cx.spec.shadow.duration, Duration::from_secs(600));
+    let analysed = assessment.as_ref().is_none_or(|a| *a == Assessment::Passed);
+    if cx.observed.candidate_ready && cx.phase_age() >= duration && analysed {
+        let how = if assessment.is_some() {
+            "passed its analysis"
+        } else {
+            "ran (no analysis configured)"
+        };
+        cx.event(false, "ShadowPassed", format!("the shadow phase {how}"));
+        enter_step(cx, 0);
+        return;
+    }
+    if cx.phase_age() > duration + cx.progress_deadline() {
+        let why = if cx.observed.candidate_ready {
+            "the shadow analysis never concluded"
+        } else {
+            "the candidate never became ready"
+        };
+        rollback(cx, "ProgressDeadlineExceeded", why);
+    }
+}
+
+pub(super) fn enter_step(cx: &mut Ctx<'_>, index: usize) {
+    let steps = &cx.spec.rollout.steps;
+    let weight = steps.get(index).copied().unwrap_or(100);
+    cx.enter(Phase::Progressing);
+    cx.status.current_step = Some(index as i32);
+    cx.status.canary_weight = weight;
+    cx.status.mirror_percent = 0;
+    cx.event(
+        false,
+        "StepStarted",
+        format!(
+            "step {} of {}: {weight}% of traffic on the candidate",
+            index + 1,
+            steps.len()
+        ),
+    );
+}
+
+pub(super) fn advance_step(cx: &mut Ctx<'_>) {
+    let index = usize::try_from(cx.status.current_step.unwrap_or(0)).unwrap_or(0);
+    if index + 1 >= cx.spec.rollout.steps.len() {
+        promote(cx, "every step passed its analysis");
+    } else {
+        enter_step(cx, index + 1);
+    }
+}
+
+pub(super) fn progressing(cx: &mut Ctx<'_>) {
+    let assessment = run_analysis(cx, AnalysisStage::Canary);
+    if let Some(a) = &assessment
+        && act_on_failure(cx, a, "Analysis")
+    {
+        return;
+    }
+    let step_duration = spec_duration(&cx.spec.rollout.step_duration, Duration::from_secs(300));
+    let analysed = assessment.as_ref().is_none_or(|a| *a == Assessment::Passed);
+    if cx.observed.candidate_ready && cx.phase_age() >= step_duration && analysed {
+        advance_step(cx);
+        return;
+    }
+    if cx.phase_age() > step_duration + cx.progress_deadline() {
+        let why = if cx.observed.candidate_ready {
+            "the step's analysis never concluded"
+        } else {
+            "the candidate never became ready"
+        };
+        rollback(cx, "ProgressDeadlineExceeded", why);
+    }
+}
+
+/// The candidate becomes stable. Traffic stays on the candidate until the stable Deployment
+/// runs the new version (phase `Promoted`), so promotion never jumps traffic to unready pods.
+pub(super) fn promote(cx: &mut Ctx<'_>, reason: &str) {
+    let version = cx.status.candidate_version.clone().unwrap_or_default();
+    let previous = cx.status.stable_version.clone();
+    if let Some(prev) = &previous {
+        cx.write("setAlias", Some(prev), "previous", None);
+    }
+    cx.write(
+        "setAlias",
+        Some(&version),
+        &cx.spec.model.alias.clone(),
+        None,
+    );
+    cx.write("deleteAlias", None, "challenger", None);
+    cx.write(
+        "setTag",
+        Some(&version),
+        "mlrollout.io/rollout",
+        Some("promoted"),
+    );
+    record_history(cx, "Promoted", "Promoted");
+    clear_analysis_pause(cx);
+    cx.enter(Phase::Promoted);
+    cx.status.current_step = None;
+    cx.status.canary_weight = 100;
+    cx.status.mirror_percent = 0;
+    cx.status.stable_version = Some(version.clone());
+    cx.event(
+        false,
+        "Promoted",
+        format!(
+            "version {version} promoted ({reason}); stable is updated before traffic returns to it"
+        ),
+    );
+}
+
+pub(super) fn promoted(cx: &mut Ctx<'_>) {
+    if cx.observed.stable_ready {
+        cx.status.candidate_version = None;
+        cx.status.candidate_source = None;
+        cx.status.canary_weight = 0;
+        let version = cx.status.stable_version.clone().unwrap_or_default();
+        cx.enter(Phase::Stable);
+        cx.event(
+            false,
+            "PromotionComplete",
+            format!("version {version} is stable and serves all traffic"),
+        );
+    } else if cx.phase_age() > cx.progress_deadline() {
+        // The new stable never became ready: traffic is still on the (healthy) candidate
+        // pods, so keep it there and say so rather than moving it to unready pods.
+        cx.event(
+            true,
+            "ProgressDeadlineExceeded",
+            "the promoted stable Deployment is not ready; traffic stays on the candidate pods",
+        );
+        cx.status.phase_started_at = Some(Time(cx.now));
+    }
+}
+
+pub(super) fn record_history(cx: &mut Ctx<'_>, outcome: &str, reason: &str) {
+    let record = RolloutRecord {
+        candidate_version: cx.status.candidate_version.clone().unwrap_or_default(),
+        previous_version: cx.status.stable_version.clone(),
+        outcome: outcome.into(),
+        reason: reason.into(),
+        finished_at: Some(Time(cx.now)),
+    };
+    cx.status.history.push(record);
+    if cx.status.history.len() > MAX_HISTORY_KEPT {
+        cx.status.history.remove(0);
+    }
+}
+
+/// Everything back on stable: 0 % on the candidate, no mirror, the registry restored.
+pub(super) fn rollback(cx: &mut Ctx<'_>, reason: &str, detail: &str) {
+    let version = cx.status.candidate_version.clone().unwrap_or_default();
+    let outcome = if reason == "Aborted" {
+        "Aborted"
+    } else {
+        "RolledBack"
+    };
+    record_history(cx, outcome, reason);
+    if let Some(stable) = cx.status.stable_version.clone() {
+        cx.write(
+            "setAlias",
+            Some(&stable),
+            &cx.spec.model.alias.clone(),
+            None,
+        );
+    }
+    cx.write("deleteAlias", None, "challenger", None);
+    if !version.is_empty() {
+        cx.write(
+            "setTag",
+            Some(&version),
+            "mlrollout.io/rollout",
+            Some(&format!("rolled-back: {reason}")),
+        );
+    }
+    cx.status.canary_weight = 0;
+    cx.status.mirror_percent = 0;
+    cx.status.current_step = None;
+    cx.status.candidate_version = None;
+    cx.status.candidate_source = None;
+    clear_analysis_pause(cx);
+    cx.enter(Phase::RolledBack);
+    cx.event(
+        true,
+        "RolledBack",
+        format!("version {version} rolled back ({reason}): {detail}"),
+    );
+}
