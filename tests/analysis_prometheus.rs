@@ -256,3 +256,136 @@ async fn candidates_are_judged_against_stable_on_real_prometheus() {
     stop.store(true, Ordering::SeqCst);
     traffic.join().unwrap();
 }
+
+/// Through the controller: a canary whose error rate triples on a real Prometheus is rolled
+/// back to 100 % stable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tripled_error_rate_rolls_back_through_the_controller() {
+    use futures::FutureExt;
+    use gateway_api::httproutes::HttpRoute;
+    use kube::api::{Api, Patch, PatchParams, PostParams};
+    use mlrollout::api::{ModelDeployment, Phase};
+    use std::sync::Mutex;
+
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let exporter = Arc::new(Exporter::start());
+    let stop = Arc::new(AtomicBool::new(false));
+    let traffic = drive(
+        exporter.clone(),
+        vec![
+            ("m-stable".to_string(), NORMAL),
+            (
+                "m-candidate".to_string(),
+                Traffic {
+                    error_ratio: 0.06,
+                    ..NORMAL
+                },
+            ),
+        ],
+        stop.clone(),
+    );
+    let target = exporter.target();
+    let prometheus = tokio::task::spawn_blocking(move || PrometheusServer::start(&[target]))
+        .await
+        .unwrap();
+    let p = &prometheus;
+    tokio::task::block_in_place(|| {
+        p.wait_for_series(
+            r#"rate(http_requests_total{service="m-candidate"}[10s])"#,
+            Duration::from_secs(60),
+        )
+    });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let api = common::fake_api::fake_api().await;
+    let registry = Arc::new(mlrollout::registry::memory::InMemoryRegistry::new());
+    registry.register("m", 3, &[], &[]);
+    registry.register("m", 4, &[], &[]);
+    registry.set_alias("m", "champion", 3);
+    let ctx = mlrollout::controller::Context::new(
+        api.client.clone(),
+        registry,
+        mlrollout::metrics::Metrics::default(),
+    )
+    .with_analyzer(Arc::new(
+        PrometheusAnalyzer::new(Duration::from_secs(5)).unwrap(),
+    ));
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(mlrollout::controller::run(
+        ctx,
+        mlrollout::controller::WatchScope::AllNamespaces,
+        mlrollout::server::Health::new(),
+        rx.map(|_| ()),
+    ));
+    let _kubelet = common::operator::kubelet(
+        api.client.clone(),
+        NS,
+        Arc::new(Mutex::new(vec!["-stable".into(), "-candidate".into()])),
+    );
+    let mdeps: Api<ModelDeployment> = Api::namespaced(api.client.clone(), NS);
+    let resource: ModelDeployment = serde_json::from_value(serde_json::json!({
+        "apiVersion": "mlrollout.io/v1alpha1", "kind": "ModelDeployment",
+        "metadata": {"name": "m", "namespace": NS},
+        "spec": {
+            "model": {"trackingUri": "http://mlflow:5000", "name": "m"},
+            "traffic": {"provider": "gatewayAPI", "parentRefs": [{"name": "gw"}]},
+            "rollout": {"stepDuration": "1h", "progressDeadline": "1h",
+                        "analysis": {"prometheus": {"address": prometheus.url()}, "interval": "10s", "count": 100}}
+        }
+    }))
+    .unwrap();
+    mdeps
+        .create(&PostParams::default(), &resource)
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        if mdeps
+            .get("m")
+            .await
+            .unwrap()
+            .status
+            .is_some_and(|s| s.phase == Phase::Stable)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Version 4 at the first canary step (as if shadow had passed).
+    let at_step = serde_json::json!({"status": {"phase": "Progressing", "candidateVersion": "4", "candidateSource": "registry",
+        "currentStep": 0, "canaryWeight": 10, "phaseStartedAt": k8s_openapi::jiff::Timestamp::now().to_string()}});
+    mdeps
+        .patch_status("m", &PatchParams::default(), &Patch::Merge(&at_step))
+        .await
+        .unwrap();
+
+    let routes: Api<HttpRoute> = Api::namespaced(api.client.clone(), NS);
+    let mut status = None;
+    for _ in 0..600 {
+        let s = mdeps.get("m").await.unwrap().status.unwrap_or_default();
+        if s.phase == Phase::RolledBack {
+            status = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = status.expect("rolled back within a minute");
+    let record = status.history.last().unwrap();
+    assert_eq!(record.reason, "AnalysisFailed", "{record:?}");
+    let message = status.message.clone().unwrap_or_default();
+    assert!(message.contains("error-rate failed"), "{message}");
+    let mut weights = None;
+    for _ in 0..50 {
+        let route = routes.get("m").await.unwrap();
+        let backends = route.spec.rules.unwrap()[0].backend_refs.clone().unwrap();
+        if backends.len() == 1 {
+            weights = Some((backends[0].name.clone(), backends[0].weight));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(weights, Some(("m-stable".to_string(), Some(100))));
+    let _ = tx.send(());
+    let _ = task.await;
+    stop.store(true, Ordering::SeqCst);
+    traffic.join().unwrap();
+}

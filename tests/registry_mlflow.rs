@@ -249,3 +249,71 @@ async fn a_malformed_answer_is_its_own_error() {
     assert!(matches!(err, RegistryError::Malformed(_)), "{err:?}");
     assert_eq!(err.reason(), "RegistryMalformedResponse");
 }
+
+#[tokio::test]
+async fn candidates_are_found_by_lineage_and_judged_by_run_metrics() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let uri = tokio::task::spawn_blocking(|| common::mlflow::mlflow_server().uri())
+        .await
+        .unwrap();
+    let model = format!("lineage-{}", std::process::id());
+    common::mlflow::train_version(&uri, &model); // v1: the champion
+    // v2: registered by someone else (no lineage tag); v3: our attempt's Job.
+    common::mlflow::train_version(&uri, &model);
+    let out = std::process::Command::new(common::mlflow::python())
+        .args([
+            "tests/scripts/train_models.py",
+            "--tracking-uri",
+            &uri,
+            "--model-name",
+            &model,
+        ])
+        .args(["--lineage-tag", "mlrollout.io/attempt=abc12345-7"])
+        .output()
+        .expect("training script runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let registry = MlflowRegistry::new(Duration::from_secs(10));
+    let none = RegistryCredentials::None;
+    let src = source(&uri, &model, "champion", None);
+    assert_eq!(
+        registry
+            .find_candidate(&src, &none, "abc12345-7")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("3"),
+        "found by lineage, not as the newest or by someone else's version"
+    );
+    assert_eq!(
+        registry
+            .find_candidate(&src, &none, "abc12345-8")
+            .await
+            .unwrap(),
+        None
+    );
+    let (candidate, champion) = registry
+        .evaluation_metrics(&src, &none, "3", "1", "accuracy")
+        .await
+        .unwrap();
+    assert!(
+        candidate.is_some_and(|v| (0.0..=1.0).contains(&v)),
+        "{candidate:?}"
+    );
+    assert!(
+        champion.is_some_and(|v| (0.0..=1.0).contains(&v)),
+        "{champion:?}"
+    );
+    let missing = registry
+        .evaluation_metrics(&src, &none, "3", "1", "no_such_metric")
+        .await
+        .unwrap();
+    assert_eq!(
+        missing,
+        (None, None),
+        "a missing metric is absent, never zero"
+    );
+}
