@@ -165,6 +165,10 @@ pub struct AnalysisStatus {
 pub struct MetricStatus {
     /// Metric name.
     pub name: String,
+    /// Passed measurements: only these count towards `analysis.count` (errors and missing data
+    /// never do).
+    #[serde(default)]
+    pub passed: i32,
     /// Failed measurements.
     #[serde(default)]
     pub failed: i32,

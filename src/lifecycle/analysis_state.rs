@@ -44,9 +44,10 @@ pub fn record(status: &mut AnalysisStatus, measurements: &[MetricMeasurement], n
             }
         };
         match m.verdict {
+            Verdict::Passed => entry.passed += 1,
             Verdict::Failed => entry.failed += 1,
             Verdict::Inconclusive => entry.inconclusive += 1,
-            _ => {}
+            Verdict::Error => {}
         }
         if m.verdict == Verdict::Error {
             entry.consecutive_errors += 1;
@@ -69,7 +70,8 @@ pub fn record(status: &mut AnalysisStatus, measurements: &[MetricMeasurement], n
     }
 }
 
-/// Judges the accumulated measurements against each metric's limits.
+/// Judges the accumulated measurements against each metric's limits; passes once every
+/// metric passed `required` times.
 pub fn assess(status: &AnalysisStatus, metrics: &[AnalysisMetric], required: i32) -> Assessment {
     for metric in metrics {
         let Some(s) = status.metrics.iter().find(|s| s.name == metric.name) else {
@@ -115,7 +117,16 @@ pub fn assess(status: &AnalysisStatus, metrics: &[AnalysisMetric], required: i32
             };
         }
     }
-    if status.measurements >= required {
+    // Every metric needs `required` passed measurements: rounds of errors or missing data
+    // within their limits keep the gate closed, they never open it.
+    let all_passed = metrics.iter().all(|metric| {
+        status
+            .metrics
+            .iter()
+            .find(|s| s.name == metric.name)
+            .is_some_and(|s| s.passed >= required)
+    });
+    if all_passed {
         Assessment::Passed
     } else {
         Assessment::Running
@@ -164,6 +175,41 @@ mod tests {
             );
         }
         assert_eq!(assess(&status, &metrics, 3), Assessment::Passed);
+    }
+
+    #[test]
+    fn errors_and_missing_data_never_count_towards_a_pass() {
+        let metrics = canary_metrics(); // error limit 4, inconclusive limit 2
+        let now = Timestamp::from_second(0).unwrap();
+        let mut status = AnalysisStatus::default();
+        for _ in 0..3 {
+            record(
+                &mut status,
+                &[
+                    m("error-rate", Verdict::Error),
+                    m("latency-p99", Verdict::Passed),
+                ],
+                now,
+            );
+        }
+        assert_eq!(status.measurements, 3);
+        assert_eq!(
+            assess(&status, &metrics, 3),
+            Assessment::Running,
+            "three query errors are no pass"
+        );
+        let mut quiet = AnalysisStatus::default();
+        for _ in 0..2 {
+            record(
+                &mut quiet,
+                &[
+                    m("error-rate", Verdict::Inconclusive),
+                    m("latency-p99", Verdict::Passed),
+                ],
+                now,
+            );
+        }
+        assert_eq!(assess(&quiet, &metrics, 2), Assessment::Running);
     }
 
     #[test]
