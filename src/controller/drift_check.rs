@@ -17,6 +17,8 @@ use crate::drift::data::FetchContext;
 use crate::drift::engine::{CheckRequest, DriftEngine, DriftReport};
 use crate::drift::stats::FeatureVerdict;
 use crate::lifecycle::DriftObservation;
+use crate::mlflow::{MlflowAuth, MlflowClient};
+use crate::registry::RegistryCredentials;
 
 /// Most features kept in `status.drift.features` (the most drifted first).
 pub const MAX_FEATURES_IN_STATUS: usize = 50;
@@ -41,23 +43,40 @@ impl EngineDriftCheck {
         }
     }
 
-    fn engine(&self, tracking_uri: &str) -> Result<Arc<DriftEngine>, String> {
+    /// One engine (and reference cache) per MLflow server and credential set.
+    fn engine(
+        &self,
+        tracking_uri: &str,
+        credentials: &RegistryCredentials,
+    ) -> Result<Arc<DriftEngine>, String> {
+        let key = format!("{tracking_uri}|{credentials:?}");
         let mut engines = self
             .engines
             .lock()
             .map_err(|_| "engine cache poisoned".to_string())?;
-        if let Some(engine) = engines.get(tracking_uri) {
+        if let Some(engine) = engines.get(&key) {
             return Ok(engine.clone());
         }
-        let fetch = FetchContext::new()
-            .with_tracking_uri(tracking_uri)
+        let auth = match credentials {
+            RegistryCredentials::None => MlflowAuth::None,
+            RegistryCredentials::Bearer(t) => MlflowAuth::Bearer(t.clone()),
+            RegistryCredentials::Basic { username, password } => MlflowAuth::Basic {
+                username: username.clone(),
+                password: password.clone(),
+            },
+        };
+        let client = MlflowClient::new(tracking_uri, auth, Duration::from_secs(60))
             .map_err(|e| e.to_string())?;
-        let engine = Arc::new(DriftEngine::new(fetch));
-        engines.insert(tracking_uri.to_string(), engine.clone());
+        let engine = Arc::new(DriftEngine::new(FetchContext::new().with_mlflow(client)));
+        engines.insert(key, engine.clone());
         Ok(engine)
     }
 
-    async fn run(&self, resource: &ModelDeployment) -> DriftObservation {
+    async fn run(
+        &self,
+        resource: &ModelDeployment,
+        credentials: &RegistryCredentials,
+    ) -> DriftObservation {
         let spec = &resource.spec;
         let Some(drift) = &spec.drift else {
             return failed("NoDriftSpec", "spec.drift is not set".into());
@@ -70,7 +89,7 @@ impl EngineDriftCheck {
             Ok(r) => r,
             Err(e) => return failed(e.reason(), e.to_string()),
         };
-        let engine = match self.engine(&spec.model.tracking_uri) {
+        let engine = match self.engine(&spec.model.tracking_uri, credentials) {
             Ok(e) => e,
             Err(message) => return failed("InvalidTrackingUri", message),
         };
@@ -173,7 +192,11 @@ pub fn summarize(report: &DriftReport) -> DriftSummary {
 }
 
 impl DriftCheck for EngineDriftCheck {
-    fn check<'a>(&'a self, resource: &'a ModelDeployment) -> BoxFuture<'a, DriftObservation> {
-        self.run(resource).boxed()
+    fn check<'a>(
+        &'a self,
+        resource: &'a ModelDeployment,
+        credentials: &'a RegistryCredentials,
+    ) -> BoxFuture<'a, DriftObservation> {
+        self.run(resource, credentials).boxed()
     }
 }

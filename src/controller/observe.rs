@@ -24,7 +24,13 @@ use super::names::{LABEL_MODEL_VERSION, Variant, variant_name};
 
 /// Runs a drift check for a resource (the drift engine implements it).
 pub trait DriftCheck: Send + Sync {
-    fn check<'a>(&'a self, resource: &'a ModelDeployment) -> BoxFuture<'a, DriftObservation>;
+    /// `credentials` are the MLflow credentials of the resource (for `runs:/` and
+    /// `mlflow-artifacts:/` data).
+    fn check<'a>(
+        &'a self,
+        resource: &'a ModelDeployment,
+        credentials: &'a RegistryCredentials,
+    ) -> BoxFuture<'a, DriftObservation>;
 }
 
 /// Reads everything the decision needs.
@@ -53,7 +59,13 @@ pub async fn observe(
     if wants.drift_check
         && let Some(checker) = &ctx.drift
     {
-        observations.drift = Some(checker.check(resource).await);
+        observations.drift = Some(match &credentials {
+            Ok(creds) => checker.check(resource, creds).await,
+            Err(e) => DriftObservation::Failed {
+                reason: e.reason().into(),
+                message: format!("cannot read the MLflow credentials for the drift data: {e}"),
+            },
+        });
     }
     if let Some(DriftObservation::Completed { summary, .. }) = &observations.drift
         && spec.advisor.enabled

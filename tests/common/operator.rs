@@ -97,7 +97,11 @@ impl ScriptedDrift {
 }
 
 impl DriftCheck for ScriptedDrift {
-    fn check<'a>(&'a self, _resource: &'a ModelDeployment) -> BoxFuture<'a, DriftObservation> {
+    fn check<'a>(
+        &'a self,
+        _resource: &'a ModelDeployment,
+        _credentials: &'a mlrollout::registry::RegistryCredentials,
+    ) -> BoxFuture<'a, DriftObservation> {
         *self.checks.lock().unwrap() += 1;
         let severity = self.severity.lock().unwrap().clone();
         async move {
