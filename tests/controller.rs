@@ -408,3 +408,32 @@ async fn deleting_the_resource_removes_its_children() {
     .await;
     running.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_completes_even_when_the_api_server_is_unreachable() {
+    common::http::install_crypto_provider();
+    let port = common::http::free_port();
+    let config = kube::Config::new(format!("http://127.0.0.1:{port}").parse().unwrap());
+    let client = kube::Client::try_from(config).unwrap();
+    let registry = Arc::new(InMemoryRegistry::new());
+    let health = Health::new();
+    let ctx = Context::new(client, registry, Metrics::default());
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(controller::run(
+        ctx,
+        WatchScope::AllNamespaces,
+        health.clone(),
+        rx.map(|_| ()),
+    ));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        !health.ready.load(std::sync::atomic::Ordering::SeqCst),
+        "never listed, never ready"
+    );
+    tx.send(()).unwrap();
+    tokio::time::timeout(controller::SHUTDOWN_GRACE + Duration::from_secs(5), task)
+        .await
+        .expect("stops within the shutdown grace")
+        .unwrap();
+    assert!(!health.alive.load(std::sync::atomic::Ordering::SeqCst));
+}

@@ -37,6 +37,9 @@ use self::conditions::ConditionUpdate;
 use self::decide::{DecideInput, decide};
 use self::observe::DriftCheck;
 
+/// How long a shutdown waits for in-flight reconciles before stopping anyway.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
 /// Reconciles run at the same time (per watched namespace).
 pub const RECONCILE_CONCURRENCY: u16 = 16;
 
@@ -325,7 +328,7 @@ pub async fn run(
     });
 
     let ctx = Arc::new(ctx);
-    futures::future::join_all(controllers.into_iter().map(|controller| {
+    let running = futures::future::join_all(controllers.into_iter().map(|controller| {
         controller
             .run(reconcile, error_policy, ctx.clone())
             .for_each(|result| async move {
@@ -333,8 +336,17 @@ pub async fn run(
                     tracing::debug!(%error, "controller event");
                 }
             })
-    }))
-    .await;
+    }));
+    // A controller that never listed (API server unreachable) does not notice the graceful
+    // shutdown; give in-flight reconciles a bounded time, then stop anyway.
+    let deadline = async {
+        shutdown.clone().await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        _ = running => {}
+        _ = deadline => tracing::warn!(grace = ?SHUTDOWN_GRACE, "controller did not stop in time; stopping anyway"),
+    }
     health.alive.store(false, Ordering::SeqCst);
     tracing::info!("controller stopped");
 }
