@@ -15,9 +15,9 @@ use common::operator::kubelet;
 use common::prometheus::{Exporter, PrometheusServer};
 use futures::FutureExt;
 use gateway_api::httproutes::HttpRoute;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::Api;
 use mlrollout::analysis::prometheus::PrometheusAnalyzer;
-use mlrollout::api::{ModelDeployment, Phase};
+use mlrollout::api::ModelDeployment;
 use mlrollout::controller::{self, Context, WatchScope};
 use mlrollout::metrics::Metrics;
 use mlrollout::registry::memory::InMemoryRegistry;
@@ -128,7 +128,6 @@ async fn one_run(run: usize) -> Duration {
         Arc::new(Mutex::new(vec!["-stable".into(), "-candidate".into()])),
     );
 
-    let mdeps: Api<ModelDeployment> = Api::namespaced(api.client.clone(), NS);
     let resource: ModelDeployment = serde_json::from_value(serde_json::json!({
         "apiVersion": "mlrollout.io/v1alpha1", "kind": "ModelDeployment",
         "metadata": {"name": "m", "namespace": NS},
@@ -142,29 +141,7 @@ async fn one_run(run: usize) -> Duration {
         }
     }))
     .unwrap();
-    mdeps
-        .create(&PostParams::default(), &resource)
-        .await
-        .unwrap();
-    // Wait until it serves, then put it at the first canary step of candidate version 4.
-    loop {
-        if mdeps
-            .get("m")
-            .await
-            .unwrap()
-            .status
-            .is_some_and(|s| s.phase == Phase::Stable)
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let at_step = serde_json::json!({"status": {"phase": "Progressing", "candidateVersion": "4", "candidateSource": "registry",
-        "currentStep": 0, "canaryWeight": 10, "phaseStartedAt": k8s_openapi::jiff::Timestamp::now().to_string()}});
-    mdeps
-        .patch_status("m", &PatchParams::default(), &Patch::Merge(&at_step))
-        .await
-        .unwrap();
+    common::operator::at_first_canary_step(&api.client, &resource).await;
     let routes: Api<HttpRoute> = Api::namespaced(api.client.clone(), NS);
     let candidate_weight = || async {
         routes.get_opt("m").await.ok().flatten().and_then(|r| {

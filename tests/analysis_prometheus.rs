@@ -263,7 +263,7 @@ async fn candidates_are_judged_against_stable_on_real_prometheus() {
 async fn a_tripled_error_rate_rolls_back_through_the_controller() {
     use futures::FutureExt;
     use gateway_api::httproutes::HttpRoute;
-    use kube::api::{Api, Patch, PatchParams, PostParams};
+    use kube::api::Api;
     use mlrollout::api::{ModelDeployment, Phase};
     use std::sync::Mutex;
 
@@ -334,29 +334,7 @@ async fn a_tripled_error_rate_rolls_back_through_the_controller() {
         }
     }))
     .unwrap();
-    mdeps
-        .create(&PostParams::default(), &resource)
-        .await
-        .unwrap();
-    for _ in 0..100 {
-        if mdeps
-            .get("m")
-            .await
-            .unwrap()
-            .status
-            .is_some_and(|s| s.phase == Phase::Stable)
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    // Version 4 at the first canary step (as if shadow had passed).
-    let at_step = serde_json::json!({"status": {"phase": "Progressing", "candidateVersion": "4", "candidateSource": "registry",
-        "currentStep": 0, "canaryWeight": 10, "phaseStartedAt": k8s_openapi::jiff::Timestamp::now().to_string()}});
-    mdeps
-        .patch_status("m", &PatchParams::default(), &Patch::Merge(&at_step))
-        .await
-        .unwrap();
+    common::operator::at_first_canary_step(&api.client, &resource).await;
 
     let routes: Api<HttpRoute> = Api::namespaced(api.client.clone(), NS);
     let mut status = None;

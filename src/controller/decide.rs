@@ -48,7 +48,8 @@ pub struct DeploymentState {
 }
 
 impl DeploymentState {
-    fn serves(&self, version: Option<&str>, min_ready: i32) -> bool {
+    /// Up to date, running `version`, with at least `min_ready` ready replicas.
+    pub fn serves(&self, version: Option<&str>, min_ready: i32) -> bool {
         self.updated && self.version.as_deref() == version && self.ready_replicas >= min_ready
     }
 }
@@ -387,13 +388,10 @@ pub fn decide(input: DecideInput<'_>) -> Decision {
         };
         conds.set(&mut status, update);
     }
-    if status.message.is_none()
-        || status.phase == Phase::Stable && !lifecycle::is_active(status.phase) && stable_ready
-    {
-        status.message = Some(match status.phase {
-            Phase::Stable => format!("Serving version {stable_version}"),
-            _ => status.message.clone().unwrap_or_default(),
-        });
+    if status.phase == Phase::Stable && (stable_ready || status.message.is_none()) {
+        status.message = Some(format!("Serving version {stable_version}"));
+    } else if status.message.is_none() {
+        status.message = Some(String::new());
     }
 
     Decision {
@@ -494,7 +492,7 @@ fn children_for(
         let lineage = Lineage {
             resource: input.name,
             namespace: input.namespace,
-            drift_summary: drift_summary(status),
+            drift_summary: lifecycle::drift_summary(status),
             stable_version: status.stable_version.as_deref(),
         };
         apply.push(Child::Job(Box::new(children::job::build(
@@ -512,11 +510,6 @@ fn children_for(
         remove.push(Removal::Job(last.job_name.clone()));
     }
     (apply, remove)
-}
-
-/// One-line drift summary passed to training Jobs.
-pub fn drift_summary(status: &ModelDeploymentStatus) -> String {
-    lifecycle::drift_summary(status)
 }
 
 fn served_ref(spec: &ModelDeploymentSpec) -> String {

@@ -7,8 +7,6 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use k8s_openapi::jiff::Timestamp;
 
 use super::observe::DriftCheck;
 use crate::analysis::prometheus::PrometheusClient;
@@ -57,14 +55,7 @@ impl EngineDriftCheck {
         if let Some(engine) = engines.get(&key) {
             return Ok(engine.clone());
         }
-        let auth = match credentials {
-            RegistryCredentials::None => MlflowAuth::None,
-            RegistryCredentials::Bearer(t) => MlflowAuth::Bearer(t.clone()),
-            RegistryCredentials::Basic { username, password } => MlflowAuth::Basic {
-                username: username.clone(),
-                password: password.clone(),
-            },
-        };
+        let auth = MlflowAuth::from(credentials);
         let client = MlflowClient::new(tracking_uri, auth, Duration::from_secs(60))
             .map_err(|e| e.to_string())?;
         let engine = Arc::new(DriftEngine::new(FetchContext::new().with_mlflow(client)));
@@ -176,7 +167,7 @@ pub fn summarize(report: &DriftReport) -> DriftSummary {
             .then(b.0.psi.unwrap_or(0.0).total_cmp(&a.0.psi.unwrap_or(0.0)))
     });
     DriftSummary {
-        checked_at: Some(Time(Timestamp::now())),
+        checked_at: None,
         reference_rows: i64::try_from(report.reference_rows).unwrap_or(i64::MAX),
         current_rows: i64::try_from(report.current_rows).unwrap_or(i64::MAX),
         drift_detected: report.drift_detected,

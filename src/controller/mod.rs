@@ -163,7 +163,10 @@ async fn reconcile_inner(resource: &ModelDeployment, ctx: &Context) -> Result<Ac
         .ok_or_else(|| Error::MissingUid(name.clone()))?;
 
     let now = (ctx.clock)();
-    let observed = observe::observe(ctx, resource, &namespace, now).await?;
+    let observe::Observation {
+        observed,
+        credentials,
+    } = observe::observe(ctx, resource, &namespace, now).await?;
     let default_status = ModelDeploymentStatus::default();
     let current = resource.status.as_ref().unwrap_or(&default_status);
     let uid = resource.metadata.uid.clone().unwrap_or_default();
@@ -222,8 +225,8 @@ async fn reconcile_inner(resource: &ModelDeployment, ctx: &Context) -> Result<Ac
             now,
         );
     }
-    if let Ok(credentials) = observe::read_credentials(ctx, resource, &namespace).await {
-        act::write_registry(ctx, resource, &credentials, &mut decision.status, now).await;
+    if let Ok(credentials) = &credentials {
+        act::write_registry(ctx, resource, credentials, &mut decision.status, now).await;
     }
     act::write_status(ctx, resource, &namespace, &decision.status).await?;
     act::publish_events(ctx, resource, &decision.events).await;

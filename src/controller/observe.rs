@@ -33,13 +33,19 @@ pub trait DriftCheck: Send + Sync {
     ) -> BoxFuture<'a, DriftObservation>;
 }
 
+/// What one reconcile observed, and the MLflow credentials it read (reused for write-back).
+pub struct Observation {
+    pub observed: Observed,
+    pub credentials: Result<RegistryCredentials, RegistryError>,
+}
+
 /// Reads everything the decision needs.
 pub async fn observe(
     ctx: &Context,
     resource: &ModelDeployment,
     namespace: &str,
     now: Timestamp,
-) -> Result<Observed> {
+) -> Result<Observation> {
     let name = resource.metadata.name.as_deref().unwrap_or_default();
     let spec = &resource.spec;
     let default_status = ModelDeploymentStatus::default();
@@ -113,10 +119,12 @@ pub async fn observe(
             Err(e) => EvaluationObservation::Error(e.to_string()),
         });
     }
+    // The same readiness rule the decision applies.
     let candidate_ready = candidate_deployment.as_ref().is_some_and(|d| {
-        d.updated
-            && d.ready_replicas >= 1
-            && d.version.as_deref() == status.candidate_version.as_deref()
+        d.serves(
+            status.candidate_version.as_deref(),
+            spec.serving.replicas.min(1),
+        )
     });
     if let Some(stage) = wants.measure
         && candidate_ready
@@ -156,12 +164,15 @@ pub async fn observe(
         });
     }
 
-    Ok(Observed {
-        served,
-        stable_deployment,
-        candidate_deployment,
-        lifecycle: observations,
-        annotations,
+    Ok(Observation {
+        observed: Observed {
+            served,
+            stable_deployment,
+            candidate_deployment,
+            lifecycle: observations,
+            annotations,
+        },
+        credentials,
     })
 }
 

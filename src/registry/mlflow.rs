@@ -32,14 +32,7 @@ impl MlflowRegistry {
         tracking_uri: &str,
         credentials: &RegistryCredentials,
     ) -> Result<MlflowClient, RegistryError> {
-        let auth = match credentials {
-            RegistryCredentials::None => MlflowAuth::None,
-            RegistryCredentials::Bearer(t) => MlflowAuth::Bearer(t.clone()),
-            RegistryCredentials::Basic { username, password } => MlflowAuth::Basic {
-                username: username.clone(),
-                password: password.clone(),
-            },
-        };
+        let auth = MlflowAuth::from(credentials);
         let key = (tracking_uri.to_string(), format!("{credentials:?}"));
         let mut clients = self
             .clients
@@ -277,6 +270,19 @@ impl MlflowRegistry {
             client.end_run(&run_id, status).await.map_err(err)?;
         }
         Ok(())
+    }
+}
+
+impl From<&RegistryCredentials> for MlflowAuth {
+    fn from(credentials: &RegistryCredentials) -> Self {
+        match credentials {
+            RegistryCredentials::None => MlflowAuth::None,
+            RegistryCredentials::Bearer(t) => MlflowAuth::Bearer(t.clone()),
+            RegistryCredentials::Basic { username, password } => MlflowAuth::Basic {
+                username: username.clone(),
+                password: password.clone(),
+            },
+        }
     }
 }
 

@@ -287,3 +287,31 @@ where
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
+
+/// Creates `resource`, waits until it serves its stable version, then puts candidate version 4
+/// at the first canary step (10 %), as if the shadow phase had passed.
+pub async fn at_first_canary_step(client: &kube::Client, resource: &ModelDeployment) {
+    let namespace = resource.metadata.namespace.clone().unwrap_or_default();
+    let name = resource.metadata.name.clone().unwrap_or_default();
+    let mdeps: Api<ModelDeployment> = Api::namespaced(client.clone(), &namespace);
+    mdeps
+        .create(&kube::api::PostParams::default(), resource)
+        .await
+        .expect("resource created");
+    wait_for(
+        "the stable version serves",
+        Duration::from_secs(60),
+        || async {
+            let status = mdeps.get(&name).await.ok()?.status?;
+            (status.phase == mlrollout::api::Phase::Stable).then_some(())
+        },
+    )
+    .await;
+    let at_step = serde_json::json!({"status": {"phase": "Progressing", "candidateVersion": "4",
+        "candidateSource": "registry", "currentStep": 0, "canaryWeight": 10,
+        "phaseStartedAt": Timestamp::now().to_string()}});
+    mdeps
+        .patch_status(&name, &PatchParams::default(), &Patch::Merge(&at_step))
+        .await
+        .expect("status patched");
+}

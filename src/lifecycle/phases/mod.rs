@@ -169,7 +169,10 @@ fn apply_drift(cx: &mut Ctx<'_>) {
                     ),
                 });
             }
-            cx.status.drift = Some(summary);
+            cx.status.drift = Some(DriftSummary {
+                checked_at: Some(Time(cx.now)),
+                ..summary
+            });
             cx.status.drift_check_failures = 0;
             cx.status.next_drift_check_at = Some(Time(next_drift_check(cx.spec, cx.now)));
         }

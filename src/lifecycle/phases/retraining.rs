@@ -42,16 +42,16 @@ pub(super) fn resting(cx: &mut Ctx<'_>, retrain_requested: bool, advisor_now: bo
     if cx.status.schedule_anchor.is_none() {
         cx.status.schedule_anchor = Some(Time(cx.now));
     }
-    let (drift_severity, sample_count) = match &cx.observed.drift {
+    let (drift_severity, accuracy, sample_count) = match &cx.observed.drift {
         Some(DriftObservation::Completed {
             summary,
             sample_count,
-        }) => (Some(summary.severity.clone()), *sample_count),
-        _ => (None, None),
-    };
-    let accuracy = match &cx.observed.drift {
-        Some(DriftObservation::Completed { summary, .. }) => summary.accuracy,
-        _ => None,
+        }) => (
+            Some(summary.severity.clone()),
+            summary.accuracy,
+            *sample_count,
+        ),
+        _ => (None, None, None),
     };
     if cx.status.samples_at_last_training.is_none() {
         // The first count is the baseline: history is not "new".
