@@ -1,22 +1,40 @@
 #!/usr/bin/env bash
 # The whole mlrollout test suite, from a clean clone on a fresh machine:
-# installs what the tests need (Python venv with MLflow & scipy, Debian's Prometheus),
-# checks formatting and lints, then runs every test target (unit, in-memory API,
-# real MLflow, real Prometheus; the real-cluster e2e suite is compiled and runs only
-# when MLROLLOUT_E2E_KUBECONFIG is set).
+# installs what the tests need (Python venv with MLflow & scipy, Debian's Prometheus), builds
+# the real Kubernetes control plane from pinned Go modules (cached under ~/.cache/mlrollout)
+# and starts one for the whole suite, checks formatting and lints, then runs every test
+# target (unit, real API server, real MLflow, real Prometheus). Each stage prints its cost.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-echo "==> installing test dependencies (tests/harness/install.sh)"
+stage_started=$SECONDS
+stage() {
+    if [ -n "${stage_name:-}" ]; then
+        echo "    (${stage_name}: $(( SECONDS - stage_started ))s)"
+    fi
+    stage_name="$1"
+    stage_started=$SECONDS
+    echo "==> $1"
+}
+
+stage "installing test dependencies (tests/harness/install.sh)"
 bash tests/harness/install.sh >/dev/null
 # shellcheck disable=SC1091
 . target/harness.env
 
-echo "==> cargo fmt --check"
+stage "building and starting the control plane (tests/harness/cluster.sh)"
+cluster_dir="$PWD/target/test-cluster"
+trap 'bash tests/harness/cluster.sh down --dir "$cluster_dir" 2>/dev/null || true' EXIT
+bash tests/harness/cluster.sh up --control-plane-only --dir "$cluster_dir" --watch-pid $$ >/dev/null
+export MLROLLOUT_TEST_CLUSTER="$cluster_dir"
+
+stage "cargo fmt --check"
 cargo fmt --check
 
-echo "==> cargo clippy --all-targets -- -D warnings"
+stage "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
 
-echo "==> cargo test --all-targets"
+stage "cargo test --all-targets"
 cargo test --all-targets
+stage "done"
+echo "    total: ${SECONDS}s"

@@ -56,6 +56,14 @@ pub const DEFAULT_SERVING_IMAGE: &str = "ghcr.io/mlflow/mlflow:v3.17.0";
     shortname = "mdep",
     category = "mlrollout",
     namespaced,
+    // Children are named `<name>-stable` / `<name>-candidate` (Services: DNS-1035 labels of at
+    // most 63 characters) and the name is a label value, so the name itself must leave room.
+    validation = kube::core::Rule::new(
+        "self.metadata.name.size() <= 53 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')"
+    )
+    .message(
+        "metadata.name must be at most 53 characters of lowercase letters, digits and '-', starting with a letter and ending with a letter or digit: the operator names its Services <name>-candidate"
+    ),
     status = "ModelDeploymentStatus",
     derive = "PartialEq",
     derive = "Default",
@@ -103,8 +111,8 @@ pub struct ModelDeploymentSpec {
     /// Model-server Deployment settings.
     #[serde(default)]
     pub serving: Serving,
-    /// Traffic routing between the stable and candidate variants.
-    #[serde(default)]
+    /// Traffic routing between the stable and candidate variants. Required: there is no
+    /// sensible default router (`gatewayAPI` needs `parentRefs`; say `provider: none` for none).
     pub traffic: Traffic,
     /// Data-drift checks. Without this section no drift is computed.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -157,6 +157,12 @@ pub async fn write_registry(
 
 /// Writes the status when it changed (an unchanged status is not written, so the resource's
 /// own watch does not wake the controller again).
+///
+/// Server-side apply of the whole status by the operator's one field manager: a field the
+/// operator stops setting is removed because the manager no longer applies it (never by
+/// `null`, which the API server rejects for non-nullable fields). The apply carries the
+/// `resourceVersion` the decision was made on, so a writer with a stale view (an old cache, a
+/// second replica) gets a 409 Conflict instead of overwriting a newer status.
 pub async fn write_status(
     ctx: &Context,
     resource: &ModelDeployment,
@@ -167,22 +173,7 @@ pub async fn write_status(
         return Ok(());
     }
     let api: Api<ModelDeployment> = Api::namespaced(ctx.client.clone(), namespace);
-    let mut new = serde_json::to_value(status).map_err(|source| Error::Serialization {
-        what: "status",
-        source,
-    })?;
-    if let Some(old) = &resource.status {
-        let old = serde_json::to_value(old).map_err(|source| Error::Serialization {
-            what: "status",
-            source,
-        })?;
-        null_removed_fields(&old, &mut new);
-    }
-    let body = serde_json::json!({
-        "apiVersion": "mlrollout.io/v1alpha1",
-        "kind": "ModelDeployment",
-        "status": new,
-    });
+    let body = status_apply_body(resource, status)?;
     api.patch_status(
         &resource.name_any(),
         &PatchParams::apply(FIELD_MANAGER).force(),
@@ -192,20 +183,26 @@ pub async fn write_status(
     Ok(())
 }
 
-/// Marks fields present in `old` but gone from `new` as `null`, recursively through objects,
-/// so that a field the operator stopped setting (a finished candidate, a cleared analysis) is
-/// removed whether the API server treats the patch as server-side apply or as a merge.
-pub fn null_removed_fields(old: &serde_json::Value, new: &mut serde_json::Value) {
-    if let (Some(old), Some(new)) = (old.as_object(), new.as_object_mut()) {
-        for (key, old_value) in old {
-            match new.get_mut(key) {
-                None => {
-                    new.insert(key.clone(), serde_json::Value::Null);
-                }
-                Some(new_value) => null_removed_fields(old_value, new_value),
-            }
-        }
+/// The apply configuration of a status write: identity, the optimistic-lock
+/// `resourceVersion`, and the complete status.
+pub fn status_apply_body(
+    resource: &ModelDeployment,
+    status: &ModelDeploymentStatus,
+) -> Result<serde_json::Value> {
+    let status = serde_json::to_value(status).map_err(|source| Error::Serialization {
+        what: "status",
+        source,
+    })?;
+    let mut metadata = serde_json::json!({ "name": resource.name_any() });
+    if let Some(version) = &resource.metadata.resource_version {
+        metadata["resourceVersion"] = serde_json::Value::String(version.clone());
     }
+    Ok(serde_json::json!({
+        "apiVersion": "mlrollout.io/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": metadata,
+        "status": status,
+    }))
 }
 
 /// Publishes events; a failure to publish is logged, never fails the reconcile.
@@ -245,13 +242,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn removed_fields_become_null_recursively() {
-        let old = serde_json::json!({"candidateVersion": "4", "drift": {"accuracy": 0.9, "severity": "ok"}, "history": [1]});
-        let mut new = serde_json::json!({"drift": {"severity": "high"}, "history": [1, 2]});
-        null_removed_fields(&old, &mut new);
-        assert_eq!(
-            new,
-            serde_json::json!({"candidateVersion": null, "drift": {"accuracy": null, "severity": "high"}, "history": [1, 2]})
-        );
+    fn the_status_apply_has_no_nulls_and_carries_the_resource_version() {
+        let mut resource = ModelDeployment::new("fraud", Default::default());
+        resource.metadata.resource_version = Some("42".into());
+        let status = ModelDeploymentStatus {
+            candidate_version: None,
+            stable_version: Some("3".into()),
+            ..Default::default()
+        };
+        let body = status_apply_body(&resource, &status).unwrap();
+        assert_eq!(body["metadata"]["resourceVersion"], "42");
+        assert_eq!(body["status"]["stableVersion"], "3");
+        fn no_nulls(value: &serde_json::Value) -> bool {
+            match value {
+                serde_json::Value::Null => false,
+                serde_json::Value::Object(map) => map.values().all(no_nulls),
+                serde_json::Value::Array(items) => items.iter().all(no_nulls),
+                _ => true,
+            }
+        }
+        assert!(no_nulls(&body), "{body}");
     }
 }

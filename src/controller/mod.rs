@@ -60,6 +60,10 @@ pub struct Context {
     pub drift: Option<Arc<dyn DriftCheck>>,
     /// The language-model advisor (used only when a resource enables it).
     pub advisor: Option<Arc<dyn crate::advisor::Advisor>>,
+    /// Longest wait before a resource is looked at again. With an injected clock the decided
+    /// waits are in the clock's time, not the process's: a cap lets a test move the clock by
+    /// hours and see the controller act on it within seconds.
+    pub max_requeue: Option<Duration>,
 }
 
 impl Context {
@@ -77,7 +81,14 @@ impl Context {
             analyzer: None,
             drift: None,
             advisor: None,
+            max_requeue: None,
         }
+    }
+
+    /// Caps every requeue at `max` (see [`Context::max_requeue`]).
+    pub fn with_max_requeue(mut self, max: Duration) -> Self {
+        self.max_requeue = Some(max);
+        self
     }
 
     /// Sets the advisor.
@@ -246,18 +257,31 @@ async fn reconcile_inner(resource: &ModelDeployment, ctx: &Context) -> Result<Ac
         message = decision.status.message.as_deref().unwrap_or(""),
         "reconciled"
     );
-    Ok(Action::requeue(decision.requeue_after))
+    let wait = match ctx.max_requeue {
+        Some(max) => decision.requeue_after.min(max),
+        None => decision.requeue_after,
+    };
+    Ok(Action::requeue(wait))
 }
 
 /// Retries failed reconciles with a delay; the error is logged and counted in `reconcile`.
-pub fn error_policy(resource: Arc<ModelDeployment>, error: &Error, _ctx: Arc<Context>) -> Action {
+///
+/// A conflict means another writer (or a newer version of the resource) got there first: the
+/// next reconcile works on fresh state, so it comes at once.
+pub fn error_policy(resource: Arc<ModelDeployment>, error: &Error, ctx: Arc<Context>) -> Action {
+    let category = error.category();
+    if category == crate::error::ErrorCategory::KubeConflict {
+        tracing::debug!(name = %resource.name_any(), error = %error, "stale view, retrying");
+        return Action::requeue(Duration::from_millis(200));
+    }
     tracing::warn!(
         name = %resource.name_any(),
-        reason = error.category().event_reason(),
+        reason = category.event_reason(),
         error = %error,
         "reconcile failed"
     );
-    Action::requeue(Duration::from_secs(10))
+    let wait = Duration::from_secs(10);
+    Action::requeue(ctx.max_requeue.map_or(wait, |max| wait.min(max)))
 }
 
 /// Runs the controller until `shutdown` resolves.

@@ -1,9 +1,11 @@
 //! Shared helpers for integration tests that run real external systems.
 //!
 //! Each test binary does `mod common;` and uses what it needs. Binaries and
-//! env come from `tests/harness/install.sh` (see `target/harness.env`).
+//! env come from `tests/harness/install.sh` (see `target/harness.env`) and
+//! `tests/harness/cluster.sh` (the real control plane, see [`cluster`]).
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod fake_api;
 pub mod http;
 pub mod mlflow;

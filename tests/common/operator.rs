@@ -121,15 +121,81 @@ impl DriftCheck for ScriptedDrift {
     }
 }
 
-/// A clock that follows tokio's time (paused in these tests, so it is virtual).
-pub fn tokio_clock() -> controller::Clock {
-    let start = tokio::time::Instant::now();
-    let epoch = Timestamp::from_second(1_800_000_000).unwrap();
-    Arc::new(move || {
-        let elapsed = tokio::time::Instant::now() - start;
-        epoch + k8s_openapi::jiff::SignedDuration::try_from(elapsed).unwrap()
-    })
+/// Virtual time for tests on the real API server: it runs `speed` times faster than the
+/// process's clock, and a test can jump it forward. (tokio's paused time cannot be used with
+/// real network I/O: it would race ahead while a request is in flight.)
+#[derive(Clone)]
+pub struct ScaledClock {
+    start: std::time::Instant,
+    epoch: Timestamp,
+    speed: u32,
+    jumped: Arc<Mutex<Duration>>,
 }
+
+impl ScaledClock {
+    /// A clock starting at a fixed instant, `speed` virtual seconds per real second.
+    pub fn new(speed: u32) -> ScaledClock {
+        ScaledClock {
+            start: std::time::Instant::now(),
+            epoch: Timestamp::from_second(1_800_000_000).unwrap(),
+            speed: speed.max(1),
+            jumped: Arc::new(Mutex::new(Duration::ZERO)),
+        }
+    }
+
+    /// Virtual time elapsed since the clock started.
+    pub fn elapsed(&self) -> Duration {
+        self.start.elapsed() * self.speed + *self.jumped.lock().unwrap()
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.epoch + k8s_openapi::jiff::SignedDuration::try_from(self.elapsed()).unwrap()
+    }
+
+    /// Jumps virtual time forward (a cooldown, a day's budget).
+    pub fn advance(&self, by: Duration) {
+        *self.jumped.lock().unwrap() += by;
+    }
+
+    /// Real time that `virtual_duration` takes on this clock.
+    pub fn real(&self, virtual_duration: Duration) -> Duration {
+        virtual_duration / self.speed
+    }
+
+    /// Sleeps `virtual_duration` of virtual time.
+    pub async fn sleep(&self, virtual_duration: Duration) {
+        tokio::time::sleep(self.real(virtual_duration)).await;
+    }
+
+    /// The clock as the controller takes it.
+    pub fn controller_clock(&self) -> controller::Clock {
+        let clock = self.clone();
+        Arc::new(move || clock.now())
+    }
+
+    /// Polls `check` about every virtual second (at least every 20 ms real) until it returns
+    /// `Some`, up to `limit` of virtual time; panics naming `what` after that.
+    pub async fn wait_for<T, F, Fut>(&self, what: &str, limit: Duration, mut check: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let deadline = self.elapsed() + limit;
+        let poll = self.real(Duration::from_secs(1)).max(Duration::from_millis(20));
+        loop {
+            if let Some(v) = check().await {
+                return v;
+            }
+            if self.elapsed() > deadline {
+                panic!("timed out after {limit:?} (virtual) waiting for: {what}");
+            }
+            tokio::time::sleep(poll).await;
+        }
+    }
+}
+
+/// Longest real wait between reconciles in tests that run on a [`ScaledClock`].
+pub const TEST_MAX_REQUEUE: Duration = Duration::from_millis(200);
 
 /// A running controller.
 pub struct Operator {
