@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Every number of the README's Performance section, in one run:
 #   drift end to end vs the seed's Python and Evidently, compute floor (criterion),
-#   operator scale (1,000 ModelDeployments), rollback reaction (real Prometheus).
+#   operator scale (ModelDeployments on the real control plane), rollback reaction (real
+#   Prometheus, real control plane).
+# The two cluster benches share one control plane from tests/harness/cluster.sh, started here
+# and stopped on exit; set MLROLLOUT_TEST_CLUSTER to use a running one instead. Give the
+# benches the machine: a cluster shared with a running test suite slows both.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash tests/harness/install.sh >/dev/null          # Prometheus + the test venv
@@ -9,5 +13,11 @@ bash tests/harness/install.sh >/dev/null          # Prometheus + the test venv
 . target/harness.env
 cargo build --release
 MLROLLOUT_BIN="$PWD/target/release/mlrollout" bash bench/drift_compare.sh
+if [ -z "${MLROLLOUT_TEST_CLUSTER:-}" ]; then
+    cluster_dir="$PWD/target/bench-cluster"
+    trap 'bash tests/harness/cluster.sh down --dir "$cluster_dir" 2>/dev/null || true' EXIT
+    bash tests/harness/cluster.sh up --control-plane-only --dir "$cluster_dir" --watch-pid $$ >/dev/null
+    export MLROLLOUT_TEST_CLUSTER="$cluster_dir"
+fi
 cargo bench --bench operator_scale
 cargo bench --bench rollback_reaction

@@ -1,57 +1,152 @@
 //! Rollback reaction: a candidate at its first canary step whose error rate jumps. Measures the
 //! time from the jump being visible in Prometheus (a real Prometheus scraping an exporter every
 //! second) to the HTTPRoute holding 0 % on the candidate, with the operator's Prometheus
-//! analyzer and controller. Target: at most one analysis interval + 2 s.
-//! Run: `cargo bench --bench rollback_reaction` (after `bash tests/harness/install.sh`).
+//! analyzer and controller on the real control plane of the test harness (kube-apiserver,
+//! kube-controller-manager and kwok make the Deployments ready; see
+//! `tests/harness/cluster.sh`). Target: at most one analysis interval + 2 s.
+//!
+//! `cargo bench --bench rollback_reaction` runs it (`MLROLLOUT_REACTION_RUNS`, default 3);
+//! `cargo bench --bench rollback_reaction -- --test` and `cargo test --all-targets` run one
+//! shorter run that checks the whole path (a passing analysis, then the rollback).
+//! Needs Prometheus (`bash tests/harness/install.sh`) and a cluster: `MLROLLOUT_TEST_CLUSTER`
+//! names a running one (`tests/harness/cluster.sh up`), else a private one is started.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+#[path = "../tests/common"]
+#[allow(dead_code)]
+mod common {
+    pub mod cluster;
+    pub mod http;
+    pub mod process;
+    pub mod prometheus;
+}
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::operator::kubelet;
+use common::cluster;
 use common::prometheus::{Exporter, PrometheusServer};
 use futures::FutureExt;
 use gateway_api::httproutes::HttpRoute;
-use kube::api::Api;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use mlrollout::analysis::prometheus::PrometheusAnalyzer;
-use mlrollout::api::ModelDeployment;
-use mlrollout::controller::{self, Context, WatchScope};
+use mlrollout::api::{ModelDeployment, Phase};
+use mlrollout::controller::{self, Context, WatchScope, act};
 use mlrollout::metrics::Metrics;
 use mlrollout::registry::memory::InMemoryRegistry;
 use mlrollout::server::Health;
 
-const NS: &str = "ml";
 const INTERVAL_S: u64 = 5;
 
-fn main() {
-    if !std::env::args().any(|a| a == "--bench") {
-        println!("rollback_reaction: run it with `cargo bench --bench rollback_reaction`");
-        return;
+#[derive(Clone, Copy, PartialEq)]
+enum Run {
+    /// `cargo bench`: the measurement.
+    Full,
+    /// `cargo bench -- --test`, `cargo test`: proves the bench works, small and fast.
+    Quick,
+}
+
+/// What the command line asks for, read as criterion reads the same arguments (the drift bench
+/// is a criterion bench): `--bench` without `--test` is the full run, anything else a quick
+/// one; a positional argument filters by name (`--exact`, `--skip NAME` as in libtest);
+/// `--list` lists. `None`: nothing to run, said on stdout.
+fn requested_run(name: &str) -> Option<Run> {
+    // Options of criterion and libtest that take a value.
+    const WITH_VALUE: &[&str] = &[
+        "--color",
+        "--format",
+        "--save-baseline",
+        "--baseline",
+        "--load-baseline",
+        "--sample-size",
+        "--warm-up-time",
+        "--measurement-time",
+        "--nresamples",
+        "--noise-threshold",
+        "--confidence-level",
+        "--significance-level",
+        "--profile-time",
+        "--plotting-backend",
+        "--output-format",
+        "--test-threads",
+        "--logfile",
+    ];
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let has = |flag: &str| args.iter().any(|a| a == flag);
+    let (mut filters, mut skips) = (Vec::new(), Vec::new());
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        if arg == "--skip" {
+            skips.extend(rest.next());
+        } else if WITH_VALUE.contains(&arg.as_str()) {
+            rest.next();
+        } else if !arg.starts_with('-') {
+            filters.push(arg.as_str());
+        }
     }
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    if has("--list") {
+        println!("{name}: benchmark");
+        return None;
+    }
+    let selected = filters.iter().all(|f| {
+        if has("--exact") {
+            *f == name
+        } else {
+            name.contains(f)
+        }
+    }) && !skips.iter().any(|s| name.contains(s.as_str()))
+        && !has("--ignored");
+    if !selected {
+        println!("{name}: filtered out by the arguments {args:?}");
+        return None;
+    }
+    Some(if has("--bench") && !has("--test") {
+        Run::Full
+    } else {
+        Run::Quick
+    })
+}
+
+fn main() {
+    let Some(run) = requested_run("rollback_reaction") else {
+        return;
+    };
     let runs: usize = std::env::var("MLROLLOUT_REACTION_RUNS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
+        .unwrap_or(match run {
+            Run::Full => 3,
+            Run::Quick => 1,
+        })
+        .max(1);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
+    let started = Instant::now();
     let mut reactions = Vec::new();
-    for run in 0..runs {
-        let r = runtime.block_on(one_run(run));
+    for i in 0..runs {
+        let r = runtime.block_on(one_run(i, run));
         println!(
             "run {}: rollback {:.2} s after the jump was visible in Prometheus",
-            run + 1,
+            i + 1,
             r.as_secs_f64()
         );
         reactions.push(r.as_secs_f64());
     }
     reactions.sort_by(f64::total_cmp);
+    if run == Run::Quick {
+        println!(
+            "rollback_reaction: quick run ({runs} run, {} build, one healthy interval before the jump); the bench is `cargo bench --bench rollback_reaction`",
+            if cfg!(debug_assertions) {
+                "debug"
+            } else {
+                "release"
+            }
+        );
+    }
     println!("| measure | value | target |");
     println!("|---|---|---|");
     println!(
@@ -60,14 +155,20 @@ fn main() {
         reactions.last().unwrap(),
         INTERVAL_S + 2
     );
+    println!("(whole bench {:.1} s)", started.elapsed().as_secs_f64());
 }
 
-async fn one_run(run: usize) -> Duration {
+async fn one_run(index: usize, run: Run) -> Duration {
+    let client = cluster::client().await;
+    let ns = cluster::namespace(&client, "bench-rollback").await;
+    let namespace = NamespaceGuard(ns.clone());
+
     let exporter = Arc::new(Exporter::start());
     let candidate_errors = Arc::new(AtomicU64::new(1)); // percent
     let stop = Arc::new(AtomicBool::new(false));
     let traffic = {
         let (exporter, errors, stop) = (exporter.clone(), candidate_errors.clone(), stop.clone());
+        let ns = ns.clone();
         std::thread::spawn(move || {
             while !stop.load(Ordering::SeqCst) {
                 for (service, pct) in [
@@ -75,7 +176,11 @@ async fn one_run(run: usize) -> Duration {
                     ("m-candidate", errors.load(Ordering::SeqCst) as f64),
                 ] {
                     let labels = |code: &'static str| {
-                        vec![("namespace", NS), ("service", service), ("code", code)]
+                        vec![
+                            ("namespace", ns.as_str()),
+                            ("service", service),
+                            ("code", code),
+                        ]
                     };
                     exporter.inc_counter(
                         "http_requests_total",
@@ -85,7 +190,7 @@ async fn one_run(run: usize) -> Duration {
                     exporter.inc_counter("http_requests_total", &labels("500"), 10.0 * pct / 100.0);
                     exporter.observe_histogram_n(
                         "http_request_duration_seconds",
-                        &[("namespace", NS), ("service", service)],
+                        &[("namespace", ns.as_str()), ("service", service)],
                         &[0.1, 0.5, 1.0],
                         0.05,
                         10,
@@ -107,42 +212,38 @@ async fn one_run(run: usize) -> Duration {
         )
     });
 
-    let api = common::fake_api::fake_api().await;
     let registry = Arc::new(InMemoryRegistry::new());
     registry.register("m", 3, &[], &[]);
     registry.register("m", 4, &[], &[]);
     registry.set_alias("m", "champion", 3);
-    let ctx = Context::new(api.client.clone(), registry, Metrics::default()).with_analyzer(
-        Arc::new(PrometheusAnalyzer::new(Duration::from_secs(5)).unwrap()),
-    );
+    let ctx = Context::new(client.clone(), registry, Metrics::default()).with_analyzer(Arc::new(
+        PrometheusAnalyzer::new(Duration::from_secs(5)).unwrap(),
+    ));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(controller::run(
         ctx,
-        WatchScope::AllNamespaces,
+        WatchScope::Namespace(ns.clone()),
         Health::new(),
         rx.map(|_| ()),
     ));
-    let _kubelet = kubelet(
-        api.client.clone(),
-        NS,
-        Arc::new(Mutex::new(vec!["-stable".into(), "-candidate".into()])),
-    );
 
     let resource: ModelDeployment = serde_json::from_value(serde_json::json!({
         "apiVersion": "mlrollout.io/v1alpha1", "kind": "ModelDeployment",
-        "metadata": {"name": "m", "namespace": NS},
+        "metadata": {"name": "m", "namespace": ns},
         "spec": {
-            "model": {"trackingUri": "http://mlflow:5000", "name": "m"},
+            "model": {"trackingUri": "http://127.0.0.1:5000", "name": "m"},
             "traffic": {"provider": "gatewayAPI", "parentRefs": [{"name": "gw"}]},
             "rollout": {"steps": [10, 50, 100], "stepDuration": "1h", "progressDeadline": "1h",
-                        "analysis": {"prometheus": {"address": prometheus.url()}, "interval": format!("{INTERVAL_S}s"), "count": 1000,
+                        "analysis": {"prometheus": {"address": prometheus.url()}, "interval": format!("{INTERVAL_S}s"), "count": 100,
                                      "metrics": [{"name": "error-rate", "query": mlrollout::analysis::defaults::error_rate_query(),
                                                   "maxIncrease": {"ratio": 2.0}, "consecutiveErrorLimit": 100, "inconclusiveLimit": 100}]}}
         }
     }))
     .unwrap();
-    common::operator::at_first_canary_step(&api.client, &resource).await;
-    let routes: Api<HttpRoute> = Api::namespaced(api.client.clone(), NS);
+    let mdeps: Api<ModelDeployment> = Api::namespaced(client.clone(), &ns);
+    at_first_canary_step(&mdeps, &resource).await;
+
+    let routes: Api<HttpRoute> = Api::namespaced(client.clone(), &ns);
     let candidate_weight = || async {
         routes.get_opt("m").await.ok().flatten().and_then(|r| {
             let backends = r.spec.rules?.first()?.backend_refs.clone()?;
@@ -155,22 +256,55 @@ async fn one_run(run: usize) -> Duration {
             )
         })
     };
-    // Healthy canary for a few intervals (the analysis passes).
-    let wait_start = Instant::now();
-    while candidate_weight().await != Some(10) {
-        assert!(
-            wait_start.elapsed() < Duration::from_secs(60),
-            "the canary never reached 10 %"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    tokio::time::sleep(Duration::from_secs(2 * INTERVAL_S + (run as u64 % 3))).await;
+    cluster::eventually(
+        "the canary at 10 % on the HTTPRoute",
+        Duration::from_secs(60),
+        || async { (candidate_weight().await == Some(10)).then_some(()) },
+    )
+    .await;
+    // Healthy canary for a while: the analysis passes (the candidate Deployment became ready
+    // through the real controllers and kwok, so measurements are taken).
+    let healthy = match run {
+        Run::Full => Duration::from_secs(2 * INTERVAL_S + (index as u64 % 3)),
+        Run::Quick => Duration::from_secs(INTERVAL_S + 1),
+    };
+    tokio::time::sleep(healthy).await;
+    let passed = |m: &ModelDeployment| {
+        m.status
+            .as_ref()
+            .and_then(|s| s.analysis.as_ref())
+            .and_then(|a| a.metrics.iter().find(|x| x.name == "error-rate"))
+            .map_or(0, |x| x.passed)
+    };
+    let before = cluster::eventually(
+        "a passed error-rate measurement of the healthy canary",
+        Duration::from_secs(3 * INTERVAL_S),
+        || async {
+            let m = mdeps.get("m").await.ok()?;
+            let status = m.status.as_ref()?;
+            assert_eq!(
+                status.phase,
+                Phase::Progressing,
+                "the healthy canary left the canary step: {:?}",
+                status.message
+            );
+            (passed(&m) > 0).then_some(m)
+        },
+    )
+    .await;
+    assert_eq!(
+        candidate_weight().await,
+        Some(10),
+        "still at the first step"
+    );
 
     // The jump.
     candidate_errors.store(10, Ordering::SeqCst);
-    let ratio = r#"sum(rate(http_requests_total{service="m-candidate",code="500"}[5s])) / sum(rate(http_requests_total{service="m-candidate"}[5s]))"#;
+    let ratio = format!(
+        r#"sum(rate(http_requests_total{{namespace="{ns}",service="m-candidate",code="500"}}[5s])) / sum(rate(http_requests_total{{namespace="{ns}",service="m-candidate"}}[5s]))"#
+    );
     let visible = loop {
-        let samples = tokio::task::block_in_place(|| prometheus.query(ratio));
+        let samples = tokio::task::block_in_place(|| prometheus.query(&ratio));
         if samples.first().is_some_and(|s| s.value > 0.02) {
             break Instant::now();
         }
@@ -186,9 +320,101 @@ async fn one_run(run: usize) -> Duration {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
+    // The children are applied before the status: the route moves first, then the phase.
+    let status = cluster::eventually(
+        "the rollback in the status",
+        Duration::from_secs(30),
+        || async {
+            let status = mdeps.get("m").await.ok()?.status?;
+            (status.phase != Phase::Progressing).then_some(status)
+        },
+    )
+    .await;
+    assert_eq!(
+        status.phase,
+        Phase::RolledBack,
+        "the candidate left the route by a rollback: {:?}",
+        status.message
+    );
+    assert!(
+        status
+            .history
+            .last()
+            .is_some_and(|r| r.outcome == "RolledBack"),
+        "the rollback is recorded: {:?}",
+        status.history
+    );
+    assert!(
+        passed(&before) > 0,
+        "the analysis passed before the jump ({:?})",
+        before.status.and_then(|s| s.analysis)
+    );
+
     let _ = tx.send(());
-    let _ = task.await;
+    let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
+    drop(namespace);
     stop.store(true, Ordering::SeqCst);
     let _ = traffic.join();
     rolled_back.saturating_duration_since(visible)
+}
+
+/// Deletes the bench's namespace when dropped, also when the bench panics.
+struct NamespaceGuard(String);
+
+impl Drop for NamespaceGuard {
+    fn drop(&mut self) {
+        let _ = cluster::cluster()
+            .kubectl()
+            .args(["delete", "namespace", &self.0, "--wait=false"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+/// Creates `resource`, waits until it serves its stable version, then puts candidate version 4
+/// at the first canary step (10 %), as if the shadow phase had passed. The status is written as
+/// the operator writes it: a server-side apply of the complete status by the field manager
+/// "mlrollout", locked on the resourceVersion it was read at (retried on a 409 Conflict).
+async fn at_first_canary_step(mdeps: &Api<ModelDeployment>, resource: &ModelDeployment) {
+    let name = resource.metadata.name.clone().unwrap_or_default();
+    mdeps
+        .create(&PostParams::default(), resource)
+        .await
+        .expect("resource created");
+    cluster::eventually(
+        "the stable version serves",
+        Duration::from_secs(60),
+        || async {
+            let status = mdeps.get(&name).await.ok()?.status?;
+            (status.phase == Phase::Stable && status.stable_version.as_deref() == Some("3"))
+                .then_some(())
+        },
+    )
+    .await;
+    cluster::eventually(
+        "the first canary step written",
+        Duration::from_secs(30),
+        || async {
+            let current = mdeps.get(&name).await.ok()?;
+            let mut status = current.status.clone().unwrap_or_default();
+            status.phase = Phase::Progressing;
+            status.candidate_version = Some("4".into());
+            status.candidate_source = Some("registry".into());
+            status.current_step = Some(0);
+            status.canary_weight = 10;
+            status.phase_started_at = Some(Time(k8s_openapi::jiff::Timestamp::now()));
+            let body = act::status_apply_body(&current, &status).ok()?;
+            mdeps
+                .patch_status(
+                    &name,
+                    &PatchParams::apply("mlrollout").force(),
+                    &Patch::Apply(&body),
+                )
+                .await
+                .ok()
+                .map(|_| ())
+        },
+    )
+    .await;
 }

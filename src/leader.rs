@@ -16,6 +16,14 @@
 //!   replica that is not the leader must not write) and [`run`] returns an error; the process
 //!   exits non-zero and Kubernetes restarts it as a fresh standby (what linkerd's policy
 //!   controller does).
+//! - **fencing**: by its own (monotonic) clock the leader may act until the start of its last
+//!   successful renewal plus `renew_deadline` — before anyone else may take the Lease. The
+//!   work's client comes from [`StopSignal::fence`]: past that instant (or once the Lease is
+//!   lost) it sends nothing and fails every request at once. Dropping the work is not enough
+//!   on its own: the controller runs each reconcile as a task of its own, and a process that
+//!   was frozen (a long pause, a stopped VM, SIGSTOP) past its Lease wakes up with those tasks
+//!   and queued watch events ready to run — they could write before the renewal task has
+//!   noticed that the Lease is gone.
 //! - **shutdown** (SIGTERM): the work gets a graceful stop signal, the Lease is kept renewed
 //!   while it drains, then released (`step_down`) so a standby takes over within a second
 //!   instead of waiting for the Lease to expire.
@@ -30,11 +38,13 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Client;
 use kube_leader_election::{LeaseLock, LeaseLockParams, LeaseLockResult};
@@ -137,15 +147,95 @@ pub enum LeaderError {
 }
 
 /// Graceful stop signal handed to the work: resolves when the process is asked to stop.
-/// (Losing the Lease does not use it: the work is dropped instead.)
-pub struct StopSignal(oneshot::Receiver<()>);
+/// (Losing the Lease does not use it: the work is dropped instead.) It also hands out the
+/// fenced client the work must use ([`StopSignal::fence`]).
+pub struct StopSignal {
+    stop: oneshot::Receiver<()>,
+    fence: Fence,
+}
+
+impl StopSignal {
+    /// `client`, fenced: its requests fail without being sent once this replica may no longer
+    /// act as the leader (see the module documentation). Give it to everything the work
+    /// writes with (the controller's client and its event recorder).
+    pub fn fence(&self, client: Client) -> Client {
+        let namespace = client.default_namespace().to_string();
+        Client::new(
+            FencedService {
+                inner: client,
+                fence: self.fence.clone(),
+            },
+            namespace,
+        )
+    }
+}
 
 impl Future for StopSignal {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
         // A dropped sender also means stop.
-        Pin::new(&mut self.0).poll(cx).map(|_| ())
+        Pin::new(&mut self.stop).poll(cx).map(|_| ())
+    }
+}
+
+/// Until when (monotonic clock) this replica may act as the leader; `None`: not at all.
+#[derive(Clone, Default)]
+struct Fence(Arc<Mutex<Option<Instant>>>);
+
+impl Fence {
+    fn valid(&self) -> bool {
+        self.0
+            .lock()
+            .map(|until| until.is_some_and(|until| Instant::now() < until))
+            .unwrap_or(false)
+    }
+
+    fn extend(&self, until: Instant) {
+        if let Ok(mut current) = self.0.lock() {
+            *current = Some(until);
+        }
+    }
+
+    fn revoke(&self) {
+        if let Ok(mut current) = self.0.lock() {
+            *current = None;
+        }
+    }
+}
+
+/// Refused by the fence: the request was not sent.
+#[derive(Debug, thiserror::Error)]
+#[error("not the leader any more (lease not renewed in time or lost): request not sent")]
+pub struct NotLeader;
+
+/// The work's client: checks the fence right before each request is handed to the connection.
+#[derive(Clone)]
+struct FencedService {
+    inner: Client,
+    fence: Fence,
+}
+
+impl tower::Service<http::Request<kube::client::Body>> for FencedService {
+    type Response = http::Response<kube::client::Body>;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, _cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<kube::client::Body>) -> Self::Future {
+        if !self.fence.valid() {
+            tracing::warn!(
+                method = %request.method(),
+                path = request.uri().path(),
+                "not the leader any more: request not sent"
+            );
+            return futures::future::ready(Err(NotLeader.into())).boxed();
+        }
+        let inner = self.inner.clone();
+        async move { Ok(inner.send(request).await?) }.boxed()
     }
 }
 
@@ -177,9 +267,11 @@ where
     ));
     let mut shutdown = std::pin::pin!(shutdown);
 
-    if !standby(&lock, &config, &health, shutdown.as_mut()).await {
+    let Some(confirmed) = standby(&lock, &config, &health, shutdown.as_mut()).await else {
         return Ok(());
-    }
+    };
+    let fence = Fence::default();
+    fence.extend(confirmed + config.renew_deadline);
     tracing::info!(
         lease = %config.lease_name,
         namespace = %config.lease_namespace,
@@ -190,10 +282,19 @@ where
     health.ready.store(false, Ordering::SeqCst);
 
     let (lost_tx, mut lost_rx) = oneshot::channel();
-    let renewer = tokio::spawn(renew(lock.clone(), config.clone(), lost_tx));
+    let renewer = tokio::spawn(renew(
+        lock.clone(),
+        config.clone(),
+        confirmed,
+        fence.clone(),
+        lost_tx,
+    ));
     let (stop_tx, stop_rx) = oneshot::channel();
     let mut stop_tx = Some(stop_tx);
-    let mut work = Box::pin(work(StopSignal(stop_rx)));
+    let mut work = Box::pin(work(StopSignal {
+        stop: stop_rx,
+        fence: fence.clone(),
+    }));
     let outcome = loop {
         tokio::select! {
             biased;
@@ -208,7 +309,9 @@ where
         }
     };
     // Not the leader any more (or stopping): the controller and its in-flight reconciles are
-    // dropped right here, before anything else, so no further write is started.
+    // dropped right here, before anything else, so no further write is started (the fence
+    // already refuses them).
+    fence.revoke();
     drop(work);
     renewer.abort();
     match outcome {
@@ -225,27 +328,29 @@ where
     }
 }
 
-/// Waits for leadership; `false` when `shutdown` came first.
+/// Waits for leadership: the start of the attempt that confirmed it; `None` when `shutdown`
+/// came first.
 async fn standby(
     lock: &LeaseLock,
     config: &LeaderElection,
     health: &Health,
     mut shutdown: Pin<&mut impl Future<Output = ()>>,
-) -> bool {
+) -> Option<Instant> {
     let mut acquired_once = false;
     loop {
+        let started = Instant::now();
         let attempt = tokio::select! {
             biased;
             () = shutdown.as_mut() => {
                 if acquired_once {
                     release(lock, config).await;
                 }
-                return false;
+                return None;
             }
             attempt = lock.try_acquire_or_renew() => attempt,
         };
         match attempt {
-            Ok(LeaseLockResult::Acquired(_)) if acquired_once => return true,
+            Ok(LeaseLockResult::Acquired(_)) if acquired_once => return Some(started),
             Ok(LeaseLockResult::Acquired(_)) => {
                 acquired_once = true;
                 tracing::debug!(
@@ -276,16 +381,22 @@ async fn standby(
                 if acquired_once {
                     release(lock, config).await;
                 }
-                return false;
+                return None;
             }
             () = tokio::time::sleep(config.retry_period) => {}
         }
     }
 }
 
-/// Renews the Lease until it is lost; reports the loss on `lost`.
-async fn renew(lock: Arc<LeaseLock>, config: LeaderElection, lost: oneshot::Sender<LeaderError>) {
-    let mut last_renew = Instant::now();
+/// Renews the Lease until it is lost; moves the fence with each renewal, closes it and
+/// reports the loss on `lost`.
+async fn renew(
+    lock: Arc<LeaseLock>,
+    config: LeaderElection,
+    mut last_renew: Instant,
+    fence: Fence,
+    lost: oneshot::Sender<LeaderError>,
+) {
     loop {
         tokio::time::sleep(config.retry_period).await;
         let deadline = last_renew + config.renew_deadline;
@@ -293,9 +404,11 @@ async fn renew(lock: Arc<LeaseLock>, config: LeaderElection, lost: oneshot::Send
         let error = match tokio::time::timeout_at(deadline, lock.try_acquire_or_renew()).await {
             Ok(Ok(LeaseLockResult::Acquired(_))) => {
                 last_renew = started;
+                fence.extend(started + config.renew_deadline);
                 continue;
             }
             Ok(Ok(LeaseLockResult::NotAcquired(lease))) => {
+                fence.revoke();
                 let _ = lost.send(LeaderError::Lost {
                     namespace: config.lease_namespace.clone(),
                     name: config.lease_name.clone(),
@@ -307,6 +420,7 @@ async fn renew(lock: Arc<LeaseLock>, config: LeaderElection, lost: oneshot::Send
             Err(_) => "the renewal request timed out".to_string(),
         };
         if Instant::now() >= deadline {
+            fence.revoke();
             let _ = lost.send(LeaderError::RenewDeadline {
                 namespace: config.lease_namespace.clone(),
                 name: config.lease_name.clone(),

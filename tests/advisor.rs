@@ -9,6 +9,8 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::cluster;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PostParams};
 use mlrollout::advisor::anthropic::AnthropicAdvisor;
@@ -210,10 +212,10 @@ async fn a_prompt_injection_in_a_feature_name_stays_data() {
 }
 
 /// A resource whose rules alone would not retrain on medium drift (trigger: high only).
-fn resource(provider: &str) -> ModelDeployment {
+fn resource(namespace: &str, provider: &str) -> ModelDeployment {
     serde_json::from_value(serde_json::json!({
         "apiVersion": "mlrollout.io/v1alpha1", "kind": "ModelDeployment",
-        "metadata": {"name": "fraud", "namespace": "ml", "uid": "7f3a9c2e-0000-0000-0000-000000000001"},
+        "metadata": {"name": "fraud", "namespace": namespace},
         "spec": {
             "model": {"trackingUri": "http://mlflow:5000", "name": "fraud"},
             "traffic": {"provider": "none"},
@@ -227,19 +229,24 @@ fn resource(provider: &str) -> ModelDeployment {
     .unwrap()
 }
 
-async fn run_with(reply: Reply) -> (mlrollout::api::ModelDeploymentStatus, Vec<String>) {
+/// Runs the operator (scoped to a fresh namespace of the real API server) on one resource
+/// whose drift is medium, with the advisor answering `reply`; returns the settled status and
+/// the reasons of the Events published about it and the retraining Jobs the API server holds.
+async fn run_with(reply: Reply) -> Outcome {
+    use futures::FutureExt;
     common::http::install_crypto_provider();
     let provider = Provider::start(reply);
-    let api = common::fake_api::fake_api().await;
+    let client = cluster::client().await;
+    let ns = cluster::namespace(&client, "advisor").await;
     let registry = Arc::new(InMemoryRegistry::new());
     registry.register("fraud", 3, &[("accuracy", 0.88)], &[]);
     registry.set_alias("fraud", "champion", 3);
     let secret: Secret = serde_json::from_value(serde_json::json!({
-        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "anthropic", "namespace": "ml"},
-        "stringData": {}, "data": {"api-key": "c2VjcmV0"}
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "anthropic", "namespace": ns},
+        "data": {"api-key": "c2VjcmV0"}
     }))
     .unwrap();
-    Api::<Secret>::namespaced(api.client.clone(), "ml")
+    Api::<Secret>::namespaced(client.clone(), &ns)
         .create(&PostParams::default(), &secret)
         .await
         .unwrap();
@@ -247,7 +254,7 @@ async fn run_with(reply: Reply) -> (mlrollout::api::ModelDeploymentStatus, Vec<S
     drift.set("medium");
     let analyzer = Arc::new(common::operator::ScriptedAnalyzer::default());
     let ctx = mlrollout::controller::Context::new(
-        api.client.clone(),
+        client.clone(),
         registry,
         mlrollout::metrics::Metrics::default(),
     )
@@ -255,45 +262,68 @@ async fn run_with(reply: Reply) -> (mlrollout::api::ModelDeploymentStatus, Vec<S
     .with_analyzer(analyzer)
     .with_advisor(Arc::new(AnthropicAdvisor::new()));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    use futures::FutureExt;
     let task = tokio::spawn(mlrollout::controller::run(
         ctx,
-        mlrollout::controller::WatchScope::AllNamespaces,
+        mlrollout::controller::WatchScope::Namespace(ns.clone()),
         mlrollout::server::Health::new(),
         rx.map(|_| ()),
     ));
-    let mdeps: Api<ModelDeployment> = Api::namespaced(api.client.clone(), "ml");
+    let mdeps: Api<ModelDeployment> = Api::namespaced(client.clone(), &ns);
     mdeps
-        .create(&PostParams::default(), &resource(&provider.url))
+        .create(&PostParams::default(), &resource(&ns, &provider.url))
         .await
         .unwrap();
-    let mut status = Default::default();
-    for _ in 0..100 {
-        status = mdeps.get("fraud").await.unwrap().status.unwrap_or_default();
-        if status.advisor.is_some() && status.drift.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    cluster::eventually(
+        "the advisor's answer and the drift in status",
+        Duration::from_secs(60),
+        || async {
+            let status = mdeps.get("fraud").await.ok()?.status?;
+            (status.advisor.is_some() && status.drift.is_some()).then_some(())
+        },
+    )
+    .await;
     // A little longer, so a wrong retraining start would show.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let status = mdeps
-        .get("fraud")
-        .await
-        .map(|m| m.status.unwrap_or_default())
-        .unwrap_or(status);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let status = mdeps.get("fraud").await.unwrap().status.unwrap_or_default();
     let events: Vec<String> =
-        Api::<k8s_openapi::api::events::v1::Event>::namespaced(api.client.clone(), "ml")
+        Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), &ns)
             .list(&Default::default())
             .await
             .unwrap()
             .items
             .into_iter()
+            .filter(|e| {
+                e.regarding
+                    .as_ref()
+                    .is_some_and(|r| r.kind.as_deref() == Some("ModelDeployment"))
+            })
             .filter_map(|e| e.reason)
             .collect();
+    let jobs: Vec<String> = Api::<Job>::namespaced(client.clone(), &ns)
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|j| j.metadata.name)
+        .collect();
     let _ = tx.send(());
-    let _ = task.await;
-    (status, events)
+    tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .expect("controller stops")
+        .expect("controller did not panic");
+    cluster::delete_namespace(&client, &ns).await;
+    Outcome {
+        status,
+        events,
+        jobs,
+    }
+}
+
+struct Outcome {
+    status: mlrollout::api::ModelDeploymentStatus,
+    events: Vec<String>,
+    jobs: Vec<String>,
 }
 
 fn condition<'a>(
@@ -305,7 +335,11 @@ fn condition<'a>(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_valid_recommendation_is_recorded_and_acted_on_within_the_gates() {
-    let (status, events) = run_with(Reply::Text(
+    let Outcome {
+        status,
+        events,
+        jobs,
+    } = run_with(Reply::Text(
         r#"{"needs_retrain": true, "urgency": "immediate", "reason": "accuracy trend and amount drift"}"#.into(),
     ))
     .await;
@@ -325,6 +359,10 @@ async fn a_valid_recommendation_is_recorded_and_acted_on_within_the_gates() {
         "True"
     );
     assert!(events.iter().any(|e| e == "AdvisorAnswered"), "{events:?}");
+    // The API server admitted the one retraining Job the attempt names.
+    let attempt = status.retraining_attempts.last().unwrap();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(jobs[0], attempt.job_name, "{attempt:?}");
     // Never traffic: a recommendation only starts training.
     assert_eq!(status.canary_weight, 0);
 }
@@ -344,7 +382,11 @@ async fn broken_answers_leave_the_rules_in_charge() {
         (Reply::Status(500), "AdvisorHttpError"),
         (Reply::Hang(Duration::from_secs(4)), "AdvisorTimeout"),
     ] {
-        let (status, events) = run_with(reply).await;
+        let Outcome {
+            status,
+            events,
+            jobs,
+        } = run_with(reply).await;
         // The rules alone: medium drift does not reach a `high` trigger.
         assert_eq!(
             status.phase,
@@ -353,6 +395,7 @@ async fn broken_answers_leave_the_rules_in_charge() {
             status.message
         );
         assert!(status.retraining_attempts.is_empty(), "{reason}");
+        assert!(jobs.is_empty(), "{reason}: {jobs:?}");
         let c = condition(&status, "AdvisorAvailable")
             .unwrap_or_else(|| panic!("{reason}: no condition"));
         assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", reason));

@@ -34,18 +34,21 @@ const NORMAL: Traffic = Traffic {
     score: 0.35,
 };
 
-/// Emits traffic for `service` every 100 ms until `stop`.
+/// Emits traffic for `service` (in `namespace`) every 100 ms until `stop`.
 fn drive(
     exporter: Arc<Exporter>,
+    namespace: &str,
     services: Vec<(String, Traffic)>,
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<()> {
+    let namespace = namespace.to_string();
     std::thread::spawn(move || {
+        let ns = namespace.as_str();
         while !stop.load(Ordering::SeqCst) {
             for (service, t) in &services {
                 let labels = |code: &'static str| {
                     vec![
-                        ("namespace", NS),
+                        ("namespace", ns),
                         ("service", service.as_str()),
                         ("code", code),
                     ]
@@ -60,7 +63,7 @@ fn drive(
                     &labels("500"),
                     t.per_tick * t.error_ratio,
                 );
-                let base = [("namespace", NS), ("service", service.as_str())];
+                let base = [("namespace", ns), ("service", service.as_str())];
                 exporter.observe_histogram_n(
                     "http_request_duration_seconds",
                     &base,
@@ -154,7 +157,7 @@ async fn candidates_are_judged_against_stable_on_real_prometheus() {
             },
         ),
     ];
-    let traffic = drive(exporter.clone(), services, stop.clone());
+    let traffic = drive(exporter.clone(), NS, services, stop.clone());
     let target = exporter.target();
     let prometheus = tokio::task::spawn_blocking(move || PrometheusServer::start(&[target]))
         .await
@@ -257,6 +260,59 @@ async fn candidates_are_judged_against_stable_on_real_prometheus() {
     traffic.join().unwrap();
 }
 
+/// Creates `resource`, waits until it serves its stable version, then puts candidate version 4
+/// at the first canary step (10 %), as if the shadow phase had passed. The status is written
+/// the way the operator writes it: a server-side apply of the complete status by the field
+/// manager "mlrollout", locked on the resourceVersion it was read at.
+async fn at_first_canary_step(client: &kube::Client, resource: &mlrollout::api::ModelDeployment) {
+    use kube::api::{Api, Patch, PatchParams, PostParams};
+    use mlrollout::api::{ModelDeployment, Phase};
+    let namespace = resource.metadata.namespace.clone().unwrap();
+    let name = resource.metadata.name.clone().unwrap();
+    let mdeps: Api<ModelDeployment> = Api::namespaced(client.clone(), &namespace);
+    mdeps
+        .create(&PostParams::default(), resource)
+        .await
+        .expect("resource created");
+    common::cluster::eventually(
+        "the stable version serves",
+        Duration::from_secs(60),
+        || async {
+            let status = mdeps.get(&name).await.ok()?.status?;
+            (status.phase == Phase::Stable && status.stable_version.as_deref() == Some("3"))
+                .then_some(())
+        },
+    )
+    .await;
+    common::cluster::eventually(
+        "the first canary step seeded (retried on a 409 Conflict)",
+        Duration::from_secs(30),
+        || async {
+            let current = mdeps.get(&name).await.ok()?;
+            let mut status = current.status.clone().unwrap_or_default();
+            status.phase = Phase::Progressing;
+            status.candidate_version = Some("4".into());
+            status.candidate_source = Some("registry".into());
+            status.current_step = Some(0);
+            status.canary_weight = 10;
+            status.phase_started_at = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::now(),
+            ));
+            let body = mlrollout::controller::act::status_apply_body(&current, &status).unwrap();
+            mdeps
+                .patch_status(
+                    &name,
+                    &PatchParams::apply("mlrollout").force(),
+                    &Patch::Apply(&body),
+                )
+                .await
+                .ok()
+                .map(|_| ())
+        },
+    )
+    .await;
+}
+
 /// Through the controller: a canary whose error rate triples on a real Prometheus is rolled
 /// back to 100 % stable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -265,13 +321,15 @@ async fn a_tripled_error_rate_rolls_back_through_the_controller() {
     use gateway_api::httproutes::HttpRoute;
     use kube::api::Api;
     use mlrollout::api::{ModelDeployment, Phase};
-    use std::sync::Mutex;
 
     let _ = rustls::crypto::ring::default_provider().install_default();
     let exporter = Arc::new(Exporter::start());
     let stop = Arc::new(AtomicBool::new(false));
+    let client = common::cluster::client().await;
+    let ns = common::cluster::namespace(&client, "analysis-prometheus").await;
     let traffic = drive(
         exporter.clone(),
+        &ns,
         vec![
             ("m-stable".to_string(), NORMAL),
             (
@@ -297,13 +355,12 @@ async fn a_tripled_error_rate_rolls_back_through_the_controller() {
     });
     tokio::time::sleep(Duration::from_secs(3)).await;
 
-    let api = common::fake_api::fake_api().await;
     let registry = Arc::new(mlrollout::registry::memory::InMemoryRegistry::new());
     registry.register("m", 3, &[], &[]);
     registry.register("m", 4, &[], &[]);
     registry.set_alias("m", "champion", 3);
     let ctx = mlrollout::controller::Context::new(
-        api.client.clone(),
+        client.clone(),
         registry,
         mlrollout::metrics::Metrics::default(),
     )
@@ -313,19 +370,14 @@ async fn a_tripled_error_rate_rolls_back_through_the_controller() {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(mlrollout::controller::run(
         ctx,
-        mlrollout::controller::WatchScope::AllNamespaces,
+        mlrollout::controller::WatchScope::Namespace(ns.clone()),
         mlrollout::server::Health::new(),
         rx.map(|_| ()),
     ));
-    let _kubelet = common::operator::kubelet(
-        api.client.clone(),
-        NS,
-        Arc::new(Mutex::new(vec!["-stable".into(), "-candidate".into()])),
-    );
-    let mdeps: Api<ModelDeployment> = Api::namespaced(api.client.clone(), NS);
+    let mdeps: Api<ModelDeployment> = Api::namespaced(client.clone(), &ns);
     let resource: ModelDeployment = serde_json::from_value(serde_json::json!({
         "apiVersion": "mlrollout.io/v1alpha1", "kind": "ModelDeployment",
-        "metadata": {"name": "m", "namespace": NS},
+        "metadata": {"name": "m", "namespace": ns},
         "spec": {
             "model": {"trackingUri": "http://mlflow:5000", "name": "m"},
             "traffic": {"provider": "gatewayAPI", "parentRefs": [{"name": "gw"}]},
@@ -334,9 +386,9 @@ async fn a_tripled_error_rate_rolls_back_through_the_controller() {
         }
     }))
     .unwrap();
-    common::operator::at_first_canary_step(&api.client, &resource).await;
+    at_first_canary_step(&client, &resource).await;
 
-    let routes: Api<HttpRoute> = Api::namespaced(api.client.clone(), NS);
+    let routes: Api<HttpRoute> = Api::namespaced(client.clone(), &ns);
     let mut status = None;
     for _ in 0..600 {
         let s = mdeps.get("m").await.unwrap().status.unwrap_or_default();
@@ -363,7 +415,11 @@ async fn a_tripled_error_rate_rolls_back_through_the_controller() {
     }
     assert_eq!(weights, Some(("m-stable".to_string(), Some(100))));
     let _ = tx.send(());
-    let _ = task.await;
+    tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .expect("controller stops")
+        .expect("controller did not panic");
+    common::cluster::delete_namespace(&client, &ns).await;
     stop.store(true, Ordering::SeqCst);
     traffic.join().unwrap();
 }

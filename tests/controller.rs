@@ -1,28 +1,33 @@
-//! The real Controller loop against the in-memory API: create, update, invalid spec, registry
-//! outage, delete.
+//! The real Controller loop against the real API server (see `common::cluster`): create,
+//! update, invalid spec, registry outage, delete. Each test has its own namespace and an
+//! operator scoped to it; kwok makes Deployments ready through the real controllers.
 
 mod common;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use mlrollout::api::{ModelDeployment, Phase};
+use kube::runtime::{WatchStreamExt, watcher};
+use mlrollout::api::{ModelDeployment, ModelDeploymentStatus, Phase};
 use mlrollout::controller::{self, Context, WatchScope};
 use mlrollout::metrics::Metrics;
 use mlrollout::registry::memory::InMemoryRegistry;
 use mlrollout::server::Health;
 use tokio::sync::oneshot;
 
-use common::fake_api::fake_api;
+use common::cluster;
 
-const NS: &str = "fraud";
+const NAME: &str = "fraud-detector";
+/// Longest wait for something the operator and the cluster's controllers do.
+const LIMIT: Duration = Duration::from_secs(60);
 
 struct Running {
     client: kube::Client,
+    namespace: String,
     registry: Arc<InMemoryRegistry>,
     health: Health,
     stop: Option<oneshot::Sender<()>>,
@@ -30,31 +35,48 @@ struct Running {
 }
 
 impl Running {
+    /// Stops the operator and deletes the test's namespace.
     async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        tokio::time::timeout(Duration::from_secs(10), self.task)
+        tokio::time::timeout(Duration::from_secs(30), self.task)
             .await
-            .expect("controller shuts down within 10 s")
+            .expect("controller shuts down within 30 s")
             .expect("controller task did not panic");
+        cluster::delete_namespace(&self.client, &self.namespace).await;
+    }
+
+    fn mdeps(&self) -> Api<ModelDeployment> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    fn deployments(&self) -> Api<Deployment> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    fn services(&self) -> Api<Service> {
+        Api::namespaced(self.client.clone(), &self.namespace)
     }
 }
 
-async fn start() -> Running {
-    let api = fake_api().await;
+/// A fresh namespace and an operator watching only it.
+async fn start(prefix: &str) -> Running {
+    let client = cluster::client().await;
+    let namespace = cluster::namespace(&client, prefix).await;
     let registry = Arc::new(InMemoryRegistry::new());
     let health = Health::new();
-    let ctx = Context::new(api.client.clone(), registry.clone(), Metrics::default());
+    let ctx = Context::new(client.clone(), registry.clone(), Metrics::default());
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(controller::run(
         ctx,
-        WatchScope::AllNamespaces,
+        WatchScope::Namespace(namespace.clone()),
         health.clone(),
         rx.map(|_| ()),
     ));
     Running {
-        client: api.client,
+        client,
+        namespace,
         registry,
         health,
         stop: Some(tx),
@@ -70,16 +92,17 @@ fn serve(registry: &InMemoryRegistry, version: u64) {
     registry.set_alias("fraud-detector", "champion", version);
 }
 
-fn resource(yaml_patch: &str) -> ModelDeployment {
+fn resource(namespace: &str, yaml_patch: &str) -> ModelDeployment {
     let base = r#"
 apiVersion: mlrollout.io/v1alpha1
 kind: ModelDeployment
-metadata: {name: fraud-detector, namespace: fraud}
+metadata: {name: fraud-detector}
 spec:
   model: {trackingUri: "http://mlflow:5000", name: fraud-detector}
   traffic: {provider: gatewayAPI, parentRefs: [{name: gw}]}
 "#;
     let mut value: serde_json::Value = serde_yaml::from_str(base).unwrap();
+    value["metadata"]["namespace"] = namespace.into();
     if !yaml_patch.is_empty() {
         let patch: serde_json::Value = serde_yaml::from_str(yaml_patch).unwrap();
         merge(&mut value, patch);
@@ -98,64 +121,66 @@ fn merge(target: &mut serde_json::Value, patch: serde_json::Value) {
     }
 }
 
-/// Polls `check` until it returns `Some`, or panics with `what` after 15 s.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+/// Polls `check` until it returns `Some`, or panics with `what` after [`LIMIT`].
+async fn eventually<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        if tokio::time::Instant::now() > deadline {
-            panic!("timed out waiting for: {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    cluster::eventually(what, LIMIT, check).await
 }
 
 fn condition<'a>(
-    md: &'a ModelDeployment,
+    status: &'a ModelDeploymentStatus,
     type_: &str,
 ) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
-    md.status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
+    status.conditions.iter().find(|c| c.type_ == type_)
 }
 
-async fn mark_deployment_ready(client: &kube::Client, name: &str) {
-    let api: Api<Deployment> = Api::namespaced(client.clone(), NS);
-    let deployment = api.get(name).await.unwrap();
-    let replicas = deployment
-        .spec
-        .as_ref()
-        .and_then(|s| s.replicas)
-        .unwrap_or(1);
-    let status = serde_json::json!({"status": {
-        "observedGeneration": deployment.metadata.generation.unwrap_or(1),
-        "replicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas,
-        "updatedReplicas": replicas
-    }});
-    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
-        .await
-        .unwrap();
+/// Every status the API server reports for the resources of `namespace`, in order (a watch
+/// sees each write).
+fn record_statuses(
+    client: &kube::Client,
+    namespace: &str,
+) -> (
+    Arc<Mutex<Vec<ModelDeploymentStatus>>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let out = seen.clone();
+    let api: Api<ModelDeployment> = Api::namespaced(client.clone(), namespace);
+    let task = tokio::spawn(async move {
+        let mut stream = watcher(api, watcher::Config::default())
+            .applied_objects()
+            .boxed();
+        while let Some(event) = stream.next().await {
+            if let Ok(md) = event
+                && let Some(status) = md.status
+            {
+                let mut seen = out.lock().unwrap();
+                if seen.last() != Some(&status) {
+                    seen.push(status);
+                }
+            }
+        }
+    });
+    (seen, task)
 }
 
 #[tokio::test]
 async fn create_serves_the_resolved_version_and_reports_ready() {
-    let running = start().await;
+    let running = start("ctl-create").await;
     serve(&running.registry, 3);
-    let mdeps: Api<ModelDeployment> = Api::namespaced(running.client.clone(), NS);
-    mdeps
-        .create(&PostParams::default(), &resource(""))
+    let (statuses, recorder) = record_statuses(&running.client, &running.namespace);
+    let mdeps = running.mdeps();
+    let created = mdeps
+        .create(&PostParams::default(), &resource(&running.namespace, ""))
         .await
         .unwrap();
+    // The server assigns the uid; the children are owned by it.
+    let uid = created.metadata.uid.clone().expect("the server sets a uid");
 
-    let deployments: Api<Deployment> = Api::namespaced(running.client.clone(), NS);
+    let deployments = running.deployments();
     let deployment = eventually("stable Deployment", || async {
         deployments.get_opt("fraud-detector-stable").await.unwrap()
     })
@@ -163,6 +188,7 @@ async fn create_serves_the_resolved_version_and_reports_ready() {
     let owner = &deployment.metadata.owner_references.as_ref().unwrap()[0];
     assert_eq!(owner.kind, "ModelDeployment");
     assert_eq!(owner.name, "fraud-detector");
+    assert_eq!(owner.uid, uid);
     assert_eq!(owner.controller, Some(true));
     let container = &deployment
         .spec
@@ -177,7 +203,7 @@ async fn create_serves_the_resolved_version_and_reports_ready() {
     assert!(command.contains("models:/fraud-detector/3"), "{command}");
     assert_eq!(deployment.spec.as_ref().unwrap().replicas, Some(2));
 
-    let services: Api<Service> = Api::namespaced(running.client.clone(), NS);
+    let services = running.services();
     let service = eventually("stable Service", || async {
         services.get_opt("fraud-detector-stable").await.unwrap()
     })
@@ -188,27 +214,40 @@ async fn create_serves_the_resolved_version_and_reports_ready() {
     );
 
     let md = eventually("status with stable version", || async {
-        let md = mdeps.get("fraud-detector").await.unwrap();
+        let md = mdeps.get(NAME).await.unwrap();
         (md.status.as_ref()?.stable_version.as_deref() == Some("3")).then_some(md)
     })
     .await;
     let status = md.status.as_ref().unwrap();
     assert_eq!(status.phase, Phase::Stable);
     assert_eq!(status.observed_generation, md.metadata.generation);
-    let ready = condition(&md, "Ready").unwrap();
-    assert_eq!(
-        (ready.status.as_str(), ready.reason.as_str()),
-        ("False", "WaitingForReplicas")
-    );
 
-    // Play the kubelet: replicas become ready, the resource becomes Ready.
-    mark_deployment_ready(&running.client, "fraud-detector-stable").await;
+    // kwok plays the kubelet: the replicas become ready through the real Deployment and
+    // ReplicaSet controllers, and the resource becomes Ready.
     eventually("Ready=True", || async {
-        let md = mdeps.get("fraud-detector").await.unwrap();
-        let c = condition(&md, "Ready")?;
+        let md = mdeps.get(NAME).await.unwrap();
+        let c = condition(md.status.as_ref()?, "Ready")?;
         (c.status == "True" && c.reason == "Available").then_some(())
     })
     .await;
+    let deployment = deployments.get("fraud-detector-stable").await.unwrap();
+    assert_eq!(
+        deployment.status.as_ref().and_then(|s| s.ready_replicas),
+        Some(2)
+    );
+    // Before that, the first status that served version 3 said it waited for the replicas.
+    recorder.abort();
+    let statuses = statuses.lock().unwrap().clone();
+    let first = statuses
+        .iter()
+        .find(|s| s.stable_version.as_deref() == Some("3"))
+        .expect("the watch saw the first status");
+    let ready = condition(first, "Ready").unwrap();
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "WaitingForReplicas"),
+        "{statuses:#?}"
+    );
     eventually("/readyz flag after the first list", || async {
         running
             .health
@@ -222,14 +261,14 @@ async fn create_serves_the_resolved_version_and_reports_ready() {
 
 #[tokio::test]
 async fn spec_changes_flow_into_the_children() {
-    let running = start().await;
+    let running = start("ctl-spec").await;
     serve(&running.registry, 3);
-    let mdeps: Api<ModelDeployment> = Api::namespaced(running.client.clone(), NS);
+    let mdeps = running.mdeps();
     mdeps
-        .create(&PostParams::default(), &resource(""))
+        .create(&PostParams::default(), &resource(&running.namespace, ""))
         .await
         .unwrap();
-    let deployments: Api<Deployment> = Api::namespaced(running.client.clone(), NS);
+    let deployments = running.deployments();
     eventually("stable Deployment", || async {
         deployments.get_opt("fraud-detector-stable").await.unwrap()
     })
@@ -239,11 +278,7 @@ async fn spec_changes_flow_into_the_children() {
         "serving": {"replicas": 5, "port": 9000, "env": [{"name": "THREADS", "value": "4"}]}
     }});
     mdeps
-        .patch(
-            "fraud-detector",
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
+        .patch(NAME, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .unwrap();
     let deployment = eventually("Deployment follows the new spec", || async {
@@ -269,39 +304,71 @@ async fn spec_changes_flow_into_the_children() {
         .collect();
     assert!(env.contains(&"THREADS"), "{env:?}");
     assert_eq!(container.ports.as_ref().unwrap()[0].container_port, 9000);
-    let services: Api<Service> = Api::namespaced(running.client.clone(), NS);
+    let services = running.services();
     eventually("Service port follows", || async {
         let s = services.get("fraud-detector-stable").await.unwrap();
         (s.spec.as_ref()?.ports.as_ref()?[0].port == 9000).then_some(())
     })
+    .await;
+    // The real controllers roll the new template out to five ready replicas.
+    common::operator::deployment_ready(
+        &running.client,
+        &running.namespace,
+        "fraud-detector-stable",
+        LIMIT,
+    )
     .await;
     running.stop().await;
 }
 
 #[tokio::test]
 async fn invalid_spec_is_reported_and_creates_nothing() {
-    let running = start().await;
+    let running = start("ctl-invalid").await;
     serve(&running.registry, 3);
-    let mdeps: Api<ModelDeployment> = Api::namespaced(running.client.clone(), NS);
-    // The in-memory API does not run CEL, like a cluster with validation bypassed: the
-    // reconciler must still refuse.
-    let bad = resource(
+    let mdeps = running.mdeps();
+    // What CEL can say, the API server refuses at admission.
+    let refused = resource(
+        &running.namespace,
         r#"{spec: {rollout: {steps: [50, 10, 100]}, retraining: {triggers: {}, jobTemplate: {template: {spec: {containers: []}}}}}}"#,
+    );
+    let error = mdeps
+        .create(&PostParams::default(), &refused)
+        .await
+        .expect_err("the API server rejects the spec");
+    let message = match &error {
+        kube::Error::Api(status) => {
+            assert_eq!(status.code, 422, "{status:?}");
+            status.message.clone()
+        }
+        other => panic!("expected a 422 from admission, got {other}"),
+    };
+    assert!(message.contains("spec.rollout.steps"), "{message}");
+    assert!(message.contains("spec.retraining"), "{message}");
+
+    // What CEL cannot say (cron syntax, embedded Job and pod templates) passes admission: the
+    // reconciler must still refuse, name every problem, and create nothing.
+    let bad = resource(
+        &running.namespace,
+        r#"{spec: {serving: {podTemplate: {spec: {containers: []}}}, retraining: {triggers: {schedule: "every tuesday"}, jobTemplate: {template: {spec: {containers: []}}}}}}"#,
     );
     mdeps.create(&PostParams::default(), &bad).await.unwrap();
     let md = eventually("InvalidSpec condition", || async {
-        let md = mdeps.get("fraud-detector").await.unwrap();
-        (condition(&md, "Ready")?.reason == "InvalidSpec").then_some(md)
+        let md = mdeps.get(NAME).await.unwrap();
+        (condition(md.status.as_ref()?, "Ready")?.reason == "InvalidSpec").then_some(md)
     })
     .await;
-    let message = &condition(&md, "Ready").unwrap().message;
-    assert!(message.contains("spec.rollout.steps"), "{message}");
-    assert!(message.contains("spec.retraining.triggers"), "{message}");
+    let status = md.status.as_ref().unwrap();
+    let message = &condition(status, "Ready").unwrap().message;
+    assert!(message.contains("spec.serving.podTemplate"), "{message}");
+    assert!(
+        message.contains("spec.retraining.triggers.schedule"),
+        "{message}"
+    );
     assert!(message.contains("spec.retraining.jobTemplate"), "{message}");
-    assert_eq!(md.status.as_ref().unwrap().phase, Phase::Pending);
+    assert_eq!(status.phase, Phase::Pending);
     // Give the controller time to (wrongly) create children, then check it did not.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let deployments: Api<Deployment> = Api::namespaced(running.client.clone(), NS);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let deployments = running.deployments();
     assert!(
         deployments
             .get_opt("fraud-detector-stable")
@@ -309,7 +376,7 @@ async fn invalid_spec_is_reported_and_creates_nothing() {
             .unwrap()
             .is_none()
     );
-    let services: Api<Service> = Api::namespaced(running.client.clone(), NS);
+    let services = running.services();
     assert!(
         services
             .get_opt("fraud-detector-stable")
@@ -319,14 +386,9 @@ async fn invalid_spec_is_reported_and_creates_nothing() {
     );
 
     // Fixing the spec makes it serve.
-    let fix =
-        serde_json::json!({"spec": {"rollout": {"steps": [10, 50, 100]}, "retraining": null}});
+    let fix = serde_json::json!({"spec": {"serving": {"podTemplate": null}, "retraining": null}});
     mdeps
-        .patch(
-            "fraud-detector",
-            &PatchParams::default(),
-            &Patch::Merge(&fix),
-        )
+        .patch(NAME, &PatchParams::default(), &Patch::Merge(&fix))
         .await
         .unwrap();
     eventually("children after the fix", || async {
@@ -338,21 +400,26 @@ async fn invalid_spec_is_reported_and_creates_nothing() {
 
 #[tokio::test]
 async fn registry_outage_creates_nothing_until_it_recovers() {
-    let running = start().await;
+    let running = start("ctl-outage").await;
     serve(&running.registry, 3);
     running.registry.set_unavailable(true);
-    let mdeps: Api<ModelDeployment> = Api::namespaced(running.client.clone(), NS);
+    let mdeps = running.mdeps();
     mdeps
-        .create(&PostParams::default(), &resource(""))
+        .create(&PostParams::default(), &resource(&running.namespace, ""))
         .await
         .unwrap();
     let md = eventually("RegistryUnavailable", || async {
-        let md = mdeps.get("fraud-detector").await.unwrap();
-        (condition(&md, "Ready")?.reason == "RegistryUnavailable").then_some(md)
+        let md = mdeps.get(NAME).await.unwrap();
+        (condition(md.status.as_ref()?, "Ready")?.reason == "RegistryUnavailable").then_some(md)
     })
     .await;
-    assert_eq!(condition(&md, "RegistrySynced").unwrap().status, "False");
-    let deployments: Api<Deployment> = Api::namespaced(running.client.clone(), NS);
+    assert_eq!(
+        condition(md.status.as_ref().unwrap(), "RegistrySynced")
+            .unwrap()
+            .status,
+        "False"
+    );
+    let deployments = running.deployments();
     assert!(
         deployments
             .get_opt("fraud-detector-stable")
@@ -365,16 +432,16 @@ async fn registry_outage_creates_nothing_until_it_recovers() {
     // Nudge a reconcile now rather than waiting for the retry interval.
     let nudge = serde_json::json!({"metadata": {"annotations": {"test/nudge": "1"}}});
     mdeps
-        .patch(
-            "fraud-detector",
-            &PatchParams::default(),
-            &Patch::Merge(&nudge),
-        )
+        .patch(NAME, &PatchParams::default(), &Patch::Merge(&nudge))
         .await
         .unwrap();
     eventually("served after recovery", || async {
-        let md = mdeps.get("fraud-detector").await.unwrap();
+        let md = mdeps.get(NAME).await.unwrap();
         (md.status.as_ref()?.stable_version.as_deref() == Some("3")).then_some(())
+    })
+    .await;
+    eventually("the stable Deployment after recovery", || async {
+        deployments.get_opt("fraud-detector-stable").await.unwrap()
     })
     .await;
     running.stop().await;
@@ -382,28 +449,37 @@ async fn registry_outage_creates_nothing_until_it_recovers() {
 
 #[tokio::test]
 async fn deleting_the_resource_removes_its_children() {
-    let running = start().await;
+    let running = start("ctl-delete").await;
     serve(&running.registry, 3);
-    let mdeps: Api<ModelDeployment> = Api::namespaced(running.client.clone(), NS);
+    let mdeps = running.mdeps();
     mdeps
-        .create(&PostParams::default(), &resource(""))
+        .create(&PostParams::default(), &resource(&running.namespace, ""))
         .await
         .unwrap();
-    let deployments: Api<Deployment> = Api::namespaced(running.client.clone(), NS);
-    let services: Api<Service> = Api::namespaced(running.client.clone(), NS);
+    let deployments = running.deployments();
+    let services = running.services();
     eventually("children", || async {
         services.get_opt("fraud-detector-stable").await.unwrap()
     })
     .await;
-    mdeps
-        .delete("fraud-detector", &DeleteParams::default())
-        .await
-        .unwrap();
-    // Garbage collection follows the owner references the operator set.
+    mdeps.delete(NAME, &DeleteParams::default()).await.unwrap();
+    // The real garbage collector follows the owner references the operator set
+    // (asynchronously, in the background).
     eventually("children gone", || async {
         let d = deployments.get_opt("fraud-detector-stable").await.unwrap();
         let s = services.get_opt("fraud-detector-stable").await.unwrap();
         (d.is_none() && s.is_none()).then_some(())
+    })
+    .await;
+    // And the Deployment's ReplicaSet and Pods with it.
+    let pods: Api<k8s_openapi::api::core::v1::Pod> =
+        Api::namespaced(running.client.clone(), &running.namespace);
+    eventually("pods gone", || async {
+        let list = pods
+            .list(&kube::api::ListParams::default().labels("mlrollout.io/variant=stable"))
+            .await
+            .unwrap();
+        list.items.is_empty().then_some(())
     })
     .await;
     running.stop().await;

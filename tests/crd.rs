@@ -1,11 +1,49 @@
 //! The committed CRD, the bundled example, and the admission rules (schema + CEL) that reject
 //! bad resources with messages a user understands.
+//!
+//! The real API server (tests/harness/cluster.sh, our CRD installed) is the authority: every
+//! invalid resource is created through the Rust client and applied with
+//! `kubectl apply --dry-run=server`, and both must be refused at admission with a message that
+//! says what to fix. `mlrollout check` (the offline checker: the CRD's structural rules and CEL
+//! rules evaluated client-side, then the reconciler's checks) must refuse the same resources
+//! with the same words, and admit the same edge cases. Defaults are the ones the server fills
+//! in, and the longest name the CRD admits is run through the operator on the real server to
+//! show that every child it names is accepted.
 
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
-use mlrollout::api::ModelDeployment;
-use mlrollout::cli::check::{cel_problems, check_value};
+use kube::api::{
+    Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams,
+};
+use mlrollout::api::{ModelDeployment, Phase};
+use mlrollout::cli::check::{check_value, schema_problems};
+use mlrollout::controller::children::job::LABEL_ATTEMPT;
+use mlrollout::controller::names::LABEL_OWNER;
+use mlrollout::controller::{self, Context, WatchScope};
+use mlrollout::metrics::Metrics;
+use mlrollout::registry::memory::InMemoryRegistry;
+use mlrollout::server::Health;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
 
-fn crd_schema() -> serde_json::Value {
+use common::cluster::{client, cluster, delete_namespace, eventually, finish_job, namespace};
+
+/// The CEL rule on `metadata.name` (src/api/mod.rs) says this when it refuses a name.
+const NAME_RULE: &str = "metadata.name must be at most 53 characters of lowercase letters, digits and '-', starting with a letter and ending with a letter or digit";
+/// Longest name the CRD admits: `<name>-candidate` is then a 63-character Service name.
+const LONGEST_NAME: usize = 53;
+
+fn crd_schema() -> Value {
     let crd = ModelDeployment::crd();
     serde_json::to_value(
         crd.spec.versions[0]
@@ -19,26 +57,158 @@ fn crd_schema() -> serde_json::Value {
     .unwrap()
 }
 
-/// Structural OpenAPI validation (types, required, ranges, patterns, enums), as the API server
-/// does it before CEL. `nullable` and `x-kubernetes-*` keywords are ignored by JSON Schema.
-fn schema_problems(value: &serde_json::Value) -> Vec<String> {
-    let validator = jsonschema::validator_for(&crd_schema()).expect("CRD schema compiles");
-    validator
-        .iter_errors(value)
-        .map(|e| format!("{}: {}", e.instance_path(), e))
-        .collect()
-}
-
-/// What admission would say: schema problems, then CEL problems.
-fn admission_problems(value: &serde_json::Value) -> Vec<String> {
-    let mut problems = schema_problems(value);
-    problems.extend(cel_problems(value));
-    problems
-}
-
-fn example() -> serde_json::Value {
+fn example() -> Value {
     let text = std::fs::read_to_string("examples/fraud-detector.yaml").unwrap();
     serde_yaml::from_str(&text).unwrap()
+}
+
+/// A ModelDeployment with only what has no default.
+fn minimal(name: &str, namespace: &str) -> Value {
+    json!({
+        "apiVersion": "mlrollout.io/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "model": {"trackingUri": "http://mlflow:5000", "name": "m"},
+            "traffic": {"provider": "none"}
+        }
+    })
+}
+
+/// JSON merge patch (RFC 7386): `null` removes a field.
+fn merge(target: &mut Value, patch: Value) {
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(&k);
+                } else {
+                    merge(t.entry(k).or_insert(Value::Null), v);
+                }
+            }
+        }
+        (t, p) => *t = p,
+    }
+}
+
+/// The example with `patch` merged in.
+fn with(patch: Value) -> Value {
+    let mut value = example();
+    merge(&mut value, patch);
+    value
+}
+
+/// ModelDeployments as raw JSON on the server: what is sent is exactly what the test wrote
+/// (the typed struct would fill serde defaults and could not even hold most invalid values),
+/// and what is read back is exactly what the server stored.
+fn raw_api(client: &kube::Client, namespace: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(
+        client.clone(),
+        namespace,
+        &ApiResource::erase::<ModelDeployment>(&()),
+    )
+}
+
+fn dynamic(value: &Value) -> DynamicObject {
+    serde_json::from_value(value.clone()).expect("a Kubernetes object")
+}
+
+/// Creates `value` through the Rust client; the server's answer as (HTTP code, reason, message).
+async fn server_create(
+    api: &Api<DynamicObject>,
+    value: &Value,
+) -> Result<DynamicObject, (u16, String, String)> {
+    match api.create(&PostParams::default(), &dynamic(value)).await {
+        Ok(created) => Ok(created),
+        Err(kube::Error::Api(status)) => {
+            Err((status.code, status.reason.clone(), status.message.clone()))
+        }
+        Err(other) => panic!("the API server did not answer: {other}"),
+    }
+}
+
+/// `kubectl apply --dry-run=server -f <file>`: (success, everything kubectl printed).
+fn kubectl_apply_dry_run(file: &Path) -> (bool, String) {
+    let output = cluster()
+        .kubectl()
+        .args(["apply", "--dry-run=server", "-f"])
+        .arg(file)
+        .output()
+        .expect("kubectl runs");
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), printed)
+}
+
+fn write_yaml(dir: &Path, file: &str, value: &Value) -> std::path::PathBuf {
+    let path = dir.join(file);
+    std::fs::write(&path, serde_yaml::to_string(value).unwrap()).expect("manifest written");
+    path
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Compare {
+    /// Same JSON.
+    Equal,
+    /// Everything in the expected value is in the actual one (empty lists, maps and nulls
+    /// count as absent).
+    Within,
+}
+
+/// Paths where `actual` differs from `expected`. Numbers compare by value: the API server
+/// stores the `0.0` of a YAML file as `0`.
+fn differences(path: &str, expected: &Value, actual: &Value, mode: Compare, out: &mut Vec<String>) {
+    let empty = |v: &Value| v.is_null() || v == &json!([]) || v == &json!({});
+    match (expected, actual) {
+        (Value::Object(e), Value::Object(a)) => {
+            for (k, v) in e {
+                match a.get(k) {
+                    Some(av) => differences(&format!("{path}.{k}"), v, av, mode, out),
+                    None if mode == Compare::Within && empty(v) => {}
+                    None => out.push(format!("{path}.{k}: {v} is missing")),
+                }
+            }
+            if mode == Compare::Equal {
+                for (k, v) in a {
+                    if !e.contains_key(k) {
+                        out.push(format!("{path}.{k}: {v} is unexpected"));
+                    }
+                }
+            }
+        }
+        (Value::Array(e), Value::Array(a)) if e.len() == a.len() => {
+            for (i, (ev, av)) in e.iter().zip(a).enumerate() {
+                differences(&format!("{path}[{i}]"), ev, av, mode, out);
+            }
+        }
+        (Value::Number(e), Value::Number(a)) if e.as_f64() == a.as_f64() => {}
+        (e, a) if e == a => {}
+        (e, a) => out.push(format!("{path}: expected {e}, found {a}")),
+    }
+}
+
+/// A name of exactly `len` characters that the CRD's name rule admits.
+fn name_of_length(prefix: &str, len: usize) -> String {
+    let mut name: String = prefix.chars().take(len).collect();
+    while name.len() < len {
+        name.push('x');
+    }
+    name
+}
+
+/// A DNS-1035 label (what Services need; also a valid label value and DNS-1123 name).
+fn is_dns1035_label(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes[0].is_ascii_lowercase()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes[bytes.len() - 1] != b'-'
 }
 
 #[test]
@@ -48,6 +218,39 @@ fn committed_crd_is_up_to_date() {
     assert!(
         committed == mlrollout::api::crd_yaml(),
         "crds/modeldeployment.yaml is stale: run `cargo run -- crd > crds/modeldeployment.yaml`"
+    );
+}
+
+/// The rest of this file asks the server: it must be judging with the committed CRD.
+#[tokio::test]
+async fn the_server_runs_the_committed_crd() {
+    let client = client().await;
+    let crds: Api<CustomResourceDefinition> = Api::all(client);
+    let installed = crds
+        .get("modeldeployments.mlrollout.io")
+        .await
+        .expect("the ModelDeployment CRD is installed");
+    let committed: Value =
+        serde_yaml::from_str(&std::fs::read_to_string("crds/modeldeployment.yaml").unwrap())
+            .unwrap();
+    let installed = serde_json::to_value(&installed.spec).unwrap();
+    let mut differ = Vec::new();
+    differences(
+        "schema",
+        &committed["spec"]["versions"][0]["schema"],
+        &installed["versions"][0]["schema"],
+        Compare::Equal,
+        &mut differ,
+    );
+    assert!(
+        differ.is_empty(),
+        "the test cluster's CRD differs from crds/modeldeployment.yaml (restart the cluster): {differ:#?}"
+    );
+    assert!(
+        installed["versions"][0]["schema"]["openAPIV3Schema"]["x-kubernetes-validations"]
+            .to_string()
+            .contains("self.metadata.name.size() <= 53"),
+        "the name rule is installed"
     );
 }
 
@@ -88,7 +291,7 @@ fn crd_has_names_columns_and_status_subresource() {
 #[test]
 fn every_spec_field_is_documented() {
     // Every property in the schema has a description (it is `kubectl explain` text).
-    fn walk(path: &str, schema: &serde_json::Value, missing: &mut Vec<String>) {
+    fn walk(path: &str, schema: &Value, missing: &mut Vec<String>) {
         if let Some(props) = schema.get("properties").and_then(|p| p.as_object()) {
             for (name, prop) in props {
                 let here = format!("{path}.{name}");
@@ -113,10 +316,15 @@ fn every_spec_field_is_documented() {
     assert!(missing.is_empty(), "undocumented fields: {missing:#?}");
 }
 
-#[test]
-fn example_passes_schema_cel_and_reconciler_checks() {
-    let value = example();
-    assert_eq!(admission_problems(&value), Vec::<String>::new());
+#[tokio::test]
+async fn the_example_is_admitted_by_the_server_and_the_offline_checker() {
+    let client = client().await;
+    let ns = namespace(&client, "crd-example").await;
+    let mut value = example();
+    value["metadata"]["namespace"] = json!(ns);
+
+    // Offline: `mlrollout check` and the structural schema.
+    assert_eq!(schema_problems(&value), Vec::<String>::new());
     let resource = check_value(&value).expect("example is valid");
     assert_eq!(resource.spec.rollout.steps, vec![10, 50, 100]);
     let drift = resource.spec.drift.as_ref().unwrap();
@@ -131,209 +339,433 @@ fn example_passes_schema_cel_and_reconciler_checks() {
             .accuracy_threshold,
         0.85
     );
+
+    // kubectl, as a user applies it.
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_yaml(dir.path(), "fraud-detector.yaml", &value);
+    let (ok, printed) = kubectl_apply_dry_run(&file);
+    assert!(
+        ok,
+        "kubectl apply --dry-run=server refused the example: {printed}"
+    );
+    assert!(printed.contains("created (server dry run)"), "{printed}");
+
+    // The Rust client; what the server stored reads back as the same spec.
+    let api = raw_api(&client, &ns);
+    let created = server_create(&api, &value)
+        .await
+        .unwrap_or_else(|e| panic!("the server refused the example: {e:?}"));
+    let stored: ModelDeployment =
+        serde_json::from_value(serde_json::to_value(&created).unwrap()).unwrap();
+    assert_eq!(stored.spec, resource.spec);
+    delete_namespace(&client, &ns).await;
 }
 
-#[test]
-fn a_minimal_resource_gets_sensible_defaults() {
-    let value: serde_json::Value = serde_yaml::from_str(
-        r#"
-apiVersion: mlrollout.io/v1alpha1
-kind: ModelDeployment
-metadata: {name: m, namespace: ns}
-spec:
-  model: {trackingUri: "http://mlflow:5000", name: m}
-  traffic: {provider: none}
-"#,
-    )
-    .unwrap();
-    assert_eq!(admission_problems(&value), Vec::<String>::new());
-    let resource = check_value(&value).unwrap();
-    assert_eq!(resource.spec.model.alias, "champion");
-    assert_eq!(resource.spec.rollout.steps, vec![10, 50, 100]);
-    assert_eq!(resource.spec.serving.port, 8080);
-    assert!(resource.spec.shadow.enabled);
-    assert!(!resource.spec.advisor.enabled);
-    assert_eq!(resource.spec.evaluation.metric, "accuracy");
+#[tokio::test]
+async fn the_server_fills_the_defaults() {
+    let client = client().await;
+    let ns = namespace(&client, "crd-defaults").await;
+    let api = raw_api(&client, &ns);
+    let value = minimal("m", &ns);
+    server_create(&api, &value)
+        .await
+        .unwrap_or_else(|e| panic!("the server refused a minimal resource: {e:?}"));
+    // Read back raw: these values come from the server's defaulting, not from serde.
+    let stored = serde_json::to_value(api.get("m").await.unwrap()).unwrap();
+    let spec = &stored["spec"];
+    assert_eq!(spec["model"]["alias"], "champion", "{spec:#}");
+    assert_eq!(spec["rollout"]["steps"], json!([10, 50, 100]), "{spec:#}");
+    assert_eq!(spec["rollout"]["stepDuration"], "5m", "{spec:#}");
+    assert_eq!(spec["serving"]["port"], 8080, "{spec:#}");
+    assert_eq!(spec["serving"]["replicas"], 2, "{spec:#}");
+    assert_eq!(
+        spec["serving"]["image"],
+        mlrollout::api::DEFAULT_SERVING_IMAGE,
+        "{spec:#}"
+    );
+    assert_eq!(spec["shadow"]["enabled"], true, "{spec:#}");
+    assert_eq!(spec["shadow"]["mirrorPercent"], 100, "{spec:#}");
+    assert_eq!(spec["advisor"]["enabled"], false, "{spec:#}");
+    assert_eq!(spec["evaluation"]["metric"], "accuracy", "{spec:#}");
+    assert_eq!(
+        spec["evaluation"]["direction"], "higherIsBetter",
+        "{spec:#}"
+    );
+    // Optional sections stay absent: no drift checks, no retraining unless asked for.
+    for absent in ["drift", "performance", "retraining"] {
+        assert!(
+            spec.get(absent).is_none(),
+            "{absent} was defaulted: {spec:#}"
+        );
+    }
+
+    // The server's defaults and the ones the operator (and `mlrollout check`) assume agree:
+    // the defaulted spec reads as exactly the typed spec of the minimal manifest.
+    let offline = check_value(&value).expect("a minimal resource is valid offline");
+    let served: ModelDeployment = serde_json::from_value(stored.clone()).unwrap();
+    assert_eq!(served.spec, offline.spec);
+    // And every default the operator assumes is written down by the server (nothing is
+    // invented client-side that a `kubectl get -o yaml` would not show).
+    let typed = serde_json::to_value(&offline.spec).unwrap();
+    let mut only_client_side = Vec::new();
+    differences("spec", &typed, spec, Compare::Within, &mut only_client_side);
+    assert!(
+        only_client_side.is_empty(),
+        "defaults the server does not fill: {only_client_side:#?}"
+    );
+    delete_namespace(&client, &ns).await;
 }
 
-/// Applies a JSON merge patch to the example.
-fn with(patch: serde_json::Value) -> serde_json::Value {
-    fn merge(target: &mut serde_json::Value, patch: serde_json::Value) {
-        match (target, patch) {
-            (serde_json::Value::Object(t), serde_json::Value::Object(p)) => {
-                for (k, v) in p {
-                    if v.is_null() {
-                        t.remove(&k);
-                    } else {
-                        merge(t.entry(k).or_insert(serde_json::Value::Null), v);
-                    }
+/// Resources at the edges of what is valid: the server and `mlrollout check` both admit them,
+/// and read them the same way (the server's stored spec is the checker's typed spec).
+#[tokio::test]
+async fn edge_cases_are_admitted_by_the_server_and_the_offline_checker_alike() {
+    let cases: Vec<(&str, Value)> = vec![
+        (
+            "null for a defaulted field (the server prunes it, then defaults it)",
+            json!({"spec": {"shadow": {"mirrorPercent": null}}}),
+        ),
+        (
+            "null for a nullable field",
+            json!({"spec": {"model": {"version": null}}}),
+        ),
+        (
+            "a single rollout step",
+            json!({"spec": {"rollout": {"steps": [100]}}}),
+        ),
+        (
+            "quantities as numbers",
+            json!({"spec": {"serving": {"resources": {"requests": {"cpu": 2}}}}}),
+        ),
+        (
+            "the longest admitted name",
+            json!({"metadata": {"name": name_of_length("longest-", LONGEST_NAME)}}),
+        ),
+        ("a name of one letter", json!({"metadata": {"name": "m"}})),
+    ];
+    let client = client().await;
+    let ns = namespace(&client, "crd-edges").await;
+    let api = raw_api(&client, &ns);
+    let dir = tempfile::tempdir().unwrap();
+    let mut failures = Vec::new();
+    for (i, (name, patch)) in cases.into_iter().enumerate() {
+        let mut value = with(patch);
+        value["metadata"]["namespace"] = json!(ns);
+        if value["metadata"]["name"] == example()["metadata"]["name"] {
+            value["metadata"]["name"] = json!(format!("edge-{i}"));
+        }
+        let offline = match check_value(&value) {
+            Ok(resource) => resource,
+            Err(problems) => {
+                failures.push(format!("{name} (mlrollout check): refused: {problems:#?}"));
+                continue;
+            }
+        };
+        let file = write_yaml(dir.path(), &format!("edge-{i}.yaml"), &value);
+        let (ok, printed) = kubectl_apply_dry_run(&file);
+        if !ok {
+            failures.push(format!(
+                "{name} (kubectl apply --dry-run=server): {printed}"
+            ));
+        }
+        match server_create(&api, &value).await {
+            Ok(created) => {
+                let stored: ModelDeployment =
+                    serde_json::from_value(serde_json::to_value(&created).unwrap()).unwrap();
+                if stored.spec != offline.spec {
+                    failures.push(format!(
+                        "{name}: the server stored {:#?}, mlrollout check read {:#?}",
+                        stored.spec, offline.spec
+                    ));
                 }
             }
-            (t, p) => *t = p,
+            Err(refusal) => failures.push(format!("{name} (server): refused: {refusal:?}")),
         }
     }
-    let mut value = example();
-    merge(&mut value, patch);
-    value
+    delete_namespace(&client, &ns).await;
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-#[test]
-fn invalid_resources_are_rejected_with_messages_that_say_what_to_fix() {
-    use serde_json::json;
-    let cases: Vec<(&str, serde_json::Value, &str)> = vec![
-        (
+/// One resource that admission must refuse.
+struct Invalid {
+    name: &'static str,
+    resource: Value,
+    /// What to fix, in the words of the API server (through the Rust client and through
+    /// kubectl) and of `mlrollout check`, which must say the same.
+    message: &'static str,
+}
+
+fn invalid(name: &'static str, patch: Value, message: &'static str) -> Invalid {
+    Invalid {
+        name,
+        resource: with(patch),
+        message,
+    }
+}
+
+fn invalid_cases() -> Vec<Invalid> {
+    vec![
+        invalid(
             "steps must end at 100",
             json!({"spec": {"rollout": {"steps": [10, 50]}}}),
             "rollout.steps must end at 100",
         ),
-        (
+        invalid(
             "steps must increase",
             json!({"spec": {"rollout": {"steps": [50, 10, 100]}}}),
-            "strictly increasing",
+            "rollout.steps must be strictly increasing, e.g. [10, 50, 100]",
         ),
-        (
+        invalid(
             "steps must not repeat",
             json!({"spec": {"rollout": {"steps": [10, 10, 100]}}}),
-            "strictly increasing",
+            "rollout.steps must be strictly increasing, e.g. [10, 50, 100]",
         ),
-        (
+        invalid(
             "steps are percentages",
             json!({"spec": {"rollout": {"steps": [0, 50, 100]}}}),
-            "between 1 and 100",
+            "rollout.steps must be percentages between 1 and 100",
         ),
-        (
+        invalid(
             "steps not empty",
             json!({"spec": {"rollout": {"steps": []}}}),
-            "rollout/steps",
+            "spec.rollout.steps: Invalid value: 0: spec.rollout.steps in body should have at least 1 items",
         ),
-        (
+        invalid(
             "psi warning above high",
             json!({"spec": {"drift": {"thresholds": {"psiWarning": 0.3}}}}),
-            "psiWarning must not exceed",
+            "drift.thresholds.psiWarning must not exceed drift.thresholds.psiHigh",
         ),
-        (
+        invalid(
             "alpha in (0,1)",
             json!({"spec": {"drift": {"thresholds": {"alpha": 1.0}}}}),
-            "alpha must be between 0 and 1",
+            "drift.thresholds.alpha must be between 0 and 1 (exclusive)",
         ),
-        (
+        invalid(
             "drift share in (0,1]",
             json!({"spec": {"drift": {"thresholds": {"driftShare": 0.0}}}}),
-            "driftShare must be in (0, 1]",
+            "drift.thresholds.driftShare must be in (0, 1]",
         ),
-        (
+        invalid(
             "interval or schedule",
             json!({"spec": {"drift": {"schedule": "0 * * * *"}}}),
-            "either drift.interval or drift.schedule",
+            "set either drift.interval or drift.schedule (cron), not both",
         ),
-        (
+        invalid(
             "window needs timestamp",
             json!({"spec": {"drift": {"current": {"window": "24h"}}}}),
-            "timestampColumn is required",
+            "drift.current.timestampColumn is required when drift.current.window is set",
         ),
-        (
+        invalid(
             "alias latest is reserved",
             json!({"spec": {"model": {"alias": "latest"}}}),
-            "MLflow reserves those names",
+            "model.alias must not be 'latest' or 'v<digits>': MLflow reserves those names",
         ),
-        (
+        invalid(
             "alias v3 is reserved",
             json!({"spec": {"model": {"alias": "v3"}}}),
-            "MLflow reserves those names",
+            "model.alias must not be 'latest' or 'v<digits>': MLflow reserves those names",
         ),
-        (
+        invalid(
             "gateway needs parents",
             json!({"spec": {"traffic": {"parentRefs": null}}}),
-            "parentRefs must name at least one Gateway",
+            "traffic.parentRefs must name at least one Gateway when traffic.provider is gatewayAPI",
         ),
-        (
+        invalid(
             "istio needs hosts",
             json!({"spec": {"traffic": {"provider": "istio", "hostnames": null}}}),
-            "hostnames must list the hosts",
+            "traffic.hostnames must list the hosts of the VirtualService when traffic.provider is istio",
         ),
-        (
+        invalid(
+            "traffic is required",
+            json!({"spec": {"traffic": null}}),
+            "spec.traffic: Required value",
+        ),
+        invalid(
             "retraining needs a trigger",
             json!({"spec": {"retraining": {"triggers": null}}}),
-            "needs at least one of schedule",
+            "retraining.triggers needs at least one of schedule, newSamples, accuracyBelow or driftSeverity",
         ),
-        (
+        invalid(
             "advisor needs a key",
             json!({"spec": {"advisor": {"enabled": true}}}),
-            "apiKeySecret is required",
+            "advisor.apiKeySecret is required when advisor.enabled is true",
         ),
-        (
+        invalid(
             "metric needs a threshold",
             json!({"spec": {"rollout": {"analysis": {"metrics": [{"name": "x", "query": "up"}]}}}}),
-            "needs a threshold",
+            "each rollout.analysis.metrics entry needs a threshold: max, min or maxIncrease",
         ),
-        (
+        invalid(
             "metric min <= max",
             json!({"spec": {"rollout": {"analysis": {"metrics": [{"name": "x", "query": "up", "min": 2.0, "max": 1.0}]}}}}),
-            "min must not exceed max",
+            "rollout.analysis.metrics: min must not exceed max",
         ),
-        (
+        invalid(
             "maxIncrease one kind",
             json!({"spec": {"rollout": {"analysis": {"metrics": [{"name": "x", "query": "up", "maxIncrease": {"ratio": 1.2, "difference": 0.1}}]}}}}),
-            "exactly one of ratio or difference",
+            "maxIncrease needs exactly one of ratio or difference",
         ),
-        (
+        invalid(
             "accuracy one source",
             json!({"spec": {"performance": {"accuracyQuery": "acc"}}}),
-            "either performance.labelled or performance.accuracyQuery",
+            "set either performance.labelled or performance.accuracyQuery, not both",
         ),
-        (
+        invalid(
             "mirror percent range",
             json!({"spec": {"shadow": {"mirrorPercent": 150}}}),
-            "shadow/mirrorPercent",
+            "spec.shadow.mirrorPercent: Invalid value: 150: spec.shadow.mirrorPercent in body should be less than or equal to 100",
         ),
-        (
+        invalid(
             "durations are Go style",
             json!({"spec": {"rollout": {"stepDuration": "5 minutes"}}}),
-            "rollout/stepDuration",
+            r#"spec.rollout.stepDuration: Invalid value: "5 minutes": spec.rollout.stepDuration in body should match '^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$'"#,
         ),
-        (
+        invalid(
             "provider enum",
             json!({"spec": {"traffic": {"provider": "linkerd"}}}),
-            "traffic/provider",
+            r#"spec.traffic.provider: Unsupported value: "linkerd": supported values: "gatewayAPI", "istio", "none""#,
         ),
-        (
+        invalid(
             "tracking URI is a URL",
             json!({"spec": {"model": {"trackingUri": "mlflow:5000"}}}),
-            "model/trackingUri",
+            r#"spec.model.trackingUri: Invalid value: "mlflow:5000": spec.model.trackingUri in body should match '^https?://[^\s]+$'"#,
         ),
-        (
+        invalid(
             "model name required",
             json!({"spec": {"model": {"name": null}}}),
-            "\"name\" is a required property",
+            "spec.model.name: Required value",
         ),
-        (
+        invalid(
             "port range",
             json!({"spec": {"serving": {"port": 70000}}}),
-            "serving/port",
+            "spec.serving.port: Invalid value: 70000: spec.serving.port in body should be less than or equal to 65535",
         ),
-        (
+        invalid(
+            "port is a number",
+            json!({"spec": {"serving": {"port": "http"}}}),
+            r#"spec.serving.port: Invalid value: "string": spec.serving.port in body must be of type integer: "string""#,
+        ),
+        invalid(
             "attempts per day range",
             json!({"spec": {"retraining": {"maxAttemptsPerDay": 0}}}),
-            "retraining/maxAttemptsPerDay",
+            "spec.retraining.maxAttemptsPerDay: Invalid value: 0: spec.retraining.maxAttemptsPerDay in body should be greater than or equal to 1",
         ),
-    ];
-    assert!(cases.len() >= 15);
+        // Names: the operator's children are `<name>-stable`, `<name>-candidate`,
+        // `<name>-retrain-<n>`; the CEL rule keeps them valid.
+        invalid(
+            "a name of 54 characters",
+            json!({"metadata": {"name": name_of_length("fifty-four-characters-", LONGEST_NAME + 1)}}),
+            NAME_RULE,
+        ),
+        invalid(
+            "a name starting with a digit",
+            json!({"metadata": {"name": "1abc"}}),
+            NAME_RULE,
+        ),
+        invalid(
+            "a name with a dot",
+            json!({"metadata": {"name": "a.b"}}),
+            NAME_RULE,
+        ),
+        // Also refused by the server's generic name check ("a lowercase RFC 1123
+        // subdomain"); the CEL rule adds the advice that covers every child name.
+        invalid(
+            "a name with capitals",
+            json!({"metadata": {"name": "Fraud"}}),
+            NAME_RULE,
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn invalid_resources_are_rejected_at_admission_with_messages_that_say_what_to_fix() {
+    let cases = invalid_cases();
+    assert!(cases.len() >= 30);
+    let client = client().await;
+    let ns = namespace(&client, "crd-invalid").await;
+    let api = raw_api(&client, &ns);
+    let dir = tempfile::tempdir().unwrap();
     let mut failures = Vec::new();
-    for (name, patch, expected) in cases {
-        let problems = admission_problems(&with(patch));
-        if !problems.iter().any(|p| p.contains(expected)) {
+    let mut files = Vec::new();
+    for (i, case) in cases.iter().enumerate() {
+        let mut value = case.resource.clone();
+        value["metadata"]["namespace"] = json!(ns);
+        if value["metadata"]["name"] == example()["metadata"]["name"] {
+            // Distinct names: a resource wrongly admitted cannot hide the next case.
+            value["metadata"]["name"] = json!(format!("case-{i}"));
+        }
+
+        // The offline checker (`mlrollout check`) refuses it and says why.
+        match check_value(&value) {
+            Ok(_) => failures.push(format!("{} (mlrollout check): accepted", case.name)),
+            Err(problems) => {
+                if !problems.iter().any(|p| p.contains(case.message)) {
+                    failures.push(format!(
+                        "{} (mlrollout check): expected a problem containing {:?}, got {problems:#?}",
+                        case.name, case.message
+                    ));
+                }
+            }
+        }
+
+        // The real server, through the Rust client: 422 Invalid with the same advice.
+        match server_create(&api, &value).await {
+            Ok(_) => failures.push(format!("{} (server): admitted", case.name)),
+            Err((code, reason, message)) => {
+                if code != 422 || reason != "Invalid" || !message.contains(case.message) {
+                    failures.push(format!(
+                        "{} (server): expected 422 Invalid containing {:?}, got {code} {reason}: {message}",
+                        case.name, case.message
+                    ));
+                }
+            }
+        }
+        files.push(write_yaml(dir.path(), &format!("case-{i}.yaml"), &value));
+    }
+
+    // The real server, through kubectl as a user runs it (a few at a time: 2 CPUs shared).
+    let verdicts: Vec<(bool, String)> = std::thread::scope(|scope| {
+        files
+            .chunks(6)
+            .flat_map(|chunk| {
+                let handles: Vec<_> = chunk
+                    .iter()
+                    .map(|file| scope.spawn(move || kubectl_apply_dry_run(file)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("kubectl thread"))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    });
+    for (case, (ok, printed)) in cases.iter().zip(verdicts) {
+        if ok || !printed.contains("is invalid") || !printed.contains(case.message) {
             failures.push(format!(
-                "{name}: expected a problem containing {expected:?}, got {problems:#?}"
+                "{} (kubectl apply --dry-run=server): expected a refusal containing {:?}, got (success={ok}) {printed}",
+                case.name, case.message
             ));
         }
     }
+
+    // Nothing of it was stored.
+    let stored = api.list(&ListParams::default()).await.unwrap();
+    assert!(
+        stored.items.is_empty(),
+        "invalid resources were stored: {:?}",
+        stored
+            .items
+            .iter()
+            .map(|o| o.metadata.name.clone())
+            .collect::<Vec<_>>()
+    );
+    delete_namespace(&client, &ns).await;
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 #[test]
 fn the_reconciler_catches_what_cel_cannot() {
-    use serde_json::json;
-    let cases: Vec<(serde_json::Value, &str)> = vec![
+    let cases: Vec<(Value, &str)> = vec![
         (
             json!({"spec": {"retraining": {"triggers": {"schedule": "every sunday"}}}}),
             "not a valid cron schedule",
@@ -371,4 +803,245 @@ fn the_reconciler_catches_what_cel_cannot() {
             "{patch}: expected {expected:?} in {problems:#?}"
         );
     }
+}
+
+#[test]
+fn retraining_job_names_fit_for_every_attempt() {
+    let longest = name_of_length("a", LONGEST_NAME);
+    for number in [1, 9, 10, 99, 100, 12_345, i64::from(u32::MAX)] {
+        let job = mlrollout::lifecycle::job_name(&longest, number);
+        assert!(is_dns1035_label(&job), "{job:?} ({} chars)", job.len());
+        assert!(job.ends_with(&format!("-retrain-{number}")), "{job}");
+    }
+}
+
+/// The operator on the real server, scoped to one namespace.
+struct Operator {
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Operator {
+    fn start(client: &kube::Client, registry: Arc<InMemoryRegistry>, namespace: &str) -> Operator {
+        let ctx = Context::new(client.clone(), registry, Metrics::default())
+            .with_max_requeue(common::operator::TEST_MAX_REQUEUE);
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(controller::run(
+            ctx,
+            WatchScope::Namespace(namespace.to_string()),
+            Health::new(),
+            rx.map(|_| ()),
+        ));
+        Operator {
+            stop: Some(tx),
+            task,
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .expect("the operator stops")
+            .expect("the operator did not panic");
+    }
+}
+
+async fn wait_for_phase(api: &Api<ModelDeployment>, name: &str, phase: Phase) -> ModelDeployment {
+    eventually(
+        &format!("{name} in phase {phase:?}"),
+        Duration::from_secs(60),
+        || async {
+            let md = api.get(name).await.ok()?;
+            (md.status.as_ref()?.phase == phase).then_some(md)
+        },
+    )
+    .await
+}
+
+async fn wait_available(client: &kube::Client, ns: &str, name: &str) -> Deployment {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    eventually(
+        &format!("Deployment {name} available (real controllers, kwok pods)"),
+        Duration::from_secs(60),
+        || async {
+            let d = deployments.get_opt(name).await.ok()??;
+            let wanted = d.spec.as_ref()?.replicas.unwrap_or(1);
+            (d.status.as_ref()?.available_replicas == Some(wanted)).then_some(d)
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn the_longest_admitted_name_gives_serving_children_the_server_accepts() {
+    let client = client().await;
+    let ns = namespace(&client, "crd-longest-serving").await;
+    let name = name_of_length("longest-admitted-name-serving-", LONGEST_NAME);
+    assert_eq!(name.len(), LONGEST_NAME);
+    let registry = Arc::new(InMemoryRegistry::new());
+    for version in 1..=3 {
+        registry.register("fit", version, &[("accuracy", 0.8)], &[]);
+    }
+    registry.set_alias("fit", "champion", 3);
+    let operator = Operator::start(&client, registry.clone(), &ns);
+
+    let mut value = minimal(&name, &ns);
+    merge(
+        &mut value,
+        json!({"spec": {
+            "model": {"name": "fit"},
+            "serving": {"replicas": 1},
+            "traffic": {"provider": "gatewayAPI", "parentRefs": [{"name": "gw"}]}
+        }}),
+    );
+    server_create(&raw_api(&client, &ns), &value)
+        .await
+        .unwrap_or_else(|e| panic!("the server refused a {LONGEST_NAME}-character name: {e:?}"));
+    let mdeps: Api<ModelDeployment> = Api::namespaced(client.clone(), &ns);
+
+    // Stable children, created by the operator and accepted by the server; the real Deployment
+    // and ReplicaSet controllers make Pods of them.
+    let stable = format!("{name}-stable");
+    wait_available(&client, &ns, &stable).await;
+    let services: Api<Service> = Api::namespaced(client.clone(), &ns);
+    eventually("the stable Service", Duration::from_secs(30), || async {
+        services.get_opt(&stable).await.ok()?
+    })
+    .await;
+    let md = wait_for_phase(&mdeps, &name, Phase::Stable).await;
+    assert_eq!(
+        md.status.as_ref().unwrap().stable_version.as_deref(),
+        Some("3")
+    );
+
+    // A new champion: the candidate children carry the longest names (`<name>-candidate`, a
+    // 63-character Service name) and the HTTPRoute points at both.
+    registry.register("fit", 4, &[("accuracy", 0.9)], &[]);
+    registry.set_alias("fit", "champion", 4);
+    let candidate = format!("{name}-candidate");
+    assert_eq!(candidate.len(), 63);
+    let service = eventually("the candidate Service", Duration::from_secs(60), || async {
+        services.get_opt(&candidate).await.ok()?
+    })
+    .await;
+    assert!(is_dns1035_label(service.metadata.name.as_deref().unwrap()));
+    let deployment = wait_available(&client, &ns, &candidate).await;
+    assert_eq!(
+        deployment.metadata.labels.as_ref().unwrap()[LABEL_OWNER],
+        name,
+        "the owner label holds the whole name"
+    );
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let selector = format!("{LABEL_OWNER}={name},mlrollout.io/variant=candidate");
+    let candidate_pods = pods
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .unwrap();
+    assert!(
+        !candidate_pods.items.is_empty(),
+        "the ReplicaSet controller made candidate Pods"
+    );
+
+    let routes: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &ns,
+        &ApiResource::from_gvk(&GroupVersionKind::gvk(
+            "gateway.networking.k8s.io",
+            "v1",
+            "HTTPRoute",
+        )),
+    );
+    let route = eventually(
+        "the HTTPRoute sends (or mirrors) traffic to the candidate",
+        Duration::from_secs(60),
+        || async {
+            let route = routes.get_opt(&name).await.ok()??;
+            let text = serde_json::to_string(&route.data).ok()?;
+            text.contains(&format!("\"{candidate}\"")).then_some(route)
+        },
+    )
+    .await;
+    let text = serde_json::to_string(&route.data).unwrap();
+    assert!(text.contains(&format!("\"{stable}\"")), "{text}");
+    assert_eq!(route.data["spec"]["parentRefs"][0]["name"], "gw", "{text}");
+
+    operator.stop().await;
+    delete_namespace(&client, &ns).await;
+}
+
+#[tokio::test]
+async fn the_longest_admitted_name_gives_a_retraining_job_the_server_accepts() {
+    let client = client().await;
+    let ns = namespace(&client, "crd-longest-retraining").await;
+    let name = name_of_length("longest-admitted-name-retraining-", LONGEST_NAME);
+    assert_eq!(name.len(), LONGEST_NAME);
+    let registry = Arc::new(InMemoryRegistry::new());
+    registry.register("fit", 1, &[("accuracy", 0.8)], &[]);
+    registry.set_alias("fit", "champion", 1);
+    let operator = Operator::start(&client, registry.clone(), &ns);
+
+    let mut value = minimal(&name, &ns);
+    merge(
+        &mut value,
+        json!({"spec": {
+            "model": {"name": "fit"},
+            "serving": {"replicas": 1},
+            // No drift checker runs here, so this trigger never fires: only the request does.
+            "retraining": {
+                "triggers": {"accuracyBelow": 0.5},
+                "jobTemplate": {"template": {"spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "train", "image": "registry.example.com/train:1"}]
+                }}}
+            }
+        }}),
+    );
+    server_create(&raw_api(&client, &ns), &value)
+        .await
+        .unwrap_or_else(|e| panic!("the server refused a {LONGEST_NAME}-character name: {e:?}"));
+    let mdeps: Api<ModelDeployment> = Api::namespaced(client.clone(), &ns);
+    wait_for_phase(&mdeps, &name, Phase::Stable).await;
+
+    // `mlrollout retrain`, as the CLI writes it.
+    let request = json!({"metadata": {"annotations": {"mlrollout.io/retrain": "now@1"}}});
+    mdeps
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&request))
+        .await
+        .unwrap();
+    let jobs: Api<Job> = Api::namespaced(client.clone(), &ns);
+    let job = eventually("the retraining Job", Duration::from_secs(60), || async {
+        let list = jobs
+            .list(&ListParams::default().labels(&format!("{LABEL_OWNER}={name}")))
+            .await
+            .ok()?;
+        list.items.into_iter().next()
+    })
+    .await;
+    let job_name = job.metadata.name.clone().unwrap();
+    let number: i64 = job.metadata.labels.as_ref().unwrap()[LABEL_ATTEMPT]
+        .parse()
+        .unwrap();
+    assert_eq!(job_name, mlrollout::lifecycle::job_name(&name, number));
+    assert!(
+        is_dns1035_label(&job_name),
+        "{job_name:?} ({} chars) is not a valid Job name / label value",
+        job_name.len()
+    );
+    let md = mdeps.get(&name).await.unwrap();
+    let attempts = &md.status.as_ref().unwrap().retraining_attempts;
+    assert_eq!(
+        attempts.last().map(|a| a.job_name.as_str()),
+        Some(job_name.as_str()),
+        "status names the Job that exists"
+    );
+
+    // The real Job controller runs it (its Pods carry the Job name as a label value) and
+    // completes it when the training container exits 0.
+    finish_job(&client, &ns, &job_name, true).await;
+
+    operator.stop().await;
+    delete_namespace(&client, &ns).await;
 }

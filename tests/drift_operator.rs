@@ -1,11 +1,13 @@
-//! The operator's drift check on the bundled example data: scores in status, the drifted
-//! feature first, and a bad file reported as a condition that changes nothing else.
+//! The operator's drift check on the bundled example data, on the real API server: scores in
+//! status, the drifted feature first, and a bad file reported as a condition that changes
+//! nothing else.
 
 mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::cluster;
 use futures::FutureExt;
 use kube::api::{Api, PostParams};
 use mlrollout::api::{ModelDeployment, Phase};
@@ -15,10 +17,10 @@ use mlrollout::metrics::Metrics;
 use mlrollout::registry::memory::InMemoryRegistry;
 use mlrollout::server::Health;
 
-fn resource(name: &str, current: &str) -> ModelDeployment {
+fn resource(namespace: &str, name: &str, current: &str) -> ModelDeployment {
     serde_json::from_value(serde_json::json!({
         "apiVersion": "mlrollout.io/v1alpha1", "kind": "ModelDeployment",
-        "metadata": {"name": name, "namespace": "ml"},
+        "metadata": {"name": name, "namespace": namespace},
         "spec": {
             "model": {"trackingUri": "http://127.0.0.1:9", "name": "fraud"},
             "traffic": {"provider": "none"},
@@ -29,56 +31,56 @@ fn resource(name: &str, current: &str) -> ModelDeployment {
     .unwrap()
 }
 
+fn drift_checked(m: &ModelDeployment) -> bool {
+    m.status
+        .as_ref()
+        .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "DriftChecked"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drift_scores_land_in_status_and_bad_data_is_a_condition() {
     common::http::install_crypto_provider();
-    let api = common::fake_api::fake_api().await;
+    let client = cluster::client().await;
+    let ns = cluster::namespace(&client, "drift-operator").await;
     let registry = Arc::new(InMemoryRegistry::new());
     registry.register("fraud", 3, &[], &[]);
     registry.set_alias("fraud", "champion", 3);
-    let ctx = Context::new(api.client.clone(), registry, Metrics::default())
+    let ctx = Context::new(client.clone(), registry, Metrics::default())
         .with_drift(Arc::new(EngineDriftCheck::new()));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(controller::run(
         ctx,
-        WatchScope::AllNamespaces,
+        WatchScope::Namespace(ns.clone()),
         Health::new(),
         rx.map(|_| ()),
     ));
-    let mdeps: Api<ModelDeployment> = Api::namespaced(api.client.clone(), "ml");
+    let mdeps: Api<ModelDeployment> = Api::namespaced(client.clone(), &ns);
     mdeps
         .create(
             &PostParams::default(),
-            &resource("good", "examples/data/current.csv"),
+            &resource(&ns, "good", "examples/data/current.csv"),
         )
         .await
         .unwrap();
     mdeps
         .create(
             &PostParams::default(),
-            &resource("bad", "examples/data/missing.csv"),
+            &resource(&ns, "bad", "examples/data/missing.csv"),
         )
         .await
         .unwrap();
 
-    let mut good = None;
-    let mut bad = None;
-    for _ in 0..300 {
-        let g = mdeps.get("good").await.unwrap();
-        let b = mdeps.get("bad").await.unwrap();
-        let checked = |m: &ModelDeployment| {
-            m.status
-                .as_ref()
-                .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "DriftChecked"))
-        };
-        if checked(&g) && checked(&b) {
-            good = Some(g);
-            bad = Some(b);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let good = good.expect("the good resource was checked").status.unwrap();
+    let (good, bad) = cluster::eventually(
+        "both resources drift-checked",
+        Duration::from_secs(60),
+        || async {
+            let g = mdeps.get("good").await.ok()?;
+            let b = mdeps.get("bad").await.ok()?;
+            (drift_checked(&g) && drift_checked(&b)).then_some((g, b))
+        },
+    )
+    .await;
+    let good = good.status.unwrap();
     let drift = good.drift.as_ref().unwrap();
     assert_eq!(drift.severity, "high");
     assert!(drift.drift_detected);
@@ -104,7 +106,7 @@ async fn drift_scores_land_in_status_and_bad_data_is_a_condition() {
         .unwrap();
     assert_eq!(condition.status, "True");
 
-    let bad = bad.unwrap().status.unwrap();
+    let bad = bad.status.unwrap();
     let condition = bad
         .conditions
         .iter()
@@ -125,5 +127,9 @@ async fn drift_scores_land_in_status_and_bad_data_is_a_condition() {
     assert_eq!(bad.drift_check_failures, 1);
 
     let _ = tx.send(());
-    let _ = task.await;
+    tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .expect("controller stops")
+        .expect("controller did not panic");
+    cluster::delete_namespace(&client, &ns).await;
 }

@@ -1,34 +1,51 @@
-//! The whole loop through the real Controller on the in-memory API, in virtual time:
-//! drift → retraining Job → candidate → evaluation → shadow → 10 → 50 → 100 → promoted;
-//! a regression at 50 % rolled back; restarts at every phase; abort; the progress deadline.
+//! The whole loop through the real Controller on the real API server (see `common::cluster`),
+//! in scaled virtual time: drift → retraining Job → candidate → evaluation → shadow → 10 → 50
+//! → 100 → promoted; a regression at 50 % rolled back; a restart in every phase (one Job per
+//! attempt); abort; the progress deadline.
+//!
+//! Real here: the API server (admission, server-side apply, resourceVersion conflicts, watches),
+//! the Deployment, ReplicaSet, Job and garbage-collector controllers, the scheduler and kwok
+//! (Pods become Ready; a Job's Pod exits when the test says the training ended). Played by the
+//! test: MLflow (an in-memory registry), Prometheus (scripted metric values), the drift
+//! engine's verdict, and the training code (registering a version).
 
 mod common;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::StreamExt;
+use futures::future::BoxFuture;
 use gateway_api::httproutes::HttpRoute;
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::ResourceQuota;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use mlrollout::api::{ModelDeployment, Phase};
+use kube::runtime::{WatchStreamExt, watcher};
+use mlrollout::api::{ModelDeployment, ModelDeploymentStatus, ModelSource, Phase, RegistryWrite};
+use mlrollout::controller::WatchScope;
 use mlrollout::registry::memory::InMemoryRegistry;
-
-use common::fake_api::fake_api;
-use common::operator::{
-    Operator, ScriptedAnalyzer, ScriptedDrift, complete_job, kubelet, tokio_clock, wait_for,
+use mlrollout::registry::{
+    MetricPair, ModelRegistry, RegistryCredentials, RegistryError, ResolvedModel,
 };
 
-const NS: &str = "fraud";
+use common::cluster;
+use common::operator::{Operator, ScaledClock, ScriptedAnalyzer, ScriptedDrift, complete_job};
+
 const MODEL: &str = "fraud-detector";
 const HOUR: Duration = Duration::from_secs(3600);
+const MINUTE: Duration = Duration::from_secs(60);
+/// Virtual seconds per real second: a 1 m step takes 2 s, the 10 m progress deadline 20 s
+/// (well above how long the real controllers and kwok take to make a Deployment ready).
+const SPEED: u32 = 30;
 
-fn resource() -> ModelDeployment {
-    serde_yaml::from_str(
+fn resource(namespace: &str) -> ModelDeployment {
+    let mut resource: ModelDeployment = serde_yaml::from_str(
         r#"
 apiVersion: mlrollout.io/v1alpha1
 kind: ModelDeployment
-metadata: {name: fraud-detector, namespace: fraud, uid: 0d5c2a6e-1111-2222-3333-444455556666}
+metadata: {name: fraud-detector}
 spec:
   model: {trackingUri: "http://mlflow:5000", name: fraud-detector}
   traffic: {provider: gatewayAPI, parentRefs: [{name: gw}]}
@@ -42,10 +59,15 @@ spec:
     maxAttemptsPerDay: 3
     timeout: 30m
     jobTemplate:
+      backoffLimit: 0
       template:
         spec:
           restartPolicy: Never
-          containers: [{name: train, image: "train:1", command: ["python", "train.py"]}]
+          containers:
+          - name: train
+            image: "train:1"
+            command: ["python", "train.py"]
+            resources: {requests: {cpu: 100m}}
   evaluation: {metric: accuracy, minImprovement: 0.01}
   shadow: {duration: 2m, mirrorPercent: 50}
   rollout:
@@ -58,51 +80,124 @@ spec:
       count: 3
 "#,
     )
-    .unwrap()
+    .unwrap();
+    resource.metadata.namespace = Some(namespace.to_string());
+    resource
+}
+
+/// The in-memory registry, with MLflow's evaluation answers held back while `hold` is set
+/// (as if MLflow could not be read at that moment): the resource then stays in `Evaluating`.
+struct Registry {
+    memory: Arc<InMemoryRegistry>,
+    hold_evaluation: AtomicBool,
+}
+
+impl ModelRegistry for Registry {
+    fn resolve<'a>(
+        &'a self,
+        model: &'a ModelSource,
+        credentials: &'a RegistryCredentials,
+    ) -> BoxFuture<'a, Result<ResolvedModel, RegistryError>> {
+        self.memory.resolve(model, credentials)
+    }
+
+    fn find_candidate<'a>(
+        &'a self,
+        model: &'a ModelSource,
+        credentials: &'a RegistryCredentials,
+        attempt_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, RegistryError>> {
+        self.memory.find_candidate(model, credentials, attempt_id)
+    }
+
+    fn evaluation_metrics<'a>(
+        &'a self,
+        model: &'a ModelSource,
+        credentials: &'a RegistryCredentials,
+        candidate: &'a str,
+        champion: &'a str,
+        metric: &'a str,
+    ) -> BoxFuture<'a, Result<MetricPair, RegistryError>> {
+        if self.hold_evaluation.load(Ordering::SeqCst) {
+            return Box::pin(async {
+                Err(RegistryError::Unavailable(
+                    "evaluation held by the test".into(),
+                ))
+            });
+        }
+        self.memory
+            .evaluation_metrics(model, credentials, candidate, champion, metric)
+    }
+
+    fn apply_write<'a>(
+        &'a self,
+        model: &'a ModelSource,
+        credentials: &'a RegistryCredentials,
+        write: &'a RegistryWrite,
+    ) -> BoxFuture<'a, Result<(), RegistryError>> {
+        self.memory.apply_write(model, credentials, write)
+    }
 }
 
 struct World {
     client: kube::Client,
+    ns: String,
     registry: Arc<InMemoryRegistry>,
+    gate: Arc<Registry>,
     analyzer: Arc<ScriptedAnalyzer>,
     drift: Arc<ScriptedDrift>,
-    ready: Arc<Mutex<Vec<String>>>,
-    clock: mlrollout::controller::Clock,
+    clock: ScaledClock,
 }
 
 impl World {
-    async fn new() -> World {
-        let api = fake_api().await;
+    async fn new(prefix: &str) -> World {
+        World::with_speed(prefix, SPEED).await
+    }
+
+    async fn with_speed(prefix: &str, speed: u32) -> World {
+        let client = cluster::client().await;
+        let ns = cluster::namespace(&client, prefix).await;
         let registry = Arc::new(InMemoryRegistry::new());
         registry.register(MODEL, 3, &[("accuracy", 0.88)], &[]);
         registry.set_alias(MODEL, "champion", 3);
         let analyzer = Arc::new(ScriptedAnalyzer::default());
         analyzer.healthy();
         World {
-            client: api.client,
+            client,
+            ns,
+            gate: Arc::new(Registry {
+                memory: registry.clone(),
+                hold_evaluation: AtomicBool::new(false),
+            }),
             registry,
             analyzer,
             drift: Arc::new(ScriptedDrift::default()),
-            ready: Arc::new(Mutex::new(vec!["-stable".into(), "-candidate".into()])),
-            clock: tokio_clock(),
+            clock: ScaledClock::new(speed),
         }
     }
 
     fn operator(&self) -> Operator {
         Operator::start(
             self.client.clone(),
-            self.registry.clone(),
+            self.gate.clone(),
             self.analyzer.clone(),
             self.drift.clone(),
-            self.clock.clone(),
+            self.clock.controller_clock(),
+            WatchScope::Namespace(self.ns.clone()),
         )
     }
 
-    fn mdeps(&self) -> Api<ModelDeployment> {
-        Api::namespaced(self.client.clone(), NS)
+    /// Stops `operator` and removes the test's namespace.
+    async fn finish(self, operator: Operator) {
+        operator.stop().await;
+        cluster::delete_namespace(&self.client, &self.ns).await;
     }
 
-    async fn status(&self) -> mlrollout::api::ModelDeploymentStatus {
+    fn mdeps(&self) -> Api<ModelDeployment> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    async fn status(&self) -> ModelDeploymentStatus {
         self.mdeps()
             .get(MODEL)
             .await
@@ -111,44 +206,64 @@ impl World {
             .unwrap_or_default()
     }
 
-    async fn wait_phase(
-        &self,
-        phase: Phase,
-        limit: Duration,
-    ) -> mlrollout::api::ModelDeploymentStatus {
-        wait_for(&format!("phase {phase:?}"), limit, || async {
-            let s = self.status().await;
-            (s.phase == phase).then_some(s)
-        })
-        .await
+    async fn wait_phase(&self, phase: Phase, limit: Duration) -> ModelDeploymentStatus {
+        self.clock
+            .wait_for(&format!("phase {phase:?}"), limit, || async {
+                let s = self.status().await;
+                (s.phase == phase).then_some(s)
+            })
+            .await
     }
 
     /// (stable, candidate) weights of the HTTPRoute.
     async fn weights(&self) -> Option<(i32, i32)> {
-        let routes: Api<HttpRoute> = Api::namespaced(self.client.clone(), NS);
+        let routes: Api<HttpRoute> = Api::namespaced(self.client.clone(), &self.ns);
         let route = routes.get_opt(MODEL).await.ok()??;
-        let backends = route.spec.rules?.first()?.backend_refs.clone()?;
-        let weight = |suffix: &str| {
-            backends
-                .iter()
-                .find(|b| b.name.ends_with(suffix))
-                .and_then(|b| b.weight)
-                .unwrap_or(0)
-        };
-        Some((weight("-stable"), weight("-candidate")))
+        Some(route_weights(&route))
     }
 
+    async fn wait_weights(&self, what: &str, want: (i32, i32), limit: Duration) {
+        self.clock
+            .wait_for(what, limit, || async {
+                (self.weights().await == Some(want)).then_some(())
+            })
+            .await
+    }
+
+    /// Reasons of the events.k8s.io/v1 Events about the resource.
     async fn events(&self) -> Vec<String> {
-        let events: Api<Event> = Api::namespaced(self.client.clone(), NS);
+        let events: Api<Event> = Api::namespaced(self.client.clone(), &self.ns);
         events
             .list(&ListParams::default())
             .await
-            .map(|l| l.items.into_iter().filter_map(|e| e.reason).collect())
-            .unwrap_or_default()
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(MODEL))
+            .filter_map(|e| e.reason)
+            .collect()
+    }
+
+    /// Waits until Events with every one of `reasons` exist (the operator publishes them
+    /// right after the status write they belong to).
+    async fn wait_events(&self, reasons: &[&str]) {
+        let mut last = Vec::new();
+        for _ in 0..100 {
+            last = self.events().await;
+            if reasons.iter().all(|r| last.iter().any(|e| e == r)) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let missing: Vec<_> = reasons
+            .iter()
+            .filter(|r| !last.iter().any(|e| e == *r))
+            .collect();
+        panic!("missing Events {missing:?}; seen: {last:?}");
     }
 
     async fn jobs(&self) -> Vec<String> {
-        let jobs: Api<Job> = Api::namespaced(self.client.clone(), NS);
+        let jobs: Api<Job> = Api::namespaced(self.client.clone(), &self.ns);
         jobs.list(&ListParams::default())
             .await
             .unwrap()
@@ -157,89 +272,136 @@ impl World {
             .filter_map(|j| j.metadata.name)
             .collect()
     }
+
+    /// Jobs the API server created in the test's namespace (from its audit log): a Job that
+    /// was created and deleted again still counts.
+    fn jobs_created(&self) -> Vec<String> {
+        cluster::cluster()
+            .audit()
+            .into_iter()
+            .filter(|e| e.verb == "create")
+            .filter(|e| e.response_status.as_ref().and_then(|s| s.code) == Some(201))
+            .filter_map(|e| e.object_ref)
+            .filter(|o| o.resource == "jobs" && o.namespace.as_deref() == Some(self.ns.as_str()))
+            .map(|o| o.name.unwrap_or_default())
+            .collect()
+    }
+
+    async fn complete_job(&self, job: &str, accuracy: f64) {
+        complete_job(
+            &self.client,
+            &self.ns,
+            job,
+            &self.registry,
+            MODEL,
+            4,
+            &[("accuracy", accuracy)],
+            true,
+        )
+        .await;
+    }
 }
 
-/// Records every HTTPRoute weight seen, once per virtual second.
-/// (stable, candidate) weights seen, in order.
+fn route_weights(route: &HttpRoute) -> (i32, i32) {
+    let backends = route
+        .spec
+        .rules
+        .as_ref()
+        .and_then(|r| r.first())
+        .and_then(|r| r.backend_refs.clone())
+        .unwrap_or_default();
+    let weight = |suffix: &str| {
+        backends
+            .iter()
+            .find(|b| b.name.ends_with(suffix))
+            .and_then(|b| b.weight)
+            .unwrap_or(0)
+    };
+    (weight("-stable"), weight("-candidate"))
+}
+
+/// (stable, candidate) weights of every version of the HTTPRoute, in order (a watch sees
+/// each write).
 type SeenWeights = Arc<Mutex<Vec<(i32, i32)>>>;
 
 fn record_weights(world: &World) -> (SeenWeights, tokio::task::JoinHandle<()>) {
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let routes: Api<HttpRoute> = Api::namespaced(world.client.clone(), NS);
+    let routes: Api<HttpRoute> = Api::namespaced(world.client.clone(), &world.ns);
     let out = seen.clone();
     let task = tokio::spawn(async move {
-        loop {
-            if let Ok(Some(route)) = routes.get_opt(MODEL).await
-                && let Some(backends) = route
-                    .spec
-                    .rules
-                    .and_then(|r| r.first().cloned())
-                    .and_then(|r| r.backend_refs)
-            {
-                let w = |s: &str| {
-                    backends
-                        .iter()
-                        .find(|b| b.name.ends_with(s))
-                        .and_then(|b| b.weight)
-                        .unwrap_or(0)
-                };
-                let pair = (w("-stable"), w("-candidate"));
+        let config = watcher::Config::default().fields(&format!("metadata.name={MODEL}"));
+        let mut stream = watcher(routes, config).applied_objects().boxed();
+        while let Some(event) = stream.next().await {
+            if let Ok(route) = event {
+                let pair = route_weights(&route);
                 let mut seen = out.lock().unwrap();
                 if seen.last() != Some(&pair) {
                     seen.push(pair);
                 }
             }
-            tokio::time::sleep(Duration::from_secs(1)).await;
         }
     });
     (seen, task)
 }
 
+/// Waits until the recorder saw the route back at 100/0, stops it and returns what it saw.
+async fn recorded(
+    world: &World,
+    seen: SeenWeights,
+    recorder: tokio::task::JoinHandle<()>,
+) -> Vec<(i32, i32)> {
+    world
+        .clock
+        .wait_for("the watch sees the route back on stable", HOUR, || async {
+            (seen.lock().unwrap().last() == Some(&(100, 0))).then_some(())
+        })
+        .await;
+    recorder.abort();
+    seen.lock().unwrap().clone()
+}
+
+/// Creates the resource, waits for it to serve, reports high drift and waits for the
+/// retraining Job; returns the Job's name.
 async fn drive_to_job(world: &World) -> String {
     world
         .mdeps()
-        .create(&PostParams::default(), &resource())
+        .create(&PostParams::default(), &resource(&world.ns))
         .await
         .unwrap();
     world.wait_phase(Phase::Stable, HOUR).await;
     world.drift.set("high");
+    // The next drift check (every 5 m) is due.
+    world.clock.advance(5 * MINUTE);
     let s = world.wait_phase(Phase::Retraining, HOUR).await;
     s.retraining_attempts.last().unwrap().job_name.clone()
 }
 
-#[tokio::test(start_paused = true)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drift_retrains_evaluates_shadows_steps_and_promotes() {
-    let world = World::new().await;
-    let _kubelet = kubelet(world.client.clone(), NS, world.ready.clone());
+    let world = World::new("lc-promote").await;
     let operator = world.operator();
     let (weights, recorder) = record_weights(&world);
 
     let job = drive_to_job(&world).await;
     assert_eq!(job, "fraud-detector-retrain-1");
-    complete_job(
-        &world.client,
-        NS,
-        &job,
-        &world.registry,
-        MODEL,
-        4,
-        &[("accuracy", 0.91)],
-        true,
-    )
-    .await;
+    world.complete_job(&job, 0.91).await;
 
     let shadow = world.wait_phase(Phase::Shadow, HOUR).await;
     assert_eq!(shadow.candidate_version.as_deref(), Some("4"));
     assert!(shadow.evaluation.as_ref().unwrap().passed);
     assert_eq!(world.registry.alias(MODEL, "challenger"), Some(4));
-    let end = world.wait_phase(Phase::Stable, 2 * HOUR).await;
-    assert_eq!(end.stable_version.as_deref(), Some("4"));
+    let end = world
+        .clock
+        .wait_for("promoted to version 4", 2 * HOUR, || async {
+            let s = world.status().await;
+            (s.phase == Phase::Stable && s.stable_version.as_deref() == Some("4")).then_some(s)
+        })
+        .await;
     assert_eq!(end.candidate_version, None);
     assert_eq!(end.history.last().unwrap().outcome, "Promoted");
-    wait_for("route back on stable", HOUR, || async {
-        (world.weights().await == Some((100, 0))).then_some(())
-    })
-    .await;
+    world
+        .wait_weights("route back on stable", (100, 0), HOUR)
+        .await;
 
     // The registry tells the same story.
     assert_eq!(world.registry.alias(MODEL, "champion"), Some(4));
@@ -254,58 +416,54 @@ async fn drift_retrains_evaluates_shadows_steps_and_promotes() {
     );
 
     // Traffic: 100/0 (with the candidate mirrored), 90/10, 50/50, 0/100, then 100/0 on the new stable.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    recorder.abort();
-    let seen = weights.lock().unwrap().clone();
+    let seen = recorded(&world, weights, recorder).await;
     assert!(seen.iter().all(|(s, c)| s + c == 100), "{seen:?}");
     let candidate: Vec<i32> = seen.iter().map(|(_, c)| *c).collect();
     assert_eq!(candidate, vec![0, 10, 50, 100, 0], "{seen:?}");
 
-    let events = world.events().await;
-    for reason in [
-        "RetrainingStarted",
-        "CandidateRegistered",
-        "EvaluationPassed",
-        "ShadowStarted",
-        "ShadowPassed",
-        "StepStarted",
-        "Promoted",
-        "PromotionComplete",
-    ] {
-        assert!(
-            events.iter().any(|e| e == reason),
-            "missing Event {reason}: {events:?}"
-        );
-    }
+    // The candidate Deployment is gone once the stable one runs version 4.
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(world.client.clone(), &world.ns);
+    world
+        .clock
+        .wait_for("candidate removed", HOUR, || async {
+            deployments
+                .get_opt("fraud-detector-candidate")
+                .await
+                .unwrap()
+                .is_none()
+                .then_some(())
+        })
+        .await;
+
+    world
+        .wait_events(&[
+            "RetrainingStarted",
+            "CandidateRegistered",
+            "EvaluationPassed",
+            "ShadowStarted",
+            "ShadowPassed",
+            "StepStarted",
+            "Promoted",
+            "PromotionComplete",
+        ])
+        .await;
     assert_eq!(
         world.jobs().await,
         vec!["fraud-detector-retrain-1".to_string()]
     );
-    operator.stop().await;
+    assert_eq!(world.jobs_created(), vec!["fraud-detector-retrain-1"]);
+    world.finish(operator).await;
 }
 
-#[tokio::test(start_paused = true)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_regression_at_fifty_percent_rolls_back_to_stable() {
-    let world = World::new().await;
-    let _kubelet = kubelet(world.client.clone(), NS, world.ready.clone());
+    let world = World::new("lc-regression").await;
     let operator = world.operator();
     let job = drive_to_job(&world).await;
-    complete_job(
-        &world.client,
-        NS,
-        &job,
-        &world.registry,
-        MODEL,
-        4,
-        &[("accuracy", 0.91)],
-        true,
-    )
-    .await;
+    world.complete_job(&job, 0.91).await;
 
-    wait_for("50% step", 2 * HOUR, || async {
-        (world.weights().await == Some((50, 50))).then_some(())
-    })
-    .await;
+    world.wait_weights("50% step", (50, 50), 2 * HOUR).await;
     // The candidate's error rate triples.
     world.analyzer.set("error-rate", "candidate", Some(0.03));
     let rolled = world.wait_phase(Phase::RolledBack, HOUR).await;
@@ -317,111 +475,116 @@ async fn a_regression_at_fifty_percent_rolls_back_to_stable() {
         (record.outcome.as_str(), record.reason.as_str()),
         ("RolledBack", "AnalysisFailed")
     );
-    wait_for("route 100/0", HOUR, || async {
-        (world.weights().await == Some((100, 0))).then_some(())
-    })
-    .await;
-    assert!(world.events().await.iter().any(|e| e == "RolledBack"));
+    world.wait_weights("route 100/0", (100, 0), HOUR).await;
+    world.wait_events(&["RolledBack"]).await;
     assert_eq!(world.registry.alias(MODEL, "champion"), Some(3));
     assert_eq!(world.registry.alias(MODEL, "challenger"), None);
     // The candidate Deployment is gone.
     let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
-        Api::namespaced(world.client.clone(), NS);
-    wait_for("candidate removed", HOUR, || async {
-        deployments
-            .get_opt("fraud-detector-candidate")
-            .await
-            .unwrap()
-            .is_none()
-            .then_some(())
-    })
-    .await;
-    operator.stop().await;
+        Api::namespaced(world.client.clone(), &world.ns);
+    world
+        .clock
+        .wait_for("candidate removed", HOUR, || async {
+            deployments
+                .get_opt("fraud-detector-candidate")
+                .await
+                .unwrap()
+                .is_none()
+                .then_some(())
+        })
+        .await;
+    world.finish(operator).await;
 }
 
-#[tokio::test(start_paused = true)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_in_every_phase_changes_nothing() {
-    let world = World::new().await;
-    let _kubelet = kubelet(world.client.clone(), NS, world.ready.clone());
+    let world = World::new("lc-restart").await;
     let (weights, recorder) = record_weights(&world);
     let mut operator = world.operator();
     let job = drive_to_job(&world).await;
 
-    // Restart while the Job runs: no second Job.
+    // Restart while the Job runs: the new operator adopts it, no second Job.
     operator.stop().await;
     operator = world.operator();
-    tokio::time::sleep(Duration::from_secs(120)).await;
+    world.clock.sleep(2 * MINUTE).await;
     assert_eq!(world.jobs().await, vec![job.clone()]);
-    complete_job(
-        &world.client,
-        NS,
-        &job,
-        &world.registry,
-        MODEL,
-        4,
-        &[("accuracy", 0.91)],
-        true,
-    )
-    .await;
+    assert_eq!(world.status().await.phase, Phase::Retraining);
+    let mut restarted_in = vec![(Phase::Retraining, None)];
+    // MLflow's evaluation answer is held back until the operator was restarted in
+    // `Evaluating` (the phase lasts one reconcile otherwise).
+    world.gate.hold_evaluation.store(true, Ordering::SeqCst);
+    world.complete_job(&job, 0.91).await;
 
-    let mut restarts = 1;
     let mut last = (Phase::Retraining, None);
     loop {
         let status = world.status().await;
         if status.phase == Phase::Stable && status.stable_version.as_deref() == Some("4") {
             break;
         }
-        if (status.phase, status.current_step) != last {
-            // A new phase (or step): restart the operator right here.
-            last = (status.phase, status.current_step);
+        let here = (status.phase, status.current_step);
+        if here != last {
+            // A new phase (or step): restart the operator right here. The new one continues
+            // from the status.
+            last = here;
             operator.stop().await;
             operator = world.operator();
-            restarts += 1;
+            restarted_in.push(here);
+            if status.phase == Phase::Evaluating {
+                world.clock.sleep(MINUTE).await;
+                assert_eq!(world.status().await.phase, Phase::Evaluating);
+                world.gate.hold_evaluation.store(false, Ordering::SeqCst);
+            }
         }
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        assert!(restarts < 20, "the loop never ends");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(
+            restarted_in.len() < 20,
+            "the loop never ends: {restarted_in:?}"
+        );
     }
-    assert!(restarts >= 5, "restarted in {restarts} phases");
-    assert_eq!(world.jobs().await, vec![job]);
+    for phase in [
+        (Phase::Retraining, None),
+        (Phase::Evaluating, None),
+        (Phase::Shadow, None),
+        (Phase::Progressing, Some(0)),
+        (Phase::Progressing, Some(1)),
+        (Phase::Progressing, Some(2)),
+        (Phase::Promoted, None),
+    ] {
+        assert!(
+            restarted_in.contains(&phase),
+            "no restart in {phase:?}: {restarted_in:?}"
+        );
+    }
+    // One Job for the one attempt, also across restarts (the API server never created a
+    // second one).
+    assert_eq!(world.jobs().await, vec![job.clone()]);
+    assert_eq!(world.jobs_created(), vec![job]);
     let s = world.status().await;
     assert_eq!(s.retraining_attempts.len(), 1);
     assert_eq!(s.history.len(), 1);
-    wait_for("route back on stable", HOUR, || async {
-        (world.weights().await == Some((100, 0))).then_some(())
-    })
-    .await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    recorder.abort();
-    let candidate: Vec<i32> = weights.lock().unwrap().iter().map(|(_, c)| *c).collect();
+    world
+        .wait_weights("route back on stable", (100, 0), HOUR)
+        .await;
+    let candidate: Vec<i32> = recorded(&world, weights, recorder)
+        .await
+        .iter()
+        .map(|(_, c)| *c)
+        .collect();
     assert_eq!(
         candidate,
         vec![0, 10, 50, 100, 0],
         "no traffic jump across restarts"
     );
-    operator.stop().await;
+    world.finish(operator).await;
 }
 
-#[tokio::test(start_paused = true)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abort_by_annotation_rolls_back() {
-    let world = World::new().await;
-    let _kubelet = kubelet(world.client.clone(), NS, world.ready.clone());
+    let world = World::new("lc-abort").await;
     let operator = world.operator();
     let job = drive_to_job(&world).await;
-    complete_job(
-        &world.client,
-        NS,
-        &job,
-        &world.registry,
-        MODEL,
-        4,
-        &[("accuracy", 0.91)],
-        true,
-    )
-    .await;
-    wait_for("10% step", 2 * HOUR, || async {
-        (world.weights().await == Some((90, 10))).then_some(())
-    })
-    .await;
+    world.complete_job(&job, 0.91).await;
+    world.wait_weights("10% step", (90, 10), 2 * HOUR).await;
     let abort = serde_json::json!({"metadata": {"annotations": {"mlrollout.io/abort": "t1"}}});
     world
         .mdeps()
@@ -436,57 +599,80 @@ async fn abort_by_annotation_rolls_back() {
             .map(String::as_str),
         Some("t1")
     );
-    wait_for("route 100/0", HOUR, || async {
-        (world.weights().await == Some((100, 0))).then_some(())
-    })
-    .await;
-    // The same annotation value is not acted on again, and the version is not re-rolled out.
-    tokio::time::sleep(Duration::from_secs(600)).await;
-    assert_eq!(world.status().await.phase, Phase::RolledBack);
-    operator.stop().await;
+    world.wait_weights("route 100/0", (100, 0), HOUR).await;
+    // The same annotation value is not acted on again, and the version is not re-rolled out:
+    // ten virtual minutes later (the operator looks again several times) nothing moved.
+    world.clock.advance(10 * MINUTE);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let s = world.status().await;
+    assert_eq!(s.phase, Phase::RolledBack);
+    assert_eq!(s.history.len(), 1);
+    assert_eq!(world.weights().await, Some((100, 0)));
+    world.finish(operator).await;
 }
 
-#[tokio::test(start_paused = true)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_candidate_that_never_becomes_ready_is_rolled_back_at_the_deadline() {
-    let world = World::new().await;
-    world.ready.lock().unwrap().retain(|s| s != "-candidate");
-    let _kubelet = kubelet(world.client.clone(), NS, world.ready.clone());
+    // Nothing here races the deadline (the candidate never becomes ready), so time runs faster.
+    let world = World::with_speed("lc-deadline", 2 * SPEED).await;
+    // The namespace's quota admits the two stable serving Pods (BestEffort) and no more: the
+    // candidate's ReplicaSet cannot create Pods, so the candidate never becomes ready. (The
+    // training Pod requests CPU, so it is not BestEffort and not counted.)
+    let quotas: Api<ResourceQuota> = Api::namespaced(world.client.clone(), &world.ns);
+    let quota: ResourceQuota = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "serving-pods"},
+        "spec": {"hard": {"pods": "2"}, "scopes": ["BestEffort"]}
+    }))
+    .unwrap();
+    quotas.create(&PostParams::default(), &quota).await.unwrap();
+    cluster::eventually("the quota controller counts usage", HOUR, || async {
+        let q = quotas.get("serving-pods").await.ok()?;
+        q.status?.used?.contains_key("pods").then_some(())
+    })
+    .await;
     let operator = world.operator();
     let job = drive_to_job(&world).await;
-    complete_job(
-        &world.client,
-        NS,
-        &job,
-        &world.registry,
-        MODEL,
-        4,
-        &[("accuracy", 0.91)],
-        true,
-    )
-    .await;
+    world.complete_job(&job, 0.91).await;
     let s = world.wait_phase(Phase::RolledBack, 2 * HOUR).await;
     assert_eq!(s.history.last().unwrap().reason, "ProgressDeadlineExceeded");
     assert_eq!(s.canary_weight, 0);
-    operator.stop().await;
+    let message = s.message.unwrap_or_default();
+    assert!(message.contains("never became ready"), "{message}");
+    world.wait_weights("route 100/0", (100, 0), HOUR).await;
+    // It was the quota that kept the candidate from running.
+    let core_events: Api<k8s_openapi::api::core::v1::Event> =
+        Api::namespaced(world.client.clone(), &world.ns);
+    let refused = core_events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .any(|e| {
+            e.reason.as_deref() == Some("FailedCreate")
+                && e.message
+                    .as_deref()
+                    .unwrap_or("")
+                    .contains("exceeded quota")
+                && e.involved_object
+                    .name
+                    .as_deref()
+                    .unwrap_or("")
+                    .starts_with("fraud-detector-candidate")
+        });
+    assert!(
+        refused,
+        "the candidate's ReplicaSet was refused Pods by the quota"
+    );
+    world.finish(operator).await;
 }
 
-#[tokio::test(start_paused = true)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worse_candidate_is_rejected_and_never_gets_traffic() {
-    let world = World::new().await;
-    let _kubelet = kubelet(world.client.clone(), NS, world.ready.clone());
+    let world = World::new("lc-rejected").await;
     let operator = world.operator();
     let job = drive_to_job(&world).await;
-    complete_job(
-        &world.client,
-        NS,
-        &job,
-        &world.registry,
-        MODEL,
-        4,
-        &[("accuracy", 0.885)],
-        true,
-    )
-    .await;
+    world.complete_job(&job, 0.885).await;
     let s = world.wait_phase(Phase::Failed, HOUR).await;
     let evaluation = s.evaluation.unwrap();
     assert!(!evaluation.passed);
@@ -503,37 +689,39 @@ async fn a_worse_candidate_is_rejected_and_never_gets_traffic() {
             .as_deref(),
         Some("rejected")
     );
-    // The drift is still high, but the cooldown holds the next attempt back.
-    let deferred = wait_for("deferred trigger", HOUR, || async {
-        world.status().await.deferred_trigger
-    })
-    .await;
+    // The drift is still high at the next check, but the cooldown holds the next attempt back.
+    world.clock.advance(5 * MINUTE);
+    let deferred = world
+        .clock
+        .wait_for("deferred trigger", HOUR, || async {
+            world.status().await.deferred_trigger
+        })
+        .await;
     assert_eq!(deferred.trigger, "drift");
     assert_eq!(world.jobs().await.len(), 1);
-    operator.stop().await;
+    assert_eq!(world.jobs_created().len(), 1);
+    world.finish(operator).await;
 }
 
-#[tokio::test(start_paused = true)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_outage_never_moves_traffic_forward() {
-    let world = World::new().await;
-    let _kubelet = kubelet(world.client.clone(), NS, world.ready.clone());
+    let world = World::new("lc-prom-outage").await;
     let operator = world.operator();
+    let (weights, recorder) = record_weights(&world);
     let job = drive_to_job(&world).await;
     world.analyzer.fail_queries(true);
-    complete_job(
-        &world.client,
-        NS,
-        &job,
-        &world.registry,
-        MODEL,
-        4,
-        &[("accuracy", 0.91)],
-        true,
-    )
-    .await;
+    world.complete_job(&job, 0.91).await;
     let s = world.wait_phase(Phase::RolledBack, 2 * HOUR).await;
     assert_eq!(s.history.last().unwrap().reason, "AnalysisError");
-    let seen_weight = world.weights().await;
-    assert_eq!(seen_weight, Some((100, 0)));
-    operator.stop().await;
+    world.wait_weights("route 100/0", (100, 0), HOUR).await;
+    let candidate: Vec<i32> = recorded(&world, weights, recorder)
+        .await
+        .iter()
+        .map(|(_, c)| *c)
+        .collect();
+    assert!(
+        candidate.iter().all(|c| *c == 0),
+        "the candidate never got traffic: {candidate:?}"
+    );
+    world.finish(operator).await;
 }

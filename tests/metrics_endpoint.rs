@@ -1,10 +1,12 @@
-//! `/healthz`, `/readyz` and `/metrics` of a running controller, scraped over HTTP.
+//! `/healthz`, `/readyz` and `/metrics` of a running controller on the real API server,
+//! scraped over HTTP.
 
 mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::cluster;
 use futures::FutureExt;
 use kube::api::{Api, PostParams};
 use mlrollout::api::ModelDeployment;
@@ -15,7 +17,8 @@ use mlrollout::server::{self, Health};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_and_probes_are_served() {
-    let api = common::fake_api::fake_api().await;
+    let client_k8s = cluster::client().await;
+    let ns = cluster::namespace(&client_k8s, "metrics-endpoint").await;
     let registry = Arc::new(InMemoryRegistry::new());
     registry.register("fraud", 3, &[], &[]);
     registry.set_alias("fraud", "champion", 3);
@@ -46,32 +49,32 @@ async fn metrics_and_probes_are_served() {
     }
     assert_eq!(ready_before, Some(503));
 
-    let ctx = Context::new(api.client.clone(), registry, metrics.clone());
+    let ctx = Context::new(client_k8s.clone(), registry, metrics.clone());
     let controller = tokio::spawn(controller::run(
         ctx,
-        WatchScope::AllNamespaces,
+        WatchScope::Namespace(ns.clone()),
         health.clone(),
         stopped(stop_rx).map(|_| ()),
     ));
-    let resource: ModelDeployment = serde_yaml::from_str(
+    let resource: ModelDeployment = serde_yaml::from_str(&format!(
         r#"
 apiVersion: mlrollout.io/v1alpha1
 kind: ModelDeployment
-metadata: {name: fraud, namespace: ml}
+metadata: {{name: fraud, namespace: {ns}}}
 spec:
-  model: {trackingUri: "http://mlflow:5000", name: fraud}
-  traffic: {provider: none}
-  drift: {reference: {uri: a.csv}, current: {uri: b.csv}, thresholds: {psiWarning: 0.15, psiHigh: 0.3}}
-"#,
-    )
+  model: {{trackingUri: "http://mlflow:5000", name: fraud}}
+  traffic: {{provider: none}}
+  drift: {{reference: {{uri: a.csv}}, current: {{uri: b.csv}}, thresholds: {{psiWarning: 0.15, psiHigh: 0.3}}}}
+"#
+    ))
     .unwrap();
-    Api::<ModelDeployment>::namespaced(api.client.clone(), "ml")
+    Api::<ModelDeployment>::namespaced(client_k8s.clone(), &ns)
         .create(&PostParams::default(), &resource)
         .await
         .unwrap();
 
     let mut body = String::new();
-    for _ in 0..100 {
+    for _ in 0..600 {
         body = client
             .get(format!("{base}/metrics"))
             .send()
@@ -94,27 +97,33 @@ spec:
         "{body}"
     );
     assert!(
-        body.contains(r#"mlrollout_phase{namespace="ml",name="fraud",phase="Stable"} 1"#),
+        body.contains(&format!(
+            r#"mlrollout_phase{{namespace="{ns}",name="fraud",phase="Stable"}} 1"#
+        )),
         "{body}"
     );
     assert!(
-        body.contains(r#"mlrollout_phase{namespace="ml",name="fraud",phase="Progressing"} 0"#),
+        body.contains(&format!(
+            r#"mlrollout_phase{{namespace="{ns}",name="fraud",phase="Progressing"}} 0"#
+        )),
         "{body}"
     );
     assert!(
-        body.contains(r#"mlrollout_canary_weight_percent{namespace="ml",name="fraud"} 0"#),
+        body.contains(&format!(
+            r#"mlrollout_canary_weight_percent{{namespace="{ns}",name="fraud"}} 0"#
+        )),
         "{body}"
     );
     assert!(
-        body.contains(
-            r#"mlrollout_drift_psi_threshold{namespace="ml",name="fraud",level="high"} 0.3"#
-        ),
+        body.contains(&format!(
+            r#"mlrollout_drift_psi_threshold{{namespace="{ns}",name="fraud",level="high"}} 0.3"#
+        )),
         "{body}"
     );
     assert!(
-        body.contains(
-            r#"mlrollout_drift_psi_threshold{namespace="ml",name="fraud",level="warning"} 0.15"#
-        ),
+        body.contains(&format!(
+            r#"mlrollout_drift_psi_threshold{{namespace="{ns}",name="fraud",level="warning"}} 0.15"#
+        )),
         "{body}"
     );
 
@@ -153,4 +162,5 @@ spec:
         !health.alive.load(std::sync::atomic::Ordering::SeqCst),
         "liveness drops when the loop stops"
     );
+    cluster::delete_namespace(&client_k8s, &ns).await;
 }

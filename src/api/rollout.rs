@@ -58,7 +58,7 @@ pub struct RolloutSpec {
     #[schemars(length(min = 1, max = 20))]
     #[x_kube(validation = kube::core::Rule::new("self.all(w, w >= 1 && w <= 100)")
         .message("rollout.steps must be percentages between 1 and 100"))]
-    #[x_kube(validation = kube::core::Rule::new("self[size(self) - 1] == 100")
+    #[x_kube(validation = kube::core::Rule::new("size(self) == 0 || self[size(self) - 1] == 100")
         .message("rollout.steps must end at 100"))]
     #[x_kube(validation = kube::core::Rule::new("self.isSorted() && self.all(w, self.indexOf(w) == self.lastIndexOf(w))")
         .message("rollout.steps must be strictly increasing, e.g. [10, 50, 100]"))]

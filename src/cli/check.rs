@@ -1,8 +1,10 @@
 //! `mlrollout check`: offline validation of manifests, with an explanation a person can read.
 //!
-//! Three layers, in the order the API server and the operator apply them: the CRD schema's
-//! CEL rules (`x-kubernetes-validations`, with schema defaults applied first), the typed spec
-//! (required fields, types, enum values), and the reconciler's own checks.
+//! Four layers, in the order the API server and the operator apply them: the CRD schema's
+//! structural rules (types, required fields, enums, ranges, lengths, patterns, item counts),
+//! its CEL rules (`x-kubernetes-validations`), the typed spec, and the reconciler's own
+//! checks. Structural problems are worded as the API server words them, so `mlrollout check`
+//! and `kubectl apply` say the same thing (tests/crd.rs holds them to it).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -71,12 +73,20 @@ pub fn run(files: &[PathBuf]) -> ExitCode {
     }
 }
 
-/// Runs all three layers on one document; returns the typed resource or every problem.
+/// Runs every layer on one document; returns the typed resource or every problem.
 pub fn check_value(value: &serde_json::Value) -> Result<ModelDeployment, Vec<String>> {
+    // What the API server validates: `null` in a field that is not nullable is dropped first
+    // (then defaulted, or reported as a missing required field).
+    let mut pruned = value.clone();
+    if let Some(schema) = crd_schema() {
+        prune_nulls(schema, &mut pruned);
+    }
+    let value = &pruned;
     let mut problems = Vec::new();
     if value.get("apiVersion").and_then(|v| v.as_str()) != Some("mlrollout.io/v1alpha1") {
         problems.push("apiVersion must be mlrollout.io/v1alpha1".to_string());
     }
+    problems.extend(schema_problems(value));
     problems.extend(cel_problems(value));
     let resource = match serde_json::from_value::<ModelDeployment>(value.clone()) {
         Ok(r) => r,
@@ -107,20 +117,241 @@ pub fn check_value(value: &serde_json::Value) -> Result<ModelDeployment, Vec<Str
     }
 }
 
-/// CEL rules of the generated CRD, evaluated client-side like the API server would.
-pub fn cel_problems(value: &serde_json::Value) -> Vec<String> {
-    let crd = ModelDeployment::crd();
-    let Some(schema) = crd
-        .spec
-        .versions
-        .first()
-        .and_then(|v| v.schema.as_ref())
-        .and_then(|s| s.open_api_v3_schema.as_ref())
-        .and_then(|s| serde_json::to_value(s).ok())
-    else {
+/// The generated CRD's OpenAPI schema as JSON (generated once).
+fn crd_schema() -> Option<&'static serde_json::Value> {
+    static SCHEMA: std::sync::OnceLock<Option<serde_json::Value>> = std::sync::OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            let crd = ModelDeployment::crd();
+            crd.spec
+                .versions
+                .first()
+                .and_then(|v| v.schema.as_ref())
+                .and_then(|s| s.open_api_v3_schema.as_ref())
+                .and_then(|s| serde_json::to_value(s).ok())
+        })
+        .as_ref()
+}
+
+/// Drops `null` values of fields whose schema is not `nullable`, as the API server does
+/// before defaulting and validation.
+fn prune_nulls(schema: &serde_json::Value, value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(fields) => {
+            let properties = schema.get("properties").and_then(|p| p.as_object());
+            let field_schema = |name: &str| {
+                properties
+                    .and_then(|p| p.get(name))
+                    .or_else(|| schema.get("additionalProperties").filter(|a| a.is_object()))
+            };
+            fields.retain(|name, field| {
+                !field.is_null()
+                    || field_schema(name).is_none_or(|s| s.get("nullable") == Some(&true.into()))
+            });
+            for (name, field) in fields.iter_mut() {
+                if let Some(s) = field_schema(name) {
+                    prune_nulls(s, field);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => {
+            if let Some(s) = schema.get("items") {
+                for item in items {
+                    prune_nulls(s, item);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Structural rules of the generated CRD (OpenAPI `type`, `required`, `enum`, `minimum` /
+/// `maximum`, `minLength` / `maxLength`, `pattern`, `minItems` / `maxItems`), checked
+/// client-side and worded like the API server's answer, e.g.
+/// `spec.serving.port: Invalid value: 70000: spec.serving.port in body should be less than or
+/// equal to 65535`. A required field whose schema has a default counts as present: the server
+/// fills it before validating.
+pub fn schema_problems(value: &serde_json::Value) -> Vec<String> {
+    let Some(schema) = crd_schema() else {
         return vec!["internal error: the CRD has no schema".into()];
     };
-    match kube::core::cel::Validator::new().validate(&schema, value, None) {
+    let mut pruned = value.clone();
+    prune_nulls(schema, &mut pruned);
+    let mut problems = Vec::new();
+    match pruned.get("spec") {
+        Some(spec) => structural("spec", &schema["properties"]["spec"], spec, &mut problems),
+        None => problems.push("spec: Required value".to_string()),
+    }
+    problems
+}
+
+fn structural(
+    path: &str,
+    schema: &serde_json::Value,
+    value: &serde_json::Value,
+    problems: &mut Vec<String>,
+) {
+    use serde_json::Value;
+    // The server's wording: `<path>: Invalid value: <shown>: <path> in body <detail>`.
+    let invalid = |shown: &dyn std::fmt::Display, detail: String| {
+        format!("{path}: Invalid value: {shown}: {path} in body {detail}")
+    };
+    let int_or_string = schema.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true));
+    let wanted = schema_type(schema);
+    let type_ok = match wanted {
+        _ if value.is_null() => true, // nullable here (pruned elsewhere)
+        _ if int_or_string => value.is_i64() || value.is_u64() || value.is_string(),
+        "object" => value.is_object(),
+        "array" => value.is_array(),
+        "string" => value.is_string(),
+        "integer" => value.is_i64() || value.is_u64(),
+        "number" => value.is_number(),
+        "boolean" => value.is_boolean(),
+        _ => true,
+    };
+    if !type_ok {
+        let actual = match value {
+            Value::Object(_) => "object",
+            Value::Array(_) => "array",
+            Value::String(_) => "string",
+            Value::Number(n) if n.is_f64() => "number",
+            Value::Number(_) => "integer",
+            Value::Bool(_) => "boolean",
+            Value::Null => "null",
+        };
+        let wanted = if int_or_string {
+            "int-or-string"
+        } else {
+            wanted
+        };
+        problems.push(invalid(
+            &format!("\"{actual}\""),
+            format!("must be of type {wanted}: \"{actual}\""),
+        ));
+        return;
+    }
+    if let Some(allowed) = schema.get("enum").and_then(|e| e.as_array())
+        && !allowed.contains(value)
+    {
+        let supported: Vec<String> = allowed.iter().map(|v| v.to_string()).collect();
+        problems.push(format!(
+            "{path}: Unsupported value: {value}: supported values: {}",
+            supported.join(", ")
+        ));
+    }
+    let limit = |key: &str| schema.get(key).and_then(|v| v.as_f64());
+    let too_big = |key: &str, measured: f64| limit(key).filter(|max| measured > *max).map(number);
+    let too_small = |key: &str, measured: f64| limit(key).filter(|min| measured < *min).map(number);
+    if let Some(n) = value.as_f64() {
+        if let Some(max) = too_big("maximum", n) {
+            problems.push(invalid(
+                value,
+                format!("should be less than or equal to {max}"),
+            ));
+        }
+        if let Some(min) = too_small("minimum", n) {
+            problems.push(invalid(
+                value,
+                format!("should be greater than or equal to {min}"),
+            ));
+        }
+    }
+    if let Some(text) = value.as_str() {
+        let length = text.chars().count() as f64;
+        if let Some(max) = too_big("maxLength", length) {
+            problems.push(invalid(
+                value,
+                format!("should be at most {max} chars long"),
+            ));
+        }
+        if let Some(min) = too_small("minLength", length) {
+            problems.push(invalid(
+                value,
+                format!("should be at least {min} chars long"),
+            ));
+        }
+        if let Some(pattern) = schema.get("pattern").and_then(|p| p.as_str())
+            && !matches_pattern(pattern, text)
+        {
+            problems.push(invalid(value, format!("should match '{pattern}'")));
+        }
+    }
+    if let Some(items) = value.as_array() {
+        // The server shows the item count as the invalid value.
+        let count = items.len();
+        if let Some(max) = too_big("maxItems", count as f64) {
+            problems.push(invalid(&count, format!("should have at most {max} items")));
+        }
+        if let Some(min) = too_small("minItems", count as f64) {
+            problems.push(invalid(&count, format!("should have at least {min} items")));
+        }
+        if let Some(item_schema) = schema.get("items") {
+            for (i, item) in items.iter().enumerate() {
+                structural(&format!("{path}[{i}]"), item_schema, item, problems);
+            }
+        }
+    }
+    if let Some(fields) = value.as_object() {
+        let properties = schema.get("properties").and_then(|p| p.as_object());
+        if let Some(required) = schema.get("required").and_then(|r| r.as_array()) {
+            for name in required.iter().filter_map(|r| r.as_str()) {
+                let defaulted = properties
+                    .and_then(|p| p.get(name))
+                    .is_some_and(|p| p.get("default").is_some());
+                if !fields.contains_key(name) && !defaulted {
+                    problems.push(format!("{path}.{name}: Required value"));
+                }
+            }
+        }
+        for (name, field) in fields {
+            let field_schema = properties
+                .and_then(|p| p.get(name))
+                .or_else(|| schema.get("additionalProperties").filter(|a| a.is_object()));
+            if let Some(field_schema) = field_schema {
+                structural(&format!("{path}.{name}"), field_schema, field, problems);
+            }
+        }
+    }
+}
+
+fn schema_type(schema: &serde_json::Value) -> &str {
+    schema.get("type").and_then(|t| t.as_str()).unwrap_or("")
+}
+
+/// `100` rather than `100.0`, as the API server prints limits.
+fn number(n: f64) -> String {
+    if n.fract() == 0.0 && n.abs() < 1e15 {
+        format!("{}", n as i64)
+    } else {
+        n.to_string()
+    }
+}
+
+thread_local! {
+    /// Setting up the CEL environment (every Kubernetes function) costs more than a check.
+    static VALIDATOR: kube::core::cel::Validator = kube::core::cel::Validator::new();
+}
+
+/// OpenAPI `pattern`, evaluated by the CEL library's regular expressions (the ones CEL's
+/// `matches` uses), so no second regex engine is needed.
+fn matches_pattern(pattern: &str, text: &str) -> bool {
+    let literal = pattern.replace('\\', "\\\\").replace('\'', "\\'");
+    let schema = serde_json::json!({
+        "type": "string",
+        "x-kubernetes-validations": [{"rule": format!("self.matches('{literal}')")}]
+    });
+    VALIDATOR.with(|v| {
+        v.validate(&schema, &serde_json::Value::String(text.into()), None)
+            .is_ok()
+    })
+}
+
+/// CEL rules of the generated CRD, evaluated client-side like the API server would.
+pub fn cel_problems(value: &serde_json::Value) -> Vec<String> {
+    let Some(schema) = crd_schema() else {
+        return vec!["internal error: the CRD has no schema".into()];
+    };
+    match VALIDATOR.with(|v| v.validate(schema, value, None)) {
         Ok(()) => Vec::new(),
         Err(errors) => errors
             .into_vec()

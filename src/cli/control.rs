@@ -88,23 +88,49 @@ pub fn main(action: Action, target: &Target) -> ExitCode {
     }
 }
 
-async fn execute(action: Action, target: &Target) -> Result<String, kube::Error> {
-    let client = kube::Client::try_default().await?;
+async fn execute(action: Action, target: &Target) -> Result<String, String> {
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| format!("cannot reach the cluster: {e}"))?;
     let namespace = target
         .namespace
         .clone()
         .unwrap_or_else(|| client.default_namespace().to_string());
     let api: Api<ModelDeployment> = Api::namespaced(client, &namespace);
+    let explain = |e| explain_error(e, &namespace, &target.name);
     if let Some(patch) = annotation_patch(action, Timestamp::now()) {
         api.patch(&target.name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
+            .await
+            .map_err(explain)?;
         return Ok(format!(
             "{namespace}/{}: {action:?} requested\n",
             target.name
         ));
     }
-    let resource = api.get(&target.name).await?;
+    let resource = api.get(&target.name).await.map_err(explain)?;
     Ok(render_status(&resource))
+}
+
+/// One line a person can act on: the server's message, not a dump of its `Status`.
+fn explain_error(error: kube::Error, namespace: &str, name: &str) -> String {
+    match error {
+        kube::Error::Api(status) if status.code == 404 => {
+            if status.details.as_ref().is_some_and(|d| d.name == name) {
+                format!("ModelDeployment {namespace}/{name} not found")
+            } else {
+                // No such resource type (CRD not installed) or no such namespace.
+                format!(
+                    "ModelDeployment {namespace}/{name}: {} (is the mlrollout CRD installed?)",
+                    status.message
+                )
+            }
+        }
+        kube::Error::Api(status) => format!(
+            "ModelDeployment {namespace}/{name}: {} ({} {})",
+            status.message, status.code, status.reason
+        ),
+        other => format!("ModelDeployment {namespace}/{name}: {other}"),
+    }
 }
 
 /// A `kubectl argo rollouts get`-style view of a resource.

@@ -140,10 +140,16 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         .map_err(|e| RunError::Setup(e.to_string()))?;
     let election = args.leader_election(client.default_namespace())?;
     let scope = args.scope();
-    let ctx = Context::new(client.clone(), registry, metrics.clone())
-        .with_analyzer(Arc::new(analyzer))
-        .with_drift(Arc::new(EngineDriftCheck::new()))
-        .with_advisor(Arc::new(AnthropicAdvisor::new()));
+    let analyzer = Arc::new(analyzer);
+    let controller_metrics = metrics.clone();
+    // The controller's context on `client` (with leader election: the fenced client, so that
+    // its writes and events stop the moment this replica may no longer lead).
+    let context = move |client: kube::Client| {
+        Context::new(client, registry, controller_metrics)
+            .with_analyzer(analyzer)
+            .with_drift(Arc::new(EngineDriftCheck::new()))
+            .with_advisor(Arc::new(AnthropicAdvisor::new()))
+    };
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -161,7 +167,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         stopped(stop_rx.clone()),
     ));
     match election {
-        None => controller::run(ctx, scope, health, stopped(stop_rx)).await,
+        None => controller::run(context(client), scope, health, stopped(stop_rx)).await,
         Some(election) => {
             tracing::info!(
                 lease = %election.lease_name,
@@ -172,9 +178,16 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
             let controller_health = health.clone();
             // A lost lease returns at once (the process exits non-zero and Kubernetes restarts
             // it as a standby); the metrics server is not drained.
-            leader::run(client, election, health, stopped(stop_rx), move |stop| {
-                controller::run(ctx, scope, controller_health, stop)
-            })
+            leader::run(
+                client.clone(),
+                election,
+                health,
+                stopped(stop_rx),
+                move |stop| {
+                    let ctx = context(stop.fence(client));
+                    controller::run(ctx, scope, controller_health, stop)
+                },
+            )
             .await?;
         }
     }

@@ -367,7 +367,20 @@ pub fn decide(input: DecideInput<'_>) -> Decision {
                 ),
             ),
         ),
-        None => {}
+        // No check in this reconcile: the last result still stands, now for this generation
+        // (`kubectl wait --for=condition=DriftChecked` waits while a condition's
+        // observedGeneration is behind metadata.generation, i.e. after any spec edit until the
+        // next check).
+        None => {
+            if input.spec.drift.is_some()
+                && let Some(c) = status
+                    .conditions
+                    .iter_mut()
+                    .find(|c| c.type_ == DRIFT_CHECKED)
+            {
+                c.observed_generation = input.generation;
+            }
+        }
     }
     if input.spec.advisor.enabled
         && let Some(advisor) = status.advisor.clone()
@@ -462,11 +475,15 @@ fn children_for(
             apply.push(Child::Deployment(Box::new(d)));
             apply.push(Child::Service(Box::new(s)));
         }
-        None => {
+        // Only what was observed is deleted (a DELETE per reconcile for an absent candidate
+        // is needless write traffic); the Service goes first so that a failed delete leaves
+        // the Deployment observed and the removal is retried.
+        None if input.observed.candidate_deployment.is_some() => {
             let name = super::names::variant_name(input.name, Variant::Candidate);
-            remove.push(Removal::Deployment(name.clone()));
-            remove.push(Removal::Service(name));
+            remove.push(Removal::Service(name.clone()));
+            remove.push(Removal::Deployment(name));
         }
+        None => {}
     }
     let split = Split {
         candidate_weight: status.canary_weight,
@@ -488,7 +505,14 @@ fn children_for(
         ))),
         TrafficProvider::None => {}
     }
-    if let (Some(request), Some(template)) = (job, validated.job_template.as_ref()) {
+    // A Job is created once: when it was observed (running or finished), nothing is sent.
+    let job_observed = matches!(
+        input.observed.lifecycle.job,
+        Some(ref state) if *state != lifecycle::JobState::Missing
+    );
+    if let (Some(request), Some(template), false) =
+        (job, validated.job_template.as_ref(), job_observed)
+    {
         let lineage = Lineage {
             resource: input.name,
             namespace: input.namespace,
@@ -531,6 +555,7 @@ fn describe_problems(problems: &[SpecProblem]) -> String {
 mod tests {
     use super::*;
     use crate::api::ModelDeploymentStatus;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
     fn spec(extra: serde_json::Value) -> ModelDeploymentSpec {
         let mut value = serde_json::json!({
@@ -723,6 +748,32 @@ mod tests {
         assert_eq!(second.status, first.status);
         assert!(second.events.is_empty(), "{:?}", second.events);
         assert_eq!(second.requeue_after, RESYNC);
+    }
+
+    #[test]
+    fn the_last_drift_check_is_restated_for_a_new_generation() {
+        let s = spec(serde_json::json!({"drift": {
+            "reference": {"uri": "s3://d/ref.parquet"}, "current": {"uri": "s3://d/cur.parquet"}
+        }}));
+        let first = run(&s, &Default::default(), Ok("3"), Some(ready_deployment()));
+        let mut status = first.status.clone();
+        status.conditions.push(Condition {
+            type_: DRIFT_CHECKED.into(),
+            status: "True".into(),
+            reason: "Checked".into(),
+            message: "severity ok".into(),
+            last_transition_time: Time(now()),
+            observed_generation: Some(2),
+        });
+        // Generation 3, no check due in this reconcile.
+        let d = run(&s, &status, Ok("3"), Some(ready_deployment()));
+        let drift = condition(&d, DRIFT_CHECKED);
+        assert_eq!(drift.observed_generation, Some(3));
+        assert_eq!(
+            (drift.reason.as_str(), drift.message.as_str()),
+            ("Checked", "severity ok")
+        );
+        assert!(d.events.is_empty(), "{:?}", d.events);
     }
 
     #[test]

@@ -160,11 +160,19 @@ pub async fn reconcile(resource: Arc<ModelDeployment>, ctx: Arc<Context>) -> Res
     outcome
 }
 
-async fn reconcile_inner(resource: &ModelDeployment, ctx: &Context) -> Result<Action> {
-    let name = resource.name_any();
-    let namespace = resource
+async fn reconcile_inner(cached: &ModelDeployment, ctx: &Context) -> Result<Action> {
+    let name = cached.name_any();
+    let namespace = cached
         .namespace()
         .ok_or_else(|| Error::MissingNamespace(name.clone()))?;
+    // Decide on the stored resource, not the watch cache: a reconcile from a stale cache would
+    // apply children for an older status (a route weight moving back) before its status write
+    // is refused. A GET without resourceVersion is a consistent read.
+    let api: Api<ModelDeployment> = Api::namespaced(ctx.client.clone(), &namespace);
+    let Some(fresh) = api.get_opt(&name).await? else {
+        return Ok(Action::await_change());
+    };
+    let resource = &fresh;
     // Deleted resources: children go with them through owner references.
     if resource.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());

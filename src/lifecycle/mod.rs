@@ -171,12 +171,25 @@ pub fn wants(spec: &ModelDeploymentSpec, status: &ModelDeploymentStatus, now: Ti
     phases::wants(spec, status, now)
 }
 
-/// Deterministic name of attempt `number`'s Job (`<name>-retrain-<n>`, at most 63 chars).
+/// Deterministic name of attempt `number`'s Job: `<name>-retrain-<n>`, at most 63 chars.
+/// When the name must be shortened, its tail becomes a hash of the whole name, so two long
+/// names that differ only at the end still get different Jobs.
 pub fn job_name(resource: &str, number: i64) -> String {
     let suffix = format!("-retrain-{number}");
-    let keep = 63usize.saturating_sub(suffix.len());
+    if resource.len() + suffix.len() <= 63 {
+        return format!("{resource}{suffix}");
+    }
+    let hash = format!("-{:07x}", fnv1a(resource.as_bytes()) & 0x0fff_ffff);
+    let keep = 63usize.saturating_sub(suffix.len() + hash.len());
     let base: String = resource.chars().take(keep).collect();
-    format!("{}{suffix}", base.trim_end_matches('-'))
+    format!("{}{hash}{suffix}", base.trim_end_matches('-'))
+}
+
+/// FNV-1a (32 bit): a stable hash for names (not for security).
+fn fnv1a(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5, |hash, byte| {
+        (hash ^ u32::from(*byte)).wrapping_mul(0x0100_0193)
+    })
 }
 
 /// Lineage id of attempt `number` (tagged on the version the Job registers).
@@ -220,4 +233,36 @@ pub fn is_active(phase: Phase) -> bool {
             | Phase::Progressing
             | Phase::Promoted
     )
+}
+
+#[cfg(test)]
+mod job_name_tests {
+    use super::job_name;
+
+    fn is_dns_label(name: &str) -> bool {
+        name.len() <= 63
+            && name.starts_with(|c: char| c.is_ascii_lowercase())
+            && name.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    }
+
+    #[test]
+    fn short_names_keep_the_plain_form() {
+        assert_eq!(job_name("fraud", 3), "fraud-retrain-3");
+    }
+
+    #[test]
+    fn long_names_stay_valid_and_distinct_for_every_attempt() {
+        let a = format!("{}a", "m".repeat(52));
+        let b = format!("{}b", "m".repeat(52));
+        for number in [1, 9, 10, 99, 12_345, i64::from(u32::MAX)] {
+            let (ja, jb) = (job_name(&a, number), job_name(&b, number));
+            assert!(is_dns_label(&ja), "{ja}");
+            assert!(is_dns_label(&jb), "{jb}");
+            assert_ne!(ja, jb, "attempt {number}");
+            assert!(ja.ends_with(&format!("-retrain-{number}")), "{ja}");
+        }
+    }
 }

@@ -2045,6 +2045,32 @@ fn resume_request_lifts_an_analysis_pause_and_restarts_the_step() {
 }
 
 #[test]
+fn the_cli_resume_lifts_a_manual_pause_without_an_ignored_request() {
+    // `mlrollout resume` removes the pause annotation and sets mlrollout.io/resume at once.
+    let paused = ModelDeploymentStatus {
+        paused: true,
+        pause_reason: Some("manual".into()),
+        ..at_step(0, 10, 0)
+    };
+    let out = run(
+        &spec(),
+        &paused,
+        &with_manual(Request::Resume, "t1"),
+        at(HOUR),
+    );
+    assert!(!out.status.paused);
+    assert_eq!(out.status.pause_reason, None);
+    assert_eq!(reasons(&out), vec!["Resumed"]);
+    assert_eq!(
+        out.status
+            .handled_requests
+            .get(manual::RESUME)
+            .map(String::as_str),
+        Some("t1")
+    );
+}
+
+#[test]
 fn resume_when_not_paused_is_ignored() {
     let out = run(
         &spec(),

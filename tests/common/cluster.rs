@@ -86,8 +86,12 @@ fn start_private_cluster() -> PathBuf {
 
 fn read_cluster_env(dir: &Path) -> Cluster {
     let path = dir.join("cluster.env");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{} is not readable ({e}): is the cluster up?", path.display()));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{} is not readable ({e}): is the cluster up?",
+            path.display()
+        )
+    });
     let values: BTreeMap<&str, &str> = text
         .lines()
         .filter_map(|line| line.split_once('='))
@@ -204,15 +208,33 @@ impl Cluster {
             assert!(status.success(), "openssl {args:?} failed");
         };
         run(&[
-            "req".as_ref(), "-newkey".as_ref(), "rsa:2048".as_ref(), "-nodes".as_ref(),
-            "-keyout".as_ref(), key.as_os_str(), "-out".as_ref(), csr.as_os_str(),
-            "-subj".as_ref(), subject.as_ref(),
+            "req".as_ref(),
+            "-newkey".as_ref(),
+            "rsa:2048".as_ref(),
+            "-nodes".as_ref(),
+            "-keyout".as_ref(),
+            key.as_os_str(),
+            "-out".as_ref(),
+            csr.as_os_str(),
+            "-subj".as_ref(),
+            subject.as_ref(),
         ]);
         run(&[
-            "x509".as_ref(), "-req".as_ref(), "-in".as_ref(), csr.as_os_str(),
-            "-CA".as_ref(), self.ca.as_os_str(), "-CAkey".as_ref(), self.ca_key.as_os_str(),
-            "-CAcreateserial".as_ref(), "-out".as_ref(), crt.as_os_str(),
-            "-days".as_ref(), "2".as_ref(), "-extfile".as_ref(), ext.as_os_str(),
+            "x509".as_ref(),
+            "-req".as_ref(),
+            "-in".as_ref(),
+            csr.as_os_str(),
+            "-CA".as_ref(),
+            self.ca.as_os_str(),
+            "-CAkey".as_ref(),
+            self.ca_key.as_os_str(),
+            "-CAcreateserial".as_ref(),
+            "-out".as_ref(),
+            crt.as_os_str(),
+            "-days".as_ref(),
+            "2".as_ref(),
+            "-extfile".as_ref(),
+            ext.as_os_str(),
         ]);
         let path = dir.join("kubeconfig");
         let text = format!(
@@ -231,9 +253,10 @@ impl Cluster {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let path = self.kubeconfig_for(user, groups);
         let kubeconfig = Kubeconfig::read_from(&path).expect("kubeconfig readable");
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-            .await
-            .expect("kubeconfig usable");
+        let config =
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                .await
+                .expect("kubeconfig usable");
         kube::Client::try_from(config).expect("client")
     }
 

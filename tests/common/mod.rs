@@ -6,7 +6,6 @@
 #![allow(dead_code)]
 
 pub mod cluster;
-pub mod fake_api;
 pub mod http;
 pub mod mlflow;
 pub mod operator;

@@ -1,6 +1,6 @@
-//! Running the real controller in tests: the in-memory API, an in-memory registry, scripted
-//! analysis and drift (test doubles behind the real traits), a virtual clock that follows
-//! tokio's (paused) time, and a "kubelet" that marks Deployments ready.
+//! Running the real controller in tests on the real API server (see [`super::cluster`]): an
+//! in-memory registry, scripted analysis and drift (test doubles behind the real traits), a
+//! scaled virtual clock, and what a training container does (register a version, exit).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -10,17 +10,22 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use mlrollout::analysis::{Analyzer, MeasureRequest, MetricMeasurement, judge, query_error};
-use mlrollout::api::{DriftSummary, ModelDeployment};
+use mlrollout::api::{DriftSummary, ModelDeployment, ModelDeploymentStatus, Phase};
+use mlrollout::controller::names::FIELD_MANAGER;
 use mlrollout::controller::observe::DriftCheck;
 use mlrollout::controller::{self, Context, WatchScope};
 use mlrollout::lifecycle::DriftObservation;
 use mlrollout::metrics::Metrics;
+use mlrollout::registry::ModelRegistry;
 use mlrollout::registry::memory::InMemoryRegistry;
 use mlrollout::server::Health;
 use tokio::sync::oneshot;
+
+use super::cluster::{eventually, finish_job};
 
 /// Analysis double: metric values per (metric, variant) set by the test, judged by the real
 /// verdict logic. A missing value is no data; `fail_queries` makes every query an error.
@@ -181,7 +186,9 @@ impl ScaledClock {
         Fut: std::future::Future<Output = Option<T>>,
     {
         let deadline = self.elapsed() + limit;
-        let poll = self.real(Duration::from_secs(1)).max(Duration::from_millis(20));
+        let poll = self
+            .real(Duration::from_secs(1))
+            .max(Duration::from_millis(20));
         loop {
             if let Some(v) = check().await {
                 return v;
@@ -197,31 +204,36 @@ impl ScaledClock {
 /// Longest real wait between reconciles in tests that run on a [`ScaledClock`].
 pub const TEST_MAX_REQUEUE: Duration = Duration::from_millis(200);
 
-/// A running controller.
+/// A running controller, scoped to the test's namespace(s).
 pub struct Operator {
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Operator {
+    /// Starts the real controller on `client` with the test doubles, the injected `clock`
+    /// (usually [`ScaledClock::controller_clock`]) and requeues capped at [`TEST_MAX_REQUEUE`]
+    /// so it sees virtual time move. `scope` must name the test's own namespace(s): the
+    /// cluster is shared.
     pub fn start(
         client: kube::Client,
-        registry: Arc<InMemoryRegistry>,
+        registry: Arc<dyn ModelRegistry>,
         analyzer: Arc<ScriptedAnalyzer>,
         drift: Arc<ScriptedDrift>,
         clock: controller::Clock,
+        scope: WatchScope,
     ) -> Operator {
+        assert!(
+            scope.namespaces().is_some(),
+            "tests share the cluster: scope the operator to the test's namespaces"
+        );
         let ctx = Context::new(client, registry, Metrics::default())
             .with_analyzer(analyzer)
             .with_drift(drift)
-            .with_clock(clock);
+            .with_clock(clock)
+            .with_max_requeue(TEST_MAX_REQUEUE);
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(controller::run(
-            ctx,
-            WatchScope::AllNamespaces,
-            Health::new(),
-            rx.map(|_| ()),
-        ));
+        let task = tokio::spawn(controller::run(ctx, scope, Health::new(), rx.map(|_| ())));
         Operator {
             stop: Some(tx),
             task: Some(task),
@@ -241,54 +253,53 @@ impl Operator {
     }
 }
 
-/// Plays the kubelet and the Deployment controller: every Deployment whose name ends with one
-/// of `ready_suffixes` reports all replicas ready for its current generation.
-pub fn kubelet(
-    client: kube::Client,
+/// Waits (real time) until Deployment `namespace/name` is rolled out: the Deployment
+/// controller saw its latest spec and every replica is updated and ready (kwok plays the
+/// kubelet). Returns the Deployment.
+pub async fn deployment_ready(
+    client: &kube::Client,
     namespace: &str,
-    ready_suffixes: Arc<Mutex<Vec<String>>>,
-) -> tokio::task::JoinHandle<()> {
-    let api: Api<Deployment> = Api::namespaced(client, namespace);
-    tokio::spawn(async move {
-        loop {
-            if let Ok(list) = api.list(&ListParams::default()).await {
-                for d in list.items {
-                    let name = d.metadata.name.clone().unwrap_or_default();
-                    if !ready_suffixes
-                        .lock()
-                        .unwrap()
-                        .iter()
-                        .any(|s| name.ends_with(s.as_str()))
-                    {
-                        continue;
-                    }
-                    let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-                    let generation = d.metadata.generation.unwrap_or(1);
-                    let current = d.status.as_ref();
-                    let done = current.is_some_and(|s| {
-                        s.observed_generation == Some(generation)
-                            && s.ready_replicas == Some(replicas)
-                    });
-                    if !done {
-                        let status = serde_json::json!({"status": {
-                            "observedGeneration": generation, "replicas": replicas,
-                            "readyReplicas": replicas, "availableReplicas": replicas, "updatedReplicas": replicas
-                        }});
-                        let _ = api
-                            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
-                            .await;
-                    }
-                }
-            }
-            tokio::time::sleep(Duration::from_secs(2)).await;
-        }
-    })
+    name: &str,
+    limit: Duration,
+) -> Deployment {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    eventually(
+        &format!("Deployment {namespace}/{name} ready"),
+        limit,
+        || async {
+            let d = api.get_opt(name).await.ok()??;
+            let replicas = d.spec.as_ref()?.replicas.unwrap_or(1);
+            let status = d.status.as_ref()?;
+            let done = status.observed_generation >= d.metadata.generation
+                && status.updated_replicas.unwrap_or(0) == replicas
+                && status.ready_replicas.unwrap_or(0) == replicas;
+            done.then_some(d)
+        },
+    )
+    .await
+}
+
+/// The attempt id a retraining Job passes to its training code (`MLROLLOUT_ATTEMPT_ID`).
+pub async fn job_attempt_id(client: &kube::Client, namespace: &str, job_name: &str) -> String {
+    let api: Api<Job> = Api::namespaced(client.clone(), namespace);
+    let job = api.get(job_name).await.expect("job exists");
+    let env = job
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .map(|s| s.containers[0].env.clone().unwrap_or_default())
+        .unwrap_or_default();
+    env.iter()
+        .find(|e| e.name == "MLROLLOUT_ATTEMPT_ID")
+        .and_then(|e| e.value.clone())
+        .expect("the Job carries its attempt id")
 }
 
 // The arguments are what a training run decides; a struct would only rename them.
 #[allow(clippy::too_many_arguments)]
-/// Completes a retraining Job the way a cluster would, after "training" registered a version
-/// tagged with the Job's attempt id.
+/// Plays a training container: on success it registers `version` tagged with the Job's
+/// attempt id (read from the Job's env, as training code would), then the Job's Pod exits
+/// (0 or 1) and the real Job controller marks the Job Complete or Failed.
 pub async fn complete_job(
     client: &kube::Client,
     namespace: &str,
@@ -299,25 +310,7 @@ pub async fn complete_job(
     metrics: &[(&str, f64)],
     succeed: bool,
 ) {
-    let api: Api<Job> = Api::namespaced(client.clone(), namespace);
-    let job = api.get(job_name).await.expect("job exists");
-    let env = job
-        .spec
-        .as_ref()
-        .unwrap()
-        .template
-        .spec
-        .as_ref()
-        .unwrap()
-        .containers[0]
-        .env
-        .clone()
-        .unwrap_or_default();
-    let attempt = env
-        .iter()
-        .find(|e| e.name == "MLROLLOUT_ATTEMPT_ID")
-        .and_then(|e| e.value.clone())
-        .expect("the Job carries its attempt id");
+    let attempt = job_attempt_id(client, namespace, job_name).await;
     if succeed {
         registry.register(
             model,
@@ -326,58 +319,75 @@ pub async fn complete_job(
             &[("mlrollout.io/attempt", attempt.as_str())],
         );
     }
-    let condition = if succeed { "Complete" } else { "Failed" };
-    let status = serde_json::json!({"status": {
-        "conditions": [{"type": condition, "status": "True", "reason": if succeed {"Completed"} else {"BackoffLimitExceeded"}, "message": "scripted"}],
-        "succeeded": if succeed {1} else {0}, "failed": if succeed {0} else {1}
-    }});
-    api.patch_status(job_name, &PatchParams::default(), &Patch::Merge(&status))
-        .await
-        .expect("job status");
+    finish_job(client, namespace, job_name, succeed).await;
 }
 
-/// Polls `check` every virtual second until it returns `Some`, up to `limit` of virtual time.
-pub async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        if tokio::time::Instant::now() > deadline {
-            panic!("timed out after {limit:?} (virtual) waiting for: {what}");
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+/// Writes `status` the way the operator does: a server-side apply of the complete status by
+/// the field manager `mlrollout`, locked on the resourceVersion it was computed from. Returns
+/// false on a 409 Conflict (someone wrote in between: read again and retry).
+pub async fn apply_status(
+    client: &kube::Client,
+    resource: &ModelDeployment,
+    status: &ModelDeploymentStatus,
+) -> bool {
+    let namespace = resource.metadata.namespace.clone().unwrap_or_default();
+    let name = resource.metadata.name.clone().unwrap_or_default();
+    let api: Api<ModelDeployment> = Api::namespaced(client.clone(), &namespace);
+    let body = mlrollout::controller::act::status_apply_body(resource, status).expect("body");
+    match api
+        .patch_status(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await
+    {
+        Ok(_) => true,
+        Err(kube::Error::Api(e)) if e.code == 409 => false,
+        Err(e) => panic!("status apply of {namespace}/{name}: {e}"),
     }
 }
 
-/// Creates `resource`, waits until it serves its stable version, then puts candidate version 4
-/// at the first canary step (10 %), as if the shadow phase had passed.
-pub async fn at_first_canary_step(client: &kube::Client, resource: &ModelDeployment) {
+/// Creates `resource`, waits (real time) until it serves its stable version, then puts
+/// candidate version 4 at the first canary step (10 %), as if the shadow phase had passed
+/// at `now` (the operator's clock).
+pub async fn at_first_canary_step(
+    client: &kube::Client,
+    resource: &ModelDeployment,
+    now: Timestamp,
+) {
     let namespace = resource.metadata.namespace.clone().unwrap_or_default();
     let name = resource.metadata.name.clone().unwrap_or_default();
     let mdeps: Api<ModelDeployment> = Api::namespaced(client.clone(), &namespace);
     mdeps
-        .create(&kube::api::PostParams::default(), resource)
+        .create(&PostParams::default(), resource)
         .await
         .expect("resource created");
-    wait_for(
+    eventually(
         "the stable version serves",
         Duration::from_secs(60),
         || async {
             let status = mdeps.get(&name).await.ok()?.status?;
-            (status.phase == mlrollout::api::Phase::Stable).then_some(())
+            (status.phase == Phase::Stable).then_some(())
         },
     )
     .await;
-    let at_step = serde_json::json!({"status": {"phase": "Progressing", "candidateVersion": "4",
-        "candidateSource": "registry", "currentStep": 0, "canaryWeight": 10,
-        "phaseStartedAt": Timestamp::now().to_string()}});
-    mdeps
-        .patch_status(&name, &PatchParams::default(), &Patch::Merge(&at_step))
-        .await
-        .expect("status patched");
+    eventually(
+        "the canary step seeded",
+        Duration::from_secs(30),
+        || async {
+            let current = mdeps.get(&name).await.ok()?;
+            let mut status = current.status.clone().unwrap_or_default();
+            status.phase = Phase::Progressing;
+            status.candidate_version = Some("4".into());
+            status.candidate_source = Some("registry".into());
+            status.current_step = Some(0);
+            status.canary_weight = 10;
+            status.mirror_percent = 0;
+            status.phase_started_at = Some(Time(now));
+            status.analysis = None;
+            apply_status(client, &current, &status).await.then_some(())
+        },
+    )
+    .await;
 }

@@ -66,7 +66,8 @@ stop_all() {
             sleep 0.1
         done
     done
-    rm -f "$pids"
+    # Kept for the record (tests check that what was started is gone).
+    mv -f "$pids" "$pids.stopped"
 }
 
 if [ "$cmd" = down ]; then
@@ -80,7 +81,7 @@ if [ -f "$pids" ]; then
     log "stopping the processes of an earlier 'up' in $dir"
     stop_all
 fi
-rm -rf "$dir/etcd" "$dir/pki" "$dir/logs"
+rm -rf "$dir/etcd" "$dir/pki" "$dir/logs" "$pids.stopped"
 mkdir -p "$dir/logs" "$dir/pki"
 trap 'rc=$?; if [ $rc -ne 0 ]; then stop_all; fi; exit $rc' EXIT
 
@@ -145,7 +146,7 @@ start etcd etcd --data-dir="$dir/etcd" \
     --listen-peer-urls="http://127.0.0.1:$peer_port" --initial-advertise-peer-urls="http://127.0.0.1:$peer_port" \
     --initial-cluster="default=http://127.0.0.1:$peer_port" --unsafe-no-fsync=true --log-level=warn \
     --listen-metrics-urls=""
-wait_for etcd 30 curl -sf "http://127.0.0.1:$etcd_port/health"
+wait_for etcd "${MLROLLOUT_CLUSTER_START_TIMEOUT:-30}" curl -sf "http://127.0.0.1:$etcd_port/health"
 
 # ------------------------------------------------------------------ kube-apiserver
 # Every write (who, what, when, answer) goes to logs/audit.log: tests read it to prove who
@@ -175,7 +176,7 @@ start kube-apiserver kube-apiserver --etcd-servers="http://127.0.0.1:$etcd_port"
 curl_admin() {
     curl -sf --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" "$@"
 }
-wait_for kube-apiserver 90 curl_admin "$server/readyz"
+wait_for kube-apiserver "${MLROLLOUT_CLUSTER_START_TIMEOUT:-90}" curl_admin "$server/readyz"
 
 kubeconfig="$dir/kubeconfig"
 cat >"$kubeconfig" <<EOF
@@ -290,7 +291,17 @@ if [ "$control_plane_only" = 0 ]; then
         --storage.tsdb.path="$dir/prometheus/data" --web.listen-address="127.0.0.1:$prom_port"
     wait_for mlflow 120 curl -sf "http://127.0.0.1:$mlflow_port/health"
     wait_for prometheus 60 curl -sf "http://127.0.0.1:$prom_port/-/ready"
-    echo "export MLFLOW_TRACKING_URI=http://127.0.0.1:$mlflow_port"
+    mlflow_url="http://127.0.0.1:$mlflow_port"
+    # The bundled example serves `fraud-detector@champion`: register a first version of it.
+    log "registering fraud-detector v1 (champion) in MLflow"
+    "$MLROLLOUT_PYTHON" "$here/../scripts/train_models.py" --tracking-uri "$mlflow_url" \
+        --model-name fraud-detector --seed 1 >"$dir/logs/train.log" 2>&1 \
+        || die "registering the example model failed; see $dir/logs/train.log"
+    curl -sf -X POST -H 'Content-Type: application/json' \
+        -d '{"name": "fraud-detector", "alias": "champion", "version": "1"}' \
+        "$mlflow_url/api/2.0/mlflow/registered-models/alias" >/dev/null \
+        || die "setting the champion alias failed (MLflow at $mlflow_url)"
+    echo "export MLFLOW_TRACKING_URI=$mlflow_url"
     echo "export PROMETHEUS_URL=http://127.0.0.1:$prom_port"
 fi
 
@@ -302,3 +313,4 @@ fi
 
 log "up: API server $server, kwok $([ "$kwok_ok" = 1 ] && echo on || echo off), logs in $dir/logs"
 echo "export KUBECONFIG=$kubeconfig"
+echo "export PATH=$bin:\$PATH"

@@ -24,6 +24,11 @@ req="$script_dir/requirements.txt"
 pyenv="${MLROLLOUT_PYENV:-$repo/target/pyenv}"
 python_bin="${PYTHON:-python3}"
 
+# One install at a time (parallel test binaries or a person's `cluster.sh up` may all ask).
+mkdir -p "$repo/target"
+exec 9>"$repo/target/.install.lock"
+flock 9
+
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then
         "$@"

@@ -13,8 +13,15 @@ tests/rbac.rs.
     explicitly and listed under "skipped";
   - checks: security context, probes, ports, args and env, RBAC rule comments, bindings.
 
-Usage: chart_check.py [--rbac-only]. Prints ONE JSON document on stdout; "failures" lists every
-problem and "ok" is true when there is none. Exit status 0 unless the script itself broke.
+Usage: chart_check.py [--rbac-only [--release NAME] [--namespace NS] [--watch-namespaces A,B]].
+Prints ONE JSON document on stdout; "failures" lists every problem and "ok" is true when there is
+none. Exit status 0 unless the script itself broke.
+
+--rbac-only renders the "default" and "namespaced" scenarios only and prints, per scenario, the
+RBAC objects in a compact form ("rbac") and the rendered ServiceAccount and RBAC manifests as
+they are ("manifests", for tests/rbac.rs to apply to a real API server). --release and
+--namespace set the release name and namespace (so that cluster-scoped names are unique on a
+shared test cluster); --watch-namespaces replaces the namespaced scenario's watchNamespaces.
 """
 
 import hashlib
@@ -106,10 +113,10 @@ def merged(values):
     return helm.Chart.load(CHART).merge_values(values)
 
 
-def render(values):
+def render(values, release_name=RELEASE, namespace=NAMESPACE):
     """(manifest text by source template, objects) of `helm install --dry-run=client`."""
-    with helm.Config(namespace=NAMESPACE, storage_driver="memory") as config:
-        release = config.install(CHART, RELEASE, values, namespace=NAMESPACE, dry_run="client")
+    with helm.Config(namespace=namespace, storage_driver="memory") as config:
+        release = config.install(CHART, release_name, values, namespace=namespace, dry_run="client")
     manifest = release["manifest"]
     sources = {}
     objects = []
@@ -418,6 +425,20 @@ def must_fail(failures):
     return out
 
 
+RBAC_MANIFEST_KINDS = ("ServiceAccount", "ClusterRole", "Role", "ClusterRoleBinding", "RoleBinding")
+
+
+def option(flag, default):
+    """The value after `flag` on the command line, else `default`."""
+    args = sys.argv[1:]
+    if flag in args:
+        i = args.index(flag)
+        if i + 1 >= len(args):
+            raise SystemExit("%s needs a value" % flag)
+        return args[i + 1]
+    return default
+
+
 def main():
     failures = []
     result = {
@@ -427,10 +448,34 @@ def main():
         "kubernetes_versions": KUBE_VERSIONS,
     }
     if "--rbac-only" in sys.argv[1:]:
+        release_name = option("--release", RELEASE)
+        namespace = option("--namespace", NAMESPACE)
+        watch = option("--watch-namespaces", None)
+        result["release"] = release_name
+        result["namespace"] = namespace
         result["scenarios"] = {}
         for name in ("default", "namespaced"):
-            _, objects = render(SCENARIOS[name])
-            result["scenarios"][name] = {"values": SCENARIOS[name], "rbac": rbac_of(objects)}
+            values = dict(SCENARIOS[name])
+            if name == "namespaced" and watch is not None:
+                values["watchNamespaces"] = [n for n in watch.split(",") if n]
+            _, objects = render(values, release_name, namespace)
+            result["scenarios"][name] = {
+                "values": values,
+                "rbac": rbac_of(objects),
+                "manifests": [
+                    item["object"]
+                    for item in objects
+                    if item["object"].get("kind") in RBAC_MANIFEST_KINDS
+                ],
+                # What the operator container runs (`run --lease-name=... --namespace=...`).
+                "args": [
+                    arg
+                    for item in objects
+                    if item["object"].get("kind") == "Deployment"
+                    for container in containers_of(item["object"])[1]
+                    for arg in container.get("args", [])
+                ],
+            }
     else:
         result["lint"] = lint(failures)
         result["scenarios"] = {name: check_scenario(name, values, failures) for name, values in SCENARIOS.items()}

@@ -5,6 +5,9 @@ use super::*;
 /// Records and applies one-shot manual requests; returns whether retraining was requested.
 pub(super) fn apply_manual(cx: &mut Ctx<'_>, manual: &ManualInput) -> bool {
     let manual_pause = cx.status.pause_reason.as_deref() == Some(PAUSE_MANUAL);
+    // `mlrollout resume` removes the pause annotation and sets `mlrollout.io/resume` in one
+    // write: that resume request is answered by the removal, not ignored.
+    let mut resumed = false;
     if manual.paused && !cx.status.paused {
         pause(
             cx,
@@ -13,6 +16,7 @@ pub(super) fn apply_manual(cx: &mut Ctx<'_>, manual: &ManualInput) -> bool {
         );
     } else if !manual.paused && cx.status.paused && manual_pause {
         resume(cx, "the mlrollout.io/pause annotation was removed");
+        resumed = true;
     }
     let mut retrain = false;
     for (request, value) in &manual.requests {
@@ -91,7 +95,7 @@ pub(super) fn apply_manual(cx: &mut Ctx<'_>, manual: &ManualInput) -> bool {
             Request::Resume => {
                 if cx.status.paused {
                     resume(cx, "resumed by a person");
-                } else {
+                } else if !resumed {
                     ignored(cx, "resume");
                 }
             }

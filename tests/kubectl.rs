@@ -1,0 +1,408 @@
+//! kubectl as users see it: with the operator reconciling a resource on the real API server,
+//! `kubectl get mdep` (printer columns), `kubectl get mdep -o yaml` (conditions with
+//! observedGeneration), `kubectl explain` (field docs from our CRD) and `kubectl describe`
+//! (our Events). Expectations come from the CRD (`ModelDeployment::crd()`) and from the object
+//! as the API returns it, so what is checked is kubectl's rendering of real server state.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaProps;
+use kube::CustomResourceExt;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use mlrollout::api::{ModelDeployment, Phase};
+use mlrollout::controller::{self, Context, WatchScope};
+use mlrollout::metrics::Metrics;
+use mlrollout::registry::memory::InMemoryRegistry;
+use mlrollout::server::Health;
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use common::cluster::{self, cluster, eventually};
+use common::operator::{ScriptedDrift, TEST_MAX_REQUEUE};
+
+const NAME: &str = "fraud-detector";
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn resource(namespace: &str) -> ModelDeployment {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "mlrollout.io/v1alpha1", "kind": "ModelDeployment",
+        "metadata": {"name": NAME, "namespace": namespace},
+        "spec": {
+            "model": {"trackingUri": "http://127.0.0.1:9", "name": NAME},
+            "serving": {"replicas": 1},
+            "traffic": {"provider": "gatewayAPI", "parentRefs": [{"name": "gw"}]},
+            "drift": {"reference": {"uri": "s3://data/reference.parquet"},
+                      "current": {"uri": "s3://data/current.parquet"}, "interval": "1h"},
+            "shadow": {"duration": "1h"},
+            "rollout": {"steps": [10, 50, 100], "stepDuration": "1h"}
+        }
+    }))
+    .expect("resource")
+}
+
+/// Runs kubectl (off the async workers) and returns its stdout; fails the test on a non-zero
+/// exit, with stderr.
+async fn kubectl(args: &[&str]) -> String {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let output = cluster()
+            .kubectl()
+            .args(&args)
+            .output()
+            .expect("kubectl runs");
+        assert!(
+            output.status.success(),
+            "kubectl {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).expect("kubectl prints UTF-8")
+    })
+    .await
+    .expect("kubectl task")
+}
+
+struct Operator {
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Operator {
+    fn start(client: kube::Client, namespace: &str, registry: Arc<InMemoryRegistry>) -> Self {
+        let drift = Arc::new(ScriptedDrift::default());
+        drift.set("medium");
+        let ctx = Context::new(client, registry, Metrics::default())
+            .with_drift(drift)
+            .with_max_requeue(TEST_MAX_REQUEUE);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(controller::run(
+            ctx,
+            WatchScope::Namespace(namespace.to_string()),
+            Health::new(),
+            stopped.map(|_| ()),
+        ));
+        Operator { stop, task }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .expect("operator stops")
+            .expect("operator did not panic");
+    }
+}
+
+/// The value a `.a.b.c` printer-column path selects, as `kubectl get` shows it.
+fn column_value(object: &Value, json_path: &str) -> String {
+    let pointer = json_path.replace('.', "/");
+    match object.pointer(&pointer) {
+        None | Some(Value::Null) => "<none>".into(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+fn schema_at<'a>(root: &'a JSONSchemaProps, path: &[&str]) -> &'a JSONSchemaProps {
+    path.iter().fold(root, |schema, field| {
+        &schema.properties.as_ref().expect("an object schema")[*field]
+    })
+}
+
+fn squash(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn explain_type(schema: &JSONSchemaProps) -> String {
+    match schema.type_.as_deref() {
+        Some("object") => "<Object>".into(),
+        Some("array") => "<[]Object>".into(),
+        Some(t) => format!("<{t}>"),
+        None => "<Object>".into(),
+    }
+}
+
+async fn our_event_reasons(client: &kube::Client, namespace: &str) -> BTreeSet<String> {
+    let events: Api<Event> = Api::namespaced(client.clone(), namespace);
+    let list = events
+        .list(&ListParams::default())
+        .await
+        .expect("events list");
+    list.items
+        .into_iter()
+        .filter(|e| {
+            e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(NAME)
+                && e.reporting_controller.as_deref() == Some("mlrollout")
+        })
+        .filter_map(|e| e.reason)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_shows_what_the_operator_did() {
+    let client = cluster::client().await;
+    let ns = cluster::namespace(&client, "kubectl").await;
+    let registry = Arc::new(InMemoryRegistry::new());
+    for v in 1..=4 {
+        registry.register(NAME, v, &[("accuracy", 0.8)], &[]);
+    }
+    registry.set_alias(NAME, "champion", 3);
+    let operator = Operator::start(client.clone(), &ns, registry.clone());
+
+    // Drive the resource somewhere with a value in every column: version 3 stable and ready,
+    // drift checked (medium), version 4 at the first canary step (10 %).
+    let api: Api<ModelDeployment> = Api::namespaced(client.clone(), &ns);
+    api.create(&PostParams::default(), &resource(&ns))
+        .await
+        .expect("resource created");
+    eventually("version 3 stable, ready, drift checked", LIMIT, || async {
+        let s = api.get(NAME).await.ok()?.status?;
+        let ready = s
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True");
+        (s.phase == Phase::Stable
+            && s.stable_version.as_deref() == Some("3")
+            && ready
+            && s.drift.as_ref().is_some_and(|d| d.severity == "medium"))
+        .then_some(())
+    })
+    .await;
+    registry.set_alias(NAME, "champion", 4);
+    eventually("version 4 in shadow", LIMIT, || async {
+        let s = api.get(NAME).await.ok()?.status?;
+        (s.phase == Phase::Shadow && s.candidate_version.as_deref() == Some("4")).then_some(())
+    })
+    .await;
+    let promote = serde_json::json!({"metadata": {"annotations": {
+        "mlrollout.io/promote": "next@2027-01-15T08:00:00Z"}}});
+    api.patch(NAME, &PatchParams::default(), &Patch::Merge(&promote))
+        .await
+        .expect("promote requested");
+    let current = eventually("version 4 at 10 %", LIMIT, || async {
+        let md = api.get(NAME).await.ok()?;
+        let s = md.status.as_ref()?;
+        (s.phase == Phase::Progressing && s.canary_weight == 10).then_some(md)
+    })
+    .await;
+
+    // kubectl get mdep: the printer columns of our CRD, with the values the API holds.
+    let crd = ModelDeployment::crd();
+    let version = &crd.spec.versions[0];
+    let columns = version
+        .additional_printer_columns
+        .as_ref()
+        .expect("printer columns");
+    let table = kubectl(&["get", "mdep", "-n", &ns]).await;
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines.next().expect("a header").split_whitespace().collect();
+    let mut wanted_header = vec!["NAME".to_string()];
+    wanted_header.extend(columns.iter().map(|c| c.name.to_uppercase()));
+    assert_eq!(header, wanted_header, "{table}");
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows.len(), 1, "{table}");
+    let row = &rows[0];
+    assert_eq!(row.len(), header.len(), "{table}");
+    assert_eq!(row[0], NAME);
+    let object = serde_json::to_value(&current).unwrap();
+    for (column, shown) in columns.iter().zip(&row[1..]) {
+        if column.type_ == "date" {
+            assert!(
+                shown.starts_with(|c: char| c.is_ascii_digit())
+                    && shown.chars().all(|c| c.is_ascii_alphanumeric()),
+                "{}: {shown} in {table}",
+                column.name
+            );
+        } else {
+            assert_eq!(
+                *shown,
+                column_value(&object, &column.json_path),
+                "column {} ({}) in {table}",
+                column.name,
+                column.json_path
+            );
+        }
+    }
+    assert_eq!(
+        &row[1..6],
+        ["Progressing", "3", "4", "10", "medium"],
+        "{table}"
+    );
+    // The short name and the category list the same resource.
+    let by_category = kubectl(&["get", "mlrollout", "-n", &ns, "-o", "name"]).await;
+    assert_eq!(
+        by_category.trim(),
+        format!("modeldeployment.mlrollout.io/{NAME}")
+    );
+
+    // kubectl get -o yaml: every condition says which generation it describes. A spec change
+    // (generation 2) is reflected in every condition once the operator has seen it.
+    let check_yaml = |yaml: String| {
+        let object: Value = serde_yaml::from_str(&yaml).expect("kubectl prints YAML");
+        let generation = object["metadata"]["generation"]
+            .as_i64()
+            .expect("metadata.generation");
+        let status = &object["status"];
+        assert_eq!(status["observedGeneration"].as_i64(), Some(generation));
+        let conditions = status["conditions"].as_array().expect("conditions");
+        let types: BTreeSet<&str> = conditions
+            .iter()
+            .map(|c| c["type"].as_str().unwrap())
+            .collect();
+        for wanted in [
+            "Ready",
+            "RegistrySynced",
+            "Synced",
+            "Progressing",
+            "DriftChecked",
+        ] {
+            assert!(types.contains(wanted), "{wanted} in {types:?}");
+        }
+        for c in conditions {
+            assert_eq!(
+                c["observedGeneration"].as_i64(),
+                Some(generation),
+                "condition {} describes generation {generation}:\n{yaml}",
+                c["type"]
+            );
+            assert!(c["lastTransitionTime"].is_string(), "{c}");
+        }
+        generation
+    };
+    let first = check_yaml(kubectl(&["get", "mdep", NAME, "-n", &ns, "-o", "yaml"]).await);
+    kubectl(&[
+        "patch",
+        "mdep",
+        NAME,
+        "-n",
+        &ns,
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"serving":{"replicas":2}}}"#,
+    ])
+    .await;
+    eventually("the operator observed generation 2", LIMIT, || async {
+        let s = api.get(NAME).await.ok()?.status?;
+        (s.observed_generation == Some(first + 1)).then_some(())
+    })
+    .await;
+    let second = check_yaml(kubectl(&["get", "mdep", NAME, "-n", &ns, "-o", "yaml"]).await);
+    assert_eq!(second, first + 1);
+    // What that means for a user: `kubectl wait` ignores a condition whose observedGeneration
+    // is behind the object's generation.
+    for condition in ["Ready", "RegistrySynced", "Synced", "DriftChecked"] {
+        let waited = kubectl(&[
+            "wait",
+            &format!("--for=condition={condition}=True"),
+            &format!("mdep/{NAME}"),
+            "-n",
+            &ns,
+            "--timeout=20s",
+        ])
+        .await;
+        assert!(waited.contains("condition met"), "{condition}: {waited}");
+    }
+
+    // kubectl explain: the field docs of our CRD as the server publishes them.
+    let root = version
+        .schema
+        .as_ref()
+        .and_then(|s| s.open_api_v3_schema.as_ref())
+        .expect("schema");
+    let thresholds = schema_at(root, &["spec", "drift", "thresholds"]);
+    let explained = kubectl(&["explain", "modeldeployment.spec.drift.thresholds"]).await;
+    assert!(
+        explained.contains("KIND:       ModelDeployment")
+            && explained.contains("GROUP:      mlrollout.io"),
+        "{explained}"
+    );
+    assert!(
+        explained.contains("FIELD: thresholds <Object>"),
+        "{explained}"
+    );
+    let flat = squash(&explained);
+    let description = thresholds.description.as_deref().expect("documented");
+    assert!(flat.contains(&squash(description)), "{explained}");
+    let fields = thresholds.properties.as_ref().expect("fields");
+    assert!(fields.len() >= 5, "{fields:?}");
+    for (name, field) in fields {
+        let heading = format!("{name}\t{}", explain_type(field));
+        assert!(explained.contains(&heading), "{heading:?} in {explained}");
+        let doc = field.description.as_deref().unwrap_or_else(|| {
+            panic!("spec.drift.thresholds.{name} has no description in the CRD")
+        });
+        assert!(
+            flat.contains(&squash(doc)),
+            "the doc of {name} ({doc:?}) in {explained}"
+        );
+        if let Some(values) = &field.enum_ {
+            let values: Vec<String> = values
+                .iter()
+                .map(|v| v.0.as_str().unwrap_or_default().to_string())
+                .collect();
+            let line = format!("enum: {}", values.join(", "));
+            assert!(explained.contains(&line), "{line:?} in {explained}");
+        }
+    }
+
+    // kubectl describe: the status, and our Events (events.k8s.io/v1) in its Events section.
+    let wanted_reasons = [
+        "StableVersionServed",
+        "CandidateFromRegistry",
+        "ShadowStarted",
+        "ManualPromotion",
+    ];
+    let reasons = eventually("our events are recorded", LIMIT, || async {
+        let reasons = our_event_reasons(&client, &ns).await;
+        wanted_reasons
+            .iter()
+            .all(|r| reasons.contains(*r))
+            .then_some(reasons)
+    })
+    .await;
+    let described = kubectl(&["describe", "mdep", NAME, "-n", &ns]).await;
+    assert!(
+        described.contains(&format!("Name:         {NAME}"))
+            && described.contains(&format!("Namespace:    {ns}")),
+        "{described}"
+    );
+    let (top, events) = described
+        .split_once("\nEvents:")
+        .unwrap_or_else(|| panic!("an Events section in {described}"));
+    assert!(squash(top).contains("Phase: Progressing"), "{described}");
+    assert!(squash(top).contains("Canary Weight: 10"), "{described}");
+    let mut rows = events
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("----"));
+    rows.next();
+    let shown: Vec<Vec<&str>> = rows
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|cols| cols.len() >= 4)
+        .collect();
+    let shown_reasons: BTreeSet<&str> = shown.iter().map(|cols| cols[1]).collect();
+    for reason in &reasons {
+        assert!(
+            shown_reasons.contains(reason.as_str()),
+            "event {reason} in the Events section:\n{events}"
+        );
+    }
+    assert!(
+        shown
+            .iter()
+            .all(|cols| matches!(cols[0], "Normal" | "Warning")),
+        "{events}"
+    );
+    assert!(
+        events.contains("mlrollout"),
+        "the From column names the operator:\n{events}"
+    );
+
+    operator.stop().await;
+    cluster::delete_namespace(&client, &ns).await;
+}
