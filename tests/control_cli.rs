@@ -228,7 +228,7 @@ async fn each_command_writes_its_annotation_on_the_real_object() {
         let out = ok(&args).await;
         let after = Timestamp::now();
         assert!(
-            out.starts_with(&format!("{ns}/{NAME}: ")) && out.trim_end().ends_with("requested"),
+            out.starts_with(&format!("{ns}/{NAME}: ")) && out.contains(" requested ("),
             "{args:?}: {out}"
         );
         let md = api.get(NAME).await.unwrap();
@@ -236,6 +236,8 @@ async fn each_command_writes_its_annotation_on_the_real_object() {
         let value = annotations
             .get(*key)
             .unwrap_or_else(|| panic!("{args:?} writes {key}: {annotations:?}"));
+        // The line names the annotation it wrote, with the value now on the object.
+        assert!(out.contains(&format!("{key}={value}")), "{args:?}: {out}");
         match prefix {
             Some(prefix) => {
                 let stamp = value

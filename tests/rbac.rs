@@ -281,12 +281,12 @@ impl ApiRequest {
 #[derive(Clone)]
 struct Tap {
     inner: kube::Client,
-    log: Arc<Mutex<Vec<ApiRequest>>>,
+    log: RequestLog,
 }
 
 impl Tap {
-    fn wrap(inner: kube::Client) -> (kube::Client, Arc<Mutex<Vec<ApiRequest>>>) {
-        let log: Arc<Mutex<Vec<ApiRequest>>> = Arc::default();
+    fn wrap(inner: kube::Client) -> (kube::Client, RequestLog) {
+        let log: RequestLog = Arc::default();
         let namespace = inner.default_namespace().to_string();
         let tap = Tap {
             inner,
@@ -371,6 +371,33 @@ impl tower::Service<Request<Body>> for Tap {
         }
         .boxed()
     }
+}
+
+/// The requests one client sent, in order.
+type RequestLog = Arc<Mutex<Vec<ApiRequest>>>;
+
+/// [`eventually`], failing at once (naming the requests) when the server refused any request
+/// of the operator: an RBAC gap otherwise only shows as a stuck resource.
+async fn until<T, F, Fut>(log: &RequestLog, what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    eventually(what, limit, || {
+        let refused: Vec<ApiRequest> = log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.status == Some(403))
+            .cloned()
+            .collect();
+        assert!(
+            refused.is_empty(),
+            "the API server refused the operator (403) while waiting for {what}: {refused:#?}"
+        );
+        check()
+    })
+    .await
 }
 
 /// What each request needs from RBAC. A server-side apply of a whole object can create it and
@@ -542,10 +569,19 @@ async fn status(client: &kube::Client, ns: &str, name: &str) -> ModelDeploymentS
         .unwrap_or_default()
 }
 
-async fn wait_phase(client: &kube::Client, ns: &str, phase: Phase, limit: Duration) {
-    eventually(&format!("{MODEL} in phase {phase:?}"), limit, || async {
-        (status(client, ns, MODEL).await.phase == phase).then_some(())
-    })
+async fn wait_phase(
+    log: &RequestLog,
+    client: &kube::Client,
+    ns: &str,
+    phase: Phase,
+    limit: Duration,
+) {
+    until(
+        log,
+        &format!("{MODEL} in phase {phase:?}"),
+        limit,
+        || async { (status(client, ns, MODEL).await.phase == phase).then_some(()) },
+    )
     .await;
 }
 
@@ -665,9 +701,23 @@ async fn the_charts_rbac_lets_the_operator_run_a_whole_lifecycle_and_nothing_mor
         .unwrap();
 
     // drift → Job → candidate → evaluation → shadow → steps → promoted.
-    wait_phase(&admin, &app, Phase::Stable, Duration::from_secs(90)).await;
+    wait_phase(
+        &requests,
+        &admin,
+        &app,
+        Phase::Stable,
+        Duration::from_secs(90),
+    )
+    .await;
     drift.set("high");
-    wait_phase(&admin, &app, Phase::Retraining, Duration::from_secs(60)).await;
+    wait_phase(
+        &requests,
+        &admin,
+        &app,
+        Phase::Retraining,
+        Duration::from_secs(60),
+    )
+    .await;
     let job = status(&admin, &app, MODEL)
         .await
         .retraining_attempts
@@ -684,31 +734,53 @@ async fn the_charts_rbac_lets_the_operator_run_a_whole_lifecycle_and_nothing_mor
         &[("mlrollout.io/attempt", attempt.as_str())],
     );
     finish_job(&admin, &app, &job, true).await;
-    wait_phase(&admin, &app, Phase::Shadow, Duration::from_secs(60)).await;
-    eventually("promoted to 4", Duration::from_secs(120), || async {
-        let s = status(&admin, &app, MODEL).await;
-        (s.phase == Phase::Stable && s.stable_version.as_deref() == Some("4")).then_some(())
-    })
+    wait_phase(
+        &requests,
+        &admin,
+        &app,
+        Phase::Shadow,
+        Duration::from_secs(60),
+    )
+    .await;
+    until(
+        &requests,
+        "promoted to 4",
+        Duration::from_secs(120),
+        || async {
+            let s = status(&admin, &app, MODEL).await;
+            (s.phase == Phase::Stable && s.stable_version.as_deref() == Some("4")).then_some(())
+        },
+    )
     .await;
     // The candidate Deployment and Service are deleted after the promotion.
     let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &app);
-    eventually("candidate removed", Duration::from_secs(30), || async {
-        deployments
-            .get_opt(&format!("{MODEL}-candidate"))
-            .await
-            .unwrap()
-            .is_none()
-            .then_some(())
-    })
+    until(
+        &requests,
+        "candidate removed",
+        Duration::from_secs(30),
+        || async {
+            deployments
+                .get_opt(&format!("{MODEL}-candidate"))
+                .await
+                .unwrap()
+                .is_none()
+                .then_some(())
+        },
+    )
     .await;
 
     // The drift is still high: after the cooldown a second attempt starts; aborting it deletes
     // its Job.
     clock.advance(Duration::from_secs(3600));
-    eventually("second retraining", Duration::from_secs(60), || async {
-        let s = status(&admin, &app, MODEL).await;
-        (s.phase == Phase::Retraining && s.retraining_attempts.len() == 2).then_some(())
-    })
+    until(
+        &requests,
+        "second retraining",
+        Duration::from_secs(60),
+        || async {
+            let s = status(&admin, &app, MODEL).await;
+            (s.phase == Phase::Retraining && s.retraining_attempts.len() == 2).then_some(())
+        },
+    )
     .await;
     let abort = serde_json::json!({"metadata": {"annotations": {"mlrollout.io/abort": "rbac"}}});
     mdeps
@@ -716,7 +788,8 @@ async fn the_charts_rbac_lets_the_operator_run_a_whole_lifecycle_and_nothing_mor
         .await
         .unwrap();
     let jobs: Api<Job> = Api::namespaced(admin.clone(), &app);
-    eventually(
+    until(
+        &requests,
         "the aborted attempt's Job is deleted",
         Duration::from_secs(60),
         || async {
@@ -1100,7 +1173,8 @@ async fn listed_namespaces_are_reconciled_alone_with_namespaced_requests_only() 
                 .map(|s| s.phase)
         }
     };
-    eventually(
+    until(
+        &requests,
         "team-a and team-b reconciled",
         Duration::from_secs(90),
         || async {
@@ -1110,7 +1184,8 @@ async fn listed_namespaces_are_reconciled_alone_with_namespaced_requests_only() 
         },
     )
     .await;
-    eventually(
+    until(
+        &requests,
         "ready once both namespaces are listed",
         Duration::from_secs(10),
         || async { health.ready.load(Ordering::SeqCst).then_some(()) },

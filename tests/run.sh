@@ -35,6 +35,6 @@ stage "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
 
 stage "cargo test --all-targets"
-cargo test --all-targets
+cargo test --all-targets --no-fail-fast
 stage "done"
 echo "    total: ${SECONDS}s"

@@ -41,6 +41,37 @@ pub enum Action {
     Status,
 }
 
+impl Action {
+    /// What a person asked for, in words.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Action::Promote { full: true } => "full promotion",
+            Action::Promote { full: false } => "promotion to the next step",
+            Action::Abort => "abort",
+            Action::Retry => "retry",
+            Action::Pause => "pause",
+            Action::Resume => "resume",
+            Action::Retrain => "retraining",
+            Action::Status => "status",
+        }
+    }
+}
+
+/// `key=value` (or `key-` for a removal) for each annotation in a patch.
+fn annotations_written(patch: &serde_json::Value) -> String {
+    let Some(annotations) = patch["metadata"]["annotations"].as_object() else {
+        return String::new();
+    };
+    annotations
+        .iter()
+        .map(|(key, value)| match value.as_str() {
+            Some(v) => format!("{key}={v}"),
+            None => format!("{key}-"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The annotation patch for an action at `now` (`None` for `status`).
 pub fn annotation_patch(action: Action, now: Timestamp) -> Option<serde_json::Value> {
     let stamp = now.to_string();
@@ -103,8 +134,10 @@ async fn execute(action: Action, target: &Target) -> Result<String, String> {
             .await
             .map_err(explain)?;
         return Ok(format!(
-            "{namespace}/{}: {action:?} requested\n",
-            target.name
+            "{namespace}/{}: {} requested ({})\n",
+            target.name,
+            action.describe(),
+            annotations_written(&patch)
         ));
     }
     let resource = api.get(&target.name).await.map_err(explain)?;

@@ -61,6 +61,12 @@ stop_all() {
             if [ "$(date +%s)" -ge "$deadline" ]; then
                 log "$name (pid $pid) ignored SIGTERM for 5s: SIGKILL"
                 kill -KILL "$pid" 2>/dev/null || true
+                # SIGKILL is not instant: wait (briefly) until the process is really gone.
+                local n=0
+                while kill -0 "$pid" 2>/dev/null && ! grep -q ') Z ' "/proc/$pid/stat" 2>/dev/null \
+                        && [ $n -lt 50 ]; do
+                    sleep 0.1; n=$((n + 1))
+                done
                 break
             fi
             sleep 0.1
@@ -168,7 +174,7 @@ start kube-apiserver kube-apiserver --etcd-servers="http://127.0.0.1:$etcd_port"
     --secure-port="$api_port" --authorization-mode=RBAC --endpoint-reconciler-type=none \
     --service-account-issuer="$server" --service-account-key-file="$pki/sa.pub" \
     --service-account-signing-key-file="$pki/sa.key" --api-audiences="$server" \
-    --service-cluster-ip-range=10.0.0.0/24 --allow-privileged=true \
+    --service-cluster-ip-range=10.96.0.0/16 --allow-privileged=true \
     --disable-admission-plugins=ServiceAccount --enable-priority-and-fairness=false \
     --profiling=false --event-ttl=1h \
     --audit-policy-file="$dir/audit-policy.yaml" --audit-log-path="$dir/logs/audit.log" \

@@ -57,16 +57,18 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/*
 The operator's permissions, derived from the API calls in src/controller/{observe,act,mod}.rs
-(tests/rbac.rs runs the operator on the in-memory API, records every request and fails when
-these rules grant more or less than it used). The same rules go into the ClusterRole (all
-namespaces) or into a Role per watched namespace.
+(tests/rbac.rs applies them to a real API server, runs the operator as the chart's
+ServiceAccount, records every request and fails on a 403 or when these rules grant more or
+less than it used). The same rules go into the ClusterRole (all namespaces) or into a Role
+per watched namespace.
 */}}
 {{- define "mlrollout.rules" -}}
-# The resource it reconciles: the controller lists and watches ModelDeployments (it never
-# reads one by name, never creates, updates or deletes one).
+# The resource it reconciles: the controller lists and watches ModelDeployments, and reads
+# each one by name before deciding (a consistent read, not the watch cache). It never
+# creates, updates or deletes one.
 - apiGroups: ["mlrollout.io"]
   resources: ["modeldeployments"]
-  verbs: ["list", "watch"]
+  verbs: ["get", "list", "watch"]
 # Phase, versions, weights, conditions and history are written to the status subresource
 # (server-side apply patch, field manager mlrollout).
 - apiGroups: ["mlrollout.io"]
