@@ -9,9 +9,9 @@
 //! Why 200 and not 1,000: every ModelDeployment is a Deployment, a Service and an HTTPRoute,
 //! and the real Deployment controller, scheduler and kwok add a ReplicaSet and a Pod (one
 //! replica each) with their status writes — about a dozen API writes per resource, all on the
-//! same 2 cores as the operator. And the harness's Service range (10.0.0.0/24) holds 254
-//! Services for the whole cluster: 200 leaves room for a test suite sharing it (the bench
-//! checks the free addresses first). `MLROLLOUT_SCALE_N=N` runs another size.
+//! same 2 cores as the operator: 200 settle in under a minute, 1,000 take several. The
+//! harness's Service range (10.96.0.0/16) has room for either (the bench checks the free
+//! addresses first). `MLROLLOUT_SCALE_N=N` runs another size.
 //!
 //! `cargo bench --bench operator_scale` runs it;
 //! `cargo bench --bench operator_scale -- --test` and `cargo test --all-targets` run a quick
