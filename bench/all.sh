@@ -19,5 +19,5 @@ if [ -z "${MLROLLOUT_TEST_CLUSTER:-}" ]; then
     bash tests/harness/cluster.sh up --control-plane-only --dir "$cluster_dir" --watch-pid $$ >/dev/null
     export MLROLLOUT_TEST_CLUSTER="$cluster_dir"
 fi
-cargo bench --bench operator_scale
+MLROLLOUT_SCALE_N="${MLROLLOUT_SCALE_N:-1000}" cargo bench --bench operator_scale
 cargo bench --bench rollback_reaction
