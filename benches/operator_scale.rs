@@ -26,6 +26,10 @@ mod common {
     pub mod process;
 }
 
+#[path = "support/run_args.rs"]
+mod run_args;
+
+use run_args::{Run, requested_run};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -42,75 +46,6 @@ use mlrollout::api::{ModelDeployment, Phase};
 
 const DEFAULT_N: usize = 200;
 const QUICK_N: usize = 10;
-
-#[derive(Clone, Copy, PartialEq)]
-enum Run {
-    /// `cargo bench`: the measurement.
-    Full,
-    /// `cargo bench -- --test`, `cargo test`: proves the bench works, small and fast.
-    Quick,
-}
-
-/// What the command line asks for, read as criterion reads the same arguments (the drift bench
-/// is a criterion bench): `--bench` without `--test` is the full run, anything else a quick
-/// one; a positional argument filters by name (`--exact`, `--skip NAME` as in libtest);
-/// `--list` lists. `None`: nothing to run, said on stdout.
-fn requested_run(name: &str) -> Option<Run> {
-    // Options of criterion and libtest that take a value.
-    const WITH_VALUE: &[&str] = &[
-        "--color",
-        "--format",
-        "--save-baseline",
-        "--baseline",
-        "--load-baseline",
-        "--sample-size",
-        "--warm-up-time",
-        "--measurement-time",
-        "--nresamples",
-        "--noise-threshold",
-        "--confidence-level",
-        "--significance-level",
-        "--profile-time",
-        "--plotting-backend",
-        "--output-format",
-        "--test-threads",
-        "--logfile",
-    ];
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let has = |flag: &str| args.iter().any(|a| a == flag);
-    let (mut filters, mut skips) = (Vec::new(), Vec::new());
-    let mut rest = args.iter();
-    while let Some(arg) = rest.next() {
-        if arg == "--skip" {
-            skips.extend(rest.next());
-        } else if WITH_VALUE.contains(&arg.as_str()) {
-            rest.next();
-        } else if !arg.starts_with('-') {
-            filters.push(arg.as_str());
-        }
-    }
-    if has("--list") {
-        println!("{name}: benchmark");
-        return None;
-    }
-    let selected = filters.iter().all(|f| {
-        if has("--exact") {
-            *f == name
-        } else {
-            name.contains(f)
-        }
-    }) && !skips.iter().any(|s| name.contains(s.as_str()))
-        && !has("--ignored");
-    if !selected {
-        println!("{name}: filtered out by the arguments {args:?}");
-        return None;
-    }
-    Some(if has("--bench") && !has("--test") {
-        Run::Full
-    } else {
-        Run::Quick
-    })
-}
 
 /// MLflow stub: every alias lookup answers version 1.
 fn mlflow_stub() -> u16 {
