@@ -263,21 +263,6 @@ where
     started.elapsed()
 }
 
-/// Deletes the bench's namespace when dropped, also when the bench panics, so that a failed run
-/// leaves nothing on a shared cluster (Pods on the one node, Service addresses).
-struct NamespaceGuard(String);
-
-impl Drop for NamespaceGuard {
-    fn drop(&mut self) {
-        let _ = cluster::cluster()
-            .kubectl()
-            .args(["delete", "namespace", &self.0, "--wait=false"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status();
-    }
-}
-
 /// Fails early, and says why, when the cluster's Service range cannot hold `needed` more
 /// Services (the harness's range is small; every ModelDeployment has a Service). Reads the
 /// ServiceCIDR objects; without them (an older API server) there is nothing to check.
@@ -356,7 +341,7 @@ async fn bench(n: usize, run: Run) {
         .unwrap_or_else(|e| format!("unknown ({e})"));
     assert_service_addresses(&client, n).await;
     let ns = cluster::namespace(&client, "bench-scale").await;
-    let namespace = NamespaceGuard(ns.clone());
+    let namespace = cluster::NamespaceGuard(ns.clone());
     let mlflow = mlflow_stub();
 
     // The resources exist before the operator starts: its first list sees all of them.

@@ -16,6 +16,7 @@
 mod common {
     pub mod cluster;
     pub mod http;
+    pub mod operator;
     pub mod process;
     pub mod prometheus;
 }
@@ -32,11 +33,10 @@ use common::cluster;
 use common::prometheus::{Exporter, PrometheusServer};
 use futures::FutureExt;
 use gateway_api::httproutes::HttpRoute;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::Api;
 use mlrollout::analysis::prometheus::PrometheusAnalyzer;
 use mlrollout::api::{ModelDeployment, Phase};
-use mlrollout::controller::{self, Context, WatchScope, act};
+use mlrollout::controller::{self, Context, WatchScope};
 use mlrollout::metrics::Metrics;
 use mlrollout::registry::memory::InMemoryRegistry;
 use mlrollout::server::Health;
@@ -96,7 +96,7 @@ fn main() {
 async fn one_run(index: usize, run: Run) -> Duration {
     let client = cluster::client().await;
     let ns = cluster::namespace(&client, "bench-rollback").await;
-    let namespace = NamespaceGuard(ns.clone());
+    let namespace = cluster::NamespaceGuard(ns.clone());
 
     let exporter = Arc::new(Exporter::start());
     let candidate_errors = Arc::new(AtomicU64::new(1)); // percent
@@ -176,7 +176,8 @@ async fn one_run(index: usize, run: Run) -> Duration {
     }))
     .unwrap();
     let mdeps: Api<ModelDeployment> = Api::namespaced(client.clone(), &ns);
-    at_first_canary_step(&mdeps, &resource).await;
+    common::operator::at_first_canary_step(&client, &resource, k8s_openapi::jiff::Timestamp::now())
+        .await;
 
     let routes: Api<HttpRoute> = Api::namespaced(client.clone(), &ns);
     let candidate_weight = || async {
@@ -291,65 +292,4 @@ async fn one_run(index: usize, run: Run) -> Duration {
     stop.store(true, Ordering::SeqCst);
     let _ = traffic.join();
     rolled_back.saturating_duration_since(visible)
-}
-
-/// Deletes the bench's namespace when dropped, also when the bench panics.
-struct NamespaceGuard(String);
-
-impl Drop for NamespaceGuard {
-    fn drop(&mut self) {
-        let _ = cluster::cluster()
-            .kubectl()
-            .args(["delete", "namespace", &self.0, "--wait=false"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status();
-    }
-}
-
-/// Creates `resource`, waits until it serves its stable version, then puts candidate version 4
-/// at the first canary step (10 %), as if the shadow phase had passed. The status is written as
-/// the operator writes it: a server-side apply of the complete status by the field manager
-/// "mlrollout", locked on the resourceVersion it was read at (retried on a 409 Conflict).
-async fn at_first_canary_step(mdeps: &Api<ModelDeployment>, resource: &ModelDeployment) {
-    let name = resource.metadata.name.clone().unwrap_or_default();
-    mdeps
-        .create(&PostParams::default(), resource)
-        .await
-        .expect("resource created");
-    cluster::eventually(
-        "the stable version serves",
-        Duration::from_secs(60),
-        || async {
-            let status = mdeps.get(&name).await.ok()?.status?;
-            (status.phase == Phase::Stable && status.stable_version.as_deref() == Some("3"))
-                .then_some(())
-        },
-    )
-    .await;
-    cluster::eventually(
-        "the first canary step written",
-        Duration::from_secs(30),
-        || async {
-            let current = mdeps.get(&name).await.ok()?;
-            let mut status = current.status.clone().unwrap_or_default();
-            status.phase = Phase::Progressing;
-            status.candidate_version = Some("4".into());
-            status.candidate_source = Some("registry".into());
-            status.current_step = Some(0);
-            status.canary_weight = 10;
-            status.phase_started_at = Some(Time(k8s_openapi::jiff::Timestamp::now()));
-            let body = act::status_apply_body(&current, &status).ok()?;
-            mdeps
-                .patch_status(
-                    &name,
-                    &PatchParams::apply("mlrollout").force(),
-                    &Patch::Apply(&body),
-                )
-                .await
-                .ok()
-                .map(|_| ())
-        },
-    )
-    .await;
 }

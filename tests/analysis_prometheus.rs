@@ -260,59 +260,6 @@ async fn candidates_are_judged_against_stable_on_real_prometheus() {
     traffic.join().unwrap();
 }
 
-/// Creates `resource`, waits until it serves its stable version, then puts candidate version 4
-/// at the first canary step (10 %), as if the shadow phase had passed. The status is written
-/// the way the operator writes it: a server-side apply of the complete status by the field
-/// manager "mlrollout", locked on the resourceVersion it was read at.
-async fn at_first_canary_step(client: &kube::Client, resource: &mlrollout::api::ModelDeployment) {
-    use kube::api::{Api, Patch, PatchParams, PostParams};
-    use mlrollout::api::{ModelDeployment, Phase};
-    let namespace = resource.metadata.namespace.clone().unwrap();
-    let name = resource.metadata.name.clone().unwrap();
-    let mdeps: Api<ModelDeployment> = Api::namespaced(client.clone(), &namespace);
-    mdeps
-        .create(&PostParams::default(), resource)
-        .await
-        .expect("resource created");
-    common::cluster::eventually(
-        "the stable version serves",
-        Duration::from_secs(60),
-        || async {
-            let status = mdeps.get(&name).await.ok()?.status?;
-            (status.phase == Phase::Stable && status.stable_version.as_deref() == Some("3"))
-                .then_some(())
-        },
-    )
-    .await;
-    common::cluster::eventually(
-        "the first canary step seeded (retried on a 409 Conflict)",
-        Duration::from_secs(30),
-        || async {
-            let current = mdeps.get(&name).await.ok()?;
-            let mut status = current.status.clone().unwrap_or_default();
-            status.phase = Phase::Progressing;
-            status.candidate_version = Some("4".into());
-            status.candidate_source = Some("registry".into());
-            status.current_step = Some(0);
-            status.canary_weight = 10;
-            status.phase_started_at = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-                k8s_openapi::jiff::Timestamp::now(),
-            ));
-            let body = mlrollout::controller::act::status_apply_body(&current, &status).unwrap();
-            mdeps
-                .patch_status(
-                    &name,
-                    &PatchParams::apply("mlrollout").force(),
-                    &Patch::Apply(&body),
-                )
-                .await
-                .ok()
-                .map(|_| ())
-        },
-    )
-    .await;
-}
-
 /// Through the controller: a canary whose error rate triples on a real Prometheus is rolled
 /// back to 100 % stable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -386,7 +333,8 @@ async fn a_tripled_error_rate_rolls_back_through_the_controller() {
         }
     }))
     .unwrap();
-    at_first_canary_step(&client, &resource).await;
+    common::operator::at_first_canary_step(&client, &resource, k8s_openapi::jiff::Timestamp::now())
+        .await;
 
     let routes: Api<HttpRoute> = Api::namespaced(client.clone(), &ns);
     let mut status = None;

@@ -91,6 +91,11 @@ impl Context {
         self
     }
 
+    /// Requeue after `wait`, capped by [`Context::max_requeue`].
+    fn requeue(&self, wait: Duration) -> Action {
+        Action::requeue(self.max_requeue.map_or(wait, |max| wait.min(max)))
+    }
+
     /// Sets the advisor.
     pub fn with_advisor(mut self, advisor: Arc<dyn crate::advisor::Advisor>) -> Self {
         self.advisor = Some(advisor);
@@ -265,11 +270,7 @@ async fn reconcile_inner(cached: &ModelDeployment, ctx: &Context) -> Result<Acti
         message = decision.status.message.as_deref().unwrap_or(""),
         "reconciled"
     );
-    let wait = match ctx.max_requeue {
-        Some(max) => decision.requeue_after.min(max),
-        None => decision.requeue_after,
-    };
-    Ok(Action::requeue(wait))
+    Ok(ctx.requeue(decision.requeue_after))
 }
 
 /// Retries failed reconciles with a delay; the error is logged and counted in `reconcile`.
@@ -288,8 +289,7 @@ pub fn error_policy(resource: Arc<ModelDeployment>, error: &Error, ctx: Arc<Cont
         error = %error,
         "reconcile failed"
     );
-    let wait = Duration::from_secs(10);
-    Action::requeue(ctx.max_requeue.map_or(wait, |max| wait.min(max)))
+    ctx.requeue(Duration::from_secs(10))
 }
 
 /// Runs the controller until `shutdown` resolves.

@@ -160,11 +160,7 @@ pub struct AuditStatus {
 impl Cluster {
     /// The admin's kube config (client certificate in `system:masters`).
     pub async fn config(&self) -> kube::Config {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).expect("kubeconfig readable");
-        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-            .await
-            .expect("kubeconfig usable")
+        config_from(&self.kubeconfig).await
     }
 
     /// Every write in the audit log so far, oldest first.
@@ -250,13 +246,7 @@ impl Cluster {
 
     /// A client acting as `user` in `groups` (see [`Cluster::kubeconfig_for`]).
     pub async fn client_as(&self, user: &str, groups: &[&str]) -> kube::Client {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let path = self.kubeconfig_for(user, groups);
-        let kubeconfig = Kubeconfig::read_from(&path).expect("kubeconfig readable");
-        let config =
-            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                .await
-                .expect("kubeconfig usable");
+        let config = config_from(&self.kubeconfig_for(user, groups)).await;
         kube::Client::try_from(config).expect("client")
     }
 
@@ -266,6 +256,14 @@ impl Cluster {
         command.env("KUBECONFIG", &self.kubeconfig);
         command
     }
+}
+
+async fn config_from(path: &Path) -> kube::Config {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let kubeconfig = Kubeconfig::read_from(path).expect("kubeconfig readable");
+    kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("kubeconfig usable")
 }
 
 /// An admin client bound to the calling test's runtime.
@@ -295,6 +293,21 @@ pub async fn namespace(client: &kube::Client, prefix: &str) -> String {
 pub async fn delete_namespace(client: &kube::Client, name: &str) {
     let api: Api<Namespace> = Api::all(client.clone());
     let _ = api.delete(name, &DeleteParams::background()).await;
+}
+
+/// Deletes a namespace when dropped, also when the test or bench panics, so that a failed run
+/// leaves nothing on a shared cluster (Pods on the one node, Service addresses).
+pub struct NamespaceGuard(pub String);
+
+impl Drop for NamespaceGuard {
+    fn drop(&mut self) {
+        let _ = cluster()
+            .kubectl()
+            .args(["delete", "namespace", &self.0, "--wait=false"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
 }
 
 /// Polls `check` every 100 ms until it returns `Some`, or panics naming `what` after `limit`.

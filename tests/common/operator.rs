@@ -368,7 +368,7 @@ pub async fn at_first_canary_step(
         Duration::from_secs(60),
         || async {
             let status = mdeps.get(&name).await.ok()?.status?;
-            (status.phase == Phase::Stable).then_some(())
+            (status.phase == Phase::Stable && status.stable_version.is_some()).then_some(())
         },
     )
     .await;
