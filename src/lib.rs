@@ -2,8 +2,11 @@
 //!
 //! Layout (functional core, imperative shell):
 //! - [`api`]: the `ModelDeployment` custom resource, its defaults and validation.
-//! - [`controller`]: observe (read cluster, registry) → decide (pure) → act (apply).
-//! - [`registry`]: the model registry as the reconciler sees it.
+//! - [`core`]: the pure decision (no I/O, no clock): lifecycle, children, conditions, names.
+//! - [`controller`]: the imperative shell: run, observe (read cluster, registry), act (apply).
+//! - Ports beside their adapters: [`registry`] (MLflow), [`analysis`] (Prometheus),
+//!   [`drift::check`] (the drift engine), [`advisor`] (a language model).
+//! - [`simulate`]: the core played against a simulated cluster.
 //! - [`cli`]: the `mlrollout` command (also a kubectl plugin).
 
 pub mod advisor;
@@ -11,10 +14,10 @@ pub mod analysis;
 pub mod api;
 pub mod cli;
 pub mod controller;
+pub mod core;
 pub mod drift;
 pub mod error;
 pub mod leader;
-pub mod lifecycle;
 pub mod metrics;
 pub mod mlflow;
 pub mod registry;

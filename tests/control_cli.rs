@@ -23,7 +23,7 @@ use mlrollout::api::{
 };
 use mlrollout::controller::act::write_status;
 use mlrollout::controller::{self, Context, WatchScope};
-use mlrollout::lifecycle::manual;
+use mlrollout::core::lifecycle::manual;
 use mlrollout::metrics::Metrics;
 use mlrollout::registry::memory::InMemoryRegistry;
 use mlrollout::server::Health;

@@ -27,9 +27,9 @@ use kube::api::{
 };
 use mlrollout::api::{ModelDeployment, Phase};
 use mlrollout::cli::check::{check_value, schema_problems};
-use mlrollout::controller::children::job::LABEL_ATTEMPT;
-use mlrollout::controller::names::LABEL_OWNER;
 use mlrollout::controller::{self, Context, WatchScope};
+use mlrollout::core::children::job::LABEL_ATTEMPT;
+use mlrollout::core::names::LABEL_OWNER;
 use mlrollout::metrics::Metrics;
 use mlrollout::registry::memory::InMemoryRegistry;
 use mlrollout::server::Health;
@@ -809,7 +809,7 @@ fn the_reconciler_catches_what_cel_cannot() {
 fn retraining_job_names_fit_for_every_attempt() {
     let longest = name_of_length("a", LONGEST_NAME);
     for number in [1, 9, 10, 99, 100, 12_345, i64::from(u32::MAX)] {
-        let job = mlrollout::lifecycle::job_name(&longest, number);
+        let job = mlrollout::core::lifecycle::job_name(&longest, number);
         assert!(is_dns1035_label(&job), "{job:?} ({} chars)", job.len());
         assert!(job.ends_with(&format!("-retrain-{number}")), "{job}");
     }
@@ -1024,7 +1024,10 @@ async fn the_longest_admitted_name_gives_a_retraining_job_the_server_accepts() {
     let number: i64 = job.metadata.labels.as_ref().unwrap()[LABEL_ATTEMPT]
         .parse()
         .unwrap();
-    assert_eq!(job_name, mlrollout::lifecycle::job_name(&name, number));
+    assert_eq!(
+        job_name,
+        mlrollout::core::lifecycle::job_name(&name, number)
+    );
     assert!(
         is_dns1035_label(&job_name),
         "{job_name:?} ({} chars) is not a valid Job name / label value",

@@ -8,7 +8,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 
 use crate::api::ModelDeployment;
-use crate::lifecycle::manual;
+use crate::core::lifecycle::manual;
 
 /// The resource a command acts on.
 #[derive(Debug, clap::Args)]

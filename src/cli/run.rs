@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use crate::advisor::anthropic::AnthropicAdvisor;
 use crate::analysis::prometheus::PrometheusAnalyzer;
-use crate::controller::drift_check::EngineDriftCheck;
 use crate::controller::{self, Context, WatchScope};
+use crate::drift::check::EngineDriftCheck;
 use crate::leader::{self, LeaderElection, LeaderError};
 use crate::metrics::Metrics;
 use crate::registry::mlflow::MlflowRegistry;

@@ -15,10 +15,10 @@ use crate::error::{Error, Result};
 use crate::registry::RegistryCredentials;
 
 use super::Context;
-use super::children::route::virtual_service_resource;
-use super::conditions::{self, ConditionUpdate, REGISTRY_SYNCED};
-use super::decide::{Child, EventIntent, Removal};
-use super::names::FIELD_MANAGER;
+use crate::core::children::route::virtual_service_resource;
+use crate::core::conditions::{self, ConditionUpdate, REGISTRY_SYNCED};
+use crate::core::decide::{Child, EventIntent, Removal};
+use crate::core::names::FIELD_MANAGER;
 
 /// Applies every child server-side, in order (Services exist before a route points at them);
 /// stops at the first failure (the next reconcile retries).

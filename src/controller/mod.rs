@@ -5,11 +5,6 @@
 //! server-side apply under a single field manager.
 
 pub mod act;
-pub mod children;
-pub mod conditions;
-pub mod decide;
-pub mod drift_check;
-pub mod names;
 pub mod observe;
 
 use std::sync::Arc;
@@ -33,9 +28,9 @@ use crate::metrics::Metrics;
 use crate::registry::ModelRegistry;
 use crate::server::Health;
 
-use self::conditions::ConditionUpdate;
-use self::decide::{DecideInput, decide};
-use self::observe::DriftCheck;
+use crate::core::conditions::{self, ConditionUpdate};
+use crate::core::decide::{DecideInput, decide};
+use crate::drift::check::DriftCheck;
 
 /// How long a shutdown waits for in-flight reconciles before stopping anyway.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);

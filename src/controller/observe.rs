@@ -1,7 +1,6 @@
 //! Observe: read what the decision needs from the cluster, the registry, Prometheus and the
-//! data. What to read beyond the basics is asked of the lifecycle ([`crate::lifecycle::wants`]).
+//! data. What to read beyond the basics is asked of the lifecycle ([`crate::core::lifecycle::wants`]).
 
-use futures::future::BoxFuture;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Secret;
@@ -12,26 +11,15 @@ use crate::analysis::MeasureRequest;
 use crate::analysis::defaults::metrics_for;
 use crate::analysis::query_error;
 use crate::api::{ModelDeployment, ModelDeploymentStatus};
-use crate::error::Result;
-use crate::lifecycle::{
+use crate::core::lifecycle::{
     self, CandidateLookup, DriftObservation, EvaluationObservation, JobState, Observations,
 };
+use crate::error::Result;
 use crate::registry::{RegistryCredentials, RegistryError};
 
 use super::Context;
-use super::decide::{DeploymentState, Observed};
-use super::names::{LABEL_MODEL_VERSION, Variant, variant_name};
-
-/// Runs a drift check for a resource (the drift engine implements it).
-pub trait DriftCheck: Send + Sync {
-    /// `credentials` are the MLflow credentials of the resource (for `runs:/` and
-    /// `mlflow-artifacts:/` data).
-    fn check<'a>(
-        &'a self,
-        resource: &'a ModelDeployment,
-        credentials: &'a RegistryCredentials,
-    ) -> BoxFuture<'a, DriftObservation>;
-}
+use crate::core::decide::{DeploymentState, Observed};
+use crate::core::names::{LABEL_MODEL_VERSION, Variant, variant_name};
 
 /// What one reconcile observed, and the MLflow credentials it read (reused for write-back).
 pub struct Observation {

@@ -1,5 +1,5 @@
 //! `mlrollout simulate`: replays a scenario through the real decision core
-//! ([`crate::controller::decide`]) with a virtual clock, an in-memory registry and a simulated
+//! ([`crate::core::decide`]) with a virtual clock, an in-memory registry and a simulated
 //! cluster, and reports one line per transition.
 
 pub mod scenario;
@@ -14,8 +14,8 @@ use serde::Serialize;
 use crate::analysis::defaults::metrics_for;
 use crate::analysis::{AnalysisStage, MetricMeasurement, judge, query_error};
 use crate::api::{DriftSummary, ModelDeployment, ModelDeploymentStatus, Phase};
-use crate::controller::decide::{DecideInput, DeploymentState, Observed, decide};
-use crate::lifecycle::{
+use crate::core::decide::{DecideInput, DeploymentState, Observed, decide};
+use crate::core::lifecycle::{
     self, CandidateLookup, DriftObservation, EvaluationObservation, JobState, Observations,
 };
 use crate::registry::memory::InMemoryRegistry;

@@ -15,7 +15,7 @@ use crate::api::{
     AnalysisMetric, AnalysisStatus, DeferredTrigger, EvaluationStatus, ModelDeploymentSpec,
     ModelDeploymentStatus, Phase, RegistryWrite, RetrainingAttempt, RolloutRecord,
 };
-use crate::controller::decide::{
+use crate::core::decide::{
     Child, DecideInput, Decision, DeploymentState, Observed, Removal, decide,
 };
 use crate::registry::{RegistryError, ResolvedModel};
@@ -2697,7 +2697,7 @@ fn a_pinned_version_holds_a_retrained_candidate_until_the_pin_moves() {
 
 fn advice(needs_retrain: bool, urgency: crate::advisor::Urgency) -> Observations {
     Observations {
-        advisor: Some(crate::lifecycle::AdvisorObservation {
+        advisor: Some(crate::core::lifecycle::AdvisorObservation {
             digest: "d1".into(),
             answer: Ok(crate::advisor::AdvisorAnswer {
                 needs_retrain,
@@ -2744,7 +2744,7 @@ fn the_advisor_never_bypasses_cooldown_budget_or_traffic_gates() {
     assert_eq!(out.status.canary_weight, 50);
     // A broken answer is recorded with its reason and changes nothing else.
     let broken = Observations {
-        advisor: Some(crate::lifecycle::AdvisorObservation {
+        advisor: Some(crate::core::lifecycle::AdvisorObservation {
             digest: "d2".into(),
             answer: Err(crate::advisor::AdvisorError::Timeout),
         }),

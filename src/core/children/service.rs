@@ -5,7 +5,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::VariantInput;
-use crate::controller::names::{LABEL_VARIANT, common_labels, selector_labels, variant_name};
+use crate::core::names::{LABEL_VARIANT, common_labels, selector_labels, variant_name};
 
 /// Builds the ClusterIP Service of a variant; HTTPRoute backendRefs point at it.
 pub fn build(input: &VariantInput<'_>) -> Service {

@@ -9,7 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::VariantInput;
-use crate::controller::names::{
+use crate::core::names::{
     LABEL_MODEL_VERSION, LABEL_VARIANT, common_labels, selector_labels, variant_name,
 };
 

@@ -2,7 +2,7 @@
 //! status and events. No I/O, no clock; everything it needs is in [`DecideInput`].
 //!
 //! Layers: validation (never half-apply), model resolution (what version serves), the
-//! [`lifecycle`](crate::lifecycle) state machine, then the children that express its state.
+//! [`lifecycle`](crate::core::lifecycle) state machine, then the children that express its state.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -16,7 +16,7 @@ use kube::api::DynamicObject;
 
 use crate::api::validation::{self, SpecProblem, ValidatedSpec};
 use crate::api::{ModelDeploymentSpec, ModelDeploymentStatus, Phase, TrafficProvider};
-use crate::lifecycle::{self, Observations, StepInput, manual};
+use crate::core::lifecycle::{self, Observations, StepInput, manual};
 use crate::registry::{RegistryError, ResolvedModel};
 
 use super::children::job::Lineage;

@@ -6,8 +6,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 
 use crate::api::ModelDeploymentSpec;
 use crate::api::duration::parse_duration;
-use crate::controller::names::common_labels;
-use crate::lifecycle::JobRequest;
+use crate::core::lifecycle::JobRequest;
+use crate::core::names::common_labels;
 
 /// Label with the attempt number on retraining Jobs.
 pub const LABEL_ATTEMPT: &str = "mlrollout.io/attempt";

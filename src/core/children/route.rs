@@ -11,7 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 
 use crate::api::ModelDeploymentSpec;
-use crate::controller::names::{Variant, common_labels, variant_name};
+use crate::core::names::{Variant, common_labels, variant_name};
 
 /// Traffic split decided by the lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

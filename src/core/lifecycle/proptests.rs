@@ -1,5 +1,5 @@
 //! Property tests of the lifecycle invariants (see the module doc), driven through the whole
-//! decision ([`crate::controller::decide::decide`]) so the traffic objects are checked too.
+//! decision ([`crate::core::decide::decide`]) so the traffic objects are checked too.
 //!
 //! A random spec and a random story (drift checks, Job states, lineage lookups, evaluation
 //! metrics, measurements, readiness, registry outages and hand-moved aliases, manual requests,
@@ -27,7 +27,7 @@ use crate::api::{
     ModelDeploymentSpec, ModelDeploymentStatus, Phase, RegistryWrite, RetrainingAttempt,
     RolloutRecord, TrafficProvider,
 };
-use crate::controller::decide::{Child, DecideInput, Decision, DeploymentState, Observed, decide};
+use crate::core::decide::{Child, DecideInput, Decision, DeploymentState, Observed, decide};
 use crate::registry::{RegistryError, ResolvedModel};
 
 const NAME: &str = "fraud";

@@ -8,15 +8,25 @@ use std::time::Duration;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use super::observe::DriftCheck;
 use crate::analysis::prometheus::PrometheusClient;
 use crate::api::{DriftSummary, FeatureDriftStatus, ModelDeployment};
+use crate::core::lifecycle::DriftObservation;
 use crate::drift::data::FetchContext;
 use crate::drift::engine::{CheckRequest, DriftEngine, DriftReport};
 use crate::drift::stats::FeatureVerdict;
-use crate::lifecycle::DriftObservation;
 use crate::mlflow::{MlflowAuth, MlflowClient};
 use crate::registry::RegistryCredentials;
+
+/// Runs a drift check for a resource (the drift engine implements it).
+pub trait DriftCheck: Send + Sync {
+    /// `credentials` are the MLflow credentials of the resource (for `runs:/` and
+    /// `mlflow-artifacts:/` data).
+    fn check<'a>(
+        &'a self,
+        resource: &'a ModelDeployment,
+        credentials: &'a RegistryCredentials,
+    ) -> BoxFuture<'a, DriftObservation>;
+}
 
 /// Most features kept in `status.drift.features` (the most drifted first).
 pub const MAX_FEATURES_IN_STATUS: usize = 50;
