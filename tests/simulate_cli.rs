@@ -186,3 +186,41 @@ fn bad_scenarios_are_reported_in_one_line() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("unknownField"), "{stderr}");
 }
+
+/// The bundled scenarios' output is pinned byte for byte: refactoring the core must not change a
+/// single decision, reason or message. After an intended change, regenerate with
+/// `mlrollout simulate --resource examples/fraud-detector.yaml --scenario <s> > tests/golden/simulate/<s>.jsonl`.
+#[test]
+fn bundled_scenarios_match_their_recorded_output_byte_for_byte() {
+    let scenarios = std::fs::read_dir("examples/scenarios").expect("scenarios folder");
+    let mut checked = 0;
+    for entry in scenarios {
+        let path = entry.expect("scenario entry").path();
+        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+        let golden = std::fs::read(format!("tests/golden/simulate/{name}.jsonl"))
+            .unwrap_or_else(|e| panic!("no recorded output for scenario {name}: {e}"));
+        let output = Command::new(env!("CARGO_BIN_EXE_mlrollout"))
+            .args([
+                "simulate",
+                "--resource",
+                "examples/fraud-detector.yaml",
+                "--scenario",
+            ])
+            .arg(&path)
+            .output()
+            .expect("mlrollout runs");
+        assert!(
+            output.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            output.stdout == golden,
+            "scenario {name} changed:\n--- recorded\n{}\n--- now\n{}",
+            String::from_utf8_lossy(&golden),
+            String::from_utf8_lossy(&output.stdout)
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 4, "every bundled scenario has a recorded output");
+}
