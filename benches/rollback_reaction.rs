@@ -276,7 +276,7 @@ async fn one_run(index: usize, run: Run) -> Duration {
         status
             .history
             .last()
-            .is_some_and(|r| r.outcome == "RolledBack"),
+            .is_some_and(|r| r.outcome == mlrollout::api::RolloutOutcome::RolledBack),
         "the rollback is recorded: {:?}",
         status.history
     );

@@ -31,13 +31,14 @@ pub enum ErrorCategory {
 }
 
 impl ErrorCategory {
-    /// PascalCase Event reason.
-    pub fn event_reason(self) -> &'static str {
+    /// Condition and Event reason.
+    pub fn reason(self) -> crate::api::Reason {
+        use crate::api::Reason;
         match self {
-            ErrorCategory::KubeApi => "KubernetesApiError",
-            ErrorCategory::KubeConflict => "KubernetesConflict",
-            ErrorCategory::Registry => "RegistryError",
-            ErrorCategory::InvalidObject => "InvalidObject",
+            ErrorCategory::KubeApi => Reason::KubernetesApiError,
+            ErrorCategory::KubeConflict => Reason::KubernetesConflict,
+            ErrorCategory::Registry => Reason::RegistryError,
+            ErrorCategory::InvalidObject => Reason::InvalidObject,
         }
     }
 

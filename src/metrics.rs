@@ -327,7 +327,7 @@ impl Metrics {
                             namespace: namespace.into(),
                             name: name.into(),
                             metric: m.name.clone(),
-                            verdict: last.verdict.clone(),
+                            verdict: last.verdict.to_string(),
                             threshold: last.threshold.clone(),
                         })
                         .inc();
@@ -344,7 +344,7 @@ impl Metrics {
                 .get_or_create(&TriggerLabels {
                     namespace: namespace.into(),
                     name: name.into(),
-                    trigger: a.trigger.clone(),
+                    trigger: a.trigger.to_string(),
                 })
                 .inc();
         }
@@ -356,8 +356,8 @@ impl Metrics {
                 .get_or_create(&OutcomeLabels {
                     namespace: namespace.into(),
                     name: name.into(),
-                    outcome: h.outcome.clone(),
-                    reason: h.reason.clone(),
+                    outcome: h.outcome.to_string(),
+                    reason: h.reason.to_string(),
                 })
                 .inc();
         }

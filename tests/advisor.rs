@@ -117,15 +117,15 @@ fn input(feature: &str) -> AdvisorInput {
         model: "fraud".into(),
         accuracy: Some(0.81),
         accuracy_threshold: Some(0.85),
-        dataset_severity: "medium".into(),
+        dataset_severity: mlrollout::api::Severity::Medium,
         drifted_share: 0.2,
         features: vec![FeatureInput {
             name: feature.into(),
-            test: "ks".into(),
+            test: mlrollout::api::DriftTest::Ks,
             statistic: 0.21,
             p_value_adjusted: 1e-9,
             psi: 0.22,
-            severity: "medium".into(),
+            severity: mlrollout::api::Severity::Medium,
         }],
     }
 }
@@ -251,7 +251,7 @@ async fn run_with(reply: Reply) -> Outcome {
         .await
         .unwrap();
     let drift = Arc::new(common::operator::ScriptedDrift::default());
-    drift.set("medium");
+    drift.set(mlrollout::api::Severity::Medium);
     let analyzer = Arc::new(common::operator::ScriptedAnalyzer::default());
     let ctx = mlrollout::controller::Context::new(
         client.clone(),
@@ -346,14 +346,14 @@ async fn a_valid_recommendation_is_recorded_and_acted_on_within_the_gates() {
     assert_eq!(status.phase, Phase::Retraining, "{:?}", status.message);
     assert_eq!(
         status.retraining_attempts.last().unwrap().trigger,
-        "advisor"
+        mlrollout::api::Trigger::Advisor
     );
     let advisor = status.advisor.as_ref().unwrap();
     assert_eq!(
         advisor.reason.as_deref(),
         Some("accuracy trend and amount drift")
     );
-    assert_eq!(advisor.urgency.as_deref(), Some("immediate"));
+    assert_eq!(advisor.urgency, Some(mlrollout::api::Urgency::Immediate));
     assert_eq!(
         condition(&status, "AdvisorAvailable").unwrap().status,
         "True"

@@ -348,7 +348,11 @@ async fn a_tripled_error_rate_rolls_back_through_the_controller() {
     }
     let status = status.expect("rolled back within a minute");
     let record = status.history.last().unwrap();
-    assert_eq!(record.reason, "AnalysisFailed", "{record:?}");
+    assert_eq!(
+        record.reason,
+        mlrollout::api::RolloutReason::AnalysisFailed,
+        "{record:?}"
+    );
     let message = status.message.clone().unwrap_or_default();
     assert!(message.contains("error-rate failed"), "{message}");
     let mut weights = None;

@@ -18,8 +18,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, PostParams};
 use mlrollout::api::{
-    AnalysisStatus, DriftSummary, MeasurementRecord, MetricStatus, ModelDeployment,
-    ModelDeploymentStatus, Phase, RetrainingAttempt, RolloutRecord,
+    AnalysisStatus, AttemptOutcome, CandidateSource, DriftSummary, MeasurementRecord, MetricStatus,
+    ModelDeployment, ModelDeploymentStatus, PauseReason, Phase, RetrainingAttempt, RolloutOutcome,
+    RolloutReason, RolloutRecord, Severity, Trigger, Verdict,
 };
 use mlrollout::controller::act::write_status;
 use mlrollout::controller::{self, Context, WatchScope};
@@ -143,7 +144,7 @@ fn mid_rollout(generation: i64) -> ModelDeploymentStatus {
         canary_weight: 50,
         current_step: Some(1),
         drift: Some(DriftSummary {
-            severity: "medium".into(),
+            severity: Severity::Medium,
             drifted_share: 0.25,
             accuracy: Some(0.9),
             ..Default::default()
@@ -156,7 +157,7 @@ fn mid_rollout(generation: i64) -> ModelDeploymentStatus {
                 passed: 2,
                 recent: vec![MeasurementRecord {
                     at: Some(at(1)),
-                    verdict: "Passed".into(),
+                    verdict: Verdict::Passed,
                     candidate: Some(0.0125),
                     stable: Some(0.01),
                     threshold: "<= 1.5 x stable".into(),
@@ -167,17 +168,19 @@ fn mid_rollout(generation: i64) -> ModelDeploymentStatus {
         retraining_attempts: vec![RetrainingAttempt {
             number: 1,
             id: "attempt-1".into(),
-            trigger: "drift".into(),
+            trigger: Trigger::Drift,
             job_name: format!("{NAME}-retrain-1"),
-            outcome: "Succeeded".into(),
+            started_at: None,
+            finished_at: None,
+            outcome: AttemptOutcome::Succeeded,
             candidate_version: Some("4".into()),
-            ..Default::default()
+            message: None,
         }],
         history: vec![RolloutRecord {
             candidate_version: "2".into(),
             previous_version: Some("1".into()),
-            outcome: "Promoted".into(),
-            reason: "Promoted".into(),
+            outcome: RolloutOutcome::Promoted,
+            reason: RolloutReason::Promoted,
             finished_at: Some(at(2)),
         }],
         message: Some("step 2 of 3: 50% of traffic on the candidate".into()),
@@ -457,7 +460,7 @@ async fn with_the_operator_running_each_command_takes_effect() {
     // pause → resume
     ok(&["pause", NAME, "-n", &ns]).await;
     let s = wait_status(&api, "paused", |s| s.paused).await;
-    assert_eq!(s.pause_reason.as_deref(), Some("manual"));
+    assert_eq!(s.pause_reason, Some(PauseReason::Manual));
     let progressing = s.conditions.iter().find(|c| c.type_ == "Progressing");
     assert_eq!(progressing.map(|c| c.reason.as_str()), Some("Paused"));
     let text = status_text(&ns).await;
@@ -524,7 +527,7 @@ async fn with_the_operator_running_each_command_takes_effect() {
         s.phase == Phase::Shadow && s.candidate_version.as_deref() == Some("4")
     })
     .await;
-    assert_eq!(s.candidate_source.as_deref(), Some("retry"));
+    assert_eq!(s.candidate_source, Some(CandidateSource::Retry));
     ok(&["promote", NAME, "-n", &ns, "--full"]).await;
     let s = wait_status(&api, "version 4 stable", |s| {
         s.phase == Phase::Stable && s.stable_version.as_deref() == Some("4")

@@ -82,20 +82,20 @@ async fn drift_scores_land_in_status_and_bad_data_is_a_condition() {
     .await;
     let good = good.status.unwrap();
     let drift = good.drift.as_ref().unwrap();
-    assert_eq!(drift.severity, "high");
+    assert_eq!(drift.severity, mlrollout::api::Severity::High);
     assert!(drift.drift_detected);
     assert_eq!(
         drift.features[0].name, "amount",
         "most drifted first: {:?}",
         drift.features
     );
-    assert_eq!(drift.features[0].severity, "high");
+    assert_eq!(drift.features[0].severity, mlrollout::api::Severity::High);
     assert!(
         drift
             .features
             .iter()
             .filter(|f| f.name != "amount" && !f.name.starts_with("prediction"))
-            .all(|f| f.severity == "ok")
+            .all(|f| f.severity == mlrollout::api::Severity::Ok)
     );
     assert!(drift.accuracy.is_some());
     assert_eq!(drift.reference_rows, 5000);

@@ -75,7 +75,7 @@ struct Operator {
 impl Operator {
     fn start(client: kube::Client, namespace: &str, registry: Arc<InMemoryRegistry>) -> Self {
         let drift = Arc::new(ScriptedDrift::default());
-        drift.set("medium");
+        drift.set(mlrollout::api::Severity::Medium);
         let ctx = Context::new(client, registry, Metrics::default())
             .with_drift(drift)
             .with_max_requeue(TEST_MAX_REQUEUE);
@@ -169,7 +169,9 @@ async fn kubectl_shows_what_the_operator_did() {
         (s.phase == Phase::Stable
             && s.stable_version.as_deref() == Some("3")
             && ready
-            && s.drift.as_ref().is_some_and(|d| d.severity == "medium"))
+            && s.drift
+                .as_ref()
+                .is_some_and(|d| d.severity == mlrollout::api::Severity::Medium))
         .then_some(())
     })
     .await;

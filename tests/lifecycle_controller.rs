@@ -369,7 +369,7 @@ async fn drive_to_job(world: &World) -> String {
         .await
         .unwrap();
     world.wait_phase(Phase::Stable, HOUR).await;
-    world.drift.set("high");
+    world.drift.set(mlrollout::api::Severity::High);
     // The next drift check (every 5 m) is due.
     world.clock.advance(5 * MINUTE);
     let s = world.wait_phase(Phase::Retraining, HOUR).await;
@@ -398,7 +398,10 @@ async fn drift_retrains_evaluates_shadows_steps_and_promotes() {
         })
         .await;
     assert_eq!(end.candidate_version, None);
-    assert_eq!(end.history.last().unwrap().outcome, "Promoted");
+    assert_eq!(
+        end.history.last().unwrap().outcome,
+        mlrollout::api::RolloutOutcome::Promoted
+    );
     world
         .wait_weights("route back on stable", (100, 0), HOUR)
         .await;
@@ -592,7 +595,10 @@ async fn abort_by_annotation_rolls_back() {
         .await
         .unwrap();
     let s = world.wait_phase(Phase::RolledBack, HOUR).await;
-    assert_eq!(s.history.last().unwrap().outcome, "Aborted");
+    assert_eq!(
+        s.history.last().unwrap().outcome,
+        mlrollout::api::RolloutOutcome::Aborted
+    );
     assert_eq!(
         s.handled_requests
             .get("mlrollout.io/abort")
@@ -634,7 +640,10 @@ async fn a_candidate_that_never_becomes_ready_is_rolled_back_at_the_deadline() {
     let job = drive_to_job(&world).await;
     world.complete_job(&job, 0.91).await;
     let s = world.wait_phase(Phase::RolledBack, 2 * HOUR).await;
-    assert_eq!(s.history.last().unwrap().reason, "ProgressDeadlineExceeded");
+    assert_eq!(
+        s.history.last().unwrap().reason,
+        mlrollout::api::RolloutReason::ProgressDeadlineExceeded
+    );
     assert_eq!(s.canary_weight, 0);
     let message = s.message.unwrap_or_default();
     assert!(message.contains("never became ready"), "{message}");
@@ -697,7 +706,7 @@ async fn a_worse_candidate_is_rejected_and_never_gets_traffic() {
             world.status().await.deferred_trigger
         })
         .await;
-    assert_eq!(deferred.trigger, "drift");
+    assert_eq!(deferred.trigger, mlrollout::api::Trigger::Drift);
     assert_eq!(world.jobs().await.len(), 1);
     assert_eq!(world.jobs_created().len(), 1);
     world.finish(operator).await;
@@ -712,7 +721,10 @@ async fn prometheus_outage_never_moves_traffic_forward() {
     world.analyzer.fail_queries(true);
     world.complete_job(&job, 0.91).await;
     let s = world.wait_phase(Phase::RolledBack, 2 * HOUR).await;
-    assert_eq!(s.history.last().unwrap().reason, "AnalysisError");
+    assert_eq!(
+        s.history.last().unwrap().reason,
+        mlrollout::api::RolloutReason::AnalysisError
+    );
     world.wait_weights("route 100/0", (100, 0), HOUR).await;
     let candidate: Vec<i32> = recorded(&world, weights, recorder)
         .await

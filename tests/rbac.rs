@@ -39,10 +39,11 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::client::Body;
+use mlrollout::api::EventReason;
 use mlrollout::api::{ModelDeployment, ModelDeploymentStatus, Phase};
 use mlrollout::cli::{Cli, Command as CliCommand, run::RunArgs};
 use mlrollout::controller::{self, Context, WatchScope, act};
-use mlrollout::core::decide::EventIntent;
+use mlrollout::core::decide::{EventCause, EventIntent};
 use mlrollout::leader::{self, LeaderElection};
 use mlrollout::metrics::Metrics;
 use mlrollout::registry::memory::InMemoryRegistry;
@@ -709,7 +710,7 @@ async fn the_charts_rbac_lets_the_operator_run_a_whole_lifecycle_and_nothing_mor
         Duration::from_secs(90),
     )
     .await;
-    drift.set("high");
+    drift.set(mlrollout::api::Severity::High);
     wait_phase(
         &requests,
         &admin,
@@ -811,7 +812,7 @@ async fn the_charts_rbac_lets_the_operator_run_a_whole_lifecycle_and_nothing_mor
     let current = mdeps.get(MODEL).await.unwrap();
     let repeated = EventIntent {
         warning: false,
-        reason: "RbacCheck".into(),
+        reason: EventCause::Lifecycle(EventReason::Retry),
         note: "published twice".into(),
     };
     act::publish_events(&events_ctx, &current, &[repeated.clone(), repeated]).await;

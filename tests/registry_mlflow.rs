@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use mlrollout::api::ModelSource;
+use mlrollout::api::{AttemptOutcome, ModelSource, Reason, RegistryOp, Trigger};
 use mlrollout::mlflow::{MlflowAuth, MlflowClient};
 use mlrollout::registry::mlflow::MlflowRegistry;
 use mlrollout::registry::{ModelRegistry, RegistryCredentials, RegistryError};
@@ -65,7 +65,7 @@ async fn resolves_alias_and_pins_and_names_each_failure() {
         matches!(missing_alias, RegistryError::AliasNotFound { .. }),
         "{missing_alias:?}"
     );
-    assert_eq!(missing_alias.reason(), "AliasNotFound");
+    assert_eq!(missing_alias.reason(), Reason::AliasNotFound);
 
     let missing_model = registry
         .resolve(&source(&uri, "no-such-model", "champion", None), &none)
@@ -92,7 +92,7 @@ async fn resolves_alias_and_pins_and_names_each_failure() {
         .await
         .unwrap_err();
     assert!(matches!(down, RegistryError::Unavailable(_)), "{down:?}");
-    assert_eq!(down.reason(), "RegistryUnavailable");
+    assert_eq!(down.reason(), Reason::RegistryUnavailable);
 }
 
 #[tokio::test]
@@ -110,20 +110,21 @@ async fn write_back_reaches_mlflow_idempotently() {
     let registry = MlflowRegistry::new(Duration::from_secs(10));
     let none = RegistryCredentials::None;
     let src = source(&uri, &model, "champion", None);
-    let write = |op: &str, version: Option<&str>, key: &str, value: Option<&str>| RegistryWrite {
-        op: op.into(),
-        version: version.map(String::from),
-        key: key.into(),
-        value: value.map(String::from),
-    };
+    let write =
+        |op: RegistryOp, version: Option<&str>, key: &str, value: Option<&str>| RegistryWrite {
+            op,
+            version: version.map(String::from),
+            key: key.into(),
+            value: value.map(String::from),
+        };
     // Promotion of version 2 over version 1, each write applied twice.
     for w in [
-        write("setAlias", Some("1"), "previous", None),
-        write("setAlias", Some("2"), "champion", None),
-        write("setAlias", Some("2"), "challenger", None),
-        write("deleteAlias", None, "challenger", None),
+        write(RegistryOp::SetAlias, Some("1"), "previous", None),
+        write(RegistryOp::SetAlias, Some("2"), "champion", None),
+        write(RegistryOp::SetAlias, Some("2"), "challenger", None),
+        write(RegistryOp::DeleteAlias, None, "challenger", None),
         write(
-            "setTag",
+            RegistryOp::SetTag,
             Some("2"),
             "mlrollout.io/rollout",
             Some("promoted"),
@@ -165,16 +166,16 @@ async fn write_back_reaches_mlflow_idempotently() {
         experiment: format!("mlrollout/{model}"),
         attempt_id: format!("{model}-1"),
         number: 1,
-        trigger: "drift".into(),
+        trigger: Trigger::Drift,
         job_name: "fraud-retrain-1".into(),
-        outcome: "Running".into(),
+        outcome: AttemptOutcome::Running,
         drift_summary: "severity=high drifted_share=0.60 features=[amount:high(psi=0.412)]".into(),
         candidate_version: None,
         advisor: None,
     };
     let log = |r: &AttemptRecord| {
         write(
-            "logAttempt",
+            RegistryOp::LogAttempt,
             None,
             &r.attempt_id.clone(),
             Some(&serde_json::to_string(r).unwrap()),
@@ -184,7 +185,7 @@ async fn write_back_reaches_mlflow_idempotently() {
         .apply_write(&src, &none, &log(&record))
         .await
         .unwrap();
-    record.outcome = "Succeeded".into();
+    record.outcome = AttemptOutcome::Succeeded;
     record.candidate_version = Some("2".into());
     registry
         .apply_write(&src, &none, &log(&record))
@@ -247,7 +248,7 @@ async fn a_malformed_answer_is_its_own_error() {
         .await
         .unwrap_err();
     assert!(matches!(err, RegistryError::Malformed(_)), "{err:?}");
-    assert_eq!(err.reason(), "RegistryMalformedResponse");
+    assert_eq!(err.reason(), Reason::RegistryMalformedResponse);
 }
 
 #[tokio::test]

@@ -75,7 +75,7 @@ fn full_status(generation: i64) -> ModelDeploymentStatus {
     ModelDeploymentStatus {
         phase: Phase::Progressing,
         paused: true,
-        pause_reason: Some("manual".into()),
+        pause_reason: Some(mlrollout::api::PauseReason::Manual),
         observed_generation: Some(generation),
         conditions: vec![
             condition("Ready", "True", "Available", generation),
@@ -93,37 +93,37 @@ fn full_status(generation: i64) -> ModelDeploymentStatus {
             reference_rows: 5000,
             current_rows: 1200,
             drift_detected: true,
-            severity: "high".into(),
+            severity: mlrollout::api::Severity::High,
             drifted_share: 0.25,
             accuracy: Some(0.875),
             features: vec![FeatureDriftStatus {
                 name: "amount".into(),
-                test: "ks".into(),
+                test: mlrollout::api::DriftTest::Ks,
                 statistic: 0.375,
                 p_value_adjusted: 0.0005,
                 psi: 0.5,
-                severity: "high".into(),
+                severity: mlrollout::api::Severity::High,
             }],
         }),
         retraining_attempts: vec![RetrainingAttempt {
             number: 1,
             id: "attempt-1".into(),
-            trigger: "drift".into(),
+            trigger: mlrollout::api::Trigger::Drift,
             job_name: format!("{NAME}-retrain-1"),
             started_at: Some(at(4)),
             finished_at: Some(at(5)),
-            outcome: "Succeeded".into(),
+            outcome: mlrollout::api::AttemptOutcome::Succeeded,
             candidate_version: Some("4".into()),
             message: Some("registered version 4".into()),
         }],
         history: vec![RolloutRecord {
             candidate_version: "2".into(),
             previous_version: Some("1".into()),
-            outcome: "Promoted".into(),
-            reason: "Promoted".into(),
+            outcome: mlrollout::api::RolloutOutcome::Promoted,
+            reason: mlrollout::api::RolloutReason::Promoted,
             finished_at: Some(at(6)),
         }],
-        candidate_source: Some("retraining".into()),
+        candidate_source: Some(mlrollout::api::CandidateSource::Retraining),
         evaluation: Some(EvaluationStatus {
             metric: "accuracy".into(),
             candidate_value: Some(0.9125),
@@ -142,7 +142,7 @@ fn full_status(generation: i64) -> ModelDeploymentStatus {
                 consecutive_errors: 0,
                 recent: vec![MeasurementRecord {
                     at: Some(at(7)),
-                    verdict: "Passed".into(),
+                    verdict: mlrollout::api::Verdict::Passed,
                     candidate: Some(0.0125),
                     stable: Some(0.0105),
                     threshold: "<= 1.5 x stable".into(),
@@ -150,7 +150,7 @@ fn full_status(generation: i64) -> ModelDeploymentStatus {
             }],
         }),
         deferred_trigger: Some(DeferredTrigger {
-            trigger: "drift".into(),
+            trigger: mlrollout::api::Trigger::Drift,
             at: Some(at(8)),
             reason: "cooldown".into(),
         }),
@@ -167,20 +167,20 @@ fn full_status(generation: i64) -> ModelDeploymentStatus {
             digest: "sha256:0123".into(),
             at: Some(at(11)),
             needs_retrain: Some(true),
-            urgency: Some("scheduled".into()),
+            urgency: Some(mlrollout::api::Urgency::Scheduled),
             reason: Some("drift on amount".into()),
             error: Some("answer was not JSON".into()),
-            error_reason: Some("AdvisorInvalidAnswer".into()),
+            error_reason: Some(mlrollout::api::Reason::AdvisorAnswerInvalid),
         }),
         pending_registry_writes: vec![
             RegistryWrite {
-                op: "setTag".into(),
+                op: mlrollout::api::RegistryOp::SetTag,
                 version: Some("4".into()),
                 key: "mlrollout.io/rollout".into(),
                 value: Some("promoted".into()),
             },
             RegistryWrite {
-                op: "deleteAlias".into(),
+                op: mlrollout::api::RegistryOp::DeleteAlias,
                 version: None,
                 key: "challenger".into(),
                 value: None,
@@ -392,7 +392,7 @@ async fn an_apply_with_nulls_is_rejected_by_the_real_server() {
     let set = ModelDeploymentStatus {
         phase: Phase::Stable,
         paused: true,
-        pause_reason: Some("manual".into()),
+        pause_reason: Some(mlrollout::api::PauseReason::Manual),
         drift_check_failures: 2,
         ..Default::default()
     };
@@ -489,7 +489,10 @@ async fn two_writers_on_the_same_read_never_lose_the_newer_status() {
         .expect_err("the second write on the same resourceVersion conflicts");
     assert!(is_conflict(&error), "409 Conflict, got {error}");
     assert_eq!(error.category(), ErrorCategory::KubeConflict);
-    assert_eq!(error.category().event_reason(), "KubernetesConflict");
+    assert_eq!(
+        error.category().reason(),
+        mlrollout::api::Reason::KubernetesConflict
+    );
     // The controller's answer to that error: look again at once, on fresh state.
     let resource = Arc::new(read.clone());
     assert_eq!(
@@ -680,8 +683,9 @@ async fn the_controller_recovers_from_a_conflict_without_losing_the_other_write(
     other.history.push(RolloutRecord {
         candidate_version: "2".into(),
         previous_version: Some("1".into()),
-        outcome: "Promoted".into(),
-        reason: "RecordedByTheOtherReplica".into(),
+        // A record the operator itself never writes in this test: the other writer's marker.
+        outcome: mlrollout::api::RolloutOutcome::Held,
+        reason: mlrollout::api::RolloutReason::PinnedVersion,
         finished_at: Some(at(0)),
     });
     let writer = context(cluster::client().await);
@@ -705,7 +709,7 @@ async fn the_controller_recovers_from_a_conflict_without_losing_the_other_write(
         recovered
             .history
             .iter()
-            .any(|h| h.reason == "RecordedByTheOtherReplica"),
+            .any(|h| h.reason == mlrollout::api::RolloutReason::PinnedVersion),
         "the other writer's record survived the operator's retry: {:?}",
         recovered.history
     );

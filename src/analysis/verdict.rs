@@ -5,26 +5,7 @@
 
 use crate::api::{AnalysisMetric, NoDataPolicy};
 
-/// Outcome of one measurement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub enum Verdict {
-    Passed,
-    Failed,
-    Inconclusive,
-    /// The query itself failed (Prometheus down, bad query).
-    Error,
-}
-
-impl Verdict {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Passed => "Passed",
-            Verdict::Failed => "Failed",
-            Verdict::Inconclusive => "Inconclusive",
-            Verdict::Error => "Error",
-        }
-    }
-}
+pub use crate::api::Verdict;
 
 /// One metric measured once, for the candidate and (when needed) for stable.
 #[derive(Debug, Clone, PartialEq)]

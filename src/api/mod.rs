@@ -5,6 +5,7 @@
 //! [`validation`] and reported as `Ready=False, reason InvalidSpec`.
 
 pub mod advisor;
+pub mod conditions;
 pub mod drift;
 pub mod duration;
 pub mod model;
@@ -12,11 +13,13 @@ pub mod retraining;
 pub mod rollout;
 pub mod status;
 pub mod validation;
+pub mod vocabulary;
 
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 pub use advisor::{AdvisorProvider, AdvisorSpec};
+pub use conditions::{ConditionType, Reason};
 pub use drift::{
     CurrentData, DataFormat, DataSource, DriftSpec, DriftThresholds, FeatureKind, FeatureSpec,
     LabelledData, MultipleTesting, PerformanceSpec, PredictionDistribution,
@@ -35,6 +38,10 @@ pub use status::{
     RegistryWrite, RetrainingAttempt, RolloutRecord,
 };
 pub use traffic::{ParentReference, Traffic, TrafficProvider};
+pub use vocabulary::{
+    AttemptOutcome, CandidateSource, DriftTest, EventReason, PauseReason, RegistryOp,
+    RolloutOutcome, RolloutReason, Severity, Trigger, Urgency, Verdict,
+};
 
 pub mod traffic;
 

@@ -4,6 +4,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::KubeSchema;
 use serde::{Deserialize, Serialize};
 
+use super::vocabulary::{
+    AttemptOutcome, CandidateSource, DriftTest, PauseReason, RegistryOp, RolloutOutcome,
+    RolloutReason, Severity, Trigger, Urgency, Verdict,
+};
+
 /// Observed state of a ModelDeployment.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
@@ -17,7 +22,7 @@ pub struct ModelDeploymentStatus {
     /// Why it is paused: `manual` (the `mlrollout.io/pause` annotation) or
     /// `inconclusiveAnalysis` (resume with `mlrollout resume`, or promote or abort).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pause_reason: Option<String>,
+    pub pause_reason: Option<PauseReason>,
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
@@ -58,7 +63,7 @@ pub struct ModelDeploymentStatus {
     /// Where the current candidate came from: `retraining` (a Job registered it) or `registry`
     /// (the alias or the pinned version moved to it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub candidate_source: Option<String>,
+    pub candidate_source: Option<CandidateSource>,
     /// Evaluation of the current candidate against the champion.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evaluation: Option<EvaluationStatus>,
@@ -112,9 +117,9 @@ pub struct AdvisorStatus {
     /// Its recommendation, when the answer was valid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub needs_retrain: Option<bool>,
-    /// `immediate`, `scheduled` or `optional`.
+    /// How soon the advisor wants retraining.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub urgency: Option<String>,
+    pub urgency: Option<Urgency>,
     /// Its reason (advice only; never an instruction to the operator).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -123,7 +128,7 @@ pub struct AdvisorStatus {
     pub error: Option<String>,
     /// Condition reason for the error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error_reason: Option<String>,
+    pub error_reason: Option<crate::api::conditions::Reason>,
 }
 
 /// Candidate vs champion on the evaluation metric.
@@ -184,14 +189,14 @@ pub struct MetricStatus {
 }
 
 /// One measurement of one metric.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct MeasurementRecord {
     /// When.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at: Option<Time>,
-    /// `Passed`, `Failed`, `Inconclusive` or `Error`.
-    pub verdict: String,
+    /// The measurement's verdict.
+    pub verdict: Verdict,
     /// Candidate's value (absent: no data).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub candidate: Option<f64>,
@@ -204,11 +209,11 @@ pub struct MeasurementRecord {
 }
 
 /// A trigger held back by the cooldown or the daily budget.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct DeferredTrigger {
-    /// Trigger name.
-    pub trigger: String,
+    /// The trigger.
+    pub trigger: Trigger,
     /// When it fired.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at: Option<Time>,
@@ -217,11 +222,11 @@ pub struct DeferredTrigger {
 }
 
 /// An MLflow write the operator owes the registry.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct RegistryWrite {
-    /// `setAlias`, `deleteAlias` or `setTag`.
-    pub op: String,
+    /// What to write.
+    pub op: RegistryOp,
     /// Model version (for `setAlias` and `setTag`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
@@ -291,9 +296,9 @@ pub struct DriftSummary {
     /// Dataset verdict.
     #[serde(default)]
     pub drift_detected: bool,
-    /// `ok`, `medium` or `high`.
+    /// Dataset severity.
     #[serde(default)]
-    pub severity: String,
+    pub severity: Severity,
     /// Share of features that drifted.
     #[serde(default)]
     pub drifted_share: f64,
@@ -306,33 +311,33 @@ pub struct DriftSummary {
 }
 
 /// One feature's drift scores.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct FeatureDriftStatus {
     /// Feature name.
     pub name: String,
-    /// `ks` or `chi2`.
-    pub test: String,
+    /// The test used.
+    pub test: DriftTest,
     /// Test statistic.
     pub statistic: f64,
     /// p-value after multiple-testing correction.
     pub p_value_adjusted: f64,
     /// Population Stability Index.
     pub psi: f64,
-    /// `ok`, `medium` or `high`.
-    pub severity: String,
+    /// Feature severity.
+    pub severity: Severity,
 }
 
 /// One retraining attempt.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct RetrainingAttempt {
     /// Sequence number (1, 2, ...), part of the Job name.
     pub number: i64,
     /// Lineage id passed to the Job and tagged on the version it registers.
     pub id: String,
-    /// What started it: `schedule`, `newSamples`, `accuracy`, `drift`, `manual`, `advisor`.
-    pub trigger: String,
+    /// What started it.
+    pub trigger: Trigger,
     /// Name of the Job.
     pub job_name: String,
     /// Start time.
@@ -341,8 +346,8 @@ pub struct RetrainingAttempt {
     /// End time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<Time>,
-    /// `Running`, `Succeeded`, `Failed`, `TimedOut`.
-    pub outcome: String,
+    /// How it ended (`Running` while it runs).
+    pub outcome: AttemptOutcome,
     /// Version the Job registered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub candidate_version: Option<String>,
@@ -352,7 +357,7 @@ pub struct RetrainingAttempt {
 }
 
 /// A finished rollout.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct RolloutRecord {
     /// Candidate version.
@@ -360,10 +365,10 @@ pub struct RolloutRecord {
     /// Stable version when the rollout started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_version: Option<String>,
-    /// `Promoted`, `RolledBack`, `Aborted`, `Rejected`.
-    pub outcome: String,
-    /// Reason code.
-    pub reason: String,
+    /// How it ended.
+    pub outcome: RolloutOutcome,
+    /// Why.
+    pub reason: RolloutReason,
     /// When it finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<Time>,

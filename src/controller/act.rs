@@ -16,7 +16,7 @@ use crate::registry::RegistryCredentials;
 
 use super::Context;
 use crate::core::children::route::virtual_service_resource;
-use crate::core::conditions::{self, ConditionUpdate, REGISTRY_SYNCED};
+use crate::core::conditions::{self, ConditionType, ConditionUpdate, Reason};
 use crate::core::decide::{Child, EventIntent, Removal};
 use crate::core::names::FIELD_MANAGER;
 
@@ -138,9 +138,9 @@ pub async fn write_registry(
     status.pending_registry_writes = remaining;
     if let Some(message) = failure {
         let update = ConditionUpdate::new(
-            REGISTRY_SYNCED,
+            ConditionType::RegistrySynced,
             false,
-            "RegistryBehind",
+            Reason::RegistryBehind,
             format!(
                 "MLflow is behind the cluster ({} write(s) pending, retried): {message}",
                 status.pending_registry_writes.len()
@@ -215,13 +215,13 @@ pub async fn publish_events(ctx: &Context, resource: &ModelDeployment, events: &
             } else {
                 EventType::Normal
             },
-            reason: intent.reason.clone(),
+            reason: intent.reason.as_str().into(),
             note: Some(truncate(&intent.note, 1000)),
             action: "Reconcile".into(),
             secondary: None,
         };
         if let Err(e) = ctx.recorder.publish(&event, &reference).await {
-            tracing::warn!(error = %e, reason = %intent.reason, "failed to publish event");
+            tracing::warn!(error = %e, reason = intent.reason.as_str(), "failed to publish event");
         }
     }
 }

@@ -28,7 +28,7 @@ use crate::metrics::Metrics;
 use crate::registry::ModelRegistry;
 use crate::server::Health;
 
-use crate::core::conditions::{self, ConditionUpdate};
+use crate::core::conditions::{self, ConditionType, ConditionUpdate, Reason};
 use crate::core::decide::{DecideInput, decide};
 use crate::drift::check::DriftCheck;
 
@@ -216,9 +216,9 @@ async fn reconcile_inner(cached: &ModelDeployment, ctx: &Context) -> Result<Acti
     if let Err(error) = applied {
         let mut status = current.clone();
         let update = ConditionUpdate::new(
-            conditions::SYNCED,
+            ConditionType::Synced,
             false,
-            error.category().event_reason(),
+            error.category().reason(),
             format!("could not apply the desired objects, the rollout holds: {error}"),
         );
         conditions::set(
@@ -232,9 +232,9 @@ async fn reconcile_inner(cached: &ModelDeployment, ctx: &Context) -> Result<Acti
     }
     if decision.apply.is_some() {
         let update = ConditionUpdate::new(
-            conditions::SYNCED,
+            ConditionType::Synced,
             true,
-            "Applied",
+            Reason::Applied,
             "all desired objects are applied",
         );
         conditions::set(
@@ -280,7 +280,7 @@ pub fn error_policy(resource: Arc<ModelDeployment>, error: &Error, ctx: Arc<Cont
     }
     tracing::warn!(
         name = %resource.name_any(),
-        reason = category.event_reason(),
+        reason = category.reason().as_str(),
         error = %error,
         "reconcile failed"
     );

@@ -56,7 +56,7 @@ pub async fn observe(
         observations.drift = Some(match &credentials {
             Ok(creds) => checker.check(resource, creds).await,
             Err(e) => DriftObservation::Failed {
-                reason: e.reason().into(),
+                reason: e.reason(),
                 message: format!("cannot read the MLflow credentials for the drift data: {e}"),
             },
         });
@@ -196,7 +196,12 @@ async fn ask_advisor(
             Err(message) => Err(AdvisorError::MissingKey(message)),
         },
     };
-    Some(lifecycle::AdvisorObservation { digest, answer })
+    Some(lifecycle::AdvisorObservation {
+        digest,
+        answer: answer
+            .map(lifecycle::AdvisorAdvice::from)
+            .map_err(|e| lifecycle::AdvisorFailure::from(&e)),
+    })
 }
 
 async fn read_deployment(

@@ -1,36 +1,32 @@
-//! Kubernetes-convention conditions (`type`, `status`, `reason`, `message`,
-//! `lastTransitionTime`, `observedGeneration`).
+//! Setting Kubernetes-convention conditions (`type`, `status`, `reason`, `message`,
+//! `lastTransitionTime`, `observedGeneration`). The types and reasons themselves are API
+//! vocabulary: [`crate::api::conditions`].
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
-/// `Ready`: the stable variant serves the resolved model.
-pub const READY: &str = "Ready";
-/// `RegistrySynced`: the operator's view of the model matches MLflow.
-pub const REGISTRY_SYNCED: &str = "RegistrySynced";
-/// `Synced`: every desired child object is applied.
-pub const SYNCED: &str = "Synced";
+pub use crate::api::conditions::{ConditionType, Reason};
 
 /// A condition the decision wants to hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConditionUpdate {
-    pub type_: &'static str,
+    pub type_: ConditionType,
     pub status: bool,
-    pub reason: String,
+    pub reason: Reason,
     pub message: String,
 }
 
 impl ConditionUpdate {
     pub fn new(
-        type_: &'static str,
+        type_: ConditionType,
         status: bool,
-        reason: impl Into<String>,
+        reason: Reason,
         message: impl Into<String>,
     ) -> Self {
         Self {
             type_,
             status,
-            reason: reason.into(),
+            reason,
             message: message.into(),
         }
     }
@@ -45,24 +41,28 @@ pub fn set(
     now: Timestamp,
 ) -> bool {
     let status = if update.status { "True" } else { "False" };
-    match conditions.iter_mut().find(|c| c.type_ == update.type_) {
+    let reason = update.reason.as_str();
+    match conditions
+        .iter_mut()
+        .find(|c| c.type_ == update.type_.as_str())
+    {
         Some(existing) => {
             let flipped = existing.status != status;
-            let changed = flipped || existing.reason != update.reason;
+            let changed = flipped || existing.reason != reason;
             if flipped {
                 existing.last_transition_time = Time(now);
             }
             existing.status = status.into();
-            existing.reason = update.reason.clone();
+            existing.reason = reason.into();
             existing.message = update.message.clone();
             existing.observed_generation = generation;
             changed
         }
         None => {
             conditions.push(Condition {
-                type_: update.type_.into(),
+                type_: update.type_.as_str().into(),
                 status: status.into(),
-                reason: update.reason.clone(),
+                reason: reason.into(),
                 message: update.message.clone(),
                 last_transition_time: Time(now),
                 observed_generation: generation,
@@ -73,8 +73,8 @@ pub fn set(
 }
 
 /// Looks a condition up by type.
-pub fn get<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
-    conditions.iter().find(|c| c.type_ == type_)
+pub fn get(conditions: &[Condition], type_: ConditionType) -> Option<&Condition> {
+    conditions.iter().find(|c| c.type_ == type_.as_str())
 }
 
 #[cfg(test)]
@@ -86,16 +86,19 @@ mod tests {
         let t0 = Timestamp::from_second(1_000).unwrap();
         let t1 = Timestamp::from_second(2_000).unwrap();
         let t2 = Timestamp::from_second(3_000).unwrap();
+        let ready = |status, reason, message| {
+            ConditionUpdate::new(ConditionType::Ready, status, reason, message)
+        };
         let mut conds = Vec::new();
         assert!(set(
             &mut conds,
-            &ConditionUpdate::new(READY, false, "A", "m"),
+            &ready(false, Reason::Unresolved, "m"),
             Some(1),
             t0
         ));
         assert!(set(
             &mut conds,
-            &ConditionUpdate::new(READY, false, "B", "m2"),
+            &ready(false, Reason::ModelNotFound, "m2"),
             Some(2),
             t1
         ));
@@ -103,13 +106,13 @@ mod tests {
         assert_eq!(conds[0].observed_generation, Some(2));
         assert!(!set(
             &mut conds,
-            &ConditionUpdate::new(READY, false, "B", "m3"),
+            &ready(false, Reason::ModelNotFound, "m3"),
             Some(2),
             t1
         ));
         assert!(set(
             &mut conds,
-            &ConditionUpdate::new(READY, true, "C", ""),
+            &ready(true, Reason::Available, ""),
             Some(2),
             t2
         ));

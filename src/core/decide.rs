@@ -15,26 +15,20 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::DynamicObject;
 
 use crate::api::validation::{self, SpecProblem, ValidatedSpec};
-use crate::api::{ModelDeploymentSpec, ModelDeploymentStatus, Phase, TrafficProvider};
+use crate::api::{EventReason, ModelDeploymentSpec, ModelDeploymentStatus, Phase, TrafficProvider};
 use crate::core::lifecycle::{self, Observations, StepInput, manual};
 use crate::registry::{RegistryError, ResolvedModel};
 
 use super::children::job::Lineage;
 use super::children::route::Split;
 use super::children::{self, VariantInput};
-use super::conditions::{self, ConditionUpdate, READY, REGISTRY_SYNCED};
+use super::conditions::{self, ConditionType, ConditionUpdate, Reason};
 use super::names::Variant;
 
 /// How often a healthy resource is looked at again even if nothing changed.
 pub const RESYNC: Duration = Duration::from_secs(300);
 /// Retry delay while waiting on the registry or on replicas.
 pub const SHORT_RETRY: Duration = Duration::from_secs(15);
-/// `Progressing`: a retraining or rollout is under way.
-pub const PROGRESSING: &str = "Progressing";
-/// `DriftChecked`: the last drift check ran (False: why it could not).
-pub const DRIFT_CHECKED: &str = "DriftChecked";
-/// `AdvisorAvailable`: the advisor's last answer was valid.
-pub const ADVISOR_AVAILABLE: &str = "AdvisorAvailable";
 
 /// What the reconciler observed of one variant's Deployment.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -96,11 +90,27 @@ pub struct DecideInput<'a> {
     pub now: Timestamp,
 }
 
+/// Why an Event is emitted: a condition changed, or the lifecycle moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventCause {
+    Condition(Reason),
+    Lifecycle(EventReason),
+}
+
+impl EventCause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventCause::Condition(r) => r.as_str(),
+            EventCause::Lifecycle(r) => r.as_str(),
+        }
+    }
+}
+
 /// A Kubernetes Event the shell should publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventIntent {
     pub warning: bool,
-    pub reason: String,
+    pub reason: EventCause,
     pub note: String,
 }
 
@@ -147,14 +157,14 @@ impl Conds<'_> {
         let changed = conditions::set(&mut status.conditions, &update, self.generation, self.now);
         // Waiting for replicas and lifecycle progress are normal, not something to act on;
         // the lifecycle reports its own transitions.
-        let quiet = update.reason == "WaitingForReplicas"
-            || update.type_ == PROGRESSING
-            || update.type_ == ADVISOR_AVAILABLE
-            || update.type_ == DRIFT_CHECKED;
+        let quiet = update.reason == Reason::WaitingForReplicas
+            || update.type_ == ConditionType::Progressing
+            || update.type_ == ConditionType::AdvisorAvailable
+            || update.type_ == ConditionType::DriftChecked;
         if changed && !quiet {
             self.events.push(EventIntent {
                 warning: !update.status,
-                reason: update.reason.clone(),
+                reason: EventCause::Condition(update.reason),
                 note: update.message.clone(),
             });
         }
@@ -178,7 +188,12 @@ pub fn decide(input: DecideInput<'_>) -> Decision {
             let message = describe_problems(&problems);
             conds.set(
                 &mut status,
-                ConditionUpdate::new(READY, false, "InvalidSpec", message.clone()),
+                ConditionUpdate::new(
+                    ConditionType::Ready,
+                    false,
+                    Reason::InvalidSpec,
+                    message.clone(),
+                ),
             );
             status.message = Some(format!("Invalid spec, nothing changed: {message}"));
             return Decision {
@@ -201,14 +216,24 @@ pub fn decide(input: DecideInput<'_>) -> Decision {
             );
             conds.set(
                 &mut status,
-                ConditionUpdate::new(REGISTRY_SYNCED, true, "Resolved", message),
+                ConditionUpdate::new(
+                    ConditionType::RegistrySynced,
+                    true,
+                    Reason::Resolved,
+                    message,
+                ),
             );
             Some(resolved.version.clone())
         }
         Err(error) => {
             conds.set(
                 &mut status,
-                ConditionUpdate::new(REGISTRY_SYNCED, false, error.reason(), error.to_string()),
+                ConditionUpdate::new(
+                    ConditionType::RegistrySynced,
+                    false,
+                    error.reason(),
+                    error.to_string(),
+                ),
             );
             None
         }
@@ -220,11 +245,11 @@ pub fn decide(input: DecideInput<'_>) -> Decision {
         let Some(version) = served_version.clone() else {
             let (reason, message) = match &input.observed.served {
                 Err(e) => (e.reason(), e.to_string()),
-                Ok(_) => ("Unresolved", "model not resolved".to_string()),
+                Ok(_) => (Reason::Unresolved, "model not resolved".to_string()),
             };
             conds.set(
                 &mut status,
-                ConditionUpdate::new(READY, false, reason, message.clone()),
+                ConditionUpdate::new(ConditionType::Ready, false, reason, message.clone()),
             );
             status.phase = Phase::Pending;
             status.message = Some(format!("Waiting for the model registry: {message}"));
@@ -238,7 +263,7 @@ pub fn decide(input: DecideInput<'_>) -> Decision {
         };
         conds.events.push(EventIntent {
             warning: false,
-            reason: "StableVersionServed".into(),
+            reason: EventCause::Lifecycle(EventReason::StableVersionServed),
             note: format!("serving {} version {version}", input.spec.model.name),
         });
         status.stable_version = Some(version);
@@ -276,7 +301,7 @@ pub fn decide(input: DecideInput<'_>) -> Decision {
     for t in stepped.transitions {
         conds.events.push(EventIntent {
             warning: t.warning,
-            reason: t.reason,
+            reason: EventCause::Lifecycle(t.reason),
             note: t.message,
         });
     }
@@ -299,9 +324,9 @@ pub fn decide(input: DecideInput<'_>) -> Decision {
         conds.set(
             &mut status,
             ConditionUpdate::new(
-                READY,
+                ConditionType::Ready,
                 true,
-                "Available",
+                Reason::Available,
                 format!("version {stable_version} is serving"),
             ),
         );
@@ -309,9 +334,9 @@ pub fn decide(input: DecideInput<'_>) -> Decision {
         conds.set(
             &mut status,
             ConditionUpdate::new(
-                READY,
+                ConditionType::Ready,
                 false,
-                "WaitingForReplicas",
+                Reason::WaitingForReplicas,
                 format!(
                     "waiting for the stable Deployment of version {stable_version} to become ready"
                 ),
@@ -320,7 +345,12 @@ pub fn decide(input: DecideInput<'_>) -> Decision {
         requeue_after = requeue_after.min(SHORT_RETRY);
     }
     let progressing = if status.paused {
-        ConditionUpdate::new(PROGRESSING, false, "Paused", "paused by mlrollout.io/pause")
+        ConditionUpdate::new(
+            ConditionType::Progressing,
+            false,
+            Reason::Paused,
+            "paused by mlrollout.io/pause",
+        )
     } else if lifecycle::is_active(status.phase) {
         let what = match (status.phase, status.current_step) {
             (Phase::Progressing, Some(i)) => format!(
@@ -330,12 +360,17 @@ pub fn decide(input: DecideInput<'_>) -> Decision {
             ),
             (phase, _) => phase.as_str().to_string(),
         };
-        ConditionUpdate::new(PROGRESSING, true, status.phase.as_str(), what)
+        ConditionUpdate::new(
+            ConditionType::Progressing,
+            true,
+            Reason::of_phase(status.phase),
+            what,
+        )
     } else {
         ConditionUpdate::new(
-            PROGRESSING,
+            ConditionType::Progressing,
             false,
-            status.phase.as_str(),
+            Reason::of_phase(status.phase),
             format!("version {stable_version} serves all traffic"),
         )
     };
@@ -344,9 +379,9 @@ pub fn decide(input: DecideInput<'_>) -> Decision {
         Some(lifecycle::DriftObservation::Completed { summary, .. }) => conds.set(
             &mut status,
             ConditionUpdate::new(
-                DRIFT_CHECKED,
+                ConditionType::DriftChecked,
                 true,
-                "Checked",
+                Reason::Checked,
                 format!(
                     "severity {}: {:.0}% of features drifted ({} reference rows, {} current rows)",
                     summary.severity,
@@ -359,9 +394,9 @@ pub fn decide(input: DecideInput<'_>) -> Decision {
         Some(lifecycle::DriftObservation::Failed { reason, message }) => conds.set(
             &mut status,
             ConditionUpdate::new(
-                DRIFT_CHECKED,
+                ConditionType::DriftChecked,
                 false,
-                reason.clone(),
+                *reason,
                 format!(
                     "drift check failed, nothing else changed; retried with backoff: {message}"
                 ),
@@ -376,7 +411,7 @@ pub fn decide(input: DecideInput<'_>) -> Decision {
                 && let Some(c) = status
                     .conditions
                     .iter_mut()
-                    .find(|c| c.type_ == DRIFT_CHECKED)
+                    .find(|c| c.type_ == ConditionType::DriftChecked.as_str())
             {
                 c.observed_generation = input.generation;
             }
@@ -387,15 +422,15 @@ pub fn decide(input: DecideInput<'_>) -> Decision {
     {
         let update = match (&advisor.error, &advisor.error_reason) {
             (Some(error), reason) => ConditionUpdate::new(
-                ADVISOR_AVAILABLE,
+                ConditionType::AdvisorAvailable,
                 false,
-                reason.clone().unwrap_or_else(|| "AdvisorError".into()),
+                reason.unwrap_or(Reason::AdvisorError),
                 format!("{error}; the rule-based decision stands"),
             ),
             (None, _) => ConditionUpdate::new(
-                ADVISOR_AVAILABLE,
+                ConditionType::AdvisorAvailable,
                 true,
-                "Answered",
+                Reason::Answered,
                 advisor.reason.clone().unwrap_or_default(),
             ),
         };
@@ -619,10 +654,10 @@ mod tests {
         }
     }
 
-    fn condition<'a>(
-        d: &'a Decision,
-        type_: &str,
-    ) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    fn condition(
+        d: &Decision,
+        type_: ConditionType,
+    ) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
         conditions::get(&d.status.conditions, type_).expect("condition present")
     }
 
@@ -631,7 +666,7 @@ mod tests {
         let bad = spec(serde_json::json!({"rollout": {"steps": [50, 10, 100]}}));
         let d = run(&bad, &Default::default(), Ok("3"), None);
         assert!(d.apply.is_none());
-        let ready = condition(&d, READY);
+        let ready = condition(&d, ConditionType::Ready);
         assert_eq!(
             (ready.status.as_str(), ready.reason.as_str()),
             ("False", "InvalidSpec")
@@ -667,8 +702,11 @@ mod tests {
         );
         assert!(d.apply.is_none());
         assert_eq!(d.status.phase, Phase::Pending);
-        assert_eq!(condition(&d, READY).reason, "RegistryUnavailable");
-        assert_eq!(condition(&d, REGISTRY_SYNCED).status, "False");
+        assert_eq!(
+            condition(&d, ConditionType::Ready).reason,
+            "RegistryUnavailable"
+        );
+        assert_eq!(condition(&d, ConditionType::RegistrySynced).status, "False");
         assert_eq!(d.requeue_after, SHORT_RETRY);
     }
 
@@ -700,8 +738,11 @@ mod tests {
             .unwrap()
             .join(" ");
         assert!(command.contains("models:/fraud/3"));
-        assert_eq!(condition(&d, REGISTRY_SYNCED).reason, "RegistryUnavailable");
-        assert_eq!(condition(&d, READY).status, "True");
+        assert_eq!(
+            condition(&d, ConditionType::RegistrySynced).reason,
+            "RegistryUnavailable"
+        );
+        assert_eq!(condition(&d, ConditionType::Ready).status, "True");
     }
 
     #[test]
@@ -734,15 +775,22 @@ mod tests {
             Some("models:/fraud/3")
         );
         assert_eq!(d.status.phase, Phase::Stable);
-        assert_eq!(condition(&d, READY).reason, "WaitingForReplicas");
-        assert!(d.events.iter().any(|e| e.reason == "StableVersionServed"));
+        assert_eq!(
+            condition(&d, ConditionType::Ready).reason,
+            "WaitingForReplicas"
+        );
+        assert!(
+            d.events
+                .iter()
+                .any(|e| e.reason == EventCause::Lifecycle(EventReason::StableVersionServed))
+        );
     }
 
     #[test]
     fn ready_when_replicas_are_ready_and_decisions_are_idempotent() {
         let s = spec(serde_json::json!({}));
         let first = run(&s, &Default::default(), Ok("3"), Some(ready_deployment()));
-        assert_eq!(condition(&first, READY).status, "True");
+        assert_eq!(condition(&first, ConditionType::Ready).status, "True");
         // Same inputs with the status it produced: same status, no new events.
         let second = run(&s, &first.status, Ok("3"), Some(ready_deployment()));
         assert_eq!(second.status, first.status);
@@ -758,7 +806,7 @@ mod tests {
         let first = run(&s, &Default::default(), Ok("3"), Some(ready_deployment()));
         let mut status = first.status.clone();
         status.conditions.push(Condition {
-            type_: DRIFT_CHECKED.into(),
+            type_: ConditionType::DriftChecked.as_str().into(),
             status: "True".into(),
             reason: "Checked".into(),
             message: "severity ok".into(),
@@ -767,7 +815,7 @@ mod tests {
         });
         // Generation 3, no check due in this reconcile.
         let d = run(&s, &status, Ok("3"), Some(ready_deployment()));
-        let drift = condition(&d, DRIFT_CHECKED);
+        let drift = condition(&d, ConditionType::DriftChecked);
         assert_eq!(drift.observed_generation, Some(3));
         assert_eq!(
             (drift.reason.as_str(), drift.message.as_str()),
@@ -788,6 +836,6 @@ mod tests {
             Ok("3"),
             Some(stale),
         );
-        assert_eq!(condition(&d, READY).status, "False");
+        assert_eq!(condition(&d, ConditionType::Ready).status, "False");
     }
 }

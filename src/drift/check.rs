@@ -9,11 +9,12 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 
 use crate::analysis::prometheus::PrometheusClient;
-use crate::api::{DriftSummary, FeatureDriftStatus, ModelDeployment};
+use crate::api::{DriftSummary, DriftTest, FeatureDriftStatus, ModelDeployment, Reason, Severity};
 use crate::core::lifecycle::DriftObservation;
 use crate::drift::data::FetchContext;
 use crate::drift::engine::{CheckRequest, DriftEngine, DriftReport};
 use crate::drift::stats::FeatureVerdict;
+use crate::drift::stats::decision::{Severity as StatsSeverity, TestKind};
 use crate::mlflow::{MlflowAuth, MlflowClient};
 use crate::registry::RegistryCredentials;
 
@@ -80,7 +81,7 @@ impl EngineDriftCheck {
     ) -> DriftObservation {
         let spec = &resource.spec;
         let Some(drift) = &spec.drift else {
-            return failed("NoDriftSpec", "spec.drift is not set".into());
+            return failed(Reason::NoDriftSpec, "spec.drift is not set".into());
         };
         let stable = resource
             .status
@@ -92,7 +93,7 @@ impl EngineDriftCheck {
         };
         let engine = match self.engine(&spec.model.tracking_uri, credentials) {
             Ok(e) => e,
-            Err(message) => return failed("InvalidTrackingUri", message),
+            Err(message) => return failed(Reason::InvalidTrackingUri, message),
         };
         let report = match engine.check(&request).await {
             Ok(r) => r,
@@ -112,7 +113,7 @@ impl EngineDriftCheck {
                 .map(|a| a.prometheus.address.clone())
             else {
                 return failed(
-                    "NoPrometheus",
+                    Reason::NoPrometheus,
                     "performance.accuracyQuery needs spec.rollout.analysis.prometheus.address"
                         .into(),
                 );
@@ -120,7 +121,7 @@ impl EngineDriftCheck {
             if let Some(client) = &self.prometheus {
                 match client.query_scalar(&address, None, query).await {
                     Ok(v) => summary.accuracy = v.filter(|a| a.is_finite()),
-                    Err(e) => return failed("AccuracyQueryFailed", e.to_string()),
+                    Err(e) => return failed(Reason::AccuracyQueryFailed, e.to_string()),
                 }
             }
         }
@@ -131,28 +132,33 @@ impl EngineDriftCheck {
     }
 }
 
-fn failed(reason: &str, message: String) -> DriftObservation {
-    DriftObservation::Failed {
-        reason: reason.to_string(),
-        message,
+fn failed(reason: Reason, message: String) -> DriftObservation {
+    DriftObservation::Failed { reason, message }
+}
+
+fn severity(s: StatsSeverity) -> Severity {
+    match s {
+        StatsSeverity::Ok => Severity::Ok,
+        StatsSeverity::Medium => Severity::Medium,
+        StatsSeverity::High => Severity::High,
     }
 }
 
-fn label<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_value(value)
-        .ok()
-        .and_then(|v| v.as_str().map(String::from))
-        .unwrap_or_default()
+fn drift_test(t: TestKind) -> DriftTest {
+    match t {
+        TestKind::Ks => DriftTest::Ks,
+        TestKind::Chi2 => DriftTest::Chi2,
+    }
 }
 
 fn feature_status(name: String, f: &FeatureVerdict) -> FeatureDriftStatus {
     FeatureDriftStatus {
         name,
-        test: label(&f.test),
+        test: drift_test(f.test),
         statistic: f.statistic.unwrap_or(f64::NAN).max(0.0),
         p_value_adjusted: f.p_value_adjusted.unwrap_or(1.0),
         psi: f.psi.filter(|p| p.is_finite()).unwrap_or(0.0),
-        severity: label(&f.severity),
+        severity: severity(f.severity),
     }
 }
 
@@ -166,14 +172,9 @@ pub fn summarize(report: &DriftReport) -> DriftSummary {
     if let Some(p) = &report.prediction_drift {
         features.push((p, format!("prediction:{}", p.name)));
     }
-    let rank = |f: &FeatureVerdict| match label(&f.severity).as_str() {
-        "high" => 2,
-        "medium" => 1,
-        _ => 0,
-    };
     features.sort_by(|a, b| {
-        rank(b.0)
-            .cmp(&rank(a.0))
+        b.0.severity
+            .cmp(&a.0.severity)
             .then(b.0.psi.unwrap_or(0.0).total_cmp(&a.0.psi.unwrap_or(0.0)))
     });
     DriftSummary {
@@ -181,7 +182,7 @@ pub fn summarize(report: &DriftReport) -> DriftSummary {
         reference_rows: i64::try_from(report.reference_rows).unwrap_or(i64::MAX),
         current_rows: i64::try_from(report.current_rows).unwrap_or(i64::MAX),
         drift_detected: report.drift_detected,
-        severity: label(&report.severity),
+        severity: severity(report.severity),
         drifted_share: report.drifted_share,
         accuracy: report.performance.as_ref().and_then(|p| p.accuracy),
         features: features

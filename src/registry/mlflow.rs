@@ -229,7 +229,7 @@ impl MlflowRegistry {
             }
         };
         client
-            .log_param(&run_id, "trigger", &record.trigger)
+            .log_param(&run_id, "trigger", record.trigger.as_str())
             .await
             .map_err(err)?;
         client
@@ -241,7 +241,7 @@ impl MlflowRegistry {
             .await
             .map_err(err)?;
         client
-            .set_run_tag(&run_id, "mlrollout.io/outcome", &record.outcome)
+            .set_run_tag(&run_id, "mlrollout.io/outcome", record.outcome.as_str())
             .await
             .map_err(err)?;
         client

@@ -4,6 +4,7 @@
 pub mod memory;
 pub mod mlflow;
 
+use crate::api::Reason;
 use futures::future::BoxFuture;
 
 use crate::api::{ModelSource, RegistryWrite};
@@ -40,15 +41,15 @@ pub enum RegistryError {
 
 impl RegistryError {
     /// Condition reason / Event reason for this error.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            RegistryError::ModelNotFound { .. } => "ModelNotFound",
-            RegistryError::AliasNotFound { .. } => "AliasNotFound",
-            RegistryError::VersionNotFound { .. } => "VersionNotFound",
-            RegistryError::Forbidden(_) => "RegistryForbidden",
-            RegistryError::Unavailable(_) => "RegistryUnavailable",
-            RegistryError::Malformed(_) => "RegistryMalformedResponse",
-            RegistryError::Other(_) => "RegistryError",
+            RegistryError::ModelNotFound { .. } => Reason::ModelNotFound,
+            RegistryError::AliasNotFound { .. } => Reason::AliasNotFound,
+            RegistryError::VersionNotFound { .. } => Reason::VersionNotFound,
+            RegistryError::Forbidden(_) => Reason::RegistryForbidden,
+            RegistryError::Unavailable(_) => Reason::RegistryUnavailable,
+            RegistryError::Malformed(_) => Reason::RegistryMalformedResponse,
+            RegistryError::Other(_) => Reason::RegistryError,
         }
     }
 }
@@ -68,24 +69,7 @@ pub enum RegistryCredentials {
 /// Tag a retraining Job puts on the version it registers (value: the attempt id).
 pub const LINEAGE_TAG: &str = "mlrollout.io/attempt";
 
-/// A retraining attempt as logged to MLflow (the `value` of a `logAttempt` registry write).
-#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-pub struct AttemptRecord {
-    /// Experiment the run goes to (named after the resource).
-    pub experiment: String,
-    pub attempt_id: String,
-    pub number: i64,
-    pub trigger: String,
-    pub job_name: String,
-    /// `Running`, `Succeeded`, `Failed`, `TimedOut`, `Aborted`.
-    pub outcome: String,
-    pub drift_summary: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub candidate_version: Option<String>,
-    /// The advisor's last answer, when it has one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub advisor: Option<String>,
-}
+pub use crate::core::lifecycle::AttemptRecord;
 
 /// (candidate, champion) values of the evaluation metric; `None` when a run lacks it.
 pub type MetricPair = (Option<f64>, Option<f64>);

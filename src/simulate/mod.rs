@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::analysis::defaults::metrics_for;
 use crate::analysis::{AnalysisStage, MetricMeasurement, judge, query_error};
-use crate::api::{DriftSummary, ModelDeployment, ModelDeploymentStatus, Phase};
+use crate::api::{DriftSummary, ModelDeployment, ModelDeploymentStatus, Phase, Severity};
 use crate::core::decide::{DecideInput, DeploymentState, Observed, decide};
 use crate::core::lifecycle::{
     self, CandidateLookup, DriftObservation, EvaluationObservation, JobState, Observations,
@@ -178,12 +178,10 @@ pub fn run(resource: &ModelDeployment, scenario: &Scenario) -> Result<Outcome, S
         if wants.drift_check {
             obs.drift = Some(drift_observation(scenario, t));
         }
-        if let Some(job_name) = &wants.job {
-            let attempt = status
-                .retraining_attempts
-                .last()
-                .cloned()
-                .unwrap_or_default();
+        // The lifecycle wants a Job only for its last, running attempt.
+        if let Some(job_name) = &wants.job
+            && let Some(attempt) = status.retraining_attempts.last().cloned()
+        {
             let started = attempt
                 .started_at
                 .as_ref()
@@ -312,7 +310,7 @@ pub fn run(resource: &ModelDeployment, scenario: &Scenario) -> Result<Outcome, S
             }
         }
         for event in decision.events {
-            lines.push(line(t, &status, &event.reason, &event.note));
+            lines.push(line(t, &status, event.reason.as_str(), &event.note));
         }
         t += scenario.tick_seconds;
     }
@@ -349,8 +347,8 @@ fn line(at: u64, status: &ModelDeploymentStatus, reason: &str, message: &str) ->
 
 fn drift_observation(scenario: &Scenario, t: u64) -> DriftObservation {
     let severity = latest(&scenario.drift, t, |d| d.at)
-        .map(|d| d.severity.clone())
-        .unwrap_or_else(|| "ok".into());
+        .map(|d| d.severity)
+        .unwrap_or_default();
     let accuracy = latest(&scenario.accuracy, t, |a| a.at).map(|a| a.value);
     let sample_count = latest(&scenario.samples, t, |s| s.at).map(|s| s.count);
     DriftObservation::Completed {
@@ -358,8 +356,8 @@ fn drift_observation(scenario: &Scenario, t: u64) -> DriftObservation {
             checked_at: None,
             reference_rows: 0,
             current_rows: sample_count.unwrap_or(0),
-            drift_detected: severity != "ok",
-            drifted_share: if severity == "ok" { 0.0 } else { 1.0 },
+            drift_detected: severity != Severity::Ok,
+            drifted_share: if severity == Severity::Ok { 0.0 } else { 1.0 },
             severity,
             accuracy,
             features: Vec::new(),

@@ -63,7 +63,7 @@ pub struct VersionFacts {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DriftAt {
     pub at: u64,
-    pub severity: String,
+    pub severity: crate::api::Severity,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -14,7 +14,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use mlrollout::analysis::{Analyzer, MeasureRequest, MetricMeasurement, judge, query_error};
-use mlrollout::api::{DriftSummary, ModelDeployment, ModelDeploymentStatus, Phase};
+use mlrollout::api::{
+    CandidateSource, DriftSummary, ModelDeployment, ModelDeploymentStatus, Phase, Severity,
+};
 use mlrollout::controller::{self, Context, WatchScope};
 use mlrollout::core::lifecycle::DriftObservation;
 use mlrollout::core::names::FIELD_MANAGER;
@@ -82,22 +84,22 @@ impl Analyzer for ScriptedAnalyzer {
 
 /// Drift double: every check reports the severity the test set.
 pub struct ScriptedDrift {
-    severity: Mutex<String>,
+    severity: Mutex<Severity>,
     pub checks: Mutex<u64>,
 }
 
 impl Default for ScriptedDrift {
     fn default() -> Self {
         Self {
-            severity: Mutex::new("ok".into()),
+            severity: Mutex::new(Severity::Ok),
             checks: Mutex::new(0),
         }
     }
 }
 
 impl ScriptedDrift {
-    pub fn set(&self, severity: &str) {
-        *self.severity.lock().unwrap() = severity.into();
+    pub fn set(&self, severity: Severity) {
+        *self.severity.lock().unwrap() = severity;
     }
 }
 
@@ -108,14 +110,14 @@ impl DriftCheck for ScriptedDrift {
         _credentials: &'a mlrollout::registry::RegistryCredentials,
     ) -> BoxFuture<'a, DriftObservation> {
         *self.checks.lock().unwrap() += 1;
-        let severity = self.severity.lock().unwrap().clone();
+        let severity = *self.severity.lock().unwrap();
         async move {
             DriftObservation::Completed {
                 summary: DriftSummary {
                     reference_rows: 1000,
                     current_rows: 1000,
-                    drift_detected: severity != "ok",
-                    drifted_share: if severity == "ok" { 0.0 } else { 0.6 },
+                    drift_detected: severity != Severity::Ok,
+                    drifted_share: if severity == Severity::Ok { 0.0 } else { 0.6 },
                     severity,
                     ..Default::default()
                 },
@@ -380,7 +382,7 @@ pub async fn at_first_canary_step(
             let mut status = current.status.clone().unwrap_or_default();
             status.phase = Phase::Progressing;
             status.candidate_version = Some("4".into());
-            status.candidate_source = Some("registry".into());
+            status.candidate_source = Some(CandidateSource::Registry);
             status.current_step = Some(0);
             status.canary_weight = 10;
             status.mirror_percent = 0;

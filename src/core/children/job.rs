@@ -52,7 +52,7 @@ pub fn build(
             "MLROLLOUT_LINEAGE_TAG",
             format!("mlrollout.io/attempt={}", request.attempt_id),
         ),
-        ("MLROLLOUT_TRIGGER", request.trigger.clone()),
+        ("MLROLLOUT_TRIGGER", request.trigger.as_str().into()),
         ("MLROLLOUT_DRIFT_SUMMARY", lineage.drift_summary.clone()),
         ("MLROLLOUT_MODEL_NAME", spec.model.name.clone()),
         (

@@ -56,7 +56,7 @@ pub fn record(status: &mut AnalysisStatus, measurements: &[MetricMeasurement], n
         }
         entry.recent.push(MeasurementRecord {
             at: Some(Time(now)),
-            verdict: m.verdict.as_str().into(),
+            verdict: m.verdict,
             candidate: m.candidate.filter(|v| v.is_finite()),
             stable: m.stable.filter(|v| v.is_finite()),
             threshold: match &m.error {

@@ -24,7 +24,10 @@ use std::time::Duration;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::analysis::{AnalysisStage, MetricMeasurement};
-use crate::api::{DriftSummary, ModelDeploymentSpec, ModelDeploymentStatus, Phase};
+use crate::api::{
+    AttemptOutcome, DriftSummary, EventReason, ModelDeploymentSpec, ModelDeploymentStatus, Phase,
+    Reason, Severity, Urgency,
+};
 
 pub use manual::{ManualInput, Request};
 pub use triggers::Trigger;
@@ -38,7 +41,7 @@ pub enum DriftObservation {
         sample_count: Option<i64>,
     },
     Failed {
-        reason: String,
+        reason: Reason,
         message: String,
     },
 }
@@ -98,7 +101,49 @@ pub struct Observations {
 pub struct AdvisorObservation {
     /// Digest of the report (answers are cached per digest).
     pub digest: String,
-    pub answer: Result<crate::advisor::AdvisorAnswer, crate::advisor::AdvisorError>,
+    pub answer: Result<AdvisorAdvice, AdvisorFailure>,
+}
+
+/// A valid advisor answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdvisorAdvice {
+    pub needs_retrain: bool,
+    pub urgency: Urgency,
+    pub reason: String,
+}
+
+impl AdvisorAdvice {
+    /// Whether the answer asks for retraining now (an `immediate` recommendation may skip the
+    /// remaining schedule wait; the cooldown and the budget still apply).
+    pub fn retrain_now(&self) -> bool {
+        self.needs_retrain && self.urgency == Urgency::Immediate
+    }
+}
+
+/// Why an advisor answer was ignored (the rule-based decision stands).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdvisorFailure {
+    /// Reason of condition `AdvisorAvailable=False`.
+    pub reason: Reason,
+    pub message: String,
+}
+
+/// A retraining attempt as logged to MLflow (the `value` of a `logAttempt` registry write).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AttemptRecord {
+    /// Experiment the run goes to (named after the resource).
+    pub experiment: String,
+    pub attempt_id: String,
+    pub number: i64,
+    pub trigger: Trigger,
+    pub job_name: String,
+    pub outcome: AttemptOutcome,
+    pub drift_summary: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate_version: Option<String>,
+    /// The advisor's last answer, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advisor: Option<String>,
 }
 
 /// A retraining Job that should exist.
@@ -106,7 +151,7 @@ pub struct AdvisorObservation {
 pub struct JobRequest {
     pub number: i64,
     pub attempt_id: String,
-    pub trigger: String,
+    pub trigger: Trigger,
     pub job_name: String,
 }
 
@@ -114,7 +159,7 @@ pub struct JobRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transition {
     pub warning: bool,
-    pub reason: String,
+    pub reason: EventReason,
     pub message: String,
 }
 
@@ -209,7 +254,7 @@ pub fn drift_summary(status: &ModelDeploymentStatus) -> String {
             let features: Vec<String> = d
                 .features
                 .iter()
-                .filter(|f| f.severity != "ok")
+                .filter(|f| f.severity != Severity::Ok)
                 .map(|f| format!("{}:{}(psi={:.3})", f.name, f.severity, f.psi))
                 .collect();
             format!(

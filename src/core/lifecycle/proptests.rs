@@ -22,12 +22,17 @@ use serde_json::json;
 use super::*;
 use crate::analysis::defaults::{effective_canary_metrics, shadow_metrics};
 use crate::analysis::{AnalysisStage, MetricMeasurement, Verdict};
+use strum::IntoEnumIterator;
+
 use crate::api::{
-    AnalysisMetric, AnalysisSpec, AnalysisStatus, DeferredTrigger, EvaluationStatus, MetricStatus,
-    ModelDeploymentSpec, ModelDeploymentStatus, Phase, RegistryWrite, RetrainingAttempt,
-    RolloutRecord, TrafficProvider,
+    AnalysisMetric, AnalysisSpec, AnalysisStatus, AttemptOutcome, CandidateSource, DeferredTrigger,
+    EvaluationStatus, EventReason, MetricStatus, ModelDeploymentSpec, ModelDeploymentStatus,
+    PauseReason, Phase, Reason, RegistryOp, RegistryWrite, RetrainingAttempt, RolloutOutcome,
+    RolloutReason, RolloutRecord, Severity, TrafficProvider, Trigger,
 };
-use crate::core::decide::{Child, DecideInput, Decision, DeploymentState, Observed, decide};
+use crate::core::decide::{
+    Child, DecideInput, Decision, DeploymentState, EventCause, Observed, decide,
+};
 use crate::registry::{RegistryError, ResolvedModel};
 
 const NAME: &str = "fraud";
@@ -405,7 +410,7 @@ struct Counters {
 
 #[derive(Debug, Clone)]
 struct Rollout {
-    source: &'static str,
+    source: Option<CandidateSource>,
     evaluation_passed: bool,
     shadow_passed: bool,
     steps_passed: usize,
@@ -484,18 +489,18 @@ impl Rollout {
 }
 
 /// Lifecycle events the model follows (conditions' events are ignored).
-const LIFECYCLE: &[&str] = &[
-    "CandidateFromRegistry",
-    "Retry",
-    "EvaluationPassed",
-    "ShadowStarted",
-    "ShadowPassed",
-    "StepStarted",
-    "Resumed",
-    "ManualPromotion",
-    "Promoted",
-    "PromotionComplete",
-    "RolledBack",
+const LIFECYCLE: &[EventReason] = &[
+    EventReason::CandidateFromRegistry,
+    EventReason::Retry,
+    EventReason::EvaluationPassed,
+    EventReason::ShadowStarted,
+    EventReason::ShadowPassed,
+    EventReason::StepStarted,
+    EventReason::Resumed,
+    EventReason::ManualPromotion,
+    EventReason::Promoted,
+    EventReason::PromotionComplete,
+    EventReason::RolledBack,
 ];
 
 #[derive(Debug, Default, Clone)]
@@ -791,7 +796,7 @@ impl<'a> Story<'a> {
         } else {
             self.annotations.remove(manual::PAUSE);
         }
-        let manual_pause = pre.pause_reason.as_deref() == Some("manual");
+        let manual_pause = pre.pause_reason == Some(PauseReason::Manual);
         let manual_tick = t.manual.is_some()
             || (self.pause_annotation && !pre.paused)
             || (!self.pause_annotation && pre.paused && manual_pause);
@@ -806,12 +811,12 @@ impl<'a> Story<'a> {
             self.rows += t.new_rows;
             o.drift = Some(match t.drift {
                 3 => DriftObservation::Failed {
-                    reason: "SourceUnavailable".into(),
+                    reason: Reason::DataUnreachable,
                     message: "404".into(),
                 },
                 s => DriftObservation::Completed {
                     summary: DriftSummary {
-                        severity: ["ok", "medium", "high"][s as usize].into(),
+                        severity: [Severity::Ok, Severity::Medium, Severity::High][s as usize],
                         drift_detected: s > 0,
                         drifted_share: f64::from(s) / 2.0,
                         accuracy: t.accuracy,
@@ -943,7 +948,7 @@ impl<'a> Story<'a> {
         self.status = post;
         if t.writes_ok {
             for w in std::mem::take(&mut self.status.pending_registry_writes) {
-                if w.op == "setAlias" && w.key == self.spec.model.alias {
+                if w.op == RegistryOp::SetAlias && w.key == self.spec.model.alias {
                     self.alias = w
                         .version
                         .as_deref()
@@ -990,20 +995,20 @@ impl<'a> Story<'a> {
             r.record(round);
         }
 
-        let mut source = "";
+        let mut source = None;
         let mut manual_promotion = false;
         let mut shadow_passed_now = false;
-        for event in decision
-            .events
-            .iter()
-            .filter(|e| LIFECYCLE.contains(&e.reason.as_str()))
-        {
-            match event.reason.as_str() {
-                "CandidateFromRegistry" => source = "registry",
-                "Retry" => source = "retry",
-                "EvaluationPassed" => source = "retraining",
-                "ManualPromotion" => manual_promotion = true,
-                "ShadowStarted" => {
+        let lifecycle_events = decision.events.iter().filter_map(|e| match e.reason {
+            EventCause::Lifecycle(reason) if LIFECYCLE.contains(&reason) => Some(reason),
+            _ => None,
+        });
+        for reason in lifecycle_events {
+            match reason {
+                EventReason::CandidateFromRegistry => source = Some(CandidateSource::Registry),
+                EventReason::Retry => source = Some(CandidateSource::Retry),
+                EventReason::EvaluationPassed => source = Some(CandidateSource::Retraining),
+                EventReason::ManualPromotion => manual_promotion = true,
+                EventReason::ShadowStarted => {
                     ensure!(
                         self.rollout.is_none(),
                         "a shadow phase started inside a rollout"
@@ -1011,7 +1016,7 @@ impl<'a> Story<'a> {
                     self.stats.rollouts += 1;
                     self.rollout = Some(Rollout {
                         source,
-                        evaluation_passed: source == "retraining",
+                        evaluation_passed: source == Some(CandidateSource::Retraining),
                         shadow_passed: false,
                         steps_passed: 0,
                         stage: Stage::Shadow,
@@ -1020,7 +1025,7 @@ impl<'a> Story<'a> {
                         metrics: BTreeMap::new(),
                     });
                 }
-                "ShadowPassed" => {
+                EventReason::ShadowPassed => {
                     let Some(r) = self.rollout.as_mut() else {
                         return fail("ShadowPassed outside a rollout".into());
                     };
@@ -1041,12 +1046,12 @@ impl<'a> Story<'a> {
                     r.shadow_passed = true;
                     shadow_passed_now = true;
                 }
-                "StepStarted" => match self.rollout.as_mut() {
+                EventReason::StepStarted => match self.rollout.as_mut() {
                     None => {
                         self.stats.rollouts += 1;
                         self.rollout = Some(Rollout {
                             source,
-                            evaluation_passed: source == "retraining",
+                            evaluation_passed: source == Some(CandidateSource::Retraining),
                             shadow_passed: false,
                             steps_passed: 0,
                             stage: Stage::Step(0),
@@ -1093,12 +1098,12 @@ impl<'a> Story<'a> {
                         r.enter(Stage::Step(next), now);
                     }
                 },
-                "Resumed" => {
+                EventReason::Resumed => {
                     if let Some(r) = self.rollout.as_mut() {
                         r.restart(now);
                     }
                 }
-                "Promoted" => {
+                EventReason::Promoted => {
                     let Some(r) = self.rollout.as_mut() else {
                         return fail("Promoted outside a rollout".into());
                     };
@@ -1127,7 +1132,7 @@ impl<'a> Story<'a> {
                             !self.params.shadow_runs() || r.shadow_passed,
                             "promoted without a passed shadow phase"
                         );
-                        if r.source == "retraining" {
+                        if r.source == Some(CandidateSource::Retraining) {
                             ensure!(
                                 r.evaluation_passed,
                                 "a retrained candidate promoted without EvaluationPassed"
@@ -1142,7 +1147,7 @@ impl<'a> Story<'a> {
                     r.enter(Stage::Done, now);
                     self.stats.promotions += 1;
                 }
-                "PromotionComplete" => {
+                EventReason::PromotionComplete => {
                     ensure!(
                         self.rollout
                             .as_ref()
@@ -1151,7 +1156,7 @@ impl<'a> Story<'a> {
                     );
                     self.rollout = None;
                 }
-                "RolledBack" => {
+                EventReason::RolledBack => {
                     self.rollout = None;
                     self.stats.rollbacks += 1;
                 }
@@ -1225,7 +1230,11 @@ impl<'a> Story<'a> {
 
     /// Every rollback ends with everything on stable.
     fn check_rollback(&self, decision: &Decision) -> Result<(), String> {
-        if !decision.events.iter().any(|e| e.reason == "RolledBack") {
+        if !decision
+            .events
+            .iter()
+            .any(|e| e.reason == EventCause::Lifecycle(EventReason::RolledBack))
+        {
             return Ok(());
         }
         let s = &decision.status;
@@ -1459,10 +1468,10 @@ fn metric_status() -> impl Strategy<Value = MetricStatus> {
 fn arbitrary_status() -> impl Strategy<Value = ModelDeploymentStatus> {
     let attempt = (
         0..1000i64,
-        word(),
+        any_of(Trigger::iter()),
         word(),
         maybe_time(),
-        word(),
+        any_of(AttemptOutcome::iter()),
         prop::option::of(word()),
     )
         .prop_map(
@@ -1480,35 +1489,34 @@ fn arbitrary_status() -> impl Strategy<Value = ModelDeploymentStatus> {
                 }
             },
         );
-    let record = (word(), prop::option::of(word()), word()).prop_map(
-        |(candidate_version, previous_version, outcome)| RolloutRecord {
-            candidate_version,
-            previous_version,
-            outcome,
-            reason: "r".into(),
-            finished_at: None,
-        },
-    );
-    let write = (
-        prop::sample::select(vec!["setAlias", "deleteAlias", "setTag"]),
-        prop::option::of(word()),
+    let record = (
         word(),
+        prop::option::of(word()),
+        any_of(RolloutOutcome::iter()),
+        any_of(RolloutReason::iter()),
     )
-        .prop_map(|(op, version, key)| RegistryWrite {
-            op: op.into(),
+        .prop_map(
+            |(candidate_version, previous_version, outcome, reason)| RolloutRecord {
+                candidate_version,
+                previous_version,
+                outcome,
+                reason,
+                finished_at: None,
+            },
+        );
+    let write = (any_of(RegistryOp::iter()), prop::option::of(word()), word()).prop_map(
+        |(op, version, key)| RegistryWrite {
+            op,
             version,
             key,
             value: None,
-        });
+        },
+    );
     (
         (
             phase(),
             any::<bool>(),
-            prop::option::of(prop::sample::select(vec![
-                "manual",
-                "inconclusiveAnalysis",
-                "other",
-            ])),
+            prop::option::of(any_of(PauseReason::iter())),
             prop::option::of(word()),
             prop::option::of(word()),
             -10..150i32,
@@ -1521,14 +1529,14 @@ fn arbitrary_status() -> impl Strategy<Value = ModelDeploymentStatus> {
             vec(attempt, 0..4),
             vec(record, 0..4),
             prop::option::of((0..50i32, maybe_time(), vec(metric_status(), 0..4))),
-            prop::option::of((word(), maybe_time())),
+            prop::option::of((any_of(Trigger::iter()), maybe_time())),
             prop::option::of(-5..5i64),
             maybe_time(),
             vec(write, 0..3),
         ),
         (
             prop::option::of((any::<bool>(), prop::option::of(-1.0..2.0f64))),
-            prop::option::of(word()),
+            prop::option::of(any_of(CandidateSource::iter())),
         ),
     )
         .prop_map(
@@ -1557,7 +1565,7 @@ fn arbitrary_status() -> impl Strategy<Value = ModelDeploymentStatus> {
             )| ModelDeploymentStatus {
                 phase,
                 paused,
-                pause_reason: pause_reason.map(String::from),
+                pause_reason,
                 stable_version,
                 candidate_version,
                 canary_weight,
@@ -1592,6 +1600,13 @@ fn arbitrary_status() -> impl Strategy<Value = ModelDeploymentStatus> {
                 ..Default::default()
             },
         )
+}
+
+/// Any value of a closed vocabulary.
+fn any_of<T: Clone + std::fmt::Debug + 'static>(
+    values: impl Iterator<Item = T>,
+) -> impl Strategy<Value = T> {
+    prop::sample::select(values.collect::<Vec<_>>())
 }
 
 fn arbitrary_observations() -> impl Strategy<Value = Observations> {
@@ -1638,12 +1653,13 @@ fn arbitrary_observations() -> impl Strategy<Value = Observations> {
                     candidate_ready,
                     drift: drift.map(|d| match d {
                         3 => DriftObservation::Failed {
-                            reason: "r".into(),
+                            reason: Reason::DataUnreachable,
                             message: "m".into(),
                         },
                         s => DriftObservation::Completed {
                             summary: DriftSummary {
-                                severity: ["ok", "medium", "high"][s as usize].into(),
+                                severity: [Severity::Ok, Severity::Medium, Severity::High]
+                                    [s as usize],
                                 ..Default::default()
                             },
                             sample_count: Some(i64::from(s) * 10_000),
@@ -1742,7 +1758,11 @@ fn no_panic_on_arbitrary_status_and_observations() {
             now,
         });
         // Whatever the status said, a rollback leaves nothing on the candidate.
-        if decision.events.iter().any(|e| e.reason == "RolledBack") {
+        if decision
+            .events
+            .iter()
+            .any(|e| e.reason == EventCause::Lifecycle(EventReason::RolledBack))
+        {
             prop_assert_eq!(decision.status.canary_weight, 0);
             prop_assert_eq!(decision.status.mirror_percent, 0);
             prop_assert_eq!(decision.status.candidate_version.as_deref(), None);

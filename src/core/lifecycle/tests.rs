@@ -12,11 +12,13 @@ use super::*;
 use crate::analysis::defaults::{canary_metrics, shadow_metrics};
 use crate::analysis::{AnalysisStage, MetricMeasurement, Verdict};
 use crate::api::{
-    AnalysisMetric, AnalysisStatus, DeferredTrigger, EvaluationStatus, ModelDeploymentSpec,
-    ModelDeploymentStatus, Phase, RegistryWrite, RetrainingAttempt, RolloutRecord,
+    AnalysisMetric, AnalysisStatus, AttemptOutcome, CandidateSource, DeferredTrigger,
+    EvaluationStatus, EventReason, ModelDeploymentSpec, ModelDeploymentStatus, PauseReason, Phase,
+    Reason, RegistryOp, RegistryWrite, RetrainingAttempt, RolloutOutcome, RolloutReason,
+    RolloutRecord, Severity, Trigger,
 };
 use crate::core::decide::{
-    Child, DecideInput, Decision, DeploymentState, Observed, Removal, decide,
+    Child, DecideInput, Decision, DeploymentState, EventCause, Observed, Removal, decide,
 };
 use crate::registry::{RegistryError, ResolvedModel};
 
@@ -120,15 +122,15 @@ fn stable() -> ModelDeploymentStatus {
     }
 }
 
-fn attempt(number: i64, started: i64, outcome: &str) -> RetrainingAttempt {
+fn attempt(number: i64, started: i64, outcome: AttemptOutcome) -> RetrainingAttempt {
     RetrainingAttempt {
         number,
         id: attempt_id(UID, number),
-        trigger: "drift".into(),
+        trigger: Trigger::Drift,
         job_name: job_name(NAME, number),
         started_at: time(started),
         finished_at: None,
-        outcome: outcome.into(),
+        outcome,
         candidate_version: None,
         message: None,
     }
@@ -139,19 +141,19 @@ fn retraining(started: i64) -> ModelDeploymentStatus {
         phase: Phase::Retraining,
         phase_started_at: time(started),
         schedule_anchor: time(started),
-        retraining_attempts: vec![attempt(1, started, "Running")],
+        retraining_attempts: vec![attempt(1, started, AttemptOutcome::Running)],
         ..stable()
     }
 }
 
 fn evaluating(started: i64) -> ModelDeploymentStatus {
-    let mut done = attempt(1, started - HOUR, "Succeeded");
+    let mut done = attempt(1, started - HOUR, AttemptOutcome::Succeeded);
     done.candidate_version = Some("4".into());
     ModelDeploymentStatus {
         phase: Phase::Evaluating,
         phase_started_at: time(started),
         candidate_version: Some("4".into()),
-        candidate_source: Some("retraining".into()),
+        candidate_source: Some(CandidateSource::Retraining),
         retraining_attempts: vec![done],
         ..stable()
     }
@@ -204,12 +206,12 @@ fn with_manual(request: Request, value: &str) -> Observations {
     }
 }
 
-fn drift(severity: &str) -> DriftObservation {
+fn drift(severity: Severity) -> DriftObservation {
     DriftObservation::Completed {
         summary: DriftSummary {
-            severity: severity.into(),
-            drift_detected: severity != "ok",
-            drifted_share: if severity == "ok" { 0.0 } else { 0.6 },
+            severity,
+            drift_detected: severity != Severity::Ok,
+            drifted_share: if severity == Severity::Ok { 0.0 } else { 0.6 },
             ..Default::default()
         },
         sample_count: None,
@@ -233,8 +235,8 @@ fn run(
     })
 }
 
-fn reasons(out: &StepOutput) -> Vec<&str> {
-    out.transitions.iter().map(|t| t.reason.as_str()).collect()
+fn reasons(out: &StepOutput) -> Vec<EventReason> {
+    out.transitions.iter().map(|t| t.reason).collect()
 }
 
 fn metric_names(spec: &ModelDeploymentSpec, stage: AnalysisStage) -> Vec<String> {
@@ -293,9 +295,9 @@ fn passing(spec: &ModelDeploymentSpec, stage: AnalysisStage) -> Observations {
     round(spec, stage, None, Verdict::Passed)
 }
 
-fn write(op: &str, version: Option<&str>, key: &str, value: Option<&str>) -> RegistryWrite {
+fn write(op: RegistryOp, version: Option<&str>, key: &str, value: Option<&str>) -> RegistryWrite {
     RegistryWrite {
-        op: op.into(),
+        op,
         version: version.map(String::from),
         key: key.into(),
         value: value.map(String::from),
@@ -303,12 +305,12 @@ fn write(op: &str, version: Option<&str>, key: &str, value: Option<&str>) -> Reg
 }
 
 /// The writes a rollback of candidate 4 (stable 3) owes the registry.
-fn rollback_writes(reason: &str) -> Vec<RegistryWrite> {
+fn rollback_writes(reason: RolloutReason) -> Vec<RegistryWrite> {
     vec![
-        write("setAlias", Some("3"), "champion", None),
-        write("deleteAlias", None, "challenger", None),
+        write(RegistryOp::SetAlias, Some("3"), "champion", None),
+        write(RegistryOp::DeleteAlias, None, "challenger", None),
         write(
-            "setTag",
+            RegistryOp::SetTag,
             Some("4"),
             "mlrollout.io/rollout",
             Some(&format!("rolled-back: {reason}")),
@@ -316,7 +318,7 @@ fn rollback_writes(reason: &str) -> Vec<RegistryWrite> {
     ]
 }
 
-fn assert_rolled_back(out: &StepOutput, outcome: &str, reason: &str) {
+fn assert_rolled_back(out: &StepOutput, outcome: RolloutOutcome, reason: RolloutReason) {
     let s = &out.status;
     assert_eq!(s.phase, Phase::RolledBack, "{:?}", out.transitions);
     assert_eq!(s.canary_weight, 0);
@@ -335,7 +337,7 @@ fn assert_rolled_back(out: &StepOutput, outcome: &str, reason: &str) {
     let event = out
         .transitions
         .iter()
-        .find(|t| t.reason == "RolledBack")
+        .find(|t| t.reason == EventReason::RolledBack)
         .expect("RolledBack event");
     assert!(event.warning);
     assert!(
@@ -357,7 +359,7 @@ fn drift_trigger_starts_attempt_one_with_its_job() {
         &spec(),
         &stable(),
         &Observations {
-            drift: Some(drift("high")),
+            drift: Some(drift(Severity::High)),
             ..obs()
         },
         now,
@@ -369,25 +371,28 @@ fn drift_trigger_starts_attempt_one_with_its_job() {
     let a = &s.retraining_attempts[0];
     assert_eq!(a.number, 1);
     assert_eq!(a.id, ATTEMPT_1);
-    assert_eq!(a.trigger, "drift");
+    assert_eq!(a.trigger, Trigger::Drift);
     assert_eq!(a.job_name, "fraud-retrain-1");
-    assert_eq!(a.outcome, "Running");
+    assert_eq!(a.outcome, AttemptOutcome::Running);
     assert_eq!(a.started_at, Some(Time(now)));
     assert_eq!(s.schedule_anchor, Some(Time(now)));
     assert_eq!(s.candidate_version, None);
-    assert_eq!(s.drift.as_ref().unwrap().severity, "high");
+    assert_eq!(s.drift.as_ref().unwrap().severity, Severity::High);
     assert_eq!(
         out.job,
         Some(JobRequest {
             number: 1,
             attempt_id: ATTEMPT_1.into(),
-            trigger: "drift".into(),
+            trigger: Trigger::Drift,
             job_name: "fraud-retrain-1".into(),
         })
     );
     assert_eq!(
         reasons(&out),
-        vec!["DriftSeverityChanged", "RetrainingStarted"]
+        vec![
+            EventReason::DriftSeverityChanged,
+            EventReason::RetrainingStarted
+        ]
     );
     assert!(out.transitions[0].warning, "a drift increase is a warning");
     assert_eq!(
@@ -403,13 +408,13 @@ fn drift_below_the_configured_severity_does_not_fire() {
         &spec(),
         &stable(),
         &Observations {
-            drift: Some(drift("medium")),
+            drift: Some(drift(Severity::Medium)),
             ..obs()
         },
         at(0),
     );
     assert_eq!(out.status.phase, Phase::Stable);
-    assert_eq!(reasons(&out), vec!["DriftSeverityChanged"]);
+    assert_eq!(reasons(&out), vec![EventReason::DriftSeverityChanged]);
     assert!(out.status.retraining_attempts.is_empty());
 
     let medium = spec_with(json!({"retraining": {"triggers": {"driftSeverity": "medium"}}}));
@@ -417,13 +422,13 @@ fn drift_below_the_configured_severity_does_not_fire() {
         &medium,
         &stable(),
         &Observations {
-            drift: Some(drift("medium")),
+            drift: Some(drift(Severity::Medium)),
             ..obs()
         },
         at(0),
     );
     assert_eq!(out.status.phase, Phase::Retraining);
-    assert_eq!(out.status.retraining_attempts[0].trigger, "drift");
+    assert_eq!(out.status.retraining_attempts[0].trigger, Trigger::Drift);
 }
 
 #[test]
@@ -434,7 +439,7 @@ fn accuracy_trigger_fires_below_the_threshold_only() {
     let with_accuracy = |accuracy: f64| Observations {
         drift: Some(DriftObservation::Completed {
             summary: DriftSummary {
-                severity: "ok".into(),
+                severity: Severity::Ok,
                 accuracy: Some(accuracy),
                 ..Default::default()
             },
@@ -446,7 +451,7 @@ fn accuracy_trigger_fires_below_the_threshold_only() {
     assert_eq!(out.status.phase, Phase::Stable, "0.85 is not below 0.85");
     let out = run(&s, &stable(), &with_accuracy(0.80), at(0));
     assert_eq!(out.status.phase, Phase::Retraining);
-    assert_eq!(out.status.retraining_attempts[0].trigger, "accuracy");
+    assert_eq!(out.status.retraining_attempts[0].trigger, Trigger::Accuracy);
     assert_eq!(
         out.status.retraining_attempts[0].message.as_deref(),
         Some("accuracy 0.8000 is below 0.85")
@@ -460,7 +465,7 @@ fn new_samples_trigger_counts_from_the_baseline() {
     let with_rows = |rows: i64| Observations {
         drift: Some(DriftObservation::Completed {
             summary: DriftSummary {
-                severity: "ok".into(),
+                severity: Severity::Ok,
                 ..Default::default()
             },
             sample_count: Some(rows),
@@ -475,7 +480,10 @@ fn new_samples_trigger_counts_from_the_baseline() {
     assert_eq!(few.status.phase, Phase::Stable);
     let enough = run(&s, &few.status, &with_rows(51_000), at(2 * HOUR));
     assert_eq!(enough.status.phase, Phase::Retraining);
-    assert_eq!(enough.status.retraining_attempts[0].trigger, "newSamples");
+    assert_eq!(
+        enough.status.retraining_attempts[0].trigger,
+        Trigger::NewSamples
+    );
     assert_eq!(
         enough.status.samples_at_last_training,
         Some(51_000),
@@ -501,7 +509,7 @@ fn schedule_trigger_fires_when_the_cron_is_due_after_the_anchor() {
     let due: Timestamp = "2027-01-16T03:00:00Z".parse().unwrap();
     let out = run(&s, &first.status, &obs(), due);
     assert_eq!(out.status.phase, Phase::Retraining);
-    assert_eq!(out.status.retraining_attempts[0].trigger, "schedule");
+    assert_eq!(out.status.retraining_attempts[0].trigger, Trigger::Schedule);
     assert_eq!(out.status.schedule_anchor, Some(Time(due)));
 }
 
@@ -514,7 +522,7 @@ fn manual_retrain_request_starts_an_attempt() {
         at(0),
     );
     assert_eq!(out.status.phase, Phase::Retraining);
-    assert_eq!(out.status.retraining_attempts[0].trigger, "manual");
+    assert_eq!(out.status.retraining_attempts[0].trigger, Trigger::Manual);
     assert_eq!(
         out.status
             .handled_requests
@@ -536,14 +544,14 @@ fn advisor_recommendation_starts_an_attempt() {
         at(0),
     );
     assert_eq!(out.status.phase, Phase::Retraining);
-    assert_eq!(out.status.retraining_attempts[0].trigger, "advisor");
+    assert_eq!(out.status.retraining_attempts[0].trigger, Trigger::Advisor);
 }
 
 #[test]
 fn no_retraining_section_never_trains() {
     let s = spec_with(json!({"retraining": null}));
     let o = Observations {
-        drift: Some(drift("high")),
+        drift: Some(drift(Severity::High)),
         advisor_recommends: true,
         ..with_manual(Request::Retrain, "t1")
     };
@@ -561,7 +569,7 @@ fn failed_and_rolled_back_phases_also_watch_triggers() {
             &spec(),
             &status,
             &Observations {
-                drift: Some(drift("high")),
+                drift: Some(drift(Severity::High)),
                 ..obs()
             },
             at(0),
@@ -586,13 +594,13 @@ fn job_success_and_lineage_lookup_move_to_evaluating() {
     assert_eq!(s.phase, Phase::Evaluating);
     assert_eq!(s.phase_started_at, time(20 * MIN));
     assert_eq!(s.candidate_version.as_deref(), Some("4"));
-    assert_eq!(s.candidate_source.as_deref(), Some("retraining"));
+    assert_eq!(s.candidate_source, Some(CandidateSource::Retraining));
     let a = &s.retraining_attempts[0];
-    assert_eq!(a.outcome, "Succeeded");
+    assert_eq!(a.outcome, AttemptOutcome::Succeeded);
     assert_eq!(a.candidate_version.as_deref(), Some("4"));
     assert_eq!(a.finished_at, time(20 * MIN));
     assert_eq!(a.message.as_deref(), Some("registered version 4"));
-    assert_eq!(reasons(&out), vec!["CandidateRegistered"]);
+    assert_eq!(reasons(&out), vec![EventReason::CandidateRegistered]);
     assert_eq!(out.job, None, "the attempt is over");
     assert_eq!(s.canary_weight, 0);
 }
@@ -626,7 +634,10 @@ fn running_job_or_lookup_error_keeps_retraining_and_the_job() {
             out.job.as_ref().map(|j| j.job_name.as_str()),
             Some("fraud-retrain-1")
         );
-        assert_eq!(out.status.retraining_attempts[0].outcome, "Running");
+        assert_eq!(
+            out.status.retraining_attempts[0].outcome,
+            AttemptOutcome::Running
+        );
     }
 }
 
@@ -639,10 +650,10 @@ fn job_failure_fails_the_attempt() {
     let out = run(&spec(), &retraining(0), &o, at(20 * MIN));
     assert_eq!(out.status.phase, Phase::Failed);
     let a = &out.status.retraining_attempts[0];
-    assert_eq!(a.outcome, "Failed");
+    assert_eq!(a.outcome, AttemptOutcome::Failed);
     assert_eq!(a.message.as_deref(), Some("BackoffLimitExceeded"));
     assert_eq!(a.finished_at, time(20 * MIN));
-    assert_eq!(reasons(&out), vec!["TrainingFailed"]);
+    assert_eq!(reasons(&out), vec![EventReason::TrainingFailed]);
     assert!(out.transitions[0].warning);
     assert_eq!(out.job, None);
     assert_eq!(out.status.candidate_version, None);
@@ -657,8 +668,11 @@ fn job_success_without_tagged_version_fails() {
     };
     let out = run(&spec(), &retraining(0), &o, at(20 * MIN));
     assert_eq!(out.status.phase, Phase::Failed);
-    assert_eq!(out.status.retraining_attempts[0].outcome, "Failed");
-    assert_eq!(reasons(&out), vec!["CandidateNotRegistered"]);
+    assert_eq!(
+        out.status.retraining_attempts[0].outcome,
+        AttemptOutcome::Failed
+    );
+    assert_eq!(reasons(&out), vec![EventReason::CandidateNotRegistered]);
     assert_eq!(
         out.transitions[0].message,
         format!("the Job succeeded but no version is tagged mlrollout.io/attempt={ATTEMPT_1}")
@@ -683,9 +697,9 @@ fn retraining_times_out_after_timeout_plus_progress_deadline() {
     );
     assert_eq!(out.status.phase, Phase::Failed);
     let a = &out.status.retraining_attempts[0];
-    assert_eq!(a.outcome, "TimedOut");
+    assert_eq!(a.outcome, AttemptOutcome::TimedOut);
     assert_eq!(a.finished_at, time(2 * HOUR + 30 * MIN + 1));
-    assert_eq!(reasons(&out), vec!["ProgressDeadlineExceeded"]);
+    assert_eq!(reasons(&out), vec![EventReason::ProgressDeadlineExceeded]);
     assert_eq!(out.job, None);
 }
 
@@ -753,15 +767,18 @@ fn better_candidate_passes_evaluation_and_enters_shadow() {
         s.pending_registry_writes,
         vec![
             write(
-                "setTag",
+                RegistryOp::SetTag,
                 Some("4"),
                 "mlrollout.io/verdict",
                 Some("evaluation-passed")
             ),
-            write("setAlias", Some("4"), "challenger", None),
+            write(RegistryOp::SetAlias, Some("4"), "challenger", None),
         ]
     );
-    assert_eq!(reasons(&out), vec!["EvaluationPassed", "ShadowStarted"]);
+    assert_eq!(
+        reasons(&out),
+        vec![EventReason::EvaluationPassed, EventReason::ShadowStarted]
+    );
 }
 
 #[test]
@@ -781,7 +798,10 @@ fn evaluation_without_shadow_or_without_router_starts_the_first_step() {
         assert_eq!(out.status.current_step, Some(0));
         assert_eq!(out.status.canary_weight, 10);
         assert_eq!(out.status.mirror_percent, 0);
-        assert_eq!(reasons(&out), vec!["EvaluationPassed", "StepStarted"]);
+        assert_eq!(
+            reasons(&out),
+            vec![EventReason::EvaluationPassed, EventReason::StepStarted]
+        );
         assert_eq!(
             out.transitions[1].message,
             "step 1 of 3: 10% of traffic on the candidate"
@@ -802,17 +822,17 @@ fn assert_rejected(out: &StepOutput, why: &str) {
         (last.candidate_version.as_str(), last.outcome.as_str()),
         ("4", "Rejected")
     );
-    assert_eq!(last.reason, "EvaluationFailed");
+    assert_eq!(last.reason, RolloutReason::EvaluationFailed);
     assert_eq!(
         s.pending_registry_writes,
         vec![write(
-            "setTag",
+            RegistryOp::SetTag,
             Some("4"),
             "mlrollout.io/verdict",
             Some("rejected")
         )]
     );
-    assert_eq!(reasons(out), vec!["EvaluationFailed"]);
+    assert_eq!(reasons(out), vec![EventReason::EvaluationFailed]);
     assert!(out.transitions[0].warning);
 }
 
@@ -958,7 +978,11 @@ fn evaluation_error_waits_then_rolls_back_after_the_deadline() {
     assert_eq!(out.status.phase, Phase::Evaluating);
     assert!(out.transitions.is_empty());
     let out = run(&spec(), &evaluating(0), &obs(), at(30 * MIN + 1));
-    assert_rolled_back(&out, "RolledBack", "ProgressDeadlineExceeded");
+    assert_rolled_back(
+        &out,
+        RolloutOutcome::RolledBack,
+        RolloutReason::ProgressDeadlineExceeded,
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1008,7 +1032,10 @@ fn shadow_passes_after_its_duration_and_count_measurements() {
         out.status.analysis, None,
         "each step's analysis starts empty"
     );
-    assert_eq!(reasons(&out), vec!["ShadowPassed", "StepStarted"]);
+    assert_eq!(
+        reasons(&out),
+        vec![EventReason::ShadowPassed, EventReason::StepStarted]
+    );
     assert_eq!(
         out.transitions[0].message,
         "the shadow phase passed its analysis"
@@ -1065,7 +1092,11 @@ fn failed_shadow_measurement_rolls_back() {
         Verdict::Failed,
     );
     let out = run(&s, &in_shadow(0), &o, at(MIN));
-    assert_rolled_back(&out, "RolledBack", "ShadowFailed");
+    assert_rolled_back(
+        &out,
+        RolloutOutcome::RolledBack,
+        RolloutReason::ShadowFailed,
+    );
     assert!(
         out.transitions
             .last()
@@ -1096,11 +1127,11 @@ fn inconclusive_shadow_pauses_for_a_person() {
     assert_eq!(out.status.phase, Phase::Shadow);
     assert!(out.status.paused);
     assert_eq!(
-        out.status.pause_reason.as_deref(),
-        Some("inconclusiveAnalysis")
+        out.status.pause_reason,
+        Some(PauseReason::InconclusiveAnalysis)
     );
     assert_eq!(out.status.mirror_percent, 100, "nothing moves while paused");
-    assert_eq!(reasons(&out), vec!["AnalysisInconclusive"]);
+    assert_eq!(reasons(&out), vec![EventReason::AnalysisInconclusive]);
     assert!(out.transitions[0].warning);
     // Paused: time passes, nothing happens, not even the deadline.
     let later = run(
@@ -1127,7 +1158,11 @@ fn shadow_candidate_never_ready_rolls_back_after_duration_plus_deadline() {
         Phase::Shadow
     );
     let out = run(&s, &in_shadow(0), &not_ready, at(40 * MIN + 1));
-    assert_rolled_back(&out, "RolledBack", "ProgressDeadlineExceeded");
+    assert_rolled_back(
+        &out,
+        RolloutOutcome::RolledBack,
+        RolloutReason::ProgressDeadlineExceeded,
+    );
     assert!(
         out.transitions[0]
             .message
@@ -1179,7 +1214,7 @@ fn step_advances_only_after_step_duration_and_count_measurements() {
     assert_eq!(out.status.current_step, Some(1));
     assert_eq!(out.status.canary_weight, 50);
     assert_eq!(out.status.phase_started_at, time(5 * MIN));
-    assert_eq!(reasons(&out), vec!["StepStarted"]);
+    assert_eq!(reasons(&out), vec![EventReason::StepStarted]);
     assert_eq!(
         out.transitions[0].message,
         "step 2 of 3: 50% of traffic on the candidate"
@@ -1251,7 +1286,11 @@ fn failure_limit_is_exceeded_not_reached() {
     );
     assert_eq!(first.status.analysis.as_ref().unwrap().metrics[0].failed, 1);
     let out = run(&s, &first.status, &failed, at(2 * MIN));
-    assert_rolled_back(&out, "RolledBack", "AnalysisFailed");
+    assert_rolled_back(
+        &out,
+        RolloutOutcome::RolledBack,
+        RolloutReason::AnalysisFailed,
+    );
     assert!(
         out.transitions[0]
             .message
@@ -1292,7 +1331,11 @@ fn consecutive_error_limit_is_exceeded_not_reached() {
         assert_eq!(status.phase, Phase::Progressing);
     }
     let out = run(&s, &status, &error, at(10 * MIN));
-    assert_rolled_back(&out, "RolledBack", "AnalysisError");
+    assert_rolled_back(
+        &out,
+        RolloutOutcome::RolledBack,
+        RolloutReason::AnalysisError,
+    );
 }
 
 #[test]
@@ -1314,10 +1357,10 @@ fn inconclusive_limit_is_exceeded_not_reached_then_pauses() {
     assert_eq!(out.status.canary_weight, 10, "traffic stays where it is");
     assert!(out.status.paused);
     assert_eq!(
-        out.status.pause_reason.as_deref(),
-        Some("inconclusiveAnalysis")
+        out.status.pause_reason,
+        Some(PauseReason::InconclusiveAnalysis)
     );
-    assert_eq!(reasons(&out), vec!["AnalysisInconclusive"]);
+    assert_eq!(reasons(&out), vec![EventReason::AnalysisInconclusive]);
     assert!(
         out.transitions[0]
             .message
@@ -1339,7 +1382,11 @@ fn inconclusive_rolls_back_when_configured() {
         status = run(&s, &status, &quiet, at(minute * MIN)).status;
     }
     let out = run(&s, &status, &quiet, at(3 * MIN));
-    assert_rolled_back(&out, "RolledBack", "AnalysisInconclusive");
+    assert_rolled_back(
+        &out,
+        RolloutOutcome::RolledBack,
+        RolloutReason::AnalysisInconclusive,
+    );
     assert!(!out.status.paused);
 }
 
@@ -1354,7 +1401,11 @@ fn step_without_progress_rolls_back_after_step_duration_plus_deadline() {
         Phase::Progressing
     );
     let out = run(&s, &at_step(0, 10, 0), &obs(), at(35 * MIN + 1));
-    assert_rolled_back(&out, "RolledBack", "ProgressDeadlineExceeded");
+    assert_rolled_back(
+        &out,
+        RolloutOutcome::RolledBack,
+        RolloutReason::ProgressDeadlineExceeded,
+    );
     assert!(
         out.transitions[0]
             .message
@@ -1368,9 +1419,10 @@ fn last_step_promotes_and_writes_the_registry() {
     let mut status = at_step(2, 100, 0);
     status.history.push(RolloutRecord {
         candidate_version: "2".into(),
-        outcome: "RolledBack".into(),
-        reason: "AnalysisFailed".into(),
-        ..Default::default()
+        previous_version: None,
+        outcome: RolloutOutcome::RolledBack,
+        reason: RolloutReason::AnalysisFailed,
+        finished_at: None,
     });
     for minute in 1..=3 {
         status = run(
@@ -1408,11 +1460,11 @@ fn last_step_promotes_and_writes_the_registry() {
     assert_eq!(
         st.pending_registry_writes,
         vec![
-            write("setAlias", Some("3"), "previous", None),
-            write("setAlias", Some("4"), "champion", None),
-            write("deleteAlias", None, "challenger", None),
+            write(RegistryOp::SetAlias, Some("3"), "previous", None),
+            write(RegistryOp::SetAlias, Some("4"), "champion", None),
+            write(RegistryOp::DeleteAlias, None, "challenger", None),
             write(
-                "setTag",
+                RegistryOp::SetTag,
                 Some("4"),
                 "mlrollout.io/rollout",
                 Some("promoted")
@@ -1429,7 +1481,7 @@ fn last_step_promotes_and_writes_the_registry() {
         ("4", Some("3"), "Promoted")
     );
     assert_eq!(last.finished_at, time(5 * MIN));
-    assert_eq!(reasons(&out), vec!["Promoted"]);
+    assert_eq!(reasons(&out), vec![EventReason::Promoted]);
 }
 
 #[test]
@@ -1469,7 +1521,7 @@ fn promoted_returns_to_stable_only_when_the_new_stable_is_ready() {
     assert_eq!(out.status.candidate_version, None);
     assert_eq!(out.status.candidate_source, None);
     assert_eq!(out.status.stable_version.as_deref(), Some("4"));
-    assert_eq!(reasons(&out), vec!["PromotionComplete"]);
+    assert_eq!(reasons(&out), vec![EventReason::PromotionComplete]);
 
     // The new stable never becomes ready: traffic stays on the candidate, a warning is raised
     // and the deadline restarts.
@@ -1485,7 +1537,7 @@ fn promoted_returns_to_stable_only_when_the_new_stable_is_ready() {
     assert_eq!(late.status.phase, Phase::Promoted);
     assert_eq!(late.status.canary_weight, 100);
     assert_eq!(late.status.phase_started_at, time(30 * MIN + 1));
-    assert_eq!(reasons(&late), vec!["ProgressDeadlineExceeded"]);
+    assert_eq!(reasons(&late), vec![EventReason::ProgressDeadlineExceeded]);
     assert!(late.transitions[0].warning);
 }
 
@@ -1499,7 +1551,7 @@ fn after_attempts(starts: &[i64]) -> ModelDeploymentStatus {
         retraining_attempts: starts
             .iter()
             .enumerate()
-            .map(|(i, s)| attempt(i as i64 + 1, *s, "Failed"))
+            .map(|(i, s)| attempt(i as i64 + 1, *s, AttemptOutcome::Failed))
             .collect(),
         schedule_anchor: time(starts.last().copied().unwrap_or(0)),
         ..stable()
@@ -1511,7 +1563,7 @@ fn trigger_during_cooldown_is_deferred_then_acted_on() {
     let s = spec();
     let status = after_attempts(&[-HOUR]);
     let high = Observations {
-        drift: Some(drift("high")),
+        drift: Some(drift(Severity::High)),
         ..obs()
     };
     let out = run(&s, &status, &high, at(0));
@@ -1522,14 +1574,17 @@ fn trigger_during_cooldown_is_deferred_then_acted_on() {
     assert_eq!(
         out.status.deferred_trigger,
         Some(DeferredTrigger {
-            trigger: "drift".into(),
+            trigger: Trigger::Drift,
             at: time(0),
             reason: format!("cooldown until {until}"),
         })
     );
     assert_eq!(
         reasons(&out),
-        vec!["DriftSeverityChanged", "RetrainingDeferred"]
+        vec![
+            EventReason::DriftSeverityChanged,
+            EventReason::RetrainingDeferred
+        ]
     );
     assert_eq!(
         out.transitions[1].message,
@@ -1539,10 +1594,10 @@ fn trigger_during_cooldown_is_deferred_then_acted_on() {
     );
     // The same trigger again: recorded once, no second event.
     let again = run(&s, &out.status, &high, at(HOUR));
-    assert_eq!(reasons(&again), Vec::<&str>::new());
+    assert_eq!(reasons(&again), Vec::<EventReason>::new());
     assert_eq!(
         again.status.deferred_trigger.as_ref().unwrap().trigger,
-        "drift"
+        Trigger::Drift
     );
     // Nothing else is due: the reconciler looks again within the 5-minute cap.
     assert_eq!(again.requeue_after, Duration::from_secs(300));
@@ -1568,7 +1623,7 @@ fn deferred_trigger_keeps_when_it_fired() {
         &s,
         &after_attempts(&[-HOUR]),
         &Observations {
-            drift: Some(drift("high")),
+            drift: Some(drift(Severity::High)),
             ..obs()
         },
         at(0),
@@ -1587,19 +1642,19 @@ fn daily_budget_defers_until_the_oldest_attempt_leaves_the_window() {
     let s = spec(); // cooldown 6h, 3 attempts per day
     let status = after_attempts(&[-23 * HOUR, -17 * HOUR, -11 * HOUR]);
     let high = Observations {
-        drift: Some(drift("high")),
+        drift: Some(drift(Severity::High)),
         ..obs()
     };
     let out = run(&s, &status, &high, at(0));
     assert_eq!(out.status.phase, Phase::Failed);
     let until = at(HOUR);
     let deferred = out.status.deferred_trigger.as_ref().unwrap();
-    assert_eq!(deferred.trigger, "drift");
+    assert_eq!(deferred.trigger, Trigger::Drift);
     assert_eq!(
         deferred.reason,
         format!("daily budget of 3 attempts used until {until}")
     );
-    assert!(reasons(&out).contains(&"RetrainingDeferred"));
+    assert!(reasons(&out).contains(&EventReason::RetrainingDeferred));
     assert_eq!(
         run(&s, &out.status, &obs(), at(HOUR - 1)).status.phase,
         Phase::Failed
@@ -1621,7 +1676,7 @@ fn manual_retrain_respects_the_cooldown() {
     assert_eq!(out.status.phase, Phase::Failed);
     assert_eq!(
         out.status.deferred_trigger.as_ref().unwrap().trigger,
-        "manual"
+        Trigger::Manual
     );
 }
 
@@ -1632,7 +1687,7 @@ fn storm(spec: &ModelDeploymentSpec, ticks: i64) -> usize {
     let mut started = 0;
     for minute in 0..ticks {
         let o = Observations {
-            drift: Some(drift("high")),
+            drift: Some(drift(Severity::High)),
             job: Some(JobState::Failed("boom".into())),
             ..obs()
         };
@@ -1640,7 +1695,7 @@ fn storm(spec: &ModelDeploymentSpec, ticks: i64) -> usize {
         started += out
             .transitions
             .iter()
-            .filter(|t| t.reason == "RetrainingStarted")
+            .filter(|t| t.reason == EventReason::RetrainingStarted)
             .count();
         status = out.status;
     }
@@ -1673,9 +1728,12 @@ fn abort_while_retraining_fails_the_attempt() {
         at(MIN),
     );
     assert_eq!(out.status.phase, Phase::Failed);
-    assert_eq!(out.status.retraining_attempts[0].outcome, "Aborted");
+    assert_eq!(
+        out.status.retraining_attempts[0].outcome,
+        AttemptOutcome::Aborted
+    );
     assert_eq!(out.job, None);
-    assert_eq!(reasons(&out), vec!["Aborted"]);
+    assert_eq!(reasons(&out), vec![EventReason::Aborted]);
     assert_eq!(
         out.status
             .handled_requests
@@ -1708,7 +1766,7 @@ fn abort_in_each_rollout_phase_rolls_back() {
             &with_manual(Request::Abort, "t1"),
             at(MIN),
         );
-        assert_rolled_back(&out, "Aborted", "Aborted");
+        assert_rolled_back(&out, RolloutOutcome::Aborted, RolloutReason::Aborted);
         assert!(
             out.transitions
                 .last()
@@ -1738,7 +1796,7 @@ fn abort_outside_a_rollout_is_ignored_but_handled() {
             at(MIN),
         );
         assert_eq!(out.status.phase, status.phase);
-        assert_eq!(reasons(&out), vec!["ManualRequestIgnored"]);
+        assert_eq!(reasons(&out), vec![EventReason::ManualRequestIgnored]);
         assert_eq!(
             out.transitions[0].message,
             format!("abort does not apply in phase {}", status.phase.as_str())
@@ -1763,7 +1821,10 @@ fn promote_next_moves_one_step() {
     );
     assert_eq!(out.status.current_step, Some(1));
     assert_eq!(out.status.canary_weight, 50);
-    assert_eq!(reasons(&out), vec!["ManualPromotion", "StepStarted"]);
+    assert_eq!(
+        reasons(&out),
+        vec![EventReason::ManualPromotion, EventReason::StepStarted]
+    );
     assert_eq!(
         out.status
             .handled_requests
@@ -1799,7 +1860,11 @@ fn promote_next_ends_shadow_and_skips_evaluation() {
     assert_eq!(out.status.phase, Phase::Shadow);
     assert_eq!(
         reasons(&out),
-        vec!["ManualPromotion", "EvaluationPassed", "ShadowStarted"]
+        vec![
+            EventReason::ManualPromotion,
+            EventReason::EvaluationPassed,
+            EventReason::ShadowStarted
+        ]
     );
 }
 
@@ -1814,7 +1879,10 @@ fn promote_full_promotes_and_waits_for_the_new_stable() {
         assert_eq!(out.status.phase, Phase::Promoted);
         assert_eq!(out.status.canary_weight, 100);
         assert_eq!(out.status.stable_version.as_deref(), Some("4"));
-        assert_eq!(out.status.history.last().unwrap().outcome, "Promoted");
+        assert_eq!(
+            out.status.history.last().unwrap().outcome,
+            RolloutOutcome::Promoted
+        );
     }
 }
 
@@ -1836,7 +1904,7 @@ fn manual_promotion_keeps_traffic_on_the_candidate_until_the_new_stable_is_ready
 fn promote_answers_an_inconclusive_pause() {
     let paused = ModelDeploymentStatus {
         paused: true,
-        pause_reason: Some("inconclusiveAnalysis".into()),
+        pause_reason: Some(PauseReason::InconclusiveAnalysis),
         ..at_step(0, 10, 0)
     };
     let out = run(
@@ -1860,7 +1928,7 @@ fn promote_outside_a_rollout_is_ignored() {
     );
     assert_eq!(out.status.phase, Phase::Stable);
     assert_eq!(out.status.stable_version.as_deref(), Some("3"));
-    assert_eq!(reasons(&out), vec!["ManualRequestIgnored"]);
+    assert_eq!(reasons(&out), vec![EventReason::ManualRequestIgnored]);
 }
 
 fn rolled_back_v4() -> ModelDeploymentStatus {
@@ -1869,8 +1937,8 @@ fn rolled_back_v4() -> ModelDeploymentStatus {
         history: vec![RolloutRecord {
             candidate_version: "4".into(),
             previous_version: Some("3".into()),
-            outcome: "RolledBack".into(),
-            reason: "AnalysisFailed".into(),
+            outcome: RolloutOutcome::RolledBack,
+            reason: RolloutReason::AnalysisFailed,
             finished_at: time(-HOUR),
         }],
         ..stable()
@@ -1887,12 +1955,15 @@ fn retry_after_rollback_rolls_the_same_version_out_again() {
     );
     assert_eq!(out.status.phase, Phase::Shadow);
     assert_eq!(out.status.candidate_version.as_deref(), Some("4"));
-    assert_eq!(out.status.candidate_source.as_deref(), Some("retry"));
+    assert_eq!(out.status.candidate_source, Some(CandidateSource::Retry));
     assert_eq!(out.status.mirror_percent, 100);
-    assert_eq!(reasons(&out), vec!["Retry", "ShadowStarted"]);
+    assert_eq!(
+        reasons(&out),
+        vec![EventReason::Retry, EventReason::ShadowStarted]
+    );
     assert_eq!(
         out.status.pending_registry_writes,
-        vec![write("setAlias", Some("4"), "challenger", None)]
+        vec![write(RegistryOp::SetAlias, Some("4"), "challenger", None)]
     );
 }
 
@@ -1904,7 +1975,7 @@ fn retry_without_any_candidate_retrains() {
     };
     let out = run(&spec(), &failed, &with_manual(Request::Retry, "t1"), at(0));
     assert_eq!(out.status.phase, Phase::Retraining);
-    assert_eq!(out.status.retraining_attempts[0].trigger, "manual");
+    assert_eq!(out.status.retraining_attempts[0].trigger, Trigger::Manual);
 }
 
 #[test]
@@ -1916,7 +1987,7 @@ fn retry_in_an_active_phase_is_ignored() {
         at(MIN),
     );
     assert_eq!(out.status.current_step, Some(0));
-    assert_eq!(reasons(&out), vec!["ManualRequestIgnored"]);
+    assert_eq!(reasons(&out), vec![EventReason::ManualRequestIgnored]);
 }
 
 #[test]
@@ -1925,7 +1996,7 @@ fn retry_after_a_failed_training_retrains() {
     // Version 4 was rolled back long ago; the latest attempt's Job then failed.
     let mut status = rolled_back_v4();
     status.phase = Phase::Failed;
-    status.retraining_attempts = vec![attempt(1, -2 * HOUR, "Failed")];
+    status.retraining_attempts = vec![attempt(1, -2 * HOUR, AttemptOutcome::Failed)];
     status.schedule_anchor = time(-2 * HOUR);
     let s = spec_with(json!({"retraining": {"cooldown": "1h"}}));
     let out = run(&s, &status, &with_manual(Request::Retry, "t1"), at(0));
@@ -1985,8 +2056,8 @@ fn manual_pause_holds_the_phase_and_removal_resumes_it() {
     // Paused 4 minutes into a 5-minute step.
     let paused = run(&s, &at_step(0, 10, 0), &pause, at(4 * MIN));
     assert!(paused.status.paused);
-    assert_eq!(paused.status.pause_reason.as_deref(), Some("manual"));
-    assert_eq!(reasons(&paused), vec!["Paused"]);
+    assert_eq!(paused.status.pause_reason, Some(PauseReason::Manual));
+    assert_eq!(reasons(&paused), vec![EventReason::Paused]);
     assert!(!paused.transitions[0].warning);
     // An hour later, still annotated: nothing moves, no deadline.
     let held = run(&s, &paused.status, &pause, at(HOUR));
@@ -1998,7 +2069,7 @@ fn manual_pause_holds_the_phase_and_removal_resumes_it() {
     assert_eq!(resumed.status.pause_reason, None);
     assert_eq!(resumed.status.phase_started_at, time(HOUR + MIN));
     assert_eq!(resumed.status.current_step, Some(0));
-    assert_eq!(reasons(&resumed), vec!["Resumed"]);
+    assert_eq!(reasons(&resumed), vec![EventReason::Resumed]);
     let early = run(&s, &resumed.status, &obs(), at(HOUR + 5 * MIN));
     assert_eq!(
         early.status.current_step,
@@ -2014,7 +2085,7 @@ fn resume_request_lifts_an_analysis_pause_and_restarts_the_step() {
     let s = spec();
     let paused = ModelDeploymentStatus {
         paused: true,
-        pause_reason: Some("inconclusiveAnalysis".into()),
+        pause_reason: Some(PauseReason::InconclusiveAnalysis),
         analysis: Some(AnalysisStatus {
             measurements: 3,
             ..Default::default()
@@ -2034,7 +2105,7 @@ fn resume_request_lifts_an_analysis_pause_and_restarts_the_step() {
         "analysis starts over"
     );
     assert_eq!(out.status.current_step, Some(1));
-    assert_eq!(reasons(&out), vec!["Resumed"]);
+    assert_eq!(reasons(&out), vec![EventReason::Resumed]);
     assert_eq!(
         out.status
             .handled_requests
@@ -2049,7 +2120,7 @@ fn the_cli_resume_lifts_a_manual_pause_without_an_ignored_request() {
     // `mlrollout resume` removes the pause annotation and sets mlrollout.io/resume at once.
     let paused = ModelDeploymentStatus {
         paused: true,
-        pause_reason: Some("manual".into()),
+        pause_reason: Some(PauseReason::Manual),
         ..at_step(0, 10, 0)
     };
     let out = run(
@@ -2060,7 +2131,7 @@ fn the_cli_resume_lifts_a_manual_pause_without_an_ignored_request() {
     );
     assert!(!out.status.paused);
     assert_eq!(out.status.pause_reason, None);
-    assert_eq!(reasons(&out), vec!["Resumed"]);
+    assert_eq!(reasons(&out), vec![EventReason::Resumed]);
     assert_eq!(
         out.status
             .handled_requests
@@ -2078,7 +2149,7 @@ fn resume_when_not_paused_is_ignored() {
         &with_manual(Request::Resume, "t1"),
         at(MIN),
     );
-    assert_eq!(reasons(&out), vec!["ManualRequestIgnored"]);
+    assert_eq!(reasons(&out), vec![EventReason::ManualRequestIgnored]);
     assert_eq!(out.status.phase_started_at, time(0));
 }
 
@@ -2086,7 +2157,7 @@ fn resume_when_not_paused_is_ignored() {
 fn manual_pause_survives_rollback_but_analysis_pause_does_not() {
     let manual_pause = ModelDeploymentStatus {
         paused: true,
-        pause_reason: Some("manual".into()),
+        pause_reason: Some(PauseReason::Manual),
         ..at_step(0, 10, 0)
     };
     let o = Observations {
@@ -2101,7 +2172,7 @@ fn manual_pause_survives_rollback_but_analysis_pause_does_not() {
     assert!(out.status.paused, "a person's pause stays");
     let analysis_pause = ModelDeploymentStatus {
         paused: true,
-        pause_reason: Some("inconclusiveAnalysis".into()),
+        pause_reason: Some(PauseReason::InconclusiveAnalysis),
         ..at_step(0, 10, 0)
     };
     let out = run(
@@ -2128,11 +2199,14 @@ fn a_version_set_by_hand_in_the_registry_is_rolled_out() {
     let out = run(&spec(), &stable(), &o, at(0));
     assert_eq!(out.status.phase, Phase::Shadow);
     assert_eq!(out.status.candidate_version.as_deref(), Some("5"));
-    assert_eq!(out.status.candidate_source.as_deref(), Some("registry"));
+    assert_eq!(out.status.candidate_source, Some(CandidateSource::Registry));
     assert_eq!(out.status.stable_version.as_deref(), Some("3"));
     assert_eq!(
         reasons(&out),
-        vec!["CandidateFromRegistry", "ShadowStarted"]
+        vec![
+            EventReason::CandidateFromRegistry,
+            EventReason::ShadowStarted
+        ]
     );
     assert_eq!(
         out.transitions[0].message,
@@ -2150,9 +2224,9 @@ fn a_rolled_back_version_is_not_rolled_out_again_until_retry() {
     assert_eq!(out.status.phase, Phase::RolledBack);
     assert!(out.transitions.is_empty());
     assert_eq!(out.status.candidate_version, None);
-    for outcome in ["Rejected", "Aborted"] {
+    for outcome in [RolloutOutcome::Rejected, RolloutOutcome::Aborted] {
         let mut status = rolled_back_v4();
-        status.history[0].outcome = outcome.into();
+        status.history[0].outcome = outcome;
         assert_eq!(
             run(&spec(), &status, &o, at(0)).status.phase,
             Phase::RolledBack,
@@ -2185,7 +2259,7 @@ fn a_rolled_back_version_is_not_rolled_out_again_until_retry() {
 fn pending_champion_alias_write_suppresses_candidate_detection() {
     let mut status = rolled_back_v4();
     status.history.clear();
-    status.pending_registry_writes = vec![write("setAlias", Some("3"), "champion", None)];
+    status.pending_registry_writes = vec![write(RegistryOp::SetAlias, Some("3"), "champion", None)];
     let o = Observations {
         served_version: Some("5".into()),
         ..obs()
@@ -2194,7 +2268,8 @@ fn pending_champion_alias_write_suppresses_candidate_detection() {
     assert_eq!(out.status.phase, Phase::RolledBack);
     assert!(out.transitions.is_empty());
     // A pending tag write (not the alias) does not hold detection back.
-    status.pending_registry_writes = vec![write("setTag", Some("4"), "champion", Some("x"))];
+    status.pending_registry_writes =
+        vec![write(RegistryOp::SetTag, Some("4"), "champion", Some("x"))];
     assert_eq!(run(&spec(), &status, &o, at(0)).status.phase, Phase::Shadow);
     status.pending_registry_writes.clear();
     assert_eq!(run(&spec(), &status, &o, at(0)).status.phase, Phase::Shadow);
@@ -2220,7 +2295,7 @@ fn registry_outage_never_starts_a_rollout() {
 fn registry_outage_starts_no_retraining() {
     let o = Observations {
         served_version: None,
-        drift: Some(drift("high")),
+        drift: Some(drift(Severity::High)),
         ..obs()
     };
     let out = run(&spec(), &stable(), &o, at(0));
@@ -2235,7 +2310,7 @@ fn same_input_gives_the_same_output() {
         (
             stable(),
             Observations {
-                drift: Some(drift("high")),
+                drift: Some(drift(Severity::High)),
                 ..obs()
             },
         ),
@@ -2354,7 +2429,7 @@ fn wants_a_drift_check_when_due() {
         &s,
         &stable(),
         &Observations {
-            drift: Some(drift("ok")),
+            drift: Some(drift(Severity::Ok)),
             ..obs()
         },
         at(0),
@@ -2372,7 +2447,7 @@ fn failed_drift_checks_back_off_exponentially_up_to_the_interval() {
     );
     let failed = Observations {
         drift: Some(DriftObservation::Failed {
-            reason: "SourceUnavailable".into(),
+            reason: Reason::DataUnreachable,
             message: "404".into(),
         }),
         ..obs()
@@ -2381,7 +2456,7 @@ fn failed_drift_checks_back_off_exponentially_up_to_the_interval() {
     let mut delays = vec![];
     for _ in 0..5 {
         let out = run(&s, &status, &failed, at(0));
-        assert_eq!(reasons(&out), vec!["DriftCheckFailed"]);
+        assert_eq!(reasons(&out), vec![EventReason::DriftCheckFailed]);
         status = out.status;
         delays.push(status.next_drift_check_at.as_ref().unwrap().0.as_second() - T0);
     }
@@ -2391,7 +2466,7 @@ fn failed_drift_checks_back_off_exponentially_up_to_the_interval() {
         &s,
         &status,
         &Observations {
-            drift: Some(drift("ok")),
+            drift: Some(drift(Severity::Ok)),
             ..obs()
         },
         at(0),
@@ -2514,7 +2589,10 @@ fn a_handled_request_is_not_applied_again() {
     );
     assert_eq!(second.status.current_step, Some(1));
     assert!(
-        !second.events.iter().any(|e| e.reason == "ManualPromotion"),
+        !second
+            .events
+            .iter()
+            .any(|e| e.reason == EventCause::Lifecycle(EventReason::ManualPromotion)),
         "{:?}",
         second.events
     );
@@ -2571,7 +2649,11 @@ fn pause_annotation_pauses_and_its_removal_resumes_through_the_decision() {
         at(HOUR + MIN),
     );
     assert!(!d.status.paused);
-    assert!(d.events.iter().any(|e| e.reason == "Resumed"));
+    assert!(
+        d.events
+            .iter()
+            .any(|e| e.reason == EventCause::Lifecycle(EventReason::Resumed))
+    );
 }
 
 #[test]
@@ -2608,7 +2690,7 @@ fn rollback_sends_all_traffic_to_stable_in_the_route() {
     assert!(
         d.events
             .iter()
-            .any(|e| e.reason == "RolledBack" && e.warning)
+            .any(|e| e.reason == EventCause::Lifecycle(EventReason::RolledBack) && e.warning)
     );
 }
 
@@ -2673,7 +2755,7 @@ fn a_pinned_version_holds_a_retrained_candidate_until_the_pin_moves() {
     assert_eq!(out.status.candidate_version, None);
     assert_eq!(out.status.canary_weight, 0);
     assert!(
-        reasons(&out).contains(&"CandidateHeldByPin"),
+        reasons(&out).contains(&EventReason::CandidateHeldByPin),
         "{:?}",
         reasons(&out)
     );
@@ -2699,7 +2781,7 @@ fn advice(needs_retrain: bool, urgency: crate::advisor::Urgency) -> Observations
     Observations {
         advisor: Some(crate::core::lifecycle::AdvisorObservation {
             digest: "d1".into(),
-            answer: Ok(crate::advisor::AdvisorAnswer {
+            answer: Ok(crate::core::lifecycle::AdvisorAdvice {
                 needs_retrain,
                 urgency,
                 reason: "because".into(),
@@ -2718,7 +2800,7 @@ fn the_advisor_never_bypasses_cooldown_budget_or_traffic_gates() {
     assert_eq!(open.status.phase, Phase::Retraining);
     assert_eq!(
         open.status.retraining_attempts.last().unwrap().trigger,
-        "advisor"
+        Trigger::Advisor
     );
     assert_eq!(
         open.status.advisor.as_ref().unwrap().reason.as_deref(),
@@ -2735,7 +2817,7 @@ fn the_advisor_never_bypasses_cooldown_budget_or_traffic_gates() {
     assert_ne!(held.status.phase, Phase::Retraining);
     assert_eq!(
         held.status.deferred_trigger.as_ref().unwrap().trigger,
-        "advisor"
+        Trigger::Advisor
     );
     // In a rollout it changes nothing about traffic.
     let stepping = at_step(1, 50, -10);
@@ -2746,7 +2828,9 @@ fn the_advisor_never_bypasses_cooldown_budget_or_traffic_gates() {
     let broken = Observations {
         advisor: Some(crate::core::lifecycle::AdvisorObservation {
             digest: "d2".into(),
-            answer: Err(crate::advisor::AdvisorError::Timeout),
+            answer: Err(crate::core::lifecycle::AdvisorFailure::from(
+                &crate::advisor::AdvisorError::Timeout,
+            )),
         }),
         ..obs()
     };
@@ -2758,7 +2842,7 @@ fn the_advisor_never_bypasses_cooldown_budget_or_traffic_gates() {
         without.status.retraining_attempts
     );
     assert_eq!(
-        out.status.advisor.as_ref().unwrap().error_reason.as_deref(),
-        Some("AdvisorTimeout")
+        out.status.advisor.as_ref().unwrap().error_reason,
+        Some(Reason::AdvisorTimeout)
     );
 }

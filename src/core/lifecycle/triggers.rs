@@ -6,50 +6,15 @@ use std::time::Duration;
 use k8s_openapi::jiff::Timestamp;
 
 use super::schedule::{add, next_cron, spec_duration};
-use crate::api::{RetrainingAttempt, RetrainingSpec, TriggerSeverity};
+use crate::api::{RetrainingAttempt, RetrainingSpec, Severity, TriggerSeverity};
 
-/// What started (or wanted to start) a retraining attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trigger {
-    Manual,
-    Advisor,
-    Accuracy,
-    Drift,
-    NewSamples,
-    Schedule,
-}
-
-impl Trigger {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Trigger::Manual => "manual",
-            Trigger::Advisor => "advisor",
-            Trigger::Accuracy => "accuracy",
-            Trigger::Drift => "drift",
-            Trigger::NewSamples => "newSamples",
-            Trigger::Schedule => "schedule",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        [
-            Trigger::Manual,
-            Trigger::Advisor,
-            Trigger::Accuracy,
-            Trigger::Drift,
-            Trigger::NewSamples,
-            Trigger::Schedule,
-        ]
-        .into_iter()
-        .find(|t| t.as_str() == s)
-    }
-}
+pub use crate::api::Trigger;
 
 /// Fresh facts the triggers look at.
 #[derive(Debug, Clone, Default)]
 pub struct TriggerFacts {
     /// Severity of a drift check completed in this reconcile (`ok`, `medium`, `high`).
-    pub drift_severity: Option<String>,
+    pub drift_severity: Option<Severity>,
     /// Accuracy measured in this reconcile.
     pub accuracy: Option<f64>,
     /// Rows in the current data now.
@@ -85,10 +50,10 @@ pub fn fired(
             format!("accuracy {accuracy:.4} is below {threshold}"),
         ));
     }
-    if let (Some(level), Some(severity)) = (t.drift_severity, facts.drift_severity.as_deref()) {
+    if let (Some(level), Some(severity)) = (t.drift_severity, facts.drift_severity) {
         let fires = match level {
-            TriggerSeverity::High => severity == "high",
-            TriggerSeverity::Medium => severity == "high" || severity == "medium",
+            TriggerSeverity::High => severity == Severity::High,
+            TriggerSeverity::Medium => severity >= Severity::Medium,
         };
         if fires {
             return Some((Trigger::Drift, format!("drift severity is {severity}")));
@@ -188,8 +153,15 @@ mod tests {
 
     fn attempt(start: &str) -> RetrainingAttempt {
         RetrainingAttempt {
+            number: 1,
+            id: "a".into(),
+            trigger: Trigger::Drift,
+            job_name: "j".into(),
             started_at: Some(Time(at(start))),
-            ..Default::default()
+            finished_at: None,
+            outcome: crate::api::AttemptOutcome::Running,
+            candidate_version: None,
+            message: None,
         }
     }
 
@@ -215,12 +187,12 @@ mod tests {
         };
         assert_eq!(fired(&s, &ok_acc, now), None);
         let drift = TriggerFacts {
-            drift_severity: Some("high".into()),
+            drift_severity: Some(Severity::High),
             ..Default::default()
         };
         assert_eq!(fired(&s, &drift, now).unwrap().0, Trigger::Drift);
         let medium = TriggerFacts {
-            drift_severity: Some("medium".into()),
+            drift_severity: Some(Severity::Medium),
             ..Default::default()
         };
         assert_eq!(

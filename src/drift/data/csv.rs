@@ -593,7 +593,7 @@ mod tests {
     #[test]
     fn text_in_inferred_numeric_column_names_column_and_row() {
         let e = read_str("amount,c\n1.0,a\n2.0,b\nabc,c\n", &[("amount", None)]).unwrap_err();
-        assert_eq!(e.reason(), "WrongType");
+        assert_eq!(e.reason(), crate::api::Reason::WrongType);
         let msg = e.to_string();
         assert!(
             msg.contains("'amount'") && msg.contains("row 3") && msg.contains("'abc'"),
@@ -605,11 +605,11 @@ mod tests {
     fn errors() {
         assert_eq!(
             read_str("", &[("a", None)]).unwrap_err().reason(),
-            "EmptyData"
+            crate::api::Reason::EmptyData
         );
         assert_eq!(
             read_str("a,b\n", &[("a", None)]).unwrap_err().reason(),
-            "EmptyData"
+            crate::api::Reason::EmptyData
         );
         assert_eq!(
             read_str("a,b\n1,2\n", &[("zz", None)]).unwrap_err(),
@@ -619,7 +619,7 @@ mod tests {
             }
         );
         let e = read_str("a,b\n1,2\n3\n", &[("a", None)]).unwrap_err();
-        assert_eq!(e.reason(), "MalformedData");
+        assert_eq!(e.reason(), crate::api::Reason::MalformedData);
         assert!(e.to_string().contains("row 2"), "{e}");
     }
 
@@ -760,7 +760,7 @@ mod tests {
             column_names(&Payload::from_bytes("m", ""), Side::Reference)
                 .unwrap_err()
                 .reason(),
-            "EmptyData"
+            crate::api::Reason::EmptyData
         );
         let t = read(
             &Payload::from_path(&p),
@@ -774,7 +774,7 @@ mod tests {
             read(&gone, &req(&[("c", None)]), Side::Reference)
                 .unwrap_err()
                 .reason(),
-            "DataNotFound"
+            crate::api::Reason::DataNotFound
         );
     }
 }

@@ -1,5 +1,6 @@
 //! Typed errors of the data layer.
 
+use crate::api::Reason;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -110,18 +111,18 @@ const MAX_VALUE_CHARS: usize = 40;
 
 impl DataError {
     /// Stable PascalCase reason (used as a Kubernetes condition reason).
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            DataError::NotFound { .. } => "DataNotFound",
-            DataError::Unreachable { .. } => "DataUnreachable",
-            DataError::UnsupportedScheme { .. } => "UnsupportedScheme",
-            DataError::InvalidUri { .. } => "InvalidDataUri",
-            DataError::UnknownFormat { .. } => "UnknownFormat",
-            DataError::Empty { .. } => "EmptyData",
-            DataError::MissingColumn { .. } => "MissingColumn",
-            DataError::WrongType { .. } => "WrongType",
-            DataError::UnsupportedType { .. } => "UnsupportedColumnType",
-            DataError::Malformed { .. } => "MalformedData",
+            DataError::NotFound { .. } => Reason::DataNotFound,
+            DataError::Unreachable { .. } => Reason::DataUnreachable,
+            DataError::UnsupportedScheme { .. } => Reason::UnsupportedScheme,
+            DataError::InvalidUri { .. } => Reason::InvalidDataUri,
+            DataError::UnknownFormat { .. } => Reason::UnknownFormat,
+            DataError::Empty { .. } => Reason::EmptyData,
+            DataError::MissingColumn { .. } => Reason::MissingColumn,
+            DataError::WrongType { .. } => Reason::WrongType,
+            DataError::UnsupportedType { .. } => Reason::UnsupportedColumnType,
+            DataError::Malformed { .. } => Reason::MalformedData,
         }
     }
 
@@ -229,7 +230,7 @@ mod tests {
         ];
         let mut reasons = std::collections::HashSet::new();
         for e in &errors {
-            let r = e.reason();
+            let r = e.reason().as_str();
             assert!(r.chars().next().unwrap().is_ascii_uppercase(), "{r}");
             assert!(r.chars().all(|c| c.is_ascii_alphanumeric()), "{r}");
             assert!(reasons.insert(r), "duplicate reason {r}");

@@ -813,7 +813,7 @@ mod tests {
             }
         );
         let e = read(&p, &req(&[("ts", None)]), Side::Current).unwrap_err();
-        assert_eq!(e.reason(), "UnsupportedColumnType");
+        assert_eq!(e.reason(), crate::api::Reason::UnsupportedColumnType);
         let e = read(&p, &req(&[("nope", None)]), Side::Current).unwrap_err();
         assert_eq!(
             e,
@@ -851,14 +851,14 @@ mod tests {
             Side::Reference,
         )
         .unwrap_err();
-        assert_eq!(e.reason(), "MalformedData");
+        assert_eq!(e.reason(), crate::api::Reason::MalformedData);
         let e = read(
             &Payload::from_bytes("x.parquet", Vec::new()),
             &req(&[("a", None)]),
             Side::Reference,
         )
         .unwrap_err();
-        assert_eq!(e.reason(), "EmptyData");
+        assert_eq!(e.reason(), crate::api::Reason::EmptyData);
         let empty = write(
             vec![(
                 "a",
@@ -872,7 +872,7 @@ mod tests {
             Side::Reference,
         )
         .unwrap_err();
-        assert_eq!(e.reason(), "EmptyData");
+        assert_eq!(e.reason(), crate::api::Reason::EmptyData);
     }
 
     #[test]

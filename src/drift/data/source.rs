@@ -458,7 +458,7 @@ mod tests {
         ] {
             match parse(uri) {
                 Err(e @ DataError::UnsupportedScheme { .. }) => {
-                    assert_eq!(e.reason(), "UnsupportedScheme");
+                    assert_eq!(e.reason(), crate::api::Reason::UnsupportedScheme);
                     assert!(e.to_string().contains(&format!("'{scheme}'")), "{e}");
                 }
                 other => panic!("{uri}: {other:?}"),
@@ -494,7 +494,7 @@ mod tests {
         assert_eq!(f("a.json", Some(DataFormat::Csv)).unwrap(), DataFormat::Csv);
         for bad in ["a.json", "noext", "dir.csv/file"] {
             let e = f(bad, None).unwrap_err();
-            assert_eq!(e.reason(), "UnknownFormat", "{bad}");
+            assert_eq!(e.reason(), crate::api::Reason::UnknownFormat, "{bad}");
         }
     }
 
@@ -503,14 +503,14 @@ mod tests {
         let ctx = FetchContext::new();
         let missing = parse("/definitely/not/here.csv").unwrap();
         let e = missing.fetch(&ctx, Side::Current).await.unwrap_err();
-        assert_eq!(e.reason(), "DataNotFound");
+        assert_eq!(e.reason(), crate::api::Reason::DataNotFound);
         assert!(e.to_string().contains("/definitely/not/here.csv"));
         let dir = tempfile::tempdir().unwrap();
         let e = DataSource::File(dir.path().to_path_buf())
             .fetch(&ctx, Side::Current)
             .await
             .unwrap_err();
-        assert_eq!(e.reason(), "InvalidDataUri");
+        assert_eq!(e.reason(), crate::api::Reason::InvalidDataUri);
         let e = parse("runs:/abc/x.csv")
             .unwrap()
             .fetch(&ctx, Side::Reference)
@@ -540,7 +540,7 @@ mod tests {
             .fetch(&ctx, Side::Current)
             .await
             .unwrap_err();
-        assert_eq!(e.reason(), "DataUnreachable", "{e}");
+        assert_eq!(e.reason(), crate::api::Reason::DataUnreachable, "{e}");
         assert!(!e.to_string().contains('\n'));
     }
 }

@@ -1,6 +1,7 @@
 //! Configuration of a check: what to compare, where the data is, how to decide.
 
 use super::*;
+use crate::api::Reason;
 
 /// What can stop a check.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -17,11 +18,11 @@ pub enum DriftError {
 
 impl DriftError {
     /// Stable PascalCase reason (a condition reason).
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
             DriftError::Data(e) => e.reason(),
-            DriftError::InvalidConfig(_) => "InvalidDriftConfig",
-            DriftError::NoFeatures(_) => "NoFeatures",
+            DriftError::InvalidConfig(_) => Reason::InvalidDriftConfig,
+            DriftError::NoFeatures(_) => Reason::NoFeatures,
         }
     }
 }

@@ -226,7 +226,7 @@ thresholds: {alpha: 0.01, multipleTesting: bonferroni, minKsStatistic: 0.2, bins
         bad.thresholds.psi_high = 0.1;
         assert_eq!(
             DriftConfig::from_spec(&bad, None).unwrap_err().reason(),
-            "InvalidDriftConfig"
+            crate::api::Reason::InvalidDriftConfig
         );
         bad = spec.clone();
         bad.thresholds.bins = 0;
@@ -414,7 +414,7 @@ thresholds: {alpha: 0.01, multipleTesting: bonferroni, minKsStatistic: 0.2, bins
         engine.invalidate(&req.reference_key());
         assert_eq!(
             engine.check_local(&req).unwrap_err().reason(),
-            "DataNotFound"
+            crate::api::Reason::DataNotFound
         );
     }
 
@@ -469,7 +469,7 @@ thresholds: {alpha: 0.01, multipleTesting: bonferroni, minKsStatistic: 0.2, bins
         bad.current.timestamp_column = None;
         assert_eq!(
             DriftConfig::from_spec(&bad, None).unwrap_err().reason(),
-            "InvalidDriftConfig"
+            crate::api::Reason::InvalidDriftConfig
         );
     }
 

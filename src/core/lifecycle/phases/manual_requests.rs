@@ -4,14 +4,14 @@ use super::*;
 
 /// Records and applies one-shot manual requests; returns whether retraining was requested.
 pub(super) fn apply_manual(cx: &mut Ctx<'_>, manual: &ManualInput) -> bool {
-    let manual_pause = cx.status.pause_reason.as_deref() == Some(PAUSE_MANUAL);
+    let manual_pause = cx.status.pause_reason == Some(PauseReason::Manual);
     // `mlrollout resume` removes the pause annotation and sets `mlrollout.io/resume` in one
     // write: that resume request is answered by the removal, not ignored.
     let mut resumed = false;
     if manual.paused && !cx.status.paused {
         pause(
             cx,
-            PAUSE_MANUAL,
+            PauseReason::Manual,
             "paused by mlrollout.io/pause; the phase will not advance",
         );
     } else if !manual.paused && cx.status.paused && manual_pause {
@@ -26,12 +26,16 @@ pub(super) fn apply_manual(cx: &mut Ctx<'_>, manual: &ManualInput) -> bool {
         match request {
             Request::Abort => match cx.status.phase {
                 Phase::Retraining => {
-                    finish_attempt(cx, "Aborted", "aborted by mlrollout.io/abort");
+                    finish_attempt(cx, AttemptOutcome::Aborted, "aborted by mlrollout.io/abort");
                     cx.enter(Phase::Failed);
-                    cx.event(true, "Aborted", "retraining aborted by a person");
+                    cx.event(true, EventReason::Aborted, "retraining aborted by a person");
                 }
                 Phase::Evaluating | Phase::Shadow | Phase::Progressing => {
-                    rollback(cx, "Aborted", "aborted by a person (mlrollout.io/abort)");
+                    rollback(
+                        cx,
+                        RolloutReason::Aborted,
+                        "aborted by a person (mlrollout.io/abort)",
+                    );
                 }
                 _ => ignored(cx, "abort"),
             },
@@ -41,10 +45,10 @@ pub(super) fn apply_manual(cx: &mut Ctx<'_>, manual: &ManualInput) -> bool {
                     if cx.status.stable_version.as_deref() != Some(version.as_str()) =>
                 {
                     cx.status.candidate_version = Some(version.clone());
-                    cx.status.candidate_source = Some("retry".into());
+                    cx.status.candidate_source = Some(CandidateSource::Retry);
                     cx.event(
                         false,
-                        "Retry",
+                        EventReason::Retry,
                         format!("retrying the rollout of version {version}"),
                     );
                     start_rollout(cx);
@@ -57,24 +61,36 @@ pub(super) fn apply_manual(cx: &mut Ctx<'_>, manual: &ManualInput) -> bool {
             Request::PromoteNext | Request::PromoteFull => {
                 let full = *request == Request::PromoteFull;
                 // A person promoting answers an inconclusive analysis.
-                if cx.status.pause_reason.as_deref() == Some(PAUSE_INCONCLUSIVE) {
+                if cx.status.pause_reason == Some(PauseReason::InconclusiveAnalysis) {
                     cx.status.paused = false;
                     cx.status.pause_reason = None;
                 }
                 match cx.status.phase {
                     Phase::Evaluating => {
-                        cx.event(false, "ManualPromotion", "evaluation skipped by a person");
+                        cx.event(
+                            false,
+                            EventReason::ManualPromotion,
+                            "evaluation skipped by a person",
+                        );
                         pass_evaluation(cx, "skipped by a person");
                     }
                     Phase::Shadow if !full => {
-                        cx.event(false, "ManualPromotion", "shadow ended early by a person");
+                        cx.event(
+                            false,
+                            EventReason::ManualPromotion,
+                            "shadow ended early by a person",
+                        );
                         enter_step(cx, 0);
                     }
                     Phase::Shadow | Phase::Progressing if full => {
                         promote(cx, "promoted in full by a person")
                     }
                     Phase::Progressing => {
-                        cx.event(false, "ManualPromotion", "step completed by a person");
+                        cx.event(
+                            false,
+                            EventReason::ManualPromotion,
+                            "step completed by a person",
+                        );
                         advance_step(cx);
                     }
                     _ => ignored(cx, "promote"),
@@ -104,17 +120,12 @@ pub(super) fn apply_manual(cx: &mut Ctx<'_>, manual: &ManualInput) -> bool {
     retrain
 }
 
-pub(super) const PAUSE_MANUAL: &str = "manual";
-pub(super) const PAUSE_INCONCLUSIVE: &str = "inconclusiveAnalysis";
-
-pub(super) fn pause(cx: &mut Ctx<'_>, reason: &str, message: &str) {
+pub(super) fn pause(cx: &mut Ctx<'_>, reason: PauseReason, message: &str) {
     cx.status.paused = true;
-    cx.status.pause_reason = Some(reason.into());
-    let warning = reason != PAUSE_MANUAL;
-    let event = if warning {
-        "AnalysisInconclusive"
-    } else {
-        "Paused"
+    cx.status.pause_reason = Some(reason);
+    let (warning, event) = match reason {
+        PauseReason::InconclusiveAnalysis => (true, EventReason::AnalysisInconclusive),
+        PauseReason::Manual => (false, EventReason::Paused),
     };
     cx.event(warning, event, message);
 }
@@ -128,14 +139,14 @@ pub(super) fn resume(cx: &mut Ctx<'_>, why: &str) {
     cx.status.analysis = None;
     cx.event(
         false,
-        "Resumed",
+        EventReason::Resumed,
         format!("{why}; the current phase starts over"),
     );
 }
 
 /// Promotion and rollback end a pause set by the analysis (a manual pause stays).
 pub(super) fn clear_analysis_pause(cx: &mut Ctx<'_>) {
-    if cx.status.pause_reason.as_deref() != Some(PAUSE_MANUAL) {
+    if cx.status.pause_reason != Some(PauseReason::Manual) {
         cx.status.paused = false;
         cx.status.pause_reason = None;
     }
@@ -145,7 +156,7 @@ pub(super) fn ignored(cx: &mut Ctx<'_>, what: &str) {
     let phase = cx.status.phase.as_str();
     cx.event(
         false,
-        "ManualRequestIgnored",
+        EventReason::ManualRequestIgnored,
         format!("{what} does not apply in phase {phase}"),
     );
 }
@@ -156,6 +167,11 @@ pub(super) fn retriable_candidate(status: &ModelDeploymentStatus) -> Option<Stri
     status
         .history
         .last()
-        .filter(|h| matches!(h.outcome.as_str(), "RolledBack" | "Aborted"))
+        .filter(|h| {
+            matches!(
+                h.outcome,
+                RolloutOutcome::RolledBack | RolloutOutcome::Aborted
+            )
+        })
         .map(|h| h.candidate_version.clone())
 }

@@ -12,6 +12,10 @@ use super::triggers::{self, Gate, Trigger, TriggerFacts};
 use super::*;
 use crate::analysis::AnalysisStage;
 use crate::api::{
+    AttemptOutcome, CandidateSource, EventReason, PauseReason, RegistryOp, RolloutOutcome,
+    RolloutReason, Severity, Urgency,
+};
+use crate::api::{
     DeferredTrigger, EvaluationStatus, InconclusiveAction, MetricDirection, ModelDeploymentSpec,
     ModelDeploymentStatus, Phase, RegistryWrite, RetrainingAttempt, RolloutRecord, TrafficProvider,
 };
@@ -40,12 +44,12 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn event(&mut self, warning: bool, reason: &str, message: impl Into<String>) {
+    fn event(&mut self, warning: bool, reason: EventReason, message: impl Into<String>) {
         let message = message.into();
         self.status.message = Some(message.clone());
         self.transitions.push(Transition {
             warning,
-            reason: reason.into(),
+            reason,
             message,
         });
     }
@@ -56,21 +60,21 @@ impl Ctx<'_> {
         self.status.analysis = None;
     }
 
-    fn write(&mut self, op: &str, version: Option<&str>, key: &str, value: Option<&str>) {
+    fn write(&mut self, op: RegistryOp, version: Option<&str>, key: &str, value: Option<&str>) {
         let write = RegistryWrite {
-            op: op.into(),
+            op,
             version: version.map(String::from),
             key: key.into(),
             value: value.map(String::from),
         };
         // A later write to the same alias (or the same tag of the same version) supersedes an
         // unsent earlier one.
-        let is_tag = op == "setTag";
+        let is_tag = op == RegistryOp::SetTag;
         self.status.pending_registry_writes.retain(|w| {
             let same = if is_tag {
-                w.op == "setTag" && w.key == write.key && w.version == write.version
+                w.op == RegistryOp::SetTag && w.key == write.key && w.version == write.version
             } else {
-                w.op != "setTag" && w.key == write.key
+                w.op != RegistryOp::SetTag && w.key == write.key
             };
             !same
         });
@@ -141,10 +145,10 @@ fn current_job(status: &ModelDeploymentStatus) -> Option<JobRequest> {
         return None;
     }
     let attempt = status.retraining_attempts.last()?;
-    (attempt.outcome == "Running").then(|| JobRequest {
+    (attempt.outcome == AttemptOutcome::Running).then(|| JobRequest {
         number: attempt.number,
         attempt_id: attempt.id.clone(),
-        trigger: attempt.trigger.clone(),
+        trigger: attempt.trigger,
         job_name: attempt.job_name.clone(),
     })
 }
@@ -155,15 +159,15 @@ fn apply_drift(cx: &mut Ctx<'_>) {
     };
     match drift {
         DriftObservation::Completed { summary, .. } => {
-            let before = cx.status.drift.as_ref().map(|d| d.severity.clone());
-            if before.as_deref() != Some(summary.severity.as_str()) {
-                let warning = summary.severity != "ok";
+            let before = cx.status.drift.as_ref().map(|d| d.severity);
+            if before != Some(summary.severity) {
+                let warning = summary.severity != Severity::Ok;
                 cx.transitions.push(Transition {
                     warning,
-                    reason: "DriftSeverityChanged".into(),
+                    reason: EventReason::DriftSeverityChanged,
                     message: format!(
                         "drift severity {} -> {} ({:.0}% of features drifted)",
-                        before.as_deref().unwrap_or("unknown"),
+                        before.map_or("unknown", Severity::as_str),
                         summary.severity,
                         summary.drifted_share * 100.0
                     ),
@@ -184,7 +188,7 @@ fn apply_drift(cx: &mut Ctx<'_>) {
             cx.status.next_drift_check_at = Some(Time(add(cx.now, backoff)));
             cx.transitions.push(Transition {
                 warning: true,
-                reason: "DriftCheckFailed".into(),
+                reason: EventReason::DriftCheckFailed,
                 message: format!("{reason}: {message}"),
             });
         }
@@ -220,11 +224,11 @@ fn apply_advisor(cx: &mut Ctx<'_>) -> bool {
     let retrain_now = match &obs.answer {
         Ok(answer) => {
             status.needs_retrain = Some(answer.needs_retrain);
-            status.urgency = Some(answer.urgency.as_str().into());
+            status.urgency = Some(answer.urgency);
             status.reason = Some(answer.reason.clone());
             cx.transitions.push(Transition {
                 warning: false,
-                reason: "AdvisorAnswered".into(),
+                reason: EventReason::AdvisorAnswered,
                 message: format!(
                     "advisor: needs_retrain={} urgency={}: {}",
                     answer.needs_retrain,
@@ -235,12 +239,15 @@ fn apply_advisor(cx: &mut Ctx<'_>) -> bool {
             answer.retrain_now()
         }
         Err(error) => {
-            status.error = Some(error.to_string());
-            status.error_reason = Some(error.reason().into());
+            status.error = Some(error.message.clone());
+            status.error_reason = Some(error.reason);
             cx.transitions.push(Transition {
                 warning: true,
-                reason: "AdvisorIgnored".into(),
-                message: format!("advisor answer ignored, the rules decide alone: {error}"),
+                reason: EventReason::AdvisorIgnored,
+                message: format!(
+                    "advisor answer ignored, the rules decide alone: {}",
+                    error.message
+                ),
             });
             false
         }
@@ -313,7 +320,7 @@ pub(super) fn wants(
     match status.phase {
         Phase::Retraining => {
             if let Some(a) = status.retraining_attempts.last()
-                && a.outcome == "Running"
+                && a.outcome == AttemptOutcome::Running
             {
                 wants.job = Some(a.job_name.clone());
                 wants.candidate_lookup = Some(a.id.clone());

@@ -11,7 +11,7 @@ pub(super) fn resting(cx: &mut Ctx<'_>, retrain_requested: bool, advisor_now: bo
         .status
         .pending_registry_writes
         .iter()
-        .any(|w| w.op != "setTag" && w.key == cx.spec.model.alias);
+        .any(|w| w.op != RegistryOp::SetTag && w.key == cx.spec.model.alias);
     if let (Some(served), Some(stable)) = (cx.observed.served_version.clone(), cx.status.stable_version.clone())
         && served != stable
         // While our own alias write is pending, MLflow is behind us, not ahead.
@@ -19,15 +19,18 @@ pub(super) fn resting(cx: &mut Ctx<'_>, retrain_requested: bool, advisor_now: bo
     {
         let refused = cx.status.history.iter().rev().any(|h| {
             h.candidate_version == served
-                && matches!(h.outcome.as_str(), "RolledBack" | "Rejected" | "Aborted")
+                && matches!(
+                    h.outcome,
+                    RolloutOutcome::RolledBack | RolloutOutcome::Rejected | RolloutOutcome::Aborted
+                )
         });
         if !refused {
             cx.status.candidate_version = Some(served.clone());
-            cx.status.candidate_source = Some("registry".into());
+            cx.status.candidate_source = Some(CandidateSource::Registry);
             cx.status.evaluation = None;
             cx.event(
                 false,
-                "CandidateFromRegistry",
+                EventReason::CandidateFromRegistry,
                 format!(
                     "the registry serves version {served} (stable is {stable}); rolling it out"
                 ),
@@ -46,11 +49,7 @@ pub(super) fn resting(cx: &mut Ctx<'_>, retrain_requested: bool, advisor_now: bo
         Some(DriftObservation::Completed {
             summary,
             sample_count,
-        }) => (
-            Some(summary.severity.clone()),
-            summary.accuracy,
-            *sample_count,
-        ),
+        }) => (Some(summary.severity), summary.accuracy, *sample_count),
         _ => (None, None, None),
     };
     if cx.status.samples_at_last_training.is_none() {
@@ -70,7 +69,7 @@ pub(super) fn resting(cx: &mut Ctx<'_>, retrain_requested: bool, advisor_now: bo
         cx.status
             .deferred_trigger
             .as_ref()
-            .and_then(|d| Trigger::parse(&d.trigger))
+            .map(|d| d.trigger)
             .map(|t| (t, "deferred trigger".to_string()))
     });
     let Some((trigger, reason)) = fired else {
@@ -102,11 +101,11 @@ pub(super) fn defer(cx: &mut Ctx<'_>, trigger: Trigger, reason: &str, why: Strin
         .status
         .deferred_trigger
         .as_ref()
-        .is_some_and(|d| d.trigger == trigger.as_str() && kind(&d.reason) == kind(&why));
+        .is_some_and(|d| d.trigger == trigger && kind(&d.reason) == kind(&why));
     if !already {
         cx.event(
             false,
-            "RetrainingDeferred",
+            EventReason::RetrainingDeferred,
             format!(
                 "{} trigger fired ({reason}) but is held back: {why}",
                 trigger.as_str()
@@ -118,11 +117,11 @@ pub(super) fn defer(cx: &mut Ctx<'_>, trigger: Trigger, reason: &str, why: Strin
         .status
         .deferred_trigger
         .as_ref()
-        .filter(|d| d.trigger == trigger.as_str())
+        .filter(|d| d.trigger == trigger)
         .and_then(|d| d.at.clone())
         .unwrap_or(Time(cx.now));
     cx.status.deferred_trigger = Some(DeferredTrigger {
-        trigger: trigger.as_str().into(),
+        trigger,
         at: Some(at),
         reason: why,
     });
@@ -145,17 +144,17 @@ pub(super) fn start_attempt(
     let attempt = RetrainingAttempt {
         number,
         id: attempt_id(cx.uid, number),
-        trigger: trigger.as_str().into(),
+        trigger,
         job_name: job_name(cx.name, number),
         started_at: Some(Time(cx.now)),
         finished_at: None,
-        outcome: "Running".into(),
+        outcome: AttemptOutcome::Running,
         candidate_version: None,
         message: Some(reason.to_string()),
     };
     cx.event(
         false,
-        "RetrainingStarted",
+        EventReason::RetrainingStarted,
         format!(
             "attempt {number} ({}): {reason}; Job {}",
             trigger.as_str(),
@@ -177,10 +176,10 @@ pub(super) fn start_attempt(
     cx.enter(Phase::Retraining);
 }
 
-pub(super) fn finish_attempt(cx: &mut Ctx<'_>, outcome: &str, message: &str) {
+pub(super) fn finish_attempt(cx: &mut Ctx<'_>, outcome: AttemptOutcome, message: &str) {
     let now = cx.now;
     if let Some(a) = cx.status.retraining_attempts.last_mut() {
-        a.outcome = outcome.into();
+        a.outcome = outcome;
         a.finished_at = Some(Time(now));
         a.message = Some(message.into());
     }
@@ -192,13 +191,13 @@ pub(super) fn log_attempt(cx: &mut Ctx<'_>) {
     let Some(a) = cx.status.retraining_attempts.last().cloned() else {
         return;
     };
-    let record = crate::registry::AttemptRecord {
+    let record = AttemptRecord {
         experiment: format!("mlrollout/{}", cx.name),
         attempt_id: a.id.clone(),
         number: a.number,
-        trigger: a.trigger.clone(),
+        trigger: a.trigger,
         job_name: a.job_name.clone(),
-        outcome: a.outcome.clone(),
+        outcome: a.outcome,
         drift_summary: super::drift_summary(&cx.status),
         candidate_version: a.candidate_version.clone(),
         advisor: cx.status.advisor.as_ref().and_then(|adv| {
@@ -206,13 +205,13 @@ pub(super) fn log_attempt(cx: &mut Ctx<'_>) {
                 format!(
                     "needs_retrain={} urgency={} reason={reason}",
                     adv.needs_retrain.unwrap_or(false),
-                    adv.urgency.as_deref().unwrap_or("")
+                    adv.urgency.map_or("", Urgency::as_str)
                 )
             })
         }),
     };
     if let Ok(value) = serde_json::to_string(&record) {
-        cx.write("logAttempt", None, &a.id, Some(&value));
+        cx.write(RegistryOp::LogAttempt, None, &a.id, Some(&value));
     }
 }
 
@@ -225,11 +224,11 @@ pub(super) fn retraining(cx: &mut Ctx<'_>) {
         .unwrap_or(Duration::from_secs(7200));
     match cx.observed.job.clone() {
         Some(JobState::Failed(message)) => {
-            finish_attempt(cx, "Failed", &message);
+            finish_attempt(cx, AttemptOutcome::Failed, &message);
             cx.enter(Phase::Failed);
             cx.event(
                 true,
-                "TrainingFailed",
+                EventReason::TrainingFailed,
                 format!("the retraining Job failed: {message}"),
             );
             return;
@@ -239,13 +238,17 @@ pub(super) fn retraining(cx: &mut Ctx<'_>) {
                 if let Some(a) = cx.status.retraining_attempts.last_mut() {
                     a.candidate_version = Some(version.clone());
                 }
-                finish_attempt(cx, "Succeeded", &format!("registered version {version}"));
+                finish_attempt(
+                    cx,
+                    AttemptOutcome::Succeeded,
+                    &format!("registered version {version}"),
+                );
                 cx.status.candidate_version = Some(version.clone());
-                cx.status.candidate_source = Some("retraining".into());
+                cx.status.candidate_source = Some(CandidateSource::Retraining);
                 cx.enter(Phase::Evaluating);
                 cx.event(
                     false,
-                    "CandidateRegistered",
+                    EventReason::CandidateRegistered,
                     format!("the Job registered version {version}"),
                 );
                 return;
@@ -259,13 +262,13 @@ pub(super) fn retraining(cx: &mut Ctx<'_>) {
                     .unwrap_or_default();
                 finish_attempt(
                     cx,
-                    "Failed",
+                    AttemptOutcome::Failed,
                     "no model version carries the attempt's lineage tag",
                 );
                 cx.enter(Phase::Failed);
                 cx.event(
                     true,
-                    "CandidateNotRegistered",
+                    EventReason::CandidateNotRegistered,
                     format!("the Job succeeded but no version is tagged mlrollout.io/attempt={id}"),
                 );
                 return;
@@ -277,13 +280,13 @@ pub(super) fn retraining(cx: &mut Ctx<'_>) {
     if cx.phase_age() > timeout + cx.progress_deadline() {
         finish_attempt(
             cx,
-            "TimedOut",
+            AttemptOutcome::TimedOut,
             "no result within the timeout and the progress deadline",
         );
         cx.enter(Phase::Failed);
         cx.event(
             true,
-            "ProgressDeadlineExceeded",
+            EventReason::ProgressDeadlineExceeded,
             "the retraining Job did not finish in time",
         );
     }

@@ -24,17 +24,21 @@ pub(super) fn evaluating(cx: &mut Ctx<'_>) {
                 Err(reason) => {
                     let version = cx.status.candidate_version.clone().unwrap_or_default();
                     cx.write(
-                        "setTag",
+                        RegistryOp::SetTag,
                         Some(&version),
                         "mlrollout.io/verdict",
                         Some("rejected"),
                     );
-                    record_history(cx, "Rejected", "EvaluationFailed");
+                    record_history(
+                        cx,
+                        RolloutOutcome::Rejected,
+                        RolloutReason::EvaluationFailed,
+                    );
                     cx.status.candidate_version = None;
                     cx.enter(Phase::Failed);
                     cx.event(
                         true,
-                        "EvaluationFailed",
+                        EventReason::EvaluationFailed,
                         format!("version {version} rejected: {reason}"),
                     );
                 }
@@ -44,7 +48,7 @@ pub(super) fn evaluating(cx: &mut Ctx<'_>) {
             if cx.phase_age() > cx.progress_deadline() {
                 rollback(
                     cx,
-                    "ProgressDeadlineExceeded",
+                    RolloutReason::ProgressDeadlineExceeded,
                     "the evaluation could not be completed in time",
                 );
             }
@@ -89,24 +93,22 @@ pub(super) fn judge_evaluation(
 pub(super) fn pass_evaluation(cx: &mut Ctx<'_>, reason: &str) {
     let version = cx.status.candidate_version.clone().unwrap_or_default();
     if let Some(pinned) = cx.spec.model.version.clone()
-        && cx.status.candidate_source.as_deref() == Some("retraining")
+        && cx.status.candidate_source == Some(CandidateSource::Retraining)
     {
         // The spec pins the served version (GitOps owns it): a retrained candidate is
         // recorded and offered, and rolls out when the pin moves to it.
         cx.write(
-            "setTag",
+            RegistryOp::SetTag,
             Some(&version),
             "mlrollout.io/verdict",
             Some("evaluation-passed"),
         );
-        cx.write("setAlias", Some(&version), "challenger", None);
-        record_history(cx, "Held", "PinnedVersion");
+        cx.write(RegistryOp::SetAlias, Some(&version), "challenger", None);
+        record_history(cx, RolloutOutcome::Held, RolloutReason::PinnedVersion);
         cx.status.candidate_version = None;
         cx.status.candidate_source = None;
         cx.enter(Phase::Stable);
-        cx.event(
-            false,
-            "CandidateHeldByPin",
+        cx.event(false, EventReason::CandidateHeldByPin,
             format!(
                 "version {version} passed evaluation ({reason}); spec.model.version pins {pinned}: set it to {version} to roll it out"
             ),
@@ -114,14 +116,14 @@ pub(super) fn pass_evaluation(cx: &mut Ctx<'_>, reason: &str) {
         return;
     }
     cx.write(
-        "setTag",
+        RegistryOp::SetTag,
         Some(&version),
         "mlrollout.io/verdict",
         Some("evaluation-passed"),
     );
     cx.event(
         false,
-        "EvaluationPassed",
+        EventReason::EvaluationPassed,
         format!("version {version}: {reason}"),
     );
     start_rollout(cx);
@@ -130,7 +132,7 @@ pub(super) fn pass_evaluation(cx: &mut Ctx<'_>, reason: &str) {
 /// Shadow when enabled and the router can mirror, else the first step.
 pub(super) fn start_rollout(cx: &mut Ctx<'_>) {
     let version = cx.status.candidate_version.clone().unwrap_or_default();
-    cx.write("setAlias", Some(&version), "challenger", None);
+    cx.write(RegistryOp::SetAlias, Some(&version), "challenger", None);
     if cx.spec.shadow.enabled && cx.spec.traffic.provider != TrafficProvider::None {
         cx.enter(Phase::Shadow);
         cx.status.canary_weight = 0;
@@ -138,7 +140,7 @@ pub(super) fn start_rollout(cx: &mut Ctx<'_>) {
         cx.status.mirror_percent = cx.spec.shadow.mirror_percent;
         cx.event(
             false,
-            "ShadowStarted",
+            EventReason::ShadowStarted,
             format!(
                 "version {version} receives {}% mirrored traffic",
                 cx.spec.shadow.mirror_percent
@@ -166,14 +168,19 @@ pub(super) fn run_analysis(cx: &mut Ctx<'_>, stage: AnalysisStage) -> Option<Ass
 }
 
 /// Acts on a failing assessment; returns true if the phase ended.
-pub(super) fn act_on_failure(cx: &mut Ctx<'_>, assessment: &Assessment, gate: &str) -> bool {
+/// `failed` names the gate in the rollback reason (`ShadowFailed`, `AnalysisFailed`).
+pub(super) fn act_on_failure(
+    cx: &mut Ctx<'_>,
+    assessment: &Assessment,
+    failed: RolloutReason,
+) -> bool {
     match assessment {
         Assessment::Failed { detail, .. } => {
-            rollback(cx, &format!("{gate}Failed"), detail);
+            rollback(cx, failed, detail);
             true
         }
         Assessment::Errored { detail, .. } => {
-            rollback(cx, "AnalysisError", detail);
+            rollback(cx, RolloutReason::AnalysisError, detail);
             true
         }
         Assessment::Inconclusive { detail, .. } => {
@@ -185,12 +192,14 @@ pub(super) fn act_on_failure(cx: &mut Ctx<'_>, assessment: &Assessment, gate: &s
                 .map(|a| a.on_inconclusive)
                 .unwrap_or_default();
             match action {
-                InconclusiveAction::Rollback => rollback(cx, "AnalysisInconclusive", detail),
+                InconclusiveAction::Rollback => {
+                    rollback(cx, RolloutReason::AnalysisInconclusive, detail)
+                }
                 InconclusiveAction::Pause => {
                     if !cx.status.paused {
                         pause(
                             cx,
-                            PAUSE_INCONCLUSIVE,
+                            PauseReason::InconclusiveAnalysis,
                             &format!("paused for a person: {detail}; resume, promote or abort"),
                         );
                     }
@@ -205,7 +214,7 @@ pub(super) fn act_on_failure(cx: &mut Ctx<'_>, assessment: &Assessment, gate: &s
 pub(super) fn shadow(cx: &mut Ctx<'_>) {
     let assessment = run_analysis(cx, AnalysisStage::Shadow);
     if let Some(a) = &assessment
-        && act_on_failure(cx, a, "Shadow")
+        && act_on_failure(cx, a, RolloutReason::ShadowFailed)
     {
         return;
     }
@@ -217,7 +226,11 @@ pub(super) fn shadow(cx: &mut Ctx<'_>) {
         } else {
             "ran (no analysis configured)"
         };
-        cx.event(false, "ShadowPassed", format!("the shadow phase {how}"));
+        cx.event(
+            false,
+            EventReason::ShadowPassed,
+            format!("the shadow phase {how}"),
+        );
         enter_step(cx, 0);
         return;
     }
@@ -227,7 +240,7 @@ pub(super) fn shadow(cx: &mut Ctx<'_>) {
         } else {
             "the candidate never became ready"
         };
-        rollback(cx, "ProgressDeadlineExceeded", why);
+        rollback(cx, RolloutReason::ProgressDeadlineExceeded, why);
     }
 }
 
@@ -240,7 +253,7 @@ pub(super) fn enter_step(cx: &mut Ctx<'_>, index: usize) {
     cx.status.mirror_percent = 0;
     cx.event(
         false,
-        "StepStarted",
+        EventReason::StepStarted,
         format!(
             "step {} of {}: {weight}% of traffic on the candidate",
             index + 1,
@@ -261,7 +274,7 @@ pub(super) fn advance_step(cx: &mut Ctx<'_>) {
 pub(super) fn progressing(cx: &mut Ctx<'_>) {
     let assessment = run_analysis(cx, AnalysisStage::Canary);
     if let Some(a) = &assessment
-        && act_on_failure(cx, a, "Analysis")
+        && act_on_failure(cx, a, RolloutReason::AnalysisFailed)
     {
         return;
     }
@@ -277,7 +290,7 @@ pub(super) fn progressing(cx: &mut Ctx<'_>) {
         } else {
             "the candidate never became ready"
         };
-        rollback(cx, "ProgressDeadlineExceeded", why);
+        rollback(cx, RolloutReason::ProgressDeadlineExceeded, why);
     }
 }
 
@@ -287,22 +300,22 @@ pub(super) fn promote(cx: &mut Ctx<'_>, reason: &str) {
     let version = cx.status.candidate_version.clone().unwrap_or_default();
     let previous = cx.status.stable_version.clone();
     if let Some(prev) = &previous {
-        cx.write("setAlias", Some(prev), "previous", None);
+        cx.write(RegistryOp::SetAlias, Some(prev), "previous", None);
     }
     cx.write(
-        "setAlias",
+        RegistryOp::SetAlias,
         Some(&version),
         &cx.spec.model.alias.clone(),
         None,
     );
-    cx.write("deleteAlias", None, "challenger", None);
+    cx.write(RegistryOp::DeleteAlias, None, "challenger", None);
     cx.write(
-        "setTag",
+        RegistryOp::SetTag,
         Some(&version),
         "mlrollout.io/rollout",
         Some("promoted"),
     );
-    record_history(cx, "Promoted", "Promoted");
+    record_history(cx, RolloutOutcome::Promoted, RolloutReason::Promoted);
     clear_analysis_pause(cx);
     cx.enter(Phase::Promoted);
     cx.status.current_step = None;
@@ -311,7 +324,7 @@ pub(super) fn promote(cx: &mut Ctx<'_>, reason: &str) {
     cx.status.stable_version = Some(version.clone());
     cx.event(
         false,
-        "Promoted",
+        EventReason::Promoted,
         format!(
             "version {version} promoted ({reason}); stable is updated before traffic returns to it"
         ),
@@ -327,7 +340,7 @@ pub(super) fn promoted(cx: &mut Ctx<'_>) {
         cx.enter(Phase::Stable);
         cx.event(
             false,
-            "PromotionComplete",
+            EventReason::PromotionComplete,
             format!("version {version} is stable and serves all traffic"),
         );
     } else if cx.phase_age() > cx.progress_deadline() {
@@ -335,19 +348,19 @@ pub(super) fn promoted(cx: &mut Ctx<'_>) {
         // pods, so keep it there and say so rather than moving it to unready pods.
         cx.event(
             true,
-            "ProgressDeadlineExceeded",
+            EventReason::ProgressDeadlineExceeded,
             "the promoted stable Deployment is not ready; traffic stays on the candidate pods",
         );
         cx.status.phase_started_at = Some(Time(cx.now));
     }
 }
 
-pub(super) fn record_history(cx: &mut Ctx<'_>, outcome: &str, reason: &str) {
+pub(super) fn record_history(cx: &mut Ctx<'_>, outcome: RolloutOutcome, reason: RolloutReason) {
     let record = RolloutRecord {
         candidate_version: cx.status.candidate_version.clone().unwrap_or_default(),
         previous_version: cx.status.stable_version.clone(),
-        outcome: outcome.into(),
-        reason: reason.into(),
+        outcome,
+        reason,
         finished_at: Some(Time(cx.now)),
     };
     cx.status.history.push(record);
@@ -357,26 +370,25 @@ pub(super) fn record_history(cx: &mut Ctx<'_>, outcome: &str, reason: &str) {
 }
 
 /// Everything back on stable: 0 % on the candidate, no mirror, the registry restored.
-pub(super) fn rollback(cx: &mut Ctx<'_>, reason: &str, detail: &str) {
+pub(super) fn rollback(cx: &mut Ctx<'_>, reason: RolloutReason, detail: &str) {
     let version = cx.status.candidate_version.clone().unwrap_or_default();
-    let outcome = if reason == "Aborted" {
-        "Aborted"
-    } else {
-        "RolledBack"
+    let outcome = match reason {
+        RolloutReason::Aborted => RolloutOutcome::Aborted,
+        _ => RolloutOutcome::RolledBack,
     };
     record_history(cx, outcome, reason);
     if let Some(stable) = cx.status.stable_version.clone() {
         cx.write(
-            "setAlias",
+            RegistryOp::SetAlias,
             Some(&stable),
             &cx.spec.model.alias.clone(),
             None,
         );
     }
-    cx.write("deleteAlias", None, "challenger", None);
+    cx.write(RegistryOp::DeleteAlias, None, "challenger", None);
     if !version.is_empty() {
         cx.write(
-            "setTag",
+            RegistryOp::SetTag,
             Some(&version),
             "mlrollout.io/rollout",
             Some(&format!("rolled-back: {reason}")),
@@ -391,7 +403,7 @@ pub(super) fn rollback(cx: &mut Ctx<'_>, reason: &str, detail: &str) {
     cx.enter(Phase::RolledBack);
     cx.event(
         true,
-        "RolledBack",
+        EventReason::RolledBack,
         format!("version {version} rolled back ({reason}): {detail}"),
     );
 }
