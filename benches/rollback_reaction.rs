@@ -170,7 +170,7 @@ async fn one_run(index: usize, run: Run) -> Duration {
             "traffic": {"provider": "gatewayAPI", "parentRefs": [{"name": "gw"}]},
             "rollout": {"steps": [10, 50, 100], "stepDuration": "1h", "progressDeadline": "1h",
                         "analysis": {"prometheus": {"address": prometheus.url()}, "interval": format!("{INTERVAL_S}s"), "count": 100,
-                                     "metrics": [{"name": "error-rate", "query": mlrollout::analysis::defaults::error_rate_query(),
+                                     "metrics": [{"name": "error-rate", "query": mlrollout::core::verdict::builtin::error_rate_query(),
                                                   "maxIncrease": {"ratio": 2.0}, "consecutiveErrorLimit": 100, "inconclusiveLimit": 100}]}}
         }
     }))

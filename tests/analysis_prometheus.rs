@@ -8,12 +8,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::prometheus::{Exporter, PrometheusServer};
-use mlrollout::analysis::defaults::{
+use mlrollout::analysis::prometheus::PrometheusAnalyzer;
+use mlrollout::analysis::{Analyzer, MeasureRequest};
+use mlrollout::api::ModelDeploymentSpec;
+use mlrollout::core::verdict::builtin::{
     ERROR_RATE, LATENCY_P99, PREDICTION_PSI, canary_metrics, shadow_metrics,
 };
-use mlrollout::analysis::prometheus::PrometheusAnalyzer;
-use mlrollout::analysis::{AnalysisStage, Analyzer, MeasureRequest, MetricMeasurement, Verdict};
-use mlrollout::api::ModelDeploymentSpec;
+use mlrollout::core::verdict::{AnalysisStage, MetricMeasurement, Verdict};
 
 const NS: &str = "ml";
 const LATENCY_BUCKETS: [f64; 6] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5];

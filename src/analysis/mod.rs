@@ -1,24 +1,12 @@
-//! Analysis of the candidate against the stable variant: verdicts (pure, [`verdict`]), the
-//! built-in metrics, and the [`Analyzer`] trait the reconciler measures through.
+//! The [`Analyzer`] port the reconciler measures through, and its Prometheus adapter. How a
+//! measurement is judged, and which metrics apply, is pure policy: [`crate::core::verdict`].
 
-pub mod defaults;
 pub mod prometheus;
-pub mod verdict;
 
 use futures::future::BoxFuture;
 
 use crate::api::{AnalysisMetric, ModelDeploymentSpec};
-
-pub use verdict::{MetricMeasurement, Verdict, judge, query_error};
-
-/// Which gate is being measured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AnalysisStage {
-    /// Mirrored traffic: candidate answers are discarded and compared with stable's.
-    Shadow,
-    /// Live traffic at a canary step.
-    Canary,
-}
+use crate::core::verdict::{AnalysisStage, MetricMeasurement};
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -33,7 +21,7 @@ pub struct MeasureRequest<'a> {
 }
 
 /// Takes one measurement of every metric. Implementations never fail as a whole: a query
-/// that fails is a [`Verdict::Error`] measurement.
+/// that fails is a [`crate::api::Verdict::Error`] measurement.
 pub trait Analyzer: Send + Sync {
     fn measure<'a>(&'a self, request: MeasureRequest<'a>) -> BoxFuture<'a, Vec<MetricMeasurement>>;
 }

@@ -8,10 +8,10 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde::Deserialize;
 
-use super::defaults::{PREDICTION_PSI, render};
-use super::verdict::{MetricMeasurement, Verdict, describe_threshold, judge, query_error};
 use super::{Analyzer, MeasureRequest};
 use crate::api::AnalysisMetric;
+use crate::core::verdict::builtin::{PREDICTION_PSI, render};
+use crate::core::verdict::{MetricMeasurement, Verdict, describe_threshold, judge, query_error};
 
 /// Why a query gave no number.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

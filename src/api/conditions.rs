@@ -176,7 +176,10 @@ mod tests {
         let condition_types: std::collections::BTreeSet<String> = ConditionType::iter()
             .map(|t| t.as_str().to_string())
             .collect();
-        assert_eq!(types, condition_types, "README condition rows vs ConditionType");
+        assert_eq!(
+            types, condition_types,
+            "README condition rows vs ConditionType"
+        );
     }
 
     #[test]

@@ -8,12 +8,12 @@ use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 
 use crate::analysis::MeasureRequest;
-use crate::analysis::defaults::metrics_for;
-use crate::analysis::query_error;
 use crate::api::{ModelDeployment, ModelDeploymentStatus};
 use crate::core::lifecycle::{
     self, CandidateLookup, DriftObservation, EvaluationObservation, JobState, Observations,
 };
+use crate::core::verdict::builtin::metrics_for;
+use crate::core::verdict::query_error;
 use crate::error::Result;
 use crate::registry::{RegistryCredentials, RegistryError};
 

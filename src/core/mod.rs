@@ -8,9 +8,11 @@
 //! - [`children`]: the Deployments, Services, Job and route the decision wants to exist.
 //! - [`conditions`]: every condition type and reason, and how a condition is set.
 //! - [`names`]: deterministic child names and labels.
+//! - [`verdict`]: how one analysis measurement is judged, and the built-in metrics.
 
 pub mod children;
 pub mod conditions;
 pub mod decide;
 pub mod lifecycle;
 pub mod names;
+pub mod verdict;

@@ -11,13 +11,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::jiff::Timestamp;
 use serde::Serialize;
 
-use crate::analysis::defaults::metrics_for;
-use crate::analysis::{AnalysisStage, MetricMeasurement, judge, query_error};
 use crate::api::{DriftSummary, ModelDeployment, ModelDeploymentStatus, Phase, Severity};
 use crate::core::decide::{DecideInput, DeploymentState, Observed, decide};
 use crate::core::lifecycle::{
     self, CandidateLookup, DriftObservation, EvaluationObservation, JobState, Observations,
 };
+use crate::core::verdict::builtin::metrics_for;
+use crate::core::verdict::{AnalysisStage, MetricMeasurement, judge, query_error};
 use crate::registry::memory::InMemoryRegistry;
 use crate::registry::{LINEAGE_TAG, ModelRegistry, RegistryCredentials};
 

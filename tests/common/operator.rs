@@ -13,13 +13,14 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use mlrollout::analysis::{Analyzer, MeasureRequest, MetricMeasurement, judge, query_error};
+use mlrollout::analysis::{Analyzer, MeasureRequest};
 use mlrollout::api::{
     CandidateSource, DriftSummary, ModelDeployment, ModelDeploymentStatus, Phase, Severity,
 };
 use mlrollout::controller::{self, Context, WatchScope};
 use mlrollout::core::lifecycle::DriftObservation;
 use mlrollout::core::names::FIELD_MANAGER;
+use mlrollout::core::verdict::{MetricMeasurement, judge, query_error};
 use mlrollout::drift::check::DriftCheck;
 use mlrollout::metrics::Metrics;
 use mlrollout::registry::ModelRegistry;

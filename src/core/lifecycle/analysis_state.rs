@@ -6,8 +6,8 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
-use crate::analysis::{MetricMeasurement, Verdict};
 use crate::api::{AnalysisMetric, AnalysisStatus, MeasurementRecord, MetricStatus};
+use crate::core::verdict::{MetricMeasurement, Verdict};
 
 /// Recent measurements kept per metric in status.
 pub const RECENT: usize = 5;
@@ -141,7 +141,7 @@ fn fmt_value(v: Option<f64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analysis::defaults::canary_metrics;
+    use crate::core::verdict::builtin::canary_metrics;
 
     fn m(name: &str, verdict: Verdict) -> MetricMeasurement {
         MetricMeasurement {

@@ -23,11 +23,11 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 
-use crate::analysis::{AnalysisStage, MetricMeasurement};
 use crate::api::{
     AttemptOutcome, DriftSummary, EventReason, ModelDeploymentSpec, ModelDeploymentStatus, Phase,
     Reason, Severity, Urgency,
 };
+use crate::core::verdict::{AnalysisStage, MetricMeasurement};
 
 pub use manual::{ManualInput, Request};
 pub use triggers::Trigger;

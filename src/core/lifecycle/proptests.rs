@@ -20,8 +20,8 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::json;
 
 use super::*;
-use crate::analysis::defaults::{effective_canary_metrics, shadow_metrics};
-use crate::analysis::{AnalysisStage, MetricMeasurement, Verdict};
+use crate::core::verdict::builtin::{effective_canary_metrics, shadow_metrics};
+use crate::core::verdict::{AnalysisStage, MetricMeasurement, Verdict};
 use strum::IntoEnumIterator;
 
 use crate::api::{

@@ -9,8 +9,6 @@ use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::analysis::defaults::{canary_metrics, shadow_metrics};
-use crate::analysis::{AnalysisStage, MetricMeasurement, Verdict};
 use crate::api::{
     AnalysisMetric, AnalysisStatus, AttemptOutcome, CandidateSource, DeferredTrigger,
     EvaluationStatus, EventReason, ModelDeploymentSpec, ModelDeploymentStatus, PauseReason, Phase,
@@ -20,6 +18,8 @@ use crate::api::{
 use crate::core::decide::{
     Child, DecideInput, Decision, DeploymentState, EventCause, Observed, Removal, decide,
 };
+use crate::core::verdict::builtin::{canary_metrics, shadow_metrics};
+use crate::core::verdict::{AnalysisStage, MetricMeasurement, Verdict};
 use crate::registry::{RegistryError, ResolvedModel};
 
 const NAME: &str = "fraud";
@@ -242,7 +242,7 @@ fn reasons(out: &StepOutput) -> Vec<EventReason> {
 fn metric_names(spec: &ModelDeploymentSpec, stage: AnalysisStage) -> Vec<String> {
     match stage {
         AnalysisStage::Shadow => shadow_metrics(&spec.shadow),
-        AnalysisStage::Canary => crate::analysis::defaults::effective_canary_metrics(
+        AnalysisStage::Canary => crate::core::verdict::builtin::effective_canary_metrics(
             spec.rollout
                 .analysis
                 .as_ref()

@@ -10,7 +10,6 @@ use super::manual::{ManualInput, Request};
 use super::schedule::{add, next_cron, since, spec_duration};
 use super::triggers::{self, Gate, Trigger, TriggerFacts};
 use super::*;
-use crate::analysis::AnalysisStage;
 use crate::api::{
     AttemptOutcome, CandidateSource, EventReason, PauseReason, RegistryOp, RolloutOutcome,
     RolloutReason, Severity, Urgency,
@@ -19,6 +18,7 @@ use crate::api::{
     DeferredTrigger, EvaluationStatus, InconclusiveAction, MetricDirection, ModelDeploymentSpec,
     ModelDeploymentStatus, Phase, RegistryWrite, RetrainingAttempt, RolloutRecord, TrafficProvider,
 };
+use crate::core::verdict::AnalysisStage;
 
 mod manual_requests;
 mod retraining;

@@ -1,11 +1,24 @@
-//! The verdict on one measurement of one metric, and the limits across measurements.
+//! The verdict on one measurement of one analysis metric, and which metrics apply
+//! ([`builtin`]: the built-in queries and thresholds). Pure: the Prometheus adapter
+//! ([`crate::analysis`]) measures, this judges.
 //!
 //! No data is never a pass: an empty result or NaN is `Inconclusive` (or `Failed` when the
 //! metric says so), and a relative threshold with no stable value is `Inconclusive` too.
 
 use crate::api::{AnalysisMetric, NoDataPolicy};
 
+pub mod builtin;
+
 pub use crate::api::Verdict;
+
+/// Which gate is being measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnalysisStage {
+    /// Mirrored traffic: candidate answers are discarded and compared with stable's.
+    Shadow,
+    /// Live traffic at a canary step.
+    Canary,
+}
 
 /// One metric measured once, for the candidate and (when needed) for stable.
 #[derive(Debug, Clone, PartialEq)]
