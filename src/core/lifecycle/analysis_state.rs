@@ -70,6 +70,36 @@ pub fn record(status: &mut AnalysisStatus, measurements: &[MetricMeasurement], n
     }
 }
 
+/// The three limits of a metric, in the order they are checked: what is counted, its limit,
+/// how it is described, and the assessment it leads to.
+type LimitCheck = (
+    fn(&MetricStatus) -> i32,
+    fn(&AnalysisMetric) -> i32,
+    &'static str,
+    fn(String, String) -> Assessment,
+);
+
+const LIMITS: [LimitCheck; 3] = [
+    (
+        |s| s.failed,
+        |m| m.failure_limit,
+        "failed {} time(s)",
+        |metric, detail| Assessment::Failed { metric, detail },
+    ),
+    (
+        |s| s.consecutive_errors,
+        |m| m.consecutive_error_limit,
+        "could not be measured {} time(s) in a row",
+        |metric, detail| Assessment::Errored { metric, detail },
+    ),
+    (
+        |s| s.inconclusive,
+        |m| m.inconclusive_limit,
+        "had no data {} time(s)",
+        |metric, detail| Assessment::Inconclusive { metric, detail },
+    ),
+];
+
 /// Judges the accumulated measurements against each metric's limits; passes once every
 /// metric passed `required` times.
 pub fn assess(status: &AnalysisStatus, metrics: &[AnalysisMetric], required: i32) -> Assessment {
@@ -77,44 +107,17 @@ pub fn assess(status: &AnalysisStatus, metrics: &[AnalysisMetric], required: i32
         let Some(s) = status.metrics.iter().find(|s| s.name == metric.name) else {
             continue;
         };
-        let last = s
-            .recent
-            .last()
-            .map(|r| {
-                format!(
-                    "candidate {} vs stable {}, threshold {}",
-                    fmt_value(r.candidate),
-                    fmt_value(r.stable),
-                    r.threshold
-                )
-            })
-            .unwrap_or_default();
-        if s.failed > metric.failure_limit {
-            return Assessment::Failed {
-                metric: metric.name.clone(),
-                detail: format!(
-                    "{} failed {} time(s) (limit {}); last: {last}",
-                    metric.name, s.failed, metric.failure_limit
-                ),
-            };
-        }
-        if s.consecutive_errors > metric.consecutive_error_limit {
-            return Assessment::Errored {
-                metric: metric.name.clone(),
-                detail: format!(
-                    "{} could not be measured {} time(s) in a row (limit {}); last: {last}",
-                    metric.name, s.consecutive_errors, metric.consecutive_error_limit
-                ),
-            };
-        }
-        if s.inconclusive > metric.inconclusive_limit {
-            return Assessment::Inconclusive {
-                metric: metric.name.clone(),
-                detail: format!(
-                    "{} had no data {} time(s) (limit {}); last: {last}",
-                    metric.name, s.inconclusive, metric.inconclusive_limit
-                ),
-            };
+        for (count, limit, what, assessment) in LIMITS {
+            let (count, limit) = (count(s), limit(metric));
+            if count > limit {
+                let what = what.replace("{}", &count.to_string());
+                let detail = format!(
+                    "{} {what} (limit {limit}); last: {}",
+                    metric.name,
+                    last_measurement(s)
+                );
+                return assessment(metric.name.clone(), detail);
+            }
         }
     }
     // Every metric needs `required` passed measurements: rounds of errors or missing data
@@ -131,6 +134,20 @@ pub fn assess(status: &AnalysisStatus, metrics: &[AnalysisMetric], required: i32
     } else {
         Assessment::Running
     }
+}
+
+fn last_measurement(s: &MetricStatus) -> String {
+    s.recent
+        .last()
+        .map(|r| {
+            format!(
+                "candidate {} vs stable {}, threshold {}",
+                fmt_value(r.candidate),
+                fmt_value(r.stable),
+                r.threshold
+            )
+        })
+        .unwrap_or_default()
 }
 
 fn fmt_value(v: Option<f64>) -> String {
