@@ -5,6 +5,7 @@
 //! [`validation`] and reported as `Ready=False, reason InvalidSpec`.
 
 pub mod advisor;
+pub mod cron;
 pub mod drift;
 pub mod duration;
 pub mod model;
