@@ -14,7 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::DynamicObject;
 
-use crate::api::validation::{self, SpecProblem, ValidatedSpec};
+use crate::api::validation::{SpecProblem, ValidatedSpec};
 use crate::api::{ModelDeploymentSpec, ModelDeploymentStatus, Phase, TrafficProvider};
 use crate::core::lifecycle::{self, Observations, StepInput, manual};
 use crate::registry::{RegistryError, ResolvedModel};
@@ -90,7 +90,9 @@ pub struct DecideInput<'a> {
     pub uid: &'a str,
     pub generation: Option<i64>,
     pub owner: OwnerReference,
-    pub spec: &'a ModelDeploymentSpec,
+    /// The spec as [`validation::validate`](crate::api::validation::validate) judged it: with
+    /// problems, nothing is applied.
+    pub spec: &'a Result<ValidatedSpec, Vec<SpecProblem>>,
     pub status: &'a ModelDeploymentStatus,
     pub observed: Observed,
     pub now: Timestamp,
@@ -172,10 +174,10 @@ pub fn decide(input: DecideInput<'_>) -> Decision {
         events: &mut events,
     };
 
-    let validated = match validation::validate(input.spec) {
+    let validated = match input.spec {
         Ok(v) => v,
         Err(problems) => {
-            let message = describe_problems(&problems);
+            let message = describe_problems(problems);
             conds.set(
                 &mut status,
                 ConditionUpdate::new(READY, false, "InvalidSpec", message.clone()),
@@ -191,12 +193,13 @@ pub fn decide(input: DecideInput<'_>) -> Decision {
             };
         }
     };
+    let spec = validated.spec();
 
     let served_version = match &input.observed.served {
         Ok(resolved) => {
             let message = format!(
                 "{} resolves to version {}",
-                served_ref(input.spec),
+                served_ref(spec),
                 resolved.version
             );
             conds.set(
@@ -239,7 +242,7 @@ pub fn decide(input: DecideInput<'_>) -> Decision {
         conds.events.push(EventIntent {
             warning: false,
             reason: "StableVersionServed".into(),
-            note: format!("serving {} version {version}", input.spec.model.name),
+            note: format!("serving {} version {version}", spec.model.name),
         });
         status.stable_version = Some(version);
         status.phase = Phase::Stable;
@@ -249,7 +252,7 @@ pub fn decide(input: DecideInput<'_>) -> Decision {
     }
 
     // The lifecycle.
-    let replicas = input.spec.serving.replicas;
+    let replicas = spec.serving.replicas;
     let mut observations = input.observed.lifecycle.clone();
     observations.served_version = served_version;
     observations.manual = manual::read(&input.observed.annotations, &status.handled_requests);
@@ -267,7 +270,7 @@ pub fn decide(input: DecideInput<'_>) -> Decision {
         name: input.name,
         uid: input.uid,
         generation: input.generation,
-        spec: input.spec,
+        spec: validated,
         status: &status,
         observed: &observations,
         now: input.now,
@@ -284,8 +287,8 @@ pub fn decide(input: DecideInput<'_>) -> Decision {
     status.stable_model_uri = status
         .stable_version
         .as_ref()
-        .map(|v| format!("models:/{}/{v}", input.spec.model.name));
-    let (apply, remove) = children_for(&input, &validated, &status, stepped.job.as_ref());
+        .map(|v| format!("models:/{}/{v}", spec.model.name));
+    let (apply, remove) = children_for(&input, validated, &status, stepped.job.as_ref());
 
     // Conditions.
     let stable_version = status.stable_version.clone().unwrap_or_default();
@@ -372,7 +375,7 @@ pub fn decide(input: DecideInput<'_>) -> Decision {
         // observedGeneration is behind metadata.generation, i.e. after any spec edit until the
         // next check).
         None => {
-            if input.spec.drift.is_some()
+            if spec.drift.is_some()
                 && let Some(c) = status
                     .conditions
                     .iter_mut()
@@ -382,7 +385,7 @@ pub fn decide(input: DecideInput<'_>) -> Decision {
             }
         }
     }
-    if input.spec.advisor.enabled
+    if spec.advisor.enabled
         && let Some(advisor) = status.advisor.clone()
     {
         let update = match (&advisor.error, &advisor.error_reason) {
@@ -423,7 +426,7 @@ fn children_for(
     status: &ModelDeploymentStatus,
     job: Option<&lifecycle::JobRequest>,
 ) -> (Vec<Child>, Vec<Removal>) {
-    let spec = input.spec;
+    let spec = validated.spec();
     let total = spec.serving.replicas;
     let candidate_version = status.candidate_version.as_deref().filter(|_| {
         matches!(
@@ -522,7 +525,7 @@ fn children_for(
         apply.push(Child::Job(Box::new(children::job::build(
             request,
             template,
-            spec,
+            validated,
             &lineage,
             &input.owner,
         ))));
@@ -597,7 +600,7 @@ mod tests {
             uid: "0123456789abcdef",
             generation: Some(3),
             owner: owner(),
-            spec,
+            spec: &crate::api::validation::validate(spec),
             status,
             observed: Observed::basic(
                 served.map(|v| ResolvedModel {

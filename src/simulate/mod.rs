@@ -13,10 +13,11 @@ use serde::Serialize;
 
 use crate::analysis::defaults::metrics_for;
 use crate::analysis::{AnalysisStage, MetricMeasurement, judge, query_error};
+use crate::api::validation::validate;
 use crate::api::{DriftSummary, ModelDeployment, ModelDeploymentStatus, Phase};
 use crate::core::decide::{DecideInput, DeploymentState, Observed, decide};
 use crate::core::lifecycle::{
-    self, CandidateLookup, DriftObservation, EvaluationObservation, JobState, Observations,
+    self, CandidateLookup, DriftObservation, EvaluationObservation, JobState, Observations, Wants,
 };
 use crate::registry::memory::InMemoryRegistry;
 use crate::registry::{LINEAGE_TAG, ModelRegistry, RegistryCredentials};
@@ -95,6 +96,8 @@ pub fn run(resource: &ModelDeployment, scenario: &Scenario) -> Result<Outcome, S
         ));
     }
     let spec = &resource.spec;
+    // Parsed once for the whole run; an invalid spec is decided on (InvalidSpec) every tick.
+    let validated = validate(spec);
     let model = spec.model.name.clone();
     let registry = InMemoryRegistry::new();
     let stable_number = version_number(&scenario.stable.version)?;
@@ -173,7 +176,10 @@ pub fn run(resource: &ModelDeployment, scenario: &Scenario) -> Result<Outcome, S
         stable_dep.desire(status.stable_version.as_deref(), t);
         candidate_dep.desire(candidate_wanted, t);
 
-        let wants = lifecycle::wants(spec, &status, now);
+        let wants = match &validated {
+            Ok(validated) => lifecycle::wants(validated, &status, now),
+            Err(_) => Wants::default(),
+        };
         let mut obs = Observations::default();
         if wants.drift_check {
             obs.drift = Some(drift_observation(scenario, t));
@@ -286,7 +292,7 @@ pub fn run(resource: &ModelDeployment, scenario: &Scenario) -> Result<Outcome, S
             uid: &owner.uid,
             generation: Some(1),
             owner: owner.clone(),
-            spec,
+            spec: &validated,
             status: &status,
             observed: Observed {
                 served,

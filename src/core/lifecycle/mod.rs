@@ -24,7 +24,8 @@ use std::time::Duration;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::analysis::{AnalysisStage, MetricMeasurement};
-use crate::api::{DriftSummary, ModelDeploymentSpec, ModelDeploymentStatus, Phase};
+use crate::api::validation::ValidatedSpec;
+use crate::api::{DriftSummary, ModelDeploymentStatus, Phase};
 
 pub use manual::{ManualInput, Request};
 pub use triggers::Trigger;
@@ -126,7 +127,7 @@ pub struct StepInput<'a> {
     /// re-created resources of the same name.
     pub uid: &'a str,
     pub generation: Option<i64>,
-    pub spec: &'a ModelDeploymentSpec,
+    pub spec: &'a ValidatedSpec,
     pub status: &'a ModelDeploymentStatus,
     pub observed: &'a Observations,
     pub now: Timestamp,
@@ -167,7 +168,7 @@ pub fn step(input: StepInput<'_>) -> StepOutput {
 }
 
 /// What to observe for the next step, given the current status.
-pub fn wants(spec: &ModelDeploymentSpec, status: &ModelDeploymentStatus, now: Timestamp) -> Wants {
+pub fn wants(spec: &ValidatedSpec, status: &ModelDeploymentStatus, now: Timestamp) -> Wants {
     phases::wants(spec, status, now)
 }
 

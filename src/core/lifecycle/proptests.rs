@@ -22,6 +22,7 @@ use serde_json::json;
 use super::*;
 use crate::analysis::defaults::{effective_canary_metrics, shadow_metrics};
 use crate::analysis::{AnalysisStage, MetricMeasurement, Verdict};
+use crate::api::validation::{SpecProblem, ValidatedSpec, validate};
 use crate::api::{
     AnalysisMetric, AnalysisSpec, AnalysisStatus, DeferredTrigger, EvaluationStatus, MetricStatus,
     ModelDeploymentSpec, ModelDeploymentStatus, Phase, RegistryWrite, RetrainingAttempt,
@@ -674,6 +675,8 @@ fn check_traffic(spec: &ModelDeploymentSpec, decision: &Decision) -> Result<(), 
 struct Story<'a> {
     params: &'a SpecParams,
     spec: ModelDeploymentSpec,
+    /// `spec`, validated once.
+    validated: Result<ValidatedSpec, Vec<SpecProblem>>,
     checks: Checks,
     status: ModelDeploymentStatus,
     now: Timestamp,
@@ -688,9 +691,11 @@ struct Story<'a> {
 
 impl<'a> Story<'a> {
     fn new(params: &'a SpecParams, checks: Checks) -> Self {
+        let spec = params.spec();
         Story {
             params,
-            spec: params.spec(),
+            validated: validate(&spec),
+            spec,
             checks,
             status: ModelDeploymentStatus::default(),
             now: at(0),
@@ -711,11 +716,17 @@ impl<'a> Story<'a> {
             uid: UID,
             generation: Some(1),
             owner: owner(),
-            spec: &self.spec,
+            spec: &self.validated,
             status: &self.status,
             observed,
             now: self.now,
         })
+    }
+
+    fn valid(&self) -> Result<&ValidatedSpec, String> {
+        self.validated
+            .as_ref()
+            .map_err(|problems| format!("the generated spec is invalid: {problems:?}"))
     }
 
     fn play(&mut self, ticks: &[Tick]) -> Result<Stats, String> {
@@ -797,7 +808,7 @@ impl<'a> Story<'a> {
             || (!self.pause_annotation && pre.paused && manual_pause);
 
         // Observations, taken only when the lifecycle wants them.
-        let wants = wants(&spec, &pre, now);
+        let wants = wants(self.valid()?, &pre, now);
         let mut o = Observations {
             advisor_recommends: t.advisor,
             ..Default::default()
@@ -915,7 +926,7 @@ impl<'a> Story<'a> {
                 name: NAME,
                 uid: UID,
                 generation: Some(1),
-                spec: &spec,
+                spec: self.valid()?,
                 status: &pre,
                 observed: &observed.lifecycle,
                 now,
@@ -974,10 +985,9 @@ impl<'a> Story<'a> {
         let strict = self.checks.gates;
         let analysis = spec.rollout.analysis.as_ref();
         let steps = spec.rollout.steps.len();
-        let step_duration =
-            schedule::spec_duration(&spec.rollout.step_duration, Duration::from_secs(300));
-        let shadow_duration =
-            schedule::spec_duration(&spec.shadow.duration, Duration::from_secs(600));
+        let timing = &self.valid()?.timing;
+        let step_duration = timing.rollout.step_duration;
+        let shadow_duration = timing.shadow_duration;
 
         // The phase function runs first (no manual event on a tick with measurements).
         if let (Some(r), Some(round)) = (self.rollout.as_mut(), round)
@@ -1698,26 +1708,29 @@ fn no_panic_on_arbitrary_status_and_observations() {
         -100_000i64..100_000,
     );
     let result = runner.run(&strategy, |(params, status, observed, offset)| {
-        let spec = params.spec();
+        let validated = validate(&params.spec());
+        let Ok(spec) = &validated else {
+            return Err(TestCaseError::fail(format!("invalid spec: {validated:?}")));
+        };
         let now = at(offset);
-        let _ = wants(&spec, &status, now);
+        let _ = wants(spec, &status, now);
         let out = step(StepInput {
             name: NAME,
             uid: UID,
             generation: Some(1),
-            spec: &spec,
+            spec,
             status: &status,
             observed: &observed,
             now,
         });
-        let _ = wants(&spec, &out.status, now);
+        let _ = wants(spec, &out.status, now);
         let decision = decide(DecideInput {
             name: NAME,
             namespace: "ml",
             uid: UID,
             generation: Some(1),
             owner: owner(),
-            spec: &spec,
+            spec: &validated,
             status: &status,
             observed: Observed {
                 served: observed

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use super::*;
 use crate::analysis::defaults::{canary_metrics, shadow_metrics};
 use crate::analysis::{AnalysisStage, MetricMeasurement, Verdict};
+use crate::api::validation::{ValidatedSpec, validate};
 use crate::api::{
     AnalysisMetric, AnalysisStatus, DeferredTrigger, EvaluationStatus, ModelDeploymentSpec,
     ModelDeploymentStatus, Phase, RegistryWrite, RetrainingAttempt, RolloutRecord,
@@ -226,11 +227,21 @@ fn run(
         name: NAME,
         uid: UID,
         generation: Some(1),
-        spec,
+        spec: &valid(spec),
         status,
         observed,
         now,
     })
+}
+
+/// `spec` parsed; the fixtures are valid specs.
+fn valid(spec: &ModelDeploymentSpec) -> ValidatedSpec {
+    validate(spec).expect("the fixture spec is valid")
+}
+
+/// [`super::wants`] for a fixture spec.
+fn wants(spec: &ModelDeploymentSpec, status: &ModelDeploymentStatus, now: Timestamp) -> Wants {
+    super::wants(&valid(spec), status, now)
 }
 
 fn reasons(out: &StepOutput) -> Vec<&str> {
@@ -2437,7 +2448,7 @@ fn decide_with(
         uid: UID,
         generation: Some(1),
         owner: owner(),
-        spec,
+        spec: &validate(spec),
         status,
         observed: Observed {
             served: served.map(|v| ResolvedModel {

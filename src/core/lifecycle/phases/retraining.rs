@@ -36,7 +36,7 @@ pub(super) fn resting(cx: &mut Ctx<'_>, retrain_requested: bool, advisor_now: bo
             return;
         }
     }
-    let Some(retraining) = cx.spec.retraining.as_ref().filter(|r| r.enabled) else {
+    let Some((retraining, timing)) = cx.validated.retraining().filter(|(r, _)| r.enabled) else {
         return;
     };
     if cx.status.schedule_anchor.is_none() {
@@ -66,7 +66,7 @@ pub(super) fn resting(cx: &mut Ctx<'_>, retrain_requested: bool, advisor_now: bo
         manual: retrain_requested,
         advisor: cx.observed.advisor_recommends || advisor_now,
     };
-    let fired = triggers::fired(retraining, &facts, cx.now).or_else(|| {
+    let fired = triggers::fired(retraining, timing, &facts, cx.now).or_else(|| {
         cx.status
             .deferred_trigger
             .as_ref()
@@ -80,7 +80,7 @@ pub(super) fn resting(cx: &mut Ctx<'_>, retrain_requested: bool, advisor_now: bo
         // The registry cannot be read: a Job would register a version nobody can look up.
         Some("the model registry is unavailable".to_string())
     } else {
-        match triggers::gate(retraining, &cx.status.retraining_attempts, cx.now) {
+        match triggers::gate(retraining, timing, &cx.status.retraining_attempts, cx.now) {
             Gate::Open => None,
             Gate::Cooldown { until } => Some(format!("cooldown until {until}")),
             Gate::Budget { until } => Some(format!(
@@ -217,12 +217,12 @@ pub(super) fn log_attempt(cx: &mut Ctx<'_>) {
 }
 
 pub(super) fn retraining(cx: &mut Ctx<'_>) {
+    // The section may have been removed while the attempt runs: its default timeout stands.
     let timeout = cx
-        .spec
+        .timing()
         .retraining
         .as_ref()
-        .map(|r| spec_duration(&r.timeout, Duration::from_secs(7200)))
-        .unwrap_or(Duration::from_secs(7200));
+        .map_or(RetrainingSpec::DEFAULT_TIMEOUT, |r| r.timeout);
     match cx.observed.job.clone() {
         Some(JobState::Failed(message)) => {
             finish_attempt(cx, "Failed", &message);
