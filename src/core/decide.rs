@@ -16,7 +16,7 @@ use kube::api::DynamicObject;
 
 use crate::api::validation::{SpecProblem, ValidatedSpec};
 use crate::api::{ModelDeploymentSpec, ModelDeploymentStatus, Phase, TrafficProvider};
-use crate::core::lifecycle::{self, Observations, StepInput, manual};
+use crate::core::lifecycle::{self, DesiredTraffic, Observations, StepInput, manual};
 use crate::registry::{RegistryError, ResolvedModel};
 
 use super::children::job::Lineage;
@@ -135,6 +135,8 @@ pub struct Decision {
     pub apply: Option<Vec<Child>>,
     pub remove: Vec<Removal>,
     pub events: Vec<EventIntent>,
+    /// The traffic the applied children express; `None` when nothing is applied.
+    pub traffic: Option<DesiredTraffic>,
     pub requeue_after: Duration,
 }
 
@@ -189,6 +191,7 @@ pub fn decide(input: DecideInput<'_>) -> Decision {
                 remove: Vec::new(),
                 events,
                 // A spec change triggers a new reconcile; no point polling.
+                traffic: None,
                 requeue_after: RESYNC,
             };
         }
@@ -236,6 +239,7 @@ pub fn decide(input: DecideInput<'_>) -> Decision {
                 apply: None,
                 remove: Vec::new(),
                 events,
+                traffic: None,
                 requeue_after: SHORT_RETRY,
             };
         };
@@ -288,7 +292,13 @@ pub fn decide(input: DecideInput<'_>) -> Decision {
         .stable_version
         .as_ref()
         .map(|v| format!("models:/{}/{v}", spec.model.name));
-    let (apply, remove) = children_for(&input, validated, &status, stepped.job.as_ref());
+    let (apply, remove) = children_for(
+        &input,
+        validated,
+        &status,
+        stepped.job.as_ref(),
+        &stepped.traffic,
+    );
 
     // Conditions.
     let stable_version = status.stable_version.clone().unwrap_or_default();
@@ -415,29 +425,26 @@ pub fn decide(input: DecideInput<'_>) -> Decision {
         apply: Some(apply),
         remove,
         events,
+        traffic: Some(stepped.traffic),
         requeue_after,
     }
 }
 
-/// The children that express the status, and those that must go.
+/// The children that express the lifecycle's state, and those that must go.
 fn children_for(
     input: &DecideInput<'_>,
     validated: &ValidatedSpec,
     status: &ModelDeploymentStatus,
     job: Option<&lifecycle::JobRequest>,
+    traffic: &DesiredTraffic,
 ) -> (Vec<Child>, Vec<Removal>) {
     let spec = validated.spec();
     let total = spec.serving.replicas;
-    let candidate_version = status.candidate_version.as_deref().filter(|_| {
-        matches!(
-            status.phase,
-            Phase::Shadow | Phase::Progressing | Phase::Promoted
-        )
-    });
+    let candidate_version = traffic.candidate_version.as_deref();
     // Without a router, replica counts approximate the weights.
     let (stable_replicas, candidate_replicas) = match (spec.traffic.provider, candidate_version) {
         (TrafficProvider::None, Some(_)) => {
-            let weight = status.canary_weight.clamp(0, 100);
+            let weight = traffic.canary_weight.clamp(0, 100);
             let candidate = ((i64::from(total) * i64::from(weight) + 99) / 100) as i32;
             let candidate = candidate.clamp(if total > 0 { 1 } else { 0 }, total.max(0));
             let stable = if weight >= 100 {
@@ -489,9 +496,9 @@ fn children_for(
         None => {}
     }
     let split = Split {
-        candidate_weight: status.canary_weight,
-        mirror_percent: status.mirror_percent,
-        candidate_exists: candidate_version.is_some(),
+        candidate_weight: traffic.canary_weight,
+        mirror_percent: traffic.mirror_percent,
+        candidate_exists: traffic.has_candidate(),
     };
     match spec.traffic.provider {
         TrafficProvider::GatewayApi => apply.push(Child::HttpRoute(Box::new(

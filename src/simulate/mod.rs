@@ -14,10 +14,11 @@ use serde::Serialize;
 use crate::analysis::defaults::metrics_for;
 use crate::analysis::{AnalysisStage, MetricMeasurement, judge, query_error};
 use crate::api::validation::validate;
-use crate::api::{DriftSummary, ModelDeployment, ModelDeploymentStatus, Phase};
+use crate::api::{DriftSummary, ModelDeployment, ModelDeploymentStatus};
 use crate::core::decide::{DecideInput, DeploymentState, Observed, decide};
 use crate::core::lifecycle::{
-    self, CandidateLookup, DriftObservation, EvaluationObservation, JobState, Observations, Wants,
+    self, CandidateLookup, DesiredTraffic, DriftObservation, EvaluationObservation, JobState,
+    Observations, Wants,
 };
 use crate::registry::memory::InMemoryRegistry;
 use crate::registry::{LINEAGE_TAG, ModelRegistry, RegistryCredentials};
@@ -137,6 +138,8 @@ pub fn run(resource: &ModelDeployment, scenario: &Scenario) -> Result<Outcome, S
     let mut registered_attempts: BTreeMap<String, u64> = BTreeMap::new();
     let mut lines = Vec::new();
     let replicas = spec.serving.replicas;
+    // The traffic of the last decision that applied children.
+    let mut traffic = DesiredTraffic::default();
 
     let mut t = 0;
     while t <= scenario.duration_seconds {
@@ -167,14 +170,8 @@ pub fn run(resource: &ModelDeployment, scenario: &Scenario) -> Result<Outcome, S
         }
 
         // The cluster follows the last decision.
-        let candidate_wanted = status.candidate_version.as_deref().filter(|_| {
-            matches!(
-                status.phase,
-                Phase::Shadow | Phase::Progressing | Phase::Promoted
-            )
-        });
         stable_dep.desire(status.stable_version.as_deref(), t);
-        candidate_dep.desire(candidate_wanted, t);
+        candidate_dep.desire(traffic.candidate_version.as_deref(), t);
 
         let wants = match &validated {
             Ok(validated) => lifecycle::wants(validated, &status, now),
@@ -304,6 +301,9 @@ pub fn run(resource: &ModelDeployment, scenario: &Scenario) -> Result<Outcome, S
             now,
         });
         status = decision.status;
+        if let Some(applied) = decision.traffic {
+            traffic = applied;
+        }
         // The shell writes to the registry after applying children.
         let pending = std::mem::take(&mut status.pending_registry_writes);
         for write in pending {

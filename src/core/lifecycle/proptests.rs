@@ -614,6 +614,21 @@ fn route(
 /// Traffic invariants of one decision.
 fn check_traffic(spec: &ModelDeploymentSpec, decision: &Decision) -> Result<(), String> {
     let s = &decision.status;
+    let Some(traffic) = decision.traffic.as_ref() else {
+        return fail("a valid spec with a stable version decides the traffic".into());
+    };
+    ensure!(
+        (traffic.canary_weight, traffic.mirror_percent) == (s.canary_weight, s.mirror_percent),
+        "traffic {traffic:?} disagrees with the status ({}%, mirror {}%)",
+        s.canary_weight,
+        s.mirror_percent
+    );
+    ensure!(
+        traffic.candidate_version.is_none() || traffic.candidate_version == s.candidate_version,
+        "traffic to candidate {:?}, status candidate {:?}",
+        traffic.candidate_version,
+        s.candidate_version
+    );
     let steps = &spec.rollout.steps;
     ensure!(
         s.canary_weight == 0 || steps.contains(&s.canary_weight),
@@ -627,7 +642,7 @@ fn check_traffic(spec: &ModelDeploymentSpec, decision: &Decision) -> Result<(), 
         s.mirror_percent,
         s.phase
     );
-    let candidate_exists = in_rollout(s.phase) && s.candidate_version.is_some();
+    let candidate_exists = traffic.has_candidate();
     ensure!(
         candidate_exists || s.canary_weight == 0,
         "canary weight {} without a candidate in phase {:?}",
@@ -677,6 +692,8 @@ struct Story<'a> {
     spec: ModelDeploymentSpec,
     /// `spec`, validated once.
     validated: Result<ValidatedSpec, Vec<SpecProblem>>,
+    /// The traffic of the last decision: what the cluster runs.
+    traffic: DesiredTraffic,
     checks: Checks,
     status: ModelDeploymentStatus,
     now: Timestamp,
@@ -696,6 +713,7 @@ impl<'a> Story<'a> {
             params,
             validated: validate(&spec),
             spec,
+            traffic: DesiredTraffic::default(),
             checks,
             status: ModelDeploymentStatus::default(),
             now: at(0),
@@ -742,6 +760,7 @@ impl<'a> Story<'a> {
             annotations: BTreeMap::new(),
         });
         self.status = first.status;
+        self.traffic = first.traffic.unwrap_or_default();
         if self.status.phase != Phase::Stable || self.status.stable_version.as_deref() != Some("3")
         {
             return fail(format!(
@@ -875,10 +894,10 @@ impl<'a> Story<'a> {
                 },
             });
         }
-        let candidate_deployment = pre
+        let candidate_deployment = self
+            .traffic
             .candidate_version
             .as_deref()
-            .filter(|_| in_rollout(pre.phase))
             .map(|v| deployment(v, t.candidate_ready));
         let candidate_ready = candidate_deployment
             .as_ref()
@@ -948,7 +967,9 @@ impl<'a> Story<'a> {
             manual_tick,
         )?;
         self.check_rollback(&decision)?;
-        self.check_weight_moves(&pre, &post)?;
+        let traffic = decision.traffic.clone().unwrap_or_default();
+        self.check_weight_moves(&traffic)?;
+        self.traffic = traffic;
 
         // The shell writes to the registry after applying the children.
         self.status = post;
@@ -1290,21 +1311,17 @@ impl<'a> Story<'a> {
         Ok(())
     }
 
-    /// Within a rollout the weight only moves up, one configured step at a time.
-    fn check_weight_moves(
-        &self,
-        pre: &ModelDeploymentStatus,
-        post: &ModelDeploymentStatus,
-    ) -> Result<(), String> {
+    /// Within a rollout (the same candidate before and after) the weight only moves up, one
+    /// configured step at a time.
+    fn check_weight_moves(&self, traffic: &DesiredTraffic) -> Result<(), String> {
         if !self.checks.gates
-            || !in_rollout(pre.phase)
-            || !in_rollout(post.phase)
-            || pre.candidate_version != post.candidate_version
+            || !self.traffic.has_candidate()
+            || self.traffic.candidate_version != traffic.candidate_version
         {
             return Ok(());
         }
         let steps = &self.spec.rollout.steps;
-        let (from, to) = (pre.canary_weight, post.canary_weight);
+        let (from, to) = (self.traffic.canary_weight, traffic.canary_weight);
         if from == to {
             return Ok(());
         }

@@ -134,12 +134,28 @@ pub(super) fn step(input: StepInput<'_>) -> StepOutput {
     }
 
     let job = current_job(&cx.status);
+    let traffic = desired_traffic(&cx.status);
     let requeue_after = requeue(&cx);
     StepOutput {
         status: cx.status,
         transitions: cx.transitions,
         job,
+        traffic,
         requeue_after,
+    }
+}
+
+/// The traffic the status stands for: the candidate runs from the shadow phase until the
+/// promoted stable takes over; weight and mirror are as the phases set them.
+fn desired_traffic(status: &ModelDeploymentStatus) -> DesiredTraffic {
+    let in_rollout = matches!(
+        status.phase,
+        Phase::Shadow | Phase::Progressing | Phase::Promoted
+    );
+    DesiredTraffic {
+        candidate_version: status.candidate_version.clone().filter(|_| in_rollout),
+        canary_weight: status.canary_weight,
+        mirror_percent: status.mirror_percent,
     }
 }
 
