@@ -1,8 +1,9 @@
 //! The pure decision: spec + current status + observations + `now` → desired children, new
 //! status and events. No I/O, no clock; everything it needs is in [`DecideInput`].
 //!
-//! Layers: validation (never half-apply), model resolution (what version serves), the
-//! [`lifecycle`](crate::core::lifecycle) state machine, then the children that express its state.
+//! Layers, one function each: the validation result (an invalid spec is never half-applied),
+//! model resolution (what version serves), the [`lifecycle`](crate::core::lifecycle) state
+//! machine, the conditions, then the children that express the lifecycle's desired traffic.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -10,13 +11,15 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::DynamicObject;
 
 use crate::api::validation::{SpecProblem, ValidatedSpec};
 use crate::api::{ModelDeploymentSpec, ModelDeploymentStatus, Phase, TrafficProvider};
-use crate::core::lifecycle::{self, DesiredTraffic, Observations, StepInput, manual};
+use crate::core::lifecycle::{
+    self, DesiredTraffic, Observations, StepInput, StepOutput, Transition, manual,
+};
 use crate::registry::{RegistryError, ResolvedModel};
 
 use super::children::job::Lineage;
@@ -106,6 +109,16 @@ pub struct EventIntent {
     pub note: String,
 }
 
+impl From<Transition> for EventIntent {
+    fn from(t: Transition) -> Self {
+        Self {
+            warning: t.warning,
+            reason: t.reason,
+            note: t.message,
+        }
+    }
+}
+
 /// Objects that should exist (applied server-side, in order).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Child {
@@ -140,13 +153,14 @@ pub struct Decision {
     pub requeue_after: Duration,
 }
 
-struct Conds<'a> {
+/// Sets conditions and collects the Events their changes call for.
+struct Conds {
     generation: Option<i64>,
     now: Timestamp,
-    events: &'a mut Vec<EventIntent>,
+    events: Vec<EventIntent>,
 }
 
-impl Conds<'_> {
+impl Conds {
     fn set(&mut self, status: &mut ModelDeploymentStatus, update: ConditionUpdate) {
         let changed = conditions::set(&mut status.conditions, &update, self.generation, self.now);
         // Waiting for replicas and lifecycle progress are normal, not something to act on;
@@ -163,42 +177,95 @@ impl Conds<'_> {
             });
         }
     }
+
+    /// A decision that leaves every child as it is.
+    fn hold(self, status: ModelDeploymentStatus, requeue_after: Duration) -> Decision {
+        Decision {
+            status,
+            apply: None,
+            remove: Vec::new(),
+            events: self.events,
+            traffic: None,
+            requeue_after,
+        }
+    }
 }
 
-/// Decides what the cluster should look like.
+/// Decides what the cluster should look like: validation, the registry, the lifecycle, the
+/// conditions, the children.
 pub fn decide(input: DecideInput<'_>) -> Decision {
     let mut status = input.status.clone();
     status.observed_generation = input.generation;
-    let mut events = Vec::new();
     let mut conds = Conds {
         generation: input.generation,
         now: input.now,
-        events: &mut events,
+        events: Vec::new(),
     };
-
     let validated = match input.spec {
-        Ok(v) => v,
-        Err(problems) => {
-            let message = describe_problems(problems);
-            conds.set(
-                &mut status,
-                ConditionUpdate::new(READY, false, "InvalidSpec", message.clone()),
-            );
-            status.message = Some(format!("Invalid spec, nothing changed: {message}"));
-            return Decision {
-                status,
-                apply: None,
-                remove: Vec::new(),
-                events,
-                // A spec change triggers a new reconcile; no point polling.
-                traffic: None,
-                requeue_after: RESYNC,
-            };
-        }
+        Ok(validated) => validated,
+        Err(problems) => return invalid_spec(status, conds, problems),
     };
     let spec = validated.spec();
+    let served_version = sync_registry(&input, spec, &mut status, &mut conds);
+    // The first resolved version is adopted as stable; afterwards stable changes only by
+    // promotion through the lifecycle.
+    if status.stable_version.is_none() {
+        match served_version.clone() {
+            Some(version) => adopt_stable(spec, &mut status, &mut conds, version, input.now),
+            None => return wait_for_registry(&input, status, conds),
+        }
+    }
+    let StepOutput {
+        status: stepped,
+        transitions,
+        job,
+        traffic,
+        requeue_after,
+    } = lifecycle_step(&input, validated, &status, served_version);
+    status = stepped;
+    conds
+        .events
+        .extend(transitions.into_iter().map(EventIntent::from));
+    status.stable_model_uri = status
+        .stable_version
+        .as_ref()
+        .map(|v| format!("models:/{}/{v}", spec.model.name));
+    let (apply, remove) = children_for(&input, validated, &status, job.as_ref(), &traffic);
+    let requeue_after = set_conditions(&input, spec, &mut status, &mut conds, requeue_after);
+    Decision {
+        status,
+        apply: Some(apply),
+        remove,
+        events: conds.events,
+        traffic: Some(traffic),
+        requeue_after,
+    }
+}
 
-    let served_version = match &input.observed.served {
+/// Ready=False with what to fix; nothing else changes.
+fn invalid_spec(
+    mut status: ModelDeploymentStatus,
+    mut conds: Conds,
+    problems: &[SpecProblem],
+) -> Decision {
+    let message = describe_problems(problems);
+    conds.set(
+        &mut status,
+        ConditionUpdate::new(READY, false, "InvalidSpec", message.clone()),
+    );
+    status.message = Some(format!("Invalid spec, nothing changed: {message}"));
+    // A spec change triggers a new reconcile; no point polling.
+    conds.hold(status, RESYNC)
+}
+
+/// RegistrySynced from the registry's answer; returns the served version, if read.
+fn sync_registry(
+    input: &DecideInput<'_>,
+    spec: &ModelDeploymentSpec,
+    status: &mut ModelDeploymentStatus,
+    conds: &mut Conds,
+) -> Option<String> {
+    match &input.observed.served {
         Ok(resolved) => {
             let message = format!(
                 "{} resolves to version {}",
@@ -206,57 +273,66 @@ pub fn decide(input: DecideInput<'_>) -> Decision {
                 resolved.version
             );
             conds.set(
-                &mut status,
+                status,
                 ConditionUpdate::new(REGISTRY_SYNCED, true, "Resolved", message),
             );
             Some(resolved.version.clone())
         }
         Err(error) => {
             conds.set(
-                &mut status,
+                status,
                 ConditionUpdate::new(REGISTRY_SYNCED, false, error.reason(), error.to_string()),
             );
             None
         }
-    };
-
-    // The first resolved version is adopted as stable; afterwards stable changes only by
-    // promotion through the lifecycle.
-    if status.stable_version.is_none() {
-        let Some(version) = served_version.clone() else {
-            let (reason, message) = match &input.observed.served {
-                Err(e) => (e.reason(), e.to_string()),
-                Ok(_) => ("Unresolved", "model not resolved".to_string()),
-            };
-            conds.set(
-                &mut status,
-                ConditionUpdate::new(READY, false, reason, message.clone()),
-            );
-            status.phase = Phase::Pending;
-            status.message = Some(format!("Waiting for the model registry: {message}"));
-            return Decision {
-                status,
-                apply: None,
-                remove: Vec::new(),
-                events,
-                traffic: None,
-                requeue_after: SHORT_RETRY,
-            };
-        };
-        conds.events.push(EventIntent {
-            warning: false,
-            reason: "StableVersionServed".into(),
-            note: format!("serving {} version {version}", spec.model.name),
-        });
-        status.stable_version = Some(version);
-        status.phase = Phase::Stable;
-        status.phase_started_at = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-            input.now,
-        ));
     }
+}
 
-    // The lifecycle.
-    let replicas = spec.serving.replicas;
+/// No stable version yet and none resolved: Pending until the registry answers.
+fn wait_for_registry(
+    input: &DecideInput<'_>,
+    mut status: ModelDeploymentStatus,
+    mut conds: Conds,
+) -> Decision {
+    let (reason, message) = match &input.observed.served {
+        Err(e) => (e.reason(), e.to_string()),
+        Ok(_) => ("Unresolved", "model not resolved".to_string()),
+    };
+    conds.set(
+        &mut status,
+        ConditionUpdate::new(READY, false, reason, message.clone()),
+    );
+    status.phase = Phase::Pending;
+    status.message = Some(format!("Waiting for the model registry: {message}"));
+    conds.hold(status, SHORT_RETRY)
+}
+
+/// The first resolved version becomes stable.
+fn adopt_stable(
+    spec: &ModelDeploymentSpec,
+    status: &mut ModelDeploymentStatus,
+    conds: &mut Conds,
+    version: String,
+    now: Timestamp,
+) {
+    conds.events.push(EventIntent {
+        warning: false,
+        reason: "StableVersionServed".into(),
+        note: format!("serving {} version {version}", spec.model.name),
+    });
+    status.stable_version = Some(version);
+    status.phase = Phase::Stable;
+    status.phase_started_at = Some(Time(now));
+}
+
+/// One step of the lifecycle on what was observed.
+fn lifecycle_step(
+    input: &DecideInput<'_>,
+    validated: &ValidatedSpec,
+    status: &ModelDeploymentStatus,
+    served_version: Option<String>,
+) -> StepOutput {
+    let min_ready = validated.spec().serving.replicas.min(1);
     let mut observations = input.observed.lifecycle.clone();
     observations.served_version = served_version;
     observations.manual = manual::read(&input.observed.annotations, &status.handled_requests);
@@ -264,74 +340,82 @@ pub fn decide(input: DecideInput<'_>) -> Decision {
         .observed
         .stable_deployment
         .as_ref()
-        .is_some_and(|d| d.serves(status.stable_version.as_deref(), replicas.min(1)));
+        .is_some_and(|d| d.serves(status.stable_version.as_deref(), min_ready));
     observations.candidate_ready = input
         .observed
         .candidate_deployment
         .as_ref()
-        .is_some_and(|d| d.serves(status.candidate_version.as_deref(), replicas.min(1)));
-    let stepped = lifecycle::step(StepInput {
+        .is_some_and(|d| d.serves(status.candidate_version.as_deref(), min_ready));
+    lifecycle::step(StepInput {
         name: input.name,
         uid: input.uid,
         generation: input.generation,
         spec: validated,
-        status: &status,
+        status,
         observed: &observations,
         now: input.now,
-    });
-    status = stepped.status;
-    for t in stepped.transitions {
-        conds.events.push(EventIntent {
-            warning: t.warning,
-            reason: t.reason,
-            note: t.message,
-        });
-    }
+    })
+}
 
-    status.stable_model_uri = status
-        .stable_version
-        .as_ref()
-        .map(|v| format!("models:/{}/{v}", spec.model.name));
-    let (apply, remove) = children_for(
-        &input,
-        validated,
-        &status,
-        stepped.job.as_ref(),
-        &stepped.traffic,
-    );
-
-    // Conditions.
+/// Ready, Progressing, DriftChecked, AdvisorAvailable and the status message; returns the
+/// requeue delay (short while stable is not ready).
+fn set_conditions(
+    input: &DecideInput<'_>,
+    spec: &ModelDeploymentSpec,
+    status: &mut ModelDeploymentStatus,
+    conds: &mut Conds,
+    requeue_after: Duration,
+) -> Duration {
+    let stable_ready = set_ready(input, spec, status, conds);
+    set_progressing(status, conds);
+    set_drift_checked(input, spec, status, conds);
+    set_advisor_available(spec, status, conds);
     let stable_version = status.stable_version.clone().unwrap_or_default();
-    let stable_ready = input
-        .observed
-        .stable_deployment
-        .as_ref()
-        .is_some_and(|d| d.updated && d.ready_replicas >= d.desired_replicas.min(replicas));
-    let mut requeue_after = stepped.requeue_after;
-    if stable_ready {
-        conds.set(
-            &mut status,
-            ConditionUpdate::new(
-                READY,
-                true,
-                "Available",
-                format!("version {stable_version} is serving"),
-            ),
-        );
-    } else {
-        conds.set(
-            &mut status,
-            ConditionUpdate::new(
-                READY,
-                false,
-                "WaitingForReplicas",
-                format!(
-                    "waiting for the stable Deployment of version {stable_version} to become ready"
-                ),
-            ),
-        );
-        requeue_after = requeue_after.min(SHORT_RETRY);
+    if status.phase == Phase::Stable && (stable_ready || status.message.is_none()) {
+        status.message = Some(format!("Serving version {stable_version}"));
+    } else if status.message.is_none() {
+        status.message = Some(String::new());
     }
+    if stable_ready {
+        requeue_after
+    } else {
+        requeue_after.min(SHORT_RETRY)
+    }
+}
+
+/// Ready: the stable Deployment is up to date with its replicas ready. Returns whether it is.
+fn set_ready(
+    input: &DecideInput<'_>,
+    spec: &ModelDeploymentSpec,
+    status: &mut ModelDeploymentStatus,
+    conds: &mut Conds,
+) -> bool {
+    let stable_version = status.stable_version.clone().unwrap_or_default();
+    let stable_ready = input.observed.stable_deployment.as_ref().is_some_and(|d| {
+        d.updated && d.ready_replicas >= d.desired_replicas.min(spec.serving.replicas)
+    });
+    let update = if stable_ready {
+        ConditionUpdate::new(
+            READY,
+            true,
+            "Available",
+            format!("version {stable_version} is serving"),
+        )
+    } else {
+        ConditionUpdate::new(
+            READY,
+            false,
+            "WaitingForReplicas",
+            format!(
+                "waiting for the stable Deployment of version {stable_version} to become ready"
+            ),
+        )
+    };
+    conds.set(status, update);
+    stable_ready
+}
+
+fn set_progressing(status: &mut ModelDeploymentStatus, conds: &mut Conds) {
     let progressing = if status.paused {
         ConditionUpdate::new(PROGRESSING, false, "Paused", "paused by mlrollout.io/pause")
     } else if lifecycle::is_active(status.phase) {
@@ -345,6 +429,7 @@ pub fn decide(input: DecideInput<'_>) -> Decision {
         };
         ConditionUpdate::new(PROGRESSING, true, status.phase.as_str(), what)
     } else {
+        let stable_version = status.stable_version.as_deref().unwrap_or_default();
         ConditionUpdate::new(
             PROGRESSING,
             false,
@@ -352,33 +437,33 @@ pub fn decide(input: DecideInput<'_>) -> Decision {
             format!("version {stable_version} serves all traffic"),
         )
     };
-    conds.set(&mut status, progressing);
-    match &input.observed.lifecycle.drift {
-        Some(lifecycle::DriftObservation::Completed { summary, .. }) => conds.set(
-            &mut status,
-            ConditionUpdate::new(
-                DRIFT_CHECKED,
-                true,
-                "Checked",
-                format!(
-                    "severity {}: {:.0}% of features drifted ({} reference rows, {} current rows)",
-                    summary.severity,
-                    summary.drifted_share * 100.0,
-                    summary.reference_rows,
-                    summary.current_rows
-                ),
+    conds.set(status, progressing);
+}
+
+fn set_drift_checked(
+    input: &DecideInput<'_>,
+    spec: &ModelDeploymentSpec,
+    status: &mut ModelDeploymentStatus,
+    conds: &mut Conds,
+) {
+    let update = match &input.observed.lifecycle.drift {
+        Some(lifecycle::DriftObservation::Completed { summary, .. }) => ConditionUpdate::new(
+            DRIFT_CHECKED,
+            true,
+            "Checked",
+            format!(
+                "severity {}: {:.0}% of features drifted ({} reference rows, {} current rows)",
+                summary.severity,
+                summary.drifted_share * 100.0,
+                summary.reference_rows,
+                summary.current_rows
             ),
         ),
-        Some(lifecycle::DriftObservation::Failed { reason, message }) => conds.set(
-            &mut status,
-            ConditionUpdate::new(
-                DRIFT_CHECKED,
-                false,
-                reason.clone(),
-                format!(
-                    "drift check failed, nothing else changed; retried with backoff: {message}"
-                ),
-            ),
+        Some(lifecycle::DriftObservation::Failed { reason, message }) => ConditionUpdate::new(
+            DRIFT_CHECKED,
+            false,
+            reason.clone(),
+            format!("drift check failed, nothing else changed; retried with backoff: {message}"),
         ),
         // No check in this reconcile: the last result still stands, now for this generation
         // (`kubectl wait --for=condition=DriftChecked` waits while a condition's
@@ -393,41 +478,35 @@ pub fn decide(input: DecideInput<'_>) -> Decision {
             {
                 c.observed_generation = input.generation;
             }
+            return;
         }
-    }
-    if spec.advisor.enabled
-        && let Some(advisor) = status.advisor.clone()
-    {
-        let update = match (&advisor.error, &advisor.error_reason) {
-            (Some(error), reason) => ConditionUpdate::new(
-                ADVISOR_AVAILABLE,
-                false,
-                reason.clone().unwrap_or_else(|| "AdvisorError".into()),
-                format!("{error}; the rule-based decision stands"),
-            ),
-            (None, _) => ConditionUpdate::new(
-                ADVISOR_AVAILABLE,
-                true,
-                "Answered",
-                advisor.reason.clone().unwrap_or_default(),
-            ),
-        };
-        conds.set(&mut status, update);
-    }
-    if status.phase == Phase::Stable && (stable_ready || status.message.is_none()) {
-        status.message = Some(format!("Serving version {stable_version}"));
-    } else if status.message.is_none() {
-        status.message = Some(String::new());
-    }
+    };
+    conds.set(status, update);
+}
 
-    Decision {
-        status,
-        apply: Some(apply),
-        remove,
-        events,
-        traffic: Some(stepped.traffic),
-        requeue_after,
-    }
+fn set_advisor_available(
+    spec: &ModelDeploymentSpec,
+    status: &mut ModelDeploymentStatus,
+    conds: &mut Conds,
+) {
+    let Some(advisor) = status.advisor.clone().filter(|_| spec.advisor.enabled) else {
+        return;
+    };
+    let update = match (&advisor.error, &advisor.error_reason) {
+        (Some(error), reason) => ConditionUpdate::new(
+            ADVISOR_AVAILABLE,
+            false,
+            reason.clone().unwrap_or_else(|| "AdvisorError".into()),
+            format!("{error}; the rule-based decision stands"),
+        ),
+        (None, _) => ConditionUpdate::new(
+            ADVISOR_AVAILABLE,
+            true,
+            "Answered",
+            advisor.reason.clone().unwrap_or_default(),
+        ),
+    };
+    conds.set(status, update);
 }
 
 /// The children that express the lifecycle's state, and those that must go.
@@ -438,53 +517,49 @@ fn children_for(
     job: Option<&lifecycle::JobRequest>,
     traffic: &DesiredTraffic,
 ) -> (Vec<Child>, Vec<Removal>) {
-    let spec = validated.spec();
-    let total = spec.serving.replicas;
-    let candidate_version = traffic.candidate_version.as_deref();
-    // Without a router, replica counts approximate the weights.
-    let (stable_replicas, candidate_replicas) = match (spec.traffic.provider, candidate_version) {
-        (TrafficProvider::None, Some(_)) => {
-            let weight = traffic.canary_weight.clamp(0, 100);
-            let candidate = ((i64::from(total) * i64::from(weight) + 99) / 100) as i32;
-            let candidate = candidate.clamp(if total > 0 { 1 } else { 0 }, total.max(0));
-            let stable = if weight >= 100 {
-                0
-            } else {
-                (total - candidate).max(1)
-            };
-            (stable, candidate)
-        }
-        _ => (total, total),
-    };
+    let (mut apply, mut remove) = variant_children(input, validated, status, traffic);
+    apply.extend(route_child(input, validated.spec(), traffic));
+    apply.extend(job_child(input, validated, status, job));
+    // Stop the Job of an attempt that was aborted or timed out.
+    if let Some(last) = status.retraining_attempts.last()
+        && matches!(last.outcome.as_str(), "Aborted" | "TimedOut")
+    {
+        remove.push(Removal::Job(last.job_name.clone()));
+    }
+    (apply, remove)
+}
+
+/// Deployment and Service of stable and of the candidate (or the candidate's removal).
+fn variant_children(
+    input: &DecideInput<'_>,
+    validated: &ValidatedSpec,
+    status: &ModelDeploymentStatus,
+    traffic: &DesiredTraffic,
+) -> (Vec<Child>, Vec<Removal>) {
+    let (stable_replicas, candidate_replicas) = replicas(validated.spec(), traffic);
     let variant = |variant, version: &str, replicas| {
         let input = VariantInput {
             resource_name: input.name,
             namespace: input.namespace,
             owner: input.owner.clone(),
-            spec,
+            spec: validated.spec(),
             validated,
             variant,
             model_version: version,
             replicas,
         };
-        (
-            children::deployment::build(&input),
-            children::service::build(&input),
-        )
+        [
+            Child::Deployment(Box::new(children::deployment::build(&input))),
+            Child::Service(Box::new(children::service::build(&input))),
+        ]
     };
     let mut apply = Vec::new();
     let mut remove = Vec::new();
     if let Some(stable) = status.stable_version.as_deref() {
-        let (d, s) = variant(Variant::Stable, stable, stable_replicas);
-        apply.push(Child::Deployment(Box::new(d)));
-        apply.push(Child::Service(Box::new(s)));
+        apply.extend(variant(Variant::Stable, stable, stable_replicas));
     }
-    match candidate_version {
-        Some(version) => {
-            let (d, s) = variant(Variant::Candidate, version, candidate_replicas);
-            apply.push(Child::Deployment(Box::new(d)));
-            apply.push(Child::Service(Box::new(s)));
-        }
+    match traffic.candidate_version.as_deref() {
+        Some(version) => apply.extend(variant(Variant::Candidate, version, candidate_replicas)),
         // Only what was observed is deleted (a DELETE per reconcile for an absent candidate
         // is needless write traffic); the Service goes first so that a failed delete leaves
         // the Deployment observed and the removal is retried.
@@ -495,55 +570,77 @@ fn children_for(
         }
         None => {}
     }
+    (apply, remove)
+}
+
+/// (stable, candidate) replicas. Without a router, replica counts approximate the weights.
+fn replicas(spec: &ModelDeploymentSpec, traffic: &DesiredTraffic) -> (i32, i32) {
+    let total = spec.serving.replicas;
+    if spec.traffic.provider != TrafficProvider::None || !traffic.has_candidate() {
+        return (total, total);
+    }
+    let weight = traffic.canary_weight.clamp(0, 100);
+    let candidate = ((i64::from(total) * i64::from(weight) + 99) / 100) as i32;
+    let candidate = candidate.clamp(if total > 0 { 1 } else { 0 }, total.max(0));
+    let stable = if weight >= 100 {
+        0
+    } else {
+        (total - candidate).max(1)
+    };
+    (stable, candidate)
+}
+
+/// The HTTPRoute or VirtualService, if there is a router.
+fn route_child(
+    input: &DecideInput<'_>,
+    spec: &ModelDeploymentSpec,
+    traffic: &DesiredTraffic,
+) -> Option<Child> {
     let split = Split {
         candidate_weight: traffic.canary_weight,
         mirror_percent: traffic.mirror_percent,
         candidate_exists: traffic.has_candidate(),
     };
+    let (name, namespace, owner) = (input.name, input.namespace, &input.owner);
     match spec.traffic.provider {
-        TrafficProvider::GatewayApi => apply.push(Child::HttpRoute(Box::new(
-            children::route::http_route(input.name, input.namespace, spec, &input.owner, split),
+        TrafficProvider::GatewayApi => Some(Child::HttpRoute(Box::new(
+            children::route::http_route(name, namespace, spec, owner, split),
         ))),
-        TrafficProvider::Istio => apply.push(Child::VirtualService(Box::new(
-            children::route::virtual_service(
-                input.name,
-                input.namespace,
-                spec,
-                &input.owner,
-                split,
-            ),
+        TrafficProvider::Istio => Some(Child::VirtualService(Box::new(
+            children::route::virtual_service(name, namespace, spec, owner, split),
         ))),
-        TrafficProvider::None => {}
+        TrafficProvider::None => None,
     }
-    // A Job is created once: when it was observed (running or finished), nothing is sent.
+}
+
+/// The running attempt's Job, unless it was already observed (a Job is created once).
+fn job_child(
+    input: &DecideInput<'_>,
+    validated: &ValidatedSpec,
+    status: &ModelDeploymentStatus,
+    job: Option<&lifecycle::JobRequest>,
+) -> Option<Child> {
     let job_observed = matches!(
         input.observed.lifecycle.job,
         Some(ref state) if *state != lifecycle::JobState::Missing
     );
-    if let (Some(request), Some(template), false) =
-        (job, validated.job_template.as_ref(), job_observed)
-    {
-        let lineage = Lineage {
-            resource: input.name,
-            namespace: input.namespace,
-            drift_summary: lifecycle::drift_summary(status),
-            stable_version: status.stable_version.as_deref(),
-        };
-        apply.push(Child::Job(Box::new(children::job::build(
-            request,
-            template,
-            validated,
-            &lineage,
-            &input.owner,
-        ))));
+    let (request, template) = job.zip(validated.job_template.as_ref())?;
+    if job_observed {
+        return None;
     }
-    // Stop the Job of an attempt that was aborted or timed out.
-    if let Some(last) = status.retraining_attempts.last()
-        && matches!(last.outcome.as_str(), "Aborted" | "TimedOut")
-    {
-        remove.push(Removal::Job(last.job_name.clone()));
-    }
-    (apply, remove)
+    let lineage = Lineage {
+        resource: input.name,
+        namespace: input.namespace,
+        drift_summary: lifecycle::drift_summary(status),
+        stable_version: status.stable_version.as_deref(),
+    };
+    Some(Child::Job(Box::new(children::job::build(
+        request,
+        template,
+        validated,
+        &lineage,
+        &input.owner,
+    ))))
 }
 
 fn served_ref(spec: &ModelDeploymentSpec) -> String {
