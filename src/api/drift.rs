@@ -1,5 +1,7 @@
 //! `spec.drift` and `spec.performance`: what "the world moved" means for this model.
 
+use std::time::Duration;
+
 use kube::KubeSchema;
 use serde::{Deserialize, Serialize};
 
@@ -36,6 +38,12 @@ pub struct DriftSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 9, max = 128))]
     pub schedule: Option<String>,
+}
+
+impl DriftSpec {
+    /// Time between checks when `interval` is not set (with a `schedule`, it still bounds the
+    /// backoff between retries of a failed check).
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(3600);
 }
 
 /// A dataset location.

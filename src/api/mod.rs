@@ -6,6 +6,7 @@
 
 pub mod advisor;
 pub mod conditions;
+pub mod cron;
 pub mod drift;
 pub mod duration;
 pub mod model;

@@ -1,9 +1,11 @@
 //! `spec.retraining` and `spec.evaluation`: when a new model is trained and when it is better.
 
+use std::time::Duration;
+
 use kube::KubeSchema;
 use serde::{Deserialize, Serialize};
 
-use super::duration::DURATION_PATTERN;
+use super::duration::{DURATION_PATTERN, format_duration};
 
 /// When and how a new model version is trained.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -36,6 +38,12 @@ pub struct RetrainingSpec {
     #[serde(default = "default_timeout")]
     #[schemars(pattern(DURATION_PATTERN))]
     pub timeout: String,
+}
+
+impl RetrainingSpec {
+    /// `timeout` when it is not set (also the limit of an attempt that still runs after the
+    /// section was removed).
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2 * 3600);
 }
 
 /// Retraining triggers (seed: time, data volume, accuracy, drift).
@@ -119,7 +127,7 @@ fn default_max_attempts() -> i32 {
     3
 }
 fn default_timeout() -> String {
-    "2h".into()
+    format_duration(RetrainingSpec::DEFAULT_TIMEOUT)
 }
 fn default_metric() -> String {
     "accuracy".into()

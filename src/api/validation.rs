@@ -3,16 +3,21 @@
 //! The API server rejects most bad specs at admission. This module covers what CEL cannot say
 //! (cron syntax, embedded pod and Job templates) and repeats the important CEL rules so that a
 //! resource that bypassed admission (old CRD version, `--validate=false` in a test cluster) is
-//! still never half-applied. Pure code: spec in, list of problems out.
+//! still never half-applied. Pure code: spec in, the spec parsed (durations, cron schedules,
+//! templates) or the list of problems out. Each section has its own function, in spec order.
 
 use std::collections::HashSet;
-use std::str::FromStr;
+use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::JobSpec;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 
+use super::cron::CronSchedule;
 use super::duration::parse_duration;
-use super::{ModelDeploymentSpec, TrafficProvider};
+use super::{
+    AdvisorSpec, AnalysisSpec, DriftSpec, ModelDeploymentSpec, ModelSource, RetrainingSpec,
+    RolloutSpec, Serving, ShadowSpec, Traffic, TrafficProvider,
+};
 
 /// One problem with a spec, phrased as what to fix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,281 +34,357 @@ impl std::fmt::Display for SpecProblem {
     }
 }
 
-/// A spec that passed every check: the typed templates are parsed once here.
+/// A spec that passed every check, with what the reconciler reads parsed once: the embedded
+/// templates, every duration and every cron schedule (defaults applied). Only [`validate`]
+/// makes one, so the core never meets a duration it cannot read.
 #[derive(Debug, Clone)]
 pub struct ValidatedSpec {
+    spec: ModelDeploymentSpec,
     pub pod_template: Option<PodTemplateSpec>,
+    /// Present exactly when `spec.retraining` is.
     pub job_template: Option<JobSpec>,
+    pub timing: Timing,
 }
 
-/// Validates a spec; returns the parsed templates or every problem found.
+impl ValidatedSpec {
+    /// The spec as written (for the fields used as they are).
+    pub fn spec(&self) -> &ModelDeploymentSpec {
+        &self.spec
+    }
+
+    /// `spec.retraining` with its parsed times, when the section is there.
+    pub fn retraining(&self) -> Option<(&RetrainingSpec, &RetrainingTiming)> {
+        self.spec
+            .retraining
+            .as_ref()
+            .zip(self.timing.retraining.as_ref())
+    }
+}
+
+/// Every duration and cron schedule of a spec, parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timing {
+    /// `spec.drift`, when the section is there.
+    pub drift: Option<DriftTiming>,
+    /// `spec.retraining`, when the section is there.
+    pub retraining: Option<RetrainingTiming>,
+    /// `spec.shadow.duration`.
+    pub shadow_duration: Duration,
+    pub rollout: RolloutTiming,
+    /// `spec.advisor.timeout`.
+    pub advisor_timeout: Duration,
+}
+
+/// When drift is checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DriftTiming {
+    /// `interval` or its default; with a `schedule` it still bounds the retry backoff.
+    pub interval: Duration,
+    pub schedule: Option<CronSchedule>,
+    /// `current.window`: only rows this recent are compared.
+    pub window: Option<Duration>,
+}
+
+/// When retraining may start and how long it may run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetrainingTiming {
+    /// `triggers.schedule`.
+    pub schedule: Option<CronSchedule>,
+    pub cooldown: Duration,
+    pub timeout: Duration,
+}
+
+/// The pace of a rollout.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RolloutTiming {
+    pub step_duration: Duration,
+    pub progress_deadline: Duration,
+    /// `analysis.interval`, when there is an analysis.
+    pub analysis_interval: Option<Duration>,
+}
+
+/// Validates a spec; returns it parsed, or every problem found (in the order of the spec).
 pub fn validate(spec: &ModelDeploymentSpec) -> Result<ValidatedSpec, Vec<SpecProblem>> {
-    let mut problems = Vec::new();
-    let mut problem = |field: &str, message: String| {
-        problems.push(SpecProblem {
-            field: field.to_string(),
-            message,
-        })
+    let mut problems = Problems::default();
+    validate_model(&spec.model, &mut problems);
+    let pod_template = validate_serving(&spec.serving, &mut problems);
+    validate_traffic(&spec.traffic, &mut problems);
+    let drift = spec
+        .drift
+        .as_ref()
+        .map(|drift| validate_drift(drift, &mut problems));
+    let (retraining, job_template) = match &spec.retraining {
+        Some(retraining) => {
+            let (timing, job_template) = validate_retraining(retraining, &mut problems);
+            (Some(timing), job_template)
+        }
+        None => (None, None),
     };
-
-    if !(spec.model.tracking_uri.starts_with("http://")
-        || spec.model.tracking_uri.starts_with("https://"))
-    {
-        problem(
-            "spec.model.trackingUri",
-            "must be an http:// or https:// URL of the MLflow tracking server".into(),
-        );
+    let rollout = validate_rollout(&spec.rollout, &mut problems);
+    let shadow_duration = validate_shadow(&spec.shadow, &mut problems);
+    let advisor_timeout = validate_advisor(&spec.advisor, &mut problems);
+    if !problems.0.is_empty() {
+        return Err(problems.0);
     }
-    if spec.model.alias == "latest" || is_reserved_version_alias(&spec.model.alias) {
-        problem(
-            "spec.model.alias",
-            "'latest' and 'v<digits>' are reserved by MLflow; use e.g. 'champion'".into(),
-        );
+    Ok(ValidatedSpec {
+        spec: spec.clone(),
+        pod_template,
+        job_template,
+        timing: Timing {
+            drift,
+            retraining,
+            shadow_duration,
+            rollout,
+            advisor_timeout,
+        },
+    })
+}
+
+/// Problems found so far. The parsing helpers return a stand-in value (zero, `None`) for what
+/// they reject; it never escapes, since any problem fails the whole validation.
+#[derive(Default)]
+struct Problems(Vec<SpecProblem>);
+
+impl Problems {
+    fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(SpecProblem {
+            field: field.into(),
+            message: message.into(),
+        });
     }
 
-    let pod_template = match &spec.serving.pod_template {
-        Some(raw) => match serde_json::from_value::<PodTemplateSpec>(raw.clone()) {
-            Ok(template) => {
-                if template
-                    .spec
-                    .as_ref()
-                    .is_none_or(|s| s.containers.is_empty())
-                {
-                    problem(
-                        "spec.serving.podTemplate",
-                        "must contain spec.containers with at least one container".into(),
-                    );
-                }
-                Some(template)
-            }
+    fn duration(&mut self, field: &str, value: &str) -> Duration {
+        parse_duration(value).unwrap_or_else(|e| {
+            self.add(field, e.to_string());
+            Duration::ZERO
+        })
+    }
+
+    fn optional_duration(&mut self, field: &str, value: Option<&str>) -> Option<Duration> {
+        value.map(|value| self.duration(field, value))
+    }
+
+    fn cron(&mut self, field: &str, value: Option<&str>) -> Option<CronSchedule> {
+        match CronSchedule::parse(value?) {
+            Ok(schedule) => Some(schedule),
             Err(e) => {
-                problem(
-                    "spec.serving.podTemplate",
-                    format!("is not a valid core/v1 PodTemplateSpec: {e}"),
-                );
+                self.add(field, e.to_string());
                 None
             }
-        },
-        None => None,
-    };
+        }
+    }
+}
 
-    match spec.traffic.provider {
-        TrafficProvider::GatewayApi if spec.traffic.parent_refs.is_empty() => problem(
+fn validate_model(model: &ModelSource, problems: &mut Problems) {
+    if !(model.tracking_uri.starts_with("http://") || model.tracking_uri.starts_with("https://")) {
+        problems.add(
+            "spec.model.trackingUri",
+            "must be an http:// or https:// URL of the MLflow tracking server",
+        );
+    }
+    if model.alias == "latest" || is_reserved_version_alias(&model.alias) {
+        problems.add(
+            "spec.model.alias",
+            "'latest' and 'v<digits>' are reserved by MLflow; use e.g. 'champion'",
+        );
+    }
+}
+
+/// The pod template, parsed.
+fn validate_serving(serving: &Serving, problems: &mut Problems) -> Option<PodTemplateSpec> {
+    let raw = serving.pod_template.as_ref()?;
+    match serde_json::from_value::<PodTemplateSpec>(raw.clone()) {
+        Ok(template) => {
+            if template
+                .spec
+                .as_ref()
+                .is_none_or(|s| s.containers.is_empty())
+            {
+                problems.add(
+                    "spec.serving.podTemplate",
+                    "must contain spec.containers with at least one container",
+                );
+            }
+            Some(template)
+        }
+        Err(e) => {
+            problems.add(
+                "spec.serving.podTemplate",
+                format!("is not a valid core/v1 PodTemplateSpec: {e}"),
+            );
+            None
+        }
+    }
+}
+
+fn validate_traffic(traffic: &Traffic, problems: &mut Problems) {
+    match traffic.provider {
+        TrafficProvider::GatewayApi if traffic.parent_refs.is_empty() => problems.add(
             "spec.traffic.parentRefs",
-            "must name at least one Gateway when provider is gatewayAPI (or set provider: none)"
-                .into(),
+            "must name at least one Gateway when provider is gatewayAPI (or set provider: none)",
         ),
-        TrafficProvider::Istio if spec.traffic.hostnames.is_empty() => problem(
+        TrafficProvider::Istio if traffic.hostnames.is_empty() => problems.add(
             "spec.traffic.hostnames",
-            "must list the VirtualService hosts when provider is istio".into(),
+            "must list the VirtualService hosts when provider is istio",
         ),
         _ => {}
     }
+}
 
-    if let Some(drift) = &spec.drift {
-        let t = &drift.thresholds;
-        if t.psi_warning > t.psi_high {
-            problem(
-                "spec.drift.thresholds",
-                format!(
-                    "psiWarning ({}) must not exceed psiHigh ({})",
-                    t.psi_warning, t.psi_high
-                ),
-            );
-        }
-        if !(t.alpha > 0.0 && t.alpha < 1.0) {
-            problem(
-                "spec.drift.thresholds.alpha",
-                "must be between 0 and 1".into(),
-            );
-        }
-        if drift.interval.is_some() && drift.schedule.is_some() {
-            problem(
-                "spec.drift",
-                "set either interval or schedule, not both".into(),
-            );
-        }
-        check_duration(
-            &mut problems,
-            "spec.drift.interval",
-            drift.interval.as_deref(),
+fn validate_drift(drift: &DriftSpec, problems: &mut Problems) -> DriftTiming {
+    let t = &drift.thresholds;
+    if t.psi_warning > t.psi_high {
+        problems.add(
+            "spec.drift.thresholds",
+            format!(
+                "psiWarning ({}) must not exceed psiHigh ({})",
+                t.psi_warning, t.psi_high
+            ),
         );
-        check_cron(
-            &mut problems,
-            "spec.drift.schedule",
-            drift.schedule.as_deref(),
-        );
-        check_duration(
-            &mut problems,
-            "spec.drift.current.window",
-            drift.current.window.as_deref(),
-        );
-        let mut seen = HashSet::new();
-        for feature in &drift.features {
-            if !seen.insert(feature.name.as_str()) {
-                problems.push(SpecProblem {
-                    field: "spec.drift.features".into(),
-                    message: format!("feature {:?} is listed twice", feature.name),
-                });
-            }
+    }
+    if !(t.alpha > 0.0 && t.alpha < 1.0) {
+        problems.add("spec.drift.thresholds.alpha", "must be between 0 and 1");
+    }
+    if drift.interval.is_some() && drift.schedule.is_some() {
+        problems.add("spec.drift", "set either interval or schedule, not both");
+    }
+    let timing = DriftTiming {
+        interval: problems
+            .optional_duration("spec.drift.interval", drift.interval.as_deref())
+            .unwrap_or(DriftSpec::DEFAULT_INTERVAL),
+        schedule: problems.cron("spec.drift.schedule", drift.schedule.as_deref()),
+        window: problems
+            .optional_duration("spec.drift.current.window", drift.current.window.as_deref()),
+    };
+    let mut seen = HashSet::new();
+    for feature in &drift.features {
+        if !seen.insert(feature.name.as_str()) {
+            problems.add(
+                "spec.drift.features",
+                format!("feature {:?} is listed twice", feature.name),
+            );
         }
     }
+    timing
+}
 
-    let mut job_template = None;
-    if let Some(retraining) = &spec.retraining {
-        let triggers = &retraining.triggers;
-        if retraining.enabled
-            && triggers.schedule.is_none()
-            && triggers.new_samples.is_none()
-            && triggers.accuracy_below.is_none()
-            && triggers.drift_severity.is_none()
-        {
-            problems.push(SpecProblem {
-                field: "spec.retraining.triggers".into(),
-                message:
-                    "needs at least one of schedule, newSamples, accuracyBelow or driftSeverity"
-                        .into(),
-            });
-        }
-        check_cron(
-            &mut problems,
+/// The retraining times and the Job template, parsed.
+fn validate_retraining(
+    retraining: &RetrainingSpec,
+    problems: &mut Problems,
+) -> (RetrainingTiming, Option<JobSpec>) {
+    let triggers = &retraining.triggers;
+    if retraining.enabled
+        && triggers.schedule.is_none()
+        && triggers.new_samples.is_none()
+        && triggers.accuracy_below.is_none()
+        && triggers.drift_severity.is_none()
+    {
+        problems.add(
+            "spec.retraining.triggers",
+            "needs at least one of schedule, newSamples, accuracyBelow or driftSeverity",
+        );
+    }
+    let timing = RetrainingTiming {
+        schedule: problems.cron(
             "spec.retraining.triggers.schedule",
             triggers.schedule.as_deref(),
-        );
-        check_duration(
-            &mut problems,
-            "spec.retraining.cooldown",
-            Some(&retraining.cooldown),
-        );
-        check_duration(
-            &mut problems,
-            "spec.retraining.timeout",
-            Some(&retraining.timeout),
-        );
-        match serde_json::from_value::<JobSpec>(retraining.job_template.clone()) {
-            Ok(job)
-                if job
-                    .template
-                    .spec
-                    .as_ref()
-                    .is_none_or(|s| s.containers.is_empty()) =>
-            {
-                problems.push(SpecProblem {
-                    field: "spec.retraining.jobTemplate".into(),
-                    message: "must contain template.spec.containers with at least one container"
-                        .into(),
-                })
-            }
-            Ok(job) => job_template = Some(job),
-            Err(e) => problems.push(SpecProblem {
-                field: "spec.retraining.jobTemplate".into(),
-                message: format!("is not a valid batch/v1 JobSpec: {e}"),
-            }),
+        ),
+        cooldown: problems.duration("spec.retraining.cooldown", &retraining.cooldown),
+        timeout: problems.duration("spec.retraining.timeout", &retraining.timeout),
+    };
+    let job_template = validate_job_template(&retraining.job_template, problems);
+    (timing, job_template)
+}
+
+/// The training Job's template, parsed.
+fn validate_job_template(raw: &serde_json::Value, problems: &mut Problems) -> Option<JobSpec> {
+    match serde_json::from_value::<JobSpec>(raw.clone()) {
+        Ok(job)
+            if job
+                .template
+                .spec
+                .as_ref()
+                .is_none_or(|s| s.containers.is_empty()) =>
+        {
+            problems.add(
+                "spec.retraining.jobTemplate",
+                "must contain template.spec.containers with at least one container",
+            );
+            None
+        }
+        Ok(job) => Some(job),
+        Err(e) => {
+            problems.add(
+                "spec.retraining.jobTemplate",
+                format!("is not a valid batch/v1 JobSpec: {e}"),
+            );
+            None
         }
     }
+}
 
-    let steps = &spec.rollout.steps;
+fn validate_rollout(rollout: &RolloutSpec, problems: &mut Problems) -> RolloutTiming {
+    let steps = &rollout.steps;
     if steps.is_empty() || steps.last() != Some(&100) {
-        problems.push(SpecProblem {
-            field: "spec.rollout.steps".into(),
-            message: "must end at 100, e.g. [10, 50, 100]".into(),
-        });
+        problems.add("spec.rollout.steps", "must end at 100, e.g. [10, 50, 100]");
     }
     if steps.iter().any(|w| !(1..=100).contains(w)) || steps.windows(2).any(|p| p[0] >= p[1]) {
-        problems.push(SpecProblem {
-            field: "spec.rollout.steps".into(),
-            message: "must be strictly increasing percentages between 1 and 100".into(),
-        });
-    }
-    check_duration(
-        &mut problems,
-        "spec.rollout.stepDuration",
-        Some(&spec.rollout.step_duration),
-    );
-    check_duration(
-        &mut problems,
-        "spec.rollout.progressDeadline",
-        Some(&spec.rollout.progress_deadline),
-    );
-    if let Some(analysis) = &spec.rollout.analysis {
-        check_duration(
-            &mut problems,
-            "spec.rollout.analysis.interval",
-            Some(&analysis.interval),
+        problems.add(
+            "spec.rollout.steps",
+            "must be strictly increasing percentages between 1 and 100",
         );
-        let mut names = HashSet::new();
-        for metric in &analysis.metrics {
-            if !names.insert(metric.name.as_str()) {
-                problems.push(SpecProblem {
-                    field: "spec.rollout.analysis.metrics".into(),
-                    message: format!("metric name {:?} is used twice", metric.name),
-                });
-            }
-            if metric.max.is_none() && metric.min.is_none() && metric.max_increase.is_none() {
-                problems.push(SpecProblem {
-                    field: format!("spec.rollout.analysis.metrics[{}]", metric.name),
-                    message: "needs a threshold: max, min or maxIncrease".into(),
-                });
-            }
+    }
+    RolloutTiming {
+        step_duration: problems.duration("spec.rollout.stepDuration", &rollout.step_duration),
+        progress_deadline: problems
+            .duration("spec.rollout.progressDeadline", &rollout.progress_deadline),
+        analysis_interval: rollout
+            .analysis
+            .as_ref()
+            .map(|analysis| validate_analysis(analysis, problems)),
+    }
+}
+
+/// The measurement interval, parsed.
+fn validate_analysis(analysis: &AnalysisSpec, problems: &mut Problems) -> Duration {
+    let interval = problems.duration("spec.rollout.analysis.interval", &analysis.interval);
+    let mut names = HashSet::new();
+    for metric in &analysis.metrics {
+        if !names.insert(metric.name.as_str()) {
+            problems.add(
+                "spec.rollout.analysis.metrics",
+                format!("metric name {:?} is used twice", metric.name),
+            );
+        }
+        if metric.max.is_none() && metric.min.is_none() && metric.max_increase.is_none() {
+            problems.add(
+                format!("spec.rollout.analysis.metrics[{}]", metric.name),
+                "needs a threshold: max, min or maxIncrease",
+            );
         }
     }
-    check_duration(
-        &mut problems,
-        "spec.shadow.duration",
-        Some(&spec.shadow.duration),
-    );
-    if !(0..=100).contains(&spec.shadow.mirror_percent) {
-        problems.push(SpecProblem {
-            field: "spec.shadow.mirrorPercent".into(),
-            message: "must be between 0 and 100".into(),
-        });
-    }
-    if spec.advisor.enabled && spec.advisor.api_key_secret.is_none() {
-        problems.push(SpecProblem {
-            field: "spec.advisor.apiKeySecret".into(),
-            message: "is required when the advisor is enabled".into(),
-        });
-    }
-    check_duration(
-        &mut problems,
-        "spec.advisor.timeout",
-        Some(&spec.advisor.timeout),
-    );
+    interval
+}
 
-    if problems.is_empty() {
-        Ok(ValidatedSpec {
-            pod_template,
-            job_template,
-        })
-    } else {
-        Err(problems)
+fn validate_shadow(shadow: &ShadowSpec, problems: &mut Problems) -> Duration {
+    let duration = problems.duration("spec.shadow.duration", &shadow.duration);
+    if !(0..=100).contains(&shadow.mirror_percent) {
+        problems.add("spec.shadow.mirrorPercent", "must be between 0 and 100");
     }
+    duration
+}
+
+fn validate_advisor(advisor: &AdvisorSpec, problems: &mut Problems) -> Duration {
+    if advisor.enabled && advisor.api_key_secret.is_none() {
+        problems.add(
+            "spec.advisor.apiKeySecret",
+            "is required when the advisor is enabled",
+        );
+    }
+    problems.duration("spec.advisor.timeout", &advisor.timeout)
 }
 
 fn is_reserved_version_alias(alias: &str) -> bool {
     alias.len() > 1 && alias.starts_with('v') && alias[1..].bytes().all(|b| b.is_ascii_digit())
-}
-
-fn check_duration(problems: &mut Vec<SpecProblem>, field: &str, value: Option<&str>) {
-    if let Some(value) = value
-        && let Err(e) = parse_duration(value)
-    {
-        problems.push(SpecProblem {
-            field: field.into(),
-            message: e.to_string(),
-        });
-    }
-}
-
-fn check_cron(problems: &mut Vec<SpecProblem>, field: &str, value: Option<&str>) {
-    if let Some(value) = value
-        && let Err(e) = croner::Cron::from_str(value)
-    {
-        problems.push(SpecProblem {
-            field: field.into(),
-            message: format!(
-                "{value:?} is not a valid cron schedule ({e}); use 5 fields, e.g. \"0 3 * * 0\""
-            ),
-        });
-    }
 }

@@ -12,9 +12,9 @@ use std::process::ExitCode;
 use kube::CustomResourceExt;
 use serde::Deserialize;
 
-use crate::api::duration::parse_duration;
+use crate::api::duration::{format_duration, parse_duration};
 use crate::api::validation::validate;
-use crate::api::{ModelDeployment, ModelDeploymentSpec, TrafficProvider};
+use crate::api::{DriftSpec, ModelDeployment, ModelDeploymentSpec, TrafficProvider};
 
 /// Validates every ModelDeployment in `files`; prints problems or an explanation.
 pub fn run(files: &[PathBuf]) -> ExitCode {
@@ -414,7 +414,7 @@ pub fn explain(file: &str, resource: &ModelDeployment) -> String {
             let when = match (&drift.schedule, &drift.interval) {
                 (Some(cron), _) => format!("on cron \"{cron}\""),
                 (None, Some(i)) => format!("every {i}"),
-                (None, None) => "every 1h".into(),
+                (None, None) => format!("every {}", format_duration(DriftSpec::DEFAULT_INTERVAL)),
             };
             let features = if drift.features.is_empty() {
                 "all shared columns (kinds inferred)".to_string()

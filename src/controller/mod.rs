@@ -22,6 +22,7 @@ use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 
 use crate::analysis::Analyzer;
+use crate::api::validation;
 use crate::api::{ModelDeployment, ModelDeploymentStatus};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
@@ -182,10 +183,11 @@ async fn reconcile_inner(cached: &ModelDeployment, ctx: &Context) -> Result<Acti
         .ok_or_else(|| Error::MissingUid(name.clone()))?;
 
     let now = (ctx.clock)();
+    let validated = validation::validate(&resource.spec);
     let observe::Observation {
         observed,
         credentials,
-    } = observe::observe(ctx, resource, &namespace, now).await?;
+    } = observe::observe(ctx, resource, validated.as_ref().ok(), &namespace, now).await?;
     let default_status = ModelDeploymentStatus::default();
     let current = resource.status.as_ref().unwrap_or(&default_status);
     let uid = resource.metadata.uid.clone().unwrap_or_default();
@@ -195,7 +197,7 @@ async fn reconcile_inner(cached: &ModelDeployment, ctx: &Context) -> Result<Acti
         uid: &uid,
         generation: resource.metadata.generation,
         owner,
-        spec: &resource.spec,
+        spec: &validated,
         status: current,
         observed,
         now,

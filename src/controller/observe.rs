@@ -8,6 +8,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 
 use crate::analysis::MeasureRequest;
+use crate::api::validation::ValidatedSpec;
 use crate::api::{ModelDeployment, ModelDeploymentStatus};
 use crate::core::lifecycle::{
     self, CandidateLookup, DriftObservation, EvaluationObservation, JobState, Observations,
@@ -27,10 +28,12 @@ pub struct Observation {
     pub credentials: Result<RegistryCredentials, RegistryError>,
 }
 
-/// Reads everything the decision needs.
+/// Reads everything the decision needs. For a spec that failed validation (`validated` is
+/// `None`) only the basics are read: the decision changes nothing else then.
 pub async fn observe(
     ctx: &Context,
     resource: &ModelDeployment,
+    validated: Option<&ValidatedSpec>,
     namespace: &str,
     now: Timestamp,
 ) -> Result<Observation> {
@@ -48,7 +51,9 @@ pub async fn observe(
         Err(e) => Err(e.clone()),
     };
 
-    let wants = lifecycle::wants(spec, status, now);
+    let wants = validated
+        .map(|validated| lifecycle::wants(validated, status, now))
+        .unwrap_or_default();
     let mut observations = Observations::default();
     if wants.drift_check
         && let Some(checker) = &ctx.drift

@@ -1,8 +1,9 @@
 //! The pure decision: spec + current status + observations + `now` → desired children, new
 //! status and events. No I/O, no clock; everything it needs is in [`DecideInput`].
 //!
-//! Layers: validation (never half-apply), model resolution (what version serves), the
-//! [`lifecycle`](crate::core::lifecycle) state machine, then the children that express its state.
+//! Layers, one function each: the validation result (an invalid spec is never half-applied),
+//! model resolution (what version serves), the [`lifecycle`](crate::core::lifecycle) state
+//! machine, the conditions, then the children that express the lifecycle's desired traffic.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -10,20 +11,22 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::DynamicObject;
 
-use crate::api::validation::{self, SpecProblem, ValidatedSpec};
-use crate::api::{EventReason, ModelDeploymentSpec, ModelDeploymentStatus, Phase, TrafficProvider};
-use crate::core::lifecycle::{self, Observations, StepInput, manual};
+use crate::api::validation::{SpecProblem, ValidatedSpec};
+use crate::api::{EventReason, ModelDeploymentSpec, ModelDeploymentStatus, Phase};
+use crate::core::lifecycle::{
+    self, DesiredTraffic, Observations, StepInput, StepOutput, Transition, manual,
+};
 use crate::registry::{RegistryError, ResolvedModel};
 
-use super::children::job::Lineage;
-use super::children::route::Split;
-use super::children::{self, VariantInput};
 use super::conditions::{self, ConditionType, ConditionUpdate, Reason};
-use super::names::Variant;
+
+mod desired_children;
+
+use desired_children::children_for;
 
 /// How often a healthy resource is looked at again even if nothing changed.
 pub const RESYNC: Duration = Duration::from_secs(300);
@@ -84,7 +87,9 @@ pub struct DecideInput<'a> {
     pub uid: &'a str,
     pub generation: Option<i64>,
     pub owner: OwnerReference,
-    pub spec: &'a ModelDeploymentSpec,
+    /// The spec as [`validation::validate`](crate::api::validation::validate) judged it: with
+    /// problems, nothing is applied.
+    pub spec: &'a Result<ValidatedSpec, Vec<SpecProblem>>,
     pub status: &'a ModelDeploymentStatus,
     pub observed: Observed,
     pub now: Timestamp,
@@ -112,6 +117,16 @@ pub struct EventIntent {
     pub warning: bool,
     pub reason: EventCause,
     pub note: String,
+}
+
+impl From<Transition> for EventIntent {
+    fn from(t: Transition) -> Self {
+        Self {
+            warning: t.warning,
+            reason: EventCause::Lifecycle(t.reason),
+            note: t.message,
+        }
+    }
 }
 
 /// Objects that should exist (applied server-side, in order).
@@ -143,16 +158,19 @@ pub struct Decision {
     pub apply: Option<Vec<Child>>,
     pub remove: Vec<Removal>,
     pub events: Vec<EventIntent>,
+    /// The traffic the applied children express; `None` when nothing is applied.
+    pub traffic: Option<DesiredTraffic>,
     pub requeue_after: Duration,
 }
 
-struct Conds<'a> {
+/// Sets conditions and collects the Events their changes call for.
+struct Conds {
     generation: Option<i64>,
     now: Timestamp,
-    events: &'a mut Vec<EventIntent>,
+    events: Vec<EventIntent>,
 }
 
-impl Conds<'_> {
+impl Conds {
     fn set(&mut self, status: &mut ModelDeploymentStatus, update: ConditionUpdate) {
         let changed = conditions::set(&mut status.conditions, &update, self.generation, self.now);
         // Waiting for replicas and lifecycle progress are normal, not something to act on;
@@ -169,53 +187,108 @@ impl Conds<'_> {
             });
         }
     }
+
+    /// A decision that leaves every child as it is.
+    fn hold(self, status: ModelDeploymentStatus, requeue_after: Duration) -> Decision {
+        Decision {
+            status,
+            apply: None,
+            remove: Vec::new(),
+            events: self.events,
+            traffic: None,
+            requeue_after,
+        }
+    }
 }
 
-/// Decides what the cluster should look like.
+/// Decides what the cluster should look like: validation, the registry, the lifecycle, the
+/// conditions, the children.
 pub fn decide(input: DecideInput<'_>) -> Decision {
     let mut status = input.status.clone();
     status.observed_generation = input.generation;
-    let mut events = Vec::new();
     let mut conds = Conds {
         generation: input.generation,
         now: input.now,
-        events: &mut events,
+        events: Vec::new(),
     };
-
-    let validated = match validation::validate(input.spec) {
-        Ok(v) => v,
-        Err(problems) => {
-            let message = describe_problems(&problems);
-            conds.set(
-                &mut status,
-                ConditionUpdate::new(
-                    ConditionType::Ready,
-                    false,
-                    Reason::InvalidSpec,
-                    message.clone(),
-                ),
-            );
-            status.message = Some(format!("Invalid spec, nothing changed: {message}"));
-            return Decision {
-                status,
-                apply: None,
-                remove: Vec::new(),
-                events,
-                // A spec change triggers a new reconcile; no point polling.
-                requeue_after: RESYNC,
-            };
+    let validated = match input.spec {
+        Ok(validated) => validated,
+        Err(problems) => return invalid_spec(status, conds, problems),
+    };
+    let spec = validated.spec();
+    let served_version = sync_registry(&input, spec, &mut status, &mut conds);
+    // The first resolved version is adopted as stable; afterwards stable changes only by
+    // promotion through the lifecycle.
+    if status.stable_version.is_none() {
+        match served_version.clone() {
+            Some(version) => adopt_stable(spec, &mut status, &mut conds, version, input.now),
+            None => return wait_for_registry(&input, status, conds),
         }
-    };
+    }
+    let StepOutput {
+        status: stepped,
+        transitions,
+        job,
+        traffic,
+        requeue_after,
+    } = lifecycle_step(&input, validated, &status, served_version);
+    status = stepped;
+    conds
+        .events
+        .extend(transitions.into_iter().map(EventIntent::from));
+    status.stable_model_uri = status
+        .stable_version
+        .as_ref()
+        .map(|v| format!("models:/{}/{v}", spec.model.name));
+    let (apply, remove) = children_for(&input, validated, &status, job.as_ref(), &traffic);
+    let requeue_after = set_conditions(&input, spec, &mut status, &mut conds, requeue_after);
+    Decision {
+        status,
+        apply: Some(apply),
+        remove,
+        events: conds.events,
+        traffic: Some(traffic),
+        requeue_after,
+    }
+}
 
-    let served_version = match &input.observed.served {
+/// Ready=False with what to fix; nothing else changes.
+fn invalid_spec(
+    mut status: ModelDeploymentStatus,
+    mut conds: Conds,
+    problems: &[SpecProblem],
+) -> Decision {
+    let message = describe_problems(problems);
+    conds.set(
+        &mut status,
+        ConditionUpdate::new(
+            ConditionType::Ready,
+            false,
+            Reason::InvalidSpec,
+            message.clone(),
+        ),
+    );
+    status.message = Some(format!("Invalid spec, nothing changed: {message}"));
+    // A spec change triggers a new reconcile; no point polling.
+    conds.hold(status, RESYNC)
+}
+
+/// RegistrySynced from the registry's answer; returns the served version, if read.
+fn sync_registry(
+    input: &DecideInput<'_>,
+    spec: &ModelDeploymentSpec,
+    status: &mut ModelDeploymentStatus,
+    conds: &mut Conds,
+) -> Option<String> {
+    match &input.observed.served {
         Ok(resolved) => {
             let message = format!(
                 "{} resolves to version {}",
-                served_ref(input.spec),
+                served_ref(spec),
                 resolved.version
             );
             conds.set(
-                &mut status,
+                status,
                 ConditionUpdate::new(
                     ConditionType::RegistrySynced,
                     true,
@@ -227,7 +300,7 @@ pub fn decide(input: DecideInput<'_>) -> Decision {
         }
         Err(error) => {
             conds.set(
-                &mut status,
+                status,
                 ConditionUpdate::new(
                     ConditionType::RegistrySynced,
                     false,
@@ -237,44 +310,54 @@ pub fn decide(input: DecideInput<'_>) -> Decision {
             );
             None
         }
-    };
-
-    // The first resolved version is adopted as stable; afterwards stable changes only by
-    // promotion through the lifecycle.
-    if status.stable_version.is_none() {
-        let Some(version) = served_version.clone() else {
-            let (reason, message) = match &input.observed.served {
-                Err(e) => (e.reason(), e.to_string()),
-                Ok(_) => (Reason::Unresolved, "model not resolved".to_string()),
-            };
-            conds.set(
-                &mut status,
-                ConditionUpdate::new(ConditionType::Ready, false, reason, message.clone()),
-            );
-            status.phase = Phase::Pending;
-            status.message = Some(format!("Waiting for the model registry: {message}"));
-            return Decision {
-                status,
-                apply: None,
-                remove: Vec::new(),
-                events,
-                requeue_after: SHORT_RETRY,
-            };
-        };
-        conds.events.push(EventIntent {
-            warning: false,
-            reason: EventCause::Lifecycle(EventReason::StableVersionServed),
-            note: format!("serving {} version {version}", input.spec.model.name),
-        });
-        status.stable_version = Some(version);
-        status.phase = Phase::Stable;
-        status.phase_started_at = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-            input.now,
-        ));
     }
+}
 
-    // The lifecycle.
-    let replicas = input.spec.serving.replicas;
+/// No stable version yet and none resolved: Pending until the registry answers.
+fn wait_for_registry(
+    input: &DecideInput<'_>,
+    mut status: ModelDeploymentStatus,
+    mut conds: Conds,
+) -> Decision {
+    let (reason, message) = match &input.observed.served {
+        Err(e) => (e.reason(), e.to_string()),
+        Ok(_) => (Reason::Unresolved, "model not resolved".to_string()),
+    };
+    conds.set(
+        &mut status,
+        ConditionUpdate::new(ConditionType::Ready, false, reason, message.clone()),
+    );
+    status.phase = Phase::Pending;
+    status.message = Some(format!("Waiting for the model registry: {message}"));
+    conds.hold(status, SHORT_RETRY)
+}
+
+/// The first resolved version becomes stable.
+fn adopt_stable(
+    spec: &ModelDeploymentSpec,
+    status: &mut ModelDeploymentStatus,
+    conds: &mut Conds,
+    version: String,
+    now: Timestamp,
+) {
+    conds.events.push(EventIntent {
+        warning: false,
+        reason: EventCause::Lifecycle(EventReason::StableVersionServed),
+        note: format!("serving {} version {version}", spec.model.name),
+    });
+    status.stable_version = Some(version);
+    status.phase = Phase::Stable;
+    status.phase_started_at = Some(Time(now));
+}
+
+/// One step of the lifecycle on what was observed.
+fn lifecycle_step(
+    input: &DecideInput<'_>,
+    validated: &ValidatedSpec,
+    status: &ModelDeploymentStatus,
+    served_version: Option<String>,
+) -> StepOutput {
+    let min_ready = validated.spec().serving.replicas.min(1);
     let mut observations = input.observed.lifecycle.clone();
     observations.served_version = served_version;
     observations.manual = manual::read(&input.observed.annotations, &status.handled_requests);
@@ -282,68 +365,82 @@ pub fn decide(input: DecideInput<'_>) -> Decision {
         .observed
         .stable_deployment
         .as_ref()
-        .is_some_and(|d| d.serves(status.stable_version.as_deref(), replicas.min(1)));
+        .is_some_and(|d| d.serves(status.stable_version.as_deref(), min_ready));
     observations.candidate_ready = input
         .observed
         .candidate_deployment
         .as_ref()
-        .is_some_and(|d| d.serves(status.candidate_version.as_deref(), replicas.min(1)));
-    let stepped = lifecycle::step(StepInput {
+        .is_some_and(|d| d.serves(status.candidate_version.as_deref(), min_ready));
+    lifecycle::step(StepInput {
         name: input.name,
         uid: input.uid,
         generation: input.generation,
-        spec: input.spec,
-        status: &status,
+        spec: validated,
+        status,
         observed: &observations,
         now: input.now,
-    });
-    status = stepped.status;
-    for t in stepped.transitions {
-        conds.events.push(EventIntent {
-            warning: t.warning,
-            reason: EventCause::Lifecycle(t.reason),
-            note: t.message,
-        });
-    }
+    })
+}
 
-    status.stable_model_uri = status
-        .stable_version
-        .as_ref()
-        .map(|v| format!("models:/{}/{v}", input.spec.model.name));
-    let (apply, remove) = children_for(&input, &validated, &status, stepped.job.as_ref());
-
-    // Conditions.
+/// Ready, Progressing, DriftChecked, AdvisorAvailable and the status message; returns the
+/// requeue delay (short while stable is not ready).
+fn set_conditions(
+    input: &DecideInput<'_>,
+    spec: &ModelDeploymentSpec,
+    status: &mut ModelDeploymentStatus,
+    conds: &mut Conds,
+    requeue_after: Duration,
+) -> Duration {
+    let stable_ready = set_ready(input, spec, status, conds);
+    set_progressing(status, conds);
+    set_drift_checked(input, spec, status, conds);
+    set_advisor_available(spec, status, conds);
     let stable_version = status.stable_version.clone().unwrap_or_default();
-    let stable_ready = input
-        .observed
-        .stable_deployment
-        .as_ref()
-        .is_some_and(|d| d.updated && d.ready_replicas >= d.desired_replicas.min(replicas));
-    let mut requeue_after = stepped.requeue_after;
-    if stable_ready {
-        conds.set(
-            &mut status,
-            ConditionUpdate::new(
-                ConditionType::Ready,
-                true,
-                Reason::Available,
-                format!("version {stable_version} is serving"),
-            ),
-        );
-    } else {
-        conds.set(
-            &mut status,
-            ConditionUpdate::new(
-                ConditionType::Ready,
-                false,
-                Reason::WaitingForReplicas,
-                format!(
-                    "waiting for the stable Deployment of version {stable_version} to become ready"
-                ),
-            ),
-        );
-        requeue_after = requeue_after.min(SHORT_RETRY);
+    if status.phase == Phase::Stable && (stable_ready || status.message.is_none()) {
+        status.message = Some(format!("Serving version {stable_version}"));
+    } else if status.message.is_none() {
+        status.message = Some(String::new());
     }
+    if stable_ready {
+        requeue_after
+    } else {
+        requeue_after.min(SHORT_RETRY)
+    }
+}
+
+/// Ready: the stable Deployment is up to date with its replicas ready. Returns whether it is.
+fn set_ready(
+    input: &DecideInput<'_>,
+    spec: &ModelDeploymentSpec,
+    status: &mut ModelDeploymentStatus,
+    conds: &mut Conds,
+) -> bool {
+    let stable_version = status.stable_version.clone().unwrap_or_default();
+    let stable_ready = input.observed.stable_deployment.as_ref().is_some_and(|d| {
+        d.updated && d.ready_replicas >= d.desired_replicas.min(spec.serving.replicas)
+    });
+    let update = if stable_ready {
+        ConditionUpdate::new(
+            ConditionType::Ready,
+            true,
+            Reason::Available,
+            format!("version {stable_version} is serving"),
+        )
+    } else {
+        ConditionUpdate::new(
+            ConditionType::Ready,
+            false,
+            Reason::WaitingForReplicas,
+            format!(
+                "waiting for the stable Deployment of version {stable_version} to become ready"
+            ),
+        )
+    };
+    conds.set(status, update);
+    stable_ready
+}
+
+fn set_progressing(status: &mut ModelDeploymentStatus, conds: &mut Conds) {
     let progressing = if status.paused {
         ConditionUpdate::new(
             ConditionType::Progressing,
@@ -367,6 +464,7 @@ pub fn decide(input: DecideInput<'_>) -> Decision {
             what,
         )
     } else {
+        let stable_version = status.stable_version.as_deref().unwrap_or_default();
         ConditionUpdate::new(
             ConditionType::Progressing,
             false,
@@ -374,40 +472,40 @@ pub fn decide(input: DecideInput<'_>) -> Decision {
             format!("version {stable_version} serves all traffic"),
         )
     };
-    conds.set(&mut status, progressing);
-    match &input.observed.lifecycle.drift {
-        Some(lifecycle::DriftObservation::Completed { summary, .. }) => conds.set(
-            &mut status,
-            ConditionUpdate::new(
-                ConditionType::DriftChecked,
-                true,
-                Reason::Checked,
-                format!(
-                    "severity {}: {:.0}% of features drifted ({} reference rows, {} current rows)",
-                    summary.severity,
-                    summary.drifted_share * 100.0,
-                    summary.reference_rows,
-                    summary.current_rows
-                ),
+    conds.set(status, progressing);
+}
+
+fn set_drift_checked(
+    input: &DecideInput<'_>,
+    spec: &ModelDeploymentSpec,
+    status: &mut ModelDeploymentStatus,
+    conds: &mut Conds,
+) {
+    let update = match &input.observed.lifecycle.drift {
+        Some(lifecycle::DriftObservation::Completed { summary, .. }) => ConditionUpdate::new(
+            ConditionType::DriftChecked,
+            true,
+            Reason::Checked,
+            format!(
+                "severity {}: {:.0}% of features drifted ({} reference rows, {} current rows)",
+                summary.severity,
+                summary.drifted_share * 100.0,
+                summary.reference_rows,
+                summary.current_rows
             ),
         ),
-        Some(lifecycle::DriftObservation::Failed { reason, message }) => conds.set(
-            &mut status,
-            ConditionUpdate::new(
-                ConditionType::DriftChecked,
-                false,
-                *reason,
-                format!(
-                    "drift check failed, nothing else changed; retried with backoff: {message}"
-                ),
-            ),
+        Some(lifecycle::DriftObservation::Failed { reason, message }) => ConditionUpdate::new(
+            ConditionType::DriftChecked,
+            false,
+            *reason,
+            format!("drift check failed, nothing else changed; retried with backoff: {message}"),
         ),
         // No check in this reconcile: the last result still stands, now for this generation
         // (`kubectl wait --for=condition=DriftChecked` waits while a condition's
         // observedGeneration is behind metadata.generation, i.e. after any spec edit until the
         // next check).
         None => {
-            if input.spec.drift.is_some()
+            if spec.drift.is_some()
                 && let Some(c) = status
                     .conditions
                     .iter_mut()
@@ -415,160 +513,35 @@ pub fn decide(input: DecideInput<'_>) -> Decision {
             {
                 c.observed_generation = input.generation;
             }
+            return;
         }
-    }
-    if input.spec.advisor.enabled
-        && let Some(advisor) = status.advisor.clone()
-    {
-        let update = match (&advisor.error, &advisor.error_reason) {
-            (Some(error), reason) => ConditionUpdate::new(
-                ConditionType::AdvisorAvailable,
-                false,
-                reason.unwrap_or(Reason::AdvisorError),
-                format!("{error}; the rule-based decision stands"),
-            ),
-            (None, _) => ConditionUpdate::new(
-                ConditionType::AdvisorAvailable,
-                true,
-                Reason::Answered,
-                advisor.reason.clone().unwrap_or_default(),
-            ),
-        };
-        conds.set(&mut status, update);
-    }
-    if status.phase == Phase::Stable && (stable_ready || status.message.is_none()) {
-        status.message = Some(format!("Serving version {stable_version}"));
-    } else if status.message.is_none() {
-        status.message = Some(String::new());
-    }
-
-    Decision {
-        status,
-        apply: Some(apply),
-        remove,
-        events,
-        requeue_after,
-    }
+    };
+    conds.set(status, update);
 }
 
-/// The children that express the status, and those that must go.
-fn children_for(
-    input: &DecideInput<'_>,
-    validated: &ValidatedSpec,
-    status: &ModelDeploymentStatus,
-    job: Option<&lifecycle::JobRequest>,
-) -> (Vec<Child>, Vec<Removal>) {
-    let spec = input.spec;
-    let total = spec.serving.replicas;
-    let candidate_version = status.candidate_version.as_deref().filter(|_| {
-        matches!(
-            status.phase,
-            Phase::Shadow | Phase::Progressing | Phase::Promoted
-        )
-    });
-    // Without a router, replica counts approximate the weights.
-    let (stable_replicas, candidate_replicas) = match (spec.traffic.provider, candidate_version) {
-        (TrafficProvider::None, Some(_)) => {
-            let weight = status.canary_weight.clamp(0, 100);
-            let candidate = ((i64::from(total) * i64::from(weight) + 99) / 100) as i32;
-            let candidate = candidate.clamp(if total > 0 { 1 } else { 0 }, total.max(0));
-            let stable = if weight >= 100 {
-                0
-            } else {
-                (total - candidate).max(1)
-            };
-            (stable, candidate)
-        }
-        _ => (total, total),
+fn set_advisor_available(
+    spec: &ModelDeploymentSpec,
+    status: &mut ModelDeploymentStatus,
+    conds: &mut Conds,
+) {
+    let Some(advisor) = status.advisor.clone().filter(|_| spec.advisor.enabled) else {
+        return;
     };
-    let variant = |variant, version: &str, replicas| {
-        let input = VariantInput {
-            resource_name: input.name,
-            namespace: input.namespace,
-            owner: input.owner.clone(),
-            spec,
-            validated,
-            variant,
-            model_version: version,
-            replicas,
-        };
-        (
-            children::deployment::build(&input),
-            children::service::build(&input),
-        )
+    let update = match (&advisor.error, &advisor.error_reason) {
+        (Some(error), reason) => ConditionUpdate::new(
+            ConditionType::AdvisorAvailable,
+            false,
+            reason.unwrap_or(Reason::AdvisorError),
+            format!("{error}; the rule-based decision stands"),
+        ),
+        (None, _) => ConditionUpdate::new(
+            ConditionType::AdvisorAvailable,
+            true,
+            Reason::Answered,
+            advisor.reason.clone().unwrap_or_default(),
+        ),
     };
-    let mut apply = Vec::new();
-    let mut remove = Vec::new();
-    if let Some(stable) = status.stable_version.as_deref() {
-        let (d, s) = variant(Variant::Stable, stable, stable_replicas);
-        apply.push(Child::Deployment(Box::new(d)));
-        apply.push(Child::Service(Box::new(s)));
-    }
-    match candidate_version {
-        Some(version) => {
-            let (d, s) = variant(Variant::Candidate, version, candidate_replicas);
-            apply.push(Child::Deployment(Box::new(d)));
-            apply.push(Child::Service(Box::new(s)));
-        }
-        // Only what was observed is deleted (a DELETE per reconcile for an absent candidate
-        // is needless write traffic); the Service goes first so that a failed delete leaves
-        // the Deployment observed and the removal is retried.
-        None if input.observed.candidate_deployment.is_some() => {
-            let name = super::names::variant_name(input.name, Variant::Candidate);
-            remove.push(Removal::Service(name.clone()));
-            remove.push(Removal::Deployment(name));
-        }
-        None => {}
-    }
-    let split = Split {
-        candidate_weight: status.canary_weight,
-        mirror_percent: status.mirror_percent,
-        candidate_exists: candidate_version.is_some(),
-    };
-    match spec.traffic.provider {
-        TrafficProvider::GatewayApi => apply.push(Child::HttpRoute(Box::new(
-            children::route::http_route(input.name, input.namespace, spec, &input.owner, split),
-        ))),
-        TrafficProvider::Istio => apply.push(Child::VirtualService(Box::new(
-            children::route::virtual_service(
-                input.name,
-                input.namespace,
-                spec,
-                &input.owner,
-                split,
-            ),
-        ))),
-        TrafficProvider::None => {}
-    }
-    // A Job is created once: when it was observed (running or finished), nothing is sent.
-    let job_observed = matches!(
-        input.observed.lifecycle.job,
-        Some(ref state) if *state != lifecycle::JobState::Missing
-    );
-    if let (Some(request), Some(template), false) =
-        (job, validated.job_template.as_ref(), job_observed)
-    {
-        let lineage = Lineage {
-            resource: input.name,
-            namespace: input.namespace,
-            drift_summary: lifecycle::drift_summary(status),
-            stable_version: status.stable_version.as_deref(),
-        };
-        apply.push(Child::Job(Box::new(children::job::build(
-            request,
-            template,
-            spec,
-            &lineage,
-            &input.owner,
-        ))));
-    }
-    // Stop the Job of an attempt that was aborted or timed out.
-    if let Some(last) = status.retraining_attempts.last()
-        && matches!(last.outcome.as_str(), "Aborted" | "TimedOut")
-    {
-        remove.push(Removal::Job(last.job_name.clone()));
-    }
-    (apply, remove)
+    conds.set(status, update);
 }
 
 fn served_ref(spec: &ModelDeploymentSpec) -> String {
@@ -632,7 +605,7 @@ mod tests {
             uid: "0123456789abcdef",
             generation: Some(3),
             owner: owner(),
-            spec,
+            spec: &crate::api::validation::validate(spec),
             status,
             observed: Observed::basic(
                 served.map(|v| ResolvedModel {
@@ -669,7 +642,7 @@ mod tests {
         let ready = condition(&d, ConditionType::Ready);
         assert_eq!(
             (ready.status.as_str(), ready.reason.as_str()),
-            ("False", "InvalidSpec")
+            ("False", Reason::InvalidSpec.as_str())
         );
         assert!(ready.message.contains("spec.rollout.steps"));
         assert_eq!(ready.observed_generation, Some(3));
@@ -704,7 +677,7 @@ mod tests {
         assert_eq!(d.status.phase, Phase::Pending);
         assert_eq!(
             condition(&d, ConditionType::Ready).reason,
-            "RegistryUnavailable"
+            Reason::RegistryUnavailable.as_str()
         );
         assert_eq!(condition(&d, ConditionType::RegistrySynced).status, "False");
         assert_eq!(d.requeue_after, SHORT_RETRY);
@@ -740,7 +713,7 @@ mod tests {
         assert!(command.contains("models:/fraud/3"));
         assert_eq!(
             condition(&d, ConditionType::RegistrySynced).reason,
-            "RegistryUnavailable"
+            Reason::RegistryUnavailable.as_str()
         );
         assert_eq!(condition(&d, ConditionType::Ready).status, "True");
     }
@@ -777,7 +750,7 @@ mod tests {
         assert_eq!(d.status.phase, Phase::Stable);
         assert_eq!(
             condition(&d, ConditionType::Ready).reason,
-            "WaitingForReplicas"
+            Reason::WaitingForReplicas.as_str()
         );
         assert!(
             d.events
@@ -808,7 +781,7 @@ mod tests {
         status.conditions.push(Condition {
             type_: ConditionType::DriftChecked.as_str().into(),
             status: "True".into(),
-            reason: "Checked".into(),
+            reason: Reason::Checked.as_str().into(),
             message: "severity ok".into(),
             last_transition_time: Time(now()),
             observed_generation: Some(2),

@@ -11,10 +11,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::jiff::Timestamp;
 use serde::Serialize;
 
-use crate::api::{DriftSummary, ModelDeployment, ModelDeploymentStatus, Phase, Severity};
+use crate::api::validation::validate;
+use crate::api::{DriftSummary, ModelDeployment, ModelDeploymentStatus, Severity};
 use crate::core::decide::{DecideInput, DeploymentState, Observed, decide};
 use crate::core::lifecycle::{
-    self, CandidateLookup, DriftObservation, EvaluationObservation, JobState, Observations,
+    self, CandidateLookup, DesiredTraffic, DriftObservation, EvaluationObservation, JobState,
+    Observations, Wants,
 };
 use crate::core::verdict::builtin::metrics_for;
 use crate::core::verdict::{AnalysisStage, MetricMeasurement, judge, query_error};
@@ -95,6 +97,8 @@ pub fn run(resource: &ModelDeployment, scenario: &Scenario) -> Result<Outcome, S
         ));
     }
     let spec = &resource.spec;
+    // Parsed once for the whole run; an invalid spec is decided on (InvalidSpec) every tick.
+    let validated = validate(spec);
     let model = spec.model.name.clone();
     let registry = InMemoryRegistry::new();
     let stable_number = version_number(&scenario.stable.version)?;
@@ -134,6 +138,8 @@ pub fn run(resource: &ModelDeployment, scenario: &Scenario) -> Result<Outcome, S
     let mut registered_attempts: BTreeMap<String, u64> = BTreeMap::new();
     let mut lines = Vec::new();
     let replicas = spec.serving.replicas;
+    // The traffic of the last decision that applied children.
+    let mut traffic = DesiredTraffic::default();
 
     let mut t = 0;
     while t <= scenario.duration_seconds {
@@ -164,16 +170,13 @@ pub fn run(resource: &ModelDeployment, scenario: &Scenario) -> Result<Outcome, S
         }
 
         // The cluster follows the last decision.
-        let candidate_wanted = status.candidate_version.as_deref().filter(|_| {
-            matches!(
-                status.phase,
-                Phase::Shadow | Phase::Progressing | Phase::Promoted
-            )
-        });
         stable_dep.desire(status.stable_version.as_deref(), t);
-        candidate_dep.desire(candidate_wanted, t);
+        candidate_dep.desire(traffic.candidate_version.as_deref(), t);
 
-        let wants = lifecycle::wants(spec, &status, now);
+        let wants = match &validated {
+            Ok(validated) => lifecycle::wants(validated, &status, now),
+            Err(_) => Wants::default(),
+        };
         let mut obs = Observations::default();
         if wants.drift_check {
             obs.drift = Some(drift_observation(scenario, t));
@@ -284,7 +287,7 @@ pub fn run(resource: &ModelDeployment, scenario: &Scenario) -> Result<Outcome, S
             uid: &owner.uid,
             generation: Some(1),
             owner: owner.clone(),
-            spec,
+            spec: &validated,
             status: &status,
             observed: Observed {
                 served,
@@ -296,6 +299,9 @@ pub fn run(resource: &ModelDeployment, scenario: &Scenario) -> Result<Outcome, S
             now,
         });
         status = decision.status;
+        if let Some(applied) = decision.traffic {
+            traffic = applied;
+        }
         // The shell writes to the registry after applying children.
         let pending = std::mem::take(&mut status.pending_registry_writes);
         for write in pending {

@@ -4,8 +4,7 @@ use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::EnvVar;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
-use crate::api::ModelDeploymentSpec;
-use crate::api::duration::parse_duration;
+use crate::api::validation::ValidatedSpec;
 use crate::core::lifecycle::JobRequest;
 use crate::core::names::common_labels;
 
@@ -26,16 +25,13 @@ pub struct Lineage<'a> {
 pub fn build(
     request: &JobRequest,
     template: &JobSpec,
-    spec: &ModelDeploymentSpec,
+    validated: &ValidatedSpec,
     lineage: &Lineage<'_>,
     owner: &OwnerReference,
 ) -> Job {
+    let spec = validated.spec();
     let mut job_spec = template.clone();
-    if let Some(timeout) = spec
-        .retraining
-        .as_ref()
-        .and_then(|r| parse_duration(&r.timeout).ok())
-    {
+    if let Some(timeout) = validated.timing.retraining.as_ref().map(|r| r.timeout) {
         job_spec.active_deadline_seconds =
             Some(i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX));
     }

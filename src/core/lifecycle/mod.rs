@@ -23,9 +23,10 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 
+use crate::api::validation::ValidatedSpec;
 use crate::api::{
-    AttemptOutcome, DriftSummary, EventReason, ModelDeploymentSpec, ModelDeploymentStatus, Phase,
-    Reason, Severity, Urgency,
+    AttemptOutcome, DriftSummary, EventReason, ModelDeploymentStatus, Phase, Reason, Severity,
+    Urgency,
 };
 use crate::core::verdict::{AnalysisStage, MetricMeasurement};
 
@@ -171,7 +172,7 @@ pub struct StepInput<'a> {
     /// re-created resources of the same name.
     pub uid: &'a str,
     pub generation: Option<i64>,
-    pub spec: &'a ModelDeploymentSpec,
+    pub spec: &'a ValidatedSpec,
     pub status: &'a ModelDeploymentStatus,
     pub observed: &'a Observations,
     pub now: Timestamp,
@@ -184,7 +185,29 @@ pub struct StepOutput {
     pub transitions: Vec<Transition>,
     /// The Job of the running attempt (created if missing, never duplicated).
     pub job: Option<JobRequest>,
+    /// What the routers (or, without one, the replica counts) should do.
+    pub traffic: DesiredTraffic,
     pub requeue_after: Duration,
+}
+
+/// The traffic the lifecycle wants: which candidate runs beside stable and what share of
+/// requests it gets or sees mirrored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DesiredTraffic {
+    /// The candidate version that runs beside stable; `None` outside a rollout (any
+    /// candidate Deployment goes).
+    pub candidate_version: Option<String>,
+    /// Percent of live requests served by the candidate (stable serves the rest).
+    pub canary_weight: i32,
+    /// Percent of live requests mirrored to the candidate (its answers discarded).
+    pub mirror_percent: i32,
+}
+
+impl DesiredTraffic {
+    /// Whether a candidate runs (and can be routed or mirrored to).
+    pub fn has_candidate(&self) -> bool {
+        self.candidate_version.is_some()
+    }
 }
 
 /// What the shell should observe before the next [`step`].
@@ -212,7 +235,7 @@ pub fn step(input: StepInput<'_>) -> StepOutput {
 }
 
 /// What to observe for the next step, given the current status.
-pub fn wants(spec: &ModelDeploymentSpec, status: &ModelDeploymentStatus, now: Timestamp) -> Wants {
+pub fn wants(spec: &ValidatedSpec, status: &ModelDeploymentStatus, now: Timestamp) -> Wants {
     phases::wants(spec, status, now)
 }
 

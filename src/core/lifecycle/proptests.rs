@@ -24,6 +24,7 @@ use crate::core::verdict::builtin::{effective_canary_metrics, shadow_metrics};
 use crate::core::verdict::{AnalysisStage, MetricMeasurement, Verdict};
 use strum::IntoEnumIterator;
 
+use crate::api::validation::{SpecProblem, ValidatedSpec, validate};
 use crate::api::{
     AnalysisMetric, AnalysisSpec, AnalysisStatus, AttemptOutcome, CandidateSource, DeferredTrigger,
     EvaluationStatus, EventReason, MetricStatus, ModelDeploymentSpec, ModelDeploymentStatus,
@@ -618,6 +619,21 @@ fn route(
 /// Traffic invariants of one decision.
 fn check_traffic(spec: &ModelDeploymentSpec, decision: &Decision) -> Result<(), String> {
     let s = &decision.status;
+    let Some(traffic) = decision.traffic.as_ref() else {
+        return fail("a valid spec with a stable version decides the traffic".into());
+    };
+    ensure!(
+        (traffic.canary_weight, traffic.mirror_percent) == (s.canary_weight, s.mirror_percent),
+        "traffic {traffic:?} disagrees with the status ({}%, mirror {}%)",
+        s.canary_weight,
+        s.mirror_percent
+    );
+    ensure!(
+        traffic.candidate_version.is_none() || traffic.candidate_version == s.candidate_version,
+        "traffic to candidate {:?}, status candidate {:?}",
+        traffic.candidate_version,
+        s.candidate_version
+    );
     let steps = &spec.rollout.steps;
     ensure!(
         s.canary_weight == 0 || steps.contains(&s.canary_weight),
@@ -631,7 +647,7 @@ fn check_traffic(spec: &ModelDeploymentSpec, decision: &Decision) -> Result<(), 
         s.mirror_percent,
         s.phase
     );
-    let candidate_exists = in_rollout(s.phase) && s.candidate_version.is_some();
+    let candidate_exists = traffic.has_candidate();
     ensure!(
         candidate_exists || s.canary_weight == 0,
         "canary weight {} without a candidate in phase {:?}",
@@ -679,6 +695,10 @@ fn check_traffic(spec: &ModelDeploymentSpec, decision: &Decision) -> Result<(), 
 struct Story<'a> {
     params: &'a SpecParams,
     spec: ModelDeploymentSpec,
+    /// `spec`, validated once.
+    validated: Result<ValidatedSpec, Vec<SpecProblem>>,
+    /// The traffic of the last decision: what the cluster runs.
+    traffic: DesiredTraffic,
     checks: Checks,
     status: ModelDeploymentStatus,
     now: Timestamp,
@@ -693,9 +713,12 @@ struct Story<'a> {
 
 impl<'a> Story<'a> {
     fn new(params: &'a SpecParams, checks: Checks) -> Self {
+        let spec = params.spec();
         Story {
             params,
-            spec: params.spec(),
+            validated: validate(&spec),
+            spec,
+            traffic: DesiredTraffic::default(),
             checks,
             status: ModelDeploymentStatus::default(),
             now: at(0),
@@ -716,11 +739,17 @@ impl<'a> Story<'a> {
             uid: UID,
             generation: Some(1),
             owner: owner(),
-            spec: &self.spec,
+            spec: &self.validated,
             status: &self.status,
             observed,
             now: self.now,
         })
+    }
+
+    fn valid(&self) -> Result<&ValidatedSpec, String> {
+        self.validated
+            .as_ref()
+            .map_err(|problems| format!("the generated spec is invalid: {problems:?}"))
     }
 
     fn play(&mut self, ticks: &[Tick]) -> Result<Stats, String> {
@@ -736,6 +765,7 @@ impl<'a> Story<'a> {
             annotations: BTreeMap::new(),
         });
         self.status = first.status;
+        self.traffic = first.traffic.unwrap_or_default();
         if self.status.phase != Phase::Stable || self.status.stable_version.as_deref() != Some("3")
         {
             return fail(format!(
@@ -802,7 +832,7 @@ impl<'a> Story<'a> {
             || (!self.pause_annotation && pre.paused && manual_pause);
 
         // Observations, taken only when the lifecycle wants them.
-        let wants = wants(&spec, &pre, now);
+        let wants = wants(self.valid()?, &pre, now);
         let mut o = Observations {
             advisor_recommends: t.advisor,
             ..Default::default()
@@ -869,10 +899,10 @@ impl<'a> Story<'a> {
                 },
             });
         }
-        let candidate_deployment = pre
+        let candidate_deployment = self
+            .traffic
             .candidate_version
             .as_deref()
-            .filter(|_| in_rollout(pre.phase))
             .map(|v| deployment(v, t.candidate_ready));
         let candidate_ready = candidate_deployment
             .as_ref()
@@ -920,7 +950,7 @@ impl<'a> Story<'a> {
                 name: NAME,
                 uid: UID,
                 generation: Some(1),
-                spec: &spec,
+                spec: self.valid()?,
                 status: &pre,
                 observed: &observed.lifecycle,
                 now,
@@ -942,7 +972,9 @@ impl<'a> Story<'a> {
             manual_tick,
         )?;
         self.check_rollback(&decision)?;
-        self.check_weight_moves(&pre, &post)?;
+        let traffic = decision.traffic.clone().unwrap_or_default();
+        self.check_weight_moves(&traffic)?;
+        self.traffic = traffic;
 
         // The shell writes to the registry after applying the children.
         self.status = post;
@@ -979,10 +1011,9 @@ impl<'a> Story<'a> {
         let strict = self.checks.gates;
         let analysis = spec.rollout.analysis.as_ref();
         let steps = spec.rollout.steps.len();
-        let step_duration =
-            schedule::spec_duration(&spec.rollout.step_duration, Duration::from_secs(300));
-        let shadow_duration =
-            schedule::spec_duration(&spec.shadow.duration, Duration::from_secs(600));
+        let timing = &self.valid()?.timing;
+        let step_duration = timing.rollout.step_duration;
+        let shadow_duration = timing.shadow_duration;
 
         // The phase function runs first (no manual event on a tick with measurements).
         if let (Some(r), Some(round)) = (self.rollout.as_mut(), round)
@@ -1289,21 +1320,17 @@ impl<'a> Story<'a> {
         Ok(())
     }
 
-    /// Within a rollout the weight only moves up, one configured step at a time.
-    fn check_weight_moves(
-        &self,
-        pre: &ModelDeploymentStatus,
-        post: &ModelDeploymentStatus,
-    ) -> Result<(), String> {
+    /// Within a rollout (the same candidate before and after) the weight only moves up, one
+    /// configured step at a time.
+    fn check_weight_moves(&self, traffic: &DesiredTraffic) -> Result<(), String> {
         if !self.checks.gates
-            || !in_rollout(pre.phase)
-            || !in_rollout(post.phase)
-            || pre.candidate_version != post.candidate_version
+            || !self.traffic.has_candidate()
+            || self.traffic.candidate_version != traffic.candidate_version
         {
             return Ok(());
         }
         let steps = &self.spec.rollout.steps;
-        let (from, to) = (pre.canary_weight, post.canary_weight);
+        let (from, to) = (self.traffic.canary_weight, traffic.canary_weight);
         if from == to {
             return Ok(());
         }
@@ -1714,26 +1741,29 @@ fn no_panic_on_arbitrary_status_and_observations() {
         -100_000i64..100_000,
     );
     let result = runner.run(&strategy, |(params, status, observed, offset)| {
-        let spec = params.spec();
+        let validated = validate(&params.spec());
+        let Ok(spec) = &validated else {
+            return Err(TestCaseError::fail(format!("invalid spec: {validated:?}")));
+        };
         let now = at(offset);
-        let _ = wants(&spec, &status, now);
+        let _ = wants(spec, &status, now);
         let out = step(StepInput {
             name: NAME,
             uid: UID,
             generation: Some(1),
-            spec: &spec,
+            spec,
             status: &status,
             observed: &observed,
             now,
         });
-        let _ = wants(&spec, &out.status, now);
+        let _ = wants(spec, &out.status, now);
         let decision = decide(DecideInput {
             name: NAME,
             namespace: "ml",
             uid: UID,
             generation: Some(1),
             owner: owner(),
-            spec: &spec,
+            spec: &validated,
             status: &status,
             observed: Observed {
                 served: observed

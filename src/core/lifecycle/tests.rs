@@ -9,6 +9,7 @@ use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
 
 use super::*;
+use crate::api::validation::{ValidatedSpec, validate};
 use crate::api::{
     AnalysisMetric, AnalysisStatus, AttemptOutcome, CandidateSource, DeferredTrigger,
     EvaluationStatus, EventReason, ModelDeploymentSpec, ModelDeploymentStatus, PauseReason, Phase,
@@ -228,11 +229,21 @@ fn run(
         name: NAME,
         uid: UID,
         generation: Some(1),
-        spec,
+        spec: &valid(spec),
         status,
         observed,
         now,
     })
+}
+
+/// `spec` parsed; the fixtures are valid specs.
+fn valid(spec: &ModelDeploymentSpec) -> ValidatedSpec {
+    validate(spec).expect("the fixture spec is valid")
+}
+
+/// [`super::wants`] for a fixture spec.
+fn wants(spec: &ModelDeploymentSpec, status: &ModelDeploymentStatus, now: Timestamp) -> Wants {
+    super::wants(&valid(spec), status, now)
 }
 
 fn reasons(out: &StepOutput) -> Vec<EventReason> {
@@ -2512,7 +2523,7 @@ fn decide_with(
         uid: UID,
         generation: Some(1),
         owner: owner(),
-        spec,
+        spec: &validate(spec),
         status,
         observed: Observed {
             served: served.map(|v| ResolvedModel {

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 
-use super::schedule::{add, next_cron, spec_duration};
+use super::schedule::add;
+use crate::api::validation::RetrainingTiming;
 use crate::api::{RetrainingAttempt, RetrainingSpec, Severity, TriggerSeverity};
 
 pub use crate::api::Trigger;
@@ -32,6 +33,7 @@ pub struct TriggerFacts {
 /// The trigger that fires now, with a reason, in priority order.
 pub fn fired(
     spec: &RetrainingSpec,
+    timing: &RetrainingTiming,
     facts: &TriggerFacts,
     now: Timestamp,
 ) -> Option<(Trigger, String)> {
@@ -73,10 +75,13 @@ pub fn fired(
             ),
         ));
     }
-    if let (Some(expr), Some(anchor)) = (&t.schedule, facts.schedule_anchor)
-        && next_cron(expr, anchor).is_some_and(|due| due <= now)
+    if let (Some(schedule), Some(anchor)) = (&timing.schedule, facts.schedule_anchor)
+        && schedule.next_after(anchor).is_some_and(|due| due <= now)
     {
-        return Some((Trigger::Schedule, format!("schedule \"{expr}\" is due")));
+        return Some((
+            Trigger::Schedule,
+            format!("schedule \"{}\" is due", schedule.as_str()),
+        ));
     }
     if facts.advisor {
         return Some((Trigger::Advisor, "the advisor recommends retraining".into()));
@@ -101,14 +106,18 @@ pub enum Gate {
 const DAY: Duration = Duration::from_secs(86_400);
 
 /// Cooldown and budget over the recorded attempts.
-pub fn gate(spec: &RetrainingSpec, attempts: &[RetrainingAttempt], now: Timestamp) -> Gate {
+pub fn gate(
+    spec: &RetrainingSpec,
+    timing: &RetrainingTiming,
+    attempts: &[RetrainingAttempt],
+    now: Timestamp,
+) -> Gate {
     let starts: Vec<Timestamp> = attempts
         .iter()
         .filter_map(|a| a.started_at.as_ref().map(|t| t.0))
         .collect();
-    let cooldown = spec_duration(&spec.cooldown, Duration::from_secs(6 * 3600));
     if let Some(last) = starts.iter().max() {
-        let until = add(*last, cooldown);
+        let until = add(*last, timing.cooldown);
         if until > now {
             return Gate::Cooldown { until };
         }
@@ -134,7 +143,21 @@ pub fn gate(spec: &RetrainingSpec, attempts: &[RetrainingAttempt], now: Timestam
 mod tests {
     use super::*;
     use crate::api::RetrainingTriggers;
+    use crate::api::cron::CronSchedule;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    /// The times `spec` parses to.
+    fn timing(spec: &RetrainingSpec) -> RetrainingTiming {
+        RetrainingTiming {
+            schedule: spec
+                .triggers
+                .schedule
+                .as_deref()
+                .map(|s| CronSchedule::parse(s).unwrap()),
+            cooldown: Duration::from_secs(6 * 3600),
+            timeout: Duration::from_secs(2 * 3600),
+        }
+    }
 
     fn spec(triggers: RetrainingTriggers) -> RetrainingSpec {
         RetrainingSpec {
@@ -175,28 +198,34 @@ mod tests {
             drift_severity: Some(TriggerSeverity::High),
         });
         let none = TriggerFacts::default();
-        assert_eq!(fired(&s, &none, now), None);
+        assert_eq!(fired(&s, &timing(&s), &none, now), None);
         let acc = TriggerFacts {
             accuracy: Some(0.7),
             ..Default::default()
         };
-        assert_eq!(fired(&s, &acc, now).unwrap().0, Trigger::Accuracy);
+        assert_eq!(
+            fired(&s, &timing(&s), &acc, now).unwrap().0,
+            Trigger::Accuracy
+        );
         let ok_acc = TriggerFacts {
             accuracy: Some(0.9),
             ..Default::default()
         };
-        assert_eq!(fired(&s, &ok_acc, now), None);
+        assert_eq!(fired(&s, &timing(&s), &ok_acc, now), None);
         let drift = TriggerFacts {
             drift_severity: Some(Severity::High),
             ..Default::default()
         };
-        assert_eq!(fired(&s, &drift, now).unwrap().0, Trigger::Drift);
+        assert_eq!(
+            fired(&s, &timing(&s), &drift, now).unwrap().0,
+            Trigger::Drift
+        );
         let medium = TriggerFacts {
             drift_severity: Some(Severity::Medium),
             ..Default::default()
         };
         assert_eq!(
-            fired(&s, &medium, now),
+            fired(&s, &timing(&s), &medium, now),
             None,
             "medium does not reach a high trigger"
         );
@@ -205,38 +234,47 @@ mod tests {
             samples_at_last_training: Some(3_999),
             ..Default::default()
         };
-        assert_eq!(fired(&s, &samples, now).unwrap().0, Trigger::NewSamples);
+        assert_eq!(
+            fired(&s, &timing(&s), &samples, now).unwrap().0,
+            Trigger::NewSamples
+        );
         let few = TriggerFacts {
             sample_count: Some(4_998),
             samples_at_last_training: Some(3_999),
             ..Default::default()
         };
-        assert_eq!(fired(&s, &few, now), None);
+        assert_eq!(fired(&s, &timing(&s), &few, now), None);
         let sched = TriggerFacts {
             schedule_anchor: Some(at("2026-11-26T01:00:00Z")),
             ..Default::default()
         };
-        assert_eq!(fired(&s, &sched, now).unwrap().0, Trigger::Schedule);
+        assert_eq!(
+            fired(&s, &timing(&s), &sched, now).unwrap().0,
+            Trigger::Schedule
+        );
         let not_yet = TriggerFacts {
             schedule_anchor: Some(at("2026-11-26T04:00:00Z")),
             ..Default::default()
         };
-        assert_eq!(fired(&s, &not_yet, now), None);
+        assert_eq!(fired(&s, &timing(&s), &not_yet, now), None);
         let manual = TriggerFacts {
             manual: true,
             accuracy: Some(0.1),
             ..Default::default()
         };
-        assert_eq!(fired(&s, &manual, now).unwrap().0, Trigger::Manual);
+        assert_eq!(
+            fired(&s, &timing(&s), &manual, now).unwrap().0,
+            Trigger::Manual
+        );
     }
 
     #[test]
     fn cooldown_then_budget() {
         let s = spec(RetrainingTriggers::default());
         let now = at("2026-11-26T12:00:00Z");
-        assert_eq!(gate(&s, &[], now), Gate::Open);
+        assert_eq!(gate(&s, &timing(&s), &[], now), Gate::Open);
         assert_eq!(
-            gate(&s, &[attempt("2026-11-26T10:00:00Z")], now),
+            gate(&s, &timing(&s), &[attempt("2026-11-26T10:00:00Z")], now),
             Gate::Cooldown {
                 until: at("2026-11-26T16:00:00Z")
             }
@@ -247,11 +285,14 @@ mod tests {
             attempt("2026-11-26T01:00:00Z"),
         ];
         assert_eq!(
-            gate(&s, &three, now),
+            gate(&s, &timing(&s), &three, now),
             Gate::Budget {
                 until: at("2026-11-26T13:00:00Z")
             }
         );
-        assert_eq!(gate(&s, &three, at("2026-11-26T13:00:01Z")), Gate::Open);
+        assert_eq!(
+            gate(&s, &timing(&s), &three, at("2026-11-26T13:00:01Z")),
+            Gate::Open
+        );
     }
 }

@@ -4,110 +4,19 @@ use super::*;
 
 /// Records and applies one-shot manual requests; returns whether retraining was requested.
 pub(super) fn apply_manual(cx: &mut Ctx<'_>, manual: &ManualInput) -> bool {
-    let manual_pause = cx.status.pause_reason == Some(PauseReason::Manual);
-    // `mlrollout resume` removes the pause annotation and sets `mlrollout.io/resume` in one
-    // write: that resume request is answered by the removal, not ignored.
-    let mut resumed = false;
-    if manual.paused && !cx.status.paused {
-        pause(
-            cx,
-            PauseReason::Manual,
-            "paused by mlrollout.io/pause; the phase will not advance",
-        );
-    } else if !manual.paused && cx.status.paused && manual_pause {
-        resume(cx, "the mlrollout.io/pause annotation was removed");
-        resumed = true;
-    }
+    let resumed = follow_pause_annotation(cx, manual);
     let mut retrain = false;
     for (request, value) in &manual.requests {
         cx.status
             .handled_requests
             .insert(request.annotation().to_string(), value.clone());
         match request {
-            Request::Abort => match cx.status.phase {
-                Phase::Retraining => {
-                    finish_attempt(cx, AttemptOutcome::Aborted, "aborted by mlrollout.io/abort");
-                    cx.enter(Phase::Failed);
-                    cx.event(true, EventReason::Aborted, "retraining aborted by a person");
-                }
-                Phase::Evaluating | Phase::Shadow | Phase::Progressing => {
-                    rollback(
-                        cx,
-                        RolloutReason::Aborted,
-                        "aborted by a person (mlrollout.io/abort)",
-                    );
-                }
-                _ => ignored(cx, "abort"),
-            },
-            Request::Retry => match (cx.status.phase, retriable_candidate(&cx.status)) {
-                // A rolled-back (or aborted) candidate passed its gates before: roll it out again.
-                (Phase::RolledBack, Some(version))
-                    if cx.status.stable_version.as_deref() != Some(version.as_str()) =>
-                {
-                    cx.status.candidate_version = Some(version.clone());
-                    cx.status.candidate_source = Some(CandidateSource::Retry);
-                    cx.event(
-                        false,
-                        EventReason::Retry,
-                        format!("retrying the rollout of version {version}"),
-                    );
-                    start_rollout(cx);
-                }
-                // Failed (training, lineage, evaluation): retrying means training again; a
-                // rejected version never gets traffic by retry.
-                (Phase::RolledBack | Phase::Failed, _) => retrain = true,
-                _ => ignored(cx, "retry"),
-            },
+            Request::Abort => abort(cx),
+            Request::Retry => retrain |= retry(cx),
             Request::PromoteNext | Request::PromoteFull => {
-                let full = *request == Request::PromoteFull;
-                // A person promoting answers an inconclusive analysis.
-                if cx.status.pause_reason == Some(PauseReason::InconclusiveAnalysis) {
-                    cx.status.paused = false;
-                    cx.status.pause_reason = None;
-                }
-                match cx.status.phase {
-                    Phase::Evaluating => {
-                        cx.event(
-                            false,
-                            EventReason::ManualPromotion,
-                            "evaluation skipped by a person",
-                        );
-                        pass_evaluation(cx, "skipped by a person");
-                    }
-                    Phase::Shadow if !full => {
-                        cx.event(
-                            false,
-                            EventReason::ManualPromotion,
-                            "shadow ended early by a person",
-                        );
-                        enter_step(cx, 0);
-                    }
-                    Phase::Shadow | Phase::Progressing if full => {
-                        promote(cx, "promoted in full by a person")
-                    }
-                    Phase::Progressing => {
-                        cx.event(
-                            false,
-                            EventReason::ManualPromotion,
-                            "step completed by a person",
-                        );
-                        advance_step(cx);
-                    }
-                    _ => ignored(cx, "promote"),
-                }
+                promote_by_hand(cx, *request == Request::PromoteFull)
             }
-            Request::Retrain => {
-                let resting = matches!(
-                    cx.status.phase,
-                    Phase::Stable | Phase::RolledBack | Phase::Failed
-                );
-                let enabled = cx.spec.retraining.as_ref().is_some_and(|r| r.enabled);
-                if resting && enabled && !cx.status.paused {
-                    retrain = true;
-                } else {
-                    ignored(cx, "retrain");
-                }
-            }
+            Request::Retrain => retrain |= retrain_by_hand(cx),
             Request::Resume => {
                 if cx.status.paused {
                     resume(cx, "resumed by a person");
@@ -118,6 +27,117 @@ pub(super) fn apply_manual(cx: &mut Ctx<'_>, manual: &ManualInput) -> bool {
         }
     }
     retrain
+}
+
+/// Pauses or resumes with the `mlrollout.io/pause` annotation; returns whether it resumed.
+fn follow_pause_annotation(cx: &mut Ctx<'_>, manual: &ManualInput) -> bool {
+    let manual_pause = cx.status.pause_reason == Some(PauseReason::Manual);
+    // `mlrollout resume` removes the pause annotation and sets `mlrollout.io/resume` in one
+    // write: that resume request is answered by the removal, not ignored.
+    if manual.paused && !cx.status.paused {
+        pause(
+            cx,
+            PauseReason::Manual,
+            "paused by mlrollout.io/pause; the phase will not advance",
+        );
+    } else if !manual.paused && cx.status.paused && manual_pause {
+        resume(cx, "the mlrollout.io/pause annotation was removed");
+        return true;
+    }
+    false
+}
+
+fn abort(cx: &mut Ctx<'_>) {
+    match cx.status.phase {
+        Phase::Retraining => {
+            finish_attempt(cx, AttemptOutcome::Aborted, "aborted by mlrollout.io/abort");
+            cx.enter(Phase::Failed);
+            cx.event(true, EventReason::Aborted, "retraining aborted by a person");
+        }
+        Phase::Evaluating | Phase::Shadow | Phase::Progressing => {
+            rollback(
+                cx,
+                RolloutReason::Aborted,
+                "aborted by a person (mlrollout.io/abort)",
+            );
+        }
+        _ => ignored(cx, "abort"),
+    }
+}
+
+/// Rolls a rolled-back candidate out again; returns whether retraining is asked for instead.
+fn retry(cx: &mut Ctx<'_>) -> bool {
+    match (cx.status.phase, retriable_candidate(&cx.status)) {
+        // A rolled-back (or aborted) candidate passed its gates before: roll it out again.
+        (Phase::RolledBack, Some(version))
+            if cx.status.stable_version.as_deref() != Some(version.as_str()) =>
+        {
+            cx.status.candidate_version = Some(version.clone());
+            cx.status.candidate_source = Some(CandidateSource::Retry);
+            cx.event(
+                false,
+                EventReason::Retry,
+                format!("retrying the rollout of version {version}"),
+            );
+            start_rollout(cx);
+        }
+        // Failed (training, lineage, evaluation): retrying means training again; a
+        // rejected version never gets traffic by retry.
+        (Phase::RolledBack | Phase::Failed, _) => return true,
+        _ => ignored(cx, "retry"),
+    }
+    false
+}
+
+/// Ends the current gate (`full`: the whole rollout) on a person's word.
+fn promote_by_hand(cx: &mut Ctx<'_>, full: bool) {
+    // A person promoting answers an inconclusive analysis.
+    if cx.status.pause_reason == Some(PauseReason::InconclusiveAnalysis) {
+        cx.status.paused = false;
+        cx.status.pause_reason = None;
+    }
+    match cx.status.phase {
+        Phase::Evaluating => {
+            cx.event(
+                false,
+                EventReason::ManualPromotion,
+                "evaluation skipped by a person",
+            );
+            pass_evaluation(cx, "skipped by a person");
+        }
+        Phase::Shadow if !full => {
+            cx.event(
+                false,
+                EventReason::ManualPromotion,
+                "shadow ended early by a person",
+            );
+            enter_step(cx, 0);
+        }
+        Phase::Shadow | Phase::Progressing if full => promote(cx, "promoted in full by a person"),
+        Phase::Progressing => {
+            cx.event(
+                false,
+                EventReason::ManualPromotion,
+                "step completed by a person",
+            );
+            advance_step(cx);
+        }
+        _ => ignored(cx, "promote"),
+    }
+}
+
+/// Whether a person's retraining request can be acted on now.
+fn retrain_by_hand(cx: &mut Ctx<'_>) -> bool {
+    let resting = matches!(
+        cx.status.phase,
+        Phase::Stable | Phase::RolledBack | Phase::Failed
+    );
+    let enabled = cx.spec.retraining.as_ref().is_some_and(|r| r.enabled);
+    if resting && enabled && !cx.status.paused {
+        return true;
+    }
+    ignored(cx, "retrain");
+    false
 }
 
 pub(super) fn pause(cx: &mut Ctx<'_>, reason: PauseReason, message: &str) {

@@ -7,16 +7,18 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::analysis_state::{Assessment, assess, record};
 use super::manual::{ManualInput, Request};
-use super::schedule::{add, next_cron, since, spec_duration};
+use super::schedule::{add, since};
 use super::triggers::{self, Gate, Trigger, TriggerFacts};
 use super::*;
+use crate::api::validation::{Timing, ValidatedSpec};
 use crate::api::{
     AttemptOutcome, CandidateSource, EventReason, PauseReason, RegistryOp, RolloutOutcome,
     RolloutReason, Severity, Urgency,
 };
 use crate::api::{
-    DeferredTrigger, EvaluationStatus, InconclusiveAction, MetricDirection, ModelDeploymentSpec,
-    ModelDeploymentStatus, Phase, RegistryWrite, RetrainingAttempt, RolloutRecord, TrafficProvider,
+    DeferredTrigger, DriftSpec, EvaluationStatus, InconclusiveAction, MetricDirection,
+    ModelDeploymentSpec, ModelDeploymentStatus, Phase, RegistryWrite, RetrainingAttempt,
+    RetrainingSpec, RolloutRecord, TrafficProvider,
 };
 use crate::core::verdict::AnalysisStage;
 
@@ -30,11 +32,15 @@ use rollout::*;
 
 const MIN_REQUEUE: Duration = Duration::from_secs(1);
 const MAX_REQUEUE: Duration = Duration::from_secs(300);
-const DEFAULT_DRIFT_INTERVAL: Duration = Duration::from_secs(3600);
+/// Longest wait in an active phase (without an analysis interval to go by).
+const ACTIVE_REQUEUE: Duration = Duration::from_secs(30);
 
 /// Mutable state of one step.
 struct Ctx<'a> {
+    /// The spec as written.
     spec: &'a ModelDeploymentSpec,
+    /// The same spec, parsed (durations, schedules).
+    validated: &'a ValidatedSpec,
     observed: &'a Observations,
     now: Timestamp,
     name: &'a str,
@@ -89,17 +95,19 @@ impl Ctx<'_> {
             .unwrap_or(Duration::ZERO)
     }
 
+    fn timing(&self) -> &Timing {
+        &self.validated.timing
+    }
+
     fn progress_deadline(&self) -> Duration {
-        spec_duration(
-            &self.spec.rollout.progress_deadline,
-            Duration::from_secs(1800),
-        )
+        self.timing().rollout.progress_deadline
     }
 }
 
 pub(super) fn step(input: StepInput<'_>) -> StepOutput {
     let mut cx = Ctx {
-        spec: input.spec,
+        spec: input.spec.spec(),
+        validated: input.spec,
         observed: input.observed,
         now: input.now,
         name: input.name,
@@ -130,12 +138,28 @@ pub(super) fn step(input: StepInput<'_>) -> StepOutput {
     }
 
     let job = current_job(&cx.status);
+    let traffic = desired_traffic(&cx.status);
     let requeue_after = requeue(&cx);
     StepOutput {
         status: cx.status,
         transitions: cx.transitions,
         job,
+        traffic,
         requeue_after,
+    }
+}
+
+/// The traffic the status stands for: the candidate runs from the shadow phase until the
+/// promoted stable takes over; weight and mirror are as the phases set them.
+fn desired_traffic(status: &ModelDeploymentStatus) -> DesiredTraffic {
+    let in_rollout = matches!(
+        status.phase,
+        Phase::Shadow | Phase::Progressing | Phase::Promoted
+    );
+    DesiredTraffic {
+        candidate_version: status.candidate_version.clone().filter(|_| in_rollout),
+        canary_weight: status.canary_weight,
+        mirror_percent: status.mirror_percent,
     }
 }
 
@@ -178,13 +202,13 @@ fn apply_drift(cx: &mut Ctx<'_>) {
                 ..summary
             });
             cx.status.drift_check_failures = 0;
-            cx.status.next_drift_check_at = Some(Time(next_drift_check(cx.spec, cx.now)));
+            cx.status.next_drift_check_at = Some(Time(next_drift_check(cx.timing(), cx.now)));
         }
         DriftObservation::Failed { reason, message } => {
             cx.status.drift_check_failures += 1;
             // Exponential backoff from 30 s, capped by the check interval.
             let exp = cx.status.drift_check_failures.clamp(1, 10) as u32 - 1;
-            let backoff = Duration::from_secs(30 * 2u64.pow(exp)).min(drift_interval(cx.spec));
+            let backoff = Duration::from_secs(30 * 2u64.pow(exp)).min(drift_interval(cx.timing()));
             cx.status.next_drift_check_at = Some(Time(add(cx.now, backoff)));
             cx.transitions.push(Transition {
                 warning: true,
@@ -195,19 +219,24 @@ fn apply_drift(cx: &mut Ctx<'_>) {
     }
 }
 
-fn drift_interval(spec: &ModelDeploymentSpec) -> Duration {
-    spec.drift
+/// The drift interval. (The shell observes drift only for a spec with a drift section;
+/// without one, the section's default stands in.)
+fn drift_interval(timing: &Timing) -> Duration {
+    timing
+        .drift
         .as_ref()
-        .and_then(|d| d.interval.as_deref())
-        .map(|i| spec_duration(i, DEFAULT_DRIFT_INTERVAL))
-        .unwrap_or(DEFAULT_DRIFT_INTERVAL)
+        .map_or(DriftSpec::DEFAULT_INTERVAL, |d| d.interval)
 }
 
-fn next_drift_check(spec: &ModelDeploymentSpec, now: Timestamp) -> Timestamp {
-    match spec.drift.as_ref().and_then(|d| d.schedule.as_deref()) {
-        Some(cron) => next_cron(cron, now).unwrap_or_else(|| add(now, DEFAULT_DRIFT_INTERVAL)),
-        None => add(now, drift_interval(spec)),
-    }
+/// The next check: the next cron occurrence, else (no schedule, or one that never comes)
+/// after the interval. With a schedule the interval is its default, as the spec cannot set both.
+fn next_drift_check(timing: &Timing, now: Timestamp) -> Timestamp {
+    let next = timing
+        .drift
+        .as_ref()
+        .and_then(|d| d.schedule.as_ref())
+        .and_then(|schedule| schedule.next_after(now));
+    next.unwrap_or_else(|| add(now, drift_interval(timing)))
 }
 
 /// Records the advisor's answer; returns whether it asks for retraining now. Advice only: it
@@ -265,20 +294,19 @@ fn requeue(cx: &Ctx<'_>) -> Duration {
         None if cx.spec.drift.is_some() => due.push(now),
         None => {}
     }
-    if let (Some(cron), Some(anchor)) = (
-        cx.spec
-            .retraining
+    if let (Some((_, timing)), Some(anchor)) =
+        (cx.validated.retraining(), s.schedule_anchor.as_ref())
+        && let Some(t) = timing
+            .schedule
             .as_ref()
-            .and_then(|r| r.triggers.schedule.as_deref()),
-        s.schedule_anchor.as_ref(),
-    ) && let Some(t) = next_cron(cron, anchor.0)
+            .and_then(|c| c.next_after(anchor.0))
     {
         due.push(t);
     }
     if s.deferred_trigger.is_some()
-        && let Some(r) = &cx.spec.retraining
+        && let Some((retraining, timing)) = cx.validated.retraining()
         && let Gate::Cooldown { until } | Gate::Budget { until } =
-            triggers::gate(r, &s.retraining_attempts, now)
+            triggers::gate(retraining, timing, &s.retraining_attempts, now)
     {
         due.push(until);
     }
@@ -291,26 +319,18 @@ fn requeue(cx: &Ctx<'_>) -> Duration {
     if !s.paused && is_active(s.phase) {
         // Active phases are looked at often: measurements, step ends and deadlines.
         let interval = cx
-            .spec
+            .timing()
             .rollout
-            .analysis
-            .as_ref()
-            .map(|a| spec_duration(&a.interval, Duration::from_secs(60)))
-            .unwrap_or(Duration::from_secs(30));
-        wake = wake
-            .min(interval.max(MIN_REQUEUE))
-            .min(Duration::from_secs(30));
+            .analysis_interval
+            .unwrap_or(ACTIVE_REQUEUE);
+        wake = wake.min(interval.max(MIN_REQUEUE)).min(ACTIVE_REQUEUE);
     }
     wake
 }
 
-pub(super) fn wants(
-    spec: &ModelDeploymentSpec,
-    status: &ModelDeploymentStatus,
-    now: Timestamp,
-) -> Wants {
+pub(super) fn wants(spec: &ValidatedSpec, status: &ModelDeploymentStatus, now: Timestamp) -> Wants {
     let mut wants = Wants {
-        drift_check: spec.drift.is_some()
+        drift_check: spec.spec().drift.is_some()
             && status
                 .next_drift_check_at
                 .as_ref()
@@ -331,24 +351,20 @@ pub(super) fn wants(
                 wants.evaluation = Some((c.clone(), s.clone()));
             }
         }
-        Phase::Shadow | Phase::Progressing if !status.paused && spec.rollout.analysis.is_some() => {
-            let interval = spec
-                .rollout
-                .analysis
-                .as_ref()
-                .map(|a| spec_duration(&a.interval, Duration::from_secs(60)))
-                .unwrap_or(Duration::from_secs(60));
-            let due = status
-                .analysis
-                .as_ref()
-                .and_then(|a| a.last_measured_at.as_ref())
-                .is_none_or(|t| add(t.0, interval) <= now);
-            if due {
-                wants.measure = Some(if status.phase == Phase::Shadow {
-                    AnalysisStage::Shadow
-                } else {
-                    AnalysisStage::Canary
-                });
+        Phase::Shadow | Phase::Progressing if !status.paused => {
+            if let Some(interval) = spec.timing.rollout.analysis_interval {
+                let due = status
+                    .analysis
+                    .as_ref()
+                    .and_then(|a| a.last_measured_at.as_ref())
+                    .is_none_or(|t| add(t.0, interval) <= now);
+                if due {
+                    wants.measure = Some(if status.phase == Phase::Shadow {
+                        AnalysisStage::Shadow
+                    } else {
+                        AnalysisStage::Canary
+                    });
+                }
             }
         }
         _ => {}

@@ -4,68 +4,63 @@ use super::*;
 
 /// Stable, RolledBack, Failed: watch for a new version in the registry and for triggers.
 pub(super) fn resting(cx: &mut Ctx<'_>, retrain_requested: bool, advisor_now: bool) {
-    // A version behind the alias (or pin) that is not the stable one: someone promoted by
-    // hand in MLflow or changed the pin. It goes through the analysed path; a version
-    // already rolled back or rejected is not retried without `mlrollout retry`.
+    if !roll_out_registry_version(cx) {
+        watch_triggers(cx, retrain_requested, advisor_now);
+    }
+}
+
+/// A version behind the alias (or pin) that is not the stable one: someone promoted by hand
+/// in MLflow or changed the pin. It goes through the analysed path; a version already rolled
+/// back or rejected is not retried without `mlrollout retry`. Returns whether it started.
+fn roll_out_registry_version(cx: &mut Ctx<'_>) -> bool {
     let alias_pending = cx
         .status
         .pending_registry_writes
         .iter()
         .any(|w| w.op != RegistryOp::SetTag && w.key == cx.spec.model.alias);
-    if let (Some(served), Some(stable)) = (cx.observed.served_version.clone(), cx.status.stable_version.clone())
-        && served != stable
-        // While our own alias write is pending, MLflow is behind us, not ahead.
-        && !alias_pending
-    {
-        let refused = cx.status.history.iter().rev().any(|h| {
-            h.candidate_version == served
-                && matches!(
-                    h.outcome,
-                    RolloutOutcome::RolledBack | RolloutOutcome::Rejected | RolloutOutcome::Aborted
-                )
-        });
-        if !refused {
-            cx.status.candidate_version = Some(served.clone());
-            cx.status.candidate_source = Some(CandidateSource::Registry);
-            cx.status.evaluation = None;
-            cx.event(
-                false,
-                EventReason::CandidateFromRegistry,
-                format!(
-                    "the registry serves version {served} (stable is {stable}); rolling it out"
-                ),
-            );
-            start_rollout(cx);
-            return;
-        }
+    let (Some(served), Some(stable)) = (
+        cx.observed.served_version.clone(),
+        cx.status.stable_version.clone(),
+    ) else {
+        return false;
+    };
+    // While our own alias write is pending, MLflow is behind us, not ahead.
+    if served == stable || alias_pending {
+        return false;
     }
-    let Some(retraining) = cx.spec.retraining.as_ref().filter(|r| r.enabled) else {
+    let refused = cx.status.history.iter().rev().any(|h| {
+        h.candidate_version == served
+            && matches!(
+                h.outcome,
+                RolloutOutcome::RolledBack | RolloutOutcome::Rejected | RolloutOutcome::Aborted
+            )
+    });
+    if refused {
+        return false;
+    }
+    cx.status.candidate_version = Some(served.clone());
+    cx.status.candidate_source = Some(CandidateSource::Registry);
+    cx.status.evaluation = None;
+    cx.event(
+        false,
+        EventReason::CandidateFromRegistry,
+        format!("the registry serves version {served} (stable is {stable}); rolling it out"),
+    );
+    start_rollout(cx);
+    true
+}
+
+/// Starts an attempt when a trigger fires and the gates are open; defers it otherwise.
+fn watch_triggers(cx: &mut Ctx<'_>, retrain_requested: bool, advisor_now: bool) {
+    let Some((retraining, timing)) = cx.validated.retraining().filter(|(r, _)| r.enabled) else {
         return;
     };
     if cx.status.schedule_anchor.is_none() {
         cx.status.schedule_anchor = Some(Time(cx.now));
     }
-    let (drift_severity, accuracy, sample_count) = match &cx.observed.drift {
-        Some(DriftObservation::Completed {
-            summary,
-            sample_count,
-        }) => (Some(summary.severity), summary.accuracy, *sample_count),
-        _ => (None, None, None),
-    };
-    if cx.status.samples_at_last_training.is_none() {
-        // The first count is the baseline: history is not "new".
-        cx.status.samples_at_last_training = sample_count;
-    }
-    let facts = TriggerFacts {
-        drift_severity,
-        accuracy,
-        sample_count,
-        samples_at_last_training: cx.status.samples_at_last_training,
-        schedule_anchor: cx.status.schedule_anchor.as_ref().map(|t| t.0),
-        manual: retrain_requested,
-        advisor: cx.observed.advisor_recommends || advisor_now,
-    };
-    let fired = triggers::fired(retraining, &facts, cx.now).or_else(|| {
+    let facts = trigger_facts(cx, retrain_requested, advisor_now);
+    let sample_count = facts.sample_count;
+    let fired = triggers::fired(retraining, timing, &facts, cx.now).or_else(|| {
         cx.status
             .deferred_trigger
             .as_ref()
@@ -79,7 +74,7 @@ pub(super) fn resting(cx: &mut Ctx<'_>, retrain_requested: bool, advisor_now: bo
         // The registry cannot be read: a Job would register a version nobody can look up.
         Some("the model registry is unavailable".to_string())
     } else {
-        match triggers::gate(retraining, &cx.status.retraining_attempts, cx.now) {
+        match triggers::gate(retraining, timing, &cx.status.retraining_attempts, cx.now) {
             Gate::Open => None,
             Gate::Cooldown { until } => Some(format!("cooldown until {until}")),
             Gate::Budget { until } => Some(format!(
@@ -91,6 +86,30 @@ pub(super) fn resting(cx: &mut Ctx<'_>, retrain_requested: bool, advisor_now: bo
     match why {
         None => start_attempt(cx, trigger, &reason, sample_count),
         Some(why) => defer(cx, trigger, &reason, why),
+    }
+}
+
+/// What the triggers look at in this step (the first sample count is the baseline).
+fn trigger_facts(cx: &mut Ctx<'_>, retrain_requested: bool, advisor_now: bool) -> TriggerFacts {
+    let (drift_severity, accuracy, sample_count) = match &cx.observed.drift {
+        Some(DriftObservation::Completed {
+            summary,
+            sample_count,
+        }) => (Some(summary.severity), summary.accuracy, *sample_count),
+        _ => (None, None, None),
+    };
+    if cx.status.samples_at_last_training.is_none() {
+        // The first count is the baseline: history is not "new".
+        cx.status.samples_at_last_training = sample_count;
+    }
+    TriggerFacts {
+        drift_severity,
+        accuracy,
+        sample_count,
+        samples_at_last_training: cx.status.samples_at_last_training,
+        schedule_anchor: cx.status.schedule_anchor.as_ref().map(|t| t.0),
+        manual: retrain_requested,
+        advisor: cx.observed.advisor_recommends || advisor_now,
     }
 }
 
@@ -216,12 +235,12 @@ pub(super) fn log_attempt(cx: &mut Ctx<'_>) {
 }
 
 pub(super) fn retraining(cx: &mut Ctx<'_>) {
+    // The section may have been removed while the attempt runs: its default timeout stands.
     let timeout = cx
-        .spec
+        .timing()
         .retraining
         .as_ref()
-        .map(|r| spec_duration(&r.timeout, Duration::from_secs(7200)))
-        .unwrap_or(Duration::from_secs(7200));
+        .map_or(RetrainingSpec::DEFAULT_TIMEOUT, |r| r.timeout);
     match cx.observed.job.clone() {
         Some(JobState::Failed(message)) => {
             finish_attempt(cx, AttemptOutcome::Failed, &message);

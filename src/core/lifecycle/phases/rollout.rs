@@ -218,7 +218,7 @@ pub(super) fn shadow(cx: &mut Ctx<'_>) {
     {
         return;
     }
-    let duration = spec_duration(&cx.spec.shadow.duration, Duration::from_secs(600));
+    let duration = cx.timing().shadow_duration;
     let analysed = assessment.as_ref().is_none_or(|a| *a == Assessment::Passed);
     if cx.observed.candidate_ready && cx.phase_age() >= duration && analysed {
         let how = if assessment.is_some() {
@@ -278,7 +278,7 @@ pub(super) fn progressing(cx: &mut Ctx<'_>) {
     {
         return;
     }
-    let step_duration = spec_duration(&cx.spec.rollout.step_duration, Duration::from_secs(300));
+    let step_duration = cx.timing().rollout.step_duration;
     let analysed = assessment.as_ref().is_none_or(|a| *a == Assessment::Passed);
     if cx.observed.candidate_ready && cx.phase_age() >= step_duration && analysed {
         advance_step(cx);

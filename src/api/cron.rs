@@ -1,0 +1,83 @@
+//! Cron schedules (5 fields, UTC) as used by `spec.drift.schedule` and
+//! `spec.retraining.triggers.schedule`: parsed once by [`validation`](super::validation), kept
+//! with the text the user wrote (for messages).
+
+use std::str::FromStr;
+
+use k8s_openapi::jiff::{Timestamp, tz::TimeZone};
+
+/// Why a cron expression was rejected.
+#[derive(Debug, thiserror::Error)]
+#[error("{input:?} is not a valid cron schedule ({source}); use 5 fields, e.g. \"0 3 * * 0\"")]
+pub struct CronScheduleError {
+    pub input: String,
+    pub source: croner::errors::CronError,
+}
+
+/// A parsed cron schedule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CronSchedule {
+    expression: String,
+    cron: croner::Cron,
+}
+
+impl CronSchedule {
+    /// Parses a 5-field cron expression such as `0 3 * * 0`.
+    pub fn parse(expression: &str) -> Result<Self, CronScheduleError> {
+        let cron = croner::Cron::from_str(expression).map_err(|source| CronScheduleError {
+            input: expression.to_string(),
+            source,
+        })?;
+        Ok(Self {
+            expression: expression.to_string(),
+            cron,
+        })
+    }
+
+    /// The expression as written in the spec.
+    pub fn as_str(&self) -> &str {
+        &self.expression
+    }
+
+    /// The first occurrence (UTC) strictly after `after`; `None` when there is none (a date
+    /// that never comes, such as the 30th of February).
+    pub fn next_after(&self, after: Timestamp) -> Option<Timestamp> {
+        let zoned = after.to_zoned(TimeZone::UTC);
+        self.cron
+            .find_next_occurrence(&zoned, false)
+            .ok()
+            .map(|z| z.timestamp())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn occurrence_is_strictly_after() {
+        let daily = CronSchedule::parse("0 3 * * *").unwrap();
+        let t: Timestamp = "2026-11-26T02:30:00Z".parse().unwrap();
+        assert_eq!(
+            daily.next_after(t).unwrap().to_string(),
+            "2026-11-26T03:00:00Z"
+        );
+        let at: Timestamp = "2026-11-26T03:00:00Z".parse().unwrap();
+        assert_eq!(
+            daily.next_after(at).unwrap().to_string(),
+            "2026-11-27T03:00:00Z"
+        );
+        assert_eq!(daily.as_str(), "0 3 * * *");
+    }
+
+    #[test]
+    fn rejects_what_is_not_cron() {
+        let error = CronSchedule::parse("not a cron").unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("\"not a cron\" is not a valid cron schedule ("),
+            "{error}"
+        );
+    }
+}

@@ -1,0 +1,146 @@
+//! The children step of [`decide`](super::decide): the Deployments, Services, route and Job
+//! that express the lifecycle's desired traffic, and the children that must go.
+
+use crate::api::validation::ValidatedSpec;
+use crate::api::{ModelDeploymentSpec, ModelDeploymentStatus, TrafficProvider};
+use crate::core::children::job::Lineage;
+use crate::core::children::route::Split;
+use crate::core::children::{self, VariantInput};
+use crate::core::lifecycle::{self, DesiredTraffic};
+use crate::core::names::Variant;
+
+use super::{Child, DecideInput, Removal};
+
+/// The children that express the lifecycle's state, and those that must go.
+pub(super) fn children_for(
+    input: &DecideInput<'_>,
+    validated: &ValidatedSpec,
+    status: &ModelDeploymentStatus,
+    job: Option<&lifecycle::JobRequest>,
+    traffic: &DesiredTraffic,
+) -> (Vec<Child>, Vec<Removal>) {
+    let (mut apply, mut remove) = variant_children(input, validated, status, traffic);
+    apply.extend(route_child(input, validated.spec(), traffic));
+    apply.extend(job_child(input, validated, status, job));
+    // Stop the Job of an attempt that was aborted or timed out.
+    if let Some(last) = status.retraining_attempts.last()
+        && matches!(last.outcome.as_str(), "Aborted" | "TimedOut")
+    {
+        remove.push(Removal::Job(last.job_name.clone()));
+    }
+    (apply, remove)
+}
+
+/// Deployment and Service of stable and of the candidate (or the candidate's removal).
+fn variant_children(
+    input: &DecideInput<'_>,
+    validated: &ValidatedSpec,
+    status: &ModelDeploymentStatus,
+    traffic: &DesiredTraffic,
+) -> (Vec<Child>, Vec<Removal>) {
+    let (stable_replicas, candidate_replicas) = replicas(validated.spec(), traffic);
+    let variant = |variant, version: &str, replicas| {
+        let input = VariantInput {
+            resource_name: input.name,
+            namespace: input.namespace,
+            owner: input.owner.clone(),
+            spec: validated.spec(),
+            validated,
+            variant,
+            model_version: version,
+            replicas,
+        };
+        [
+            Child::Deployment(Box::new(children::deployment::build(&input))),
+            Child::Service(Box::new(children::service::build(&input))),
+        ]
+    };
+    let mut apply = Vec::new();
+    let mut remove = Vec::new();
+    if let Some(stable) = status.stable_version.as_deref() {
+        apply.extend(variant(Variant::Stable, stable, stable_replicas));
+    }
+    match traffic.candidate_version.as_deref() {
+        Some(version) => apply.extend(variant(Variant::Candidate, version, candidate_replicas)),
+        // Only what was observed is deleted (a DELETE per reconcile for an absent candidate
+        // is needless write traffic); the Service goes first so that a failed delete leaves
+        // the Deployment observed and the removal is retried.
+        None if input.observed.candidate_deployment.is_some() => {
+            let name = crate::core::names::variant_name(input.name, Variant::Candidate);
+            remove.push(Removal::Service(name.clone()));
+            remove.push(Removal::Deployment(name));
+        }
+        None => {}
+    }
+    (apply, remove)
+}
+
+/// (stable, candidate) replicas. Without a router, replica counts approximate the weights.
+fn replicas(spec: &ModelDeploymentSpec, traffic: &DesiredTraffic) -> (i32, i32) {
+    let total = spec.serving.replicas;
+    if spec.traffic.provider != TrafficProvider::None || !traffic.has_candidate() {
+        return (total, total);
+    }
+    let weight = traffic.canary_weight.clamp(0, 100);
+    let candidate = ((i64::from(total) * i64::from(weight) + 99) / 100) as i32;
+    let candidate = candidate.clamp(if total > 0 { 1 } else { 0 }, total.max(0));
+    let stable = if weight >= 100 {
+        0
+    } else {
+        (total - candidate).max(1)
+    };
+    (stable, candidate)
+}
+
+/// The HTTPRoute or VirtualService, if there is a router.
+fn route_child(
+    input: &DecideInput<'_>,
+    spec: &ModelDeploymentSpec,
+    traffic: &DesiredTraffic,
+) -> Option<Child> {
+    let split = Split {
+        candidate_weight: traffic.canary_weight,
+        mirror_percent: traffic.mirror_percent,
+        candidate_exists: traffic.has_candidate(),
+    };
+    let (name, namespace, owner) = (input.name, input.namespace, &input.owner);
+    match spec.traffic.provider {
+        TrafficProvider::GatewayApi => Some(Child::HttpRoute(Box::new(
+            children::route::http_route(name, namespace, spec, owner, split),
+        ))),
+        TrafficProvider::Istio => Some(Child::VirtualService(Box::new(
+            children::route::virtual_service(name, namespace, spec, owner, split),
+        ))),
+        TrafficProvider::None => None,
+    }
+}
+
+/// The running attempt's Job, unless it was already observed (a Job is created once).
+fn job_child(
+    input: &DecideInput<'_>,
+    validated: &ValidatedSpec,
+    status: &ModelDeploymentStatus,
+    job: Option<&lifecycle::JobRequest>,
+) -> Option<Child> {
+    let job_observed = matches!(
+        input.observed.lifecycle.job,
+        Some(ref state) if *state != lifecycle::JobState::Missing
+    );
+    let (request, template) = job.zip(validated.job_template.as_ref())?;
+    if job_observed {
+        return None;
+    }
+    let lineage = Lineage {
+        resource: input.name,
+        namespace: input.namespace,
+        drift_summary: lifecycle::drift_summary(status),
+        stable_version: status.stable_version.as_deref(),
+    };
+    Some(Child::Job(Box::new(children::job::build(
+        request,
+        template,
+        validated,
+        &lineage,
+        &input.owner,
+    ))))
+}
