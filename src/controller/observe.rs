@@ -159,7 +159,7 @@ pub async fn observe(
 
     Ok(Observation {
         observed: Observed {
-            served,
+            served: served.map_err(Into::into),
             stable_deployment,
             candidate_deployment,
             lifecycle: observations,

@@ -20,7 +20,6 @@ use crate::api::{EventReason, ModelDeploymentSpec, ModelDeploymentStatus, Phase}
 use crate::core::lifecycle::{
     self, DesiredTraffic, Observations, StepInput, StepOutput, Transition, manual,
 };
-use crate::registry::{RegistryError, ResolvedModel};
 
 use super::conditions::{self, ConditionType, ConditionUpdate, Reason};
 
@@ -51,11 +50,27 @@ impl DeploymentState {
     }
 }
 
+/// A resolved model version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedModel {
+    /// MLflow model version number.
+    pub version: String,
+    /// Training run of the version, when MLflow knows it.
+    pub run_id: Option<String>,
+}
+
+/// Why the registry could not say which version is served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryFailure {
+    pub reason: Reason,
+    pub message: String,
+}
+
 /// Everything observed before deciding.
 #[derive(Debug, Clone)]
 pub struct Observed {
     /// Version behind the alias (or the pinned version), or why it could not be read.
-    pub served: Result<ResolvedModel, RegistryError>,
+    pub served: Result<ResolvedModel, RegistryFailure>,
     pub stable_deployment: Option<DeploymentState>,
     pub candidate_deployment: Option<DeploymentState>,
     /// Lifecycle observations (drift, Job, candidate, evaluation, measurements).
@@ -66,7 +81,7 @@ pub struct Observed {
 impl Observed {
     /// Observations with only the registry answer and the stable Deployment.
     pub fn basic(
-        served: Result<ResolvedModel, RegistryError>,
+        served: Result<ResolvedModel, RegistryFailure>,
         stable: Option<DeploymentState>,
     ) -> Self {
         Self {
@@ -304,8 +319,8 @@ fn sync_registry(
                 ConditionUpdate::new(
                     ConditionType::RegistrySynced,
                     false,
-                    error.reason(),
-                    error.to_string(),
+                    error.reason,
+                    error.message.clone(),
                 ),
             );
             None
@@ -320,7 +335,7 @@ fn wait_for_registry(
     mut conds: Conds,
 ) -> Decision {
     let (reason, message) = match &input.observed.served {
-        Err(e) => (e.reason(), e.to_string()),
+        Err(e) => (e.reason, e.message.clone()),
         Ok(_) => (Reason::Unresolved, "model not resolved".to_string()),
     };
     conds.set(
@@ -563,6 +578,7 @@ fn describe_problems(problems: &[SpecProblem]) -> String {
 mod tests {
     use super::*;
     use crate::api::ModelDeploymentStatus;
+    use crate::registry::RegistryError;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
     fn spec(extra: serde_json::Value) -> ModelDeploymentSpec {
@@ -608,10 +624,12 @@ mod tests {
             spec: &crate::api::validation::validate(spec),
             status,
             observed: Observed::basic(
-                served.map(|v| ResolvedModel {
-                    version: v.into(),
-                    run_id: None,
-                }),
+                served
+                    .map(|v| ResolvedModel {
+                        version: v.into(),
+                        run_id: None,
+                    })
+                    .map_err(Into::into),
                 deployment,
             ),
             now: now(),

@@ -9,14 +9,8 @@ use futures::future::BoxFuture;
 
 use crate::api::{ModelSource, RegistryWrite};
 
-/// A resolved model version.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResolvedModel {
-    /// MLflow model version number.
-    pub version: String,
-    /// Training run of the version, when MLflow knows it.
-    pub run_id: Option<String>,
-}
+use crate::core::decide::RegistryFailure;
+pub use crate::core::decide::ResolvedModel;
 
 /// Why the served version could not be resolved.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,6 +31,15 @@ pub enum RegistryError {
     Malformed(String),
     #[error("MLflow error: {0}")]
     Other(String),
+}
+
+impl From<RegistryError> for RegistryFailure {
+    fn from(error: RegistryError) -> Self {
+        RegistryFailure {
+            reason: error.reason(),
+            message: error.to_string(),
+        }
+    }
 }
 
 impl RegistryError {

@@ -290,7 +290,7 @@ pub fn run(resource: &ModelDeployment, scenario: &Scenario) -> Result<Outcome, S
             spec: &validated,
             status: &status,
             observed: Observed {
-                served,
+                served: served.map_err(Into::into),
                 stable_deployment: stable_dep.state(t, scenario.ready_seconds, replicas),
                 candidate_deployment: candidate_state,
                 lifecycle: obs,

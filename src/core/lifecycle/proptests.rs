@@ -933,7 +933,7 @@ impl<'a> Story<'a> {
         o.measurements = round.clone();
 
         let observed = Observed {
-            served,
+            served: served.map_err(Into::into),
             stable_deployment: pre
                 .stable_version
                 .as_deref()
@@ -1773,7 +1773,7 @@ fn no_panic_on_arbitrary_status_and_observations() {
                         version,
                         run_id: None,
                     })
-                    .ok_or(RegistryError::Unavailable("down".into())),
+                    .ok_or(RegistryError::Unavailable("down".into()).into()),
                 stable_deployment: status
                     .stable_version
                     .as_deref()

@@ -2526,10 +2526,12 @@ fn decide_with(
         spec: &validate(spec),
         status,
         observed: Observed {
-            served: served.map(|v| ResolvedModel {
-                version: v.into(),
-                run_id: None,
-            }),
+            served: served
+                .map(|v| ResolvedModel {
+                    version: v.into(),
+                    run_id: None,
+                })
+                .map_err(Into::into),
             stable_deployment: status.stable_version.as_deref().map(deployment),
             candidate_deployment: candidate,
             lifecycle: Observations::default(),
