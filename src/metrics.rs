@@ -1,5 +1,6 @@
 //! The operator's own Prometheus metrics (`prometheus-client`).
 
+use crate::api::Severity;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -101,107 +102,101 @@ pub struct Metrics {
     pub rollout_outcomes: Family<OutcomeLabels, Counter>,
 }
 
+/// Registers a metric and hands back the handle the operator updates.
+fn register<M>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M
+where
+    M: prometheus_client::registry::Metric + Clone,
+{
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("mlrollout");
-        let reconciles = Family::<ResultLabels, Counter>::default();
-        let reconcile_errors = Family::<ErrorLabels, Counter>::default();
-        let reconcile_duration = Histogram::new([
-            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-        ]);
-        let phase = Family::<PhaseLabels, Gauge>::default();
-        let canary_weight = Family::<ResourceLabels, Gauge>::default();
-        let mirror_percent = Family::<ResourceLabels, Gauge>::default();
-        let drift_psi =
-            Family::<FeatureLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
-        let drift_psi_threshold =
-            Family::<ThresholdLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
-        let drift_severity = Family::<ResourceLabels, Gauge>::default();
-        let analysis_value =
-            Family::<MeasurementLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
-        let analysis_verdicts = Family::<VerdictLabels, Counter>::default();
-        let retraining_attempts = Family::<TriggerLabels, Counter>::default();
-        let rollout_outcomes = Family::<OutcomeLabels, Counter>::default();
-        registry.register(
-            "drift_psi",
-            "Population Stability Index per feature at the last drift check",
-            drift_psi.clone(),
-        );
-        registry.register(
-            "drift_psi_threshold",
-            "PSI thresholds of each resource (level=warning|high)",
-            drift_psi_threshold.clone(),
-        );
-        registry.register(
-            "drift_severity",
-            "Dataset drift severity at the last check: 0 ok, 1 medium, 2 high",
-            drift_severity.clone(),
-        );
-        registry.register(
-            "analysis_value",
-            "Last measured value of an analysis metric per variant, with its threshold",
-            analysis_value.clone(),
-        );
-        registry.register(
-            "analysis_verdicts",
-            "Analysis measurements by verdict, with the threshold applied",
-            analysis_verdicts.clone(),
-        );
-        registry.register(
-            "retraining_attempts",
-            "Retraining attempts started, by trigger",
-            retraining_attempts.clone(),
-        );
-        registry.register(
-            "rollout_outcomes",
-            "Finished rollouts by outcome (Promoted, RolledBack, Aborted, Rejected) and reason",
-            rollout_outcomes.clone(),
-        );
-        registry.register(
-            "reconciles",
-            "Reconciliations by result",
-            reconciles.clone(),
-        );
-        registry.register(
-            "reconcile_errors",
-            "Failed reconciliations by error reason",
-            reconcile_errors.clone(),
-        );
-        registry.register(
-            "reconcile_duration_seconds",
-            "Time spent in one reconciliation",
-            reconcile_duration.clone(),
-        );
-        registry.register(
-            "phase",
-            "1 for the current lifecycle phase of each ModelDeployment",
-            phase.clone(),
-        );
-        registry.register(
-            "canary_weight_percent",
-            "Percent of live traffic routed to the candidate",
-            canary_weight.clone(),
-        );
-        registry.register(
-            "mirror_percent",
-            "Percent of live traffic mirrored to the candidate",
-            mirror_percent.clone(),
-        );
+        let mut r = Registry::with_prefix("mlrollout");
+        // Fields in registration order: that is the order of the exposition.
         Self {
-            registry: Arc::new(registry),
-            reconciles,
-            reconcile_errors,
-            reconcile_duration,
-            phase,
-            canary_weight,
-            mirror_percent,
-            drift_psi,
-            drift_psi_threshold,
-            drift_severity,
-            analysis_value,
-            analysis_verdicts,
-            retraining_attempts,
-            rollout_outcomes,
+            drift_psi: register(
+                &mut r,
+                "drift_psi",
+                "Population Stability Index per feature at the last drift check",
+                Family::default(),
+            ),
+            drift_psi_threshold: register(
+                &mut r,
+                "drift_psi_threshold",
+                "PSI thresholds of each resource (level=warning|high)",
+                Family::default(),
+            ),
+            drift_severity: register(
+                &mut r,
+                "drift_severity",
+                "Dataset drift severity at the last check: 0 ok, 1 medium, 2 high",
+                Family::default(),
+            ),
+            analysis_value: register(
+                &mut r,
+                "analysis_value",
+                "Last measured value of an analysis metric per variant, with its threshold",
+                Family::default(),
+            ),
+            analysis_verdicts: register(
+                &mut r,
+                "analysis_verdicts",
+                "Analysis measurements by verdict, with the threshold applied",
+                Family::default(),
+            ),
+            retraining_attempts: register(
+                &mut r,
+                "retraining_attempts",
+                "Retraining attempts started, by trigger",
+                Family::default(),
+            ),
+            rollout_outcomes: register(
+                &mut r,
+                "rollout_outcomes",
+                "Finished rollouts by outcome (Promoted, RolledBack, Aborted, Rejected) and reason",
+                Family::default(),
+            ),
+            reconciles: register(
+                &mut r,
+                "reconciles",
+                "Reconciliations by result",
+                Family::default(),
+            ),
+            reconcile_errors: register(
+                &mut r,
+                "reconcile_errors",
+                "Failed reconciliations by error reason",
+                Family::default(),
+            ),
+            reconcile_duration: register(
+                &mut r,
+                "reconcile_duration_seconds",
+                "Time spent in one reconciliation",
+                Histogram::new([
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ]),
+            ),
+            phase: register(
+                &mut r,
+                "phase",
+                "1 for the current lifecycle phase of each ModelDeployment",
+                Family::default(),
+            ),
+            canary_weight: register(
+                &mut r,
+                "canary_weight_percent",
+                "Percent of live traffic routed to the candidate",
+                Family::default(),
+            ),
+            mirror_percent: register(
+                &mut r,
+                "mirror_percent",
+                "Percent of live traffic mirrored to the candidate",
+                Family::default(),
+            ),
+            registry: Arc::new(r),
         }
     }
 }
@@ -266,10 +261,22 @@ impl Metrics {
         before: &crate::api::ModelDeploymentStatus,
         after: &crate::api::ModelDeploymentStatus,
     ) {
-        let resource = ResourceLabels {
-            namespace: namespace.into(),
-            name: name.into(),
-        };
+        self.observe_drift(namespace, name, spec, after);
+        if let Some(analysis) = &after.analysis {
+            let new_round =
+                before.analysis.as_ref().map(|a| a.measurements) != Some(analysis.measurements);
+            self.observe_analysis(namespace, name, analysis, new_round);
+        }
+        self.observe_transitions(namespace, name, before, after);
+    }
+
+    fn observe_drift(
+        &self,
+        namespace: &str,
+        name: &str,
+        spec: &crate::api::ModelDeploymentSpec,
+        after: &crate::api::ModelDeploymentStatus,
+    ) {
         if let Some(drift) = &after.drift {
             for f in &drift.features {
                 self.drift_psi
@@ -280,10 +287,14 @@ impl Metrics {
                     })
                     .set(f.psi);
             }
-            let severity = match drift.severity.as_str() {
-                "high" => 2,
-                "medium" => 1,
-                _ => 0,
+            let severity = match drift.severity {
+                Severity::High => 2,
+                Severity::Medium => 1,
+                Severity::Ok => 0,
+            };
+            let resource = ResourceLabels {
+                namespace: namespace.into(),
+                name: name.into(),
             };
             self.drift_severity.get_or_create(&resource).set(severity);
         }
@@ -301,39 +312,55 @@ impl Metrics {
                     .set(value);
             }
         }
-        if let Some(analysis) = &after.analysis {
-            let new_round =
-                before.analysis.as_ref().map(|a| a.measurements) != Some(analysis.measurements);
-            for m in analysis.metrics.iter() {
-                let Some(last) = m.recent.last() else {
-                    continue;
-                };
-                for (variant, value) in [("candidate", last.candidate), ("stable", last.stable)] {
-                    if let Some(v) = value {
-                        self.analysis_value
-                            .get_or_create(&MeasurementLabels {
-                                namespace: namespace.into(),
-                                name: name.into(),
-                                metric: m.name.clone(),
-                                variant: variant.into(),
-                                threshold: last.threshold.clone(),
-                            })
-                            .set(v);
-                    }
-                }
-                if new_round {
-                    self.analysis_verdicts
-                        .get_or_create(&VerdictLabels {
+    }
+
+    /// Last values per variant; verdicts counted once per round of measurements.
+    fn observe_analysis(
+        &self,
+        namespace: &str,
+        name: &str,
+        analysis: &crate::api::AnalysisStatus,
+        new_round: bool,
+    ) {
+        for m in &analysis.metrics {
+            let Some(last) = m.recent.last() else {
+                continue;
+            };
+            for (variant, value) in [("candidate", last.candidate), ("stable", last.stable)] {
+                if let Some(v) = value {
+                    self.analysis_value
+                        .get_or_create(&MeasurementLabels {
                             namespace: namespace.into(),
                             name: name.into(),
                             metric: m.name.clone(),
-                            verdict: last.verdict.to_string(),
+                            variant: variant.into(),
                             threshold: last.threshold.clone(),
                         })
-                        .inc();
+                        .set(v);
                 }
             }
+            if new_round {
+                self.analysis_verdicts
+                    .get_or_create(&VerdictLabels {
+                        namespace: namespace.into(),
+                        name: name.into(),
+                        metric: m.name.clone(),
+                        verdict: last.verdict.to_string(),
+                        threshold: last.threshold.clone(),
+                    })
+                    .inc();
+            }
         }
+    }
+
+    /// Retraining attempts started and rollouts finished by this decision.
+    fn observe_transitions(
+        &self,
+        namespace: &str,
+        name: &str,
+        before: &crate::api::ModelDeploymentStatus,
+        after: &crate::api::ModelDeploymentStatus,
+    ) {
         let started = |s: &crate::api::ModelDeploymentStatus| {
             s.retraining_attempts.iter().map(|a| a.number).max()
         };

@@ -203,18 +203,41 @@ async fn reconcile_inner(cached: &ModelDeployment, ctx: &Context) -> Result<Acti
         now,
     });
 
-    // Children first; if that fails the decided status is NOT written (the state machine does
-    // not advance past what the cluster holds), only a condition saying what failed.
-    let applied = match &decision.apply {
-        Some(children) => act::apply_children(ctx, &namespace, children).await,
-        None => Ok(()),
+    apply_children(ctx, resource, &namespace, &mut decision, current, now).await?;
+    if let Ok(credentials) = &credentials {
+        act::write_registry(ctx, resource, credentials, &mut decision.status, now).await;
+    }
+    act::write_status(ctx, resource, &namespace, &decision.status).await?;
+    act::publish_events(ctx, resource, &decision.events).await;
+    report(
+        ctx,
+        &namespace,
+        &name,
+        &resource.spec,
+        current,
+        &decision.status,
+    );
+    Ok(ctx.requeue(decision.requeue_after))
+}
+
+/// Applies the decided children. If that fails the decided status is NOT written (the state
+/// machine does not advance past what the cluster holds), only a condition saying what failed.
+async fn apply_children(
+    ctx: &Context,
+    resource: &ModelDeployment,
+    namespace: &str,
+    decision: &mut crate::core::decide::Decision,
+    current: &ModelDeploymentStatus,
+    now: Timestamp,
+) -> Result<()> {
+    let Some(children) = &decision.apply else {
+        return Ok(());
     };
-    let applied = match applied {
-        Ok(()) if decision.apply.is_some() => {
-            act::remove_children(ctx, &namespace, &decision.remove).await
-        }
-        other => other,
+    let applied = match act::apply_children(ctx, namespace, children).await {
+        Ok(()) => act::remove_children(ctx, namespace, &decision.remove).await,
+        failed => failed,
     };
+    let generation = resource.metadata.generation;
     if let Err(error) = applied {
         let mut status = current.clone();
         let update = ConditionUpdate::new(
@@ -223,51 +246,45 @@ async fn reconcile_inner(cached: &ModelDeployment, ctx: &Context) -> Result<Acti
             error.category().reason(),
             format!("could not apply the desired objects, the rollout holds: {error}"),
         );
-        conditions::set(
-            &mut status.conditions,
-            &update,
-            resource.metadata.generation,
-            now,
-        );
-        act::write_status(ctx, resource, &namespace, &status).await?;
+        conditions::set(&mut status.conditions, &update, generation, now);
+        act::write_status(ctx, resource, namespace, &status).await?;
         return Err(error);
     }
-    if decision.apply.is_some() {
-        let update = ConditionUpdate::new(
-            ConditionType::Synced,
-            true,
-            Reason::Applied,
-            "all desired objects are applied",
-        );
-        conditions::set(
-            &mut decision.status.conditions,
-            &update,
-            resource.metadata.generation,
-            now,
-        );
-    }
-    if let Ok(credentials) = &credentials {
-        act::write_registry(ctx, resource, credentials, &mut decision.status, now).await;
-    }
-    act::write_status(ctx, resource, &namespace, &decision.status).await?;
-    act::publish_events(ctx, resource, &decision.events).await;
+    let update = ConditionUpdate::new(
+        ConditionType::Synced,
+        true,
+        Reason::Applied,
+        "all desired objects are applied",
+    );
+    conditions::set(&mut decision.status.conditions, &update, generation, now);
+    Ok(())
+}
+
+/// The operator's own metrics and one log line per reconcile.
+fn report(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    spec: &crate::api::ModelDeploymentSpec,
+    before: &ModelDeploymentStatus,
+    after: &ModelDeploymentStatus,
+) {
     ctx.metrics
-        .observe_decision(&namespace, &name, &resource.spec, current, &decision.status);
+        .observe_decision(namespace, name, spec, before, after);
     ctx.metrics.observe_state(
-        &namespace,
-        &name,
-        decision.status.phase,
-        decision.status.canary_weight,
-        decision.status.mirror_percent,
+        namespace,
+        name,
+        after.phase,
+        after.canary_weight,
+        after.mirror_percent,
     );
     tracing::info!(
         %namespace, %name,
-        phase = decision.status.phase.as_str(),
-        stable = decision.status.stable_version.as_deref().unwrap_or("-"),
-        message = decision.status.message.as_deref().unwrap_or(""),
+        phase = after.phase.as_str(),
+        stable = after.stable_version.as_deref().unwrap_or("-"),
+        message = after.message.as_deref().unwrap_or(""),
         "reconciled"
     );
-    Ok(ctx.requeue(decision.requeue_after))
 }
 
 /// Retries failed reconciles with a delay; the error is logged and counted in `reconcile`.
@@ -301,63 +318,18 @@ pub async fn run(
     health: Health,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let client = ctx.client.clone();
     let shutdown = futures::FutureExt::shared(shutdown);
     let namespaces: Vec<Option<String>> = match scope.namespaces() {
         None => vec![None],
         Some(list) => list.into_iter().map(Some).collect(),
     };
-    // Children are selected by label so the operator caches only what it manages.
-    let owned = watcher::Config::default().labels("app.kubernetes.io/managed-by=mlrollout");
-    let mut controllers = Vec::new();
-    for namespace in &namespaces {
-        let (resources, deployments, services, jobs) = match namespace {
-            None => (
-                Api::<ModelDeployment>::all(client.clone()),
-                Api::<Deployment>::all(client.clone()),
-                Api::<Service>::all(client.clone()),
-                Api::<Job>::all(client.clone()),
-            ),
-            Some(ns) => (
-                Api::<ModelDeployment>::namespaced(client.clone(), ns),
-                Api::<Deployment>::namespaced(client.clone(), ns),
-                Api::<Service>::namespaced(client.clone(), ns),
-                Api::<Job>::namespaced(client.clone(), ns),
-            ),
-        };
-        controllers.push(
-            Controller::new(resources, watcher::Config::default())
-                // Bounded parallelism: at scale, 1,000 reconciles in flight at once only
-                // queue on the API server and hold their memory; 16 keep both busy.
-                .with_config(
-                    kube::runtime::controller::Config::default().concurrency(RECONCILE_CONCURRENCY),
-                )
-                .owns(deployments, owned.clone())
-                .owns(services, owned.clone())
-                .owns(jobs, owned.clone())
-                .graceful_shutdown_on(shutdown.clone()),
-        );
-    }
-
-    let stores: Vec<_> = controllers.iter().map(|c| c.store()).collect();
-    let ready = health.ready.clone();
-    tokio::spawn(async move {
-        // The store's readiness signal wakes a single waiter, and the controller itself waits on
-        // it too; polling with a short timeout re-registers this task each time.
-        for store in stores {
-            loop {
-                match tokio::time::timeout(Duration::from_millis(100), store.wait_until_ready())
-                    .await
-                {
-                    Ok(Ok(())) => break,
-                    Ok(Err(_)) => return,
-                    Err(_) => continue,
-                }
-            }
-        }
-        ready.store(true, Ordering::SeqCst);
-        tracing::info!("first list of ModelDeployments done; ready");
-    });
+    let controllers: Vec<_> = namespaces
+        .iter()
+        .map(|namespace| {
+            controller_for(&ctx.client, namespace.as_deref()).graceful_shutdown_on(shutdown.clone())
+        })
+        .collect();
+    mark_ready_after_first_list(&controllers, &health);
 
     let ctx = Arc::new(ctx);
     let running = futures::future::join_all(controllers.into_iter().map(|controller| {
@@ -381,4 +353,54 @@ pub async fn run(
     }
     health.alive.store(false, Ordering::SeqCst);
     tracing::info!("controller stopped");
+}
+
+/// One controller for a namespace (`None`: all of them): ModelDeployments and the children
+/// it manages.
+fn controller_for(client: &Client, namespace: Option<&str>) -> Controller<ModelDeployment> {
+    fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as Resource>::DynamicType: Default,
+    {
+        match namespace {
+            None => Api::all(client.clone()),
+            Some(ns) => Api::namespaced(client.clone(), ns),
+        }
+    }
+    // Children are selected by label so the operator caches only what it manages.
+    let owned = watcher::Config::default().labels("app.kubernetes.io/managed-by=mlrollout");
+    Controller::new(
+        api::<ModelDeployment>(client, namespace),
+        watcher::Config::default(),
+    )
+    // Bounded parallelism: at scale, 1,000 reconciles in flight at once only queue on the
+    // API server and hold their memory; 16 keep both busy.
+    .with_config(kube::runtime::controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
+    .owns(api::<Deployment>(client, namespace), owned.clone())
+    .owns(api::<Service>(client, namespace), owned.clone())
+    .owns(api::<Job>(client, namespace), owned)
+}
+
+/// Sets readiness once every controller's first list of ModelDeployments is in its store.
+fn mark_ready_after_first_list(controllers: &[Controller<ModelDeployment>], health: &Health) {
+    let stores: Vec<_> = controllers.iter().map(|c| c.store()).collect();
+    let ready = health.ready.clone();
+    tokio::spawn(async move {
+        // The store's readiness signal wakes a single waiter, and the controller itself waits on
+        // it too; polling with a short timeout re-registers this task each time.
+        for store in stores {
+            loop {
+                match tokio::time::timeout(Duration::from_millis(100), store.wait_until_ready())
+                    .await
+                {
+                    Ok(Ok(())) => break,
+                    Ok(Err(_)) => return,
+                    Err(_) => continue,
+                }
+            }
+        }
+        ready.store(true, Ordering::SeqCst);
+        tracing::info!("first list of ModelDeployments done; ready");
+    });
 }

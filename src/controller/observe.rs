@@ -14,7 +14,7 @@ use crate::core::lifecycle::{
     self, CandidateLookup, DriftObservation, EvaluationObservation, JobState, Observations,
 };
 use crate::core::verdict::builtin::metrics_for;
-use crate::core::verdict::query_error;
+use crate::core::verdict::{AnalysisStage, MetricMeasurement, query_error};
 use crate::error::Result;
 use crate::registry::{RegistryCredentials, RegistryError};
 
@@ -38,7 +38,6 @@ pub async fn observe(
     now: Timestamp,
 ) -> Result<Observation> {
     let name = resource.metadata.name.as_deref().unwrap_or_default();
-    let spec = &resource.spec;
     let default_status = ModelDeploymentStatus::default();
     let status = resource.status.as_ref().unwrap_or(&default_status);
     let stable_deployment = read_deployment(ctx, namespace, name, Variant::Stable).await?;
@@ -47,114 +46,47 @@ pub async fn observe(
 
     let credentials = read_credentials(ctx, resource, namespace).await;
     let served = match &credentials {
-        Ok(c) => ctx.registry.resolve(&spec.model, c).await,
+        Ok(c) => ctx.registry.resolve(&resource.spec.model, c).await,
         Err(e) => Err(e.clone()),
     };
 
     let wants = validated
         .map(|validated| lifecycle::wants(validated, status, now))
         .unwrap_or_default();
+    let reading = Reading {
+        ctx,
+        resource,
+        namespace,
+        status,
+        credentials: &credentials,
+    };
     let mut observations = Observations::default();
-    if wants.drift_check
-        && let Some(checker) = &ctx.drift
-    {
-        observations.drift = Some(match &credentials {
-            Ok(creds) => checker.check(resource, creds).await,
-            Err(e) => DriftObservation::Failed {
-                reason: e.reason(),
-                message: format!("cannot read the MLflow credentials for the drift data: {e}"),
-            },
-        });
-    }
-    if let Some(DriftObservation::Completed { summary, .. }) = &observations.drift
-        && spec.advisor.enabled
-    {
-        observations.advisor = ask_advisor(ctx, resource, namespace, status, summary).await;
+    if wants.drift_check {
+        reading.drift(&mut observations).await;
     }
     if let Some(job_name) = &wants.job {
         let state = read_job(ctx, namespace, job_name).await?;
         if state == JobState::Succeeded
-            && let (Some(attempt), Ok(creds)) = (&wants.candidate_lookup, &credentials)
+            && let Some(attempt) = &wants.candidate_lookup
         {
-            observations.candidate_lookup = Some(
-                match ctx
-                    .registry
-                    .find_candidate(&spec.model, creds, attempt)
-                    .await
-                {
-                    Ok(Some(version)) => CandidateLookup::Found(version),
-                    Ok(None) => CandidateLookup::NotFound,
-                    Err(e) => CandidateLookup::Error(e.to_string()),
-                },
-            );
+            observations.candidate_lookup = reading.candidate(attempt).await;
         }
         observations.job = Some(state);
     }
     if let Some((candidate, champion)) = &wants.evaluation {
-        observations.evaluation = Some(match &credentials {
-            Ok(creds) => match ctx
-                .registry
-                .evaluation_metrics(
-                    &spec.model,
-                    creds,
-                    candidate,
-                    champion,
-                    &spec.evaluation.metric,
-                )
-                .await
-            {
-                Ok((c, s)) => EvaluationObservation::Metrics {
-                    candidate: c,
-                    champion: s,
-                },
-                Err(e) => EvaluationObservation::Error(e.to_string()),
-            },
-            Err(e) => EvaluationObservation::Error(e.to_string()),
-        });
+        observations.evaluation = Some(reading.evaluation(candidate, champion).await);
     }
     // The same readiness rule the decision applies.
     let candidate_ready = candidate_deployment.as_ref().is_some_and(|d| {
         d.serves(
             status.candidate_version.as_deref(),
-            spec.serving.replicas.min(1),
+            resource.spec.serving.replicas.min(1),
         )
     });
     if let Some(stage) = wants.measure
         && candidate_ready
     {
-        let metrics = metrics_for(spec, stage);
-        let token = match spec
-            .rollout
-            .analysis
-            .as_ref()
-            .and_then(|a| a.prometheus.bearer_token_secret.as_ref())
-        {
-            Some(key) => Some(read_secret_key(ctx, namespace, key).await),
-            None => None,
-        };
-        observations.measurements = Some(match (&ctx.analyzer, token) {
-            (_, Some(Err(message))) => metrics
-                .iter()
-                .map(|m| query_error(m, message.clone()))
-                .collect(),
-            (Some(analyzer), token) => {
-                let token = token.and_then(Result::ok);
-                analyzer
-                    .measure(MeasureRequest {
-                        namespace,
-                        name,
-                        spec,
-                        stage,
-                        metrics,
-                        bearer_token: token.as_deref(),
-                    })
-                    .await
-            }
-            (None, _) => metrics
-                .iter()
-                .map(|m| query_error(m, "the operator runs without a metrics analyzer"))
-                .collect(),
-        });
+        observations.measurements = Some(reading.measurements(stage).await);
     }
 
     Ok(Observation {
@@ -167,6 +99,126 @@ pub async fn observe(
         },
         credentials,
     })
+}
+
+/// What every optional reading of one reconcile shares.
+struct Reading<'a> {
+    ctx: &'a Context,
+    resource: &'a ModelDeployment,
+    namespace: &'a str,
+    status: &'a ModelDeploymentStatus,
+    credentials: &'a Result<RegistryCredentials, RegistryError>,
+}
+
+impl Reading<'_> {
+    /// A drift check, and the advisor's opinion on a fresh report.
+    async fn drift(&self, observations: &mut Observations) {
+        let Some(checker) = &self.ctx.drift else {
+            return;
+        };
+        let drift = match self.credentials {
+            Ok(creds) => checker.check(self.resource, creds).await,
+            Err(e) => DriftObservation::Failed {
+                reason: e.reason(),
+                message: format!("cannot read the MLflow credentials for the drift data: {e}"),
+            },
+        };
+        if let DriftObservation::Completed { summary, .. } = &drift
+            && self.resource.spec.advisor.enabled
+        {
+            observations.advisor = ask_advisor(
+                self.ctx,
+                self.resource,
+                self.namespace,
+                self.status,
+                summary,
+            )
+            .await;
+        }
+        observations.drift = Some(drift);
+    }
+
+    /// The version a succeeded Job registered, found by its lineage tag.
+    async fn candidate(&self, attempt: &str) -> Option<CandidateLookup> {
+        let creds = self.credentials.as_ref().ok()?;
+        let found = self
+            .ctx
+            .registry
+            .find_candidate(&self.resource.spec.model, creds, attempt)
+            .await;
+        Some(match found {
+            Ok(Some(version)) => CandidateLookup::Found(version),
+            Ok(None) => CandidateLookup::NotFound,
+            Err(e) => CandidateLookup::Error(e.to_string()),
+        })
+    }
+
+    /// The evaluation metric of the candidate's and the champion's training runs.
+    async fn evaluation(&self, candidate: &str, champion: &str) -> EvaluationObservation {
+        let creds = match self.credentials {
+            Ok(creds) => creds,
+            Err(e) => return EvaluationObservation::Error(e.to_string()),
+        };
+        let spec = &self.resource.spec;
+        match self
+            .ctx
+            .registry
+            .evaluation_metrics(
+                &spec.model,
+                creds,
+                candidate,
+                champion,
+                &spec.evaluation.metric,
+            )
+            .await
+        {
+            Ok((c, s)) => EvaluationObservation::Metrics {
+                candidate: c,
+                champion: s,
+            },
+            Err(e) => EvaluationObservation::Error(e.to_string()),
+        }
+    }
+
+    /// One round of the stage's metrics; a failure is an `Error` measurement, never a pass.
+    async fn measurements(&self, stage: AnalysisStage) -> Vec<MetricMeasurement> {
+        let spec = &self.resource.spec;
+        let metrics = metrics_for(spec, stage);
+        let token_secret = spec
+            .rollout
+            .analysis
+            .as_ref()
+            .and_then(|a| a.prometheus.bearer_token_secret.as_ref());
+        let token = match token_secret {
+            Some(key) => match read_secret_key(self.ctx, self.namespace, key).await {
+                Ok(token) => Some(token),
+                Err(message) => {
+                    return metrics
+                        .iter()
+                        .map(|m| query_error(m, message.clone()))
+                        .collect();
+                }
+            },
+            None => None,
+        };
+        let Some(analyzer) = &self.ctx.analyzer else {
+            return metrics
+                .iter()
+                .map(|m| query_error(m, "the operator runs without a metrics analyzer"))
+                .collect();
+        };
+        let name = self.resource.metadata.name.as_deref().unwrap_or_default();
+        analyzer
+            .measure(MeasureRequest {
+                namespace: self.namespace,
+                name,
+                spec,
+                stage,
+                metrics,
+                bearer_token: token.as_deref(),
+            })
+            .await
+    }
 }
 
 /// Asks the advisor about a fresh drift report: at most once per check, and not again for a

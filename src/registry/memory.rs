@@ -9,7 +9,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 
 use super::{LINEAGE_TAG, ModelRegistry, RegistryCredentials, RegistryError, ResolvedModel};
-use crate::api::{ModelSource, RegistryWrite};
+use crate::api::{ModelSource, RegistryOp, RegistryWrite};
 
 #[derive(Debug, Clone, Default)]
 struct Version {
@@ -223,19 +223,19 @@ impl ModelRegistry for InMemoryRegistry {
                 .map(|v| Self::version_number(&model.name, v))
                 .transpose()?;
             self.with(|s| {
-                match (write.op.as_str(), version) {
-                    ("setAlias", Some(v)) => {
+                match (write.op, version) {
+                    (RegistryOp::SetAlias, Some(v)) => {
                         s.aliases
                             .entry(model.name.clone())
                             .or_default()
                             .insert(write.key.clone(), v);
                     }
-                    ("deleteAlias", _) => {
+                    (RegistryOp::DeleteAlias, _) => {
                         if let Some(a) = s.aliases.get_mut(&model.name) {
                             a.remove(&write.key);
                         }
                     }
-                    ("setTag", Some(v)) => {
+                    (RegistryOp::SetTag, Some(v)) => {
                         if let Some(entry) =
                             s.models.get_mut(&model.name).and_then(|m| m.get_mut(&v))
                         {
@@ -244,7 +244,7 @@ impl ModelRegistry for InMemoryRegistry {
                                 .insert(write.key.clone(), write.value.clone().unwrap_or_default());
                         }
                     }
-                    ("logAttempt", _) => {}
+                    (RegistryOp::LogAttempt, _) => {}
                     _ => return Err(RegistryError::Other(format!("malformed write {write:?}"))),
                 }
                 s.writes.push(write.clone());

@@ -8,7 +8,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 
 use super::{LINEAGE_TAG, ModelRegistry, RegistryCredentials, RegistryError, ResolvedModel};
-use crate::api::{ModelSource, RegistryWrite};
+use crate::api::{AttemptOutcome, ModelSource, RegistryOp, RegistryWrite};
 use crate::mlflow::{MlflowAuth, MlflowClient, MlflowError};
 
 /// Resolves models through MLflow's REST API; clients are cached per server and credentials.
@@ -161,10 +161,10 @@ impl ModelRegistry for MlflowRegistry {
                     .and_then(|v| v.parse().ok())
                     .ok_or_else(|| RegistryError::Other(format!("write {write:?} has no version")))
             };
-            let result = match write.op.as_str() {
-                "setAlias" => client.set_alias(&model.name, &write.key, version()?).await,
-                "deleteAlias" => client.delete_alias(&model.name, &write.key).await,
-                "setTag" => {
+            let result = match write.op {
+                RegistryOp::SetAlias => client.set_alias(&model.name, &write.key, version()?).await,
+                RegistryOp::DeleteAlias => client.delete_alias(&model.name, &write.key).await,
+                RegistryOp::SetTag => {
                     client
                         .set_model_version_tag(
                             &model.name,
@@ -174,11 +174,8 @@ impl ModelRegistry for MlflowRegistry {
                         )
                         .await
                 }
-                "logAttempt" => return self.log_attempt(&client, &model.name, write).await,
-                other => {
-                    return Err(RegistryError::Other(format!(
-                        "unknown registry write {other:?}"
-                    )));
+                RegistryOp::LogAttempt => {
+                    return self.log_attempt(&client, &model.name, write).await;
                 }
             };
             result.map_err(|e| map_error(e, &model.name))
@@ -228,43 +225,35 @@ impl MlflowRegistry {
                     .run_id
             }
         };
-        client
-            .log_param(&run_id, "trigger", record.trigger.as_str())
-            .await
-            .map_err(err)?;
-        client
-            .log_param(&run_id, "job_name", &record.job_name)
-            .await
-            .map_err(err)?;
-        client
-            .log_param(&run_id, "attempt", &record.number.to_string())
-            .await
-            .map_err(err)?;
-        client
-            .set_run_tag(&run_id, "mlrollout.io/outcome", record.outcome.as_str())
-            .await
-            .map_err(err)?;
-        client
-            .set_run_tag(&run_id, "mlrollout.io/drift", &record.drift_summary)
-            .await
-            .map_err(err)?;
-        if let Some(version) = &record.candidate_version {
-            client
-                .set_run_tag(&run_id, "mlrollout.io/candidate-version", version)
-                .await
-                .map_err(err)?;
+        let params = [
+            ("trigger", record.trigger.as_str().to_string()),
+            ("job_name", record.job_name.clone()),
+            ("attempt", record.number.to_string()),
+        ];
+        for (key, value) in &params {
+            client.log_param(&run_id, key, value).await.map_err(err)?;
         }
-        if let Some(advice) = &record.advisor {
-            client
-                .set_run_tag(&run_id, "mlrollout.io/advisor", advice)
-                .await
-                .map_err(err)?;
+        let tags = [
+            ("mlrollout.io/outcome", Some(record.outcome.as_str())),
+            ("mlrollout.io/drift", Some(record.drift_summary.as_str())),
+            (
+                "mlrollout.io/candidate-version",
+                record.candidate_version.as_deref(),
+            ),
+            ("mlrollout.io/advisor", record.advisor.as_deref()),
+        ];
+        for (key, value) in tags {
+            if let Some(value) = value {
+                client.set_run_tag(&run_id, key, value).await.map_err(err)?;
+            }
         }
-        let status = match record.outcome.as_str() {
-            "Running" => None,
-            "Succeeded" => Some(crate::mlflow::RunStatus::Finished),
-            "Aborted" => Some(crate::mlflow::RunStatus::Killed),
-            _ => Some(crate::mlflow::RunStatus::Failed),
+        let status = match record.outcome {
+            AttemptOutcome::Running => None,
+            AttemptOutcome::Succeeded => Some(crate::mlflow::RunStatus::Finished),
+            AttemptOutcome::Aborted => Some(crate::mlflow::RunStatus::Killed),
+            AttemptOutcome::Failed | AttemptOutcome::TimedOut => {
+                Some(crate::mlflow::RunStatus::Failed)
+            }
         };
         if let Some(status) = status {
             client.end_run(&run_id, status).await.map_err(err)?;
