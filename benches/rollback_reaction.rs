@@ -6,8 +6,9 @@
 //! `tests/harness/cluster.sh`). Target: at most one analysis interval + 2 s.
 //!
 //! `cargo bench --bench rollback_reaction` runs it (`MLROLLOUT_REACTION_RUNS`, default 3);
-//! `cargo bench --bench rollback_reaction -- --test` and `cargo test --all-targets` run one
-//! shorter run that checks the whole path (a passing analysis, then the rollback).
+//! with `--features harness`, `cargo bench --bench rollback_reaction -- --test` and
+//! `cargo test --all-targets` run one shorter run that checks the whole path (a passing
+//! analysis, then the rollback).
 //! Needs Prometheus (`bash tests/harness/install.sh`) and a cluster: `MLROLLOUT_TEST_CLUSTER`
 //! names a running one (`tests/harness/cluster.sh up`), else a private one is started.
 

@@ -334,6 +334,7 @@ fn condition<'a>(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(feature = "harness"), ignore = "needs the harness (control plane)")]
 async fn a_valid_recommendation_is_recorded_and_acted_on_within_the_gates() {
     let Outcome {
         status,
@@ -368,6 +369,7 @@ async fn a_valid_recommendation_is_recorded_and_acted_on_within_the_gates() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(feature = "harness"), ignore = "needs the harness (control plane)")]
 async fn broken_answers_leave_the_rules_in_charge() {
     for (reply, reason) in [
         (

@@ -1,6 +1,10 @@
 //! The Prometheus analyzer against a real Prometheus scraping an exporter whose variants'
 //! error rate, latency histogram and prediction-score histogram the test controls.
 
+// Needs the control plane and Prometheus: full suite only, `cargo test --features harness`
+// (tests/run.sh turns it on; CONTRIBUTING.md says which test needs what).
+#![cfg(feature = "harness")]
+
 mod common;
 
 use std::sync::Arc;

@@ -4,6 +4,10 @@
 //! running, the commands take effect on the status; a resource that does not exist is a clear
 //! error.
 
+// Needs the control plane: full suite only, `cargo test --features harness` (tests/run.sh turns it
+// on; CONTRIBUTING.md says which test needs what).
+#![cfg(feature = "harness")]
+
 mod common;
 
 use std::collections::BTreeMap;

@@ -168,6 +168,7 @@ fn record_statuses(
 }
 
 #[tokio::test]
+#[cfg_attr(not(feature = "harness"), ignore = "needs the harness (control plane)")]
 async fn create_serves_the_resolved_version_and_reports_ready() {
     let running = start("ctl-create").await;
     serve(&running.registry, 3);
@@ -260,6 +261,7 @@ async fn create_serves_the_resolved_version_and_reports_ready() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(feature = "harness"), ignore = "needs the harness (control plane)")]
 async fn spec_changes_flow_into_the_children() {
     let running = start("ctl-spec").await;
     serve(&running.registry, 3);
@@ -322,6 +324,7 @@ async fn spec_changes_flow_into_the_children() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(feature = "harness"), ignore = "needs the harness (control plane)")]
 async fn invalid_spec_is_reported_and_creates_nothing() {
     let running = start("ctl-invalid").await;
     serve(&running.registry, 3);
@@ -399,6 +402,7 @@ async fn invalid_spec_is_reported_and_creates_nothing() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(feature = "harness"), ignore = "needs the harness (control plane)")]
 async fn registry_outage_creates_nothing_until_it_recovers() {
     let running = start("ctl-outage").await;
     serve(&running.registry, 3);
@@ -448,6 +452,7 @@ async fn registry_outage_creates_nothing_until_it_recovers() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(feature = "harness"), ignore = "needs the harness (control plane)")]
 async fn deleting_the_resource_removes_its_children() {
     let running = start("ctl-delete").await;
     serve(&running.registry, 3);

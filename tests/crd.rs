@@ -223,6 +223,7 @@ fn committed_crd_is_up_to_date() {
 
 /// The rest of this file asks the server: it must be judging with the committed CRD.
 #[tokio::test]
+#[cfg_attr(not(feature = "harness"), ignore = "needs the harness (control plane)")]
 async fn the_server_runs_the_committed_crd() {
     let client = client().await;
     let crds: Api<CustomResourceDefinition> = Api::all(client);
@@ -317,6 +318,7 @@ fn every_spec_field_is_documented() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(feature = "harness"), ignore = "needs the harness (control plane)")]
 async fn the_example_is_admitted_by_the_server_and_the_offline_checker() {
     let client = client().await;
     let ns = namespace(&client, "crd-example").await;
@@ -362,6 +364,7 @@ async fn the_example_is_admitted_by_the_server_and_the_offline_checker() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(feature = "harness"), ignore = "needs the harness (control plane)")]
 async fn the_server_fills_the_defaults() {
     let client = client().await;
     let ns = namespace(&client, "crd-defaults").await;
@@ -419,6 +422,7 @@ async fn the_server_fills_the_defaults() {
 /// Resources at the edges of what is valid: the server and `mlrollout check` both admit them,
 /// and read them the same way (the server's stored spec is the checker's typed spec).
 #[tokio::test]
+#[cfg_attr(not(feature = "harness"), ignore = "needs the harness (control plane)")]
 async fn edge_cases_are_admitted_by_the_server_and_the_offline_checker_alike() {
     let cases: Vec<(&str, Value)> = vec![
         (
@@ -678,6 +682,7 @@ fn invalid_cases() -> Vec<Invalid> {
 }
 
 #[tokio::test]
+#[cfg_attr(not(feature = "harness"), ignore = "needs the harness (control plane)")]
 async fn invalid_resources_are_rejected_at_admission_with_messages_that_say_what_to_fix() {
     let cases = invalid_cases();
     assert!(cases.len() >= 30);
@@ -876,6 +881,7 @@ async fn wait_available(client: &kube::Client, ns: &str, name: &str) -> Deployme
 }
 
 #[tokio::test]
+#[cfg_attr(not(feature = "harness"), ignore = "needs the harness (control plane)")]
 async fn the_longest_admitted_name_gives_serving_children_the_server_accepts() {
     let client = client().await;
     let ns = namespace(&client, "crd-longest-serving").await;
@@ -973,6 +979,7 @@ async fn the_longest_admitted_name_gives_serving_children_the_server_accepts() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(feature = "harness"), ignore = "needs the harness (control plane)")]
 async fn the_longest_admitted_name_gives_a_retraining_job_the_server_accepts() {
     let client = client().await;
     let ns = namespace(&client, "crd-longest-retraining").await;

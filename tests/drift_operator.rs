@@ -2,6 +2,10 @@
 //! status, the drifted feature first, and a bad file reported as a condition that changes
 //! nothing else.
 
+// Needs the control plane: full suite only, `cargo test --features harness` (tests/run.sh turns it
+// on; CONTRIBUTING.md says which test needs what).
+#![cfg(feature = "harness")]
+
 mod common;
 
 use std::sync::Arc;

@@ -4,6 +4,10 @@
 //! harness as its registry) serves the champion version through a Deployment that becomes
 //! available and a Service, which garbage collection removes with the resource.
 
+// Needs the control plane and a real MLflow server: full suite only, `cargo test --features
+// harness` (tests/run.sh turns it on; CONTRIBUTING.md says which test needs what).
+#![cfg(feature = "harness")]
+
 mod common;
 
 use std::sync::Arc;

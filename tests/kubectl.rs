@@ -4,6 +4,10 @@
 //! (our Events). Expectations come from the CRD (`ModelDeployment::crd()`) and from the object
 //! as the API returns it, so what is checked is kubectl's rendering of real server state.
 
+// Needs the control plane and its kubectl: full suite only, `cargo test --features harness`
+// (tests/run.sh turns it on; CONTRIBUTING.md says which test needs what).
+#![cfg(feature = "harness")]
+
 mod common;
 
 use std::collections::BTreeSet;

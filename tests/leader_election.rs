@@ -16,6 +16,10 @@
 //! The registry is a real MLflow server (tests/common/mlflow.rs); Deployments become ready
 //! through the real controllers and kwok.
 
+// Needs the control plane and a real MLflow server: full suite only, `cargo test --features
+// harness` (tests/run.sh turns it on; CONTRIBUTING.md says which test needs what).
+#![cfg(feature = "harness")]
+
 mod common;
 
 use std::net::SocketAddr;

@@ -9,6 +9,10 @@
 //! test: MLflow (an in-memory registry), Prometheus (scripted metric values), the drift
 //! engine's verdict, and the training code (registering a version).
 
+// Needs the control plane: full suite only, `cargo test --features harness` (tests/run.sh turns it
+// on; CONTRIBUTING.md says which test needs what).
+#![cfg(feature = "harness")]
+
 mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,6 +1,10 @@
 //! `/healthz`, `/readyz` and `/metrics` of a running controller on the real API server,
 //! scraped over HTTP.
 
+// Needs the control plane: full suite only, `cargo test --features harness` (tests/run.sh turns it
+// on; CONTRIBUTING.md says which test needs what).
+#![cfg(feature = "harness")]
+
 mod common;
 
 use std::sync::Arc;

@@ -4,6 +4,10 @@
 //! `resourceVersion` it was decided on; the stale writer gets 409 Conflict and the controller
 //! retries on fresh state).
 
+// Needs the control plane: full suite only, `cargo test --features harness` (tests/run.sh turns it
+// on; CONTRIBUTING.md says which test needs what).
+#![cfg(feature = "harness")]
+
 mod common;
 
 use std::collections::BTreeSet;

@@ -5,8 +5,8 @@
 //! with RBAC and client-certificate admin; our CRD, the Gateway API standard CRDs and Istio's
 //! VirtualService CRD are installed. `tests/run.sh` starts one such cluster for the whole suite
 //! and names its folder in `MLROLLOUT_TEST_CLUSTER`; a test binary run on its own
-//! (`cargo test --test controller`) starts a private one, stopped by the script's watcher when
-//! the binary exits.
+//! (`cargo test --features harness --test controller`) starts a private one, stopped by the
+//! script's watcher when the binary exits.
 //!
 //! Tests share the cluster and isolate themselves with a namespace each ([`namespace`]).
 
@@ -79,7 +79,11 @@ fn start_private_cluster() -> PathBuf {
         .expect("bash runs tests/harness/cluster.sh");
     assert!(
         output.status.success(),
-        "tests/harness/cluster.sh up failed (its last line above names the component and log)"
+        "tests/harness/cluster.sh up failed (its last line above names the component and log). \
+         Tests on the control plane need Go, Python 3 and openssl to build and start one, or \
+         MLROLLOUT_TEST_CLUSTER naming a running one \
+         (`bash tests/harness/cluster.sh up --control-plane-only --dir DIR`); \
+         `bash tests/run.sh` does all of it"
     );
     dir
 }
