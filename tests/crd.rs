@@ -1006,8 +1006,16 @@ async fn the_longest_admitted_name_gives_a_retraining_job_the_server_accepts() {
         "{job_name:?} ({} chars) is not a valid Job name / label value",
         job_name.len()
     );
-    let md = mdeps.get(&name).await.unwrap();
-    let attempts = &md.status.as_ref().unwrap().retraining_attempts;
+    // The reconcile that creates the Job writes the status after it: wait for that write.
+    let attempts = eventually(
+        "the status records the attempt",
+        Duration::from_secs(30),
+        || async {
+            let status = mdeps.get(&name).await.ok()?.status?;
+            (!status.retraining_attempts.is_empty()).then_some(status.retraining_attempts)
+        },
+    )
+    .await;
     assert_eq!(
         attempts.last().map(|a| a.job_name.as_str()),
         Some(job_name.as_str()),
