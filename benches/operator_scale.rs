@@ -14,10 +14,11 @@
 //! addresses first). `MLROLLOUT_SCALE_N=N` runs another size.
 //!
 //! `cargo bench --bench operator_scale` runs it;
-//! `cargo bench --bench operator_scale -- --test` and `cargo test --all-targets` run a quick
-//! check with 10 resources that the whole path works (its numbers mean little, and under
-//! `cargo test` the operator is a debug build). `MLROLLOUT_TEST_CLUSTER` names a running
-//! cluster (`tests/harness/cluster.sh up`); without it a private one is started.
+//! with `--features harness`, `cargo bench --bench operator_scale -- --test` and
+//! `cargo test --all-targets` run a quick check with 10 resources that the whole path works
+//! (its numbers mean little, and under `cargo test` the operator is a debug build).
+//! `MLROLLOUT_TEST_CLUSTER` names a running cluster (`tests/harness/cluster.sh up`); without
+//! it a private one is started.
 
 #[path = "../tests/common"]
 #[allow(dead_code)]

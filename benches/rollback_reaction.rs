@@ -6,8 +6,9 @@
 //! `tests/harness/cluster.sh`). Target: at most one analysis interval + 2 s.
 //!
 //! `cargo bench --bench rollback_reaction` runs it (`MLROLLOUT_REACTION_RUNS`, default 3);
-//! `cargo bench --bench rollback_reaction -- --test` and `cargo test --all-targets` run one
-//! shorter run that checks the whole path (a passing analysis, then the rollback).
+//! with `--features harness`, `cargo bench --bench rollback_reaction -- --test` and
+//! `cargo test --all-targets` run one shorter run that checks the whole path (a passing
+//! analysis, then the rollback).
 //! Needs Prometheus (`bash tests/harness/install.sh`) and a cluster: `MLROLLOUT_TEST_CLUSTER`
 //! names a running one (`tests/harness/cluster.sh up`), else a private one is started.
 
@@ -30,16 +31,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::cluster;
+use common::operator::Operator;
 use common::prometheus::{Exporter, PrometheusServer};
-use futures::FutureExt;
 use gateway_api::httproutes::HttpRoute;
 use kube::api::Api;
 use mlrollout::analysis::prometheus::PrometheusAnalyzer;
 use mlrollout::api::{ModelDeployment, Phase};
-use mlrollout::controller::{self, Context, WatchScope};
+use mlrollout::controller::{Context, WatchScope};
 use mlrollout::metrics::Metrics;
 use mlrollout::registry::memory::InMemoryRegistry;
-use mlrollout::server::Health;
 
 const INTERVAL_S: u64 = 5;
 
@@ -154,13 +154,7 @@ async fn one_run(index: usize, run: Run) -> Duration {
     let ctx = Context::new(client.clone(), registry, Metrics::default()).with_analyzer(Arc::new(
         PrometheusAnalyzer::new(Duration::from_secs(5)).unwrap(),
     ));
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(controller::run(
-        ctx,
-        WatchScope::Namespace(ns.clone()),
-        Health::new(),
-        rx.map(|_| ()),
-    ));
+    let operator = Operator::run(ctx, WatchScope::Namespace(ns.clone()));
 
     let resource: ModelDeployment = serde_json::from_value(serde_json::json!({
         "apiVersion": "mlrollout.io/v1alpha1", "kind": "ModelDeployment",
@@ -286,8 +280,7 @@ async fn one_run(index: usize, run: Run) -> Duration {
         before.status.and_then(|s| s.analysis)
     );
 
-    let _ = tx.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
+    operator.stop().await;
     drop(namespace);
     stop.store(true, Ordering::SeqCst);
     let _ = traffic.join();

@@ -233,7 +233,6 @@ fn resource(namespace: &str, provider: &str) -> ModelDeployment {
 /// whose drift is medium, with the advisor answering `reply`; returns the settled status and
 /// the reasons of the Events published about it and the retraining Jobs the API server holds.
 async fn run_with(reply: Reply) -> Outcome {
-    use futures::FutureExt;
     common::http::install_crypto_provider();
     let provider = Provider::start(reply);
     let client = cluster::client().await;
@@ -261,13 +260,10 @@ async fn run_with(reply: Reply) -> Outcome {
     .with_drift(drift)
     .with_analyzer(analyzer)
     .with_advisor(Arc::new(AnthropicAdvisor::new()));
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(mlrollout::controller::run(
+    let operator = common::operator::Operator::run(
         ctx,
         mlrollout::controller::WatchScope::Namespace(ns.clone()),
-        mlrollout::server::Health::new(),
-        rx.map(|_| ()),
-    ));
+    );
     let mdeps: Api<ModelDeployment> = Api::namespaced(client.clone(), &ns);
     mdeps
         .create(&PostParams::default(), &resource(&ns, &provider.url))
@@ -307,11 +303,7 @@ async fn run_with(reply: Reply) -> Outcome {
         .into_iter()
         .filter_map(|j| j.metadata.name)
         .collect();
-    let _ = tx.send(());
-    tokio::time::timeout(Duration::from_secs(30), task)
-        .await
-        .expect("controller stops")
-        .expect("controller did not panic");
+    operator.stop().await;
     cluster::delete_namespace(&client, &ns).await;
     Outcome {
         status,
@@ -334,6 +326,7 @@ fn condition<'a>(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(feature = "harness"), ignore = "needs the harness (control plane)")]
 async fn a_valid_recommendation_is_recorded_and_acted_on_within_the_gates() {
     let Outcome {
         status,
@@ -368,6 +361,7 @@ async fn a_valid_recommendation_is_recorded_and_acted_on_within_the_gates() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(feature = "harness"), ignore = "needs the harness (control plane)")]
 async fn broken_answers_leave_the_rules_in_charge() {
     for (reply, reason) in [
         (

@@ -1,6 +1,10 @@
 //! The Prometheus analyzer against a real Prometheus scraping an exporter whose variants'
 //! error rate, latency histogram and prediction-score histogram the test controls.
 
+// Needs the control plane and Prometheus: full suite only, `cargo test --features harness`
+// (tests/run.sh turns it on; CONTRIBUTING.md says which test needs what).
+#![cfg(feature = "harness")]
+
 mod common;
 
 use std::sync::Arc;
@@ -265,7 +269,6 @@ async fn candidates_are_judged_against_stable_on_real_prometheus() {
 /// back to 100 % stable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tripled_error_rate_rolls_back_through_the_controller() {
-    use futures::FutureExt;
     use gateway_api::httproutes::HttpRoute;
     use kube::api::Api;
     use mlrollout::api::{ModelDeployment, Phase};
@@ -315,13 +318,10 @@ async fn a_tripled_error_rate_rolls_back_through_the_controller() {
     .with_analyzer(Arc::new(
         PrometheusAnalyzer::new(Duration::from_secs(5)).unwrap(),
     ));
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(mlrollout::controller::run(
+    let operator = common::operator::Operator::run(
         ctx,
         mlrollout::controller::WatchScope::Namespace(ns.clone()),
-        mlrollout::server::Health::new(),
-        rx.map(|_| ()),
-    ));
+    );
     let mdeps: Api<ModelDeployment> = Api::namespaced(client.clone(), &ns);
     let resource: ModelDeployment = serde_json::from_value(serde_json::json!({
         "apiVersion": "mlrollout.io/v1alpha1", "kind": "ModelDeployment",
@@ -338,16 +338,11 @@ async fn a_tripled_error_rate_rolls_back_through_the_controller() {
         .await;
 
     let routes: Api<HttpRoute> = Api::namespaced(client.clone(), &ns);
-    let mut status = None;
-    for _ in 0..600 {
+    let status = common::cluster::eventually("rolled back", Duration::from_secs(60), || async {
         let s = mdeps.get("m").await.unwrap().status.unwrap_or_default();
-        if s.phase == Phase::RolledBack {
-            status = Some(s);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let status = status.expect("rolled back within a minute");
+        (s.phase == Phase::RolledBack).then_some(s)
+    })
+    .await;
     let record = status.history.last().unwrap();
     assert_eq!(
         record.reason,
@@ -356,22 +351,18 @@ async fn a_tripled_error_rate_rolls_back_through_the_controller() {
     );
     let message = status.message.clone().unwrap_or_default();
     assert!(message.contains("error-rate failed"), "{message}");
-    let mut weights = None;
-    for _ in 0..50 {
-        let route = routes.get("m").await.unwrap();
-        let backends = route.spec.rules.unwrap()[0].backend_refs.clone().unwrap();
-        if backends.len() == 1 {
-            weights = Some((backends[0].name.clone(), backends[0].weight));
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(weights, Some(("m-stable".to_string(), Some(100))));
-    let _ = tx.send(());
-    tokio::time::timeout(Duration::from_secs(30), task)
-        .await
-        .expect("controller stops")
-        .expect("controller did not panic");
+    let weights = common::cluster::eventually(
+        "the HTTPRoute on one backend",
+        Duration::from_secs(5),
+        || async {
+            let route = routes.get("m").await.unwrap();
+            let backends = route.spec.rules.unwrap()[0].backend_refs.clone().unwrap();
+            (backends.len() == 1).then(|| (backends[0].name.clone(), backends[0].weight))
+        },
+    )
+    .await;
+    assert_eq!(weights, ("m-stable".to_string(), Some(100)));
+    operator.stop().await;
     common::cluster::delete_namespace(&client, &ns).await;
     stop.store(true, Ordering::SeqCst);
     traffic.join().unwrap();

@@ -2,6 +2,10 @@
 //! server with RBAC and our CRDs; a component that fails or hangs at startup is named in one
 //! line within a deadline; `down` stops exactly what `up` started.
 
+// Needs the control plane (it tests tests/harness/cluster.sh itself): full suite only, `cargo test
+// --features harness` (tests/run.sh turns it on; CONTRIBUTING.md says which test needs what).
+#![cfg(feature = "harness")]
+
 mod common;
 
 use std::path::Path;

@@ -4,6 +4,10 @@
 //! running, the commands take effect on the status; a resource that does not exist is a clear
 //! error.
 
+// Needs the control plane: full suite only, `cargo test --features harness` (tests/run.sh turns it
+// on; CONTRIBUTING.md says which test needs what).
+#![cfg(feature = "harness")]
+
 mod common;
 
 use std::collections::BTreeMap;
@@ -11,7 +15,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::FutureExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -23,15 +26,14 @@ use mlrollout::api::{
     RolloutReason, RolloutRecord, Severity, Trigger, Verdict,
 };
 use mlrollout::controller::act::write_status;
-use mlrollout::controller::{self, Context, WatchScope};
+use mlrollout::controller::{Context, WatchScope};
 use mlrollout::core::lifecycle::manual;
 use mlrollout::metrics::Metrics;
 use mlrollout::registry::memory::InMemoryRegistry;
-use mlrollout::server::Health;
-use tokio::sync::oneshot;
 
 use common::cluster::{self, cluster, eventually};
-use common::operator::TEST_MAX_REQUEUE;
+use common::operator::{Operator, test_context};
+use common::registry::register_versions;
 
 const NAME: &str = "fraud-detector";
 const LIMIT: Duration = Duration::from_secs(60);
@@ -390,34 +392,6 @@ async fn a_resource_that_does_not_exist_is_a_clear_error() {
     cluster::delete_namespace(&client, &ns).await;
 }
 
-struct Operator {
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Operator {
-    fn start(client: kube::Client, namespace: &str, registry: Arc<InMemoryRegistry>) -> Self {
-        let ctx =
-            Context::new(client, registry, Metrics::default()).with_max_requeue(TEST_MAX_REQUEUE);
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(controller::run(
-            ctx,
-            WatchScope::Namespace(namespace.to_string()),
-            Health::new(),
-            stopped.map(|_| ()),
-        ));
-        Operator { stop, task }
-    }
-
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        tokio::time::timeout(Duration::from_secs(30), self.task)
-            .await
-            .expect("operator stops")
-            .expect("operator did not panic");
-    }
-}
-
 async fn wait_status<F>(api: &Api<ModelDeployment>, what: &str, check: F) -> ModelDeploymentStatus
 where
     F: Fn(&ModelDeploymentStatus) -> bool,
@@ -434,11 +408,11 @@ async fn with_the_operator_running_each_command_takes_effect() {
     let client = cluster::client().await;
     let ns = cluster::namespace(&client, "cli-operator").await;
     let registry = Arc::new(InMemoryRegistry::new());
-    for v in 1..=4 {
-        registry.register(NAME, v, &[("accuracy", 0.8)], &[]);
-    }
-    registry.set_alias(NAME, "champion", 3);
-    let operator = Operator::start(client.clone(), &ns, registry.clone());
+    register_versions(&registry, NAME, 4, 3);
+    let operator = Operator::run(
+        test_context(client.clone(), registry.clone()),
+        WatchScope::Namespace(ns.clone()),
+    );
     let api: Api<ModelDeployment> = Api::namespaced(client.clone(), &ns);
     let raw: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),

@@ -20,6 +20,8 @@ use mlrollout::server::Health;
 use tokio::sync::oneshot;
 
 use common::cluster;
+use common::operator::Operator;
+use common::registry::register_versions;
 
 const NAME: &str = "fraud-detector";
 /// Longest wait for something the operator and the cluster's controllers do.
@@ -30,25 +32,29 @@ struct Running {
     namespace: String,
     registry: Arc<InMemoryRegistry>,
     health: Health,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
+    operator: Operator,
 }
 
 impl Running {
     /// Stops the operator and deletes the test's namespace.
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        tokio::time::timeout(Duration::from_secs(30), self.task)
-            .await
-            .expect("controller shuts down within 30 s")
-            .expect("controller task did not panic");
+    async fn stop(self) {
+        self.operator.stop().await;
         cluster::delete_namespace(&self.client, &self.namespace).await;
     }
 
     fn mdeps(&self) -> Api<ModelDeployment> {
         Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// Creates the resource: the base manifest with `yaml_patch` merged in.
+    async fn create(&self, yaml_patch: &str) -> ModelDeployment {
+        self.mdeps()
+            .create(
+                &PostParams::default(),
+                &resource(&self.namespace, yaml_patch),
+            )
+            .await
+            .unwrap()
     }
 
     fn deployments(&self) -> Api<Deployment> {
@@ -60,36 +66,27 @@ impl Running {
     }
 }
 
-/// A fresh namespace and an operator watching only it.
+/// A fresh namespace, fraud-detector versions 1 to 3 with `champion` on 3, and an operator
+/// watching only that namespace.
 async fn start(prefix: &str) -> Running {
     let client = cluster::client().await;
     let namespace = cluster::namespace(&client, prefix).await;
     let registry = Arc::new(InMemoryRegistry::new());
+    register_versions(&registry, NAME, 3, 3);
     let health = Health::new();
     let ctx = Context::new(client.clone(), registry.clone(), Metrics::default());
-    let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(controller::run(
+    let operator = Operator::run_with_health(
         ctx,
         WatchScope::Namespace(namespace.clone()),
         health.clone(),
-        rx.map(|_| ()),
-    ));
+    );
     Running {
         client,
         namespace,
         registry,
         health,
-        stop: Some(tx),
-        task,
+        operator,
     }
-}
-
-/// Registers versions 1..=version of fraud-detector with `champion` on `version`.
-fn serve(registry: &InMemoryRegistry, version: u64) {
-    for v in 1..=version {
-        registry.register("fraud-detector", v, &[("accuracy", 0.8)], &[]);
-    }
-    registry.set_alias("fraud-detector", "champion", version);
 }
 
 fn resource(namespace: &str, yaml_patch: &str) -> ModelDeployment {
@@ -119,15 +116,6 @@ fn merge(target: &mut serde_json::Value, patch: serde_json::Value) {
         }
         (t, p) => *t = p,
     }
-}
-
-/// Polls `check` until it returns `Some`, or panics with `what` after [`LIMIT`].
-async fn eventually<T, F, Fut>(what: &str, check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    cluster::eventually(what, LIMIT, check).await
 }
 
 fn condition<'a>(
@@ -168,20 +156,17 @@ fn record_statuses(
 }
 
 #[tokio::test]
+#[cfg_attr(not(feature = "harness"), ignore = "needs the harness (control plane)")]
 async fn create_serves_the_resolved_version_and_reports_ready() {
     let running = start("ctl-create").await;
-    serve(&running.registry, 3);
     let (statuses, recorder) = record_statuses(&running.client, &running.namespace);
     let mdeps = running.mdeps();
-    let created = mdeps
-        .create(&PostParams::default(), &resource(&running.namespace, ""))
-        .await
-        .unwrap();
+    let created = running.create("").await;
     // The server assigns the uid; the children are owned by it.
     let uid = created.metadata.uid.clone().expect("the server sets a uid");
 
     let deployments = running.deployments();
-    let deployment = eventually("stable Deployment", || async {
+    let deployment = cluster::eventually("stable Deployment", LIMIT, || async {
         deployments.get_opt("fraud-detector-stable").await.unwrap()
     })
     .await;
@@ -204,7 +189,7 @@ async fn create_serves_the_resolved_version_and_reports_ready() {
     assert_eq!(deployment.spec.as_ref().unwrap().replicas, Some(2));
 
     let services = running.services();
-    let service = eventually("stable Service", || async {
+    let service = cluster::eventually("stable Service", LIMIT, || async {
         services.get_opt("fraud-detector-stable").await.unwrap()
     })
     .await;
@@ -213,7 +198,7 @@ async fn create_serves_the_resolved_version_and_reports_ready() {
         "stable"
     );
 
-    let md = eventually("status with stable version", || async {
+    let md = cluster::eventually("status with stable version", LIMIT, || async {
         let md = mdeps.get(NAME).await.unwrap();
         (md.status.as_ref()?.stable_version.as_deref() == Some("3")).then_some(md)
     })
@@ -224,7 +209,7 @@ async fn create_serves_the_resolved_version_and_reports_ready() {
 
     // kwok plays the kubelet: the replicas become ready through the real Deployment and
     // ReplicaSet controllers, and the resource becomes Ready.
-    eventually("Ready=True", || async {
+    cluster::eventually("Ready=True", LIMIT, || async {
         let md = mdeps.get(NAME).await.unwrap();
         let c = condition(md.status.as_ref()?, "Ready")?;
         (c.status == "True" && c.reason == "Available").then_some(())
@@ -248,7 +233,7 @@ async fn create_serves_the_resolved_version_and_reports_ready() {
         ("False", "WaitingForReplicas"),
         "{statuses:#?}"
     );
-    eventually("/readyz flag after the first list", || async {
+    cluster::eventually("/readyz flag after the first list", LIMIT, || async {
         running
             .health
             .ready
@@ -260,16 +245,13 @@ async fn create_serves_the_resolved_version_and_reports_ready() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(feature = "harness"), ignore = "needs the harness (control plane)")]
 async fn spec_changes_flow_into_the_children() {
     let running = start("ctl-spec").await;
-    serve(&running.registry, 3);
     let mdeps = running.mdeps();
-    mdeps
-        .create(&PostParams::default(), &resource(&running.namespace, ""))
-        .await
-        .unwrap();
+    running.create("").await;
     let deployments = running.deployments();
-    eventually("stable Deployment", || async {
+    cluster::eventually("stable Deployment", LIMIT, || async {
         deployments.get_opt("fraud-detector-stable").await.unwrap()
     })
     .await;
@@ -281,7 +263,7 @@ async fn spec_changes_flow_into_the_children() {
         .patch(NAME, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .unwrap();
-    let deployment = eventually("Deployment follows the new spec", || async {
+    let deployment = cluster::eventually("Deployment follows the new spec", LIMIT, || async {
         let d = deployments.get("fraud-detector-stable").await.unwrap();
         (d.spec.as_ref()?.replicas == Some(5)).then_some(d)
     })
@@ -305,7 +287,7 @@ async fn spec_changes_flow_into_the_children() {
     assert!(env.contains(&"THREADS"), "{env:?}");
     assert_eq!(container.ports.as_ref().unwrap()[0].container_port, 9000);
     let services = running.services();
-    eventually("Service port follows", || async {
+    cluster::eventually("Service port follows", LIMIT, || async {
         let s = services.get("fraud-detector-stable").await.unwrap();
         (s.spec.as_ref()?.ports.as_ref()?[0].port == 9000).then_some(())
     })
@@ -322,9 +304,9 @@ async fn spec_changes_flow_into_the_children() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(feature = "harness"), ignore = "needs the harness (control plane)")]
 async fn invalid_spec_is_reported_and_creates_nothing() {
     let running = start("ctl-invalid").await;
-    serve(&running.registry, 3);
     let mdeps = running.mdeps();
     // What CEL can say, the API server refuses at admission.
     let refused = resource(
@@ -352,7 +334,7 @@ async fn invalid_spec_is_reported_and_creates_nothing() {
         r#"{spec: {serving: {podTemplate: {spec: {containers: []}}}, retraining: {triggers: {schedule: "every tuesday"}, jobTemplate: {template: {spec: {containers: []}}}}}}"#,
     );
     mdeps.create(&PostParams::default(), &bad).await.unwrap();
-    let md = eventually("InvalidSpec condition", || async {
+    let md = cluster::eventually("InvalidSpec condition", LIMIT, || async {
         let md = mdeps.get(NAME).await.unwrap();
         (condition(md.status.as_ref()?, "Ready")?.reason == "InvalidSpec").then_some(md)
     })
@@ -391,7 +373,7 @@ async fn invalid_spec_is_reported_and_creates_nothing() {
         .patch(NAME, &PatchParams::default(), &Patch::Merge(&fix))
         .await
         .unwrap();
-    eventually("children after the fix", || async {
+    cluster::eventually("children after the fix", LIMIT, || async {
         deployments.get_opt("fraud-detector-stable").await.unwrap()
     })
     .await;
@@ -399,16 +381,13 @@ async fn invalid_spec_is_reported_and_creates_nothing() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(feature = "harness"), ignore = "needs the harness (control plane)")]
 async fn registry_outage_creates_nothing_until_it_recovers() {
     let running = start("ctl-outage").await;
-    serve(&running.registry, 3);
     running.registry.set_unavailable(true);
     let mdeps = running.mdeps();
-    mdeps
-        .create(&PostParams::default(), &resource(&running.namespace, ""))
-        .await
-        .unwrap();
-    let md = eventually("RegistryUnavailable", || async {
+    running.create("").await;
+    let md = cluster::eventually("RegistryUnavailable", LIMIT, || async {
         let md = mdeps.get(NAME).await.unwrap();
         (condition(md.status.as_ref()?, "Ready")?.reason == "RegistryUnavailable").then_some(md)
     })
@@ -435,12 +414,12 @@ async fn registry_outage_creates_nothing_until_it_recovers() {
         .patch(NAME, &PatchParams::default(), &Patch::Merge(&nudge))
         .await
         .unwrap();
-    eventually("served after recovery", || async {
+    cluster::eventually("served after recovery", LIMIT, || async {
         let md = mdeps.get(NAME).await.unwrap();
         (md.status.as_ref()?.stable_version.as_deref() == Some("3")).then_some(())
     })
     .await;
-    eventually("the stable Deployment after recovery", || async {
+    cluster::eventually("the stable Deployment after recovery", LIMIT, || async {
         deployments.get_opt("fraud-detector-stable").await.unwrap()
     })
     .await;
@@ -448,24 +427,21 @@ async fn registry_outage_creates_nothing_until_it_recovers() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(feature = "harness"), ignore = "needs the harness (control plane)")]
 async fn deleting_the_resource_removes_its_children() {
     let running = start("ctl-delete").await;
-    serve(&running.registry, 3);
     let mdeps = running.mdeps();
-    mdeps
-        .create(&PostParams::default(), &resource(&running.namespace, ""))
-        .await
-        .unwrap();
+    running.create("").await;
     let deployments = running.deployments();
     let services = running.services();
-    eventually("children", || async {
+    cluster::eventually("children", LIMIT, || async {
         services.get_opt("fraud-detector-stable").await.unwrap()
     })
     .await;
     mdeps.delete(NAME, &DeleteParams::default()).await.unwrap();
     // The real garbage collector follows the owner references the operator set
     // (asynchronously, in the background).
-    eventually("children gone", || async {
+    cluster::eventually("children gone", LIMIT, || async {
         let d = deployments.get_opt("fraud-detector-stable").await.unwrap();
         let s = services.get_opt("fraud-detector-stable").await.unwrap();
         (d.is_none() && s.is_none()).then_some(())
@@ -474,7 +450,7 @@ async fn deleting_the_resource_removes_its_children() {
     // And the Deployment's ReplicaSet and Pods with it.
     let pods: Api<k8s_openapi::api::core::v1::Pod> =
         Api::namespaced(running.client.clone(), &running.namespace);
-    eventually("pods gone", || async {
+    cluster::eventually("pods gone", LIMIT, || async {
         let list = pods
             .list(&kube::api::ListParams::default().labels("mlrollout.io/variant=stable"))
             .await

@@ -16,7 +16,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::FutureExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, Service};
@@ -27,16 +26,15 @@ use kube::api::{
 };
 use mlrollout::api::{ModelDeployment, Phase};
 use mlrollout::cli::check::{check_value, schema_problems};
-use mlrollout::controller::{self, Context, WatchScope};
+use mlrollout::controller::WatchScope;
 use mlrollout::core::children::job::LABEL_ATTEMPT;
 use mlrollout::core::names::LABEL_OWNER;
-use mlrollout::metrics::Metrics;
 use mlrollout::registry::memory::InMemoryRegistry;
-use mlrollout::server::Health;
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
 
 use common::cluster::{client, cluster, delete_namespace, eventually, finish_job, namespace};
+use common::operator::{Operator, test_context};
+use common::registry::register_versions;
 
 /// The CEL rule on `metadata.name` (src/api/mod.rs) says this when it refuses a name.
 const NAME_RULE: &str = "metadata.name must be at most 53 characters of lowercase letters, digits and '-', starting with a letter and ending with a letter or digit";
@@ -223,6 +221,7 @@ fn committed_crd_is_up_to_date() {
 
 /// The rest of this file asks the server: it must be judging with the committed CRD.
 #[tokio::test]
+#[cfg_attr(not(feature = "harness"), ignore = "needs the harness (control plane)")]
 async fn the_server_runs_the_committed_crd() {
     let client = client().await;
     let crds: Api<CustomResourceDefinition> = Api::all(client);
@@ -317,6 +316,7 @@ fn every_spec_field_is_documented() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(feature = "harness"), ignore = "needs the harness (control plane)")]
 async fn the_example_is_admitted_by_the_server_and_the_offline_checker() {
     let client = client().await;
     let ns = namespace(&client, "crd-example").await;
@@ -362,6 +362,7 @@ async fn the_example_is_admitted_by_the_server_and_the_offline_checker() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(feature = "harness"), ignore = "needs the harness (control plane)")]
 async fn the_server_fills_the_defaults() {
     let client = client().await;
     let ns = namespace(&client, "crd-defaults").await;
@@ -419,6 +420,7 @@ async fn the_server_fills_the_defaults() {
 /// Resources at the edges of what is valid: the server and `mlrollout check` both admit them,
 /// and read them the same way (the server's stored spec is the checker's typed spec).
 #[tokio::test]
+#[cfg_attr(not(feature = "harness"), ignore = "needs the harness (control plane)")]
 async fn edge_cases_are_admitted_by_the_server_and_the_offline_checker_alike() {
     let cases: Vec<(&str, Value)> = vec![
         (
@@ -678,6 +680,7 @@ fn invalid_cases() -> Vec<Invalid> {
 }
 
 #[tokio::test]
+#[cfg_attr(not(feature = "harness"), ignore = "needs the harness (control plane)")]
 async fn invalid_resources_are_rejected_at_admission_with_messages_that_say_what_to_fix() {
     let cases = invalid_cases();
     assert!(cases.len() >= 30);
@@ -815,40 +818,6 @@ fn retraining_job_names_fit_for_every_attempt() {
     }
 }
 
-/// The operator on the real server, scoped to one namespace.
-struct Operator {
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Operator {
-    fn start(client: &kube::Client, registry: Arc<InMemoryRegistry>, namespace: &str) -> Operator {
-        let ctx = Context::new(client.clone(), registry, Metrics::default())
-            .with_max_requeue(common::operator::TEST_MAX_REQUEUE);
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(controller::run(
-            ctx,
-            WatchScope::Namespace(namespace.to_string()),
-            Health::new(),
-            rx.map(|_| ()),
-        ));
-        Operator {
-            stop: Some(tx),
-            task,
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        tokio::time::timeout(Duration::from_secs(30), self.task)
-            .await
-            .expect("the operator stops")
-            .expect("the operator did not panic");
-    }
-}
-
 async fn wait_for_phase(api: &Api<ModelDeployment>, name: &str, phase: Phase) -> ModelDeployment {
     eventually(
         &format!("{name} in phase {phase:?}"),
@@ -876,17 +845,18 @@ async fn wait_available(client: &kube::Client, ns: &str, name: &str) -> Deployme
 }
 
 #[tokio::test]
+#[cfg_attr(not(feature = "harness"), ignore = "needs the harness (control plane)")]
 async fn the_longest_admitted_name_gives_serving_children_the_server_accepts() {
     let client = client().await;
     let ns = namespace(&client, "crd-longest-serving").await;
     let name = name_of_length("longest-admitted-name-serving-", LONGEST_NAME);
     assert_eq!(name.len(), LONGEST_NAME);
     let registry = Arc::new(InMemoryRegistry::new());
-    for version in 1..=3 {
-        registry.register("fit", version, &[("accuracy", 0.8)], &[]);
-    }
-    registry.set_alias("fit", "champion", 3);
-    let operator = Operator::start(&client, registry.clone(), &ns);
+    register_versions(&registry, "fit", 3, 3);
+    let operator = Operator::run(
+        test_context(client.clone(), registry.clone()),
+        WatchScope::Namespace(ns.clone()),
+    );
 
     let mut value = minimal(&name, &ns);
     merge(
@@ -973,15 +943,18 @@ async fn the_longest_admitted_name_gives_serving_children_the_server_accepts() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(feature = "harness"), ignore = "needs the harness (control plane)")]
 async fn the_longest_admitted_name_gives_a_retraining_job_the_server_accepts() {
     let client = client().await;
     let ns = namespace(&client, "crd-longest-retraining").await;
     let name = name_of_length("longest-admitted-name-retraining-", LONGEST_NAME);
     assert_eq!(name.len(), LONGEST_NAME);
     let registry = Arc::new(InMemoryRegistry::new());
-    registry.register("fit", 1, &[("accuracy", 0.8)], &[]);
-    registry.set_alias("fit", "champion", 1);
-    let operator = Operator::start(&client, registry.clone(), &ns);
+    register_versions(&registry, "fit", 1, 1);
+    let operator = Operator::run(
+        test_context(client.clone(), registry.clone()),
+        WatchScope::Namespace(ns.clone()),
+    );
 
     let mut value = minimal(&name, &ns);
     merge(
@@ -1033,8 +1006,16 @@ async fn the_longest_admitted_name_gives_a_retraining_job_the_server_accepts() {
         "{job_name:?} ({} chars) is not a valid Job name / label value",
         job_name.len()
     );
-    let md = mdeps.get(&name).await.unwrap();
-    let attempts = &md.status.as_ref().unwrap().retraining_attempts;
+    // The reconcile that creates the Job writes the status after it: wait for that write.
+    let attempts = eventually(
+        "the status records the attempt",
+        Duration::from_secs(30),
+        || async {
+            let status = mdeps.get(&name).await.ok()?.status?;
+            (!status.retraining_attempts.is_empty()).then_some(status.retraining_attempts)
+        },
+    )
+    .await;
     assert_eq!(
         attempts.last().map(|a| a.job_name.as_str()),
         Some(job_name.as_str()),

@@ -2,20 +2,23 @@
 //! status, the drifted feature first, and a bad file reported as a condition that changes
 //! nothing else.
 
+// Needs the control plane: full suite only, `cargo test --features harness` (tests/run.sh turns it
+// on; CONTRIBUTING.md says which test needs what).
+#![cfg(feature = "harness")]
+
 mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::cluster;
-use futures::FutureExt;
+use common::operator::Operator;
 use kube::api::{Api, PostParams};
 use mlrollout::api::{ModelDeployment, Phase};
-use mlrollout::controller::{self, Context, WatchScope};
+use mlrollout::controller::{Context, WatchScope};
 use mlrollout::drift::check::EngineDriftCheck;
 use mlrollout::metrics::Metrics;
 use mlrollout::registry::memory::InMemoryRegistry;
-use mlrollout::server::Health;
 
 fn resource(namespace: &str, name: &str, current: &str) -> ModelDeployment {
     serde_json::from_value(serde_json::json!({
@@ -47,13 +50,7 @@ async fn drift_scores_land_in_status_and_bad_data_is_a_condition() {
     registry.set_alias("fraud", "champion", 3);
     let ctx = Context::new(client.clone(), registry, Metrics::default())
         .with_drift(Arc::new(EngineDriftCheck::new()));
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(controller::run(
-        ctx,
-        WatchScope::Namespace(ns.clone()),
-        Health::new(),
-        rx.map(|_| ()),
-    ));
+    let operator = Operator::run(ctx, WatchScope::Namespace(ns.clone()));
     let mdeps: Api<ModelDeployment> = Api::namespaced(client.clone(), &ns);
     mdeps
         .create(
@@ -126,10 +123,6 @@ async fn drift_scores_land_in_status_and_bad_data_is_a_condition() {
     );
     assert_eq!(bad.drift_check_failures, 1);
 
-    let _ = tx.send(());
-    tokio::time::timeout(Duration::from_secs(30), task)
-        .await
-        .expect("controller stops")
-        .expect("controller did not panic");
+    operator.stop().await;
     cluster::delete_namespace(&client, &ns).await;
 }

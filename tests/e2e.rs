@@ -4,23 +4,26 @@
 //! harness as its registry) serves the champion version through a Deployment that becomes
 //! available and a Service, which garbage collection removes with the resource.
 
+// Needs the control plane and a real MLflow server: full suite only, `cargo test --features
+// harness` (tests/run.sh turns it on; CONTRIBUTING.md says which test needs what).
+#![cfg(feature = "harness")]
+
 mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::cluster;
-use futures::FutureExt;
+use common::operator::Operator;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use mlrollout::api::{ModelDeployment, Phase};
-use mlrollout::controller::{self, Context, WatchScope};
+use mlrollout::controller::{Context, WatchScope};
 use mlrollout::metrics::Metrics;
 use mlrollout::mlflow::{MlflowAuth, MlflowClient};
 use mlrollout::registry::mlflow::MlflowRegistry;
-use mlrollout::server::Health;
 
 const CRD_NAME: &str = "modeldeployments.mlrollout.io";
 
@@ -81,13 +84,7 @@ async fn the_operator_serves_a_model_on_a_real_cluster() {
 
     let registry = Arc::new(MlflowRegistry::new(Duration::from_secs(10)));
     let ctx = Context::new(client.clone(), registry, Metrics::default());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(controller::run(
-        ctx,
-        WatchScope::Namespace(ns.clone()),
-        Health::new(),
-        stopped.map(|_| ()),
-    ));
+    let operator = Operator::run(ctx, WatchScope::Namespace(ns.clone()));
 
     // The real API server runs the CRD's CEL rules.
     let mdeps: Api<ModelDeployment> = Api::namespaced(client.clone(), &ns);
@@ -169,10 +166,6 @@ async fn the_operator_serves_a_model_on_a_real_cluster() {
         },
     )
     .await;
-    let _ = stop.send(());
-    tokio::time::timeout(Duration::from_secs(30), task)
-        .await
-        .expect("controller stops")
-        .expect("controller did not panic");
+    operator.stop().await;
     cluster::delete_namespace(&client, &ns).await;
 }

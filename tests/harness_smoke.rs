@@ -19,6 +19,7 @@ fn url_with(base: &str, params: &[(&str, &str)]) -> reqwest::Url {
 }
 
 #[tokio::test]
+#[cfg_attr(not(feature = "harness"), ignore = "needs the harness (MLflow)")]
 async fn mlflow_registered_model_roundtrip() {
     // Start-up blocks for tens of seconds: keep it off the async worker.
     let srv = tokio::task::spawn_blocking(mlflow_server)
@@ -67,6 +68,7 @@ async fn mlflow_registered_model_roundtrip() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "harness"), ignore = "needs the harness (MLflow)")]
 fn mlflow_helpers_work_without_a_runtime() {
     let srv = mlflow_server();
     let resp = common::http::get(
@@ -143,6 +145,7 @@ async fn exporter_serves_text_format() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(feature = "harness"), ignore = "needs the harness (Prometheus)")]
 async fn prometheus_scrapes_exporter() {
     let exp = Exporter::start();
     exp.set_counter(

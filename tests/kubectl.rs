@@ -4,27 +4,28 @@
 //! (our Events). Expectations come from the CRD (`ModelDeployment::crd()`) and from the object
 //! as the API returns it, so what is checked is kubectl's rendering of real server state.
 
+// Needs the control plane and its kubectl: full suite only, `cargo test --features harness`
+// (tests/run.sh turns it on; CONTRIBUTING.md says which test needs what).
+#![cfg(feature = "harness")]
+
 mod common;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::FutureExt;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaProps;
 use kube::CustomResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use mlrollout::api::{ModelDeployment, Phase};
-use mlrollout::controller::{self, Context, WatchScope};
-use mlrollout::metrics::Metrics;
+use mlrollout::controller::WatchScope;
 use mlrollout::registry::memory::InMemoryRegistry;
-use mlrollout::server::Health;
 use serde_json::Value;
-use tokio::sync::oneshot;
 
 use common::cluster::{self, cluster, eventually};
-use common::operator::{ScriptedDrift, TEST_MAX_REQUEUE};
+use common::operator::{Operator, ScriptedDrift, test_context};
+use common::registry::register_versions;
 
 const NAME: &str = "fraud-detector";
 const LIMIT: Duration = Duration::from_secs(60);
@@ -65,37 +66,6 @@ async fn kubectl(args: &[&str]) -> String {
     })
     .await
     .expect("kubectl task")
-}
-
-struct Operator {
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Operator {
-    fn start(client: kube::Client, namespace: &str, registry: Arc<InMemoryRegistry>) -> Self {
-        let drift = Arc::new(ScriptedDrift::default());
-        drift.set(mlrollout::api::Severity::Medium);
-        let ctx = Context::new(client, registry, Metrics::default())
-            .with_drift(drift)
-            .with_max_requeue(TEST_MAX_REQUEUE);
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(controller::run(
-            ctx,
-            WatchScope::Namespace(namespace.to_string()),
-            Health::new(),
-            stopped.map(|_| ()),
-        ));
-        Operator { stop, task }
-    }
-
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        tokio::time::timeout(Duration::from_secs(30), self.task)
-            .await
-            .expect("operator stops")
-            .expect("operator did not panic");
-    }
 }
 
 /// The value a `.a.b.c` printer-column path selects, as `kubectl get` shows it.
@@ -148,11 +118,13 @@ async fn kubectl_shows_what_the_operator_did() {
     let client = cluster::client().await;
     let ns = cluster::namespace(&client, "kubectl").await;
     let registry = Arc::new(InMemoryRegistry::new());
-    for v in 1..=4 {
-        registry.register(NAME, v, &[("accuracy", 0.8)], &[]);
-    }
-    registry.set_alias(NAME, "champion", 3);
-    let operator = Operator::start(client.clone(), &ns, registry.clone());
+    register_versions(&registry, NAME, 4, 3);
+    let drift = Arc::new(ScriptedDrift::default());
+    drift.set(mlrollout::api::Severity::Medium);
+    let operator = Operator::run(
+        test_context(client.clone(), registry.clone()).with_drift(drift),
+        WatchScope::Namespace(ns.clone()),
+    );
 
     // Drive the resource somewhere with a value in every column: version 3 stable and ready,
     // drift checked (medium), version 4 at the first canary step (10 %).
@@ -169,9 +141,7 @@ async fn kubectl_shows_what_the_operator_did() {
         (s.phase == Phase::Stable
             && s.stable_version.as_deref() == Some("3")
             && ready
-            && s.drift
-                .as_ref()
-                .is_some_and(|d| d.severity == mlrollout::api::Severity::Medium))
+            && s.drift.as_ref().is_some_and(|d| d.severity == mlrollout::api::Severity::Medium))
         .then_some(())
     })
     .await;

@@ -16,6 +16,10 @@
 //! The registry is a real MLflow server (tests/common/mlflow.rs); Deployments become ready
 //! through the real controllers and kwok.
 
+// Needs the control plane and a real MLflow server: full suite only, `cargo test --features
+// harness` (tests/run.sh turns it on; CONTRIBUTING.md says which test needs what).
+#![cfg(feature = "harness")]
+
 mod common;
 
 use std::net::SocketAddr;
@@ -31,7 +35,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use mlrollout::api::{ModelDeployment, Phase};
 use tokio::net::{TcpListener, TcpStream};
 
-use common::cluster::{client, cluster, eventually, namespace};
+use common::cluster::{Write, client, cluster, eventually, namespace};
 use common::process::{GuardedChild, scratch_dir};
 
 const LEASE: &str = "mlrollout-leader";
@@ -432,7 +436,7 @@ impl Replica {
 
     /// Its writes, from the API server's audit log.
     fn writes(&self) -> Vec<Write> {
-        writes_by(&self.user)
+        cluster().writes_by(&self.user)
     }
 
     fn proxy(&self) -> &Proxy {
@@ -462,55 +466,6 @@ async fn operator_pid(watchdog: u32) -> u32 {
 }
 
 // ---------------------------------------------------------------- the audit log
-
-/// One write the API server answered.
-#[derive(Debug, Clone)]
-struct Write {
-    at: Timestamp,
-    verb: String,
-    /// `leases`, `deployments`, `modeldeployments/status`, ...
-    resource: String,
-    name: Option<String>,
-    code: Option<u16>,
-}
-
-impl Write {
-    fn succeeded(&self) -> bool {
-        self.code.is_some_and(|c| (200..300).contains(&c))
-    }
-    fn is_lease(&self) -> bool {
-        self.resource == "leases"
-    }
-}
-
-fn writes_by(user: &str) -> Vec<Write> {
-    let mut writes: Vec<Write> = cluster()
-        .audit()
-        .into_iter()
-        .filter(|e| e.user.username == user)
-        .map(|e| {
-            let object = e
-                .object_ref
-                .clone()
-                .unwrap_or_else(|| panic!("no objectRef: {e:?}"));
-            Write {
-                at: e
-                    .request_received_timestamp
-                    .parse()
-                    .expect("RFC 3339 timestamp"),
-                verb: e.verb,
-                resource: match object.subresource {
-                    Some(sub) => format!("{}/{sub}", object.resource),
-                    None => object.resource,
-                },
-                name: object.name,
-                code: e.response_status.and_then(|s| s.code),
-            }
-        })
-        .collect();
-    writes.sort_by_key(|w| w.at);
-    writes
-}
 
 /// The first successful Lease write of `replica` (create or take-over) after `after`.
 fn first_lease_write(replica: &Replica, after: Timestamp) -> Write {

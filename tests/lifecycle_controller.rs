@@ -9,29 +9,30 @@
 //! test: MLflow (an in-memory registry), Prometheus (scripted metric values), the drift
 //! engine's verdict, and the training code (registering a version).
 
+// Needs the control plane: full suite only, `cargo test --features harness` (tests/run.sh turns it
+// on; CONTRIBUTING.md says which test needs what).
+#![cfg(feature = "harness")]
+
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use futures::future::BoxFuture;
 use gateway_api::httproutes::HttpRoute;
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::ResourceQuota;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
-use mlrollout::api::{ModelDeployment, ModelDeploymentStatus, ModelSource, Phase, RegistryWrite};
+use mlrollout::api::{ModelDeployment, ModelDeploymentStatus, Phase};
 use mlrollout::controller::WatchScope;
 use mlrollout::registry::memory::InMemoryRegistry;
-use mlrollout::registry::{
-    MetricPair, ModelRegistry, RegistryCredentials, RegistryError, ResolvedModel,
-};
 
 use common::cluster;
 use common::operator::{Operator, ScaledClock, ScriptedAnalyzer, ScriptedDrift, complete_job};
+use common::registry::ScriptedRegistry;
 
 const MODEL: &str = "fraud-detector";
 const HOUR: Duration = Duration::from_secs(3600);
@@ -85,65 +86,11 @@ spec:
     resource
 }
 
-/// The in-memory registry, with MLflow's evaluation answers held back while `hold` is set
-/// (as if MLflow could not be read at that moment): the resource then stays in `Evaluating`.
-struct Registry {
-    memory: Arc<InMemoryRegistry>,
-    hold_evaluation: AtomicBool,
-}
-
-impl ModelRegistry for Registry {
-    fn resolve<'a>(
-        &'a self,
-        model: &'a ModelSource,
-        credentials: &'a RegistryCredentials,
-    ) -> BoxFuture<'a, Result<ResolvedModel, RegistryError>> {
-        self.memory.resolve(model, credentials)
-    }
-
-    fn find_candidate<'a>(
-        &'a self,
-        model: &'a ModelSource,
-        credentials: &'a RegistryCredentials,
-        attempt_id: &'a str,
-    ) -> BoxFuture<'a, Result<Option<String>, RegistryError>> {
-        self.memory.find_candidate(model, credentials, attempt_id)
-    }
-
-    fn evaluation_metrics<'a>(
-        &'a self,
-        model: &'a ModelSource,
-        credentials: &'a RegistryCredentials,
-        candidate: &'a str,
-        champion: &'a str,
-        metric: &'a str,
-    ) -> BoxFuture<'a, Result<MetricPair, RegistryError>> {
-        if self.hold_evaluation.load(Ordering::SeqCst) {
-            return Box::pin(async {
-                Err(RegistryError::Unavailable(
-                    "evaluation held by the test".into(),
-                ))
-            });
-        }
-        self.memory
-            .evaluation_metrics(model, credentials, candidate, champion, metric)
-    }
-
-    fn apply_write<'a>(
-        &'a self,
-        model: &'a ModelSource,
-        credentials: &'a RegistryCredentials,
-        write: &'a RegistryWrite,
-    ) -> BoxFuture<'a, Result<(), RegistryError>> {
-        self.memory.apply_write(model, credentials, write)
-    }
-}
-
 struct World {
     client: kube::Client,
     ns: String,
     registry: Arc<InMemoryRegistry>,
-    gate: Arc<Registry>,
+    gate: Arc<ScriptedRegistry>,
     analyzer: Arc<ScriptedAnalyzer>,
     drift: Arc<ScriptedDrift>,
     clock: ScaledClock,
@@ -165,10 +112,7 @@ impl World {
         World {
             client,
             ns,
-            gate: Arc::new(Registry {
-                memory: registry.clone(),
-                hold_evaluation: AtomicBool::new(false),
-            }),
+            gate: Arc::new(ScriptedRegistry::new(registry.clone())),
             registry,
             analyzer,
             drift: Arc::new(ScriptedDrift::default()),
@@ -226,6 +170,21 @@ impl World {
         self.clock
             .wait_for(what, limit, || async {
                 (self.weights().await == Some(want)).then_some(())
+            })
+            .await
+    }
+
+    /// Waits (an hour of virtual time at most) until the candidate Deployment is gone.
+    async fn wait_candidate_removed(&self) {
+        let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), &self.ns);
+        self.clock
+            .wait_for("candidate removed", HOUR, || async {
+                deployments
+                    .get_opt("fraud-detector-candidate")
+                    .await
+                    .unwrap()
+                    .is_none()
+                    .then_some(())
             })
             .await
     }
@@ -425,19 +384,7 @@ async fn drift_retrains_evaluates_shadows_steps_and_promotes() {
     assert_eq!(candidate, vec![0, 10, 50, 100, 0], "{seen:?}");
 
     // The candidate Deployment is gone once the stable one runs version 4.
-    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
-        Api::namespaced(world.client.clone(), &world.ns);
-    world
-        .clock
-        .wait_for("candidate removed", HOUR, || async {
-            deployments
-                .get_opt("fraud-detector-candidate")
-                .await
-                .unwrap()
-                .is_none()
-                .then_some(())
-        })
-        .await;
+    world.wait_candidate_removed().await;
 
     world
         .wait_events(&[
@@ -483,19 +430,7 @@ async fn a_regression_at_fifty_percent_rolls_back_to_stable() {
     assert_eq!(world.registry.alias(MODEL, "champion"), Some(3));
     assert_eq!(world.registry.alias(MODEL, "challenger"), None);
     // The candidate Deployment is gone.
-    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
-        Api::namespaced(world.client.clone(), &world.ns);
-    world
-        .clock
-        .wait_for("candidate removed", HOUR, || async {
-            deployments
-                .get_opt("fraud-detector-candidate")
-                .await
-                .unwrap()
-                .is_none()
-                .then_some(())
-        })
-        .await;
+    world.wait_candidate_removed().await;
     world.finish(operator).await;
 }
 
@@ -515,7 +450,7 @@ async fn a_restart_in_every_phase_changes_nothing() {
     let mut restarted_in = vec![(Phase::Retraining, None)];
     // MLflow's evaluation answer is held back until the operator was restarted in
     // `Evaluating` (the phase lasts one reconcile otherwise).
-    world.gate.hold_evaluation.store(true, Ordering::SeqCst);
+    world.gate.hold_evaluation(true);
     world.complete_job(&job, 0.91).await;
 
     let mut last = (Phase::Retraining, None);
@@ -535,7 +470,7 @@ async fn a_restart_in_every_phase_changes_nothing() {
             if status.phase == Phase::Evaluating {
                 world.clock.sleep(MINUTE).await;
                 assert_eq!(world.status().await.phase, Phase::Evaluating);
-                world.gate.hold_evaluation.store(false, Ordering::SeqCst);
+                world.gate.hold_evaluation(false);
             }
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -1,6 +1,10 @@
 //! `/healthz`, `/readyz` and `/metrics` of a running controller on the real API server,
 //! scraped over HTTP.
 
+// Needs the control plane: full suite only, `cargo test --features harness` (tests/run.sh turns it
+// on; CONTRIBUTING.md says which test needs what).
+#![cfg(feature = "harness")]
+
 mod common;
 
 use std::sync::Arc;
@@ -39,15 +43,16 @@ async fn metrics_and_probes_are_served() {
     let base = format!("http://{addr}");
 
     // Not ready before the controller listed anything.
-    let mut ready_before = None;
-    for _ in 0..50 {
-        if let Ok(r) = client.get(format!("{base}/readyz")).send().await {
-            ready_before = Some(r.status().as_u16());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(ready_before, Some(503));
+    let ready_before = cluster::eventually(
+        "the HTTP server answers /readyz",
+        Duration::from_secs(5),
+        || async {
+            let answer = client.get(format!("{base}/readyz")).send().await.ok()?;
+            Some(answer.status().as_u16())
+        },
+    )
+    .await;
+    assert_eq!(ready_before, 503);
 
     let ctx = Context::new(client_k8s.clone(), registry, metrics.clone());
     let controller = tokio::spawn(controller::run(
@@ -73,80 +78,39 @@ spec:
         .await
         .unwrap();
 
-    let mut body = String::new();
-    for _ in 0..600 {
-        body = client
-            .get(format!("{base}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        if body.contains(r#"phase="Stable""#) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let body = cluster::eventually(
+        "/metrics shows the resource Stable",
+        Duration::from_secs(60),
+        || async {
+            let body = client
+                .get(format!("{base}/metrics"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            body.contains(r#"phase="Stable""#).then_some(body)
+        },
+    )
+    .await;
+    let labels = format!(r#"namespace="{ns}",name="fraud""#);
+    for line in [
+        r#"mlrollout_reconciles_total{result="ok"}"#.to_string(),
+        "mlrollout_reconcile_duration_seconds_bucket".to_string(),
+        format!(r#"mlrollout_phase{{{labels},phase="Stable"}} 1"#),
+        format!(r#"mlrollout_phase{{{labels},phase="Progressing"}} 0"#),
+        format!(r#"mlrollout_canary_weight_percent{{{labels}}} 0"#),
+        format!(r#"mlrollout_drift_psi_threshold{{{labels},level="high"}} 0.3"#),
+        format!(r#"mlrollout_drift_psi_threshold{{{labels},level="warning"}} 0.15"#),
+    ] {
+        assert!(body.contains(&line), "no {line} in:\n{body}");
     }
-    assert!(
-        body.contains(r#"mlrollout_reconciles_total{result="ok"}"#),
-        "{body}"
-    );
-    assert!(
-        body.contains("mlrollout_reconcile_duration_seconds_bucket"),
-        "{body}"
-    );
-    assert!(
-        body.contains(&format!(
-            r#"mlrollout_phase{{namespace="{ns}",name="fraud",phase="Stable"}} 1"#
-        )),
-        "{body}"
-    );
-    assert!(
-        body.contains(&format!(
-            r#"mlrollout_phase{{namespace="{ns}",name="fraud",phase="Progressing"}} 0"#
-        )),
-        "{body}"
-    );
-    assert!(
-        body.contains(&format!(
-            r#"mlrollout_canary_weight_percent{{namespace="{ns}",name="fraud"}} 0"#
-        )),
-        "{body}"
-    );
-    assert!(
-        body.contains(&format!(
-            r#"mlrollout_drift_psi_threshold{{namespace="{ns}",name="fraud",level="high"}} 0.3"#
-        )),
-        "{body}"
-    );
-    assert!(
-        body.contains(&format!(
-            r#"mlrollout_drift_psi_threshold{{namespace="{ns}",name="fraud",level="warning"}} 0.15"#
-        )),
-        "{body}"
-    );
 
-    assert_eq!(
-        client
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16(),
-        200
-    );
-    assert_eq!(
-        client
-            .get(format!("{base}/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16(),
-        200
-    );
+    for probe in ["readyz", "healthz"] {
+        let answer = client.get(format!("{base}/{probe}")).send().await.unwrap();
+        assert_eq!(answer.status().as_u16(), 200, "/{probe}");
+    }
 
     stop_tx.send(true).unwrap();
     tokio::time::timeout(Duration::from_secs(10), controller)

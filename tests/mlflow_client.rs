@@ -2,6 +2,10 @@
 //! `common::mlflow::mlflow_server()`), with model versions registered by
 //! `tests/scripts/train_models.py` the way a retraining Job does it.
 
+// Needs a real MLflow server and the test venv's Python: full suite only, `cargo test --features
+// harness` (tests/run.sh turns it on; CONTRIBUTING.md says which test needs what).
+#![cfg(feature = "harness")]
+
 mod common;
 
 use std::path::PathBuf;

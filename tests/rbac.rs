@@ -15,8 +15,12 @@
 //!   makes is namespaced — a cluster-wide one would have been refused.
 //!
 //! Needs `MLROLLOUT_PYTHON` (the venv of tests/harness/install.sh, with helm-python-sdk); run it
-//! as the README says: `bash tests/run.sh`, or
-//! `bash tests/harness/install.sh && . target/harness.env && cargo test --test rbac`.
+//! as the README says: `bash tests/run.sh`, or `bash tests/harness/install.sh &&
+//! . target/harness.env && cargo test --features harness --test rbac`.
+
+// Needs the control plane and helm-python-sdk (MLROLLOUT_PYTHON): full suite only, `cargo test
+// --features harness` (tests/run.sh turns it on; CONTRIBUTING.md says which test needs what).
+#![cfg(feature = "harness")]
 
 mod common;
 
@@ -51,7 +55,9 @@ use mlrollout::server::Health;
 use tokio::sync::oneshot;
 
 use common::cluster::{client, cluster, eventually, finish_job, namespace};
-use common::operator::{ScaledClock, ScriptedAnalyzer, ScriptedDrift, TEST_MAX_REQUEUE};
+use common::operator::{
+    ScaledClock, ScriptedAnalyzer, ScriptedDrift, TEST_MAX_REQUEUE, job_attempt_id,
+};
 
 const MODEL: &str = "fraud-detector";
 
@@ -60,7 +66,8 @@ type Permission = (String, String, String);
 
 const README_HINT: &str = "set MLROLLOUT_PYTHON to the test venv's python (it has \
 helm-python-sdk), as in the README's test command: `bash tests/run.sh`, or \
-`bash tests/harness/install.sh && . target/harness.env && cargo test --test rbac`";
+`bash tests/harness/install.sh && . target/harness.env && \
+cargo test --features harness --test rbac`";
 
 // ---------------------------------------------------------------- the chart, rendered by Helm
 
@@ -446,42 +453,6 @@ fn refusal<T>(result: Result<T, kube::Error>) -> Option<u16> {
     }
 }
 
-/// One write of `user` from the API server's audit log: (verb, group, resource, namespace,
-/// name, code).
-type AuditWrite = (
-    String,
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<u16>,
-);
-
-fn audit_writes_of(user: &str) -> Vec<AuditWrite> {
-    cluster()
-        .audit()
-        .into_iter()
-        .filter(|e| e.user.username == user)
-        .map(|e| {
-            let o = e
-                .object_ref
-                .unwrap_or_else(|| panic!("an audited write without objectRef by {user}"));
-            let resource = match o.subresource {
-                Some(sub) => format!("{}/{sub}", o.resource),
-                None => o.resource,
-            };
-            (
-                e.verb,
-                o.api_group.unwrap_or_default(),
-                resource,
-                o.namespace,
-                o.name,
-                e.response_status.and_then(|s| s.code),
-            )
-        })
-        .collect()
-}
-
 /// Waits until the freshly bound ServiceAccount may list ModelDeployments in `namespace`
 /// (the RBAC authorizer's caches follow the bindings within moments).
 async fn wait_bound(user: &(String, Vec<String>), namespace: &str) {
@@ -584,23 +555,6 @@ async fn wait_phase(
         || async { (status(client, ns, MODEL).await.phase == phase).then_some(()) },
     )
     .await;
-}
-
-/// The attempt id a retraining Job passes to its training code.
-async fn attempt_id(client: &kube::Client, ns: &str, job: &str) -> String {
-    let job = Api::<Job>::namespaced(client.clone(), ns)
-        .get(job)
-        .await
-        .unwrap();
-    job.spec
-        .and_then(|s| s.template.spec)
-        .and_then(|s| s.containers.into_iter().next())
-        .and_then(|c| c.env)
-        .unwrap_or_default()
-        .into_iter()
-        .find(|e| e.name == "MLROLLOUT_ATTEMPT_ID")
-        .and_then(|e| e.value)
-        .expect("the Job carries its attempt id")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -727,7 +681,7 @@ async fn the_charts_rbac_lets_the_operator_run_a_whole_lifecycle_and_nothing_mor
         .job_name
         .clone();
     // The training container registers version 4 tagged with its attempt, then exits 0.
-    let attempt = attempt_id(&admin, &app, &job).await;
+    let attempt = job_attempt_id(&admin, &app, &job).await;
     registry.register(
         MODEL,
         4,
@@ -838,13 +792,13 @@ async fn the_charts_rbac_lets_the_operator_run_a_whole_lifecycle_and_nothing_mor
             );
         }
     }
-    let audited = audit_writes_of(&user.0);
+    let audited = cluster().writes_by(&user.0);
     assert!(
-        audited.iter().all(|w| w.5 != Some(403)),
+        audited.iter().all(|w| w.code != Some(403)),
         "403 in the audit log: {:?}",
         audited
             .iter()
-            .filter(|w| w.5 == Some(403))
+            .filter(|w| w.code == Some(403))
             .collect::<Vec<_>>()
     );
     for must in [
@@ -864,8 +818,10 @@ async fn the_charts_rbac_lets_the_operator_run_a_whole_lifecycle_and_nothing_mor
         assert!(
             audited
                 .iter()
-                .any(|w| (w.1.as_str(), w.2.as_str(), w.0.as_str()) == must
-                    && matches!(w.5, Some(200..=299))),
+                .any(
+                    |w| (w.group.as_str(), w.resource.as_str(), w.verb.as_str()) == must
+                        && w.succeeded()
+                ),
             "the audit log shows no successful {must:?} by {}",
             user.0
         );
@@ -873,7 +829,8 @@ async fn the_charts_rbac_lets_the_operator_run_a_whole_lifecycle_and_nothing_mor
     assert!(
         audited
             .iter()
-            .all(|w| w.3.as_deref() == Some(app.as_str()) || w.3.as_deref() == Some(&ops)),
+            .all(|w| w.namespace.as_deref() == Some(app.as_str())
+                || w.namespace.as_deref() == Some(&ops)),
         "the operator wrote in its own and the watched namespace only"
     );
 
@@ -1064,12 +1021,12 @@ async fn the_charts_rbac_lets_the_operator_run_a_whole_lifecycle_and_nothing_mor
         assert_eq!(*code, Some(403), "{what}: expected 403 Forbidden");
     }
     // A refused write is in the audit log with its 403: the "no 403" above is meaningful.
-    let audited = audit_writes_of(&user.0);
+    let audited = cluster().writes_by(&user.0);
     assert!(
-        audited.iter().any(|w| w.0 == "delete"
-            && w.2 == "namespaces"
-            && w.4.as_deref() == Some(app.as_str())
-            && w.5 == Some(403)),
+        audited.iter().any(|w| w.verb == "delete"
+            && w.resource == "namespaces"
+            && w.name.as_deref() == Some(app.as_str())
+            && w.code == Some(403)),
         "the audit log records the refused delete: {audited:?}"
     );
 }
@@ -1236,16 +1193,18 @@ async fn listed_namespaces_are_reconciled_alone_with_namespaced_requests_only() 
     );
     let refused: Vec<&ApiRequest> = requests.iter().filter(|r| r.status == Some(403)).collect();
     assert!(refused.is_empty(), "{refused:?}");
-    let audited = audit_writes_of(&user.0);
+    let audited = cluster().writes_by(&user.0);
     assert!(
-        audited.iter().any(|w| w.2 == "modeldeployments/status"),
+        audited
+            .iter()
+            .any(|w| w.resource == "modeldeployments/status"),
         "{audited:?}"
     );
     assert!(
-        audited.iter().all(|w| w.5 != Some(403)
+        audited.iter().all(|w| w.code != Some(403)
             && [&ops, &team_a, &team_b]
                 .iter()
-                .any(|ns| w.3.as_deref() == Some(ns.as_str()))),
+                .any(|ns| w.namespace.as_deref() == Some(ns.as_str()))),
         "{audited:?}"
     );
     // What a cluster-wide watch would have met, and what team-c is to this operator.

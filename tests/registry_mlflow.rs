@@ -1,6 +1,10 @@
 //! The reconciler's registry view against a real MLflow server: alias, pinned version, and
 //! errors a user can act on (missing model, missing alias, server down).
 
+// Needs a real MLflow server and the test venv's Python: full suite only, `cargo test --features
+// harness` (tests/run.sh turns it on; CONTRIBUTING.md says which test needs what).
+#![cfg(feature = "harness")]
+
 mod common;
 
 use std::time::Duration;

@@ -4,14 +4,16 @@
 //! `resourceVersion` it was decided on; the stale writer gets 409 Conflict and the controller
 //! retries on fresh state).
 
+// Needs the control plane: full suite only, `cargo test --features harness` (tests/run.sh turns it
+// on; CONTRIBUTING.md says which test needs what).
+#![cfg(feature = "harness")]
+
 mod common;
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::FutureExt;
-use futures::future::BoxFuture;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::CustomResourceExt;
@@ -20,21 +22,18 @@ use kube::runtime::controller::Action;
 use mlrollout::api::{
     AdvisorStatus, AnalysisStatus, DeferredTrigger, DriftSummary, EvaluationStatus,
     FeatureDriftStatus, MeasurementRecord, MetricStatus, ModelDeployment, ModelDeploymentStatus,
-    ModelSource, Phase, RegistryWrite, RetrainingAttempt, RolloutRecord,
+    Phase, RegistryWrite, RetrainingAttempt, RolloutRecord,
 };
 use mlrollout::controller::act::write_status;
-use mlrollout::controller::{self, Context, WatchScope, error_policy};
+use mlrollout::controller::{Context, WatchScope, error_policy};
 use mlrollout::error::{Error, ErrorCategory};
 use mlrollout::metrics::Metrics;
 use mlrollout::registry::memory::InMemoryRegistry;
-use mlrollout::registry::{
-    MetricPair, ModelRegistry, RegistryCredentials, RegistryError, ResolvedModel,
-};
-use mlrollout::server::Health;
 use serde_json::Value;
-use tokio::sync::oneshot;
 
 use common::cluster::{self, cluster, eventually};
+use common::operator::Operator;
+use common::registry::{ScriptedRegistry, register_versions};
 
 const NAME: &str = "fraud-detector";
 const LIMIT: Duration = Duration::from_secs(30);
@@ -562,65 +561,6 @@ async fn two_writers_on_the_same_read_never_lose_the_newer_status() {
     cluster::delete_namespace(&client, &ns).await;
 }
 
-/// A registry that holds the first `resolve` of a pinned version until the test lets it go:
-/// the reconcile that runs it decides on a view the test then makes stale.
-struct HeldRegistry {
-    inner: InMemoryRegistry,
-    hold: Mutex<Option<(oneshot::Sender<()>, oneshot::Receiver<()>)>>,
-}
-
-impl ModelRegistry for HeldRegistry {
-    fn resolve<'a>(
-        &'a self,
-        model: &'a ModelSource,
-        credentials: &'a RegistryCredentials,
-    ) -> BoxFuture<'a, Result<ResolvedModel, RegistryError>> {
-        let held = if model.version.is_some() {
-            self.hold.lock().unwrap().take()
-        } else {
-            None
-        };
-        async move {
-            if let Some((entered, release)) = held {
-                let _ = entered.send(());
-                let _ = release.await;
-            }
-            self.inner.resolve(model, credentials).await
-        }
-        .boxed()
-    }
-
-    fn find_candidate<'a>(
-        &'a self,
-        model: &'a ModelSource,
-        credentials: &'a RegistryCredentials,
-        attempt_id: &'a str,
-    ) -> BoxFuture<'a, Result<Option<String>, RegistryError>> {
-        self.inner.find_candidate(model, credentials, attempt_id)
-    }
-
-    fn evaluation_metrics<'a>(
-        &'a self,
-        model: &'a ModelSource,
-        credentials: &'a RegistryCredentials,
-        candidate: &'a str,
-        champion: &'a str,
-        metric: &'a str,
-    ) -> BoxFuture<'a, Result<MetricPair, RegistryError>> {
-        self.inner
-            .evaluation_metrics(model, credentials, candidate, champion, metric)
-    }
-
-    fn apply_write<'a>(
-        &'a self,
-        model: &'a ModelSource,
-        credentials: &'a RegistryCredentials,
-        write: &'a RegistryWrite,
-    ) -> BoxFuture<'a, Result<(), RegistryError>> {
-        self.inner.apply_write(model, credentials, write)
-    }
-}
-
 fn conflicts_counted(metrics: &Metrics) -> f64 {
     metrics
         .encode()
@@ -634,27 +574,16 @@ fn conflicts_counted(metrics: &Metrics) -> f64 {
 async fn the_controller_recovers_from_a_conflict_without_losing_the_other_write() {
     let client = cluster::client().await;
     let ns = cluster::namespace(&client, "status-conflict").await;
-    let inner = InMemoryRegistry::new();
-    for v in 1..=3 {
-        inner.register(NAME, v, &[("accuracy", 0.8)], &[]);
-    }
-    inner.set_alias(NAME, "champion", 3);
-    let (entered_tx, entered_rx) = oneshot::channel();
-    let (release_tx, release_rx) = oneshot::channel();
-    let registry = Arc::new(HeldRegistry {
-        inner,
-        hold: Mutex::new(Some((entered_tx, release_rx))),
-    });
+    let memory = Arc::new(InMemoryRegistry::new());
+    register_versions(&memory, NAME, 3, 3);
+    // The first resolve of a pinned version is held until the test lets it go: the reconcile
+    // that runs it decides on a view the test then makes stale.
+    let registry = Arc::new(ScriptedRegistry::new(memory));
+    let (entered_rx, release_tx) = registry.hold_next_pinned_resolve();
     let metrics = Metrics::default();
     // No requeue cap: other failures would wait 10 s; a conflict is retried at once.
     let ctx = Context::new(client.clone(), registry, metrics.clone());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let operator = tokio::spawn(controller::run(
-        ctx,
-        WatchScope::Namespace(ns.clone()),
-        Health::new(),
-        stopped.map(|_| ()),
-    ));
+    let operator = Operator::run(ctx, WatchScope::Namespace(ns.clone()));
 
     let api: Api<ModelDeployment> = Api::namespaced(client.clone(), &ns);
     create(&client, &ns).await;
@@ -736,10 +665,6 @@ async fn the_controller_recovers_from_a_conflict_without_losing_the_other_write(
     .await;
     assert!(conflicts_counted(&metrics) >= 1.0, "{}", metrics.encode());
 
-    let _ = stop.send(());
-    tokio::time::timeout(Duration::from_secs(30), operator)
-        .await
-        .expect("operator stops")
-        .expect("operator did not panic");
+    operator.stop().await;
     cluster::delete_namespace(&client, &ns).await;
 }

@@ -6,14 +6,16 @@
 pub enum Run {
     /// `cargo bench`: the measurement.
     Full,
-    /// `cargo bench -- --test`, `cargo test`: proves the bench works, small and fast.
+    /// `cargo bench -- --test`, `cargo test --all-targets`: proves the bench works, small and
+    /// fast (with `--features harness`, like the rest of the full suite).
     Quick,
 }
 
 /// What the command line asks for, read as criterion reads the same arguments (the drift bench
 /// is a criterion bench): `--bench` without `--test` is the full run, anything else a quick
 /// one; a positional argument filters by name (`--exact`, `--skip NAME` as in libtest);
-/// `--list` lists. `None`: nothing to run, said on stdout.
+/// `--list` lists. A quick run needs the `harness` feature, as the tests on the harness do.
+/// `None`: nothing to run, said on stdout.
 pub fn requested_run(name: &str) -> Option<Run> {
     // Options of criterion and libtest that take a value.
     const WITH_VALUE: &[&str] = &[
@@ -64,9 +66,17 @@ pub fn requested_run(name: &str) -> Option<Run> {
         println!("{name}: filtered out by the arguments {args:?}");
         return None;
     }
-    Some(if has("--bench") && !has("--test") {
+    let run = if has("--bench") && !has("--test") {
         Run::Full
     } else {
         Run::Quick
-    })
+    };
+    // The benches that read their command line here run on the harness (the control plane,
+    // Prometheus). A measurement is asked for by name and always runs; the quick check belongs
+    // to the full suite, as the tests that need the harness do.
+    if run == Run::Quick && !cfg!(feature = "harness") {
+        println!("{name}: ignored, needs the harness (--features harness)");
+        return None;
+    }
+    Some(run)
 }

@@ -5,8 +5,8 @@
 //! with RBAC and client-certificate admin; our CRD, the Gateway API standard CRDs and Istio's
 //! VirtualService CRD are installed. `tests/run.sh` starts one such cluster for the whole suite
 //! and names its folder in `MLROLLOUT_TEST_CLUSTER`; a test binary run on its own
-//! (`cargo test --test controller`) starts a private one, stopped by the script's watcher when
-//! the binary exits.
+//! (`cargo test --features harness --test controller`) starts a private one, stopped by the
+//! script's watcher when the binary exits.
 //!
 //! Tests share the cluster and isolate themselves with a namespace each ([`namespace`]).
 
@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
@@ -79,7 +80,11 @@ fn start_private_cluster() -> PathBuf {
         .expect("bash runs tests/harness/cluster.sh");
     assert!(
         output.status.success(),
-        "tests/harness/cluster.sh up failed (its last line above names the component and log)"
+        "tests/harness/cluster.sh up failed (its last line above names the component and log). \
+         Tests on the control plane need Go, Python 3 and openssl to build and start one, or \
+         MLROLLOUT_TEST_CLUSTER naming a running one \
+         (`bash tests/harness/cluster.sh up --control-plane-only --dir DIR`); \
+         `bash tests/run.sh` does all of it"
     );
     dir
 }
@@ -157,6 +162,32 @@ pub struct AuditStatus {
     pub code: Option<u16>,
 }
 
+/// One write from the audit log, flattened: who did what to which object, and the answer.
+#[derive(Debug, Clone)]
+pub struct Write {
+    /// When the API server received the request.
+    pub at: Timestamp,
+    pub verb: String,
+    /// API group (`""` for the core group).
+    pub group: String,
+    /// `leases`, `deployments`, `modeldeployments/status`, ...
+    pub resource: String,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    /// The HTTP status of the answer.
+    pub code: Option<u16>,
+}
+
+impl Write {
+    pub fn succeeded(&self) -> bool {
+        self.code.is_some_and(|c| (200..300).contains(&c))
+    }
+
+    pub fn is_lease(&self) -> bool {
+        self.group == "coordination.k8s.io" && self.resource == "leases"
+    }
+}
+
 impl Cluster {
     /// The admin's kube config (client certificate in `system:masters`).
     pub async fn config(&self) -> kube::Config {
@@ -169,6 +200,37 @@ impl Cluster {
         text.lines()
             .filter_map(|line| serde_json::from_str(line).ok())
             .collect()
+    }
+
+    /// Every write `user` made so far, oldest first (see [`Write`]).
+    pub fn writes_by(&self, user: &str) -> Vec<Write> {
+        let mut writes: Vec<Write> =
+            self.audit()
+                .into_iter()
+                .filter(|e| e.user.username == user)
+                .map(|e| {
+                    let object = e
+                        .object_ref
+                        .clone()
+                        .unwrap_or_else(|| panic!("an audited write without objectRef: {e:?}"));
+                    Write {
+                        at: e.request_received_timestamp.parse().unwrap_or_else(|err| {
+                            panic!("not an RFC 3339 timestamp ({err}): {e:?}")
+                        }),
+                        verb: e.verb,
+                        group: object.api_group.unwrap_or_default(),
+                        resource: match object.subresource {
+                            Some(sub) => format!("{}/{sub}", object.resource),
+                            None => object.resource,
+                        },
+                        namespace: object.namespace,
+                        name: object.name,
+                        code: e.response_status.and_then(|s| s.code),
+                    }
+                })
+                .collect();
+        writes.sort_by_key(|w| w.at);
+        writes
     }
 
     /// A kubeconfig whose client certificate (signed by the cluster's CA) authenticates as

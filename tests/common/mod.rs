@@ -11,3 +11,4 @@ pub mod mlflow;
 pub mod operator;
 pub mod process;
 pub mod prometheus;
+pub mod registry;

@@ -207,17 +207,39 @@ impl ScaledClock {
 /// Longest real wait between reconciles in tests that run on a [`ScaledClock`].
 pub const TEST_MAX_REQUEUE: Duration = Duration::from_millis(200);
 
-/// A running controller, scoped to the test's namespace(s).
+/// The controller's context for a test: `client`, `registry`, fresh metrics, and requeues capped
+/// at [`TEST_MAX_REQUEUE`] (a test never waits out a long backoff). Add the doubles it needs.
+pub fn test_context(client: kube::Client, registry: Arc<dyn ModelRegistry>) -> Context {
+    Context::new(client, registry, Metrics::default()).with_max_requeue(TEST_MAX_REQUEUE)
+}
+
+/// A running controller (`controller::run`) on the real API server, until [`Operator::stop`].
 pub struct Operator {
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl Operator {
+    /// Runs the real controller with the context the test built. `scope` must name the test's
+    /// own namespace(s): the cluster is shared.
+    pub fn run(ctx: Context, scope: WatchScope) -> Operator {
+        Operator::run_with_health(ctx, scope, Health::new())
+    }
+
+    /// [`Operator::run`], reporting liveness and readiness to `health`.
+    pub fn run_with_health(ctx: Context, scope: WatchScope, health: Health) -> Operator {
+        assert!(
+            scope.namespaces().is_some(),
+            "tests share the cluster: scope the operator to the test's namespaces"
+        );
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(controller::run(ctx, scope, health, stopped.map(|_| ())));
+        Operator { stop, task }
+    }
+
     /// Starts the real controller on `client` with the test doubles, the injected `clock`
     /// (usually [`ScaledClock::controller_clock`]) and requeues capped at [`TEST_MAX_REQUEUE`]
-    /// so it sees virtual time move. `scope` must name the test's own namespace(s): the
-    /// cluster is shared.
+    /// so it sees virtual time move.
     pub fn start(
         client: kube::Client,
         registry: Arc<dyn ModelRegistry>,
@@ -226,33 +248,21 @@ impl Operator {
         clock: controller::Clock,
         scope: WatchScope,
     ) -> Operator {
-        assert!(
-            scope.namespaces().is_some(),
-            "tests share the cluster: scope the operator to the test's namespaces"
-        );
-        let ctx = Context::new(client, registry, Metrics::default())
+        let ctx = test_context(client, registry)
             .with_analyzer(analyzer)
             .with_drift(drift)
-            .with_clock(clock)
-            .with_max_requeue(TEST_MAX_REQUEUE);
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(controller::run(ctx, scope, Health::new(), rx.map(|_| ())));
-        Operator {
-            stop: Some(tx),
-            task: Some(task),
-        }
+            .with_clock(clock);
+        Operator::run(ctx, scope)
     }
 
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            tokio::time::timeout(Duration::from_secs(30), task)
-                .await
-                .expect("controller stops")
-                .expect("controller did not panic");
-        }
+    /// Stops the controller and waits until it has (30 s at most); fails the test if the
+    /// controller panicked.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .expect("controller stops")
+            .expect("controller did not panic");
     }
 }
 

@@ -392,7 +392,11 @@ def check_crds(failures):
         failures.append("expected one CRD under charts/mlrollout/crds, found %d" % len(crds))
     out["equal_to_repo"] = len(out["files"]) == 1 and out["files"][0]["sha256"] == out["repo_sha256"]
     if not out["equal_to_repo"]:
-        failures.append("charts/mlrollout/crds differs from crds/modeldeployment.yaml (copy it over)")
+        failures.append(
+            "the CRD Helm loads from charts/mlrollout/crds is not crds/modeldeployment.yaml "
+            "(the chart's file is a link to it: ln -sf ../../../crds/modeldeployment.yaml "
+            "charts/mlrollout/crds/modeldeployment.yaml)"
+        )
     return out
 
 
