@@ -141,7 +141,9 @@ async fn kubectl_shows_what_the_operator_did() {
         (s.phase == Phase::Stable
             && s.stable_version.as_deref() == Some("3")
             && ready
-            && s.drift.as_ref().is_some_and(|d| d.severity == mlrollout::api::Severity::Medium))
+            && s.drift
+                .as_ref()
+                .is_some_and(|d| d.severity == mlrollout::api::Severity::Medium))
         .then_some(())
     })
     .await;

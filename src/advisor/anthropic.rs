@@ -10,7 +10,6 @@ use super::{
     Advisor, AdvisorAnswer, AdvisorError, AdvisorInput, SYSTEM_PROMPT, parse_answer, user_prompt,
 };
 use crate::api::AdvisorSpec;
-use crate::api::duration::parse_duration;
 
 /// Client of the Messages API.
 #[derive(Debug, Clone, Default)]
@@ -44,10 +43,10 @@ impl AnthropicAdvisor {
     async fn call(
         &self,
         spec: &AdvisorSpec,
+        timeout: Duration,
         api_key: &str,
         input: &AdvisorInput,
     ) -> Result<AdvisorAnswer, AdvisorError> {
-        let timeout = parse_duration(&spec.timeout).unwrap_or(Duration::from_secs(20));
         let url = format!("{}/v1/messages", spec.endpoint.trim_end_matches('/'));
         let body = serde_json::json!({
             "model": spec.model,
@@ -107,13 +106,13 @@ impl Advisor for AnthropicAdvisor {
     fn advise<'a>(
         &'a self,
         spec: &'a AdvisorSpec,
+        timeout: Duration,
         api_key: &'a str,
         input: &'a AdvisorInput,
     ) -> BoxFuture<'a, Result<AdvisorAnswer, AdvisorError>> {
         async move {
-            let timeout = parse_duration(&spec.timeout).unwrap_or(Duration::from_secs(20));
             // The whole exchange, not only each I/O step, is bounded.
-            match tokio::time::timeout(timeout, self.call(spec, api_key, input)).await {
+            match tokio::time::timeout(timeout, self.call(spec, timeout, api_key, input)).await {
                 Ok(result) => result,
                 Err(_) => Err(AdvisorError::Timeout),
             }

@@ -10,6 +10,7 @@
 pub mod anthropic;
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -195,9 +196,11 @@ pub fn parse_answer(text: &str) -> Result<AdvisorAnswer, AdvisorError> {
 
 /// A language-model provider.
 pub trait Advisor: Send + Sync {
+    /// `timeout` bounds the whole exchange (`spec.advisor.timeout`, parsed by validation).
     fn advise<'a>(
         &'a self,
         spec: &'a AdvisorSpec,
+        timeout: Duration,
         api_key: &'a str,
         input: &'a AdvisorInput,
     ) -> BoxFuture<'a, Result<AdvisorAnswer, AdvisorError>>;

@@ -1,6 +1,8 @@
 //! Observe: read what the decision needs from the cluster, the registry, Prometheus and the
 //! data. What to read beyond the basics is asked of the lifecycle ([`crate::core::lifecycle::wants`]).
 
+use std::time::Duration;
+
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Secret;
@@ -59,6 +61,7 @@ pub async fn observe(
         namespace,
         status,
         credentials: &credentials,
+        advisor_timeout: validated.map(|v| v.timing.advisor_timeout),
     };
     let mut observations = Observations::default();
     if wants.drift_check {
@@ -108,6 +111,8 @@ struct Reading<'a> {
     namespace: &'a str,
     status: &'a ModelDeploymentStatus,
     credentials: &'a Result<RegistryCredentials, RegistryError>,
+    /// `spec.advisor.timeout` as validation parsed it (`None`: the spec is invalid).
+    advisor_timeout: Option<Duration>,
 }
 
 impl Reading<'_> {
@@ -125,15 +130,9 @@ impl Reading<'_> {
         };
         if let DriftObservation::Completed { summary, .. } = &drift
             && self.resource.spec.advisor.enabled
+            && let Some(timeout) = self.advisor_timeout
         {
-            observations.advisor = ask_advisor(
-                self.ctx,
-                self.resource,
-                self.namespace,
-                self.status,
-                summary,
-            )
-            .await;
+            observations.advisor = ask_advisor(self, summary, timeout).await;
         }
         observations.drift = Some(drift);
     }
@@ -224,12 +223,16 @@ impl Reading<'_> {
 /// Asks the advisor about a fresh drift report: at most once per check, and not again for a
 /// report it already answered (same digest).
 async fn ask_advisor(
-    ctx: &Context,
-    resource: &ModelDeployment,
-    namespace: &str,
-    status: &ModelDeploymentStatus,
+    reading: &Reading<'_>,
     summary: &crate::api::DriftSummary,
+    timeout: Duration,
 ) -> Option<lifecycle::AdvisorObservation> {
+    let (ctx, resource, namespace, status) = (
+        reading.ctx,
+        reading.resource,
+        reading.namespace,
+        reading.status,
+    );
     use crate::advisor::{AdvisorError, AdvisorInput};
     let spec = &resource.spec;
     let input = AdvisorInput::from_summary(
@@ -249,7 +252,11 @@ async fn ask_advisor(
             "spec.advisor.apiKeySecret is not set".into(),
         )),
         (Some(advisor), Some(key)) => match read_secret_key(ctx, namespace, key).await {
-            Ok(api_key) => advisor.advise(&spec.advisor, &api_key, &input).await,
+            Ok(api_key) => {
+                advisor
+                    .advise(&spec.advisor, timeout, &api_key, &input)
+                    .await
+            }
             Err(message) => Err(AdvisorError::MissingKey(message)),
         },
     };
