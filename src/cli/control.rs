@@ -306,4 +306,111 @@ mod tests {
         );
         assert_eq!(read.requests[0].0, manual::Request::PromoteFull);
     }
+
+    /// `example` with `status` (camelCase JSON) as its status.
+    fn with_status(status: serde_json::Value) -> ModelDeployment {
+        let mut resource: ModelDeployment =
+            serde_yaml::from_str(include_str!("../../examples/fraud-detector.yaml")).unwrap();
+        resource.status = Some(serde_json::from_value(status).unwrap());
+        resource
+    }
+
+    #[test]
+    fn status_view_of_an_empty_status() {
+        let mut resource = with_status(serde_json::json!({}));
+        resource.status = None;
+        assert_eq!(
+            render_status(&resource),
+            concat!(
+                "Name:        fraud/fraud-detector\n",
+                "Phase:       Pending\n",
+                "Model:       fraud-detector\n",
+                "Stable:      -\n",
+                "Candidate:   -\n",
+                "Traffic:     stable 100% / candidate 0%, mirror 0%   steps: 10% -> 50% -> 100%\n",
+                "\n",
+                "Conditions:\n"
+            )
+        );
+    }
+
+    #[test]
+    fn status_view_shows_every_section() {
+        let attempt = |n: i64, outcome: &str, version: Option<&str>| {
+            serde_json::json!({"number": n, "id": format!("a-{n}"), "trigger": "drift",
+                "jobName": format!("fraud-detector-retrain-{n}"), "outcome": outcome,
+                "candidateVersion": version})
+        };
+        let rollout = |version: &str, outcome: &str, reason: &str| serde_json::json!({"candidateVersion": version, "outcome": outcome, "reason": reason});
+        let resource = with_status(serde_json::json!({
+            "phase": "Progressing",
+            "paused": true,
+            "stableVersion": "3",
+            "candidateVersion": "4",
+            "canaryWeight": 50,
+            "mirrorPercent": 10,
+            "currentStep": 1,
+            "drift": {"severity": "medium", "driftedShare": 0.25, "accuracy": 0.9},
+            "message": "step 2 of 3: 50% of traffic on the candidate",
+            "conditions": [
+                {"type": "Ready", "status": "True", "reason": "Available",
+                 "message": "version 3 is serving", "lastTransitionTime": "2026-01-01T00:00:00Z"},
+                {"type": "Progressing", "status": "True", "reason": "CanaryStep",
+                 "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}
+            ],
+            "analysis": {"measurements": 2, "metrics": [
+                {"name": "error-rate", "passed": 2, "failed": 1, "inconclusive": 3,
+                 "consecutiveErrors": 4, "recent": [
+                    {"verdict": "Failed", "candidate": 0.5, "threshold": "<= 0.05"},
+                    {"verdict": "Passed", "candidate": 0.0125, "stable": 0.01,
+                     "threshold": "<= 1.5 x stable"}]},
+                {"name": "latency-p99"}
+            ]},
+            "retrainingAttempts": [
+                attempt(1, "Failed", None), attempt(2, "Succeeded", Some("4")),
+                attempt(3, "TimedOut", None), attempt(4, "Aborted", None),
+                attempt(5, "Succeeded", Some("5")), attempt(6, "Running", None)
+            ],
+            "history": [
+                rollout("1", "Promoted", "Promoted"), rollout("2", "RolledBack", "AnalysisFailed"),
+                rollout("3", "Promoted", "Promoted"), rollout("4", "Rejected", "EvaluationFailed"),
+                rollout("5", "Aborted", "Aborted"), rollout("6", "Held", "PinnedVersion")
+            ]
+        }));
+        assert_eq!(
+            render_status(&resource),
+            concat!(
+                "Name:        fraud/fraud-detector\n",
+                "Phase:       Progressing (paused)\n",
+                "Model:       fraud-detector\n",
+                "Stable:      3\n",
+                "Candidate:   4\n",
+                "Traffic:     stable 50% / candidate 50%, mirror 10%   steps: 10% -> [50%] -> 100%\n",
+                "Drift:       medium (25% of features drifted), accuracy 0.9000\n",
+                "Message:     step 2 of 3: 50% of traffic on the candidate\n",
+                "\n",
+                "Conditions:\n",
+                "  Ready            True   Available                  version 3 is serving\n",
+                "  Progressing      True   CanaryStep                 \n",
+                "\n",
+                "Analysis (2 measurement(s)):\n",
+                "  error-rate       failed 1 inconclusive 3 errors 4  last: Passed (candidate 0.0125, stable 0.0100, <= 1.5 x stable)\n",
+                "  latency-p99      failed 0 inconclusive 0 errors 0  last: - (candidate -, stable -, )\n",
+                "\n",
+                "Retraining attempts:\n",
+                "  #6   drift      Running    fraud-detector-retrain-6     \n",
+                "  #5   drift      Succeeded  fraud-detector-retrain-5     -> version 5\n",
+                "  #4   drift      Aborted    fraud-detector-retrain-4     \n",
+                "  #3   drift      TimedOut   fraud-detector-retrain-3     \n",
+                "  #2   drift      Succeeded  fraud-detector-retrain-2     -> version 4\n",
+                "\n",
+                "Rollouts:\n",
+                "  version 6      Held        PinnedVersion\n",
+                "  version 5      Aborted     Aborted\n",
+                "  version 4      Rejected    EvaluationFailed\n",
+                "  version 3      Promoted    Promoted\n",
+                "  version 2      RolledBack  AnalysisFailed\n"
+            )
+        );
+    }
 }
