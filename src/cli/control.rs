@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 
-use crate::api::ModelDeployment;
+use crate::api::{
+    AnalysisStatus, ModelDeployment, ModelDeploymentStatus, RetrainingAttempt, RolloutRecord,
+};
 use crate::core::lifecycle::manual;
 
 /// The resource a command acts on.
@@ -169,11 +171,22 @@ fn explain_error(error: kube::Error, namespace: &str, name: &str) -> String {
 /// A `kubectl argo rollouts get`-style view of a resource.
 pub fn render_status(resource: &ModelDeployment) -> String {
     let default = Default::default();
-    let s = resource.status.as_ref().unwrap_or(&default);
-    let mut out = String::new();
+    let status = resource.status.as_ref().unwrap_or(&default);
+    let mut out = summary(resource, status);
+    out.push_str(&conditions(status));
+    if let Some(analysis) = &status.analysis {
+        out.push_str(&analysis_section(analysis));
+    }
+    out.push_str(&retraining_section(&status.retraining_attempts));
+    out.push_str(&history_section(&status.history));
+    out
+}
+
+/// Name, phase, versions, traffic, then drift and the message when there are some.
+fn summary(resource: &ModelDeployment, s: &ModelDeploymentStatus) -> String {
     let name = resource.metadata.name.as_deref().unwrap_or("");
     let ns = resource.metadata.namespace.as_deref().unwrap_or("");
-    out.push_str(&format!("Name:        {ns}/{name}\n"));
+    let mut out = format!("Name:        {ns}/{name}\n");
     out.push_str(&format!(
         "Phase:       {}{}\n",
         s.phase.as_str(),
@@ -188,27 +201,7 @@ pub fn render_status(resource: &ModelDeployment) -> String {
         "Candidate:   {}\n",
         s.candidate_version.as_deref().unwrap_or("-")
     ));
-    let steps: Vec<String> = resource
-        .spec
-        .rollout
-        .steps
-        .iter()
-        .enumerate()
-        .map(|(i, w)| {
-            if Some(i as i32) == s.current_step {
-                format!("[{w}%]")
-            } else {
-                format!("{w}%")
-            }
-        })
-        .collect();
-    out.push_str(&format!(
-        "Traffic:     stable {}% / candidate {}%, mirror {}%   steps: {}\n",
-        100 - s.canary_weight,
-        s.canary_weight,
-        s.mirror_percent,
-        steps.join(" -> ")
-    ));
+    out.push_str(&traffic_line(&resource.spec.rollout.steps, s));
     if let Some(d) = &s.drift {
         out.push_str(&format!(
             "Drift:       {} ({:.0}% of features drifted){}\n",
@@ -222,57 +215,96 @@ pub fn render_status(resource: &ModelDeployment) -> String {
     if let Some(msg) = &s.message {
         out.push_str(&format!("Message:     {msg}\n"));
     }
-    out.push_str("\nConditions:\n");
+    out
+}
+
+/// The weights, and the steps with the current one in brackets.
+fn traffic_line(steps: &[i32], s: &ModelDeploymentStatus) -> String {
+    let steps: Vec<String> = steps
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            if Some(i as i32) == s.current_step {
+                format!("[{w}%]")
+            } else {
+                format!("{w}%")
+            }
+        })
+        .collect();
+    format!(
+        "Traffic:     stable {}% / candidate {}%, mirror {}%   steps: {}\n",
+        100 - s.canary_weight,
+        s.canary_weight,
+        s.mirror_percent,
+        steps.join(" -> ")
+    )
+}
+
+fn conditions(s: &ModelDeploymentStatus) -> String {
+    let mut out = String::from("\nConditions:\n");
     for c in &s.conditions {
         out.push_str(&format!(
             "  {:<16} {:<6} {:<26} {}\n",
             c.type_, c.status, c.reason, c.message
         ));
     }
-    if let Some(a) = &s.analysis {
+    out
+}
+
+/// Each metric's counters and its last measurement.
+fn analysis_section(analysis: &AnalysisStatus) -> String {
+    let mut out = format!("\nAnalysis ({} measurement(s)):\n", analysis.measurements);
+    for m in &analysis.metrics {
+        let last = m.recent.last();
+        let value = |v: Option<f64>| v.map(|v| format!("{v:.4}")).unwrap_or("-".into());
         out.push_str(&format!(
-            "\nAnalysis ({} measurement(s)):\n",
-            a.measurements
+            "  {:<16} failed {} inconclusive {} errors {}  last: {} (candidate {}, stable {}, {})\n",
+            m.name,
+            m.failed,
+            m.inconclusive,
+            m.consecutive_errors,
+            last.map(|r| r.verdict.as_str()).unwrap_or("-"),
+            value(last.and_then(|r| r.candidate)),
+            value(last.and_then(|r| r.stable)),
+            last.map(|r| r.threshold.as_str()).unwrap_or("")
         ));
-        for m in &a.metrics {
-            let last = m.recent.last();
-            out.push_str(&format!(
-                "  {:<16} failed {} inconclusive {} errors {}  last: {} (candidate {}, stable {}, {})\n",
-                m.name,
-                m.failed,
-                m.inconclusive,
-                m.consecutive_errors,
-                last.map(|r| r.verdict.as_str()).unwrap_or("-"),
-                last.and_then(|r| r.candidate).map(|v| format!("{v:.4}")).unwrap_or("-".into()),
-                last.and_then(|r| r.stable).map(|v| format!("{v:.4}")).unwrap_or("-".into()),
-                last.map(|r| r.threshold.as_str()).unwrap_or("")
-            ));
-        }
     }
-    if !s.retraining_attempts.is_empty() {
-        out.push_str("\nRetraining attempts:\n");
-        for a in s.retraining_attempts.iter().rev().take(5) {
-            out.push_str(&format!(
-                "  #{:<3} {:<10} {:<10} {:<28} {}\n",
-                a.number,
-                a.trigger,
-                a.outcome,
-                a.job_name,
-                a.candidate_version
-                    .as_deref()
-                    .map(|v| format!("-> version {v}"))
-                    .unwrap_or_default()
-            ));
-        }
+    out
+}
+
+/// The last five attempts, newest first (nothing when there were none).
+fn retraining_section(attempts: &[RetrainingAttempt]) -> String {
+    if attempts.is_empty() {
+        return String::new();
     }
-    if !s.history.is_empty() {
-        out.push_str("\nRollouts:\n");
-        for h in s.history.iter().rev().take(5) {
-            out.push_str(&format!(
-                "  version {:<6} {:<11} {}\n",
-                h.candidate_version, h.outcome, h.reason
-            ));
-        }
+    let mut out = String::from("\nRetraining attempts:\n");
+    for a in attempts.iter().rev().take(5) {
+        out.push_str(&format!(
+            "  #{:<3} {:<10} {:<10} {:<28} {}\n",
+            a.number,
+            a.trigger,
+            a.outcome,
+            a.job_name,
+            a.candidate_version
+                .as_deref()
+                .map(|v| format!("-> version {v}"))
+                .unwrap_or_default()
+        ));
+    }
+    out
+}
+
+/// The last five finished rollouts, newest first (nothing when there were none).
+fn history_section(history: &[RolloutRecord]) -> String {
+    if history.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("\nRollouts:\n");
+    for h in history.iter().rev().take(5) {
+        out.push_str(&format!(
+            "  version {:<6} {:<11} {}\n",
+            h.candidate_version, h.outcome, h.reason
+        ));
     }
     out
 }
