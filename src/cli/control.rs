@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 
-use crate::api::ModelDeployment;
+use crate::api::{
+    AnalysisStatus, ModelDeployment, ModelDeploymentStatus, RetrainingAttempt, RolloutRecord,
+};
 use crate::core::lifecycle::manual;
 
 /// The resource a command acts on.
@@ -169,11 +171,22 @@ fn explain_error(error: kube::Error, namespace: &str, name: &str) -> String {
 /// A `kubectl argo rollouts get`-style view of a resource.
 pub fn render_status(resource: &ModelDeployment) -> String {
     let default = Default::default();
-    let s = resource.status.as_ref().unwrap_or(&default);
-    let mut out = String::new();
+    let status = resource.status.as_ref().unwrap_or(&default);
+    let mut out = summary(resource, status);
+    out.push_str(&conditions(status));
+    if let Some(analysis) = &status.analysis {
+        out.push_str(&analysis_section(analysis));
+    }
+    out.push_str(&retraining_section(&status.retraining_attempts));
+    out.push_str(&history_section(&status.history));
+    out
+}
+
+/// Name, phase, versions, traffic, then drift and the message when there are some.
+fn summary(resource: &ModelDeployment, s: &ModelDeploymentStatus) -> String {
     let name = resource.metadata.name.as_deref().unwrap_or("");
     let ns = resource.metadata.namespace.as_deref().unwrap_or("");
-    out.push_str(&format!("Name:        {ns}/{name}\n"));
+    let mut out = format!("Name:        {ns}/{name}\n");
     out.push_str(&format!(
         "Phase:       {}{}\n",
         s.phase.as_str(),
@@ -188,27 +201,7 @@ pub fn render_status(resource: &ModelDeployment) -> String {
         "Candidate:   {}\n",
         s.candidate_version.as_deref().unwrap_or("-")
     ));
-    let steps: Vec<String> = resource
-        .spec
-        .rollout
-        .steps
-        .iter()
-        .enumerate()
-        .map(|(i, w)| {
-            if Some(i as i32) == s.current_step {
-                format!("[{w}%]")
-            } else {
-                format!("{w}%")
-            }
-        })
-        .collect();
-    out.push_str(&format!(
-        "Traffic:     stable {}% / candidate {}%, mirror {}%   steps: {}\n",
-        100 - s.canary_weight,
-        s.canary_weight,
-        s.mirror_percent,
-        steps.join(" -> ")
-    ));
+    out.push_str(&traffic_line(&resource.spec.rollout.steps, s));
     if let Some(d) = &s.drift {
         out.push_str(&format!(
             "Drift:       {} ({:.0}% of features drifted){}\n",
@@ -222,57 +215,96 @@ pub fn render_status(resource: &ModelDeployment) -> String {
     if let Some(msg) = &s.message {
         out.push_str(&format!("Message:     {msg}\n"));
     }
-    out.push_str("\nConditions:\n");
+    out
+}
+
+/// The weights, and the steps with the current one in brackets.
+fn traffic_line(steps: &[i32], s: &ModelDeploymentStatus) -> String {
+    let steps: Vec<String> = steps
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            if Some(i as i32) == s.current_step {
+                format!("[{w}%]")
+            } else {
+                format!("{w}%")
+            }
+        })
+        .collect();
+    format!(
+        "Traffic:     stable {}% / candidate {}%, mirror {}%   steps: {}\n",
+        100 - s.canary_weight,
+        s.canary_weight,
+        s.mirror_percent,
+        steps.join(" -> ")
+    )
+}
+
+fn conditions(s: &ModelDeploymentStatus) -> String {
+    let mut out = String::from("\nConditions:\n");
     for c in &s.conditions {
         out.push_str(&format!(
             "  {:<16} {:<6} {:<26} {}\n",
             c.type_, c.status, c.reason, c.message
         ));
     }
-    if let Some(a) = &s.analysis {
+    out
+}
+
+/// Each metric's counters and its last measurement.
+fn analysis_section(analysis: &AnalysisStatus) -> String {
+    let mut out = format!("\nAnalysis ({} measurement(s)):\n", analysis.measurements);
+    for m in &analysis.metrics {
+        let last = m.recent.last();
+        let value = |v: Option<f64>| v.map(|v| format!("{v:.4}")).unwrap_or("-".into());
         out.push_str(&format!(
-            "\nAnalysis ({} measurement(s)):\n",
-            a.measurements
+            "  {:<16} failed {} inconclusive {} errors {}  last: {} (candidate {}, stable {}, {})\n",
+            m.name,
+            m.failed,
+            m.inconclusive,
+            m.consecutive_errors,
+            last.map(|r| r.verdict.as_str()).unwrap_or("-"),
+            value(last.and_then(|r| r.candidate)),
+            value(last.and_then(|r| r.stable)),
+            last.map(|r| r.threshold.as_str()).unwrap_or("")
         ));
-        for m in &a.metrics {
-            let last = m.recent.last();
-            out.push_str(&format!(
-                "  {:<16} failed {} inconclusive {} errors {}  last: {} (candidate {}, stable {}, {})\n",
-                m.name,
-                m.failed,
-                m.inconclusive,
-                m.consecutive_errors,
-                last.map(|r| r.verdict.as_str()).unwrap_or("-"),
-                last.and_then(|r| r.candidate).map(|v| format!("{v:.4}")).unwrap_or("-".into()),
-                last.and_then(|r| r.stable).map(|v| format!("{v:.4}")).unwrap_or("-".into()),
-                last.map(|r| r.threshold.as_str()).unwrap_or("")
-            ));
-        }
     }
-    if !s.retraining_attempts.is_empty() {
-        out.push_str("\nRetraining attempts:\n");
-        for a in s.retraining_attempts.iter().rev().take(5) {
-            out.push_str(&format!(
-                "  #{:<3} {:<10} {:<10} {:<28} {}\n",
-                a.number,
-                a.trigger,
-                a.outcome,
-                a.job_name,
-                a.candidate_version
-                    .as_deref()
-                    .map(|v| format!("-> version {v}"))
-                    .unwrap_or_default()
-            ));
-        }
+    out
+}
+
+/// The last five attempts, newest first (nothing when there were none).
+fn retraining_section(attempts: &[RetrainingAttempt]) -> String {
+    if attempts.is_empty() {
+        return String::new();
     }
-    if !s.history.is_empty() {
-        out.push_str("\nRollouts:\n");
-        for h in s.history.iter().rev().take(5) {
-            out.push_str(&format!(
-                "  version {:<6} {:<11} {}\n",
-                h.candidate_version, h.outcome, h.reason
-            ));
-        }
+    let mut out = String::from("\nRetraining attempts:\n");
+    for a in attempts.iter().rev().take(5) {
+        out.push_str(&format!(
+            "  #{:<3} {:<10} {:<10} {:<28} {}\n",
+            a.number,
+            a.trigger,
+            a.outcome,
+            a.job_name,
+            a.candidate_version
+                .as_deref()
+                .map(|v| format!("-> version {v}"))
+                .unwrap_or_default()
+        ));
+    }
+    out
+}
+
+/// The last five finished rollouts, newest first (nothing when there were none).
+fn history_section(history: &[RolloutRecord]) -> String {
+    if history.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("\nRollouts:\n");
+    for h in history.iter().rev().take(5) {
+        out.push_str(&format!(
+            "  version {:<6} {:<11} {}\n",
+            h.candidate_version, h.outcome, h.reason
+        ));
     }
     out
 }
@@ -305,5 +337,112 @@ mod tests {
             &Default::default(),
         );
         assert_eq!(read.requests[0].0, manual::Request::PromoteFull);
+    }
+
+    /// `example` with `status` (camelCase JSON) as its status.
+    fn with_status(status: serde_json::Value) -> ModelDeployment {
+        let mut resource: ModelDeployment =
+            serde_yaml::from_str(include_str!("../../examples/fraud-detector.yaml")).unwrap();
+        resource.status = Some(serde_json::from_value(status).unwrap());
+        resource
+    }
+
+    #[test]
+    fn status_view_of_an_empty_status() {
+        let mut resource = with_status(serde_json::json!({}));
+        resource.status = None;
+        assert_eq!(
+            render_status(&resource),
+            concat!(
+                "Name:        fraud/fraud-detector\n",
+                "Phase:       Pending\n",
+                "Model:       fraud-detector\n",
+                "Stable:      -\n",
+                "Candidate:   -\n",
+                "Traffic:     stable 100% / candidate 0%, mirror 0%   steps: 10% -> 50% -> 100%\n",
+                "\n",
+                "Conditions:\n"
+            )
+        );
+    }
+
+    #[test]
+    fn status_view_shows_every_section() {
+        let attempt = |n: i64, outcome: &str, version: Option<&str>| {
+            serde_json::json!({"number": n, "id": format!("a-{n}"), "trigger": "drift",
+                "jobName": format!("fraud-detector-retrain-{n}"), "outcome": outcome,
+                "candidateVersion": version})
+        };
+        let rollout = |version: &str, outcome: &str, reason: &str| serde_json::json!({"candidateVersion": version, "outcome": outcome, "reason": reason});
+        let resource = with_status(serde_json::json!({
+            "phase": "Progressing",
+            "paused": true,
+            "stableVersion": "3",
+            "candidateVersion": "4",
+            "canaryWeight": 50,
+            "mirrorPercent": 10,
+            "currentStep": 1,
+            "drift": {"severity": "medium", "driftedShare": 0.25, "accuracy": 0.9},
+            "message": "step 2 of 3: 50% of traffic on the candidate",
+            "conditions": [
+                {"type": "Ready", "status": "True", "reason": "Available",
+                 "message": "version 3 is serving", "lastTransitionTime": "2026-01-01T00:00:00Z"},
+                {"type": "Progressing", "status": "True", "reason": "CanaryStep",
+                 "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}
+            ],
+            "analysis": {"measurements": 2, "metrics": [
+                {"name": "error-rate", "passed": 2, "failed": 1, "inconclusive": 3,
+                 "consecutiveErrors": 4, "recent": [
+                    {"verdict": "Failed", "candidate": 0.5, "threshold": "<= 0.05"},
+                    {"verdict": "Passed", "candidate": 0.0125, "stable": 0.01,
+                     "threshold": "<= 1.5 x stable"}]},
+                {"name": "latency-p99"}
+            ]},
+            "retrainingAttempts": [
+                attempt(1, "Failed", None), attempt(2, "Succeeded", Some("4")),
+                attempt(3, "TimedOut", None), attempt(4, "Aborted", None),
+                attempt(5, "Succeeded", Some("5")), attempt(6, "Running", None)
+            ],
+            "history": [
+                rollout("1", "Promoted", "Promoted"), rollout("2", "RolledBack", "AnalysisFailed"),
+                rollout("3", "Promoted", "Promoted"), rollout("4", "Rejected", "EvaluationFailed"),
+                rollout("5", "Aborted", "Aborted"), rollout("6", "Held", "PinnedVersion")
+            ]
+        }));
+        assert_eq!(
+            render_status(&resource),
+            concat!(
+                "Name:        fraud/fraud-detector\n",
+                "Phase:       Progressing (paused)\n",
+                "Model:       fraud-detector\n",
+                "Stable:      3\n",
+                "Candidate:   4\n",
+                "Traffic:     stable 50% / candidate 50%, mirror 10%   steps: 10% -> [50%] -> 100%\n",
+                "Drift:       medium (25% of features drifted), accuracy 0.9000\n",
+                "Message:     step 2 of 3: 50% of traffic on the candidate\n",
+                "\n",
+                "Conditions:\n",
+                "  Ready            True   Available                  version 3 is serving\n",
+                "  Progressing      True   CanaryStep                 \n",
+                "\n",
+                "Analysis (2 measurement(s)):\n",
+                "  error-rate       failed 1 inconclusive 3 errors 4  last: Passed (candidate 0.0125, stable 0.0100, <= 1.5 x stable)\n",
+                "  latency-p99      failed 0 inconclusive 0 errors 0  last: - (candidate -, stable -, )\n",
+                "\n",
+                "Retraining attempts:\n",
+                "  #6   drift      Running    fraud-detector-retrain-6     \n",
+                "  #5   drift      Succeeded  fraud-detector-retrain-5     -> version 5\n",
+                "  #4   drift      Aborted    fraud-detector-retrain-4     \n",
+                "  #3   drift      TimedOut   fraud-detector-retrain-3     \n",
+                "  #2   drift      Succeeded  fraud-detector-retrain-2     -> version 4\n",
+                "\n",
+                "Rollouts:\n",
+                "  version 6      Held        PinnedVersion\n",
+                "  version 5      Aborted     Aborted\n",
+                "  version 4      Rejected    EvaluationFailed\n",
+                "  version 3      Promoted    Promoted\n",
+                "  version 2      RolledBack  AnalysisFailed\n"
+            )
+        );
     }
 }

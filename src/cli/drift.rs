@@ -15,12 +15,17 @@ use std::process::ExitCode;
 
 use serde::Deserialize;
 
+use crate::api::duration::parse_duration;
 use crate::api::{DataFormat, ModelDeployment};
 use crate::drift::data::{ColumnKind, DataSource, FetchContext, Side};
 use crate::drift::engine::{
-    CheckRequest, DatasetLocation, DriftConfig, DriftEngine, DriftReport, FeatureSelection,
+    CheckRequest, CurrentWindow, DatasetLocation, DriftConfig, DriftEngine, DriftReport,
+    FeatureSelection,
 };
-use crate::drift::stats::{ComparisonStatus, FeatureVerdict, Severity};
+
+mod table;
+
+pub use table::render_table;
 
 /// Output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -176,32 +181,13 @@ fn load_resource(path: &Path) -> Result<ModelDeployment, String> {
     Err(format!("no ModelDeployment found in {}", path.display()))
 }
 
+/// The check to run: the resource's drift section (or the defaults), then the flags over it.
+/// Also the MLflow tracking server for `runs:/` URIs, when one is known.
 fn build_request(args: &DriftArgs) -> Result<(CheckRequest, Option<String>), String> {
     let resource = args.resource.as_deref().map(load_resource).transpose()?;
-    let mut tracking_uri = args.tracking_uri.clone().filter(|s| !s.trim().is_empty());
+    let tracking_uri = tracking_uri(args, resource.as_ref());
     let mut request = match &resource {
-        Some(md) => {
-            if tracking_uri.is_none() && !md.spec.model.tracking_uri.trim().is_empty() {
-                tracking_uri = Some(md.spec.model.tracking_uri.clone());
-            }
-            match &md.spec.drift {
-                Some(drift) => CheckRequest::from_spec(drift, md.spec.performance.as_ref(), None)
-                    .map_err(|e| format!("resource {}: {e}", display(&args.resource)))?,
-                None => {
-                    if args.reference.is_none() || args.current.is_none() {
-                        return Err(format!(
-                            "resource {} has no spec.drift section: pass --reference and --current",
-                            display(&args.resource)
-                        ));
-                    }
-                    default_request(md.spec.performance.as_ref().map(|p| {
-                        p.prediction_distribution
-                            .enabled
-                            .then(|| p.prediction_distribution.column.clone())
-                    }))
-                }
-            }
-        }
+        Some(md) => request_from_resource(args, md)?,
         None => {
             if args.reference.is_none() || args.current.is_none() {
                 return Err("--reference and --current are required without --resource".into());
@@ -209,31 +195,73 @@ fn build_request(args: &DriftArgs) -> Result<(CheckRequest, Option<String>), Str
             default_request(None)
         }
     };
-    if let Some(r) = &args.reference {
-        request.reference = DatasetLocation {
-            uri: r.clone(),
-            format: None,
-        };
-    }
-    if let Some(c) = &args.current {
-        request.current = DatasetLocation {
-            uri: c.clone(),
-            format: None,
-        };
-    }
-    if let Some(f) = args.reference_format {
-        request.reference.format = Some(f.into());
-    }
-    if let Some(f) = args.current_format {
-        request.current.format = Some(f.into());
-    }
-    let config = &mut request.config;
-    for c in &args.categorical {
-        if args.numerical.contains(c) {
-            return Err(format!(
-                "column '{c}' is given as both categorical and numerical"
-            ));
+    override_locations(&mut request, args);
+    apply_column_flags(&mut request.config, args)?;
+    apply_window_flags(&mut request.config, args)?;
+    request.config.validate().map_err(|e| e.to_string())?;
+    Ok((request, tracking_uri))
+}
+
+/// `--tracking-uri` (or its environment variable), else the resource's `spec.model.trackingUri`.
+fn tracking_uri(args: &DriftArgs, resource: Option<&ModelDeployment>) -> Option<String> {
+    let given = |uri: &String| !uri.trim().is_empty();
+    args.tracking_uri.clone().filter(given).or_else(|| {
+        resource
+            .map(|md| md.spec.model.tracking_uri.clone())
+            .filter(given)
+    })
+}
+
+/// The resource's `spec.drift`; without one, the defaults (the flags must name the datasets).
+fn request_from_resource(args: &DriftArgs, md: &ModelDeployment) -> Result<CheckRequest, String> {
+    match &md.spec.drift {
+        Some(drift) => CheckRequest::from_spec(drift, md.spec.performance.as_ref(), None)
+            .map_err(|e| format!("resource {}: {e}", display(&args.resource))),
+        None => {
+            if args.reference.is_none() || args.current.is_none() {
+                return Err(format!(
+                    "resource {} has no spec.drift section: pass --reference and --current",
+                    display(&args.resource)
+                ));
+            }
+            Ok(default_request(md.spec.performance.as_ref().map(|p| {
+                p.prediction_distribution
+                    .enabled
+                    .then(|| p.prediction_distribution.column.clone())
+            })))
         }
+    }
+}
+
+/// `--reference` / `--current` replace the resource's URIs; `--*-format` name the formats.
+fn override_locations(request: &mut CheckRequest, args: &DriftArgs) {
+    let sides = [
+        (
+            &mut request.reference,
+            &args.reference,
+            args.reference_format,
+        ),
+        (&mut request.current, &args.current, args.current_format),
+    ];
+    for (location, uri, format) in sides {
+        if let Some(uri) = uri {
+            *location = DatasetLocation {
+                uri: uri.clone(),
+                format: None,
+            };
+        }
+        if let Some(format) = format {
+            location.format = Some(format.into());
+        }
+    }
+}
+
+/// `--categorical`, `--numerical`, `--features`, `--ignore` and `--prediction-column`.
+fn apply_column_flags(config: &mut DriftConfig, args: &DriftArgs) -> Result<(), String> {
+    if let Some(c) = args.categorical.iter().find(|c| args.numerical.contains(c)) {
+        return Err(format!(
+            "column '{c}' is given as both categorical and numerical"
+        ));
     }
     config.forced_kinds.extend(
         args.numerical
@@ -259,6 +287,11 @@ fn build_request(args: &DriftArgs) -> Result<(CheckRequest, Option<String>), Str
     if let Some(p) = &args.prediction_column {
         config.prediction_column = Some(p.clone());
     }
+    Ok(())
+}
+
+/// `--timestamp-column` (never compared itself) and `--window`.
+fn apply_window_flags(config: &mut DriftConfig, args: &DriftArgs) -> Result<(), String> {
     if let Some(ts) = &args.timestamp_column {
         config.ignore_columns.push(ts.clone());
         if let Some(w) = &mut config.window {
@@ -266,20 +299,18 @@ fn build_request(args: &DriftArgs) -> Result<(CheckRequest, Option<String>), Str
         }
     }
     if let Some(w) = &args.window {
-        let duration =
-            crate::api::duration::parse_duration(w).map_err(|e| format!("--window '{w}': {e}"))?;
+        let duration = parse_duration(w).map_err(|e| format!("--window '{w}': {e}"))?;
         let column = args
             .timestamp_column
             .clone()
             .or_else(|| config.window.as_ref().map(|w| w.timestamp_column.clone()))
             .ok_or("--window needs --timestamp-column")?;
-        config.window = Some(crate::drift::engine::CurrentWindow {
+        config.window = Some(CurrentWindow {
             duration,
             timestamp_column: column,
         });
     }
-    config.validate().map_err(|e| e.to_string())?;
-    Ok((request, tracking_uri))
+    Ok(())
 }
 
 fn display(p: &Option<PathBuf>) -> String {
@@ -343,147 +374,6 @@ fn execute(args: &DriftArgs) -> Result<DriftReport, String> {
         engine.check_local(&request)
     };
     result.map_err(|e| e.to_string())
-}
-
-fn fmt_num(x: Option<f64>) -> String {
-    match x {
-        None => "-".into(),
-        Some(v) if v != 0.0 && v.abs() < 1e-3 => format!("{v:.2e}"),
-        Some(v) => format!("{v:.4}"),
-    }
-}
-
-fn severity_text(s: Severity) -> &'static str {
-    match s {
-        Severity::Ok => "ok",
-        Severity::Medium => "medium",
-        Severity::High => "high",
-    }
-}
-
-fn row(f: &FeatureVerdict) -> Vec<String> {
-    let kind = match f.kind {
-        crate::drift::stats::FeatureKind::Numerical => "numerical",
-        crate::drift::stats::FeatureKind::Categorical => "categorical",
-    };
-    let test = match f.test {
-        crate::drift::stats::TestKind::Ks => "ks",
-        crate::drift::stats::TestKind::Chi2 => "chi2",
-    };
-    let mut note = String::new();
-    if f.status == ComparisonStatus::InsufficientData {
-        note.push_str("insufficient data");
-    }
-    if f.n_new_categories > 0 {
-        if !note.is_empty() {
-            note.push_str("; ");
-        }
-        note.push_str(&format!(
-            "{} new categor{}: {}",
-            f.n_new_categories,
-            if f.n_new_categories == 1 { "y" } else { "ies" },
-            f.new_categories.join(", ")
-        ));
-    }
-    vec![
-        f.name.clone(),
-        kind.into(),
-        test.into(),
-        fmt_num(f.statistic),
-        fmt_num(f.p_value),
-        fmt_num(f.p_value_adjusted),
-        fmt_num(f.psi),
-        fmt_num(f.effect_size),
-        format!("{}/{}", f.missing_reference, f.missing_current),
-        if f.drifted { "yes" } else { "no" }.into(),
-        severity_text(f.severity).into(),
-        note,
-    ]
-}
-
-/// One aligned row per feature, then the verdict line.
-pub fn render_table(report: &DriftReport) -> String {
-    let header: Vec<String> = [
-        "FEATURE",
-        "KIND",
-        "TEST",
-        "STATISTIC",
-        "P-VALUE",
-        "P-ADJ",
-        "PSI",
-        "EFFECT",
-        "MISSING R/C",
-        "DRIFT",
-        "SEVERITY",
-        "NOTE",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
-    let mut rows = vec![header];
-    rows.extend(report.features.iter().map(row));
-    if let Some(p) = &report.prediction_drift {
-        let mut r = row(p);
-        r[0] = format!("{} (prediction)", p.name);
-        rows.push(r);
-    }
-    let widths: Vec<usize> = (0..rows[0].len())
-        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for r in &rows {
-        let line: Vec<String> = r
-            .iter()
-            .zip(&widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
-    if let Some(perf) = &report.performance {
-        out.push_str(&format!(
-            "accuracy: {} on {} labelled rows ({}){}\n",
-            perf.accuracy.map_or("-".into(), |a| format!("{a:.4}")),
-            perf.rows,
-            perf.decision,
-            match (perf.accuracy_threshold, perf.below_threshold) {
-                (Some(t), Some(true)) => format!(", below the threshold {t}: concept drift"),
-                (Some(t), Some(false)) => format!(", threshold {t}: ok"),
-                _ => String::new(),
-            }
-        ));
-    }
-    for n in &report.notes {
-        out.push_str(&format!("note: {n}\n"));
-    }
-    if !report.skipped_columns.is_empty() {
-        out.push_str(&format!(
-            "skipped (not in the current data): {}\n",
-            report.skipped_columns.join(", ")
-        ));
-    }
-    let verdict = if report.status == ComparisonStatus::InsufficientData {
-        "insufficient data".to_owned()
-    } else if report.drift_detected {
-        format!(
-            "DRIFT DETECTED (severity {})",
-            severity_text(report.severity)
-        )
-    } else {
-        format!(
-            "no dataset drift (severity {})",
-            severity_text(report.severity)
-        )
-    };
-    out.push_str(&format!(
-        "verdict: {verdict}: {} of {} evaluated features drifted ({:.0}%), {} reference rows, {} current rows",
-        report.n_drifted,
-        report.n_evaluated,
-        report.drifted_share * 100.0,
-        report.reference_rows,
-        report.current_rows
-    ));
-    out
 }
 
 #[cfg(test)]
