@@ -256,15 +256,7 @@ where
     W: Future<Output = ()> + Send,
 {
     config.validate()?;
-    let lock = Arc::new(LeaseLock::new(
-        client,
-        &config.lease_namespace,
-        LeaseLockParams {
-            lease_name: config.lease_name.clone(),
-            holder_id: config.identity.clone(),
-            lease_ttl: config.lease_duration,
-        },
-    ));
+    let lock = Arc::new(lease_lock(client, &config));
     let mut shutdown = std::pin::pin!(shutdown);
 
     let Some(confirmed) = standby(&lock, &config, &health, shutdown.as_mut()).await else {
@@ -314,9 +306,32 @@ where
     fence.revoke();
     drop(work);
     renewer.abort();
+    finish(outcome, &lock, &config, &health).await
+}
+
+fn lease_lock(client: Client, config: &LeaderElection) -> LeaseLock {
+    LeaseLock::new(
+        client,
+        &config.lease_namespace,
+        LeaseLockParams {
+            lease_name: config.lease_name.clone(),
+            holder_id: config.identity.clone(),
+            lease_ttl: config.lease_duration,
+        },
+    )
+}
+
+/// After leading: a clean stop releases the lease for a quick hand-over; a lost lease marks
+/// the process unready and not alive (the pod restarts and stands by again).
+async fn finish(
+    outcome: Result<(), LeaderError>,
+    lock: &LeaseLock,
+    config: &LeaderElection,
+    health: &Health,
+) -> Result<(), LeaderError> {
     match outcome {
         Ok(()) => {
-            release(&lock, &config).await;
+            release(lock, config).await;
             Ok(())
         }
         Err(error) => {
