@@ -12,7 +12,7 @@ use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -24,17 +24,16 @@ use crate::core::verdict::builtin::{effective_canary_metrics, shadow_metrics};
 use crate::core::verdict::{AnalysisStage, MetricMeasurement, Verdict};
 use strum::IntoEnumIterator;
 
-use crate::api::validation::{SpecProblem, ValidatedSpec, validate};
+use crate::api::validation::ValidatedSpec;
 use crate::api::{
     AnalysisMetric, AnalysisSpec, AnalysisStatus, AttemptOutcome, CandidateSource, DeferredTrigger,
     EvaluationStatus, EventReason, MetricStatus, ModelDeploymentSpec, ModelDeploymentStatus,
     PauseReason, Phase, Reason, RegistryOp, RegistryWrite, RetrainingAttempt, RolloutOutcome,
     RolloutReason, RolloutRecord, Severity, TrafficProvider, Trigger,
 };
-use crate::core::decide::{
-    Child, DecideInput, Decision, DeploymentState, EventCause, Observed, decide,
-};
-use crate::registry::{RegistryError, ResolvedModel};
+use crate::core::decide::{Child, Decision, EventCause, Observed};
+use crate::registry::{LINEAGE_TAG, RegistryError, ResolvedModel};
+use crate::simulate::{Harness, Identity, Readiness};
 
 const NAME: &str = "fraud";
 const UID: &str = "0123456789abcdef";
@@ -529,23 +528,13 @@ struct Checks {
 // The driver
 // ---------------------------------------------------------------------------------------------
 
-fn owner() -> OwnerReference {
-    OwnerReference {
-        api_version: "mlrollout.io/v1alpha1".into(),
-        kind: "ModelDeployment".into(),
+/// The resource the stories reconcile.
+fn identity() -> Identity {
+    Identity {
         name: NAME.into(),
+        namespace: "ml".into(),
         uid: UID.into(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    }
-}
-
-fn deployment(version: &str, ready: bool) -> DeploymentState {
-    DeploymentState {
-        desired_replicas: 2,
-        ready_replicas: if ready { 2 } else { 0 },
-        updated: true,
-        version: Some(version.into()),
+        generation: 1,
     }
 }
 
@@ -692,20 +681,19 @@ fn check_traffic(spec: &ModelDeploymentSpec, decision: &Decision) -> Result<(), 
     Ok(())
 }
 
+/// A random story played through the simulated shell ([`Harness`]): the story scripts the
+/// world (registry outages and hand-moved aliases, manual requests, drift, Jobs, lookups,
+/// evaluation metrics, measurements, readiness, failing registry writes) and follows every
+/// decision with the independent rollout model.
 struct Story<'a> {
     params: &'a SpecParams,
-    spec: ModelDeploymentSpec,
-    /// `spec`, validated once.
-    validated: Result<ValidatedSpec, Vec<SpecProblem>>,
-    /// The traffic of the last decision: what the cluster runs.
-    traffic: DesiredTraffic,
+    /// The simulated cluster and registry around the core.
+    harness: Harness,
     checks: Checks,
-    status: ModelDeploymentStatus,
-    now: Timestamp,
-    alias: u64,
+    /// The next version number the registry hands out.
     next_version: u64,
+    /// Rows in the current data (for the `newSamples` trigger).
     rows: i64,
-    annotations: BTreeMap<String, String>,
     pause_annotation: bool,
     rollout: Option<Rollout>,
     stats: Stats,
@@ -713,238 +701,78 @@ struct Story<'a> {
 
 impl<'a> Story<'a> {
     fn new(params: &'a SpecParams, checks: Checks) -> Self {
-        let spec = params.spec();
+        let readiness = Readiness::Scripted {
+            stable: false,
+            candidate: false,
+        };
+        let harness = Harness::new(identity(), params.spec(), readiness);
+        harness.register(3, &BTreeMap::new(), &[]);
+        harness.set_alias(&harness.spec().model.alias, 3);
         Story {
             params,
-            validated: validate(&spec),
-            spec,
-            traffic: DesiredTraffic::default(),
+            harness,
             checks,
-            status: ModelDeploymentStatus::default(),
-            now: at(0),
-            alias: 3,
             next_version: 4,
             rows: 100_000,
-            annotations: BTreeMap::new(),
             pause_annotation: false,
             rollout: None,
             stats: Stats::default(),
         }
     }
 
-    fn decide(&self, observed: Observed) -> Decision {
-        decide(DecideInput {
-            name: NAME,
-            namespace: "ml",
-            uid: UID,
-            generation: Some(1),
-            owner: owner(),
-            spec: &self.validated,
-            status: &self.status,
-            observed,
-            now: self.now,
-        })
+    fn spec(&self) -> &ModelDeploymentSpec {
+        self.harness.spec()
     }
 
     fn valid(&self) -> Result<&ValidatedSpec, String> {
-        self.validated
+        self.harness
+            .validated()
             .as_ref()
             .map_err(|problems| format!("the generated spec is invalid: {problems:?}"))
     }
 
     fn play(&mut self, ticks: &[Tick]) -> Result<Stats, String> {
         // The first reconcile adopts the served version as stable.
-        let first = self.decide(Observed {
-            served: Ok(ResolvedModel {
-                version: "3".into(),
-                run_id: None,
-            }),
-            stable_deployment: None,
-            candidate_deployment: None,
-            lifecycle: Observations::default(),
-            annotations: BTreeMap::new(),
-        });
-        self.status = first.status;
-        self.traffic = first.traffic.unwrap_or_default();
-        if self.status.phase != Phase::Stable || self.status.stable_version.as_deref() != Some("3")
-        {
+        self.harness.advance_to(at(0));
+        self.harness.reconcile(Observations::default());
+        let status = self.harness.status();
+        if status.phase != Phase::Stable || status.stable_version.as_deref() != Some("3") {
             return fail(format!(
                 "first reconcile did not adopt version 3: {:?}",
-                self.status.phase
+                status.phase
             ));
         }
         for (i, tick) in ticks.iter().enumerate() {
-            self.tick(i, tick)
-                .map_err(|e| format!("tick {i} at +{}s: {e}", self.now.as_second() - T0))?;
+            self.tick(i, tick).map_err(|e| {
+                format!("tick {i} at +{}s: {e}", self.harness.now().as_second() - T0)
+            })?;
         }
         Ok(self.stats.clone())
     }
 
     fn tick(&mut self, index: usize, t: &Tick) -> Result<(), String> {
-        self.now = self
-            .now
+        let now = self
+            .harness
+            .now()
             .checked_add(k8s_openapi::jiff::SignedDuration::from_secs(
                 t.advance as i64,
             ))
             .unwrap();
-        let now = self.now;
-        let pre = self.status.clone();
-        let spec = self.spec.clone();
-
-        // The registry.
-        if t.registry == 2 {
-            self.alias = self.next_version;
-            self.next_version += 1;
-        }
-        let served = if t.registry == 1 {
-            Err(RegistryError::Unavailable("connection refused".into()))
-        } else {
-            Ok(ResolvedModel {
-                version: self.alias.to_string(),
-                run_id: None,
-            })
-        };
-
-        // Manual input (annotations, as a person with the CLI would set them).
-        let nonce = format!("t{index}");
-        if let Some(m) = t.manual {
-            let (key, value) = match m {
-                Manual::Abort => (manual::ABORT, nonce.clone()),
-                Manual::Retry => (manual::RETRY, nonce.clone()),
-                Manual::Retrain => (manual::RETRAIN, nonce.clone()),
-                Manual::Resume => (manual::RESUME, nonce.clone()),
-                Manual::PromoteNext => (manual::PROMOTE, format!("next@{nonce}")),
-                Manual::PromoteFull => (manual::PROMOTE, format!("full@{nonce}")),
-            };
-            self.annotations.insert(key.into(), value);
-        }
-        if t.toggle_pause {
-            self.pause_annotation = !self.pause_annotation;
-        }
-        if self.pause_annotation {
-            self.annotations.insert(manual::PAUSE.into(), "true".into());
-        } else {
-            self.annotations.remove(manual::PAUSE);
-        }
-        let manual_pause = pre.pause_reason == Some(PauseReason::Manual);
-        let manual_tick = t.manual.is_some()
-            || (self.pause_annotation && !pre.paused)
-            || (!self.pause_annotation && pre.paused && manual_pause);
-
-        // Observations, taken only when the lifecycle wants them.
-        let wants = wants(self.valid()?, &pre, now);
-        let mut o = Observations {
-            advisor_recommends: t.advisor,
-            ..Default::default()
-        };
-        if wants.drift_check {
-            self.rows += t.new_rows;
-            o.drift = Some(match t.drift {
-                3 => DriftObservation::Failed {
-                    reason: Reason::DataUnreachable,
-                    message: "404".into(),
-                },
-                s => DriftObservation::Completed {
-                    summary: DriftSummary {
-                        severity: [Severity::Ok, Severity::Medium, Severity::High][s as usize],
-                        drift_detected: s > 0,
-                        drifted_share: f64::from(s) / 2.0,
-                        accuracy: t.accuracy,
-                        ..Default::default()
-                    },
-                    sample_count: Some(self.rows),
-                },
-            });
-        }
-        if wants.job.is_some() {
-            let state = match t.job {
-                0 => JobState::Running,
-                1 => JobState::Succeeded,
-                2 => JobState::Failed("BackoffLimitExceeded".into()),
-                _ => JobState::Missing,
-            };
-            if state == JobState::Succeeded && wants.candidate_lookup.is_some() {
-                o.candidate_lookup = Some(match t.lookup {
-                    0 => {
-                        let v = self.next_version;
-                        self.next_version += 1;
-                        CandidateLookup::Found(v.to_string())
-                    }
-                    1 => CandidateLookup::NotFound,
-                    _ => CandidateLookup::Error("MLflow 503".into()),
-                });
-            }
-            o.job = Some(state);
-        }
-        if wants.evaluation.is_some() {
-            let champion = 0.8;
-            let candidate = if self.params.lower_is_better {
-                champion - t.delta
-            } else {
-                champion + t.delta
-            };
-            o.evaluation = Some(match t.evaluation {
-                0 => EvaluationObservation::Metrics {
-                    candidate: Some(candidate),
-                    champion: Some(champion),
-                },
-                1 => EvaluationObservation::Error("MLflow 503".into()),
-                2 => EvaluationObservation::Metrics {
-                    candidate: None,
-                    champion: Some(champion),
-                },
-                _ => EvaluationObservation::Metrics {
-                    candidate: Some(candidate),
-                    champion: None,
-                },
-            });
-        }
-        let candidate_deployment = self
-            .traffic
-            .candidate_version
-            .as_deref()
-            .map(|v| deployment(v, t.candidate_ready));
-        let candidate_ready = candidate_deployment
-            .as_ref()
-            .is_some_and(|d| d.ready_replicas > 0);
-        // Measurements and manual requests are kept apart so the model knows what was
-        // recorded before which event.
-        let round: Option<Vec<MetricMeasurement>> = wants
-            .measure
-            .filter(|_| (candidate_ready || t.measure_unready) && !manual_tick)
-            .map(|stage| {
-                stage_metrics(&spec, stage)
-                    .iter()
-                    .zip(t.verdicts.iter().cycle())
-                    .map(|(m, v)| {
-                        let verdict = verdict(*v);
-                        MetricMeasurement {
-                            name: m.name.clone(),
-                            verdict,
-                            candidate: matches!(verdict, Verdict::Passed | Verdict::Failed)
-                                .then_some(0.5),
-                            stable: Some(0.5),
-                            threshold: "t".into(),
-                            error: (verdict == Verdict::Error).then(|| "timeout".into()),
-                        }
-                    })
-                    .collect()
-            });
-        o.measurements = round.clone();
-
-        let observed = Observed {
-            served: served.map_err(Into::into),
-            stable_deployment: pre
-                .stable_version
-                .as_deref()
-                .map(|v| deployment(v, t.stable_ready)),
-            candidate_deployment,
-            lifecycle: o,
-            annotations: self.annotations.clone(),
-        };
-        let decision = self.decide(observed.clone());
+        let pre = self.harness.status().clone();
+        self.script_registry(t);
+        let manual_tick = self.script_annotations(index, t, &pre);
+        self.harness.set_readiness(Readiness::Scripted {
+            stable: t.stable_ready,
+            candidate: t.candidate_ready,
+        });
+        self.harness.advance_to(now);
+        self.valid()?;
+        let candidate_ready = self.harness.candidate_ready();
+        let (observations, round) = self.observations(t, candidate_ready, manual_tick);
+        let observed = self.harness.observed(observations);
+        let decision = self.harness.decide(observed.clone());
         if self.checks.determinism {
-            let again = self.decide(observed.clone());
+            let again = self.harness.decide(observed.clone());
             ensure!(again == decision, "the same input decided differently");
             let step_input = StepInput {
                 name: NAME,
@@ -961,9 +789,8 @@ impl<'a> Story<'a> {
             );
         }
         self.stats.ticks += 1;
-        let post = decision.status.clone();
 
-        check_traffic(&spec, &decision)?;
+        check_traffic(self.spec(), &decision)?;
         self.follow(
             &pre,
             &decision,
@@ -972,30 +799,189 @@ impl<'a> Story<'a> {
             manual_tick,
         )?;
         self.check_rollback(&decision)?;
-        let traffic = decision.traffic.clone().unwrap_or_default();
-        self.check_weight_moves(&traffic)?;
-        self.traffic = traffic;
+        self.check_weight_moves(&decision.traffic.clone().unwrap_or_default())?;
 
-        // The shell writes to the registry after applying the children.
-        self.status = post;
-        if t.writes_ok {
-            for w in std::mem::take(&mut self.status.pending_registry_writes) {
-                if w.op == RegistryOp::SetAlias && w.key == self.spec.model.alias {
-                    self.alias = w
-                        .version
-                        .as_deref()
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(self.alias);
-                }
-            }
-        }
+        // The shell writes to the registry after applying the children; the writes fail
+        // when the story says so.
+        self.harness.set_registry_outage(!t.writes_ok);
+        self.harness.apply(&decision);
         self.stats.attempts = self
             .stats
             .attempts
-            .max(self.status.retraining_attempts.len());
+            .max(self.harness.status().retraining_attempts.len());
         Ok(())
     }
 
+    /// The registry is down, or someone moves the alias to a new version by hand.
+    fn script_registry(&mut self, t: &Tick) {
+        self.harness.set_registry_outage(t.registry == 1);
+        if t.registry == 2 {
+            let version = self.next_version;
+            self.next_version += 1;
+            self.harness.register(version, &BTreeMap::new(), &[]);
+            let alias = self.spec().model.alias.clone();
+            self.harness.set_alias(&alias, version);
+        }
+    }
+
+    /// Manual input (annotations, as a person with the CLI would set them); returns whether
+    /// this tick carries a manual request or a pause change.
+    fn script_annotations(&mut self, index: usize, t: &Tick, pre: &ModelDeploymentStatus) -> bool {
+        let nonce = format!("t{index}");
+        if let Some(m) = t.manual {
+            let (key, value) = match m {
+                Manual::Abort => (manual::ABORT, nonce.clone()),
+                Manual::Retry => (manual::RETRY, nonce.clone()),
+                Manual::Retrain => (manual::RETRAIN, nonce.clone()),
+                Manual::Resume => (manual::RESUME, nonce.clone()),
+                Manual::PromoteNext => (manual::PROMOTE, format!("next@{nonce}")),
+                Manual::PromoteFull => (manual::PROMOTE, format!("full@{nonce}")),
+            };
+            self.harness.annotate(key, Some(value));
+        }
+        if t.toggle_pause {
+            self.pause_annotation = !self.pause_annotation;
+        }
+        self.harness.annotate(
+            manual::PAUSE,
+            self.pause_annotation.then(|| "true".to_string()),
+        );
+        let manual_pause = pre.pause_reason == Some(PauseReason::Manual);
+        t.manual.is_some()
+            || (self.pause_annotation && !pre.paused)
+            || (!self.pause_annotation && pre.paused && manual_pause)
+    }
+
+    /// Observations, taken only when the lifecycle wants them; also returns the round of
+    /// measurements (kept apart so the model knows what was recorded before which event).
+    fn observations(
+        &mut self,
+        t: &Tick,
+        candidate_ready: bool,
+        manual_tick: bool,
+    ) -> (Observations, Option<Vec<MetricMeasurement>>) {
+        let wants = self.harness.wants();
+        let mut o = Observations {
+            advisor_recommends: t.advisor,
+            ..Default::default()
+        };
+        if wants.drift_check {
+            self.rows += t.new_rows;
+            o.drift = Some(drift_observation(t, self.rows));
+        }
+        if wants.job.is_some() {
+            let state = match t.job {
+                0 => JobState::Running,
+                1 => JobState::Succeeded,
+                2 => JobState::Failed("BackoffLimitExceeded".into()),
+                _ => JobState::Missing,
+            };
+            if state == JobState::Succeeded
+                && let Some(attempt_id) = &wants.candidate_lookup
+            {
+                o.candidate_lookup = Some(self.lookup(t, attempt_id));
+            }
+            o.job = Some(state);
+        }
+        if wants.evaluation.is_some() {
+            o.evaluation = Some(evaluation(t, self.params.lower_is_better));
+        }
+        // No measurement on a manual tick: the model follows one kind of change per tick.
+        let round = wants
+            .measure
+            .filter(|_| (candidate_ready || t.measure_unready) && !manual_tick)
+            .map(|stage| measurements(self.spec(), stage, &t.verdicts));
+        o.measurements = round.clone();
+        (o, round)
+    }
+
+    /// The lineage lookup after a succeeded Job: found (the Job registered a new, tagged
+    /// version), not found, or MLflow failing.
+    fn lookup(&mut self, t: &Tick, attempt_id: &str) -> CandidateLookup {
+        match t.lookup {
+            0 => {
+                let version = self.next_version;
+                self.next_version += 1;
+                self.harness
+                    .register(version, &BTreeMap::new(), &[(LINEAGE_TAG, attempt_id)]);
+                CandidateLookup::Found(version.to_string())
+            }
+            1 => CandidateLookup::NotFound,
+            _ => CandidateLookup::Error("MLflow 503".into()),
+        }
+    }
+}
+
+/// A drift check's result as the tick tells it.
+fn drift_observation(t: &Tick, rows: i64) -> DriftObservation {
+    match t.drift {
+        3 => DriftObservation::Failed {
+            reason: Reason::DataUnreachable,
+            message: "404".into(),
+        },
+        s => DriftObservation::Completed {
+            summary: DriftSummary {
+                severity: [Severity::Ok, Severity::Medium, Severity::High][s as usize],
+                drift_detected: s > 0,
+                drifted_share: f64::from(s) / 2.0,
+                accuracy: t.accuracy,
+                ..Default::default()
+            },
+            sample_count: Some(rows),
+        },
+    }
+}
+
+/// The evaluation metrics as the tick tells them: the candidate `delta` better than a
+/// champion at 0.8 (worse for a negative delta), or one of them missing, or MLflow failing.
+fn evaluation(t: &Tick, lower_is_better: bool) -> EvaluationObservation {
+    let champion = 0.8;
+    let candidate = if lower_is_better {
+        champion - t.delta
+    } else {
+        champion + t.delta
+    };
+    match t.evaluation {
+        0 => EvaluationObservation::Metrics {
+            candidate: Some(candidate),
+            champion: Some(champion),
+        },
+        1 => EvaluationObservation::Error("MLflow 503".into()),
+        2 => EvaluationObservation::Metrics {
+            candidate: None,
+            champion: Some(champion),
+        },
+        _ => EvaluationObservation::Metrics {
+            candidate: Some(candidate),
+            champion: None,
+        },
+    }
+}
+
+/// One round of measurements of every metric of `stage`, with the tick's verdicts.
+fn measurements(
+    spec: &ModelDeploymentSpec,
+    stage: AnalysisStage,
+    verdicts: &[u8],
+) -> Vec<MetricMeasurement> {
+    stage_metrics(spec, stage)
+        .iter()
+        .zip(verdicts.iter().cycle())
+        .map(|(m, v)| {
+            let verdict = verdict(*v);
+            MetricMeasurement {
+                name: m.name.clone(),
+                verdict,
+                candidate: matches!(verdict, Verdict::Passed | Verdict::Failed).then_some(0.5),
+                stable: Some(0.5),
+                threshold: "t".into(),
+                error: (verdict == Verdict::Error).then(|| "timeout".into()),
+            }
+        })
+        .collect()
+}
+
+impl Story<'_> {
     /// Follows the decision's lifecycle events in order with the independent rollout model.
     fn follow(
         &mut self,
@@ -1005,9 +991,9 @@ impl<'a> Story<'a> {
         candidate_ready: bool,
         manual_tick: bool,
     ) -> Result<(), String> {
-        let spec = &self.spec;
+        let spec = self.harness.spec();
         let post = &decision.status;
-        let now = self.now;
+        let now = self.harness.now();
         let strict = self.checks.gates;
         let analysis = spec.rollout.analysis.as_ref();
         let steps = spec.rollout.steps.len();
@@ -1295,7 +1281,7 @@ impl<'a> Story<'a> {
                 .is_some_and(|h| matches!(h.outcome.as_str(), "RolledBack" | "Aborted")),
             "no rollback record"
         );
-        match self.spec.traffic.provider {
+        match self.spec().traffic.provider {
             TrafficProvider::None => {
                 let replicas = decision.apply.as_ref().and_then(|a| {
                     a.iter().find_map(|c| match c {
@@ -1308,7 +1294,7 @@ impl<'a> Story<'a> {
                     })
                 });
                 ensure!(
-                    replicas == Some(self.spec.serving.replicas),
+                    replicas == Some(self.spec().serving.replicas),
                     "stable replicas {replicas:?} after rollback"
                 );
             }
@@ -1324,13 +1310,13 @@ impl<'a> Story<'a> {
     /// configured step at a time.
     fn check_weight_moves(&self, traffic: &DesiredTraffic) -> Result<(), String> {
         if !self.checks.gates
-            || !self.traffic.has_candidate()
-            || self.traffic.candidate_version != traffic.candidate_version
+            || !self.harness.traffic().has_candidate()
+            || self.harness.traffic().candidate_version != traffic.candidate_version
         {
             return Ok(());
         }
-        let steps = &self.spec.rollout.steps;
-        let (from, to) = (self.traffic.canary_weight, traffic.canary_weight);
+        let steps = &self.spec().rollout.steps;
+        let (from, to) = (self.harness.traffic().canary_weight, traffic.canary_weight);
         if from == to {
             return Ok(());
         }
@@ -1741,11 +1727,20 @@ fn no_panic_on_arbitrary_status_and_observations() {
         -100_000i64..100_000,
     );
     let result = runner.run(&strategy, |(params, status, observed, offset)| {
-        let validated = validate(&params.spec());
-        let Ok(spec) = &validated else {
-            return Err(TestCaseError::fail(format!("invalid spec: {validated:?}")));
-        };
         let now = at(offset);
+        let readiness = Readiness::Scripted {
+            stable: observed.stable_ready,
+            candidate: observed.candidate_ready,
+        };
+        let mut harness =
+            Harness::new(identity(), params.spec(), readiness).resuming(status.clone());
+        harness.advance_to(now);
+        let Ok(spec) = harness.validated() else {
+            return Err(TestCaseError::fail(format!(
+                "invalid spec: {:?}",
+                harness.validated()
+            )));
+        };
         let _ = wants(spec, &status, now);
         let out = step(StepInput {
             name: NAME,
@@ -1757,35 +1752,18 @@ fn no_panic_on_arbitrary_status_and_observations() {
             now,
         });
         let _ = wants(spec, &out.status, now);
-        let decision = decide(DecideInput {
-            name: NAME,
-            namespace: "ml",
-            uid: UID,
-            generation: Some(1),
-            owner: owner(),
-            spec: &validated,
-            status: &status,
-            observed: Observed {
-                served: observed
-                    .served_version
-                    .clone()
-                    .map(|version| ResolvedModel {
-                        version,
-                        run_id: None,
-                    })
-                    .ok_or(RegistryError::Unavailable("down".into()).into()),
-                stable_deployment: status
-                    .stable_version
-                    .as_deref()
-                    .map(|v| deployment(v, observed.stable_ready)),
-                candidate_deployment: status
-                    .candidate_version
-                    .as_deref()
-                    .map(|v| deployment(v, observed.candidate_ready)),
-                lifecycle: observed.clone(),
-                annotations: BTreeMap::new(),
-            },
-            now,
+        // Any served version, even one no registry would hold.
+        let served = observed
+            .served_version
+            .clone()
+            .map(|version| ResolvedModel {
+                version,
+                run_id: None,
+            })
+            .ok_or(RegistryError::Unavailable("down".into()).into());
+        let decision = harness.decide(Observed {
+            served,
+            ..harness.observed(observed.clone())
         });
         // Whatever the status said, a rollback leaves nothing on the candidate.
         if decision

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
 
@@ -16,12 +16,10 @@ use crate::api::{
     Reason, RegistryOp, RegistryWrite, RetrainingAttempt, RolloutOutcome, RolloutReason,
     RolloutRecord, Severity, Trigger,
 };
-use crate::core::decide::{
-    Child, DecideInput, Decision, DeploymentState, EventCause, Observed, Removal, decide,
-};
+use crate::core::decide::{Child, Decision, EventCause, Removal};
 use crate::core::verdict::builtin::{canary_metrics, shadow_metrics};
 use crate::core::verdict::{AnalysisStage, MetricMeasurement, Verdict};
-use crate::registry::{RegistryError, ResolvedModel};
+use crate::simulate::{Harness, Identity, Readiness};
 
 const NAME: &str = "fraud";
 const UID: &str = "0123456789abcdef";
@@ -725,14 +723,7 @@ fn timed_out_or_aborted_attempt_job_is_removed_by_the_decision() {
         },
         at(3 * HOUR),
     );
-    let d = decide_with(
-        &spec(),
-        &timed_out.status,
-        Ok("3"),
-        None,
-        BTreeMap::new(),
-        at(3 * HOUR),
-    );
+    let d = reconcile_at(&mut cluster(&spec(), timed_out.status), at(3 * HOUR));
     assert!(
         d.remove.contains(&Removal::Job("fraud-retrain-1".into())),
         "{:?}",
@@ -1752,14 +1743,7 @@ fn abort_while_retraining_fails_the_attempt() {
             .map(String::as_str),
         Some("t1")
     );
-    let d = decide_with(
-        &spec(),
-        &out.status,
-        Ok("3"),
-        None,
-        BTreeMap::new(),
-        at(MIN),
-    );
+    let d = reconcile_at(&mut cluster(&spec(), out.status), at(MIN));
     assert!(d.remove.contains(&Removal::Job("fraud-retrain-1".into())));
 }
 
@@ -2489,56 +2473,30 @@ fn failed_drift_checks_back_off_exponentially_up_to_the_interval() {
 // Through the whole decision: annotations, routes
 // ---------------------------------------------------------------------------------------------
 
-fn owner() -> OwnerReference {
-    OwnerReference {
-        api_version: "mlrollout.io/v1alpha1".into(),
-        kind: "ModelDeployment".into(),
+/// The simulated cluster picked up at `status`: the registry serves version 3 behind
+/// `champion`, the Deployments run the versions the status names and are ready.
+fn cluster(spec: &ModelDeploymentSpec, status: ModelDeploymentStatus) -> Harness {
+    let identity = Identity {
         name: NAME.into(),
+        namespace: "ml".into(),
         uid: UID.into(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    }
+        generation: 1,
+    };
+    let readiness = Readiness::Scripted {
+        stable: true,
+        candidate: true,
+    };
+    let harness = Harness::new(identity, spec.clone(), readiness).resuming(status);
+    harness.register(3, &BTreeMap::new(), &[]);
+    harness.set_alias("champion", 3);
+    harness
 }
 
-fn deployment(version: &str) -> DeploymentState {
-    DeploymentState {
-        desired_replicas: 2,
-        ready_replicas: 2,
-        updated: true,
-        version: Some(version.into()),
-    }
-}
-
-fn decide_with(
-    spec: &ModelDeploymentSpec,
-    status: &ModelDeploymentStatus,
-    served: Result<&str, RegistryError>,
-    candidate: Option<DeploymentState>,
-    annotations: BTreeMap<String, String>,
-    now: Timestamp,
-) -> Decision {
-    decide(DecideInput {
-        name: NAME,
-        namespace: "ml",
-        uid: UID,
-        generation: Some(1),
-        owner: owner(),
-        spec: &validate(spec),
-        status,
-        observed: Observed {
-            served: served
-                .map(|v| ResolvedModel {
-                    version: v.into(),
-                    run_id: None,
-                })
-                .map_err(Into::into),
-            stable_deployment: status.stable_version.as_deref().map(deployment),
-            candidate_deployment: candidate,
-            lifecycle: Observations::default(),
-            annotations,
-        },
-        now,
-    })
+/// One whole reconcile at `now`, with no lifecycle observations (no check, Job or
+/// measurement is due in these tests).
+fn reconcile_at(cluster: &mut Harness, now: Timestamp) -> Decision {
+    cluster.advance_to(now);
+    cluster.reconcile(Observations::default())
 }
 
 /// (backend name, weight) of the decided HTTPRoute.
@@ -2564,20 +2522,9 @@ fn route_weights(d: &Decision) -> Vec<(String, i32)> {
 
 #[test]
 fn a_handled_request_is_not_applied_again() {
-    let s = spec();
-    let annotations: BTreeMap<String, String> = [(
-        manual::PROMOTE.to_string(),
-        "next@2027-01-15T08:01:00Z".to_string(),
-    )]
-    .into();
-    let first = decide_with(
-        &s,
-        &at_step(0, 10, 0),
-        Ok("3"),
-        Some(deployment("4")),
-        annotations.clone(),
-        at(MIN),
-    );
+    let mut cluster = cluster(&spec(), at_step(0, 10, 0));
+    cluster.annotate(manual::PROMOTE, Some("next@2027-01-15T08:01:00Z".into()));
+    let first = reconcile_at(&mut cluster, at(MIN));
     assert_eq!(first.status.current_step, Some(1));
     assert_eq!(
         first
@@ -2592,14 +2539,7 @@ fn a_handled_request_is_not_applied_again() {
         vec![("fraud-stable".into(), 50), ("fraud-candidate".into(), 50)]
     );
     // The annotation is still there on the next reconcile: not a new request.
-    let second = decide_with(
-        &s,
-        &first.status,
-        Ok("3"),
-        Some(deployment("4")),
-        annotations.clone(),
-        at(2 * MIN),
-    );
+    let second = reconcile_at(&mut cluster, at(2 * MIN));
     assert_eq!(second.status.current_step, Some(1));
     assert!(
         !second
@@ -2610,57 +2550,26 @@ fn a_handled_request_is_not_applied_again() {
         second.events
     );
     // A new value is a new request.
-    let again: BTreeMap<String, String> = [(
-        manual::PROMOTE.to_string(),
-        "next@2027-01-15T08:03:00Z".to_string(),
-    )]
-    .into();
-    let third = decide_with(
-        &s,
-        &second.status,
-        Ok("3"),
-        Some(deployment("4")),
-        again,
-        at(3 * MIN),
-    );
+    cluster.annotate(manual::PROMOTE, Some("next@2027-01-15T08:03:00Z".into()));
+    let third = reconcile_at(&mut cluster, at(3 * MIN));
     assert_eq!(third.status.current_step, Some(2));
 }
 
 #[test]
 fn pause_annotation_pauses_and_its_removal_resumes_through_the_decision() {
-    let s = spec();
-    let paused: BTreeMap<String, String> = [(manual::PAUSE.to_string(), "true".to_string())].into();
-    let d = decide_with(
-        &s,
-        &at_step(0, 10, 0),
-        Ok("3"),
-        Some(deployment("4")),
-        paused.clone(),
-        at(MIN),
-    );
+    let mut cluster = cluster(&spec(), at_step(0, 10, 0));
+    cluster.annotate(manual::PAUSE, Some("true".into()));
+    let d = reconcile_at(&mut cluster, at(MIN));
     assert!(d.status.paused);
     assert_eq!(
         route_weights(&d),
         vec![("fraud-stable".into(), 90), ("fraud-candidate".into(), 10)]
     );
-    let d = decide_with(
-        &s,
-        &d.status,
-        Ok("3"),
-        Some(deployment("4")),
-        paused,
-        at(HOUR),
-    );
+    let d = reconcile_at(&mut cluster, at(HOUR));
     assert!(d.status.paused, "still annotated");
     assert_eq!(d.status.phase, Phase::Progressing);
-    let d = decide_with(
-        &s,
-        &d.status,
-        Ok("3"),
-        Some(deployment("4")),
-        BTreeMap::new(),
-        at(HOUR + MIN),
-    );
+    cluster.annotate(manual::PAUSE, None);
+    let d = reconcile_at(&mut cluster, at(HOUR + MIN));
     assert!(!d.status.paused);
     assert!(
         d.events
@@ -2671,29 +2580,14 @@ fn pause_annotation_pauses_and_its_removal_resumes_through_the_decision() {
 
 #[test]
 fn rollback_sends_all_traffic_to_stable_in_the_route() {
-    let s = spec();
-    let status = at_step(1, 50, 0);
-    let before = decide_with(
-        &s,
-        &status,
-        Ok("3"),
-        Some(deployment("4")),
-        BTreeMap::new(),
-        at(MIN),
-    );
+    let mut cluster = cluster(&spec(), at_step(1, 50, 0));
+    let before = reconcile_at(&mut cluster, at(MIN));
     assert_eq!(
         route_weights(&before),
         vec![("fraud-stable".into(), 50), ("fraud-candidate".into(), 50)]
     );
-    let abort: BTreeMap<String, String> = [(manual::ABORT.to_string(), "t1".to_string())].into();
-    let d = decide_with(
-        &s,
-        &before.status,
-        Ok("3"),
-        Some(deployment("4")),
-        abort,
-        at(2 * MIN),
-    );
+    cluster.annotate(manual::ABORT, Some("t1".into()));
+    let d = reconcile_at(&mut cluster, at(2 * MIN));
     assert_eq!(d.status.phase, Phase::RolledBack);
     assert_eq!(route_weights(&d), vec![("fraud-stable".into(), 100)]);
     assert!(
@@ -2705,18 +2599,17 @@ fn rollback_sends_all_traffic_to_stable_in_the_route() {
             .iter()
             .any(|e| e.reason == EventCause::Lifecycle(EventReason::RolledBack) && e.warning)
     );
+    // The shell removed the candidate and wrote the rollback to the registry.
+    assert!(!cluster.objects().any(|c| matches!(
+        c,
+        Child::Deployment(d) if d.metadata.name.as_deref() == Some("fraud-candidate")
+    )));
+    assert!(cluster.status().pending_registry_writes.is_empty());
 }
 
 #[test]
 fn shadow_route_mirrors_to_the_candidate_with_no_live_weight() {
-    let d = decide_with(
-        &spec(),
-        &in_shadow(0),
-        Ok("3"),
-        Some(deployment("4")),
-        BTreeMap::new(),
-        at(MIN),
-    );
+    let d = reconcile_at(&mut cluster(&spec(), in_shadow(0)), at(MIN));
     assert_eq!(
         route_weights(&d),
         vec![("fraud-stable".into(), 100), ("fraud-candidate".into(), 0)]
