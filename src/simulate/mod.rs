@@ -1,29 +1,26 @@
 //! `mlrollout simulate`: replays a scenario through the real decision core
 //! ([`crate::core::decide`]) with a virtual clock, an in-memory registry and a simulated
-//! cluster, and reports one line per transition.
+//! cluster (the [`Harness`]), and reports one line per transition.
 
+pub mod harness;
 pub mod scenario;
 
 use std::collections::BTreeMap;
 
-use futures::FutureExt;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::jiff::Timestamp;
 use serde::Serialize;
 
-use crate::api::validation::validate;
-use crate::api::{DriftSummary, ModelDeployment, ModelDeploymentStatus, Severity};
-use crate::core::decide::{DecideInput, DeploymentState, Observed, decide};
-use crate::core::lifecycle::{
-    self, CandidateLookup, DesiredTraffic, DriftObservation, EvaluationObservation, JobState,
-    Observations, Wants,
+use crate::api::{
+    DriftSummary, ModelDeployment, ModelDeploymentSpec, ModelDeploymentStatus, RetrainingAttempt,
+    Severity,
 };
+use crate::core::lifecycle::{DriftObservation, JobState, Observations};
 use crate::core::verdict::builtin::metrics_for;
 use crate::core::verdict::{AnalysisStage, MetricMeasurement, judge, query_error};
-use crate::registry::memory::InMemoryRegistry;
-use crate::registry::{LINEAGE_TAG, ModelRegistry, RegistryCredentials};
+use crate::registry::LINEAGE_TAG;
 
-use scenario::{Scenario, TrainingOutcome, Variant, latest};
+pub use harness::{Harness, Identity, Readiness};
+use scenario::{Scenario, Training, TrainingOutcome, Variant, latest};
 
 /// One printed line: the state after a transition.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -61,32 +58,9 @@ fn version_number(v: &str) -> Result<u64, SimulateError> {
     v.parse().map_err(|_| SimulateError::BadVersion(v.into()))
 }
 
-/// A variant's Deployment in the simulated cluster: ready `ready_seconds` after its version
-/// was first desired.
-#[derive(Debug, Default)]
-struct SimDeployment {
-    version: Option<String>,
-    since: u64,
-}
-
-impl SimDeployment {
-    fn desire(&mut self, version: Option<&str>, now: u64) {
-        if self.version.as_deref() != version {
-            self.version = version.map(String::from);
-            self.since = now;
-        }
-    }
-
-    fn state(&self, now: u64, ready_seconds: u64, replicas: i32) -> Option<DeploymentState> {
-        let version = self.version.clone()?;
-        let ready = now.saturating_sub(self.since) >= ready_seconds;
-        Some(DeploymentState {
-            desired_replicas: replicas,
-            ready_replicas: if ready { replicas.max(1) } else { 0 },
-            updated: true,
-            version: Some(version),
-        })
-    }
+/// The virtual clock: `t` seconds into the scenario.
+fn instant(t: u64) -> Timestamp {
+    Timestamp::from_second(SIM_EPOCH + t as i64).unwrap_or(Timestamp::UNIX_EPOCH)
 }
 
 /// Runs `scenario` against `resource`.
@@ -96,246 +70,200 @@ pub fn run(resource: &ModelDeployment, scenario: &Scenario) -> Result<Outcome, S
             "tickSeconds must be at least 1".into(),
         ));
     }
-    let spec = &resource.spec;
-    // Parsed once for the whole run; an invalid spec is decided on (InvalidSpec) every tick.
-    let validated = validate(spec);
-    let model = spec.model.name.clone();
-    let registry = InMemoryRegistry::new();
-    let stable_number = version_number(&scenario.stable.version)?;
-    let metrics =
-        |m: &BTreeMap<String, f64>| m.iter().map(|(k, v)| (k.clone(), *v)).collect::<Vec<_>>();
-    let reg = |version: u64, m: &BTreeMap<String, f64>, tags: &[(&str, &str)]| {
-        let owned = metrics(m);
-        let refs: Vec<(&str, f64)> = owned.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-        registry.register(&model, version, &refs, tags);
-    };
-    reg(stable_number, &scenario.stable.metrics, &[]);
-    registry.set_alias(&model, &spec.model.alias, stable_number);
-
-    let name = resource
-        .metadata
-        .name
-        .clone()
-        .unwrap_or_else(|| "model".into());
-    let namespace = resource
-        .metadata
-        .namespace
-        .clone()
-        .unwrap_or_else(|| "default".into());
-    let owner = OwnerReference {
-        api_version: "mlrollout.io/v1alpha1".into(),
-        kind: "ModelDeployment".into(),
-        name: name.clone(),
-        uid: "00000000-sim".into(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    };
-    let credentials = RegistryCredentials::None;
-    let mut status = ModelDeploymentStatus::default();
-    let mut stable_dep = SimDeployment::default();
-    let mut candidate_dep = SimDeployment::default();
-    let mut annotations = BTreeMap::new();
-    let mut registered_attempts: BTreeMap<String, u64> = BTreeMap::new();
-    let mut lines = Vec::new();
-    let replicas = spec.serving.replicas;
-    // The traffic of the last decision that applied children.
-    let mut traffic = DesiredTraffic::default();
-
+    let mut simulation = Simulation::new(resource, scenario)?;
     let mut t = 0;
     while t <= scenario.duration_seconds {
-        let now = Timestamp::from_second(SIM_EPOCH + t as i64).unwrap_or(Timestamp::UNIX_EPOCH);
+        simulation.tick(t)?;
+        t += scenario.tick_seconds;
+    }
+    Ok(simulation.finish())
+}
+
+/// A scenario being replayed: the harness plus what the scenario's world remembers.
+struct Simulation<'a> {
+    scenario: &'a Scenario,
+    harness: Harness,
+    /// Attempt id → the version its Job registered.
+    registered_attempts: BTreeMap<String, u64>,
+    lines: Vec<Line>,
+}
+
+impl<'a> Simulation<'a> {
+    fn new(resource: &ModelDeployment, scenario: &'a Scenario) -> Result<Self, SimulateError> {
+        let identity = Identity {
+            name: resource
+                .metadata
+                .name
+                .clone()
+                .unwrap_or_else(|| "model".into()),
+            namespace: resource
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".into()),
+            uid: "00000000-sim".into(),
+            generation: 1,
+        };
+        let readiness = Readiness::After {
+            seconds: scenario.ready_seconds,
+        };
+        let harness = Harness::new(identity, resource.spec.clone(), readiness);
+        let stable = version_number(&scenario.stable.version)?;
+        harness.register(stable, &scenario.stable.metrics, &[]);
+        harness.set_alias(&resource.spec.model.alias, stable);
+        Ok(Self {
+            scenario,
+            harness,
+            registered_attempts: BTreeMap::new(),
+            lines: Vec::new(),
+        })
+    }
+
+    /// One reconcile at `t`: the scenario's changes, the observations, the decision.
+    fn tick(&mut self, t: u64) -> Result<(), SimulateError> {
+        self.apply_scenario_changes(t)?;
+        self.harness.advance_to(instant(t));
+        let observations = self.observe(t)?;
+        let decision = self.harness.reconcile(observations);
+        for event in decision.events {
+            let line = line(t, self.harness.status(), event.reason.as_str(), &event.note);
+            self.lines.push(line);
+        }
+        Ok(())
+    }
+
+    /// Registry outages, aliases moved by hand and annotations due in this tick.
+    fn apply_scenario_changes(&mut self, t: u64) -> Result<(), SimulateError> {
+        let scenario = self.scenario;
+        let due = |at: u64| at <= t && at + scenario.tick_seconds > t;
         let outage = scenario
             .registry_outages
             .iter()
             .any(|[from, to]| t >= *from && t < *to);
-        registry.set_unavailable(outage);
-        for change in scenario
-            .registry
-            .iter()
-            .filter(|c| c.at <= t && c.at + scenario.tick_seconds > t)
-        {
-            let v = version_number(&change.version)?;
-            reg(v, &change.metrics, &[]);
-            registry.set_alias(&model, &change.alias, v);
+        self.harness.set_registry_outage(outage);
+        for change in scenario.registry.iter().filter(|c| due(c.at)) {
+            let version = version_number(&change.version)?;
+            self.harness.register(version, &change.metrics, &[]);
+            self.harness.set_alias(&change.alias, version);
         }
-        for a in scenario
-            .annotations
-            .iter()
-            .filter(|a| a.at <= t && a.at + scenario.tick_seconds > t)
-        {
-            match &a.value {
-                Some(v) => annotations.insert(a.name.clone(), v.clone()),
-                None => annotations.remove(&a.name),
-            };
+        for annotation in scenario.annotations.iter().filter(|a| due(a.at)) {
+            self.harness
+                .annotate(&annotation.name, annotation.value.clone());
         }
+        Ok(())
+    }
 
-        // The cluster follows the last decision.
-        stable_dep.desire(status.stable_version.as_deref(), t);
-        candidate_dep.desire(traffic.candidate_version.as_deref(), t);
-
-        let wants = match &validated {
-            Ok(validated) => lifecycle::wants(validated, &status, now),
-            Err(_) => Wants::default(),
-        };
-        let mut obs = Observations::default();
+    /// What the lifecycle wants to see, as the scenario tells it.
+    fn observe(&mut self, t: u64) -> Result<Observations, SimulateError> {
+        let wants = self.harness.wants();
+        let mut observations = Observations::default();
         if wants.drift_check {
-            obs.drift = Some(drift_observation(scenario, t));
+            observations.drift = Some(drift_observation(self.scenario, t));
         }
         // The lifecycle wants a Job only for its last, running attempt.
         if let Some(job_name) = &wants.job
-            && let Some(attempt) = status.retraining_attempts.last().cloned()
+            && let Some(attempt) = self.harness.status().retraining_attempts.last().cloned()
         {
-            let started = attempt
-                .started_at
-                .as_ref()
-                .map(|s| (s.0.as_second() - SIM_EPOCH).max(0) as u64)
-                .unwrap_or(t);
-            let state = match &scenario.training {
-                Some(training) if t >= started + training.duration_seconds => {
-                    match training.outcome {
-                        TrainingOutcome::Failed => JobState::Failed(format!(
-                            "Job {job_name} failed (BackoffLimitExceeded)"
-                        )),
-                        TrainingOutcome::Succeeded => {
-                            if !registered_attempts.contains_key(&attempt.id) {
-                                let facts = training
-                                    .candidates
-                                    .get((attempt.number - 1).max(0) as usize)
-                                    .or(training.candidate.as_ref());
-                                if let Some(facts) = facts {
-                                    let base = version_number(&facts.version)?;
-                                    let v = if training.candidates.is_empty() {
-                                        base + attempt.number as u64 - 1
-                                    } else {
-                                        base
-                                    };
-                                    let tags: Vec<(&str, &str)> = if training.untagged {
-                                        vec![]
-                                    } else {
-                                        vec![(LINEAGE_TAG, attempt.id.as_str())]
-                                    };
-                                    reg(v, &facts.metrics, &tags);
-                                    registered_attempts.insert(attempt.id.clone(), v);
-                                }
-                            }
-                            JobState::Succeeded
-                        }
-                    }
-                }
-                Some(_) => JobState::Running,
-                None => JobState::Running,
-            };
+            let state = self.job_state(t, job_name, &attempt)?;
             if state == JobState::Succeeded
                 && let Some(id) = &wants.candidate_lookup
             {
-                obs.candidate_lookup = Some(
-                    match registry
-                        .find_candidate(&spec.model, &credentials, id)
-                        .now_or_never()
-                    {
-                        Some(Ok(Some(v))) => CandidateLookup::Found(v),
-                        Some(Ok(None)) => CandidateLookup::NotFound,
-                        Some(Err(e)) => CandidateLookup::Error(e.to_string()),
-                        None => CandidateLookup::Error("registry did not answer".into()),
-                    },
-                );
+                observations.candidate_lookup = Some(self.harness.find_candidate(id));
             }
-            obs.job = Some(state);
+            observations.job = Some(state);
         }
         if let Some((candidate, champion)) = &wants.evaluation {
-            obs.evaluation = Some(
-                match registry
-                    .evaluation_metrics(
-                        &spec.model,
-                        &credentials,
-                        candidate,
-                        champion,
-                        &spec.evaluation.metric,
-                    )
-                    .now_or_never()
-                {
-                    Some(Ok((c, s))) => EvaluationObservation::Metrics {
-                        candidate: c,
-                        champion: s,
-                    },
-                    Some(Err(e)) => EvaluationObservation::Error(e.to_string()),
-                    None => EvaluationObservation::Error("registry did not answer".into()),
-                },
-            );
+            observations.evaluation = Some(self.harness.evaluation(candidate, champion));
         }
-        let candidate_state = candidate_dep.state(t, scenario.ready_seconds, replicas);
-        let candidate_ready = candidate_state.as_ref().is_some_and(|d| {
-            d.ready_replicas > 0 && d.version.as_deref() == status.candidate_version.as_deref()
-        });
         if let Some(stage) = wants.measure
-            && candidate_ready
+            && self.harness.candidate_ready()
         {
-            obs.measurements = Some(measure(spec, scenario, stage, t));
+            observations.measurements = Some(measure(self.harness.spec(), self.scenario, stage, t));
         }
+        Ok(observations)
+    }
 
-        let served = registry
-            .resolve(&spec.model, &credentials)
-            .now_or_never()
-            .unwrap_or_else(|| {
-                Err(crate::registry::RegistryError::Other(
-                    "registry did not answer".into(),
-                ))
-            });
-        let decision = decide(DecideInput {
-            name: &name,
-            namespace: &namespace,
-            uid: &owner.uid,
-            generation: Some(1),
-            owner: owner.clone(),
-            spec: &validated,
-            status: &status,
-            observed: Observed {
-                served: served.map_err(Into::into),
-                stable_deployment: stable_dep.state(t, scenario.ready_seconds, replicas),
-                candidate_deployment: candidate_state,
-                lifecycle: obs,
-                annotations: annotations.clone(),
-            },
-            now,
-        });
-        status = decision.status;
-        if let Some(applied) = decision.traffic {
-            traffic = applied;
+    /// The attempt's Job runs for the training's duration, then fails or registers its
+    /// version (once).
+    fn job_state(
+        &mut self,
+        t: u64,
+        job_name: &str,
+        attempt: &RetrainingAttempt,
+    ) -> Result<JobState, SimulateError> {
+        let started = attempt
+            .started_at
+            .as_ref()
+            .map(|s| (s.0.as_second() - SIM_EPOCH).max(0) as u64)
+            .unwrap_or(t);
+        let Some(training) = &self.scenario.training else {
+            return Ok(JobState::Running);
+        };
+        if t < started + training.duration_seconds {
+            return Ok(JobState::Running);
         }
-        // The shell writes to the registry after applying children.
-        let pending = std::mem::take(&mut status.pending_registry_writes);
-        for write in pending {
-            let ok = matches!(
-                registry
-                    .apply_write(&spec.model, &credentials, &write)
-                    .now_or_never(),
-                Some(Ok(()))
-            );
-            if !ok {
-                status.pending_registry_writes.push(write);
+        match training.outcome {
+            TrainingOutcome::Failed => Ok(JobState::Failed(format!(
+                "Job {job_name} failed (BackoffLimitExceeded)"
+            ))),
+            TrainingOutcome::Succeeded => {
+                if !self.registered_attempts.contains_key(&attempt.id) {
+                    self.register_candidate(training, attempt)?;
+                }
+                Ok(JobState::Succeeded)
             }
         }
-        for event in decision.events {
-            lines.push(line(t, &status, event.reason.as_str(), &event.note));
-        }
-        t += scenario.tick_seconds;
     }
-    let end = scenario.duration_seconds;
-    let last_reason = lines
-        .last()
-        .map(|l| l.reason.clone())
-        .unwrap_or_else(|| "NoTransition".into());
-    let last = line(
-        end,
-        &status,
-        &last_reason,
-        status.message.as_deref().unwrap_or(""),
-    );
-    Ok(Outcome {
-        lines,
-        last,
-        status,
-    })
+
+    /// What the training script registers: the attempt's version, tagged with its lineage
+    /// unless the scenario says the script forgets.
+    fn register_candidate(
+        &mut self,
+        training: &Training,
+        attempt: &RetrainingAttempt,
+    ) -> Result<(), SimulateError> {
+        let facts = training
+            .candidates
+            .get((attempt.number - 1).max(0) as usize)
+            .or(training.candidate.as_ref());
+        let Some(facts) = facts else {
+            return Ok(());
+        };
+        let base = version_number(&facts.version)?;
+        let version = if training.candidates.is_empty() {
+            base + attempt.number as u64 - 1
+        } else {
+            base
+        };
+        let tags: Vec<(&str, &str)> = if training.untagged {
+            vec![]
+        } else {
+            vec![(LINEAGE_TAG, attempt.id.as_str())]
+        };
+        self.harness.register(version, &facts.metrics, &tags);
+        self.registered_attempts.insert(attempt.id.clone(), version);
+        Ok(())
+    }
+
+    fn finish(self) -> Outcome {
+        let status = self.harness.status().clone();
+        let last_reason = self
+            .lines
+            .last()
+            .map(|l| l.reason.clone())
+            .unwrap_or_else(|| "NoTransition".into());
+        let last = line(
+            self.scenario.duration_seconds,
+            &status,
+            &last_reason,
+            status.message.as_deref().unwrap_or(""),
+        );
+        Outcome {
+            lines: self.lines,
+            last,
+            status,
+        }
+    }
 }
 
 fn line(at: u64, status: &ModelDeploymentStatus, reason: &str, message: &str) -> Line {
@@ -373,7 +301,7 @@ fn drift_observation(scenario: &Scenario, t: u64) -> DriftObservation {
 }
 
 fn measure(
-    spec: &crate::api::ModelDeploymentSpec,
+    spec: &ModelDeploymentSpec,
     scenario: &Scenario,
     stage: AnalysisStage,
     t: u64,

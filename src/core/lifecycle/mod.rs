@@ -2,7 +2,7 @@
 //! roll back. A pure state machine: spec + status + observations + `now` in, new status,
 //! events, the Job that should exist and when to look again out. No I/O, no clock.
 //!
-//! Invariants (property-tested in `proptests.rs`): the canary weight is 0 or one of the
+//! Invariants (property-tested in `proptests/`): the canary weight is 0 or one of the
 //! configured steps and the two variants' weights sum to 100; within a rollout it only moves
 //! up through the steps and never past an unfinished analysis; promotion needs a passed
 //! evaluation (for retrained candidates), a passed shadow and every step's analysis; a
