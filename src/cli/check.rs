@@ -36,6 +36,8 @@ pub fn run(files: &[PathBuf]) -> ExitCode {
         for (index, document) in serde_yaml::Deserializer::from_str(&text).enumerate() {
             let value = match Value::deserialize(document) {
                 Ok(v) => v,
+                // A syntax error ends the stream: the parser cannot find where the next
+                // document starts, and asking again repeats the same error forever.
                 Err(e) => {
                     eprintln!(
                         "{}: document {}: not valid YAML: {e}",
@@ -43,7 +45,7 @@ pub fn run(files: &[PathBuf]) -> ExitCode {
                         index + 1
                     );
                     ok = false;
-                    continue;
+                    break;
                 }
             };
             if value.get("kind").and_then(|k| k.as_str()) != Some("ModelDeployment") {
@@ -53,7 +55,9 @@ pub fn run(files: &[PathBuf]) -> ExitCode {
             match check_document(&value) {
                 Ok((resource, spec)) => {
                     let file = file.display().to_string();
-                    println!("{}", explain(&file, &resource.metadata, &spec));
+                    if super::output::println(&explain(&file, &resource.metadata, &spec)).is_err() {
+                        return ExitCode::FAILURE;
+                    }
                 }
                 Err(problems) => {
                     ok = false;

@@ -111,7 +111,9 @@ pub fn main(action: Action, target: &Target) -> ExitCode {
     };
     match runtime.block_on(execute(action, target)) {
         Ok(text) => {
-            print!("{text}");
+            if super::output::print(&text).is_err() {
+                return ExitCode::FAILURE;
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

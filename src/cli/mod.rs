@@ -4,6 +4,7 @@
 pub mod check;
 pub mod control;
 pub mod drift;
+pub mod output;
 pub mod run;
 pub mod simulate;
 
@@ -57,10 +58,10 @@ pub enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Crd => {
-            print!("{}", crate::api::crd_yaml());
-            ExitCode::SUCCESS
-        }
+        Command::Crd => match output::print(&crate::api::crd_yaml()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(_) => ExitCode::FAILURE,
+        },
         Command::Check { files } => check::run(&files),
         Command::Drift(args) => drift::run(args),
         Command::Simulate(args) => simulate::run(&args),

@@ -20,7 +20,9 @@ pub struct SimulateArgs {
 pub fn run(args: &SimulateArgs) -> ExitCode {
     match simulate_files(args) {
         Ok(output) => {
-            print!("{output}");
+            if super::output::print(&output).is_err() {
+                return ExitCode::FAILURE;
+            }
             ExitCode::SUCCESS
         }
         Err(message) => {
