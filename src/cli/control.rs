@@ -20,6 +20,17 @@ pub struct Target {
     /// Namespace (default: the kubeconfig's).
     #[arg(short, long)]
     pub namespace: Option<String>,
+    /// Longest wait for the API server (connect and answer), e.g. `30s`, `2m`.
+    #[arg(long, default_value = "30s", value_parser = parse_timeout)]
+    pub request_timeout: std::time::Duration,
+}
+
+fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
+    match crate::api::duration::parse_duration(text) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err("must be more than 0s".into()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -123,16 +134,42 @@ pub fn main(action: Action, target: &Target) -> ExitCode {
     }
 }
 
+/// Runs the command against the kubeconfig's cluster, bounded by `--request-timeout`: a server
+/// that accepts the connection and never answers is named in the error, not waited on forever.
 async fn execute(action: Action, target: &Target) -> Result<String, String> {
-    let client = kube::Client::try_default()
+    let mut config = kube::Config::infer()
         .await
-        .map_err(|e| format!("cannot reach the cluster: {e}"))?;
+        .map_err(|e| format!("cannot load the kubeconfig: {e}"))?;
+    let timeout = target.request_timeout;
+    // The client's own limits sit just past the overall one, which names the server.
+    let io_limit = timeout + std::time::Duration::from_secs(1);
+    config.connect_timeout = Some(io_limit);
+    config.read_timeout = Some(io_limit);
+    config.write_timeout = Some(io_limit);
+    let server = config.cluster_url.to_string();
+    let client = kube::Client::try_from(config)
+        .map_err(|e| format!("cannot reach the cluster at {server}: {e}"))?;
+    match tokio::time::timeout(timeout, send(action, target, client, &server)).await {
+        Ok(result) => result,
+        Err(_) => Err(format!(
+            "the API server {server} did not answer within {} (--request-timeout)",
+            crate::api::duration::format_duration(timeout)
+        )),
+    }
+}
+
+async fn send(
+    action: Action,
+    target: &Target,
+    client: kube::Client,
+    server: &str,
+) -> Result<String, String> {
     let namespace = target
         .namespace
         .clone()
         .unwrap_or_else(|| client.default_namespace().to_string());
     let api: Api<ModelDeployment> = Api::namespaced(client, &namespace);
-    let explain = |e| explain_error(e, &namespace, &target.name);
+    let explain = |e| explain_error(e, &namespace, &target.name, server);
     if let Some(patch) = annotation_patch(action, Timestamp::now()) {
         api.patch(&target.name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
@@ -149,7 +186,7 @@ async fn execute(action: Action, target: &Target) -> Result<String, String> {
 }
 
 /// One line a person can act on: the server's message, not a dump of its `Status`.
-fn explain_error(error: kube::Error, namespace: &str, name: &str) -> String {
+fn explain_error(error: kube::Error, namespace: &str, name: &str, server: &str) -> String {
     match error {
         kube::Error::Api(status) if status.code == 404 => {
             if status.details.as_ref().is_some_and(|d| d.name == name) {
@@ -166,7 +203,8 @@ fn explain_error(error: kube::Error, namespace: &str, name: &str) -> String {
             "ModelDeployment {namespace}/{name}: {} ({} {})",
             status.message, status.code, status.reason
         ),
-        other => format!("ModelDeployment {namespace}/{name}: {other}"),
+        // Not an answer of the API server: say which server could not be reached.
+        other => format!("ModelDeployment {namespace}/{name}: API server {server}: {other}"),
     }
 }
 
