@@ -80,69 +80,18 @@ pub fn accuracy(table: &Table, prediction: &str, label: &str) -> Result<Accuracy
         .column(prediction)
         .ok_or_else(|| missing_col(prediction))?;
     let l = table.column(label).ok_or_else(|| missing_col(label))?;
-    let threshold = match (p, l) {
-        (Column::Numeric(pv), Column::Numeric(lv)) => {
-            let labels01 = lv
-                .iter()
-                .filter(|x| x.is_finite())
-                .all(|&x| x == 0.0 || x == 1.0);
-            let scores = pv
-                .iter()
-                .filter(|x| x.is_finite())
-                .all(|&x| (0.0..=1.0).contains(&x));
-            let fractional = pv.iter().any(|x| x.is_finite() && x.fract() != 0.0);
-            labels01 && scores && fractional
-        }
-        _ => false,
-    };
+    let threshold = scores_against_01_labels(p, l);
     let pc = classes(p, threshold);
     let lc = classes(l, false);
-    let (mut rows, mut missing, mut correct) = (0u64, 0u64, 0u64);
-    let mut distinct: std::collections::BTreeSet<&str> = std::collections::BTreeSet::new();
-    for (a, b) in pc.iter().zip(&lc) {
-        match (a, b) {
-            (Some(a), Some(b)) => {
-                rows += 1;
-                if a == b {
-                    correct += 1;
-                }
-                if distinct.len() <= 2 {
-                    distinct.insert(a);
-                    distinct.insert(b);
-                }
-            }
-            _ => missing += 1,
-        }
-    }
-    let binary = (distinct.len() == 2).then(|| {
-        let positive = distinct
-            .iter()
-            .find(|d| POSITIVE_NAMES.iter().any(|p| p.eq_ignore_ascii_case(d)))
-            .or(distinct.iter().next_back())
-            .map(|s| (*s).to_owned())
-            .unwrap_or_default();
-        let (mut tp, mut fp, mut fneg, mut tn) = (0u64, 0u64, 0u64, 0u64);
-        for (a, b) in pc.iter().zip(&lc) {
-            if let (Some(a), Some(b)) = (a, b) {
-                match (*a == positive, *b == positive) {
-                    (true, true) => tp += 1,
-                    (true, false) => fp += 1,
-                    (false, true) => fneg += 1,
-                    (false, false) => tn += 1,
-                }
-            }
-        }
-        let ratio = |n: u64, d: u64| (d > 0).then(|| n as f64 / d as f64);
-        BinaryMetrics {
-            positive_label: positive,
-            precision: ratio(tp, tp + fp),
-            recall: ratio(tp, tp + fneg),
-            true_positives: tp,
-            false_positives: fp,
-            false_negatives: fneg,
-            true_negatives: tn,
-        }
-    });
+    let agreement = Agreement::count(&pc, &lc);
+    let binary = (agreement.distinct.len() == 2)
+        .then(|| binary_metrics(&pc, &lc, positive_class(&agreement.distinct)));
+    let Agreement {
+        rows,
+        missing,
+        correct,
+        ..
+    } = agreement;
     Ok(AccuracyReport {
         prediction_column: prediction.to_owned(),
         label_column: label.to_owned(),
@@ -154,4 +103,101 @@ pub fn accuracy(table: &Table, prediction: &str, label: &str) -> Result<Accuracy
         accuracy_threshold: None,
         below_threshold: None,
     })
+}
+
+/// Whether the predictions are scores to threshold at 0.5: numeric, in [0, 1] and not all
+/// integers, against numeric labels in {0, 1}.
+fn scores_against_01_labels(prediction: &Column, label: &Column) -> bool {
+    let (Column::Numeric(pv), Column::Numeric(lv)) = (prediction, label) else {
+        return false;
+    };
+    let labels01 = lv
+        .iter()
+        .filter(|x| x.is_finite())
+        .all(|&x| x == 0.0 || x == 1.0);
+    let scores = pv
+        .iter()
+        .filter(|x| x.is_finite())
+        .all(|&x| (0.0..=1.0).contains(&x));
+    let fractional = pv.iter().any(|x| x.is_finite() && x.fract() != 0.0);
+    labels01 && scores && fractional
+}
+
+/// How predicted classes agree with labels, row by row.
+struct Agreement<'a> {
+    /// Rows with both a prediction and a label.
+    rows: u64,
+    /// Rows missing either.
+    missing: u64,
+    correct: u64,
+    /// Classes seen in either column; collecting stops once there are more than two (the
+    /// problem is then not binary).
+    distinct: std::collections::BTreeSet<&'a str>,
+}
+
+impl<'a> Agreement<'a> {
+    fn count(predicted: &'a [Option<String>], labels: &'a [Option<String>]) -> Self {
+        let mut out = Agreement {
+            rows: 0,
+            missing: 0,
+            correct: 0,
+            distinct: std::collections::BTreeSet::new(),
+        };
+        for (a, b) in predicted.iter().zip(labels) {
+            match (a, b) {
+                (Some(a), Some(b)) => {
+                    out.rows += 1;
+                    if a == b {
+                        out.correct += 1;
+                    }
+                    if out.distinct.len() <= 2 {
+                        out.distinct.insert(a);
+                        out.distinct.insert(b);
+                    }
+                }
+                _ => out.missing += 1,
+            }
+        }
+        out
+    }
+}
+
+/// The positive one of two classes: a conventional positive name (`1`, `true`, `fraud`, ...)
+/// if one is, otherwise the greater.
+fn positive_class(distinct: &std::collections::BTreeSet<&str>) -> String {
+    distinct
+        .iter()
+        .find(|d| POSITIVE_NAMES.iter().any(|p| p.eq_ignore_ascii_case(d)))
+        .or(distinct.iter().next_back())
+        .map(|s| (*s).to_owned())
+        .unwrap_or_default()
+}
+
+/// The confusion matrix of `positive` over the rows with both a prediction and a label.
+fn binary_metrics(
+    predicted: &[Option<String>],
+    labels: &[Option<String>],
+    positive: String,
+) -> BinaryMetrics {
+    let (mut tp, mut fp, mut fneg, mut tn) = (0u64, 0u64, 0u64, 0u64);
+    for (a, b) in predicted.iter().zip(labels) {
+        if let (Some(a), Some(b)) = (a, b) {
+            match (*a == positive, *b == positive) {
+                (true, true) => tp += 1,
+                (true, false) => fp += 1,
+                (false, true) => fneg += 1,
+                (false, false) => tn += 1,
+            }
+        }
+    }
+    let ratio = |n: u64, d: u64| (d > 0).then(|| n as f64 / d as f64);
+    BinaryMetrics {
+        positive_label: positive,
+        precision: ratio(tp, tp + fp),
+        recall: ratio(tp, tp + fneg),
+        true_positives: tp,
+        false_positives: fp,
+        false_negatives: fneg,
+        true_negatives: tn,
+    }
 }

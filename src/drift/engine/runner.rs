@@ -183,58 +183,87 @@ pub(super) struct CpuJob {
     pub(super) labelled: Option<(Payload, DataFormat, LabelledLocation)>,
 }
 
+/// The reference table and the seconds it took to read, `None` when the reference is cached.
+type ReadReference = Result<Option<(Table, f64)>, DriftError>;
+/// The accuracy on the labelled data and the seconds it took, `None` without labelled data.
+type ReadLabelled = Option<Result<(AccuracyReport, f64), DataError>>;
+
 impl CpuJob {
+    /// The reference table (unless cached) is read while the labelled data is; then the
+    /// current data is read while the reference is prepared; then the comparison.
     pub(super) fn run(self) -> Result<(Arc<PreparedReference>, DriftReport), DriftError> {
-        let CpuJob {
-            now,
-            config,
-            key,
-            cached,
-            reference,
-            current,
-            labelled,
-        } = self;
         let mut timings = Timings {
-            reference_cached: cached.is_some(),
+            reference_cached: self.cached.is_some(),
             ..Timings::default()
         };
-        let (cur_payload, cur_format) = current;
-        let cur_names = column_names(&cur_payload, cur_format, Side::Current)?;
+        let (cur_payload, cur_format) = &self.current;
+        let cur_names = column_names(cur_payload, *cur_format, Side::Current)?;
+        let (reference_table, labelled) = self.read_reference_beside_labelled(&cur_names);
+        let (prepared, table) =
+            self.prepare_beside_current(reference_table?, &cur_names, &mut timings)?;
+        let mut report = self.compare_window(&prepared, table, &mut timings);
+        if let Some(r) = labelled {
+            let (acc, s) = r?;
+            timings.accuracy_s = s;
+            report.performance = Some(acc);
+        }
+        report.timings = timings;
+        Ok((prepared, report))
+    }
 
-        // The reference table (unless cached) is read while the labelled data is; then the
-        // current data is read while the reference is prepared.
-        let read_reference = || -> Result<Option<(Table, f64)>, DriftError> {
-            if cached.is_some() {
-                return Ok(None);
-            }
-            let Some((payload, format)) = &reference else {
-                return Err(DriftError::InvalidConfig(
-                    "internal error: no reference data".into(),
-                ));
-            };
-            let t0 = Instant::now();
-            let names = column_names(payload, *format, Side::Reference)?;
-            let requests = reference_requests(&names, &config)?;
-            if config.features.is_empty() && !requests.iter().any(|r| cur_names.contains(&r.name)) {
-                return Err(DriftError::NoFeatures(
-                    "the reference and current data have no column in common".into(),
-                ));
-            }
-            let table = read_table(payload, *format, &requests, Side::Reference)?;
-            Ok(Some((table, secs(t0.elapsed()))))
+    /// The reference table (`None` when cached) and the accuracy on the labelled data (`None`
+    /// without labelled data), read on two threads.
+    fn read_reference_beside_labelled(
+        &self,
+        cur_names: &[String],
+    ) -> (ReadReference, ReadLabelled) {
+        if self.labelled.is_none() {
+            return (self.read_reference(cur_names), None);
+        }
+        std::thread::scope(|s| {
+            let lab = s.spawn(|| self.read_labelled());
+            let r = self.read_reference(cur_names);
+            let lab = lab.join().unwrap_or_else(|_| {
+                Some(Err(DataError::malformed(
+                    Side::Labelled,
+                    "",
+                    "internal error while reading",
+                )))
+            });
+            (r, lab)
+        })
+    }
+
+    fn read_reference(&self, cur_names: &[String]) -> ReadReference {
+        if self.cached.is_some() {
+            return Ok(None);
+        }
+        let Some((payload, format)) = &self.reference else {
+            return Err(DriftError::InvalidConfig(
+                "internal error: no reference data".into(),
+            ));
         };
-        let read_labelled = || -> Option<Result<(AccuracyReport, f64), DataError>> {
-            let (payload, format, loc) = labelled.as_ref()?;
-            let t0 = Instant::now();
-            let r = read_table(
-                payload,
-                *format,
-                &[
-                    ColumnRequest::new(loc.prediction_column.clone(), None),
-                    ColumnRequest::new(loc.label_column.clone(), None),
-                ],
-                Side::Labelled,
-            )
+        let t0 = Instant::now();
+        let names = column_names(payload, *format, Side::Reference)?;
+        let requests = reference_requests(&names, &self.config)?;
+        if self.config.features.is_empty() && !requests.iter().any(|r| cur_names.contains(&r.name))
+        {
+            return Err(DriftError::NoFeatures(
+                "the reference and current data have no column in common".into(),
+            ));
+        }
+        let table = read_table(payload, *format, &requests, Side::Reference)?;
+        Ok(Some((table, secs(t0.elapsed()))))
+    }
+
+    fn read_labelled(&self) -> ReadLabelled {
+        let (payload, format, loc) = self.labelled.as_ref()?;
+        let t0 = Instant::now();
+        let columns = [
+            ColumnRequest::new(loc.prediction_column.clone(), None),
+            ColumnRequest::new(loc.label_column.clone(), None),
+        ];
+        let r = read_table(payload, *format, &columns, Side::Labelled)
             .and_then(|t| accuracy(&t, &loc.prediction_column, &loc.label_column))
             .map(|mut a| {
                 if let (Some(th), Some(acc)) = (loc.accuracy_threshold, a.accuracy) {
@@ -243,88 +272,87 @@ impl CpuJob {
                 }
                 (a, secs(t0.elapsed()))
             });
-            Some(r)
-        };
-        let internal = |what: &str| {
-            DriftError::Data(DataError::malformed(
-                Side::Current,
-                "",
-                format!("internal error while {what}"),
-            ))
-        };
+        Some(r)
+    }
 
-        let (reference_table, labelled_result) = if labelled.is_none() {
-            (read_reference(), None)
-        } else {
-            std::thread::scope(|s| {
-                let lab = s.spawn(read_labelled);
-                let r = read_reference();
-                let lab = lab.join().unwrap_or_else(|_| {
-                    Some(Err(DataError::malformed(
-                        Side::Labelled,
-                        "",
-                        "internal error while reading",
-                    )))
-                });
-                (r, lab)
-            })
-        };
-        let read_current = |requests: &[ColumnRequest]| -> Result<(Table, f64), DriftError> {
-            let t0 = Instant::now();
-            let mut requests = requests.to_vec();
-            if let Some(w) = &config.window
-                && !requests.iter().any(|r| r.name == w.timestamp_column)
-            {
-                requests.push(ColumnRequest::new(w.timestamp_column.clone(), None));
-            }
-            let t = read_table(&cur_payload, cur_format, &requests, Side::Current)?;
-            Ok((t, secs(t0.elapsed())))
-        };
-        let (prepared, (table, read_current_s)) = match (reference_table?, &cached) {
+    /// The current table (plus the window's timestamp column) and the seconds it took.
+    fn read_current(&self, requests: &[ColumnRequest]) -> Result<(Table, f64), DriftError> {
+        let t0 = Instant::now();
+        let mut requests = requests.to_vec();
+        if let Some(w) = &self.config.window
+            && !requests.iter().any(|r| r.name == w.timestamp_column)
+        {
+            requests.push(ColumnRequest::new(w.timestamp_column.clone(), None));
+        }
+        let (payload, format) = &self.current;
+        let t = read_table(payload, *format, &requests, Side::Current)?;
+        Ok((t, secs(t0.elapsed())))
+    }
+
+    /// The prepared reference (the cached one, or prepared from `reference_table` while the
+    /// current data is read on another thread) and the current table.
+    fn prepare_beside_current(
+        &self,
+        reference_table: Option<(Table, f64)>,
+        cur_names: &[String],
+        timings: &mut Timings,
+    ) -> Result<(Arc<PreparedReference>, Table), DriftError> {
+        let (prepared, (table, read_current_s)) = match (reference_table, &self.cached) {
             (None, Some(p)) => {
-                let requests = p.current_requests(&cur_names)?;
-                (p.clone(), read_current(&requests)?)
+                let requests = p.current_requests(cur_names)?;
+                (p.clone(), self.read_current(&requests)?)
             }
             (Some((ref_table, read_s)), _) => {
                 timings.read_reference_s = read_s;
-                let requests = requests_from_reference_table(&ref_table, &config, &cur_names)?;
+                let requests = requests_from_reference_table(&ref_table, &self.config, cur_names)?;
                 let (prepared, current) = std::thread::scope(|s| {
-                    let cur = s.spawn(|| read_current(&requests));
+                    let cur = s.spawn(|| self.read_current(&requests));
                     let t1 = Instant::now();
-                    let prepared = prepare_reference(ref_table, &config, key.clone())
+                    let prepared = prepare_reference(ref_table, &self.config, self.key.clone())
                         .map(|p| (Arc::new(p), secs(t1.elapsed())));
                     let cur = cur
                         .join()
-                        .unwrap_or_else(|_| Err(internal("reading the current data")));
+                        .unwrap_or_else(|_| Err(internal_error("reading the current data")));
                     (prepared, cur)
                 });
                 let (prepared, prepare_s) = prepared?;
                 timings.prepare_s = prepare_s;
                 (prepared, current?)
             }
-            (None, None) => return Err(internal("preparing the reference")),
+            (None, None) => return Err(internal_error("preparing the reference")),
         };
         timings.read_current_s = read_current_s;
-        let mut table = table;
-        let window = config.window.as_ref().map(|w| {
+        Ok((prepared, table))
+    }
+
+    /// Keep the configured window of the current table, then compare it with the reference.
+    fn compare_window(
+        &self,
+        prepared: &PreparedReference,
+        mut table: Table,
+        timings: &mut Timings,
+    ) -> DriftReport {
+        let window = self.config.window.as_ref().map(|w| {
             let compared = prepared.features().any(|(n, _)| n == w.timestamp_column)
                 || prepared
                     .prediction()
                     .is_some_and(|(n, _)| n == w.timestamp_column);
-            apply_window(&mut table, w, now, compared)
+            apply_window(&mut table, w, self.now, compared)
         });
         let t1 = Instant::now();
-        let mut report = compare(&prepared, table, &config);
+        let mut report = compare(prepared, table, &self.config);
         report.window = window;
         timings.compare_s = secs(t1.elapsed());
-        if let Some(r) = labelled_result {
-            let (acc, s) = r?;
-            timings.accuracy_s = s;
-            report.performance = Some(acc);
-        }
-        report.timings = timings;
-        Ok((prepared, report))
+        report
     }
+}
+
+fn internal_error(what: &str) -> DriftError {
+    DriftError::Data(DataError::malformed(
+        Side::Current,
+        "",
+        format!("internal error while {what}"),
+    ))
 }
 
 /// Cache of prepared references keyed by [`ReferenceKey`] outside an engine (e.g. tests).

@@ -179,37 +179,46 @@ where
     } else {
         raw
     };
-
     for (v, adj) in verdicts.iter_mut().zip(adjusted) {
-        if v.status != ComparisonStatus::Ok {
-            continue;
+        if v.status == ComparisonStatus::Ok {
+            decide_feature(v, adj, policy);
         }
-        v.p_value_adjusted = finite(Some(adj));
-        v.psi_level = v.psi.map(|psi| {
-            if psi >= policy.psi_high {
-                PsiLevel::High
-            } else if psi >= policy.psi_warning {
-                PsiLevel::Warning
-            } else {
-                PsiLevel::Ok
-            }
-        });
-        let min_effect = match v.kind {
-            FeatureKind::Numerical => policy.min_effect_numeric,
-            FeatureKind::Categorical => policy.min_effect_categorical,
-        };
-        let significant = v.p_value_adjusted.is_some_and(|p| p < policy.alpha);
-        let large = v.effect_size.is_some_and(|e| e >= min_effect);
-        v.drifted = significant && large;
-        v.severity = if !v.drifted {
-            Severity::Ok
-        } else if v.psi.is_some_and(|psi| psi >= policy.psi_high) {
-            Severity::High
-        } else {
-            Severity::Medium
-        };
     }
+    dataset_verdict(verdicts, policy)
+}
 
+/// Steps 3 and 4 of the rule for one evaluated feature, given its adjusted p-value.
+fn decide_feature(v: &mut FeatureVerdict, p_adjusted: f64, policy: &DriftPolicy) {
+    v.p_value_adjusted = finite(Some(p_adjusted));
+    v.psi_level = v.psi.map(|psi| psi_level(psi, policy));
+    let min_effect = match v.kind {
+        FeatureKind::Numerical => policy.min_effect_numeric,
+        FeatureKind::Categorical => policy.min_effect_categorical,
+    };
+    let significant = v.p_value_adjusted.is_some_and(|p| p < policy.alpha);
+    let large = v.effect_size.is_some_and(|e| e >= min_effect);
+    v.drifted = significant && large;
+    v.severity = if !v.drifted {
+        Severity::Ok
+    } else if v.psi.is_some_and(|psi| psi >= policy.psi_high) {
+        Severity::High
+    } else {
+        Severity::Medium
+    };
+}
+
+fn psi_level(psi: f64, policy: &DriftPolicy) -> PsiLevel {
+    if psi >= policy.psi_high {
+        PsiLevel::High
+    } else if psi >= policy.psi_warning {
+        PsiLevel::Warning
+    } else {
+        PsiLevel::Ok
+    }
+}
+
+/// Step 5 of the rule: the dataset verdict from the decided features.
+fn dataset_verdict(verdicts: Vec<FeatureVerdict>, policy: &DriftPolicy) -> DatasetVerdict {
     let n_features = verdicts.len();
     let n_evaluated = verdicts
         .iter()

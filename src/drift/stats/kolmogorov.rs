@@ -11,6 +11,7 @@
 
 use std::f64::consts::PI;
 
+use super::float::{clip_prob, ldexp};
 use super::smirnov::smirnov_sf;
 
 const E128: i64 = 128;
@@ -32,10 +33,6 @@ const STIRLING_COEFFS: [f64; 8] = [
     -2.777_777_777_777_778e-3,
     8.333_333_333_333_333e-2,
 ];
-
-pub(super) fn clip_prob(p: f64) -> f64 {
-    if p.is_nan() { p } else { p.clamp(0.0, 1.0) }
-}
 
 /// log(n! / n^n) via Stirling's series (scipy `_log_nfactorial_div_n_pow_n`).
 fn log_nfactorial_div_n_pow_n(n: f64) -> f64 {
@@ -218,27 +215,6 @@ fn kolmogn_dmtw_cdf(n: u64, d: f64) -> f64 {
     clip_prob(p)
 }
 
-/// `x * 2^e` without intermediate overflow/underflow for large |e|.
-pub(super) fn ldexp(x: f64, e: i64) -> f64 {
-    let mut x = x;
-    let mut e = e;
-    while e > 1000 {
-        x *= 2f64.powi(1000);
-        e -= 1000;
-        if x.is_infinite() || x == 0.0 {
-            return x;
-        }
-    }
-    while e < -1000 {
-        x *= 2f64.powi(-1000);
-        e += 1000;
-        if x == 0.0 || x.is_infinite() {
-            return x;
-        }
-    }
-    x * 2f64.powi(e as i32)
-}
-
 /// scipy `_pomeranz_compute_j1j2`.
 fn pomeranz_j1j2(i: i64, n: i64, ll: i64, ceilf: i64, roundf: i64) -> (i64, i64) {
     let (j1, j2) = if i == 0 {
@@ -259,6 +235,40 @@ fn pomeranz_j1j2(i: i64, n: i64, ll: i64, ceilf: i64, roundf: i64) -> (i64, i64)
     ((j1 + 2).max(0), j2.min(n))
 }
 
+/// `(g/n)^m / m!`, `(2g/n)^m / m!` and `((1-2g)/n)^m / m!` for `m < len` (scipy's
+/// `gpower`, `twogpower` and `onem2gpower` in `_kolmogn_Pomeranz`).
+fn pomeranz_powers(g: f64, nf: f64, len: usize) -> [Vec<f64>; 3] {
+    let mut gpower = vec![1.0; len];
+    let mut twogpower = vec![1.0; len];
+    let mut onem2gpower = vec![1.0; len];
+    let (g_over_n, two_g_over_n, one_minus_two_g_over_n) =
+        (g / nf, 2.0 * g / nf, (1.0 - 2.0 * g) / nf);
+    for m in 1..len {
+        let mf = m as f64;
+        gpower[m] = gpower[m - 1] * g_over_n / mf;
+        twogpower[m] = twogpower[m - 1] * two_g_over_n / mf;
+        onem2gpower[m] = onem2gpower[m - 1] * one_minus_two_g_over_n / mf;
+    }
+    [gpower, twogpower, onem2gpower]
+}
+
+/// `out = np.convolve(a, b)` (full mode); empty when either input is.
+fn convolve_into(a: &[f64], b: &[f64], out: &mut Vec<f64>) {
+    out.clear();
+    if a.is_empty() || b.is_empty() {
+        return;
+    }
+    out.resize(a.len() + b.len() - 1, 0.0);
+    for (ia, &av) in a.iter().enumerate() {
+        if av == 0.0 {
+            continue;
+        }
+        for (ib, &bv) in b.iter().enumerate() {
+            out[ia + ib] += av * bv;
+        }
+    }
+}
+
 /// Pr(D_n <= x) by the Pomeranz recursion (scipy `_kolmogn_Pomeranz`).
 fn kolmogn_pomeranz_cdf(n: u64, x: f64) -> f64 {
     let ni = n as i64;
@@ -269,18 +279,7 @@ fn kolmogn_pomeranz_cdf(n: u64, x: f64) -> f64 {
     let ceilf = i64::from(f > 0.0);
     let roundf = i64::from(f > 0.5);
     let npwrs = (2 * (ll + 1)).max(1) as usize;
-    let mut gpower = vec![1.0; npwrs];
-    let mut twogpower = vec![1.0; npwrs];
-    let mut onem2gpower = vec![1.0; npwrs];
-    let nf = n as f64;
-    let (g_over_n, two_g_over_n, one_minus_two_g_over_n) =
-        (g / nf, 2.0 * g / nf, (1.0 - 2.0 * g) / nf);
-    for m in 1..npwrs {
-        let mf = m as f64;
-        gpower[m] = gpower[m - 1] * g_over_n / mf;
-        twogpower[m] = twogpower[m - 1] * two_g_over_n / mf;
-        onem2gpower[m] = onem2gpower[m - 1] * one_minus_two_g_over_n / mf;
-    }
+    let [gpower, twogpower, onem2gpower] = pomeranz_powers(g, n as f64, npwrs);
 
     let mut v0 = vec![0.0; npwrs];
     let mut v1 = vec![0.0; npwrs];
@@ -310,18 +309,7 @@ fn kolmogn_pomeranz_cdf(n: u64, x: f64) -> f64 {
             let end = (k1 - v0s + ln2).clamp(start as i64, npwrs as i64) as usize;
             let a = &v0[start..end];
             let b = &pwrs[..(ln2 as usize).min(npwrs)];
-            conv.clear();
-            if !a.is_empty() && !b.is_empty() {
-                conv.resize(a.len() + b.len() - 1, 0.0);
-                for (ia, &av) in a.iter().enumerate() {
-                    if av == 0.0 {
-                        continue;
-                    }
-                    for (ib, &bv) in b.iter().enumerate() {
-                        conv[ia + ib] += av * bv;
-                    }
-                }
-            }
+            convolve_into(a, b, &mut conv);
             let conv_start = (j1 - k1).max(0) as usize;
             let conv_len = (j2 - j1 + 1).max(0) as usize;
             for (dst, src) in v1

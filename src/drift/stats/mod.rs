@@ -45,6 +45,7 @@ pub mod categorical;
 pub mod chi2;
 pub mod decision;
 pub mod fdr;
+mod float;
 pub mod kolmogorov;
 pub mod ks;
 pub mod policy;

@@ -1,0 +1,259 @@
+//! The CSV reader on text written here: header, kinds, missing values, errors, chunked parsing.
+
+use super::*;
+
+fn req(cols: &[(&str, Option<ColumnKind>)]) -> Vec<ColumnRequest> {
+    cols.iter()
+        .map(|(n, k)| ColumnRequest::new(*n, *k))
+        .collect()
+}
+
+fn read_str(text: &str, cols: &[(&str, Option<ColumnKind>)]) -> Result<Table, DataError> {
+    read_bytes(text.as_bytes(), "t.csv", &req(cols), Side::Current)
+}
+
+#[test]
+fn reads_and_infers() {
+    let t = read_str(
+        "id,amount,channel,note\n1,10.5,web,x\n2,,pos,\"a,b\"\n3,NaN,web,y\n4,-2e3,,z\n",
+        &[("amount", None), ("channel", None)],
+    )
+    .unwrap();
+    assert_eq!(t.rows(), 4);
+    let a = t.column("amount").unwrap().as_numeric().unwrap();
+    assert_eq!(a[0], 10.5);
+    assert!(a[1].is_nan() && a[2].is_nan());
+    assert_eq!(a[3], -2000.0);
+    let c = t.column("channel").unwrap().as_categorical().unwrap();
+    assert_eq!(
+        (0..4).map(|i| c.value(i)).collect::<Vec<_>>(),
+        vec![Some("web"), Some("pos"), Some("web"), None]
+    );
+    assert_eq!(t.columns()[0].name, "amount");
+}
+
+#[test]
+fn inference_uses_first_non_missing_value() {
+    let t = read_str(
+        "a,b,c\n,x,\nNA,1,\n3,2,\n",
+        &[("a", None), ("b", None), ("c", None)],
+    )
+    .unwrap();
+    assert_eq!(t.column("a").unwrap().kind(), ColumnKind::Numerical);
+    assert_eq!(t.column("b").unwrap().kind(), ColumnKind::Categorical);
+    // all missing: numerical, all NaN
+    assert_eq!(t.column("c").unwrap().kind(), ColumnKind::Numerical);
+    assert_eq!(t.column("c").unwrap().missing(), 3);
+}
+
+#[test]
+fn forced_kinds() {
+    let t = read_str(
+        "zip,score\n01234,1\n99999,2\n",
+        &[
+            ("zip", Some(ColumnKind::Categorical)),
+            ("score", Some(ColumnKind::Numerical)),
+        ],
+    )
+    .unwrap();
+    let z = t.column("zip").unwrap().as_categorical().unwrap();
+    assert_eq!(z.value(0), Some("01234"));
+    let e = read_str("a\n1\nx\n", &[("a", Some(ColumnKind::Numerical))]).unwrap_err();
+    assert_eq!(
+        e,
+        DataError::WrongType {
+            side: Side::Current,
+            column: "a".into(),
+            row: 2,
+            value: "x".into()
+        }
+    );
+}
+
+#[test]
+fn text_in_inferred_numeric_column_names_column_and_row() {
+    let e = read_str("amount,c\n1.0,a\n2.0,b\nabc,c\n", &[("amount", None)]).unwrap_err();
+    assert_eq!(e.reason(), crate::api::Reason::WrongType);
+    let msg = e.to_string();
+    assert!(
+        msg.contains("'amount'") && msg.contains("row 3") && msg.contains("'abc'"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn errors() {
+    assert_eq!(
+        read_str("", &[("a", None)]).unwrap_err().reason(),
+        crate::api::Reason::EmptyData
+    );
+    assert_eq!(
+        read_str("a,b\n", &[("a", None)]).unwrap_err().reason(),
+        crate::api::Reason::EmptyData
+    );
+    assert_eq!(
+        read_str("a,b\n1,2\n", &[("zz", None)]).unwrap_err(),
+        DataError::MissingColumn {
+            column: "zz".into(),
+            side: Side::Current
+        }
+    );
+    let e = read_str("a,b\n1,2\n3\n", &[("a", None)]).unwrap_err();
+    assert_eq!(e.reason(), crate::api::Reason::MalformedData);
+    assert!(e.to_string().contains("row 2"), "{e}");
+}
+
+#[test]
+fn header_bom_whitespace_and_crlf() {
+    let t = read_str(
+        "\u{feff}a , b\r\n 1 ,x\r\n2, y \r\n",
+        &[("a", None), ("b", None)],
+    )
+    .unwrap();
+    assert_eq!(t.rows(), 2);
+    assert_eq!(t.column("a").unwrap().as_numeric().unwrap(), &[1.0, 2.0]);
+    assert_eq!(
+        t.column("b").unwrap().as_categorical().unwrap().value(1),
+        Some("y")
+    );
+}
+
+#[test]
+fn missing_tokens() {
+    for m in [
+        "", "nan", "NaN", "NA", "n/a", "NULL", "None", "<NA>", "-nan",
+    ] {
+        assert!(is_missing(m.as_bytes()), "{m}");
+    }
+    for v in ["0", "nana", "x", "inf"] {
+        assert!(!is_missing(v.as_bytes()), "{v}");
+    }
+    assert_eq!(parse_number(b"+1.5"), Some(1.5));
+    assert_eq!(parse_number(b"inf"), Some(f64::INFINITY));
+    assert_eq!(parse_number(b"1,5"), None);
+    assert_eq!(parse_number(b"abc"), None);
+}
+
+#[test]
+fn parallel_chunks_match_sequential_parse() {
+    // large enough to be split, with an error near the end to check row renumbering
+    let n = 200_000;
+    let mut s = String::from("x,cat,y\n");
+    for i in 0..n {
+        let cat = ["a", "b", "c", "d"][i % 4];
+        s.push_str(&format!("{}.25,{cat},{}\n", i, i % 7));
+    }
+    let cols = [("x", None), ("cat", None), ("y", None)];
+    let t = read_str(&s, &cols).unwrap();
+    assert!(split_chunks(&s.as_bytes()[8..]).len() >= workers_for(usize::MAX).min(2));
+    assert_eq!(t.rows(), n);
+    let x = t.column("x").unwrap().as_numeric().unwrap();
+    assert!(x.iter().enumerate().all(|(i, &v)| v == i as f64 + 0.25));
+    let c = t.column("cat").unwrap().as_categorical().unwrap();
+    assert!((0..n).all(|i| c.value(i) == Some(["a", "b", "c", "d"][i % 4])));
+    // the same text with quoted categories (still split, quotes stripped by the fast path)
+    let quoted = s.replace(",a,", ",\"a\",").replace(",c,", ",\"c\",");
+    let t2 = read_str(&quoted, &cols).unwrap();
+    assert_eq!(t2.column("x"), t.column("x"));
+    let c2 = t2.column("cat").unwrap().as_categorical().unwrap();
+    assert!((0..n).all(|i| c2.value(i) == c.value(i)));
+
+    let bad = s.replace(&format!("{}.25,", n - 5), "oops,");
+    let e = read_str(&bad, &cols).unwrap_err();
+    assert_eq!(
+        e,
+        DataError::WrongType {
+            side: Side::Current,
+            column: "x".into(),
+            row: (n - 4) as u64,
+            value: "oops".into()
+        }
+    );
+}
+
+#[test]
+fn quoted_fields() {
+    assert!(newline_inside_quotes(b"a,\"x\ny\"\n"));
+    assert!(newline_inside_quotes(
+        b"aaaaaaaaaaaa,\"xxxxxxxxxxxxxxxxxxxxxx\nyyyyyyy\"\n"
+    ));
+    assert!(!newline_inside_quotes(b"a,\"x\"\"y\"\nb,\"z\"\n"));
+    assert!(!newline_inside_quotes(
+        b"1.2345678,\"mobile\",\"merchant_19\"\n2.3456789,\"web\",\"m\"\n"
+    ));
+    // quoted fields, one with a comma inside: the chunk falls back to the csv parser
+    let t = read_str(
+        "\"n\",\"c\"\n1,\"web\"\n2,\"a,b\"\n3,\"say \"\"hi\"\"\"\n",
+        &[("n", None), ("c", None)],
+    )
+    .unwrap();
+    let c = t.column("c").unwrap().as_categorical().unwrap();
+    assert_eq!(
+        (c.value(0), c.value(1), c.value(2)),
+        (Some("web"), Some("a,b"), Some("say \"hi\""))
+    );
+    assert_eq!(
+        t.column("n").unwrap().as_numeric().unwrap(),
+        &[1.0, 2.0, 3.0]
+    );
+}
+
+#[test]
+fn quoted_newlines_in_a_large_file_are_parsed_in_one_piece() {
+    let n = 200_000;
+    let mut s = String::from("x,note\n");
+    for i in 0..n {
+        if i == n / 2 {
+            s.push_str(&format!("{i},\"two\nlines, and a comma\"\n"));
+        } else {
+            s.push_str(&format!("{i},\"n{}\"\n", i % 3));
+        }
+    }
+    // a newline inside quotes: not split, parsed in one piece
+    assert_eq!(split_chunks(&s.as_bytes()[7..]).len(), 1);
+    let t = read_str(&s, &[("x", None), ("note", None)]).unwrap();
+    assert_eq!(t.rows(), n);
+    let note = t.column("note").unwrap().as_categorical().unwrap();
+    assert_eq!(note.value(n / 2), Some("two\nlines, and a comma"));
+    assert_eq!(
+        note.value(n / 2 + 1),
+        Some(["n0", "n1", "n2"][(n / 2 + 1) % 3])
+    );
+    let x = t.column("x").unwrap().as_numeric().unwrap();
+    assert_eq!(x[n - 1], (n - 1) as f64);
+}
+
+#[test]
+fn column_names_from_file_and_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("x.csv");
+    std::fs::write(&p, "a,b,c\n1,2,3\n").unwrap();
+    assert_eq!(
+        column_names(&Payload::from_path(&p), Side::Reference).unwrap(),
+        vec!["a", "b", "c"]
+    );
+    assert_eq!(
+        column_names(&Payload::from_bytes("m", "q\n"), Side::Reference).unwrap(),
+        vec!["q"]
+    );
+    assert_eq!(
+        column_names(&Payload::from_bytes("m", ""), Side::Reference)
+            .unwrap_err()
+            .reason(),
+        crate::api::Reason::EmptyData
+    );
+    let t = read(
+        &Payload::from_path(&p),
+        &req(&[("c", None)]),
+        Side::Reference,
+    )
+    .unwrap();
+    assert_eq!(t.column("c").unwrap().as_numeric().unwrap(), &[3.0]);
+    let gone = Payload::from_path(dir.path().join("nope.csv"));
+    assert_eq!(
+        read(&gone, &req(&[("c", None)]), Side::Reference)
+            .unwrap_err()
+            .reason(),
+        crate::api::Reason::DataNotFound
+    );
+}
