@@ -83,3 +83,91 @@ fn a_closed_pipe_ends_the_output_quietly() {
     assert!(!stderr.contains("panicked"), "no panic: {stderr}");
     assert!(status.success(), "exit {status:?}, stderr: {stderr}");
 }
+
+fn kubeconfig_for(server: &str, dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("kubeconfig");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {server}\n\
+             contexts:\n- name: c\n  context:\n    cluster: c\n    user: u\n    namespace: ml\n\
+             current-context: c\nusers:\n- name: u\n  user:\n    token: t\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn status_against(server: &str, extra: &[&str]) -> (std::process::ExitStatus, String, Duration) {
+    let dir = std::env::temp_dir().join(format!(
+        "mlrollout-hostile-kube-{}-{}",
+        std::process::id(),
+        server.rsplit(':').next().unwrap_or("x")
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let started = Instant::now();
+    let mut child = mlrollout()
+        .args(["status", "fraud"])
+        .args(extra)
+        .env("KUBECONFIG", kubeconfig_for(server, &dir))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mlrollout runs");
+    let status = wait_bounded(&mut child, Duration::from_secs(20));
+    let took = started.elapsed();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    (status, stderr, took)
+}
+
+/// An API server that accepts the connection and never answers: the command gives up after
+/// `--request-timeout` and names the server.
+#[test]
+fn control_commands_give_up_on_a_silent_api_server_and_name_it() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = format!("http://{}", listener.local_addr().unwrap());
+    // Accept and hold connections without a byte of answer.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let (status, stderr, took) = status_against(&server, &["--request-timeout", "1s"]);
+    assert!(!status.success());
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    assert!(
+        stderr.contains(&server) && stderr.contains("did not answer within 1s"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+}
+
+/// A refused connection names the server too.
+#[test]
+fn a_refused_connection_names_the_server() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let server = format!("http://127.0.0.1:{port}");
+    let (status, stderr, took) = status_against(&server, &[]);
+    assert!(!status.success());
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{stderr}");
+}
+
+/// A zero or unparsable timeout is a usage error.
+#[test]
+fn a_bad_request_timeout_is_a_usage_error() {
+    for bad in ["0s", "soon"] {
+        let out = mlrollout()
+            .args(["status", "fraud", "--request-timeout", bad])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--request-timeout"));
+    }
+}
