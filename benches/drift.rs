@@ -4,6 +4,7 @@
 //!
 //! `cargo bench --bench drift` (filter e.g. `-- /1000000`). The reference is prepared once
 //! outside the timed loop, as the engine caches it per model version.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)] // test code states expectations
 
 use std::hint::black_box;
 

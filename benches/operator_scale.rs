@@ -19,6 +19,7 @@
 //! (its numbers mean little, and under `cargo test` the operator is a debug build).
 //! `MLROLLOUT_TEST_CLUSTER` names a running cluster (`tests/harness/cluster.sh up`); without
 //! it a private one is started.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)] // test code states expectations
 
 #[path = "../tests/common"]
 #[allow(dead_code)]

@@ -11,6 +11,7 @@
 //! analysis, then the rollback).
 //! Needs Prometheus (`bash tests/harness/install.sh`) and a cluster: `MLROLLOUT_TEST_CLUSTER`
 //! names a running one (`tests/harness/cluster.sh up`), else a private one is started.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)] // test code states expectations
 
 #[path = "../tests/common"]
 #[allow(dead_code)]

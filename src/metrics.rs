@@ -102,6 +102,19 @@ pub struct Metrics {
     pub rollout_outcomes: Family<OutcomeLabels, Counter>,
 }
 
+/// Buckets of `reconcile_duration_seconds`: a millisecond to ten seconds.
+const RECONCILE_SECONDS_BUCKETS: [f64; 13] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Registers an empty family of labelled metrics.
+fn family<M>(registry: &mut Registry, name: &str, help: &str) -> M
+where
+    M: prometheus_client::registry::Metric + Clone + Default,
+{
+    register(registry, name, help, M::default())
+}
+
 /// Registers a metric and hands back the handle the operator updates.
 fn register<M>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M
 where
@@ -116,85 +129,67 @@ impl Default for Metrics {
         let mut r = Registry::with_prefix("mlrollout");
         // Fields in registration order: that is the order of the exposition.
         Self {
-            drift_psi: register(
+            drift_psi: family(
                 &mut r,
                 "drift_psi",
                 "Population Stability Index per feature at the last drift check",
-                Family::default(),
             ),
-            drift_psi_threshold: register(
+            drift_psi_threshold: family(
                 &mut r,
                 "drift_psi_threshold",
                 "PSI thresholds of each resource (level=warning|high)",
-                Family::default(),
             ),
-            drift_severity: register(
+            drift_severity: family(
                 &mut r,
                 "drift_severity",
                 "Dataset drift severity at the last check: 0 ok, 1 medium, 2 high",
-                Family::default(),
             ),
-            analysis_value: register(
+            analysis_value: family(
                 &mut r,
                 "analysis_value",
                 "Last measured value of an analysis metric per variant, with its threshold",
-                Family::default(),
             ),
-            analysis_verdicts: register(
+            analysis_verdicts: family(
                 &mut r,
                 "analysis_verdicts",
                 "Analysis measurements by verdict, with the threshold applied",
-                Family::default(),
             ),
-            retraining_attempts: register(
+            retraining_attempts: family(
                 &mut r,
                 "retraining_attempts",
                 "Retraining attempts started, by trigger",
-                Family::default(),
             ),
-            rollout_outcomes: register(
+            rollout_outcomes: family(
                 &mut r,
                 "rollout_outcomes",
                 "Finished rollouts by outcome (Promoted, RolledBack, Aborted, Rejected) and reason",
-                Family::default(),
             ),
-            reconciles: register(
-                &mut r,
-                "reconciles",
-                "Reconciliations by result",
-                Family::default(),
-            ),
-            reconcile_errors: register(
+            reconciles: family(&mut r, "reconciles", "Reconciliations by result"),
+            reconcile_errors: family(
                 &mut r,
                 "reconcile_errors",
                 "Failed reconciliations by error reason",
-                Family::default(),
             ),
             reconcile_duration: register(
                 &mut r,
                 "reconcile_duration_seconds",
                 "Time spent in one reconciliation",
-                Histogram::new([
-                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-                ]),
+                Histogram::new(RECONCILE_SECONDS_BUCKETS),
             ),
-            phase: register(
+            phase: family(
                 &mut r,
                 "phase",
                 "1 for the current lifecycle phase of each ModelDeployment",
-                Family::default(),
             ),
-            canary_weight: register(
+            canary_weight: family(
                 &mut r,
                 "canary_weight_percent",
                 "Percent of live traffic routed to the candidate",
-                Family::default(),
             ),
-            mirror_percent: register(
+            mirror_percent: family(
                 &mut r,
                 "mirror_percent",
                 "Percent of live traffic mirrored to the candidate",
-                Family::default(),
             ),
             registry: Arc::new(r),
         }

@@ -1,6 +1,7 @@
 //! The advisor against a local server speaking the Messages API shape: good answers are
 //! recorded and acted on within the gates; broken or hostile ones change nothing the rules
 //! decide.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)] // test code states expectations
 
 mod common;
 

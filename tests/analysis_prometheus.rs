@@ -1,5 +1,7 @@
 //! The Prometheus analyzer against a real Prometheus scraping an exporter whose variants'
 //! error rate, latency histogram and prediction-score histogram the test controls.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
+// test code states expectations
 
 // Needs the control plane and Prometheus: full suite only, `cargo test --features harness`
 // (tests/run.sh turns it on; CONTRIBUTING.md says which test needs what).

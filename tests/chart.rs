@@ -10,6 +10,7 @@
 //! without the venv it FAILS on purpose. Run it as the README says: `bash tests/run.sh`, or
 //! `bash tests/harness/install.sh && . target/harness.env && cargo test --features harness
 //! --test chart`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)] // test code states expectations
 
 use std::path::Path;
 use std::time::Duration;

@@ -1,6 +1,8 @@
 //! The control-plane harness itself (tests/harness/cluster.sh): what it starts is a real API
 //! server with RBAC and our CRDs; a component that fails or hangs at startup is named in one
 //! line within a deadline; `down` stops exactly what `up` started.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
+// test code states expectations
 
 // Needs the control plane (it tests tests/harness/cluster.sh itself): full suite only, `cargo test
 // --features harness` (tests/run.sh turns it on; CONTRIBUTING.md says which test needs what).

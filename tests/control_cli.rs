@@ -3,6 +3,8 @@
 //! writes one annotation on the real object (never the spec or the status); with the operator
 //! running, the commands take effect on the status; a resource that does not exist is a clear
 //! error.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
+// test code states expectations
 
 // Needs the control plane: full suite only, `cargo test --features harness` (tests/run.sh turns it
 // on; CONTRIBUTING.md says which test needs what).

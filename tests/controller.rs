@@ -1,6 +1,7 @@
 //! The real Controller loop against the real API server (see `common::cluster`): create,
 //! update, invalid spec, registry outage, delete. Each test has its own namespace and an
 //! operator scoped to it; kwok makes Deployments ready through the real controllers.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)] // test code states expectations
 
 mod common;
 

@@ -9,6 +9,7 @@
 //! with the same words, and admit the same edge cases. Defaults are the ones the server fills
 //! in, and the longest name the CRD admits is run through the operator on the real server to
 //! show that every child it names is accepted.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)] // test code states expectations
 
 mod common;
 

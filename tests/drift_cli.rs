@@ -1,5 +1,6 @@
 //! `mlrollout drift` end to end: the built binary on the bundled examples, on Parquet and CSV
 //! written here, on bad inputs, with `--resource` and over `http://`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)] // test code states expectations
 
 use std::io::{Read, Write};
 use std::net::TcpListener;

@@ -1,6 +1,8 @@
 //! The operator's drift check on the bundled example data, on the real API server: scores in
 //! status, the drifted feature first, and a bad file reported as a condition that changes
 //! nothing else.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
+// test code states expectations
 
 // Needs the control plane: full suite only, `cargo test --features harness` (tests/run.sh turns it
 // on; CONTRIBUTING.md says which test needs what).

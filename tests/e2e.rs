@@ -3,6 +3,8 @@
 //! operator (in-process, scoped to its own namespace, with the real MLflow server of the
 //! harness as its registry) serves the champion version through a Deployment that becomes
 //! available and a Service, which garbage collection removes with the resource.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
+// test code states expectations
 
 // Needs the control plane and a real MLflow server: full suite only, `cargo test --features
 // harness` (tests/run.sh turns it on; CONTRIBUTING.md says which test needs what).

@@ -3,6 +3,7 @@
 //!
 //! Needs `tests/harness/install.sh` to have run (and `target/harness.env`
 //! sourced, or the default `target/pyenv` venv present).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)] // test code states expectations
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Careless and hostile input to the command line (issue 20): every command answers fast,
 //! bounded and clearly. Needs nothing outside cargo.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)] // test code states expectations
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

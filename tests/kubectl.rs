@@ -3,6 +3,8 @@
 //! observedGeneration), `kubectl explain` (field docs from our CRD) and `kubectl describe`
 //! (our Events). Expectations come from the CRD (`ModelDeployment::crd()`) and from the object
 //! as the API returns it, so what is checked is kubectl's rendering of real server state.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
+// test code states expectations
 
 // Needs the control plane and its kubectl: full suite only, `cargo test --features harness`
 // (tests/run.sh turns it on; CONTRIBUTING.md says which test needs what).

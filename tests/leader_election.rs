@@ -15,6 +15,8 @@
 //!
 //! The registry is a real MLflow server (tests/common/mlflow.rs); Deployments become ready
 //! through the real controllers and kwok.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
+// test code states expectations
 
 // Needs the control plane and a real MLflow server: full suite only, `cargo test --features
 // harness` (tests/run.sh turns it on; CONTRIBUTING.md says which test needs what).

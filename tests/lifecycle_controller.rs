@@ -8,6 +8,8 @@
 //! (Pods become Ready; a Job's Pod exits when the test says the training ended). Played by the
 //! test: MLflow (an in-memory registry), Prometheus (scripted metric values), the drift
 //! engine's verdict, and the training code (registering a version).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
+// test code states expectations
 
 // Needs the control plane: full suite only, `cargo test --features harness` (tests/run.sh turns it
 // on; CONTRIBUTING.md says which test needs what).

@@ -1,5 +1,7 @@
 //! `/healthz`, `/readyz` and `/metrics` of a running controller on the real API server,
 //! scraped over HTTP.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
+// test code states expectations
 
 // Needs the control plane: full suite only, `cargo test --features harness` (tests/run.sh turns it
 // on; CONTRIBUTING.md says which test needs what).

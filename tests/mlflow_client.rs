@@ -1,6 +1,8 @@
 //! `mlrollout::mlflow` against a real MLflow server (started once for this binary by
 //! `common::mlflow::mlflow_server()`), with model versions registered by
 //! `tests/scripts/train_models.py` the way a retraining Job does it.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
+// test code states expectations
 
 // Needs a real MLflow server and the test venv's Python: full suite only, `cargo test --features
 // harness` (tests/run.sh turns it on; CONTRIBUTING.md says which test needs what).

@@ -1,4 +1,5 @@
 //! `mlrollout simulate` on the bundled scenarios: whole stories through the real decision core.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)] // test code states expectations
 
 use std::process::Command;
 

@@ -3,6 +3,8 @@
 //! writers working from the same read never lose the newer status (the apply carries the
 //! `resourceVersion` it was decided on; the stale writer gets 409 Conflict and the controller
 //! retries on fresh state).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
+// test code states expectations
 
 // Needs the control plane: full suite only, `cargo test --features harness` (tests/run.sh turns it
 // on; CONTRIBUTING.md says which test needs what).

@@ -15,6 +15,9 @@
 //! - [`arbitrary`]: arbitrary (schema-valid) statuses and observations;
 //! - here: the properties.
 
+// Random-input strategies and the rollout model read best as whole functions.
+#![allow(clippy::too_many_lines)]
+
 use std::cell::Cell;
 use std::time::Duration;
 
