@@ -3,17 +3,24 @@
 
 use std::process::Command;
 
-fn simulate(scenario: &str) -> (Vec<serde_json::Value>, serde_json::Value) {
-    let output = Command::new(env!("CARGO_BIN_EXE_mlrollout"))
+/// `mlrollout simulate` of the bundled example on one scenario file.
+fn run_scenario(path: &std::path::Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_mlrollout"))
         .args([
             "simulate",
             "--resource",
             "examples/fraud-detector.yaml",
             "--scenario",
-            &format!("examples/scenarios/{scenario}.yaml"),
         ])
+        .arg(path)
         .output()
-        .expect("mlrollout runs");
+        .expect("mlrollout runs")
+}
+
+fn simulate(scenario: &str) -> (Vec<serde_json::Value>, serde_json::Value) {
+    let output = run_scenario(std::path::Path::new(&format!(
+        "examples/scenarios/{scenario}.yaml"
+    )));
     assert!(
         output.status.success(),
         "{}",
@@ -200,16 +207,7 @@ fn bundled_scenarios_match_their_recorded_output_byte_for_byte() {
         let name = path.file_stem().unwrap().to_string_lossy().into_owned();
         let golden = std::fs::read(format!("tests/golden/simulate/{name}.jsonl"))
             .unwrap_or_else(|e| panic!("no recorded output for scenario {name}: {e}"));
-        let output = Command::new(env!("CARGO_BIN_EXE_mlrollout"))
-            .args([
-                "simulate",
-                "--resource",
-                "examples/fraud-detector.yaml",
-                "--scenario",
-            ])
-            .arg(&path)
-            .output()
-            .expect("mlrollout runs");
+        let output = run_scenario(&path);
         assert!(
             output.status.success(),
             "{name}: {}",

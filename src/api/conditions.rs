@@ -1,7 +1,7 @@
 //! Every condition type and every condition reason the operator writes: the vocabulary of
 //! `status.conditions`, listed once. The README's condition table is checked against [`Reason`].
 
-use serde::{Deserialize, Serialize};
+use super::vocabulary::status_word;
 
 /// A condition type in `status.conditions`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::IntoStaticStr, strum::EnumIter)]
@@ -26,23 +26,10 @@ impl ConditionType {
     }
 }
 
+status_word! {
 /// Why a condition holds its status. One closed set for every condition type: the reason is
 /// what a person acts on, so it is never free text.
-#[derive(
-    schemars::JsonSchema,
-    Serialize,
-    Deserialize,
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    strum::IntoStaticStr,
-    strum::Display,
-    strum::EnumIter,
-)]
-pub enum Reason {
+"PascalCase", pub enum Reason {
     // Ready
     Available,
     WaitingForReplicas,
@@ -104,12 +91,9 @@ pub enum Reason {
     AdvisorKeyMissing,
     AdvisorError,
 }
+}
 
 impl Reason {
-    pub fn as_str(self) -> &'static str {
-        self.into()
-    }
-
     /// The `Progressing` reason for a phase (the phase's own name).
     pub fn of_phase(phase: super::Phase) -> Self {
         use super::Phase;

@@ -2,16 +2,14 @@
 //! an enum in the CRD schema and in `kubectl explain`, and so code matches on it instead of
 //! comparing strings. Serde and strum spell every value the same way.
 
-use serde::{Deserialize, Serialize};
-
 /// Derives shared by every status word: schema, serde, and `as_str` / `Display` via strum.
 macro_rules! status_word {
     ($(#[$meta:meta])* $case:literal, pub enum $name:ident { $($(#[$vmeta:meta])* $variant:ident),+ $(,)? }) => {
         $(#[$meta])*
         #[derive(
             schemars::JsonSchema,
-            Serialize,
-            Deserialize,
+            serde::Serialize,
+            serde::Deserialize,
             Debug,
             Clone,
             Copy,
@@ -33,6 +31,8 @@ macro_rules! status_word {
         }
     };
 }
+
+pub(crate) use status_word;
 
 status_word! {
     /// Why a rollout is paused.
