@@ -172,3 +172,58 @@ fn a_bad_request_timeout_is_a_usage_error() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("--request-timeout"));
     }
 }
+
+/// Every dataset is read under a byte cap, and a device is not a dataset: both refused up
+/// front with the reason and the flag to change.
+#[test]
+fn drift_data_over_the_byte_cap_or_a_device_is_refused_with_the_limit_named() {
+    let dir = std::env::temp_dir().join(format!("mlrollout-hostile-cap-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let big = dir.join("big.csv");
+    let mut csv = String::from("amount\n");
+    for i in 0..200_000 {
+        csv.push_str(&format!("{i}\n"));
+    }
+    std::fs::write(&big, csv).unwrap();
+    let zero = dir.join("zero.csv");
+    let _ = std::fs::remove_file(&zero);
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    let run = |args: &[&std::ffi::OsStr]| {
+        let mut child = mlrollout()
+            .arg("drift")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("mlrollout runs");
+        let status = wait_bounded(&mut child, Duration::from_secs(20));
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        (status, stderr)
+    };
+    let (status, stderr) = run(&[
+        "--reference".as_ref(),
+        big.as_os_str(),
+        "--current".as_ref(),
+        big.as_os_str(),
+        "--max-bytes".as_ref(),
+        "64KiB".as_ref(),
+    ]);
+    assert!(!status.success());
+    assert!(
+        stderr.contains("larger than the limit of 65536 bytes") && stderr.contains("--max-bytes"),
+        "{stderr}"
+    );
+    let (status, stderr) = run(&[
+        "--reference".as_ref(),
+        zero.as_os_str(),
+        "--current".as_ref(),
+        big.as_os_str(),
+    ]);
+    assert!(!status.success());
+    assert!(
+        stderr.contains("is a character device, not a file"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

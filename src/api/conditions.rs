@@ -73,6 +73,8 @@ status_word! {
     WrongType,
     UnsupportedColumnType,
     MalformedData,
+    DataTooLarge,
+    DataTimedOut,
     InvalidDriftConfig,
     InvalidTrackingUri,
     NoDriftSpec,

@@ -21,16 +21,8 @@ pub struct Target {
     #[arg(short, long)]
     pub namespace: Option<String>,
     /// Longest wait for the API server (connect and answer), e.g. `30s`, `2m`.
-    #[arg(long, default_value = "30s", value_parser = parse_timeout)]
+    #[arg(long, default_value = "30s", value_parser = super::args::positive_duration)]
     pub request_timeout: std::time::Duration,
-}
-
-fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
-    match crate::api::duration::parse_duration(text) {
-        Ok(d) if !d.is_zero() => Ok(d),
-        Ok(_) => Err("must be more than 0s".into()),
-        Err(e) => Err(e.to_string()),
-    }
 }
 
 #[derive(Debug, clap::Args)]

@@ -100,6 +100,13 @@ pub struct DriftArgs {
     /// Print the time of each stage (fetch, read, prepare, compare) on stderr.
     #[arg(long)]
     pub timing: bool,
+    /// Most bytes read from one dataset: a bigger file, HTTP body or artifact is refused with
+    /// an error that says so, e.g. `512MiB`.
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = super::args::positive_size)]
+    pub max_bytes: u64,
+    /// Longest wait for a remote dataset (connect and download), e.g. `2m`.
+    #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = super::args::positive_duration)]
+    pub fetch_timeout: std::time::Duration,
 }
 
 /// Runs `mlrollout drift`.
@@ -357,7 +364,9 @@ fn execute(args: &DriftArgs) -> Result<DriftReport, String> {
         remote |= s.is_remote();
         mlflow |= s.needs_mlflow();
     }
-    let mut fetch = FetchContext::new();
+    let mut fetch = FetchContext::new()
+        .with_max_bytes(args.max_bytes)
+        .with_timeout(args.fetch_timeout);
     if mlflow && let Some(uri) = &tracking_uri {
         fetch = fetch
             .with_tracking_uri(uri)

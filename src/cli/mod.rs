@@ -1,6 +1,7 @@
 //! The `mlrollout` command. Installed as `kubectl-mlrollout` it is also a kubectl plugin
 //! (`kubectl mlrollout check ...`).
 
+pub mod args;
 pub mod check;
 pub mod control;
 pub mod drift;

@@ -76,6 +76,25 @@ pub struct RunArgs {
         default_value_t = 10
     )]
     pub prometheus_timeout_seconds: u64,
+    /// Most bytes read from one drift dataset (reference, current or labelled): a bigger file,
+    /// HTTP body or artifact fails the check with `DataTooLarge` instead of exhausting the
+    /// pod's memory. Sized for the chart's 512Mi limit.
+    #[arg(
+        long,
+        env = "MLROLLOUT_DATA_MAX_BYTES",
+        default_value = "128MiB",
+        value_parser = super::args::positive_size
+    )]
+    pub data_max_bytes: u64,
+    /// Longest wait for one drift dataset (connect and download); past it the check fails with
+    /// `DataTimedOut` and is retried with backoff.
+    #[arg(
+        long,
+        env = "MLROLLOUT_DATA_TIMEOUT",
+        default_value = "120s",
+        value_parser = super::args::positive_duration
+    )]
+    pub data_timeout: std::time::Duration,
 }
 
 /// Error starting the operator.
@@ -147,7 +166,10 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let context = move |client: kube::Client| {
         Context::new(client, registry, controller_metrics)
             .with_analyzer(analyzer)
-            .with_drift(Arc::new(EngineDriftCheck::new()))
+            .with_drift(Arc::new(EngineDriftCheck::with_limits(
+                args.data_max_bytes,
+                args.data_timeout,
+            )))
             .with_advisor(Arc::new(AnthropicAdvisor::new()))
     };
 

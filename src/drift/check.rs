@@ -36,6 +36,8 @@ pub const MAX_FEATURES_IN_STATUS: usize = 50;
 pub struct EngineDriftCheck {
     engines: Mutex<HashMap<String, Arc<DriftEngine>>>,
     prometheus: Option<PrometheusClient>,
+    max_bytes: u64,
+    timeout: Duration,
 }
 
 impl Default for EngineDriftCheck {
@@ -46,9 +48,19 @@ impl Default for EngineDriftCheck {
 
 impl EngineDriftCheck {
     pub fn new() -> Self {
+        Self::with_limits(
+            crate::drift::data::DEFAULT_MAX_BYTES,
+            crate::drift::data::DEFAULT_FETCH_TIMEOUT,
+        )
+    }
+
+    /// Every dataset read at most `max_bytes`, within `timeout`.
+    pub fn with_limits(max_bytes: u64, timeout: Duration) -> Self {
         Self {
             engines: Mutex::default(),
             prometheus: PrometheusClient::new(Duration::from_secs(10)).ok(),
+            max_bytes,
+            timeout,
         }
     }
 
@@ -69,7 +81,11 @@ impl EngineDriftCheck {
         let auth = MlflowAuth::from(credentials);
         let client = MlflowClient::new(tracking_uri, auth, Duration::from_secs(60))
             .map_err(|e| e.to_string())?;
-        let engine = Arc::new(DriftEngine::new(FetchContext::new().with_mlflow(client)));
+        let fetch = FetchContext::new()
+            .with_max_bytes(self.max_bytes)
+            .with_timeout(self.timeout)
+            .with_mlflow(client);
+        let engine = Arc::new(DriftEngine::new(fetch));
         engines.insert(key, engine.clone());
         Ok(engine)
     }

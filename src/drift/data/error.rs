@@ -89,6 +89,20 @@ pub enum DataError {
         column: String,
         data_type: String,
     },
+    /// The source is larger than the configured byte cap; nothing more was read.
+    #[error(
+        "{side} data '{uri}' is larger than the limit of {limit} bytes (raise it with --max-bytes, or the operator's --data-max-bytes)"
+    )]
+    TooLarge { side: Side, uri: String, limit: u64 },
+    /// The source did not deliver its data within the configured time.
+    #[error(
+        "{side} data '{uri}' was not read within {after_seconds} s (raise it with --fetch-timeout, or the operator's --data-timeout)"
+    )]
+    TimedOut {
+        side: Side,
+        uri: String,
+        after_seconds: u64,
+    },
     /// Not valid CSV or Parquet.
     #[error("{side} data '{uri}' is malformed: {detail}")]
     Malformed {
@@ -123,6 +137,8 @@ impl DataError {
             DataError::WrongType { .. } => Reason::WrongType,
             DataError::UnsupportedType { .. } => Reason::UnsupportedColumnType,
             DataError::Malformed { .. } => Reason::MalformedData,
+            DataError::TooLarge { .. } => Reason::DataTooLarge,
+            DataError::TimedOut { .. } => Reason::DataTimedOut,
         }
     }
 
@@ -131,7 +147,7 @@ impl DataError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            DataError::Unreachable { .. } | DataError::NotFound { .. }
+            DataError::Unreachable { .. } | DataError::NotFound { .. } | DataError::TimedOut { .. }
         )
     }
 
@@ -147,7 +163,9 @@ impl DataError {
             | DataError::MissingColumn { side, .. }
             | DataError::WrongType { side, .. }
             | DataError::UnsupportedType { side, .. }
-            | DataError::Malformed { side, .. } => *side,
+            | DataError::Malformed { side, .. }
+            | DataError::TooLarge { side, .. }
+            | DataError::TimedOut { side, .. } => *side,
         }
     }
 

@@ -27,7 +27,9 @@ mod source;
 mod table;
 
 pub use error::{DataError, Side};
-pub use source::{DataSource, FetchContext, Payload, detect_format};
+pub use source::{
+    DEFAULT_FETCH_TIMEOUT, DEFAULT_MAX_BYTES, DataSource, FetchContext, Payload, detect_format,
+};
 pub use table::{
     CategoricalColumn, Column, ColumnKind, ColumnRequest, MISSING_CODE, NamedColumn, Table,
 };

@@ -66,14 +66,23 @@ pub struct FetchContext {
     pub mlflow: Option<MlflowClient>,
     /// Whole-request timeout for `http(s)://` downloads.
     pub timeout: Duration,
+    /// Most bytes read from one source: a bigger file, body or artifact is refused (an endless
+    /// body or `/dev/zero` must not grow until the process is killed).
+    pub max_bytes: u64,
     http: Option<reqwest::Client>,
 }
+
+/// Default of [`FetchContext::max_bytes`]: 1 GiB.
+pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
+/// Default of [`FetchContext::timeout`].
+pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(120);
 
 impl Default for FetchContext {
     fn default() -> Self {
         Self {
             mlflow: None,
-            timeout: Duration::from_secs(120),
+            timeout: DEFAULT_FETCH_TIMEOUT,
+            max_bytes: DEFAULT_MAX_BYTES,
             http: None,
         }
     }
@@ -94,6 +103,11 @@ impl FetchContext {
     pub fn with_tracking_uri(self, tracking_uri: &str) -> Result<Self, MlflowError> {
         let client = MlflowClient::new(tracking_uri, MlflowAuth::None, self.timeout)?;
         Ok(self.with_mlflow(client))
+    }
+
+    pub fn with_max_bytes(mut self, max_bytes: u64) -> Self {
+        self.max_bytes = max_bytes;
+        self
     }
 
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
@@ -223,10 +237,12 @@ impl DataSource {
     /// Check a local file (without reading it) or download a remote one.
     pub async fn fetch(&self, ctx: &FetchContext, side: Side) -> Result<Payload, DataError> {
         match self {
-            DataSource::File(path) => check_file(path, side).map(|()| Payload::File {
-                path: path.clone(),
-                uri: path.display().to_string(),
-            }),
+            DataSource::File(path) => {
+                check_file(path, side, ctx.max_bytes).map(|()| Payload::File {
+                    path: path.clone(),
+                    uri: path.display().to_string(),
+                })
+            }
             DataSource::Http(url) => fetch_http(ctx, url, side).await,
             DataSource::Mlflow(uri) => {
                 let Some(client) = &ctx.mlflow else {
@@ -242,6 +258,13 @@ impl DataSource {
                     .download_artifact(uri)
                     .await
                     .map_err(|e| mlflow_error(e, uri, side))?;
+                if bytes.len() as u64 > ctx.max_bytes {
+                    return Err(DataError::TooLarge {
+                        side,
+                        uri: uri.clone(),
+                        limit: ctx.max_bytes,
+                    });
+                }
                 Ok(Payload::Bytes {
                     bytes: Bytes::from(bytes),
                     uri: uri.clone(),
@@ -252,24 +275,37 @@ impl DataSource {
 
     /// Blocking fetch for local files (no runtime needed); remote sources need
     /// [`fetch`](Self::fetch).
-    pub fn fetch_local(&self, side: Side) -> Option<Result<Payload, DataError>> {
+    pub fn fetch_local(&self, side: Side, max_bytes: u64) -> Option<Result<Payload, DataError>> {
         match self {
-            DataSource::File(path) => Some(check_file(path, side).map(|()| Payload::File {
-                path: path.clone(),
-                uri: path.display().to_string(),
-            })),
+            DataSource::File(path) => {
+                Some(check_file(path, side, max_bytes).map(|()| Payload::File {
+                    path: path.clone(),
+                    uri: path.display().to_string(),
+                }))
+            }
             _ => None,
         }
     }
 }
 
-fn check_file(path: &Path, side: Side) -> Result<(), DataError> {
+fn check_file(path: &Path, side: Side, max_bytes: u64) -> Result<(), DataError> {
+    use std::os::unix::fs::FileTypeExt;
     let uri = path.display().to_string();
+    let not_a_file = |what: &str| DataError::InvalidUri {
+        side,
+        uri: uri.clone(),
+        reason: format!("is {what}, not a file"),
+    };
     match std::fs::metadata(path) {
-        Ok(m) if m.is_dir() => Err(DataError::InvalidUri {
+        Ok(m) if m.is_dir() => Err(not_a_file("a directory")),
+        // A device (`/dev/zero`, `/dev/urandom`) never ends: it is not a dataset.
+        Ok(m) if m.file_type().is_char_device() => Err(not_a_file("a character device")),
+        Ok(m) if m.file_type().is_block_device() => Err(not_a_file("a block device")),
+        Ok(m) if m.file_type().is_socket() => Err(not_a_file("a socket")),
+        Ok(m) if m.is_file() && m.len() > max_bytes => Err(DataError::TooLarge {
             side,
             uri,
-            reason: "is a directory, not a file".into(),
+            limit: max_bytes,
         }),
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(DataError::NotFound {
@@ -291,12 +327,25 @@ async fn fetch_http(ctx: &FetchContext, url: &str, side: Side) -> Result<Payload
         uri: url.to_owned(),
         detail: one_line(&detail),
     };
+    let timed_out = || DataError::TimedOut {
+        side,
+        uri: url.to_owned(),
+        after_seconds: ctx.timeout.as_secs(),
+    };
+    let too_large = || DataError::TooLarge {
+        side,
+        uri: url.to_owned(),
+        limit: ctx.max_bytes,
+    };
+    let failed = |e: reqwest::Error| {
+        if e.is_timeout() {
+            timed_out()
+        } else {
+            unreachable(error_chain(&e))
+        }
+    };
     let client = ctx.http_client().map_err(unreachable)?;
-    let response = client
-        .get(url)
-        .send()
-        .await
-        .map_err(|e| unreachable(error_chain(&e)))?;
+    let mut response = client.get(url).send().await.map_err(failed)?;
     let status = response.status();
     if status == reqwest::StatusCode::NOT_FOUND || status == reqwest::StatusCode::GONE {
         return Err(DataError::NotFound {
@@ -308,12 +357,19 @@ async fn fetch_http(ctx: &FetchContext, url: &str, side: Side) -> Result<Payload
     if !status.is_success() {
         return Err(unreachable(format!("HTTP {status}")));
     }
-    let bytes = response
-        .bytes()
-        .await
-        .map_err(|e| unreachable(error_chain(&e)))?;
+    if response.content_length().is_some_and(|n| n > ctx.max_bytes) {
+        return Err(too_large());
+    }
+    // Read chunk by chunk so an endless body stops at the cap instead of filling memory.
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(failed)? {
+        if (body.len() + chunk.len()) as u64 > ctx.max_bytes {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
     Ok(Payload::Bytes {
-        bytes,
+        bytes: Bytes::from(body),
         uri: url.to_owned(),
     })
 }
@@ -517,13 +573,122 @@ mod tests {
             .await
             .unwrap_err();
         assert!(e.to_string().contains("tracking URI"), "{e}");
-        assert!(missing.fetch_local(Side::Current).unwrap().is_err());
+        assert!(
+            missing
+                .fetch_local(Side::Current, u64::MAX)
+                .unwrap()
+                .is_err()
+        );
         assert!(
             parse("http://h/x.csv")
                 .unwrap()
-                .fetch_local(Side::Current)
+                .fetch_local(Side::Current, u64::MAX)
                 .is_none()
         );
+    }
+
+    /// A loopback HTTP server answering every request with `head` and then `body` chunks of
+    /// 64 KiB for as long as the client reads (`endless`), or nothing at all (`silent`).
+    async fn serve(head: &'static str, endless: bool, silent: bool) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    if silent {
+                        tokio::time::sleep(Duration::from_secs(60)).await;
+                        return;
+                    }
+                    // Answer only once the request is in.
+                    let mut request = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let _ = stream.write_all(head.as_bytes()).await;
+                    let chunk = vec![b'1'; 64 * 1024];
+                    while endless && stream.write_all(&chunk).await.is_ok() {}
+                });
+            }
+        });
+        format!("http://{addr}/data.csv")
+    }
+
+    #[tokio::test]
+    async fn an_endless_body_stops_at_the_byte_cap() {
+        let url = serve("HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n", true, false).await;
+        let ctx = FetchContext::new().with_max_bytes(1 << 20);
+        let e = parse(&url)
+            .unwrap()
+            .fetch(&ctx, Side::Current)
+            .await
+            .unwrap_err();
+        assert_eq!(e.reason(), crate::api::Reason::DataTooLarge, "{e}");
+        assert!(e.to_string().contains("1048576 bytes"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_declared_length_over_the_cap_is_refused_before_reading() {
+        let url = serve(
+            "HTTP/1.1 200 OK\r\ncontent-length: 99999999999\r\n\r\n",
+            false,
+            false,
+        )
+        .await;
+        let ctx = FetchContext::new().with_max_bytes(1 << 20);
+        let e = parse(&url)
+            .unwrap()
+            .fetch(&ctx, Side::Reference)
+            .await
+            .unwrap_err();
+        assert_eq!(e.reason(), crate::api::Reason::DataTooLarge, "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_silent_server_is_a_timeout_that_says_so() {
+        let url = serve("", false, true).await;
+        let ctx = FetchContext::new().with_timeout(Duration::from_secs(1));
+        let started = std::time::Instant::now();
+        let e = parse(&url)
+            .unwrap()
+            .fetch(&ctx, Side::Current)
+            .await
+            .unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert_eq!(e.reason(), crate::api::Reason::DataTimedOut, "{e}");
+        assert!(e.is_transient());
+    }
+
+    #[test]
+    fn devices_and_oversized_files_are_refused_before_reading() {
+        let dir = std::env::temp_dir().join(format!("mlrollout-cap-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let zero = dir.join("zero.csv");
+        let _ = std::fs::remove_file(&zero);
+        std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+        let e = DataSource::File(zero)
+            .fetch_local(Side::Current, u64::MAX)
+            .unwrap()
+            .unwrap_err();
+        assert!(e.to_string().contains("is a character device"), "{e}");
+        let big = dir.join("big.csv");
+        std::fs::write(&big, vec![b'1'; 4096]).unwrap();
+        let e = DataSource::File(big.clone())
+            .fetch_local(Side::Reference, 1024)
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(e.reason(), crate::api::Reason::DataTooLarge, "{e}");
+        assert!(
+            DataSource::File(big)
+                .fetch_local(Side::Reference, 4096)
+                .unwrap()
+                .is_ok()
+        );
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[tokio::test]

@@ -133,7 +133,7 @@ impl DriftEngine {
         let local =
             |loc: &DatasetLocation, side: Side| -> Result<(Payload, DataFormat), DataError> {
                 let r = resolve(loc, side)?;
-                match r.source.fetch_local(side) {
+                match r.source.fetch_local(side, self.fetch.max_bytes) {
                     Some(p) => Ok((p?, r.format)),
                     None => Err(DataError::InvalidUri {
                         side,
