@@ -155,6 +155,18 @@ pub struct DriftThresholds {
     #[serde(default = "default_bins")]
     #[schemars(range(min = 2, max = 100))]
     pub bins: i32,
+    /// A numerical feature with at most this many distinct values in the reference (a flag, a
+    /// count, a constant) is tested and scored as categories of values (chi-square, PSI over
+    /// values): quantile bins collapse on it and would score a shift differently in each
+    /// direction. 0 turns this off.
+    #[serde(default = "default_discrete_max_values")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub discrete_max_values: i32,
+}
+
+impl DriftThresholds {
+    /// Default of `discreteMaxValues`: as many values as the default number of PSI bins.
+    pub const DEFAULT_DISCRETE_MAX_VALUES: usize = 10;
 }
 
 impl Default for DriftThresholds {
@@ -168,6 +180,7 @@ impl Default for DriftThresholds {
             min_cramers_v: default_min_effect(),
             drift_share: default_drift_share(),
             bins: default_bins(),
+            discrete_max_values: default_discrete_max_values(),
         }
     }
 }
@@ -265,6 +278,9 @@ fn default_drift_share() -> f64 {
 }
 fn default_bins() -> i32 {
     10
+}
+fn default_discrete_max_values() -> i32 {
+    DriftThresholds::DEFAULT_DISCRETE_MAX_VALUES as i32
 }
 fn default_accuracy_threshold() -> f64 {
     0.85

@@ -232,7 +232,16 @@ pub fn compare(
         let mut v = decide(vec![(name, cmp)], &single);
         v.features.remove(0)
     });
-    let mut notes = Vec::new();
+    let mut notes: Vec<String> = prepared
+        .features
+        .iter()
+        .filter_map(|(name, r)| match r {
+            FeatureReference::Discrete { values, .. } => Some(format!(
+                "'{name}' has {values} distinct value(s) in the reference: compared as categories of values (chi-square, PSI over values)"
+            )),
+            _ => None,
+        })
+        .collect();
     if let Some(p) = &config.prediction_column {
         if prepared.prediction.is_none() && prepared.features.iter().all(|(n, _)| n != p) {
             notes.push(format!(

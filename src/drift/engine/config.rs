@@ -40,6 +40,9 @@ pub struct DriftConfig {
     pub policy: DriftPolicy,
     pub multiple_testing: MultipleTesting,
     pub psi: PsiParams,
+    /// A numeric feature with at most this many distinct values in the reference is compared
+    /// as categories of values (`spec.drift.thresholds.discreteMaxValues`, `--discrete-max-values`).
+    pub discrete_max_values: usize,
     /// Features to compare; empty means every column present in both datasets except
     /// `ignore_columns` and the prediction column.
     pub features: Vec<FeatureSelection>,
@@ -70,6 +73,7 @@ impl Default for DriftConfig {
             policy: DriftPolicy::default(),
             multiple_testing: MultipleTesting::BenjaminiHochberg,
             psi: PsiParams::default(),
+            discrete_max_values: crate::api::DriftThresholds::DEFAULT_DISCRETE_MAX_VALUES,
             features: Vec::new(),
             forced_kinds: Vec::new(),
             ignore_columns: Vec::new(),
@@ -131,6 +135,7 @@ impl DriftConfig {
                 bins,
                 ..PsiParams::default()
             },
+            discrete_max_values: usize::try_from(t.discrete_max_values).unwrap_or(0),
             features: spec
                 .features
                 .iter()

@@ -17,22 +17,81 @@ pub struct ReferenceKey {
 pub enum FeatureReference {
     Numeric(NumericReference),
     Categorical(CategoricalReference),
+    /// A numeric feature with few distinct values in the reference (a flag, a count, a
+    /// constant): quantile bins collapse on it, so it is compared as categories of values
+    /// (chi-square, PSI over values), the same whichever way a shift goes. `values` is how
+    /// many distinct values the reference has.
+    Discrete {
+        reference: CategoricalReference,
+        values: usize,
+    },
+}
+
+/// Counts of a numeric column's values as categories: `1` and `1.0` are the same value,
+/// NaN is missing.
+fn value_counts(values: &[f64]) -> crate::drift::stats::CategoricalCounts {
+    let mut counts = std::collections::BTreeMap::<u64, (f64, u64)>::new();
+    let mut missing = 0;
+    for &v in values {
+        if v.is_nan() {
+            missing += 1;
+        } else {
+            // -0.0 and 0.0 are one value
+            let v = if v == 0.0 { 0.0 } else { v };
+            counts.entry(v.to_bits()).or_insert((v, 0)).1 += 1;
+        }
+    }
+    let mut out = crate::drift::stats::CategoricalCounts::new();
+    for (value, count) in counts.into_values() {
+        out.add(&value.to_string(), count);
+    }
+    out.add_missing(missing);
+    out
+}
+
+/// Distinct non-missing values of a column, stopping once there are more than `limit`.
+fn distinct_up_to(values: &[f64], limit: usize) -> Option<usize> {
+    let mut seen = std::collections::HashSet::new();
+    for &v in values {
+        if !v.is_nan() {
+            seen.insert(if v == 0.0 { 0u64 } else { v.to_bits() });
+            if seen.len() > limit {
+                return None;
+            }
+        }
+    }
+    Some(seen.len())
 }
 
 impl FeatureReference {
     pub fn kind(&self) -> ColumnKind {
         match self {
-            FeatureReference::Numeric(_) => ColumnKind::Numerical,
+            // The current data of a discrete feature is read as numbers too, so `1` and `1.0`
+            // agree across CSV and Parquet.
+            FeatureReference::Numeric(_) | FeatureReference::Discrete { .. } => {
+                ColumnKind::Numerical
+            }
             FeatureReference::Categorical(_) => ColumnKind::Categorical,
         }
     }
 
-    pub(super) fn prepare(column: Column, psi: PsiParams) -> Result<Self, DriftError> {
+    /// `discrete_max_values`: a numeric column with at most this many distinct values in the
+    /// reference is compared as categories of values.
+    pub(super) fn prepare(
+        column: Column,
+        psi: PsiParams,
+        discrete_max_values: usize,
+    ) -> Result<Self, DriftError> {
         let invalid = |e: crate::drift::stats::StatsError| DriftError::InvalidConfig(e.to_string());
         Ok(match column {
-            Column::Numeric(v) => {
-                FeatureReference::Numeric(NumericReference::new(v, psi).map_err(invalid)?)
-            }
+            Column::Numeric(v) => match distinct_up_to(&v, discrete_max_values) {
+                Some(values) if values > 0 => FeatureReference::Discrete {
+                    reference: CategoricalReference::new(value_counts(&v), psi.smoothing)
+                        .map_err(invalid)?,
+                    values,
+                },
+                _ => FeatureReference::Numeric(NumericReference::new(v, psi).map_err(invalid)?),
+            },
             Column::Categorical(c) => FeatureReference::Categorical(
                 CategoricalReference::new(c.counts(), psi.smoothing).map_err(invalid)?,
             ),
@@ -46,6 +105,12 @@ impl FeatureReference {
             }
             (FeatureReference::Categorical(r), Column::Categorical(c)) => {
                 FeatureComparison::Categorical(compare_categorical(r, &c.counts()))
+            }
+            (FeatureReference::Discrete { reference, .. }, Column::Numeric(v)) => {
+                FeatureComparison::Categorical(compare_categorical(reference, &value_counts(&v)))
+            }
+            (FeatureReference::Discrete { reference, .. }, Column::Categorical(c)) => {
+                FeatureComparison::Categorical(compare_categorical(reference, &c.counts()))
             }
             // the current data is read with the reference's kinds; a mismatch cannot happen,
             // but if it did the feature has no comparable data rather than a panic
@@ -271,7 +336,7 @@ pub fn prepare_reference(
         items.push(p); // prepared last, split off below
     }
     let prepared = par_map(items, |c| {
-        FeatureReference::prepare(c.data, psi).map(|r| (c.name, r))
+        FeatureReference::prepare(c.data, psi, config.discrete_max_values).map(|r| (c.name, r))
     });
     let mut features = Vec::with_capacity(prepared.len());
     for p in prepared {
@@ -295,4 +360,81 @@ pub fn prepare_reference(
         prediction,
         explicit: !config.features.is_empty(),
     })
+}
+
+#[cfg(test)]
+mod discrete_tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::drift::stats::decision::{Severity, TestKind};
+
+    /// Severity and test of one feature, reference vs current, with the default rules.
+    fn judge(reference: &[f64], current: &[f64]) -> (Severity, TestKind, Option<f64>) {
+        let config = DriftConfig::default();
+        let r = FeatureReference::prepare(
+            Column::Numeric(reference.to_vec()),
+            config.psi,
+            config.discrete_max_values,
+        )
+        .unwrap();
+        let comparison = r.compare(Column::Numeric(current.to_vec()));
+        let verdict = decide(vec![("f".into(), comparison)], &config);
+        let f = &verdict.features[0];
+        (f.severity, f.test, f.psi)
+    }
+
+    /// `n` rows of a 0/1 flag with `ones` of them 1.
+    fn flag(n: usize, ones: usize) -> Vec<f64> {
+        (0..n).map(|i| if i < ones { 1.0 } else { 0.0 }).collect()
+    }
+
+    /// Issue 20's examples: a flag going 5 % → 60 % ones scored PSI 0 on quantile bins, and
+    /// 60 % → 5 % scored 1.78; a constant 7 → 8 scored 0 and 7 → 6 scored 29.
+    #[test]
+    fn a_flag_and_a_constant_drift_the_same_in_both_directions() {
+        let up = judge(&flag(10_000, 500), &flag(10_000, 6_000));
+        let down = judge(&flag(10_000, 6_000), &flag(10_000, 500));
+        assert_eq!(up.1, TestKind::Chi2, "compared as categories");
+        assert_eq!(up.0, Severity::High, "{up:?}");
+        assert_eq!(up.0, down.0);
+        let (psi_up, psi_down) = (up.2.unwrap(), down.2.unwrap());
+        assert!(
+            psi_up > 1.0 && (psi_up - psi_down).abs() < 1e-9,
+            "{psi_up} vs {psi_down}"
+        );
+
+        let seven = vec![7.0; 5_000];
+        let to_eight = judge(&seven, &[8.0; 5_000]);
+        let to_six = judge(&seven, &[6.0; 5_000]);
+        assert_eq!(to_eight.0, Severity::High, "{to_eight:?}");
+        assert_eq!(to_eight.0, to_six.0);
+        assert!((to_eight.2.unwrap() - to_six.2.unwrap()).abs() < 1e-9);
+    }
+
+    #[test]
+    fn one_and_one_point_zero_are_one_value_and_continuous_features_keep_quantile_psi() {
+        let (severity, test, _) = judge(&[1.0, 0.0, 1.0, 0.0], &[1.0, -0.0, 1.0, 0.0]);
+        assert_eq!((severity, test), (Severity::Ok, TestKind::Chi2));
+        let continuous: Vec<f64> = (0..1_000).map(f64::from).collect();
+        assert_eq!(judge(&continuous, &continuous).1, TestKind::Ks);
+    }
+
+    proptest! {
+        /// A shift of a discrete feature is as severe whichever way it goes.
+        #[test]
+        fn the_severity_of_a_discrete_shift_does_not_depend_on_its_direction(
+            a in 0usize..=2_000,
+            b in 0usize..=2_000,
+            values in 1usize..=10,
+        ) {
+            let column = |share: usize| -> Vec<f64> {
+                (0..2_000).map(|i| ((i * values) / 2_000.max(1)) as f64 * f64::from(u8::from(i < share)) ).collect()
+            };
+            let (x, y) = (column(a), column(b));
+            let forward = judge(&x, &y);
+            let backward = judge(&y, &x);
+            prop_assert_eq!(forward.0, backward.0, "{:?} vs {:?}", forward, backward);
+        }
+    }
 }
