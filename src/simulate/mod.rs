@@ -176,10 +176,12 @@ impl<'a, F: FnMut(&Line) -> ControlFlow<()>> Simulation<'a, F> {
         let decision = self.harness.reconcile(observations);
         for event in decision.events {
             let line = line(t, self.harness.status(), event.reason.as_str(), &event.note);
-            if (self.on_line)(&line).is_break() {
-                self.stopped = true;
-            }
+            let flow = (self.on_line)(&line);
             self.last_reason = Some(line.reason);
+            if flow.is_break() {
+                self.stopped = true;
+                break;
+            }
         }
         Ok(())
     }
@@ -401,4 +403,60 @@ fn measure(
             )
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fraud_detector() -> ModelDeployment {
+        serde_yaml::from_str(include_str!("../../examples/fraud-detector.yaml"))
+            .expect("the bundled example parses")
+    }
+
+    fn scenario(text: &str) -> Scenario {
+        serde_yaml::from_str(text).expect("the test scenario parses")
+    }
+
+    #[test]
+    fn the_clock_never_wraps() {
+        assert!(instant(0).is_ok());
+        assert!(instant(validate::MAX_SECONDS).is_ok());
+        assert!(matches!(instant(u64::MAX), Err(SimulateError::Clock(_))));
+        assert!(matches!(
+            instant(300_000_000_000),
+            Err(SimulateError::Clock(_))
+        ));
+    }
+
+    #[test]
+    fn an_invalid_scenario_is_refused_before_the_first_line() {
+        let mut lines = 0;
+        let refused = stream(
+            &fraud_detector(),
+            &scenario("durationSeconds: 1000000000000\nstable: {version: \"3\"}\n"),
+            |_| {
+                lines += 1;
+                ControlFlow::Continue(())
+            },
+        );
+        assert!(matches!(refused, Err(SimulateError::Invalid(_))));
+        assert_eq!(lines, 0);
+    }
+
+    #[test]
+    fn the_reader_can_stop_the_run() {
+        let mut seen = Vec::new();
+        let (last, _) = stream(
+            &fraud_detector(),
+            &scenario("durationSeconds: 3600\nstable: {version: \"3\"}\n"),
+            |line| {
+                seen.push(line.at_seconds);
+                ControlFlow::Break(())
+            },
+        )
+        .expect("runs");
+        assert_eq!(seen, vec![0], "no line after the reader stopped");
+        assert_eq!(last.at_seconds, 3600);
+    }
 }
