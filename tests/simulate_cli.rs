@@ -223,3 +223,158 @@ fn bundled_scenarios_match_their_recorded_output_byte_for_byte() {
     }
     assert_eq!(checked, 4, "every bundled scenario has a recorded output");
 }
+
+/// Runs `mlrollout simulate` on `scenario` (YAML written to a temp dir), expecting a refusal:
+/// returns its one-line stderr, after checking it failed fast and printed nothing.
+fn refused(scenario: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("scenario.yaml");
+    std::fs::write(&path, scenario).unwrap();
+    let started = std::time::Instant::now();
+    let output = run_scenario(&path);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "refused up front, not after running: {:?}",
+        started.elapsed()
+    );
+    assert!(!output.status.success(), "accepted: {scenario}");
+    assert!(
+        output.stdout.is_empty(),
+        "nothing printed before the refusal"
+    );
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains("is not a valid scenario"), "{stderr}");
+    stderr
+}
+
+const STABLE_3: &str = "stable: {version: \"3\"}\n";
+
+#[test]
+fn an_absurd_duration_is_refused_up_front() {
+    let stderr = refused(&format!("durationSeconds: 1000000000000\n{STABLE_3}"));
+    assert!(
+        stderr.contains("durationSeconds: 1000000000000 s is above the limit"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_largest_number_is_refused_not_looped_on() {
+    let stderr = refused(&format!(
+        "durationSeconds: 18446744073709551615\ntickSeconds: 18446744073709551615\n{STABLE_3}"
+    ));
+    assert!(stderr.contains("durationSeconds: "), "{stderr}");
+    assert!(stderr.contains("tickSeconds: "), "{stderr}");
+}
+
+#[test]
+fn too_many_ticks_are_refused_naming_the_limit() {
+    // 300 million seconds fit the clock, but at 30 s a tick they are 10 million reconciles.
+    let stderr = refused(&format!("durationSeconds: 300000000\n{STABLE_3}"));
+    assert!(stderr.contains("durationSeconds: "), "{stderr}");
+    assert!(stderr.contains("above the limit of 1000000"), "{stderr}");
+}
+
+#[test]
+fn times_that_would_wrap_the_clock_are_refused() {
+    let stderr = refused(&format!(
+        "durationSeconds: 3600\n{STABLE_3}readySeconds: 18446744073709551615\n\
+         drift: [{{at: 18446744073709551615, severity: high}}]\n"
+    ));
+    assert!(stderr.contains("readySeconds: "), "{stderr}");
+    assert!(stderr.contains("drift[0].at: "), "{stderr}");
+}
+
+#[test]
+fn an_unknown_drift_severity_is_refused_by_field() {
+    let stderr = refused(&format!(
+        "durationSeconds: 60\n{STABLE_3}drift: [{{at: 0, severity: extreme}}]\n"
+    ));
+    assert!(stderr.contains("drift[0].severity"), "{stderr}");
+    assert!(stderr.contains("extreme"), "{stderr}");
+    assert!(stderr.contains("`ok`, `medium`, `high`"), "{stderr}");
+}
+
+#[test]
+fn an_outage_that_ends_before_it_starts_is_refused() {
+    let stderr = refused(&format!(
+        "durationSeconds: 600\n{STABLE_3}registryOutages: [[300, 120]]\n"
+    ));
+    assert!(
+        stderr.contains("registryOutages[0]: ends at 120 s"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_unknown_annotation_is_refused() {
+    let stderr = refused(&format!(
+        "durationSeconds: 600\n{STABLE_3}annotations: [{{at: 60, name: mlrollout.io/abrot, value: x}}]\n"
+    ));
+    assert!(
+        stderr.contains("annotations[0].name: unknown annotation \"mlrollout.io/abrot\""),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_bad_candidate_version_is_named_as_the_candidate() {
+    for (version, expected) in [
+        ("x4", "is not a version number"),
+        ("3", "not newer than the stable version 3"),
+        ("18446744073709551615", "out of range"),
+    ] {
+        let stderr = refused(&format!(
+            "durationSeconds: 3600\n{STABLE_3}drift: [{{at: 0, severity: high}}]\n\
+             training: {{durationSeconds: 60, outcome: succeeded, candidate: {{version: \"{version}\"}}}}\n"
+        ));
+        assert!(stderr.contains("training.candidate.version: "), "{stderr}");
+        assert!(stderr.contains(expected), "{stderr}");
+        assert!(
+            !stderr.contains("stable version \""),
+            "not called the stable one: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn lines_are_streamed_and_a_closed_pipe_ends_the_run_at_once() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    // Close to the tick limit: minutes of work if run to the end.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("long.yaml");
+    std::fs::write(&path, format!("durationSeconds: 29000000\n{STABLE_3}")).unwrap();
+    let started = std::time::Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mlrollout"))
+        .args([
+            "simulate",
+            "--resource",
+            "examples/fraud-detector.yaml",
+            "--scenario",
+        ])
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.contains("\"at_seconds\":0"), "{first}");
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "the first line came at once and the run stopped with the reader: {:?}",
+        started.elapsed()
+    );
+    assert!(output.status.success(), "a closed pipe is not an error");
+    assert!(
+        output.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

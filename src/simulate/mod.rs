@@ -4,8 +4,10 @@
 
 pub mod harness;
 pub mod scenario;
+pub mod validate;
 
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 
 use k8s_openapi::jiff::Timestamp;
 use serde::Serialize;
@@ -21,6 +23,7 @@ use crate::registry::LINEAGE_TAG;
 
 pub use harness::{Harness, Identity, Readiness};
 use scenario::{Scenario, Training, TrainingOutcome, Variant, latest};
+use validate::{ScenarioProblem, version_number};
 
 /// One printed line: the state after a transition.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -35,13 +38,26 @@ pub struct Line {
     pub message: String,
 }
 
-/// Why a simulation could not run.
+/// Why a simulation could not run (or stopped).
 #[derive(Debug, thiserror::Error)]
 pub enum SimulateError {
-    #[error("scenario: {0}")]
-    Scenario(String),
-    #[error("the stable version {0:?} is not a version number")]
-    BadVersion(String),
+    /// The scenario was refused before the first tick; every problem names its field.
+    #[error("{}", join(.0))]
+    Invalid(Vec<ScenarioProblem>),
+    /// A problem only found while running (a version the Job would register out of range).
+    #[error("{0}")]
+    Running(ScenarioProblem),
+    /// The virtual clock would leave the range of a timestamp.
+    #[error("the virtual clock cannot represent {0} s into the scenario")]
+    Clock(u64),
+}
+
+fn join(problems: &[ScenarioProblem]) -> String {
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Result of a run: the transitions and the final state.
@@ -54,42 +70,72 @@ pub struct Outcome {
 
 const SIM_EPOCH: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z
 
-fn version_number(v: &str) -> Result<u64, SimulateError> {
-    v.parse().map_err(|_| SimulateError::BadVersion(v.into()))
+/// The virtual clock: `t` seconds into the scenario (checked: it never wraps).
+fn instant(t: u64) -> Result<Timestamp, SimulateError> {
+    i64::try_from(t)
+        .ok()
+        .and_then(|t| SIM_EPOCH.checked_add(t))
+        .and_then(|second| Timestamp::from_second(second).ok())
+        .ok_or(SimulateError::Clock(t))
 }
 
-/// The virtual clock: `t` seconds into the scenario.
-fn instant(t: u64) -> Timestamp {
-    Timestamp::from_second(SIM_EPOCH + t as i64).unwrap_or(Timestamp::UNIX_EPOCH)
-}
-
-/// Runs `scenario` against `resource`.
+/// Runs `scenario` against `resource`, collecting the lines.
 pub fn run(resource: &ModelDeployment, scenario: &Scenario) -> Result<Outcome, SimulateError> {
-    if scenario.tick_seconds == 0 {
-        return Err(SimulateError::Scenario(
-            "tickSeconds must be at least 1".into(),
-        ));
+    let mut lines = Vec::new();
+    let (last, status) = stream(resource, scenario, |line| {
+        lines.push(line.clone());
+        ControlFlow::Continue(())
+    })?;
+    Ok(Outcome {
+        lines,
+        last,
+        status,
+    })
+}
+
+/// Runs `scenario` against `resource`, handing each line to `on_line` as it happens (which may
+/// stop the run: a reader gone); returns the final line and status. The scenario is validated
+/// first (see [`validate`]), so the run takes at most [`validate::MAX_TICKS`] ticks.
+pub fn stream(
+    resource: &ModelDeployment,
+    scenario: &Scenario,
+    on_line: impl FnMut(&Line) -> ControlFlow<()>,
+) -> Result<(Line, ModelDeploymentStatus), SimulateError> {
+    let problems = validate::validate(scenario);
+    if !problems.is_empty() {
+        return Err(SimulateError::Invalid(problems));
     }
-    let mut simulation = Simulation::new(resource, scenario)?;
-    let mut t = 0;
-    while t <= scenario.duration_seconds {
+    let mut simulation = Simulation::new(resource, scenario, on_line)?;
+    let mut t: u64 = 0;
+    while t <= scenario.duration_seconds && !simulation.stopped {
         simulation.tick(t)?;
-        t += scenario.tick_seconds;
+        let Some(next) = t.checked_add(scenario.tick_seconds) else {
+            break;
+        };
+        t = next;
     }
     Ok(simulation.finish())
 }
 
 /// A scenario being replayed: the harness plus what the scenario's world remembers.
-struct Simulation<'a> {
+struct Simulation<'a, F> {
     scenario: &'a Scenario,
     harness: Harness,
     /// Attempt id → the version its Job registered.
     registered_attempts: BTreeMap<String, u64>,
-    lines: Vec<Line>,
+    on_line: F,
+    /// Reason of the last line handed out.
+    last_reason: Option<String>,
+    /// `on_line` asked to stop.
+    stopped: bool,
 }
 
-impl<'a> Simulation<'a> {
-    fn new(resource: &ModelDeployment, scenario: &'a Scenario) -> Result<Self, SimulateError> {
+impl<'a, F: FnMut(&Line) -> ControlFlow<()>> Simulation<'a, F> {
+    fn new(
+        resource: &ModelDeployment,
+        scenario: &'a Scenario,
+        on_line: F,
+    ) -> Result<Self, SimulateError> {
         let identity = Identity {
             name: resource
                 .metadata
@@ -108,26 +154,34 @@ impl<'a> Simulation<'a> {
             seconds: scenario.ready_seconds,
         };
         let harness = Harness::new(identity, resource.spec.clone(), readiness);
-        let stable = version_number(&scenario.stable.version)?;
+        let stable = version_number("stable.version", &scenario.stable.version)
+            .map_err(SimulateError::Running)?;
         harness.register(stable, &scenario.stable.metrics, &[]);
         harness.set_alias(&resource.spec.model.alias, stable);
         Ok(Self {
             scenario,
             harness,
             registered_attempts: BTreeMap::new(),
-            lines: Vec::new(),
+            on_line,
+            last_reason: None,
+            stopped: false,
         })
     }
 
     /// One reconcile at `t`: the scenario's changes, the observations, the decision.
     fn tick(&mut self, t: u64) -> Result<(), SimulateError> {
         self.apply_scenario_changes(t)?;
-        self.harness.advance_to(instant(t));
+        self.harness.advance_to(instant(t)?);
         let observations = self.observe(t)?;
         let decision = self.harness.reconcile(observations);
         for event in decision.events {
             let line = line(t, self.harness.status(), event.reason.as_str(), &event.note);
-            self.lines.push(line);
+            let flow = (self.on_line)(&line);
+            self.last_reason = Some(line.reason);
+            if flow.is_break() {
+                self.stopped = true;
+                break;
+            }
         }
         Ok(())
     }
@@ -135,14 +189,19 @@ impl<'a> Simulation<'a> {
     /// Registry outages, aliases moved by hand and annotations due in this tick.
     fn apply_scenario_changes(&mut self, t: u64) -> Result<(), SimulateError> {
         let scenario = self.scenario;
-        let due = |at: u64| at <= t && at + scenario.tick_seconds > t;
+        // In this tick: `at` in (t - tick, t], without overflow.
+        let due = |at: u64| at <= t && t - at < scenario.tick_seconds;
         let outage = scenario
             .registry_outages
             .iter()
             .any(|[from, to]| t >= *from && t < *to);
         self.harness.set_registry_outage(outage);
-        for change in scenario.registry.iter().filter(|c| due(c.at)) {
-            let version = version_number(&change.version)?;
+        for (i, change) in scenario.registry.iter().enumerate() {
+            if !due(change.at) {
+                continue;
+            }
+            let version = version_number(&format!("registry[{i}].version"), &change.version)
+                .map_err(SimulateError::Running)?;
             self.harness.register(version, &change.metrics, &[]);
             self.harness.set_alias(&change.alias, version);
         }
@@ -194,12 +253,12 @@ impl<'a> Simulation<'a> {
         let started = attempt
             .started_at
             .as_ref()
-            .map(|s| (s.0.as_second() - SIM_EPOCH).max(0) as u64)
+            .map(|s| u64::try_from(s.0.as_second() - SIM_EPOCH).unwrap_or(0))
             .unwrap_or(t);
         let Some(training) = &self.scenario.training else {
             return Ok(JobState::Running);
         };
-        if t < started + training.duration_seconds {
+        if t < started.saturating_add(training.duration_seconds) {
             return Ok(JobState::Running);
         }
         match training.outcome {
@@ -222,16 +281,31 @@ impl<'a> Simulation<'a> {
         training: &Training,
         attempt: &RetrainingAttempt,
     ) -> Result<(), SimulateError> {
-        let facts = training
-            .candidates
-            .get((attempt.number - 1).max(0) as usize)
-            .or(training.candidate.as_ref());
-        let Some(facts) = facts else {
-            return Ok(());
+        let index = usize::try_from(attempt.number.saturating_sub(1).max(0)).unwrap_or(0);
+        let (path, facts) = match training.candidates.get(index) {
+            Some(facts) => (format!("training.candidates[{index}].version"), facts),
+            None => match &training.candidate {
+                Some(facts) => ("training.candidate.version".to_string(), facts),
+                None => return Ok(()),
+            },
         };
-        let base = version_number(&facts.version)?;
+        let base = version_number(&path, &facts.version).map_err(SimulateError::Running)?;
         let version = if training.candidates.is_empty() {
-            base + attempt.number as u64 - 1
+            // Attempt n registers `version + n - 1`, still an MLflow version number.
+            u64::try_from(attempt.number.saturating_sub(1).max(0))
+                .ok()
+                .and_then(|later| base.checked_add(later))
+                .filter(|v| *v <= validate::MAX_VERSION)
+                .ok_or_else(|| {
+                    SimulateError::Running(ScenarioProblem {
+                        path,
+                        problem: format!(
+                            "attempt {} would register a version above {}",
+                            attempt.number,
+                            validate::MAX_VERSION
+                        ),
+                    })
+                })?
         } else {
             base
         };
@@ -245,24 +319,16 @@ impl<'a> Simulation<'a> {
         Ok(())
     }
 
-    fn finish(self) -> Outcome {
+    fn finish(self) -> (Line, ModelDeploymentStatus) {
         let status = self.harness.status().clone();
-        let last_reason = self
-            .lines
-            .last()
-            .map(|l| l.reason.clone())
-            .unwrap_or_else(|| "NoTransition".into());
+        let last_reason = self.last_reason.unwrap_or_else(|| "NoTransition".into());
         let last = line(
             self.scenario.duration_seconds,
             &status,
             &last_reason,
             status.message.as_deref().unwrap_or(""),
         );
-        Outcome {
-            lines: self.lines,
-            last,
-            status,
-        }
+        (last, status)
     }
 }
 
@@ -337,4 +403,60 @@ fn measure(
             )
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fraud_detector() -> ModelDeployment {
+        serde_yaml::from_str(include_str!("../../examples/fraud-detector.yaml"))
+            .expect("the bundled example parses")
+    }
+
+    fn scenario(text: &str) -> Scenario {
+        serde_yaml::from_str(text).expect("the test scenario parses")
+    }
+
+    #[test]
+    fn the_clock_never_wraps() {
+        assert!(instant(0).is_ok());
+        assert!(instant(validate::MAX_SECONDS).is_ok());
+        assert!(matches!(instant(u64::MAX), Err(SimulateError::Clock(_))));
+        assert!(matches!(
+            instant(300_000_000_000),
+            Err(SimulateError::Clock(_))
+        ));
+    }
+
+    #[test]
+    fn an_invalid_scenario_is_refused_before_the_first_line() {
+        let mut lines = 0;
+        let refused = stream(
+            &fraud_detector(),
+            &scenario("durationSeconds: 1000000000000\nstable: {version: \"3\"}\n"),
+            |_| {
+                lines += 1;
+                ControlFlow::Continue(())
+            },
+        );
+        assert!(matches!(refused, Err(SimulateError::Invalid(_))));
+        assert_eq!(lines, 0);
+    }
+
+    #[test]
+    fn the_reader_can_stop_the_run() {
+        let mut seen = Vec::new();
+        let (last, _) = stream(
+            &fraud_detector(),
+            &scenario("durationSeconds: 3600\nstable: {version: \"3\"}\n"),
+            |line| {
+                seen.push(line.at_seconds);
+                ControlFlow::Break(())
+            },
+        )
+        .expect("runs");
+        assert_eq!(seen, vec![0], "no line after the reader stopped");
+        assert_eq!(last.at_seconds, 3600);
+    }
 }
