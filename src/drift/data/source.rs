@@ -360,6 +360,19 @@ async fn fetch_http(ctx: &FetchContext, url: &str, side: Side) -> Result<Payload
     if response.content_length().is_some_and(|n| n > ctx.max_bytes) {
         return Err(too_large());
     }
+    // A sign-in page or a web UI's link instead of the file: say so instead of a parse error.
+    let html = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("text/html"));
+    if html {
+        return Err(DataError::malformed(
+            side,
+            url,
+            "the server answered with an HTML page, not CSV or Parquet (a sign-in page, or a link to a web page instead of the file?)",
+        ));
+    }
     // Read chunk by chunk so an endless body stops at the cap instead of filling memory.
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(failed)? {
@@ -646,6 +659,23 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(e.reason(), crate::api::Reason::DataTooLarge, "{e}");
+    }
+
+    #[tokio::test]
+    async fn an_html_page_served_as_data_says_so() {
+        let url = serve(
+            "HTTP/1.1 200 OK\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: 15\r\n\r\n<html>hi</html>",
+            false,
+            false,
+        )
+        .await;
+        let e = parse(&url)
+            .unwrap()
+            .fetch(&FetchContext::new(), Side::Current)
+            .await
+            .unwrap_err();
+        assert_eq!(e.reason(), crate::api::Reason::MalformedData, "{e}");
+        assert!(e.to_string().contains("HTML page"), "{e}");
     }
 
     #[tokio::test]

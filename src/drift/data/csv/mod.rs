@@ -56,19 +56,45 @@ fn open_error(e: &std::io::Error, side: Side, uri: &str) -> DataError {
     }
 }
 
-fn header_names(record: &ByteRecord) -> Vec<String> {
-    record
-        .iter()
-        .enumerate()
-        .map(|(i, h)| {
-            let h = if i == 0 {
-                h.strip_prefix(b"\xEF\xBB\xBF".as_slice()).unwrap_or(h)
-            } else {
-                h
-            };
-            String::from_utf8_lossy(h.trim_ascii()).into_owned()
-        })
-        .collect()
+/// The header's column names. A name that is not UTF-8 (a Latin-1 file) or that appears twice
+/// is an error naming the column: a lossy name would silently miss its column, and a repeated
+/// one would leave the second column unchecked.
+fn header_names(record: &ByteRecord, side: Side, uri: &str) -> Result<Vec<String>, DataError> {
+    let mut names: Vec<String> = Vec::with_capacity(record.len());
+    // Linear in the number of columns: a header may have tens of thousands.
+    let mut seen: std::collections::HashMap<&[u8], usize> = std::collections::HashMap::new();
+    for (i, h) in record.iter().enumerate() {
+        let h = if i == 0 {
+            h.strip_prefix(b"\xEF\xBB\xBF".as_slice()).unwrap_or(h)
+        } else {
+            h
+        };
+        let name = std::str::from_utf8(h.trim_ascii()).map_err(|_| {
+            let shown = String::from_utf8_lossy(h.trim_ascii());
+            DataError::malformed(
+                side,
+                uri,
+                format!(
+                    "header column {} ('{shown}') is not UTF-8; save the file as UTF-8",
+                    i + 1
+                ),
+            )
+        })?;
+        if let Some(&first) = seen.get(name.as_bytes()) {
+            return Err(DataError::malformed(
+                side,
+                uri,
+                format!(
+                    "column '{name}' appears twice in the header (columns {} and {}); rename one",
+                    first + 1,
+                    i + 1
+                ),
+            ));
+        }
+        seen.insert(name.as_bytes(), i);
+        names.push(name.to_owned());
+    }
+    Ok(names)
 }
 
 /// The header of a CSV payload (reads only the first record of a file).
@@ -91,7 +117,7 @@ pub(super) fn column_names(payload: &Payload, side: Side) -> Result<Vec<String>,
             .read_byte_record(&mut record),
     };
     match read {
-        Ok(true) => Ok(header_names(&record)),
+        Ok(true) => header_names(&record, side, uri),
         Ok(false) => Err(DataError::Empty {
             side,
             uri: uri.to_owned(),
@@ -174,7 +200,7 @@ fn split_header<'a>(
     let body_start = usize::try_from(header_reader.position().byte())
         .unwrap_or(data.len())
         .min(data.len());
-    Ok((header_names(&header), &data[body_start..]))
+    Ok((header_names(&header, side, uri)?, &data[body_start..]))
 }
 
 /// Find every requested column in the header.

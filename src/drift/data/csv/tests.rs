@@ -257,3 +257,42 @@ fn column_names_from_file_and_bytes() {
         crate::api::Reason::DataNotFound
     );
 }
+
+/// Issue 20 point 8: a repeated column name and a header that is not UTF-8 are named errors,
+/// not a silently unchecked or missing column.
+#[test]
+fn duplicate_and_non_utf8_header_names_are_errors() {
+    let e = read_str("amount,channel,amount\n1,a,2\n", &[("amount", None)]).unwrap_err();
+    assert_eq!(e.reason(), crate::api::Reason::MalformedData);
+    assert!(
+        e.to_string()
+            .contains("column 'amount' appears twice in the header (columns 1 and 3)"),
+        "{e}"
+    );
+    // "montant,caf\xe9" in Latin-1
+    let latin1 = b"montant,caf\xe9\n1,2\n";
+    let e = read_bytes(latin1, "t.csv", &req(&[("montant", None)]), Side::Reference).unwrap_err();
+    assert!(
+        e.to_string().contains("header column 2") && e.to_string().contains("not UTF-8"),
+        "{e}"
+    );
+}
+
+/// A wide header is read in time linear in its columns.
+#[test]
+fn a_header_of_a_hundred_thousand_columns_reads_quickly() {
+    let names: Vec<String> = (0..100_000).map(|i| format!("c{i}")).collect();
+    let text = format!(
+        "{}\n{}\n",
+        names.join(","),
+        vec!["1"; names.len()].join(",")
+    );
+    let started = std::time::Instant::now();
+    let t = read_str(&text, &[("c99999", None)]).unwrap();
+    assert_eq!(t.rows(), 1);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
