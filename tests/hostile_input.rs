@@ -227,3 +227,61 @@ fn drift_data_over_the_byte_cap_or_a_device_is_refused_with_the_limit_named() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+fn drift_json(args: &[&str]) -> (std::process::Output, serde_json::Value) {
+    let out = mlrollout()
+        .arg("drift")
+        .args(args)
+        .args(["--output", "json"])
+        .output()
+        .expect("mlrollout runs");
+    let json = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (out, json)
+}
+
+/// Issue 20 point 8: timestamps nobody can read are an error naming the column and a value,
+/// not every row silently dropped and "insufficient data"; tiny samples carry a warning.
+#[test]
+fn unreadable_timestamps_are_an_error_and_tiny_samples_a_warning() {
+    let dir = std::env::temp_dir().join(format!("mlrollout-hostile-ts-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ts = dir.join("ts.csv");
+    std::fs::write(&ts, "ts,amount\nyesterday,1\nlast week,2\n").unwrap();
+    let path = ts.to_str().unwrap();
+    let (out, _) = drift_json(&[
+        "--reference",
+        path,
+        "--current",
+        path,
+        "--window",
+        "1h",
+        "--timestamp-column",
+        "ts",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("no row has a readable timestamp") && stderr.contains("'yesterday'"),
+        "{stderr}"
+    );
+
+    let one = dir.join("one.csv");
+    std::fs::write(&one, "amount\n1\n").unwrap();
+    let (out, json) = drift_json(&["--reference", one.to_str().unwrap(), "--current", path]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let notes: Vec<&str> = json["notes"]
+        .as_array()
+        .map(|n| n.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("reference data has only 1 row")),
+        "{notes:?}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -112,6 +112,9 @@ pub struct DriftReport {
     pub timings: Timings,
 }
 
+/// Below this many rows on a side, the report warns that its verdicts say little.
+pub const FEW_ROWS: usize = 30;
+
 /// Which current rows the window kept.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WindowReport {
@@ -164,7 +167,7 @@ pub(super) fn apply_window(
     window: &CurrentWindow,
     now: SystemTime,
     keep_column: bool,
-) -> WindowReport {
+) -> Result<WindowReport, DataError> {
     let now_s = match now.duration_since(SystemTime::UNIX_EPOCH) {
         Ok(d) => d.as_secs_f64(),
         Err(e) => -e.duration().as_secs_f64(),
@@ -180,6 +183,11 @@ pub(super) fn apply_window(
         .collect();
     let rows_total = table.rows() as u64;
     let rows_without_timestamp = seconds.iter().filter(|t| t.is_none()).count() as u64;
+    // Not one readable timestamp: the window would drop every row and report "insufficient
+    // data" as if the data were merely old. Say what the column holds instead.
+    if rows_total > 0 && rows_without_timestamp == rows_total {
+        return Err(unreadable_timestamps(table, &window.timestamp_column));
+    }
     if !keep_column {
         table.take(&window.timestamp_column);
     }
@@ -187,12 +195,37 @@ pub(super) fn apply_window(
     let since_text = jiff::Timestamp::from_millisecond((since * 1000.0) as i64)
         .map(|t| t.to_string())
         .unwrap_or_else(|_| format!("{since}s after the epoch"));
-    WindowReport {
+    Ok(WindowReport {
         timestamp_column: window.timestamp_column.clone(),
         window_seconds: window.duration.as_secs_f64(),
         since: since_text,
         rows_total,
         rows_without_timestamp,
+    })
+}
+
+fn unreadable_timestamps(table: &Table, column: &str) -> DataError {
+    let first = match table.column(column) {
+        None => {
+            return DataError::MissingColumn {
+                column: column.to_owned(),
+                side: Side::Current,
+            };
+        }
+        Some(Column::Categorical(c)) => c
+            .codes
+            .first()
+            .and_then(|&code| c.categories.get(code as usize))
+            .map(|v| v.chars().take(40).collect::<String>())
+            .unwrap_or_default(),
+        Some(Column::Numeric(v)) => v.first().map(|x| x.to_string()).unwrap_or_default(),
+    };
+    DataError::Malformed {
+        side: Side::Current,
+        uri: format!("column {column}"),
+        detail: format!(
+            "no row has a readable timestamp (RFC 3339 text such as 2026-01-31T12:00:00Z, or Unix seconds); row 1 holds '{first}'"
+        ),
     }
 }
 
@@ -242,6 +275,13 @@ pub fn compare(
             _ => None,
         })
         .collect();
+    for (side, rows) in [("reference", prepared.rows), ("current", current_rows)] {
+        if rows > 0 && rows < FEW_ROWS {
+            notes.push(format!(
+                "the {side} data has only {rows} row(s): with fewer than {FEW_ROWS} the tests and PSI say little, treat the severities with care"
+            ));
+        }
+    }
     if let Some(p) = &config.prediction_column {
         if prepared.prediction.is_none() && prepared.features.iter().all(|(n, _)| n != p) {
             notes.push(format!(

@@ -201,7 +201,7 @@ impl CpuJob {
         let (reference_table, labelled) = self.read_reference_beside_labelled(&cur_names);
         let (prepared, table) =
             self.prepare_beside_current(reference_table?, &cur_names, &mut timings)?;
-        let mut report = self.compare_window(&prepared, table, &mut timings);
+        let mut report = self.compare_window(&prepared, table, &mut timings)?;
         if let Some(r) = labelled {
             let (acc, s) = r?;
             timings.accuracy_s = s;
@@ -331,19 +331,22 @@ impl CpuJob {
         prepared: &PreparedReference,
         mut table: Table,
         timings: &mut Timings,
-    ) -> DriftReport {
-        let window = self.config.window.as_ref().map(|w| {
-            let compared = prepared.features().any(|(n, _)| n == w.timestamp_column)
-                || prepared
-                    .prediction()
-                    .is_some_and(|(n, _)| n == w.timestamp_column);
-            apply_window(&mut table, w, self.now, compared)
-        });
+    ) -> Result<DriftReport, DataError> {
+        let window = match self.config.window.as_ref() {
+            Some(w) => {
+                let compared = prepared.features().any(|(n, _)| n == w.timestamp_column)
+                    || prepared
+                        .prediction()
+                        .is_some_and(|(n, _)| n == w.timestamp_column);
+                Some(apply_window(&mut table, w, self.now, compared)?)
+            }
+            None => None,
+        };
         let t1 = Instant::now();
         let mut report = compare(prepared, table, &self.config);
         report.window = window;
         timings.compare_s = secs(t1.elapsed());
-        report
+        Ok(report)
     }
 }
 
