@@ -5,11 +5,13 @@ use std::fmt::Write as _;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
-    Decimal32Type, Decimal64Type, Decimal128Type, Float16Type, Float32Type, Float64Type, Int8Type,
-    Int16Type, Int32Type, Int64Type, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
+    Date32Type, Date64Type, Decimal32Type, Decimal64Type, Decimal128Type, Float16Type, Float32Type,
+    Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, TimestampMicrosecondType,
+    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt8Type, UInt16Type,
+    UInt32Type, UInt64Type,
 };
 use arrow_array::{Array, ArrowPrimitiveType};
-use arrow_schema::DataType;
+use arrow_schema::{DataType, TimeUnit};
 
 use crate::drift::data::csv::{is_missing, parse_number};
 use crate::drift::data::error::{DataError, Side};
@@ -42,10 +44,25 @@ fn is_text_type(t: &DataType) -> bool {
     )
 }
 
+/// Timestamps and dates: read as seconds since the Unix epoch (a window's timestamp column),
+/// never compared unless a feature names them.
+pub(super) fn is_instant_type(t: &DataType) -> bool {
+    matches!(
+        t,
+        DataType::Timestamp(_, _) | DataType::Date32 | DataType::Date64
+    )
+}
+
+/// Whether "every column" includes a column of this type: not instants (times always drift),
+/// not nested or binary columns (nothing to compare).
+pub(super) fn compared_by_default(t: &DataType) -> bool {
+    !is_instant_type(t) && natural_kind(t).is_some()
+}
+
 /// The kind a column type gives, `None` when the type cannot be compared.
 pub(super) fn natural_kind(t: &DataType) -> Option<ColumnKind> {
     match t {
-        t if is_numeric_type(t) => Some(ColumnKind::Numerical),
+        t if is_numeric_type(t) || is_instant_type(t) => Some(ColumnKind::Numerical),
         DataType::Null => Some(ColumnKind::Numerical),
         t if is_text_type(t) => Some(ColumnKind::Categorical),
         DataType::Dictionary(_, v) => natural_kind(v),
@@ -243,6 +260,27 @@ fn append_numeric(a: &dyn Array, out: &mut Vec<f64>, ctx: &Ctx) -> Result<(), Da
             let scale = 10f64.powi(i32::from(*s));
             push_primitive::<Decimal128Type>(a, out, |x| x as f64 / scale);
         }
+        DataType::Timestamp(unit, _) => {
+            let per_second = match unit {
+                TimeUnit::Second => 1.0,
+                TimeUnit::Millisecond => 1e3,
+                TimeUnit::Microsecond => 1e6,
+                TimeUnit::Nanosecond => 1e9,
+            };
+            let seconds = |x: i64| x as f64 / per_second;
+            match unit {
+                TimeUnit::Second => push_primitive::<TimestampSecondType>(a, out, seconds),
+                TimeUnit::Millisecond => {
+                    push_primitive::<TimestampMillisecondType>(a, out, seconds)
+                }
+                TimeUnit::Microsecond => {
+                    push_primitive::<TimestampMicrosecondType>(a, out, seconds)
+                }
+                TimeUnit::Nanosecond => push_primitive::<TimestampNanosecondType>(a, out, seconds),
+            }
+        }
+        DataType::Date32 => push_primitive::<Date32Type>(a, out, |d| f64::from(d) * 86_400.0),
+        DataType::Date64 => push_primitive::<Date64Type>(a, out, |ms| ms as f64 / 1e3),
         DataType::Boolean => {
             out.extend(
                 a.as_boolean()

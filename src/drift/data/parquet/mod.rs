@@ -69,10 +69,13 @@ fn load_metadata(payload: &Payload, side: Side) -> Result<ArrowReaderMetadata, D
 /// Top-level column names of a Parquet payload (reads only the footer).
 pub(super) fn column_names(payload: &Payload, side: Side) -> Result<Vec<String>, DataError> {
     let meta = load_metadata(payload, side)?;
+    // "Every column" leaves out instants and nested or binary columns; a feature or the
+    // window can still name them.
     Ok(meta
         .schema()
         .fields()
         .iter()
+        .filter(|f| columns::compared_by_default(f.data_type()))
         .map(|f| f.name().clone())
         .collect())
 }

@@ -126,10 +126,11 @@ fn reads_projected_columns_with_natural_kinds() {
     assert_eq!(city.missing(), 2); // "" and null
     let flag = t.column("flag").unwrap().as_categorical().unwrap();
     assert_eq!(flag.value(1), Some("false"));
+    // "Every column" leaves the timestamp out: times always drift.
     assert_eq!(
         column_names(&p, Side::Reference).unwrap(),
         [
-            "amount", "count", "f32", "channel", "city", "flag", "numtext", "ts"
+            "amount", "count", "f32", "channel", "city", "flag", "numtext"
         ]
     );
 }
@@ -178,8 +179,12 @@ fn forced_kinds_and_type_errors() {
             value: "x".into()
         }
     );
-    let e = read(&p, &req(&[("ts", None)]), Side::Current).unwrap_err();
-    assert_eq!(e.reason(), crate::api::Reason::UnsupportedColumnType);
+    // Named (a window's timestamp column), an instant reads as seconds since the epoch.
+    let t = read(&p, &req(&[("ts", None)]), Side::Current).unwrap();
+    assert_eq!(
+        t.column("ts").unwrap().as_numeric().unwrap(),
+        &[1.0, 2.0, 3.0, 4.0, 5.0]
+    );
     let e = read(&p, &req(&[("nope", None)]), Side::Current).unwrap_err();
     assert_eq!(
         e,
@@ -274,4 +279,40 @@ fn large_file_from_disk_in_parallel() {
         t.column("b").unwrap().as_numeric().unwrap()[n - 1],
         (n - 1) as f64
     );
+}
+
+/// Issue 20 point 13: dates and timestamps work as a window's timestamp column, and nested,
+/// date or timestamp columns nobody asked for do not abort a run of every column.
+#[test]
+fn instants_are_seconds_and_unrequested_nested_columns_are_left_out() {
+    use arrow_array::{Date32Array, StructArray};
+    let nested = StructArray::from(vec![(
+        Arc::new(arrow_schema::Field::new(
+            "a",
+            arrow_schema::DataType::Int64,
+            false,
+        )),
+        Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef,
+    )]);
+    let bytes = write(
+        vec![
+            ("day", Arc::new(Date32Array::from(vec![0, 1])) as ArrayRef),
+            ("nested", Arc::new(nested) as ArrayRef),
+            (
+                "amount",
+                Arc::new(Float64Array::from(vec![1.0, 2.0])) as ArrayRef,
+            ),
+        ],
+        2,
+    );
+    let p = Payload::from_bytes("mem.parquet", bytes);
+    assert_eq!(column_names(&p, Side::Current).unwrap(), ["amount"]);
+    let t = read(&p, &req(&[("day", None)]), Side::Current).unwrap();
+    assert_eq!(
+        t.column("day").unwrap().as_numeric().unwrap(),
+        &[0.0, 86_400.0]
+    );
+    // A feature that names a nested column still gets a clear error.
+    let e = read(&p, &req(&[("nested", None)]), Side::Current).unwrap_err();
+    assert_eq!(e.reason(), crate::api::Reason::UnsupportedColumnType);
 }
