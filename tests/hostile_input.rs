@@ -285,3 +285,46 @@ fn unreadable_timestamps_are_an_error_and_tiny_samples_a_warning() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Issue 20 point 11: a named pipe (`--reference <(…)`) and `/dev/stdin` are read once, and
+/// their content says what they are (Parquet starts with `PAR1`, anything else is CSV).
+#[test]
+fn pipes_and_stdin_are_read_once_and_sniffed() {
+    let dir = std::env::temp_dir().join(format!("mlrollout-hostile-fifo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("reference");
+    let made = Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success(), "mkfifo failed");
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            let data = std::fs::read("examples/data/reference.csv").unwrap();
+            std::fs::write(&fifo, data).unwrap();
+        })
+    };
+    let current = std::fs::File::open("examples/data/current.csv").unwrap();
+    let mut child = mlrollout()
+        .arg("drift")
+        .arg("--reference")
+        .arg(&fifo)
+        .args(["--current", "/dev/stdin", "--output", "json"])
+        .stdin(current)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mlrollout runs");
+    let status = wait_bounded(&mut child, Duration::from_secs(30));
+    writer.join().unwrap();
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["reference_rows"], 5000);
+    assert_eq!(report["current_rows"], 5000);
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -29,6 +29,7 @@ mod table;
 pub use error::{DataError, Side};
 pub use source::{
     DEFAULT_FETCH_TIMEOUT, DEFAULT_MAX_BYTES, DataSource, FetchContext, Payload, detect_format,
+    sniff_format,
 };
 pub use table::{
     CategoricalColumn, Column, ColumnKind, ColumnRequest, MISSING_CODE, NamedColumn, Table,

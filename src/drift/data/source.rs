@@ -273,6 +273,57 @@ impl DataSource {
         }
     }
 
+    /// A named pipe read whole (under the byte cap), or `None` for anything else: a pipe can be
+    /// read once only.
+    pub fn read_stream(&self, side: Side, max_bytes: u64) -> Result<Option<Payload>, DataError> {
+        use std::io::Read;
+        use std::os::unix::fs::FileTypeExt;
+        let DataSource::File(path) = self else {
+            return Ok(None);
+        };
+        let Ok(meta) = std::fs::metadata(path) else {
+            return Ok(None);
+        };
+        let kind = meta.file_type();
+        // Devices never end (`/dev/zero`): `fetch` refuses them as not a file.
+        if kind.is_char_device() || kind.is_block_device() || kind.is_socket() {
+            return Ok(None);
+        }
+        let is_pipe = kind.is_fifo();
+        // `/dev/stdin` (or `/dev/fd/N`) redirected from a file is a regular file with no useful
+        // name: read it as a stream too, so its content can say what it is.
+        let is_std_stream = path.starts_with("/dev/") || path.starts_with("/proc/self/fd/");
+        if !(is_pipe || is_std_stream) {
+            return Ok(None);
+        }
+        let uri = path.display().to_string();
+        let file = std::fs::File::open(path).map_err(|e| DataError::Unreachable {
+            side,
+            uri: uri.clone(),
+            detail: one_line(&e.to_string()),
+        })?;
+        let mut bytes = Vec::new();
+        // One byte past the cap tells "exactly at the cap" from "over it".
+        file.take(max_bytes.saturating_add(1))
+            .read_to_end(&mut bytes)
+            .map_err(|e| DataError::Unreachable {
+                side,
+                uri: uri.clone(),
+                detail: one_line(&e.to_string()),
+            })?;
+        if bytes.len() as u64 > max_bytes {
+            return Err(DataError::TooLarge {
+                side,
+                uri,
+                limit: max_bytes,
+            });
+        }
+        Ok(Some(Payload::Bytes {
+            bytes: Bytes::from(bytes),
+            uri,
+        }))
+    }
+
     /// Blocking fetch for local files (no runtime needed); remote sources need
     /// [`fetch`](Self::fetch).
     pub fn fetch_local(&self, side: Side, max_bytes: u64) -> Option<Result<Payload, DataError>> {
@@ -442,6 +493,15 @@ fn percent_decode(s: &str) -> Option<String> {
 
 /// The dataset format: `explicit` when given, else from the extension (`.csv`, `.parquet`,
 /// `.pq`, case-insensitive; a query string or fragment is ignored).
+/// The format of data whose name says nothing: Parquet starts with `PAR1`, anything else is
+/// read as CSV (and a reader error says if it is not).
+pub fn sniff_format(payload: &Payload) -> DataFormat {
+    match payload {
+        Payload::Bytes { bytes, .. } if bytes.starts_with(b"PAR1") => DataFormat::Parquet,
+        _ => DataFormat::Csv,
+    }
+}
+
 pub fn detect_format(
     source: &DataSource,
     explicit: Option<DataFormat>,

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::api::{DataFormat, DriftSpec, MultipleTesting, PerformanceSpec};
 use crate::drift::data::{
     Column, ColumnKind, ColumnRequest, DataError, DataSource, FetchContext, Payload, Side, Table,
-    column_names, detect_format, read_table,
+    column_names, detect_format, read_table, sniff_format,
 };
 use crate::drift::stats::{
     CategoricalReference, ComparisonStatus, DatasetVerdict, DriftPolicy, FeatureComparison,

@@ -13,12 +13,45 @@ pub struct DriftEngine {
 pub(super) struct Resolved {
     pub(super) source: DataSource,
     pub(super) format: DataFormat,
+    /// A named pipe (`--current <(...)`, `/dev/stdin`) read once, here: it cannot be opened
+    /// again to read the header and then the rows.
+    pub(super) stream: Option<Payload>,
 }
 
-pub(super) fn resolve(loc: &DatasetLocation, side: Side) -> Result<Resolved, DataError> {
+impl Resolved {
+    async fn fetch(&self, ctx: &FetchContext, side: Side) -> Result<Payload, DataError> {
+        match &self.stream {
+            Some(payload) => Ok(payload.clone()),
+            None => self.source.fetch(ctx, side).await,
+        }
+    }
+
+    fn fetch_local(&self, side: Side, max_bytes: u64) -> Option<Result<Payload, DataError>> {
+        match &self.stream {
+            Some(payload) => Some(Ok(payload.clone())),
+            None => self.source.fetch_local(side, max_bytes),
+        }
+    }
+}
+
+pub(super) fn resolve(
+    loc: &DatasetLocation,
+    side: Side,
+    max_bytes: u64,
+) -> Result<Resolved, DataError> {
     let source = DataSource::parse(&loc.uri, side)?;
-    let format = detect_format(&source, loc.format, side)?;
-    Ok(Resolved { source, format })
+    let stream = source.read_stream(side, max_bytes)?;
+    // A stream has no useful name (`/dev/fd/63`): its first bytes say what it is.
+    let format = match (detect_format(&source, loc.format, side), &stream) {
+        (Ok(format), _) => format,
+        (Err(_), Some(payload)) => sniff_format(payload),
+        (Err(e), None) => return Err(e),
+    };
+    Ok(Resolved {
+        source,
+        format,
+        stream,
+    })
 }
 
 pub(super) fn secs(d: Duration) -> f64 {
@@ -68,10 +101,11 @@ impl DriftEngine {
     pub async fn check(&self, request: &CheckRequest) -> Result<DriftReport, DriftError> {
         let started = Instant::now();
         request.config.validate()?;
-        let reference = resolve(&request.reference, Side::Reference)?;
-        let current = resolve(&request.current, Side::Current)?;
+        let max_bytes = self.fetch.max_bytes;
+        let reference = resolve(&request.reference, Side::Reference, max_bytes)?;
+        let current = resolve(&request.current, Side::Current, max_bytes)?;
         let labelled = match &request.labelled {
-            Some(l) => Some((resolve(&l.location, Side::Labelled)?, l.clone())),
+            Some(l) => Some((resolve(&l.location, Side::Labelled, max_bytes)?, l.clone())),
             None => None,
         };
         let key = request.reference_key();
@@ -81,16 +115,15 @@ impl DriftEngine {
             match &cached {
                 Some(_) => Ok(None),
                 None => reference
-                    .source
                     .fetch(&self.fetch, Side::Reference)
                     .await
                     .map(Some),
             }
         };
-        let fetch_cur = current.source.fetch(&self.fetch, Side::Current);
+        let fetch_cur = current.fetch(&self.fetch, Side::Current);
         let fetch_lab = async {
             match &labelled {
-                Some((r, _)) => r.source.fetch(&self.fetch, Side::Labelled).await.map(Some),
+                Some((r, _)) => r.fetch(&self.fetch, Side::Labelled).await.map(Some),
                 None => Ok(None),
             }
         };
@@ -132,8 +165,8 @@ impl DriftEngine {
         request.config.validate()?;
         let local =
             |loc: &DatasetLocation, side: Side| -> Result<(Payload, DataFormat), DataError> {
-                let r = resolve(loc, side)?;
-                match r.source.fetch_local(side, self.fetch.max_bytes) {
+                let r = resolve(loc, side, self.fetch.max_bytes)?;
+                match r.fetch_local(side, self.fetch.max_bytes) {
                     Some(p) => Ok((p?, r.format)),
                     None => Err(DataError::InvalidUri {
                         side,
