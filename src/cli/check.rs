@@ -18,6 +18,8 @@ use crate::api::validation::{SpecProblem, ValidatedSpec, validate};
 
 mod envelope;
 mod explain;
+#[cfg(test)]
+mod refusals;
 
 pub use explain::explain;
 

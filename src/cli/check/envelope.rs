@@ -97,19 +97,30 @@ fn closest<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a s
         .map(|(_, k)| k)
 }
 
-/// Levenshtein distance over characters (names are short).
+/// Edits (insertions, deletions, substitutions, swaps of neighbours) from `a` to `b`; names
+/// are short, so the full table is fine.
 fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut current = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = previous[j] + usize::from(ca != *cb);
-            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
-        }
-        previous = current;
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut d = vec![vec![0; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
     }
-    previous[b.len()]
+    for j in 0..=b.len() {
+        d[0][j] = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = best;
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 /// Numbers JSON cannot carry (`.inf`, `.nan`): `kubectl` cannot send them, and read as JSON
@@ -141,5 +152,17 @@ pub fn non_finite_numbers(path: &str, value: &serde_yaml::Value, problems: &mut 
         }
         serde_yaml::Value::Tagged(tagged) => non_finite_numbers(path, &tagged.value, problems),
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn near_names() {
+        assert_eq!(super::edit_distance("sepc", "spec"), 1);
+        assert_eq!(
+            super::closest("sepc", ["apiVersion", "spec"].into_iter()),
+            Some("spec")
+        );
     }
 }
