@@ -2,8 +2,6 @@
 //! `spec.retraining.triggers.schedule`: parsed once by [`validation`](super::validation), kept
 //! with the text the user wrote (for messages).
 
-use std::str::FromStr;
-
 use k8s_openapi::jiff::{Timestamp, tz::TimeZone};
 
 /// Why a cron expression was rejected.
@@ -24,10 +22,17 @@ pub struct CronSchedule {
 impl CronSchedule {
     /// Parses a 5-field cron expression such as `0 3 * * 0`.
     pub fn parse(expression: &str) -> Result<Self, CronScheduleError> {
-        let cron = croner::Cron::from_str(expression).map_err(|source| CronScheduleError {
-            input: expression.to_string(),
-            source,
-        })?;
+        // croner also takes seconds and years (6 or 7 fields) unless told not to.
+        let parser = croner::parser::CronParser::builder()
+            .seconds(croner::parser::Seconds::Disallowed)
+            .year(croner::parser::Year::Disallowed)
+            .build();
+        let cron = parser
+            .parse(expression)
+            .map_err(|source| CronScheduleError {
+                input: expression.to_string(),
+                source,
+            })?;
         Ok(Self {
             expression: expression.to_string(),
             cron,
@@ -68,6 +73,16 @@ mod tests {
             "2026-11-27T03:00:00Z"
         );
         assert_eq!(daily.as_str(), "0 3 * * *");
+    }
+
+    /// A seconds (or years) field would be read as minutes (issue 20 point 7).
+    #[test]
+    fn six_or_seven_fields_are_refused() {
+        for expression in ["0 0 3 * * 0", "0 0 3 * * 0 2030"] {
+            let error = CronSchedule::parse(expression).unwrap_err().to_string();
+            assert!(error.contains("use 5 fields"), "{expression}: {error}");
+        }
+        assert!(CronSchedule::parse("@daily").is_ok());
     }
 
     #[test]

@@ -16,7 +16,10 @@ use serde_json::Value;
 use crate::api::ModelDeployment;
 use crate::api::validation::{SpecProblem, ValidatedSpec, validate};
 
+mod envelope;
 mod explain;
+#[cfg(test)]
+mod refusals;
 
 pub use explain::explain;
 
@@ -34,7 +37,7 @@ pub fn run(files: &[PathBuf]) -> ExitCode {
             }
         };
         for (index, document) in serde_yaml::Deserializer::from_str(&text).enumerate() {
-            let value = match Value::deserialize(document) {
+            let value = match read_document(document) {
                 Ok(v) => v,
                 // A syntax error ends the stream: the parser cannot find where the next
                 // document starts, and asking again repeats the same error forever.
@@ -48,11 +51,20 @@ pub fn run(files: &[PathBuf]) -> ExitCode {
                     break;
                 }
             };
-            if value.get("kind").and_then(|k| k.as_str()) != Some("ModelDeployment") {
+            if value.0.get("kind").and_then(|k| k.as_str()) != Some("ModelDeployment") {
                 continue;
             }
             found += 1;
-            match check_document(&value) {
+            let (value, non_finite) = value;
+            let checked = match (check_document(&value), non_finite.is_empty()) {
+                (Ok(checked), true) => Ok(checked),
+                (Ok(_), false) => Err(non_finite),
+                (Err(mut problems), _) => {
+                    problems.extend(non_finite);
+                    Err(problems)
+                }
+            };
+            match checked {
                 Ok((resource, spec)) => {
                     let file = file.display().to_string();
                     if super::output::println(&explain(&file, &resource.metadata, &spec)).is_err() {
@@ -84,6 +96,17 @@ pub fn run(files: &[PathBuf]) -> ExitCode {
     }
 }
 
+/// One YAML document as JSON, with the numbers JSON cannot carry (which it would turn into
+/// `null`) reported.
+fn read_document(
+    document: serde_yaml::Deserializer<'_>,
+) -> Result<(Value, Vec<String>), serde_yaml::Error> {
+    let yaml = serde_yaml::Value::deserialize(document)?;
+    let mut non_finite = Vec::new();
+    envelope::non_finite_numbers("", &yaml, &mut non_finite);
+    Ok((Value::deserialize(yaml)?, non_finite))
+}
+
 /// Runs every layer on one document; returns the typed resource or every problem.
 pub fn check_value(value: &Value) -> Result<ModelDeployment, Vec<String>> {
     check_document(value).map(|(resource, _)| resource)
@@ -102,10 +125,13 @@ fn check_document(value: &Value) -> Result<(ModelDeployment, ValidatedSpec), Vec
     if value.get("apiVersion").and_then(|v| v.as_str()) != Some("mlrollout.io/v1alpha1") {
         problems.push("apiVersion must be mlrollout.io/v1alpha1".to_string());
     }
+    problems.extend(envelope::envelope_problems(value));
     problems.extend(schema_problems(value));
     problems.extend(cel_problems(value));
     let resource = match serde_json::from_value::<ModelDeployment>(value.clone()) {
         Ok(r) => r,
+        // Said already, with its field path, by the layers above.
+        Err(_) if !problems.is_empty() => return Err(problems),
         Err(e) => {
             problems.push(format!("spec does not match the schema: {e}"));
             return Err(problems);
@@ -379,9 +405,18 @@ fn object_problems(
             }
         }
     }
+    let keeps_unknown = schema.get("x-kubernetes-preserve-unknown-fields") == Some(&true.into());
     for (name, field) in fields {
-        if let Some(field_schema) = field_schema(schema, name) {
-            structural(&format!("{path}.{name}"), field_schema, field, problems);
+        match field_schema(schema, name) {
+            Some(field_schema) => {
+                structural(&format!("{path}.{name}"), field_schema, field, problems)
+            }
+            None if keeps_unknown => {}
+            None => {
+                let known = schema.get("properties").and_then(|p| p.as_object());
+                let known = known.into_iter().flat_map(|p| p.keys().map(String::as_str));
+                problems.push(envelope::unknown_field(path, name, known));
+            }
         }
     }
 }
