@@ -231,16 +231,18 @@ fn unreadable_timestamps(table: &Table, column: &str) -> DataError {
 
 /// Compare a current table (read with [`PreparedReference::current_requests`]) with a prepared
 /// reference: every feature in parallel, then the decision rule.
-pub fn compare(
-    prepared: &PreparedReference,
-    mut current: Table,
-    config: &DriftConfig,
-) -> DriftReport {
+pub fn compare(prepared: &PreparedReference, current: Table, config: &DriftConfig) -> DriftReport {
     let current_rows = current.rows();
+    // One map, then a lookup per feature: linear in the number of columns.
+    let mut current: std::collections::HashMap<String, Column> = current
+        .into_columns()
+        .into_iter()
+        .map(|c| (c.name, c.data))
+        .collect();
     let mut skipped = Vec::new();
     let mut work: Vec<(&str, &FeatureReference, Column)> = Vec::new();
     for (name, r) in &prepared.features {
-        match current.take(name) {
+        match current.remove(name) {
             Some(col) => work.push((name.as_str(), r, col)),
             None => skipped.push(name.clone()),
         }
@@ -248,7 +250,7 @@ pub fn compare(
     let prediction_work = prepared
         .prediction
         .as_ref()
-        .and_then(|(name, r)| current.take(name).map(|col| (name.as_str(), r, col)));
+        .and_then(|(name, r)| current.remove(name).map(|col| (name.as_str(), r, col)));
     let has_prediction = prediction_work.is_some();
     work.extend(prediction_work);
     let mut comparisons: Vec<(String, FeatureComparison)> =
@@ -265,6 +267,36 @@ pub fn compare(
         let mut v = decide(vec![(name, cmp)], &single);
         v.features.remove(0)
     });
+    let notes = report_notes(prepared, current_rows, config, has_prediction);
+    DriftReport {
+        reference_rows: prepared.rows as u64,
+        current_rows: current_rows as u64,
+        drift_detected: verdict.drift_detected,
+        severity: verdict.severity,
+        status: verdict.status,
+        drifted_share: verdict.drifted_share,
+        n_features: verdict.n_features,
+        n_evaluated: verdict.n_evaluated,
+        n_drifted: verdict.n_drifted,
+        multiple_testing: config.multiple_testing,
+        features: verdict.features,
+        skipped_columns: skipped,
+        prediction_drift,
+        performance: None,
+        window: None,
+        notes,
+        timings: Timings::default(),
+    }
+}
+
+/// What the reader of a report should know beyond the verdicts: discrete features compared as
+/// categories, tiny samples, a missing prediction column.
+fn report_notes(
+    prepared: &PreparedReference,
+    current_rows: usize,
+    config: &DriftConfig,
+    has_prediction: bool,
+) -> Vec<String> {
     let mut notes: Vec<String> = prepared
         .features
         .iter()
@@ -293,23 +325,5 @@ pub fn compare(
             ));
         }
     }
-    DriftReport {
-        reference_rows: prepared.rows as u64,
-        current_rows: current_rows as u64,
-        drift_detected: verdict.drift_detected,
-        severity: verdict.severity,
-        status: verdict.status,
-        drifted_share: verdict.drifted_share,
-        n_features: verdict.n_features,
-        n_evaluated: verdict.n_evaluated,
-        n_drifted: verdict.n_drifted,
-        multiple_testing: config.multiple_testing,
-        features: verdict.features,
-        skipped_columns: skipped,
-        prediction_drift,
-        performance: None,
-        window: None,
-        notes,
-        timings: Timings::default(),
-    }
+    notes
 }

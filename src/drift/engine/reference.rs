@@ -177,9 +177,10 @@ pub(super) fn requests_for_current<'a>(
     explicit: bool,
     available: &[String],
 ) -> Result<Vec<ColumnRequest>, DriftError> {
+    let available: std::collections::HashSet<&str> = available.iter().map(String::as_str).collect();
     let mut out = Vec::new();
     for (name, kind) in features {
-        if available.iter().any(|a| a == name) {
+        if available.contains(name) {
             out.push(ColumnRequest::new(name, Some(kind)));
         } else if explicit {
             return Err(DataError::MissingColumn {
@@ -190,7 +191,7 @@ pub(super) fn requests_for_current<'a>(
         }
     }
     if let Some((name, kind)) = prediction
-        && available.iter().any(|a| a == name)
+        && available.contains(name)
     {
         out.push(ColumnRequest::new(name, Some(kind)));
     }
@@ -234,7 +235,11 @@ pub fn reference_requests(
     config: &DriftConfig,
 ) -> Result<Vec<ColumnRequest>, DriftError> {
     let mut out: Vec<ColumnRequest> = Vec::new();
-    let has = |n: &str| available.iter().any(|a| a == n);
+    // Sets, not scans: the cost stays linear in the number of columns.
+    let available_set: std::collections::HashSet<&str> =
+        available.iter().map(String::as_str).collect();
+    let has = |n: &str| available_set.contains(n);
+    let mut requested = std::collections::HashSet::new();
     for (name, _) in &config.forced_kinds {
         if !has(name) {
             return Err(DataError::MissingColumn {
@@ -248,7 +253,7 @@ pub fn reference_requests(
         for name in available {
             let ignored = config.ignore_columns.iter().any(|i| i == name);
             let prediction = config.prediction_column.as_deref() == Some(name.as_str());
-            if !ignored && !prediction && !out.iter().any(|r| r.name == *name) {
+            if !ignored && !prediction && requested.insert(name.as_str()) {
                 out.push(ColumnRequest::new(name.clone(), config.forced(name)));
             }
         }

@@ -279,7 +279,10 @@ impl CpuJob {
         let t0 = Instant::now();
         let names = column_names(payload, *format, Side::Reference)?;
         let requests = reference_requests(&names, &self.config)?;
-        if self.config.features.is_empty() && !requests.iter().any(|r| cur_names.contains(&r.name))
+        let current: std::collections::HashSet<&str> =
+            cur_names.iter().map(String::as_str).collect();
+        if self.config.features.is_empty()
+            && !requests.iter().any(|r| current.contains(r.name.as_str()))
         {
             return Err(DriftError::NoFeatures(
                 "the reference and current data have no column in common".into(),

@@ -209,15 +209,23 @@ fn resolve_targets(
     columns: &[ColumnRequest],
     side: Side,
 ) -> Result<Vec<Target>, DataError> {
+    // Linear in the number of columns: a header may have tens of thousands.
+    let by_name: std::collections::HashMap<&str, usize> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i))
+        .collect();
     columns
         .iter()
         .map(|c| {
-            let index = names.iter().position(|n| *n == c.name).ok_or_else(|| {
-                DataError::MissingColumn {
-                    column: c.name.clone(),
-                    side,
-                }
-            })?;
+            let index =
+                by_name
+                    .get(c.name.as_str())
+                    .copied()
+                    .ok_or_else(|| DataError::MissingColumn {
+                        column: c.name.clone(),
+                        side,
+                    })?;
             Ok(Target {
                 index,
                 name: c.name.clone(),

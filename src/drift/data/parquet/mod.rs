@@ -120,18 +120,22 @@ fn resolve_targets(
     side: Side,
 ) -> Result<Vec<Target>, DataError> {
     let schema = meta.schema();
+    // Linear in the number of columns (the first of a repeated name wins, as before).
+    let mut by_name = std::collections::HashMap::new();
+    for (i, f) in schema.fields().iter().enumerate() {
+        by_name.entry(f.name().as_str()).or_insert((i, f));
+    }
     columns
         .iter()
         .map(|c| {
-            let (field, f) = schema
-                .fields()
-                .iter()
-                .enumerate()
-                .find(|(_, f)| *f.name() == c.name)
-                .ok_or_else(|| DataError::MissingColumn {
-                    column: c.name.clone(),
-                    side,
-                })?;
+            let (field, f) =
+                by_name
+                    .get(c.name.as_str())
+                    .copied()
+                    .ok_or_else(|| DataError::MissingColumn {
+                        column: c.name.clone(),
+                        side,
+                    })?;
             let natural =
                 natural_kind(f.data_type()).ok_or_else(|| DataError::UnsupportedType {
                     side,
