@@ -328,3 +328,50 @@ fn pipes_and_stdin_are_read_once_and_sniffed() {
     assert_eq!(report["current_rows"], 5000);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Issue 20 point 5: deep nesting is refused at once (the YAML scanner's cost grows with the
+/// square of the depth), by every command that reads YAML.
+#[test]
+fn deeply_nested_yaml_is_refused_at_once() {
+    let dir = std::env::temp_dir().join(format!("mlrollout-hostile-deep-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let deep = dir.join("deep.yaml");
+    std::fs::write(
+        &deep,
+        format!(
+            "kind: ModelDeployment\nspec: {}{}\n",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        ),
+    )
+    .unwrap();
+    let deep = deep.to_str().unwrap().to_owned();
+    let commands: [Vec<&str>; 3] = [
+        vec!["check", &deep],
+        vec!["drift", "--resource", &deep],
+        vec![
+            "simulate",
+            "--resource",
+            "examples/fraud-detector.yaml",
+            "--scenario",
+            &deep,
+        ],
+    ];
+    for args in commands {
+        let mut child = mlrollout()
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("mlrollout runs");
+        let status = wait_bounded(&mut child, Duration::from_secs(10));
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert!(!status.success(), "{args:?}");
+        assert!(
+            stderr.contains("nested deeper than 64 levels at line 2"),
+            "{args:?}: {stderr}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -36,6 +36,11 @@ pub fn run(files: &[PathBuf]) -> ExitCode {
                 continue;
             }
         };
+        if let Err(e) = super::yaml::check_nesting(&text) {
+            eprintln!("{}: not valid YAML: {e}", file.display());
+            ok = false;
+            continue;
+        }
         for (index, document) in serde_yaml::Deserializer::from_str(&text).enumerate() {
             let value = match read_document(document) {
                 Ok(v) => v,

@@ -167,6 +167,8 @@ pub fn run(args: DriftArgs) -> ExitCode {
 fn load_resource(path: &Path) -> Result<ModelDeployment, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read resource {}: {e}", path.display()))?;
+    super::yaml::check_nesting(&text)
+        .map_err(|e| format!("resource {} is not valid YAML: {e}", path.display()))?;
     for (i, doc) in serde_yaml::Deserializer::from_str(&text).enumerate() {
         let value = serde_json::Value::deserialize(doc).map_err(|e| {
             format!(

@@ -8,6 +8,7 @@ pub mod drift;
 pub mod output;
 pub mod run;
 pub mod simulate;
+pub mod yaml;
 
 use std::process::ExitCode;
 

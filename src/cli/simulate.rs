@@ -39,6 +39,7 @@ fn simulate_files(args: &SimulateArgs) -> Result<(), String> {
     let not_valid = |e: &dyn std::fmt::Display| {
         format!("{} is not a valid scenario: {e}", args.scenario.display())
     };
+    super::yaml::check_nesting(&scenario_text).map_err(|e| not_valid(&e))?;
     let scenario: Scenario = serde_yaml::from_str(&scenario_text).map_err(|e| not_valid(&e))?;
     let mut out = LineWriter::default();
     let (last, _status) = simulate::stream(&resource, &scenario, |line| out.write(to_json(line)))
@@ -93,6 +94,8 @@ impl LineWriter {
 fn read_resource(path: &Path) -> Result<ModelDeployment, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    super::yaml::check_nesting(&text)
+        .map_err(|e| format!("{} is not YAML: {e}", path.display()))?;
     let value: serde_json::Value =
         serde_yaml::from_str(&text).map_err(|e| format!("{} is not YAML: {e}", path.display()))?;
     super::check::check_value(&value)
