@@ -375,3 +375,33 @@ fn deeply_nested_yaml_is_refused_at_once() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Issue 20 point 8: "1" on one side and "1.0" on the other are the same number written
+/// differently; a categorical comparison says so instead of leaving a phantom drift unexplained.
+#[test]
+fn numbers_written_differently_as_categories_are_pointed_out() {
+    let dir = std::env::temp_dir().join(format!("mlrollout-hostile-num-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (a, b) = (dir.join("a.csv"), dir.join("b.csv"));
+    std::fs::write(&a, "code\n1\n2\n1\n").unwrap();
+    std::fs::write(&b, "code\n1.0\n2.0\n1.0\n").unwrap();
+    let (out, json) = drift_json(&[
+        "--reference",
+        a.to_str().unwrap(),
+        "--current",
+        b.to_str().unwrap(),
+        "--categorical",
+        "code",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let notes = json["notes"].to_string();
+    assert!(
+        notes.contains("current '1.0' and reference '1' are the same number written differently"),
+        "{notes}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -267,7 +267,8 @@ pub fn compare(prepared: &PreparedReference, current: Table, config: &DriftConfi
         let mut v = decide(vec![(name, cmp)], &single);
         v.features.remove(0)
     });
-    let notes = report_notes(prepared, current_rows, config, has_prediction);
+    let mut notes = report_notes(prepared, current_rows, config, has_prediction);
+    notes.extend(number_format_notes(prepared, &verdict.features));
     DriftReport {
         reference_rows: prepared.rows as u64,
         current_rows: current_rows as u64,
@@ -326,4 +327,36 @@ fn report_notes(
         }
     }
     notes
+}
+
+/// Categories that are the same numbers written differently on the two sides (`1` in one
+/// file, `1.0` in the other — a CSV and a Parquet file often disagree): they count as new
+/// categories, so the report says why instead of leaving a phantom drift unexplained.
+fn number_format_notes(
+    prepared: &PreparedReference,
+    features: &[crate::drift::stats::FeatureVerdict],
+) -> Vec<String> {
+    let number = |s: &str| s.trim().parse::<f64>().ok().filter(|x| x.is_finite());
+    features
+        .iter()
+        .filter(|f| !f.new_categories.is_empty())
+        .filter_map(|f| {
+            let reference = prepared.features.iter().find_map(|(n, r)| match r {
+                FeatureReference::Categorical(r) if *n == f.name => Some(r),
+                _ => None,
+            })?;
+            let (current, known) = f.new_categories.iter().find_map(|new| {
+                let x = number(new)?;
+                reference
+                    .counts()
+                    .iter()
+                    .find(|(known, _)| number(known) == Some(x))
+                    .map(|(known, _)| (new.clone(), known.to_owned()))
+            })?;
+            Some(format!(
+                "'{}': current '{current}' and reference '{known}' are the same number written differently; declare the column numerical, or write both sides alike",
+                f.name
+            ))
+        })
+        .collect()
 }
