@@ -405,3 +405,50 @@ fn numbers_written_differently_as_categories_are_pointed_out() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Issue 20 point 12: a wrongly typed field of a resource is named by its path in every
+/// command that reads resources, and a bad flag is a usage error (exit 2).
+#[test]
+fn schema_errors_name_the_field_and_usage_errors_exit_2() {
+    let dir = std::env::temp_dir().join(format!("mlrollout-hostile-type-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.yaml");
+    let example = std::fs::read_to_string("examples/fraud-detector.yaml").unwrap();
+    assert!(
+        example.contains("replicas: 2"),
+        "the example sets replicas: 2"
+    );
+    std::fs::write(&bad, example.replace("replicas: 2", "replicas: two")).unwrap();
+    let bad = bad.to_str().unwrap().to_owned();
+    for args in [
+        vec!["check", bad.as_str()],
+        vec!["drift", "--resource", bad.as_str()],
+        vec![
+            "simulate",
+            "--resource",
+            bad.as_str(),
+            "--scenario",
+            "examples/scenarios/regression-rollback.yaml",
+        ],
+    ] {
+        let out = mlrollout().args(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("spec.serving.replicas"),
+            "{args:?}: {stderr}"
+        );
+        assert!(!stderr.contains("expected i32"), "{args:?}: {stderr}");
+    }
+    for args in [
+        vec!["drift", "--max-bytes", "lots"],
+        vec!["drift", "--no-such-flag"],
+        vec!["status"],
+        vec!["simulate", "--resource", "x"],
+        vec!["no-such-command"],
+    ] {
+        let out = mlrollout().args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

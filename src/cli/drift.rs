@@ -180,9 +180,14 @@ fn load_resource(path: &Path) -> Result<ModelDeployment, String> {
         if value.get("kind").and_then(|k| k.as_str()) != Some("ModelDeployment") {
             continue;
         }
-        return serde_json::from_value(value).map_err(|e| {
+        return serde_json::from_value(value.clone()).map_err(|e| {
+            // The schema check names the field (serde's own error only says the type).
+            let detail = match super::check::check_value(&value) {
+                Err(problems) => problems.join("; "),
+                Ok(_) => e.to_string(),
+            };
             format!(
-                "resource {} is not a valid ModelDeployment: {e}",
+                "resource {} is not a valid ModelDeployment: {detail}",
                 path.display()
             )
         });
