@@ -57,6 +57,8 @@ pub struct MlflowClient {
     host_override: Option<HeaderValue>,
     auth: MlflowAuth,
     retry: RetryPolicy,
+    /// Most bytes read from one answer (artifacts can be datasets).
+    max_body_bytes: u64,
 }
 
 impl MlflowClient {
@@ -100,6 +102,7 @@ impl MlflowClient {
             host_override: None,
             auth,
             retry: RetryPolicy::default(),
+            max_body_bytes: u64::MAX,
         })
     }
 
@@ -115,6 +118,13 @@ impl MlflowClient {
     }
 
     /// Retry policy for idempotent writes (default: [`RetryPolicy::default`]).
+    /// Refuse answers larger than `max` bytes (read chunk by chunk, so an endless body stops
+    /// at the cap instead of filling memory).
+    pub fn with_max_body_bytes(mut self, max: u64) -> Self {
+        self.max_body_bytes = max;
+        self
+    }
+
     pub fn with_retry_policy(mut self, policy: RetryPolicy) -> Self {
         self.retry = policy;
         self
@@ -175,9 +185,25 @@ impl MlflowClient {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(bytes);
         }
-        let resp = req.send().await.map_err(MlflowError::from_transport)?;
+        let mut resp = req.send().await.map_err(MlflowError::from_transport)?;
         let status = resp.status();
-        let bytes = resp.bytes().await.map_err(MlflowError::from_transport)?;
+        let too_large = || MlflowError::TooLarge {
+            what: what.to_owned(),
+            limit: self.max_body_bytes,
+        };
+        if resp
+            .content_length()
+            .is_some_and(|n| n > self.max_body_bytes)
+        {
+            return Err(too_large());
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(MlflowError::from_transport)? {
+            if (bytes.len() + chunk.len()) as u64 > self.max_body_bytes {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
         tracing::debug!(
             %method,
             path,
@@ -186,7 +212,7 @@ impl MlflowClient {
             "MLflow request"
         );
         if status.is_success() {
-            Ok(bytes.to_vec())
+            Ok(bytes)
         } else {
             Err(error::from_status(
                 status.as_u16(),

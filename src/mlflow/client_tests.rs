@@ -349,3 +349,26 @@ async fn artifact_download_returns_raw_bytes_and_404_is_not_found() {
         reqs[0]
     );
 }
+
+#[tokio::test]
+async fn an_artifact_over_the_byte_cap_is_refused() {
+    let body = "x".repeat(10_000);
+    let srv = tiny_server(vec![canned(200, "application/octet-stream", &body)]).await;
+    let c = client(srv.port, MlflowAuth::None).with_max_body_bytes(4_096);
+    let err = c
+        .download_artifact("mlflow-artifacts:/1/r1/artifacts/data.csv")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, MlflowError::TooLarge { limit: 4_096, .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("larger than 4096 bytes"), "{err}");
+    // Under the cap the same answer is read whole.
+    let c = client(srv.port, MlflowAuth::None).with_max_body_bytes(10_000);
+    let bytes = c
+        .download_artifact("mlflow-artifacts:/1/r1/artifacts/data.csv")
+        .await
+        .unwrap();
+    assert_eq!(bytes.len(), 10_000);
+}

@@ -59,6 +59,9 @@ pub enum MlflowError {
     /// The client itself is misconfigured (bad base URL, bad header value, ...).
     #[error("invalid MLflow client configuration: {detail}")]
     Config { detail: String },
+    /// The answer is larger than the client's byte cap (an endless or huge artifact).
+    #[error("MLflow {what}: the answer is larger than {limit} bytes")]
+    TooLarge { what: String, limit: u64 },
 }
 
 impl MlflowError {
@@ -75,6 +78,7 @@ impl MlflowError {
             MlflowError::MalformedResponse { .. } => "mlflow_malformed_response",
             MlflowError::InvalidUri { .. } => "mlflow_invalid_uri",
             MlflowError::Config { .. } => "mlflow_config",
+            MlflowError::TooLarge { .. } => "mlflow_too_large",
         }
     }
 

@@ -94,8 +94,9 @@ impl FetchContext {
     }
 
     /// Use this MLflow client for MLflow artifact URIs.
+    /// The MLflow client downloads artifacts under this context's byte cap.
     pub fn with_mlflow(mut self, client: MlflowClient) -> Self {
-        self.mlflow = Some(client);
+        self.mlflow = Some(client.with_max_body_bytes(self.max_bytes));
         self
     }
 
@@ -107,6 +108,7 @@ impl FetchContext {
 
     pub fn with_max_bytes(mut self, max_bytes: u64) -> Self {
         self.max_bytes = max_bytes;
+        self.mlflow = self.mlflow.map(|c| c.with_max_body_bytes(max_bytes));
         self
     }
 
@@ -258,13 +260,6 @@ impl DataSource {
                     .download_artifact(uri)
                     .await
                     .map_err(|e| mlflow_error(e, uri, side))?;
-                if bytes.len() as u64 > ctx.max_bytes {
-                    return Err(DataError::TooLarge {
-                        side,
-                        uri: uri.clone(),
-                        limit: ctx.max_bytes,
-                    });
-                }
                 Ok(Payload::Bytes {
                     bytes: Bytes::from(bytes),
                     uri: uri.clone(),
@@ -451,6 +446,7 @@ fn mlflow_error(e: MlflowError, uri: &str, side: Side) -> DataError {
             uri,
             reason: one_line(&reason),
         },
+        MlflowError::TooLarge { limit, .. } => DataError::TooLarge { side, uri, limit },
         other => DataError::Unreachable {
             side,
             uri,
