@@ -10,6 +10,26 @@ fn mlrollout() -> Command {
     Command::new(env!("CARGO_BIN_EXE_mlrollout"))
 }
 
+/// A fresh scratch folder for one test (its own name: the tests run in parallel).
+fn scratch(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("mlrollout-hostile-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs a command to its end (bounded), returning its exit status and stderr.
+fn run_bounded(command: &mut Command, limit: Duration) -> (std::process::ExitStatus, String) {
+    let mut child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mlrollout runs");
+    let status = wait_bounded(&mut child, limit);
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    (status, stderr)
+}
+
 /// Waits for a child with a deadline, killing it past the deadline.
 fn wait_bounded(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
     let started = Instant::now();
@@ -28,8 +48,7 @@ fn wait_bounded(child: &mut std::process::Child, limit: Duration) -> std::proces
 /// A YAML syntax error is reported once for the file, not once per "document" forever.
 #[test]
 fn check_reports_a_yaml_syntax_error_once_and_stops() {
-    let dir = std::env::temp_dir().join(format!("mlrollout-hostile-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("yaml");
     let bad = dir.join("bad.yaml");
     std::fs::write(&bad, "kind: ModelDeployment\nspec: [x\n").unwrap();
     let mut child = mlrollout()
@@ -100,25 +119,19 @@ fn kubeconfig_for(server: &str, dir: &std::path::Path) -> std::path::PathBuf {
 }
 
 fn status_against(server: &str, extra: &[&str]) -> (std::process::ExitStatus, String, Duration) {
-    let dir = std::env::temp_dir().join(format!(
-        "mlrollout-hostile-kube-{}-{}",
-        std::process::id(),
+    let dir = scratch(&format!(
+        "kube-{}",
         server.rsplit(':').next().unwrap_or("x")
     ));
-    std::fs::create_dir_all(&dir).unwrap();
     let started = Instant::now();
-    let mut child = mlrollout()
-        .args(["status", "fraud"])
-        .args(extra)
-        .env("KUBECONFIG", kubeconfig_for(server, &dir))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("mlrollout runs");
-    let status = wait_bounded(&mut child, Duration::from_secs(20));
+    let (status, stderr) = run_bounded(
+        mlrollout()
+            .args(["status", "fraud"])
+            .args(extra)
+            .env("KUBECONFIG", kubeconfig_for(server, &dir)),
+        Duration::from_secs(20),
+    );
     let took = started.elapsed();
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     std::fs::remove_dir_all(&dir).ok();
     (status, stderr, took)
 }
@@ -177,8 +190,7 @@ fn a_bad_request_timeout_is_a_usage_error() {
 /// front with the reason and the flag to change.
 #[test]
 fn drift_data_over_the_byte_cap_or_a_device_is_refused_with_the_limit_named() {
-    let dir = std::env::temp_dir().join(format!("mlrollout-hostile-cap-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("cap");
     let big = dir.join("big.csv");
     let mut csv = String::from("amount\n");
     for i in 0..200_000 {
@@ -189,17 +201,7 @@ fn drift_data_over_the_byte_cap_or_a_device_is_refused_with_the_limit_named() {
     let _ = std::fs::remove_file(&zero);
     std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
     let run = |args: &[&std::ffi::OsStr]| {
-        let mut child = mlrollout()
-            .arg("drift")
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("mlrollout runs");
-        let status = wait_bounded(&mut child, Duration::from_secs(20));
-        let mut stderr = String::new();
-        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-        (status, stderr)
+        run_bounded(mlrollout().arg("drift").args(args), Duration::from_secs(20))
     };
     let (status, stderr) = run(&[
         "--reference".as_ref(),
@@ -243,8 +245,7 @@ fn drift_json(args: &[&str]) -> (std::process::Output, serde_json::Value) {
 /// not every row silently dropped and "insufficient data"; tiny samples carry a warning.
 #[test]
 fn unreadable_timestamps_are_an_error_and_tiny_samples_a_warning() {
-    let dir = std::env::temp_dir().join(format!("mlrollout-hostile-ts-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("ts");
     let ts = dir.join("ts.csv");
     std::fs::write(&ts, "ts,amount\nyesterday,1\nlast week,2\n").unwrap();
     let path = ts.to_str().unwrap();
@@ -290,8 +291,7 @@ fn unreadable_timestamps_are_an_error_and_tiny_samples_a_warning() {
 /// their content says what they are (Parquet starts with `PAR1`, anything else is CSV).
 #[test]
 fn pipes_and_stdin_are_read_once_and_sniffed() {
-    let dir = std::env::temp_dir().join(format!("mlrollout-hostile-fifo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("fifo");
     let fifo = dir.join("reference");
     let made = Command::new("mkfifo")
         .arg(&fifo)
@@ -333,8 +333,7 @@ fn pipes_and_stdin_are_read_once_and_sniffed() {
 /// square of the depth), by every command that reads YAML.
 #[test]
 fn deeply_nested_yaml_is_refused_at_once() {
-    let dir = std::env::temp_dir().join(format!("mlrollout-hostile-deep-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("deep");
     let deep = dir.join("deep.yaml");
     std::fs::write(
         &deep,
@@ -358,15 +357,7 @@ fn deeply_nested_yaml_is_refused_at_once() {
         ],
     ];
     for args in commands {
-        let mut child = mlrollout()
-            .args(&args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("mlrollout runs");
-        let status = wait_bounded(&mut child, Duration::from_secs(10));
-        let mut stderr = String::new();
-        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        let (status, stderr) = run_bounded(mlrollout().args(&args), Duration::from_secs(10));
         assert!(!status.success(), "{args:?}");
         assert!(
             stderr.contains("nested deeper than 64 levels at line 2"),
@@ -380,8 +371,7 @@ fn deeply_nested_yaml_is_refused_at_once() {
 /// differently; a categorical comparison says so instead of leaving a phantom drift unexplained.
 #[test]
 fn numbers_written_differently_as_categories_are_pointed_out() {
-    let dir = std::env::temp_dir().join(format!("mlrollout-hostile-num-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("num");
     let (a, b) = (dir.join("a.csv"), dir.join("b.csv"));
     std::fs::write(&a, "code\n1\n2\n1\n").unwrap();
     std::fs::write(&b, "code\n1.0\n2.0\n1.0\n").unwrap();
@@ -410,8 +400,7 @@ fn numbers_written_differently_as_categories_are_pointed_out() {
 /// command that reads resources, and a bad flag is a usage error (exit 2).
 #[test]
 fn schema_errors_name_the_field_and_usage_errors_exit_2() {
-    let dir = std::env::temp_dir().join(format!("mlrollout-hostile-type-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("type");
     let bad = dir.join("bad.yaml");
     let example = std::fs::read_to_string("examples/fraud-detector.yaml").unwrap();
     assert!(
