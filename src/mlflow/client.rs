@@ -61,6 +61,25 @@ pub struct MlflowClient {
     max_body_bytes: u64,
 }
 
+/// Reads a response body chunk by chunk so an endless or huge body stops at `max` bytes
+/// instead of filling memory: `None` when the body (or its declared length) is larger.
+pub(crate) async fn read_capped(
+    response: &mut reqwest::Response,
+    max: u64,
+) -> Result<Option<Vec<u8>>, reqwest::Error> {
+    if response.content_length().is_some_and(|n| n > max) {
+        return Ok(None);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if (body.len() + chunk.len()) as u64 > max {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
+}
+
 impl MlflowClient {
     /// A client for the server at `base_url` (`http(s)://host[:port][/prefix]`), with a timeout
     /// for each whole request (connect timeout: the same, at most 10 s).
@@ -187,23 +206,13 @@ impl MlflowClient {
         }
         let mut resp = req.send().await.map_err(MlflowError::from_transport)?;
         let status = resp.status();
-        let too_large = || MlflowError::TooLarge {
-            what: what.to_owned(),
-            limit: self.max_body_bytes,
-        };
-        if resp
-            .content_length()
-            .is_some_and(|n| n > self.max_body_bytes)
-        {
-            return Err(too_large());
-        }
-        let mut bytes = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(MlflowError::from_transport)? {
-            if (bytes.len() + chunk.len()) as u64 > self.max_body_bytes {
-                return Err(too_large());
-            }
-            bytes.extend_from_slice(&chunk);
-        }
+        let bytes = read_capped(&mut resp, self.max_body_bytes)
+            .await
+            .map_err(MlflowError::from_transport)?
+            .ok_or_else(|| MlflowError::TooLarge {
+                what: what.to_owned(),
+                limit: self.max_body_bytes,
+            })?;
         tracing::debug!(
             %method,
             path,

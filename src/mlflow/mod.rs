@@ -28,6 +28,7 @@ mod client_tests;
 pub use artifacts::{
     artifact_proxy_path, join_artifact_path, parse_model_artifact_uri, parse_runs_uri,
 };
+pub(crate) use client::read_capped;
 pub use client::{MlflowAuth, MlflowClient};
 pub use error::MlflowError;
 pub use registry::{ModelVersionSearch, SEARCH_PAGE_SIZE, name_filter};

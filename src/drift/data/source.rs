@@ -279,12 +279,11 @@ impl DataSource {
         let Ok(meta) = std::fs::metadata(path) else {
             return Ok(None);
         };
-        let kind = meta.file_type();
         // Devices never end (`/dev/zero`): `fetch` refuses them as not a file.
-        if kind.is_char_device() || kind.is_block_device() || kind.is_socket() {
+        if device_kind(&meta).is_some() {
             return Ok(None);
         }
-        let is_pipe = kind.is_fifo();
+        let is_pipe = meta.file_type().is_fifo();
         // `/dev/stdin` (or `/dev/fd/N`) redirected from a file is a regular file with no useful
         // name: read it as a stream too, so its content can say what it is.
         let is_std_stream = path.starts_with("/dev/") || path.starts_with("/proc/self/fd/");
@@ -334,8 +333,23 @@ impl DataSource {
     }
 }
 
-fn check_file(path: &Path, side: Side, max_bytes: u64) -> Result<(), DataError> {
+/// What a path is when it is a device or a socket: something that never ends (`/dev/zero`,
+/// `/dev/urandom`) or is not a dataset at all.
+fn device_kind(meta: &std::fs::Metadata) -> Option<&'static str> {
     use std::os::unix::fs::FileTypeExt;
+    let kind = meta.file_type();
+    if kind.is_char_device() {
+        Some("a character device")
+    } else if kind.is_block_device() {
+        Some("a block device")
+    } else if kind.is_socket() {
+        Some("a socket")
+    } else {
+        None
+    }
+}
+
+fn check_file(path: &Path, side: Side, max_bytes: u64) -> Result<(), DataError> {
     let uri = path.display().to_string();
     let not_a_file = |what: &str| DataError::InvalidUri {
         side,
@@ -344,10 +358,7 @@ fn check_file(path: &Path, side: Side, max_bytes: u64) -> Result<(), DataError> 
     };
     match std::fs::metadata(path) {
         Ok(m) if m.is_dir() => Err(not_a_file("a directory")),
-        // A device (`/dev/zero`, `/dev/urandom`) never ends: it is not a dataset.
-        Ok(m) if m.file_type().is_char_device() => Err(not_a_file("a character device")),
-        Ok(m) if m.file_type().is_block_device() => Err(not_a_file("a block device")),
-        Ok(m) if m.file_type().is_socket() => Err(not_a_file("a socket")),
+        Ok(m) if let Some(device) = device_kind(&m) => Err(not_a_file(device)),
         Ok(m) if m.is_file() && m.len() > max_bytes => Err(DataError::TooLarge {
             side,
             uri,
@@ -403,9 +414,6 @@ async fn fetch_http(ctx: &FetchContext, url: &str, side: Side) -> Result<Payload
     if !status.is_success() {
         return Err(unreachable(format!("HTTP {status}")));
     }
-    if response.content_length().is_some_and(|n| n > ctx.max_bytes) {
-        return Err(too_large());
-    }
     // A sign-in page or a web UI's link instead of the file: say so instead of a parse error.
     let html = response
         .headers()
@@ -419,14 +427,10 @@ async fn fetch_http(ctx: &FetchContext, url: &str, side: Side) -> Result<Payload
             "the server answered with an HTML page, not CSV or Parquet (a sign-in page, or a link to a web page instead of the file?)",
         ));
     }
-    // Read chunk by chunk so an endless body stops at the cap instead of filling memory.
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(failed)? {
-        if (body.len() + chunk.len()) as u64 > ctx.max_bytes {
-            return Err(too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
+    let body = crate::mlflow::read_capped(&mut response, ctx.max_bytes)
+        .await
+        .map_err(failed)?
+        .ok_or_else(too_large)?;
     Ok(Payload::Bytes {
         bytes: Bytes::from(body),
         uri: url.to_owned(),
@@ -747,6 +751,14 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(10));
         assert_eq!(e.reason(), crate::api::Reason::DataTimedOut, "{e}");
         assert!(e.is_transient());
+    }
+
+    #[test]
+    fn a_stream_says_what_it_is_by_its_first_bytes() {
+        let parquet = Payload::from_bytes("/dev/fd/63", &b"PAR1\x15\x04"[..]);
+        assert_eq!(sniff_format(&parquet), DataFormat::Parquet);
+        let csv = Payload::from_bytes("/dev/stdin", &b"amount\n1\n"[..]);
+        assert_eq!(sniff_format(&csv), DataFormat::Csv);
     }
 
     #[test]

@@ -337,14 +337,20 @@ fn number_format_notes(
     features: &[crate::drift::stats::FeatureVerdict],
 ) -> Vec<String> {
     let number = |s: &str| s.trim().parse::<f64>().ok().filter(|x| x.is_finite());
+    // One map, not a scan per feature: the cost stays linear in the number of columns.
+    let categorical: std::collections::HashMap<&str, _> = prepared
+        .features
+        .iter()
+        .filter_map(|(n, r)| match r {
+            FeatureReference::Categorical(r) => Some((n.as_str(), r)),
+            _ => None,
+        })
+        .collect();
     features
         .iter()
         .filter(|f| !f.new_categories.is_empty())
         .filter_map(|f| {
-            let reference = prepared.features.iter().find_map(|(n, r)| match r {
-                FeatureReference::Categorical(r) if *n == f.name => Some(r),
-                _ => None,
-            })?;
+            let reference = categorical.get(f.name.as_str())?;
             let (current, known) = f.new_categories.iter().find_map(|new| {
                 let x = number(new)?;
                 reference

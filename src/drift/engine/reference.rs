@@ -27,6 +27,12 @@ pub enum FeatureReference {
     },
 }
 
+/// A value as a category key: -0.0 and 0.0 are one value.
+fn value_key(v: f64) -> (u64, f64) {
+    let v = if v == 0.0 { 0.0 } else { v };
+    (v.to_bits(), v)
+}
+
 /// Counts of a numeric column's values as categories: `1` and `1.0` are the same value,
 /// NaN is missing.
 fn value_counts(values: &[f64]) -> crate::drift::stats::CategoricalCounts {
@@ -36,9 +42,8 @@ fn value_counts(values: &[f64]) -> crate::drift::stats::CategoricalCounts {
         if v.is_nan() {
             missing += 1;
         } else {
-            // -0.0 and 0.0 are one value
-            let v = if v == 0.0 { 0.0 } else { v };
-            counts.entry(v.to_bits()).or_insert((v, 0)).1 += 1;
+            let (key, v) = value_key(v);
+            counts.entry(key).or_insert((v, 0)).1 += 1;
         }
     }
     let mut out = crate::drift::stats::CategoricalCounts::new();
@@ -54,7 +59,7 @@ fn distinct_up_to(values: &[f64], limit: usize) -> Option<usize> {
     let mut seen = std::collections::HashSet::new();
     for &v in values {
         if !v.is_nan() {
-            seen.insert(if v == 0.0 { 0u64 } else { v.to_bits() });
+            seen.insert(value_key(v).0);
             if seen.len() > limit {
                 return None;
             }
