@@ -258,13 +258,23 @@ impl Cluster {
         let ext = dir.join("client.ext");
         std::fs::write(&ext, "extendedKeyUsage=clientAuth\n").expect("ext file");
         let run = |args: &[&std::ffi::OsStr]| {
-            let status = Command::new("openssl")
+            let out = Command::new("openssl")
                 .args(args)
-                .stderr(Stdio::null())
-                .status()
+                .stdout(Stdio::null())
+                .output()
                 .expect("openssl runs");
-            assert!(status.success(), "openssl {args:?} failed");
+            assert!(
+                out.status.success(),
+                "openssl {args:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         };
+        // A serial of our own per certificate: `-CAcreateserial` shares one `ca.srl` file, which
+        // test processes signing at the same moment corrupt for each other.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let serial = format!("0x{:08x}{:08x}{:08x}", std::process::id(), n, nanos);
         run(&[
             "req".as_ref(),
             "-newkey".as_ref(),
@@ -286,7 +296,8 @@ impl Cluster {
             self.ca.as_os_str(),
             "-CAkey".as_ref(),
             self.ca_key.as_os_str(),
-            "-CAcreateserial".as_ref(),
+            "-set_serial".as_ref(),
+            serial.as_ref(),
             "-out".as_ref(),
             crt.as_os_str(),
             "-days".as_ref(),
