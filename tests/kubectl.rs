@@ -70,8 +70,75 @@ async fn kubectl(args: &[&str]) -> String {
     .expect("kubectl task")
 }
 
+/// Checks `table` (kubectl's output for one resource) against `columns`: the header names
+/// them in order and each cell shows what its JSONPath selects in `object` (dates as an age).
+/// Cells are cut at the header's column starts, so values with spaces (messages) stay whole.
+/// Returns the cells after NAME.
+fn check_columns(
+    table: &str,
+    columns: &[k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceColumnDefinition],
+    object: &Value,
+) -> Vec<String> {
+    let mut lines = table.lines();
+    let header = lines.next().expect("a header");
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 1, "{table}");
+    let mut wanted = vec!["NAME".to_string()];
+    wanted.extend(columns.iter().map(|c| c.name.to_uppercase()));
+    let names: Vec<&str> = header.split_whitespace().collect();
+    assert_eq!(names, wanted, "{table}");
+    let starts: Vec<usize> = wanted
+        .iter()
+        .map(|n| header.find(n.as_str()).unwrap())
+        .collect();
+    let row = rows[0];
+    let cells: Vec<String> = starts
+        .iter()
+        .enumerate()
+        .map(|(i, &start)| {
+            let end = starts
+                .get(i + 1)
+                .copied()
+                .unwrap_or(row.len())
+                .min(row.len());
+            row.get(start..end).unwrap_or_default().trim().to_string()
+        })
+        .collect();
+    assert_eq!(cells[0], NAME, "{table}");
+    for (column, shown) in columns.iter().zip(&cells[1..]) {
+        if column.type_ == "date" {
+            assert!(
+                shown.starts_with(|c: char| c.is_ascii_digit())
+                    && shown.chars().all(|c| c.is_ascii_alphanumeric()),
+                "{}: {shown} in {table}",
+                column.name
+            );
+        } else {
+            assert_eq!(
+                *shown,
+                column_value(object, &column.json_path),
+                "column {} ({}) in {table}",
+                column.name,
+                column.json_path
+            );
+        }
+    }
+    cells[1..].to_vec()
+}
+
 /// The value a `.a.b.c` printer-column path selects, as `kubectl get` shows it.
 fn column_value(object: &Value, json_path: &str) -> String {
+    // `.status.conditions[?(@.type=="X")].field`: the field of condition X.
+    if let Some((_, filter)) = json_path.split_once("[?(@.type==\"") {
+        let (kind, field) = filter.split_once("\")].").unwrap();
+        let conditions = object["status"]["conditions"].as_array().unwrap();
+        return conditions
+            .iter()
+            .find(|c| c["type"] == kind)
+            .and_then(|c| c[field].as_str())
+            .unwrap_or("<none>")
+            .to_string();
+    }
     let pointer = json_path.replace('.', "/");
     match object.pointer(&pointer) {
         None | Some(Value::Null) => "<none>".into(),
@@ -167,47 +234,36 @@ async fn kubectl_shows_what_the_operator_did() {
     })
     .await;
 
-    // kubectl get mdep: the printer columns of our CRD, with the values the API holds.
+    // kubectl get mdep: the printer columns of our CRD, with the values the API holds; `-o wide`
+    // adds those of priority 1.
     let crd = ModelDeployment::crd();
     let version = &crd.spec.versions[0];
     let columns = version
         .additional_printer_columns
         .as_ref()
         .expect("printer columns");
-    let table = kubectl(&["get", "mdep", "-n", &ns]).await;
-    let mut lines = table.lines();
-    let header: Vec<&str> = lines.next().expect("a header").split_whitespace().collect();
-    let mut wanted_header = vec!["NAME".to_string()];
-    wanted_header.extend(columns.iter().map(|c| c.name.to_uppercase()));
-    assert_eq!(header, wanted_header, "{table}");
-    let rows: Vec<Vec<&str>> = lines.map(|l| l.split_whitespace().collect()).collect();
-    assert_eq!(rows.len(), 1, "{table}");
-    let row = &rows[0];
-    assert_eq!(row.len(), header.len(), "{table}");
-    assert_eq!(row[0], NAME);
     let object = serde_json::to_value(&current).unwrap();
-    for (column, shown) in columns.iter().zip(&row[1..]) {
-        if column.type_ == "date" {
-            assert!(
-                shown.starts_with(|c: char| c.is_ascii_digit())
-                    && shown.chars().all(|c| c.is_ascii_alphanumeric()),
-                "{}: {shown} in {table}",
-                column.name
-            );
-        } else {
-            assert_eq!(
-                *shown,
-                column_value(&object, &column.json_path),
-                "column {} ({}) in {table}",
-                column.name,
-                column.json_path
-            );
-        }
-    }
+    let narrow: Vec<_> = columns
+        .iter()
+        .filter(|c| c.priority.unwrap_or(0) == 0)
+        .cloned()
+        .collect();
+    assert!(narrow.len() < columns.len(), "some columns are for -o wide");
+    let table = kubectl(&["get", "mdep", "-n", &ns]).await;
+    let row = check_columns(&table, &narrow, &object);
     assert_eq!(
-        &row[1..6],
+        &row[..5],
         ["Progressing", "3", "4", "10", "medium"],
         "{table}"
+    );
+    let wide = kubectl(&["get", "mdep", "-n", &ns, "-o", "wide"]).await;
+    let row = check_columns(&wide, columns, &object);
+    let at = |name: &str| &row[columns.iter().position(|c| c.name == name).unwrap()];
+    assert_eq!(at("Step"), "0", "{wide}");
+    assert_eq!(at("Reason"), "Progressing", "{wide}");
+    assert!(
+        !at("Message").is_empty() && at("Message") != "<none>",
+        "{wide}"
     );
     // The short name and the category list the same resource.
     let by_category = kubectl(&["get", "mlrollout", "-n", &ns, "-o", "name"]).await;
@@ -380,5 +436,198 @@ async fn kubectl_shows_what_the_operator_did() {
     );
 
     operator.stop().await;
+    cluster::delete_namespace(&client, &ns).await;
+}
+
+/// A folder to put on PATH with the plugin installed the README's way: links named
+/// `kubectl-mlrollout` (the plugin) and `kubectl_complete-mlrollout` (its completion).
+fn plugin_path() -> String {
+    let dir = common::process::scratch_dir("kubectl-plugin");
+    for name in ["kubectl-mlrollout", "kubectl_complete-mlrollout"] {
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_mlrollout"), dir.join(name)).unwrap();
+    }
+    let kubectl_dir = cluster().bin.clone();
+    let rest = std::env::var("PATH").unwrap_or_default();
+    format!("{}:{}:{rest}", dir.display(), kubectl_dir.display())
+}
+
+/// `kubectl` with the plugin on PATH; returns (exit code, stdout, stderr).
+async fn kubectl_with_plugin(path: &str, args: &[&str]) -> (i32, String, String) {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let path = path.to_string();
+    tokio::task::spawn_blocking(move || {
+        let output = cluster()
+            .kubectl()
+            .env("PATH", path)
+            .args(&args)
+            .output()
+            .expect("kubectl runs");
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    })
+    .await
+    .unwrap()
+}
+
+/// Writes `change` over the resource's status the way the operator does (server-side apply by
+/// its field manager), describing the current generation.
+async fn write_status(
+    api: &Api<ModelDeployment>,
+    client: &kube::Client,
+    change: impl Fn(&mut mlrollout::api::ModelDeploymentStatus),
+) {
+    eventually("status written", LIMIT, || async {
+        let current = api.get(NAME).await.ok()?;
+        let mut status = current.status.clone().unwrap_or_default();
+        status.observed_generation = current.metadata.generation;
+        change(&mut status);
+        common::operator::apply_status(client, &current, &status)
+            .await
+            .then_some(())
+    })
+    .await;
+}
+
+fn ready_condition() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    serde_json::from_value(serde_json::json!({"type": "Ready", "status": "True",
+        "reason": "Available", "message": "version serves",
+        "lastTransitionTime": "2026-12-01T10:00:00Z"}))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kubectl_plugin_follows_a_rollout_and_completes_from_the_cluster() {
+    let client = cluster::client().await;
+    let ns = cluster::namespace(&client, "kubectl-plugin").await;
+    let api: Api<ModelDeployment> = Api::namespaced(client.clone(), &ns);
+    api.create(&PostParams::default(), &resource(&ns))
+        .await
+        .expect("resource created");
+    write_status(&api, &client, |s| {
+        s.phase = Phase::Progressing;
+        s.stable_version = Some("3".into());
+        s.candidate_version = Some("4".into());
+        s.current_step = Some(0);
+        s.canary_weight = 10;
+        s.conditions = vec![ready_condition()];
+    })
+    .await;
+    let path = plugin_path();
+
+    // kubectl finds the plugin, and its usage reads as what the person typed.
+    let (code, out, err) = kubectl_with_plugin(&path, &["plugin", "list"]).await;
+    assert!(out.contains("kubectl-mlrollout"), "{code} {out} {err}");
+    let (code, out, _) = kubectl_with_plugin(&path, &["mlrollout", "--help"]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("Usage: kubectl mlrollout"), "{out}");
+
+    // Completion through kubectl itself (its hidden __complete, as the shell scripts call it):
+    // subcommands from the command tree, names and namespaces from the real API server.
+    let (_, out, err) = kubectl_with_plugin(&path, &["__complete", "mlrollout", "pro"]).await;
+    assert!(out.starts_with("promote\t"), "{out} {err}");
+    let (_, out, err) =
+        kubectl_with_plugin(&path, &["__complete", "mlrollout", "status", "-n", &ns, ""]).await;
+    let candidates: Vec<&str> = out.lines().collect();
+    assert_eq!(candidates, [NAME, ":4"], "{out} {err}");
+    let prefix = &ns[..ns.len() - 2];
+    let (_, out, err) =
+        kubectl_with_plugin(&path, &["__complete", "mlrollout", "abort", "-n", prefix]).await;
+    assert!(out.lines().any(|l| l == ns), "{ns} in {out} {err}");
+
+    // status -w: one line per change, until it settles.
+    let watch = {
+        let path = path.clone();
+        let ns = ns.clone();
+        tokio::task::spawn_blocking(move || {
+            cluster()
+                .kubectl()
+                .env("PATH", path)
+                .args([
+                    "mlrollout",
+                    "status",
+                    "-w",
+                    NAME,
+                    "-n",
+                    &ns,
+                    "--timeout",
+                    "90s",
+                ])
+                .output()
+                .expect("kubectl runs")
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    write_status(&api, &client, |s| {
+        s.current_step = Some(1);
+        s.canary_weight = 50;
+        s.analysis = Some(
+            serde_json::from_value(serde_json::json!({"measurements": 1, "metrics": [
+                {"name": "error-rate", "passed": 1, "recent": [{"verdict": "Passed",
+                    "candidate": 0.012, "stable": 0.01, "threshold": "<= 1.5 x stable"}]}]}))
+            .unwrap(),
+        );
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    write_status(&api, &client, |s| {
+        s.phase = Phase::Promoted;
+        s.stable_version = Some("4".into());
+        s.candidate_version = None;
+        s.current_step = None;
+        s.canary_weight = 0;
+        s.analysis = None;
+    })
+    .await;
+    let output = watch.await.unwrap();
+    let shown = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{shown} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<&str> = shown.lines().collect();
+    assert_eq!(lines.len(), 3, "{shown}");
+    assert!(
+        lines[0].ends_with("Progressing  v3 -> v4  weight 10% (step 1/3)"),
+        "{shown}"
+    );
+    assert!(
+        lines[1].ends_with(
+            "Progressing  v3 -> v4  weight 50% (step 2/3)  | error-rate 0.0120 <= 1.5 x stable Passed"
+        ),
+        "{shown}"
+    );
+    assert!(lines[2].ends_with("Promoted     v4  weight 0%"), "{shown}");
+
+    // Settled badly: exit 1 at once. Not settled in time: exit 1, naming --timeout.
+    write_status(&api, &client, |s| s.phase = Phase::RolledBack).await;
+    let (code, out, _) =
+        kubectl_with_plugin(&path, &["mlrollout", "status", "-w", NAME, "-n", &ns]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("RolledBack"), "{out}");
+    write_status(&api, &client, |s| s.phase = Phase::Shadow).await;
+    let (code, _, err) = kubectl_with_plugin(
+        &path,
+        &[
+            "mlrollout",
+            "status",
+            "-w",
+            NAME,
+            "-n",
+            &ns,
+            "--timeout",
+            "2s",
+        ],
+    )
+    .await;
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("has not settled within 2s (--timeout)"),
+        "{err}"
+    );
+
     cluster::delete_namespace(&client, &ns).await;
 }

@@ -110,6 +110,42 @@ pub const DEFAULT_SERVING_IMAGE: &str = "ghcr.io/mlflow/mlflow:v3.17.0";
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
+    ),
+    // `kubectl get -o wide` (priority 1): where the rollout stands and since when.
+    printcolumn(
+        name = "Step",
+        type_ = "integer",
+        json_path = ".status.currentStep",
+        description = "Index of the current rollout step",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Mirror",
+        type_ = "integer",
+        json_path = ".status.mirrorPercent",
+        description = "Percent of traffic mirrored to the candidate",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Progressing\")].reason",
+        description = "Reason of the Progressing condition",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Last-Transition",
+        type_ = "date",
+        json_path = ".status.phaseStartedAt",
+        description = "When the current phase (or step) started",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Message",
+        type_ = "string",
+        json_path = ".status.message",
+        description = "The last decision",
+        priority = 1
     )
 )]
 #[serde(rename_all = "camelCase")]

@@ -2,10 +2,14 @@
 //! `retrain`) and `status`. Requests are annotations with a fresh value, so the operator acts
 //! on each once and the spec is never touched (GitOps-safe).
 
+mod timeline;
+
 use std::process::ExitCode;
 
+use futures::StreamExt;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::WatchStreamExt;
 
 use crate::api::{
     AnalysisStatus, ModelDeployment, ModelDeploymentStatus, RetrainingAttempt, RolloutRecord,
@@ -23,6 +27,19 @@ pub struct Target {
     /// Longest wait for the API server (connect and answer), e.g. `30s`, `2m`.
     #[arg(long, default_value = "30s", value_parser = super::args::positive_duration)]
     pub request_timeout: std::time::Duration,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Follow the rollout live, one line per change, until it settles: exit 0 when stable or
+    /// promoted, 1 when rolled back, failed or invalid.
+    #[arg(short, long)]
+    pub watch: bool,
+    /// With `--watch`: give up (exit 1) when it has not settled after this long, e.g. `30m`.
+    #[arg(long, requires = "watch", value_parser = super::args::positive_duration)]
+    pub timeout: Option<std::time::Duration>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -100,17 +117,23 @@ pub fn annotation_patch(action: Action, now: Timestamp) -> Option<serde_json::Va
     Some(serde_json::json!({"metadata": {"annotations": {key: value}}}))
 }
 
-pub fn main(action: Action, target: &Target) -> ExitCode {
-    super::install_crypto_provider();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
-        Ok(r) => r,
+        Ok(r) => Some(r),
         Err(e) => {
             eprintln!("mlrollout: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
+            None
         }
+    }
+}
+
+pub fn main(action: Action, target: &Target) -> ExitCode {
+    super::install_crypto_provider();
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
     };
     match runtime.block_on(execute(action, target)) {
         Ok(text) => {
@@ -126,28 +149,127 @@ pub fn main(action: Action, target: &Target) -> ExitCode {
     }
 }
 
-/// Runs the command against the kubeconfig's cluster, bounded by `--request-timeout`: a server
-/// that accepts the connection and never answers is named in the error, not waited on forever.
-async fn execute(action: Action, target: &Target) -> Result<String, String> {
+/// `status`, or with `--watch` the live timeline (exit 0 when it settles healthy).
+pub fn status_main(args: &StatusArgs) -> ExitCode {
+    if !args.watch {
+        return main(Action::Status, &args.target);
+    }
+    super::install_crypto_provider();
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
+    };
+    match runtime.block_on(follow(args)) {
+        Ok(timeline::Settled::Healthy) => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("mlrollout: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A client for the kubeconfig's cluster and the server's address. Requests are bounded by
+/// `--request-timeout`, except reads of a watch, which wait for the next change.
+async fn connect(target: &Target, watching: bool) -> Result<(kube::Client, String), String> {
     let mut config = kube::Config::infer()
         .await
         .map_err(|e| format!("cannot load the kubeconfig: {e}"))?;
-    let timeout = target.request_timeout;
     // The client's own limits sit just past the overall one, which names the server.
-    let io_limit = timeout + std::time::Duration::from_secs(1);
+    let io_limit = target.request_timeout + std::time::Duration::from_secs(1);
     config.connect_timeout = Some(io_limit);
-    config.read_timeout = Some(io_limit);
+    if !watching {
+        config.read_timeout = Some(io_limit);
+    }
     config.write_timeout = Some(io_limit);
     let server = config.cluster_url.to_string();
     let client = kube::Client::try_from(config)
         .map_err(|e| format!("cannot reach the cluster at {server}: {e}"))?;
+    Ok((client, server))
+}
+
+fn no_answer(server: &str, limit: std::time::Duration, flag: &str) -> String {
+    format!(
+        "the API server {server} did not answer within {} ({flag})",
+        crate::api::duration::format_duration(limit)
+    )
+}
+
+/// Runs the command against the kubeconfig's cluster, bounded by `--request-timeout`: a server
+/// that accepts the connection and never answers is named in the error, not waited on forever.
+async fn execute(action: Action, target: &Target) -> Result<String, String> {
+    let (client, server) = connect(target, false).await?;
+    let timeout = target.request_timeout;
     match tokio::time::timeout(timeout, send(action, target, client, &server)).await {
         Ok(result) => result,
-        Err(_) => Err(format!(
-            "the API server {server} did not answer within {} (--request-timeout)",
-            crate::api::duration::format_duration(timeout)
-        )),
+        Err(_) => Err(no_answer(&server, timeout, "--request-timeout")),
     }
+}
+
+/// Prints a timeline line whenever the resource changes, until it settles, is deleted, or
+/// `--timeout` passes. A broken watch is resumed (with backoff) and said once on stderr.
+async fn follow(args: &StatusArgs) -> Result<timeline::Settled, String> {
+    let target = &args.target;
+    let (client, server) = connect(target, true).await?;
+    let namespace = target
+        .namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_string());
+    let api: Api<ModelDeployment> = Api::namespaced(client, &namespace);
+    let explain = |e| explain_error(e, &namespace, &target.name, &server);
+    let first = tokio::time::timeout(target.request_timeout, api.get(&target.name))
+        .await
+        .map_err(|_| no_answer(&server, target.request_timeout, "--request-timeout"))?
+        .map_err(explain)?;
+    let deadline = args.timeout.map(|t| tokio::time::Instant::now() + t);
+    let mut changes =
+        std::pin::pin!(kube::runtime::watcher::watch_object(api, &target.name).default_backoff());
+    let (mut shown, mut warned) = (String::new(), false);
+    let mut current = Some(first);
+    loop {
+        if let Some(resource) = current.take() {
+            let line = timeline::line(&resource);
+            if line != shown {
+                super::output::println(&timeline::stamped(Timestamp::now(), &line))
+                    .map_err(|e| format!("cannot write the timeline: {e}"))?;
+                shown = line;
+            }
+            match timeline::settled(&resource) {
+                timeline::Settled::No => {}
+                settled => return Ok(settled),
+            }
+        }
+        let next = match deadline {
+            Some(at) => tokio::time::timeout_at(at, changes.next())
+                .await
+                .map_err(|_| not_settled(&namespace, target, args))?,
+            None => changes.next().await,
+        };
+        match next {
+            Some(Ok(Some(resource))) => current = Some(resource),
+            Some(Ok(None)) => {
+                return Err(format!(
+                    "ModelDeployment {namespace}/{} was deleted",
+                    target.name
+                ));
+            }
+            Some(Err(e)) if !warned => {
+                eprintln!("mlrollout: the watch was interrupted ({e}); resuming");
+                warned = true;
+            }
+            Some(Err(_)) => {}
+            None => return Err("the watch ended".into()),
+        }
+    }
+}
+
+fn not_settled(namespace: &str, target: &Target, args: &StatusArgs) -> String {
+    format!(
+        "ModelDeployment {namespace}/{} has not settled within {} (--timeout)",
+        target.name,
+        args.timeout
+            .map(crate::api::duration::format_duration)
+            .unwrap_or_default()
+    )
 }
 
 async fn send(

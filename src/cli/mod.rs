@@ -3,6 +3,7 @@
 
 pub mod args;
 pub mod check;
+pub mod complete;
 pub mod control;
 pub mod drift;
 pub mod output;
@@ -12,7 +13,7 @@ pub mod yaml;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Keeps machine-learning models healthy after they ship.
 #[derive(Debug, Parser)]
@@ -52,14 +53,57 @@ pub enum Command {
     Resume(control::Target),
     /// Start a retraining attempt now (cooldown and daily budget still apply).
     Retrain(control::Target),
-    /// Show phase, versions, weights, conditions and the last decisions.
-    Status(control::Target),
+    /// Show phase, versions, weights, conditions and the last decisions; `-w` follows the
+    /// rollout live until it settles.
+    Status(control::StatusArgs),
+    /// Print a shell completion script: `source <(mlrollout completion bash)`. (For
+    /// `kubectl mlrollout`, link this binary as `kubectl_complete-mlrollout`; see the README.)
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Answer a completion request as `kubectl_complete-mlrollout` does (cobra's protocol).
+    #[command(name = "__complete", hide = true)]
+    Complete {
+        /// The words after `mlrollout`, the last one being completed.
+        #[arg(allow_hyphen_values = true, trailing_var_arg = true)]
+        words: Vec<String>,
+    },
+}
+
+/// How this binary was started: by its own name, as a kubectl plugin, or as the plugin's
+/// completion helper.
+fn invoked_as() -> Option<String> {
+    let argv0 = std::env::args_os().next()?;
+    let name = std::path::Path::new(&argv0)
+        .file_name()?
+        .to_string_lossy()
+        .into_owned();
+    Some(name)
 }
 
 /// Parses arguments and runs the command.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let name = invoked_as().unwrap_or_default();
+    if name.starts_with(complete::KUBECTL_COMPLETE_NAME) {
+        let words: Vec<String> = std::env::args_os()
+            .skip(1)
+            .map(|w| w.to_string_lossy().into_owned())
+            .collect();
+        return complete::complete(&Cli::command(), &words);
+    }
+    let mut command = Cli::command();
+    if name.starts_with("kubectl-mlrollout") {
+        // Usage lines then read as what the person typed.
+        command = command.bin_name("kubectl mlrollout");
+    }
+    let cli = match Cli::from_arg_matches(&command.get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     match cli.command {
+        Command::Completion { shell } => complete::script(shell, &mut Cli::command()),
+        Command::Complete { words } => complete::complete(&Cli::command(), &words),
         Command::Crd => match output::print(&crate::api::crd_yaml()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(_) => ExitCode::FAILURE,
@@ -75,7 +119,7 @@ pub fn main() -> ExitCode {
         Command::Pause(t) => control::main(control::Action::Pause, &t),
         Command::Resume(t) => control::main(control::Action::Resume, &t),
         Command::Retrain(t) => control::main(control::Action::Retrain, &t),
-        Command::Status(t) => control::main(control::Action::Status, &t),
+        Command::Status(args) => control::status_main(&args),
         Command::Run(args) => {
             crate::telemetry::init(args.log_format, &args.log_level);
             match tokio::runtime::Builder::new_multi_thread()
