@@ -144,6 +144,7 @@ fn the_chart_lints_renders_and_validates() {
         [
             "ClusterRole",
             "ClusterRoleBinding",
+            "ConfigMap",
             "Deployment",
             "Role",
             "RoleBinding",
@@ -154,6 +155,7 @@ fn the_chart_lints_renders_and_validates() {
     assert_eq!(
         kinds("namespaced"),
         [
+            "ConfigMap",
             "Deployment",
             "Role",
             "RoleBinding",

@@ -71,6 +71,11 @@ SCENARIOS = {
             "port": 9090,
             "service": {"port": 9091, "annotations": {"example.com/scrape": "true"}},
             "serviceMonitor": {"enabled": True, "interval": "15s", "labels": {"release": "prom"}},
+            "grafanaDashboard": {
+                "namespace": "monitoring",
+                "labels": {"grafana_dashboard": "mlrollout"},
+                "annotations": {"grafana_folder": "MLOps"},
+            },
         },
         "serviceAccount": {"name": "ml-operator", "annotations": {"example.com/role": "ops"}},
         "extraEnv": [{"name": "RUST_LOG", "value": "info"}],
@@ -84,7 +89,7 @@ SCENARIOS = {
     "single": {
         "replicaCount": 1,
         "leaderElection": {"enabled": False},
-        "metrics": {"service": {"enabled": False}},
+        "metrics": {"service": {"enabled": False}, "grafanaDashboard": {"enabled": False}},
     },
 }
 
@@ -359,6 +364,24 @@ def check_scenario(name, values, failures):
             failures.append("%s: ServiceMonitor missing or on the wrong port" % name)
     elif monitor:
         failures.append("%s: a ServiceMonitor although disabled" % name)
+    # The Grafana dashboard ConfigMap: the sidecar's label, and the dashboard file as it is.
+    dashboards = [o for o in kinds.get("ConfigMap", []) if o["metadata"]["name"].endswith("-dashboard")]
+    wanted = effective["metrics"]["grafanaDashboard"]
+    if wanted["enabled"]:
+        if len(dashboards) != 1:
+            failures.append("%s: expected one dashboard ConfigMap" % name)
+        else:
+            cm = dashboards[0]
+            for key, value in wanted["labels"].items():
+                if cm["metadata"]["labels"].get(key) != value:
+                    failures.append("%s: dashboard ConfigMap lacks label %s=%s" % (name, key, value))
+            with open(os.path.join(CHART, "dashboards", "mlrollout.json")) as f:
+                if json.loads(cm["data"]["mlrollout.json"]) != json.load(f):
+                    failures.append("%s: the ConfigMap's dashboard differs from dashboards/mlrollout.json" % name)
+            if cm["metadata"]["namespace"] != (wanted.get("namespace") or NAMESPACE):
+                failures.append("%s: dashboard ConfigMap in %s" % (name, cm["metadata"]["namespace"]))
+    elif dashboards:
+        failures.append("%s: a dashboard ConfigMap although disabled" % name)
     if not report["notes"].strip():
         failures.append("%s: NOTES.txt rendered empty" % name)
     report["kinds"] = sorted(kinds)
