@@ -66,44 +66,12 @@ const MODEL: &str = "fraud-detector";
 /// (apiGroup, resource, verb).
 type Permission = (String, String, String);
 
-const README_HINT: &str = "set MLROLLOUT_PYTHON to the test venv's python (it has \
-helm-python-sdk), as in the README's test command: `bash tests/run.sh`, or \
-`bash tests/harness/install.sh && . target/harness.env && \
-cargo test --features harness --test rbac`";
-
 // ---------------------------------------------------------------- the chart, rendered by Helm
 
-/// The chart's RBAC, rendered by Helm (`chart_check.py --rbac-only`) for release `release` in
-/// namespace `namespace`, the namespaced scenario watching `watch`.
+/// The chart's RBAC, rendered by Helm for release `release` in namespace `namespace`, the
+/// namespaced scenario watching `watch` (see [`common::chart::rendered_for_cluster`]).
 fn rendered_rbac(release: &str, namespace: &str, watch: &[&str]) -> serde_json::Value {
-    let python = match std::env::var_os("MLROLLOUT_PYTHON") {
-        Some(p) if !p.is_empty() => p,
-        _ => panic!("MLROLLOUT_PYTHON is not set: {README_HINT}"),
-    };
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/scripts/chart_check.py");
-    let mut command = std::process::Command::new(&python);
-    command.arg(script).args([
-        "--rbac-only",
-        "--release",
-        release,
-        "--namespace",
-        namespace,
-    ]);
-    if !watch.is_empty() {
-        command.args(["--watch-namespaces", &watch.join(",")]);
-    }
-    let output = command
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {python:?}: {e}; {README_HINT}"));
-    assert!(
-        output.status.success(),
-        "chart_check.py failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let chart: serde_json::Value =
-        serde_json::from_slice(&output.stdout).expect("chart_check.py prints JSON");
-    assert_eq!(chart["failures"], serde_json::json!([]), "{chart}");
-    chart
+    common::chart::rendered_for_cluster(release, namespace, watch, "rbac")
 }
 
 /// The `mlrollout run` arguments of the chart's Deployment, parsed as the binary parses them.

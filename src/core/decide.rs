@@ -760,6 +760,17 @@ mod tests {
                 "mlrollout"
             );
         }
+        let Some(Child::Deployment(deployment)) =
+            apply.iter().find(|c| matches!(c, Child::Deployment(_)))
+        else {
+            panic!("a Deployment")
+        };
+        let pod = deployment.spec.as_ref().unwrap().template.spec.as_ref();
+        assert_eq!(
+            pod.unwrap().automount_service_account_token,
+            Some(false),
+            "a model server gets no API token by default"
+        );
         assert_eq!(d.status.stable_version.as_deref(), Some("3"));
         assert_eq!(
             d.status.stable_model_uri.as_deref(),

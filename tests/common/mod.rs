@@ -5,6 +5,7 @@
 //! `tests/harness/cluster.sh` (the real control plane, see [`cluster`]).
 #![allow(dead_code)]
 
+pub mod chart;
 pub mod cluster;
 pub mod http;
 pub mod mlflow;

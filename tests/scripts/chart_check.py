@@ -494,6 +494,10 @@ def main():
                     for item in objects
                     if item["object"].get("kind") in RBAC_MANIFEST_KINDS
                 ],
+                # The operator's Deployment as rendered (tests/pod_security.rs admits its Pod).
+                "deployment": next(
+                    item["object"] for item in objects if item["object"].get("kind") == "Deployment"
+                ),
                 # What the operator container runs (`run --lease-name=... --namespace=...`).
                 "args": [
                     arg

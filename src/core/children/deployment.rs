@@ -34,6 +34,9 @@ pub fn build(input: &VariantInput<'_>) -> Deployment {
         .get_or_insert_with(Default::default)
         .extend(labels.clone());
     let pod = template.spec.get_or_insert_with(Default::default);
+    // A model server has no business with the Kubernetes API: no token unless the template
+    // asks for one.
+    pod.automount_service_account_token.get_or_insert(false);
     if pod.containers.is_empty() {
         pod.containers.push(Container {
             name: CONTAINER_NAME.into(),

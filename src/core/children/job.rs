@@ -66,6 +66,8 @@ pub fn build(
         ("MLFLOW_TRACKING_URI", spec.model.tracking_uri.clone()),
     ];
     let pod = job_spec.template.spec.get_or_insert_with(Default::default);
+    // Training talks to MLflow, not to the Kubernetes API: no token unless the template asks.
+    pod.automount_service_account_token.get_or_insert(false);
     for container in &mut pod.containers {
         let vars = container.env.get_or_insert_with(Vec::new);
         vars.retain(|v| !env.iter().any(|(name, _)| v.name == *name));
@@ -93,5 +95,65 @@ pub fn build(
         },
         spec: Some(job_spec),
         status: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::api::Trigger;
+
+    fn job_for(template_pod: serde_json::Value) -> Job {
+        let spec: crate::api::ModelDeploymentSpec = serde_json::from_value(serde_json::json!({
+            "model": {"trackingUri": "http://mlflow:5000", "name": "fraud"},
+            "traffic": {"provider": "none"},
+            "retraining": {"triggers": {"schedule": "0 3 * * *"},
+                "jobTemplate": {"template": {"spec": template_pod}}}
+        }))
+        .unwrap();
+        let validated = crate::api::validation::validate(&spec)
+            .map_err(|p| format!("{p:?}"))
+            .unwrap();
+        let template = validated.job_template.clone().unwrap();
+        let request = JobRequest {
+            number: 1,
+            attempt_id: "a-1".into(),
+            trigger: Trigger::Manual,
+            job_name: "fraud-retrain-1".into(),
+        };
+        let lineage = Lineage {
+            resource: "fraud",
+            namespace: "ml",
+            drift_summary: String::new(),
+            stable_version: Some("3"),
+        };
+        build(
+            &request,
+            &template,
+            &validated,
+            &lineage,
+            &OwnerReference::default(),
+        )
+    }
+
+    fn automount(job: &Job) -> Option<bool> {
+        job.spec
+            .as_ref()?
+            .template
+            .spec
+            .as_ref()?
+            .automount_service_account_token
+    }
+
+    #[test]
+    fn training_pods_get_no_api_token_unless_the_template_asks() {
+        let plain = serde_json::json!({"restartPolicy": "Never",
+            "containers": [{"name": "train", "image": "train:1"}]});
+        assert_eq!(automount(&job_for(plain)), Some(false));
+        let asks = serde_json::json!({"restartPolicy": "Never",
+            "automountServiceAccountToken": true,
+            "containers": [{"name": "train", "image": "train:1"}]});
+        assert_eq!(automount(&job_for(asks)), Some(true));
     }
 }
