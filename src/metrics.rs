@@ -1,7 +1,8 @@
 //! The operator's own Prometheus metrics (`prometheus-client`).
 
 use crate::api::Severity;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -87,6 +88,9 @@ pub struct PhaseLabels {
 #[derive(Clone)]
 pub struct Metrics {
     pub registry: Arc<Registry>,
+    /// How to remove each labelled series of a resource, by (namespace, name): a deleted
+    /// resource's series go with it.
+    series: Arc<Mutex<SeriesByResource>>,
     pub reconciles: Family<ResultLabels, Counter>,
     pub reconcile_errors: Family<ErrorLabels, Counter>,
     pub reconcile_duration: Histogram,
@@ -192,11 +196,68 @@ impl Default for Metrics {
                 "Percent of live traffic mirrored to the candidate",
             ),
             registry: Arc::new(r),
+            series: Arc::default(),
         }
     }
 }
 
+/// Removes one series from its family.
+type Forget = Box<dyn Fn() + Send>;
+
+/// Per (namespace, name): each series by family and labels, and how to remove it.
+type SeriesByResource = HashMap<(String, String), HashMap<String, Forget>>;
+
 impl Metrics {
+    /// The series `labels` of `family` (named `family_name`) for resource `namespace/name`, created if new and
+    /// remembered so that [`Metrics::forget`] can remove it.
+    fn series<L, M>(
+        &self,
+        family_name: &'static str,
+        family: &Family<L, M>,
+        labels: L,
+        namespace: &str,
+        name: &str,
+    ) -> M
+    where
+        L: Clone + std::hash::Hash + Eq + std::fmt::Debug + Send + Sync + 'static,
+        M: Clone + Send + Sync + 'static,
+        fn() -> M: prometheus_client::metrics::family::MetricConstructor<M>,
+    {
+        let metric = family.get_or_create(&labels).clone();
+        if let Ok(mut series) = self.series.lock() {
+            let key = format!("{family_name}{labels:?}");
+            let of_resource = series
+                .entry((namespace.to_string(), name.to_string()))
+                .or_default();
+            of_resource.entry(key).or_insert_with(|| {
+                let family = family.clone();
+                Box::new(move || {
+                    family.remove(&labels);
+                })
+            });
+        }
+        metric
+    }
+
+    /// Removes every series of resource `namespace/name` (it was deleted).
+    pub fn forget(&self, namespace: &str, name: &str) {
+        let removed = self
+            .series
+            .lock()
+            .ok()
+            .and_then(|mut s| s.remove(&(namespace.to_string(), name.to_string())));
+        for forget in removed.into_iter().flat_map(HashMap::into_values) {
+            forget();
+        }
+    }
+
+    /// Resources with series, as (namespace, name).
+    pub fn resources(&self) -> Vec<(String, String)> {
+        self.series
+            .lock()
+            .map(|s| s.keys().cloned().collect())
+            .unwrap_or_default()
+    }
     pub fn observe_reconcile(&self, elapsed: Duration, error_reason: Option<&str>) {
         self.reconcile_duration.observe(elapsed.as_secs_f64());
         let result = if error_reason.is_some() {
@@ -228,22 +289,39 @@ impl Metrics {
         mirror: i32,
     ) {
         for candidate in ALL_PHASES {
-            self.phase
-                .get_or_create(&PhaseLabels {
+            self.series(
+                "phase",
+                &self.phase,
+                PhaseLabels {
                     namespace: namespace.into(),
                     name: name.into(),
                     phase: candidate.as_str().into(),
-                })
-                .set(i64::from(candidate == phase));
+                },
+                namespace,
+                name,
+            )
+            .set(i64::from(candidate == phase));
         }
         let labels = ResourceLabels {
             namespace: namespace.into(),
             name: name.into(),
         };
-        self.canary_weight.get_or_create(&labels).set(weight.into());
-        self.mirror_percent
-            .get_or_create(&labels)
-            .set(mirror.into());
+        self.series(
+            "canary_weight",
+            &self.canary_weight,
+            labels.clone(),
+            namespace,
+            name,
+        )
+        .set(weight.into());
+        self.series(
+            "mirror_percent",
+            &self.mirror_percent,
+            labels.clone(),
+            namespace,
+            name,
+        )
+        .set(mirror.into());
     }
 
     /// Records what a reconcile decided: drift scores with thresholds, new measurements with
@@ -274,13 +352,18 @@ impl Metrics {
     ) {
         if let Some(drift) = &after.drift {
             for f in &drift.features {
-                self.drift_psi
-                    .get_or_create(&FeatureLabels {
+                self.series(
+                    "drift_psi",
+                    &self.drift_psi,
+                    FeatureLabels {
                         namespace: namespace.into(),
                         name: name.into(),
                         feature: f.name.clone(),
-                    })
-                    .set(f.psi);
+                    },
+                    namespace,
+                    name,
+                )
+                .set(f.psi);
             }
             let severity = match drift.severity {
                 Severity::High => 2,
@@ -291,20 +374,32 @@ impl Metrics {
                 namespace: namespace.into(),
                 name: name.into(),
             };
-            self.drift_severity.get_or_create(&resource).set(severity);
+            self.series(
+                "drift_severity",
+                &self.drift_severity,
+                resource.clone(),
+                namespace,
+                name,
+            )
+            .set(severity);
         }
         if let Some(d) = &spec.drift {
             for (level, value) in [
                 ("warning", d.thresholds.psi_warning),
                 ("high", d.thresholds.psi_high),
             ] {
-                self.drift_psi_threshold
-                    .get_or_create(&ThresholdLabels {
+                self.series(
+                    "drift_psi_threshold",
+                    &self.drift_psi_threshold,
+                    ThresholdLabels {
                         namespace: namespace.into(),
                         name: name.into(),
                         level: level.into(),
-                    })
-                    .set(value);
+                    },
+                    namespace,
+                    name,
+                )
+                .set(value);
             }
         }
     }
@@ -323,27 +418,37 @@ impl Metrics {
             };
             for (variant, value) in [("candidate", last.candidate), ("stable", last.stable)] {
                 if let Some(v) = value {
-                    self.analysis_value
-                        .get_or_create(&MeasurementLabels {
+                    self.series(
+                        "analysis_value",
+                        &self.analysis_value,
+                        MeasurementLabels {
                             namespace: namespace.into(),
                             name: name.into(),
                             metric: m.name.clone(),
                             variant: variant.into(),
                             threshold: last.threshold.clone(),
-                        })
-                        .set(v);
+                        },
+                        namespace,
+                        name,
+                    )
+                    .set(v);
                 }
             }
             if new_round {
-                self.analysis_verdicts
-                    .get_or_create(&VerdictLabels {
+                self.series(
+                    "analysis_verdicts",
+                    &self.analysis_verdicts,
+                    VerdictLabels {
                         namespace: namespace.into(),
                         name: name.into(),
                         metric: m.name.clone(),
                         verdict: last.verdict.to_string(),
                         threshold: last.threshold.clone(),
-                    })
-                    .inc();
+                    },
+                    namespace,
+                    name,
+                )
+                .inc();
             }
         }
     }
@@ -362,26 +467,36 @@ impl Metrics {
         if started(after) > started(before)
             && let Some(a) = after.retraining_attempts.last()
         {
-            self.retraining_attempts
-                .get_or_create(&TriggerLabels {
+            self.series(
+                "retraining_attempts",
+                &self.retraining_attempts,
+                TriggerLabels {
                     namespace: namespace.into(),
                     name: name.into(),
                     trigger: a.trigger.to_string(),
-                })
-                .inc();
+                },
+                namespace,
+                name,
+            )
+            .inc();
         }
         if (after.history.len() != before.history.len()
             || after.history.last() != before.history.last())
             && let Some(h) = after.history.last()
         {
-            self.rollout_outcomes
-                .get_or_create(&OutcomeLabels {
+            self.series(
+                "rollout_outcomes",
+                &self.rollout_outcomes,
+                OutcomeLabels {
                     namespace: namespace.into(),
                     name: name.into(),
                     outcome: h.outcome.to_string(),
                     reason: h.reason.to_string(),
-                })
-                .inc();
+                },
+                namespace,
+                name,
+            )
+            .inc();
         }
     }
 
@@ -405,3 +520,41 @@ const ALL_PHASES: [Phase; 9] = [
     Phase::RolledBack,
     Phase::Failed,
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_forgotten_resource_leaves_no_series_and_others_keep_theirs() {
+        let metrics = Metrics::default();
+        let spec: crate::api::ModelDeploymentSpec = serde_json::from_value(serde_json::json!({
+            "model": {"trackingUri": "http://mlflow:5000", "name": "fraud"},
+            "traffic": {"provider": "none"},
+            "drift": {"reference": {"uri": "a.csv"}, "current": {"uri": "b.csv"}}
+        }))
+        .unwrap_or_default();
+        let status = crate::api::ModelDeploymentStatus::default();
+        for name in ["gone", "kept"] {
+            metrics.observe_state("ml", name, Phase::Stable, 10, 5);
+            metrics.observe_decision("ml", name, &spec, &status, &status);
+        }
+        let text = metrics.encode();
+        assert!(text.contains(r#"name="gone""#) && text.contains(r#"name="kept""#));
+        metrics.forget("ml", "gone");
+        let text = metrics.encode();
+        assert!(!text.contains(r#"name="gone""#), "{text}");
+        assert!(
+            text.contains(r#"mlrollout_phase{namespace="ml",name="kept",phase="Stable"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"mlrollout_drift_psi_threshold{namespace="ml",name="kept""#));
+        assert_eq!(
+            metrics.resources(),
+            vec![("ml".to_string(), "kept".to_string())]
+        );
+        // Series come back if the name is used again.
+        metrics.observe_state("ml", "gone", Phase::Pending, 0, 0);
+        assert!(metrics.encode().contains(r#"name="gone""#));
+    }
+}

@@ -114,6 +114,32 @@ spec:
         assert_eq!(answer.status().as_u16(), 200, "/{probe}");
     }
 
+    // Deleted, its series go too (no leak per resource ever created); the operator's own stay.
+    Api::<ModelDeployment>::namespaced(client_k8s.clone(), &ns)
+        .delete("fraud", &Default::default())
+        .await
+        .unwrap();
+    let body = cluster::eventually(
+        "/metrics without the deleted resource",
+        Duration::from_secs(30),
+        || async {
+            let body = client
+                .get(format!("{base}/metrics"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            (!body.contains(&labels)).then_some(body)
+        },
+    )
+    .await;
+    assert!(
+        body.contains(r#"mlrollout_reconciles_total{result="ok"}"#),
+        "{body}"
+    );
+
     stop_tx.send(true).unwrap();
     tokio::time::timeout(Duration::from_secs(10), controller)
         .await

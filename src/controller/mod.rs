@@ -39,6 +39,11 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 /// Reconciles run at the same time (per watched namespace).
 pub const RECONCILE_CONCURRENCY: u16 = 16;
 
+/// How often metric series of resources that no longer exist are looked for. A deletion is
+/// usually seen at once (the children's garbage collection wakes the controller); this is the
+/// backstop for a resource without children.
+pub const METRICS_SWEEP: Duration = Duration::from_secs(60);
+
 /// Source of "now"; injected so tests control time.
 pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 
@@ -171,11 +176,13 @@ async fn reconcile_inner(cached: &ModelDeployment, ctx: &Context) -> Result<Acti
     // is refused. A GET without resourceVersion is a consistent read.
     let api: Api<ModelDeployment> = Api::namespaced(ctx.client.clone(), &namespace);
     let Some(fresh) = api.get_opt(&name).await? else {
+        ctx.metrics.forget(&namespace, &name);
         return Ok(Action::await_change());
     };
     let resource = &fresh;
-    // Deleted resources: children go with them through owner references.
+    // Deleted resources: children go with them through owner references, metrics here.
     if resource.meta().deletion_timestamp.is_some() {
+        ctx.metrics.forget(&namespace, &name);
         return Ok(Action::await_change());
     }
     let owner = resource
@@ -330,14 +337,26 @@ pub async fn run(
         })
         .collect();
     mark_ready_after_first_list(&controllers, &health);
-
     let ctx = Arc::new(ctx);
+    let stores: Vec<_> = controllers.iter().map(|c| c.store()).collect();
+    let sweeper = tokio::spawn(sweep_metrics(stores, ctx.clone(), health.ready.clone()));
+
     let running = futures::future::join_all(controllers.into_iter().map(|controller| {
+        let ctx = ctx.clone();
         controller
             .run(reconcile, error_policy, ctx.clone())
-            .for_each(|result| async move {
-                if let Err(error) = result {
-                    tracing::debug!(%error, "controller event");
+            .for_each(move |result| {
+                let ctx = ctx.clone();
+                async move {
+                    match result {
+                        // A reconcile for a resource that is gone: so are its metrics.
+                        Err(kube::runtime::controller::Error::ObjectNotFound(gone)) => {
+                            ctx.metrics
+                                .forget(gone.namespace.as_deref().unwrap_or_default(), &gone.name);
+                        }
+                        Err(error) => tracing::debug!(%error, "controller event"),
+                        Ok(_) => {}
+                    }
                 }
             })
     }));
@@ -351,8 +370,34 @@ pub async fn run(
         _ = running => {}
         _ = deadline => tracing::warn!(grace = ?SHUTDOWN_GRACE, "controller did not stop in time; stopping anyway"),
     }
+    sweeper.abort();
     health.alive.store(false, Ordering::SeqCst);
     tracing::info!("controller stopped");
+}
+
+/// Every [`METRICS_SWEEP`], removes the metric series of resources no longer in any store
+/// (only once the stores hold their first list: an empty store is not an empty cluster).
+async fn sweep_metrics(
+    stores: Vec<kube::runtime::reflector::Store<ModelDeployment>>,
+    ctx: Arc<Context>,
+    ready: Arc<std::sync::atomic::AtomicBool>,
+) {
+    loop {
+        tokio::time::sleep(METRICS_SWEEP).await;
+        if !ready.load(Ordering::SeqCst) {
+            continue;
+        }
+        let present: std::collections::HashSet<(String, String)> = stores
+            .iter()
+            .flat_map(|store| store.state())
+            .map(|r| (r.namespace().unwrap_or_default(), r.name_any()))
+            .collect();
+        for (namespace, name) in ctx.metrics.resources() {
+            if !present.contains(&(namespace.clone(), name.clone())) {
+                ctx.metrics.forget(&namespace, &name);
+            }
+        }
+    }
 }
 
 /// One controller for a namespace (`None`: all of them): ModelDeployments and the children

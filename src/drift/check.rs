@@ -1,7 +1,6 @@
 //! The operator's drift check: the drift engine on the resource's data (prepared references
 //! cached per model version), plus accuracy from labelled data or a PromQL query.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,9 +31,13 @@ pub trait DriftCheck: Send + Sync {
 /// Most features kept in `status.drift.features` (the most drifted first).
 pub const MAX_FEATURES_IN_STATUS: usize = 50;
 
+/// Most drift engines kept (one per MLflow server and credential set, each with its reference
+/// cache): authors choose both, so the least recently used goes past this.
+pub const MAX_CACHED_ENGINES: std::num::NonZeroUsize = std::num::NonZeroUsize::new(16).unwrap();
+
 /// Drift checks with one engine (and its reference cache) per MLflow server.
 pub struct EngineDriftCheck {
-    engines: Mutex<HashMap<String, Arc<DriftEngine>>>,
+    engines: Mutex<lru::LruCache<String, Arc<DriftEngine>>>,
     prometheus: Option<PrometheusClient>,
     max_bytes: u64,
     timeout: Duration,
@@ -57,7 +60,7 @@ impl EngineDriftCheck {
     /// Every dataset read at most `max_bytes`, within `timeout`.
     pub fn with_limits(max_bytes: u64, timeout: Duration) -> Self {
         Self {
-            engines: Mutex::default(),
+            engines: Mutex::new(lru::LruCache::new(MAX_CACHED_ENGINES)),
             prometheus: PrometheusClient::new(Duration::from_secs(10)).ok(),
             max_bytes,
             timeout,
@@ -86,7 +89,7 @@ impl EngineDriftCheck {
             .with_timeout(self.timeout)
             .with_mlflow(client);
         let engine = Arc::new(DriftEngine::new(fetch));
-        engines.insert(key, engine.clone());
+        engines.put(key, engine.clone());
         Ok(engine)
     }
 

@@ -1,6 +1,6 @@
 //! [`ModelRegistry`] backed by a real MLflow tracking server.
 
-use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -11,19 +11,36 @@ use super::{LINEAGE_TAG, ModelRegistry, RegistryCredentials, RegistryError, Reso
 use crate::api::{AttemptOutcome, ModelSource, RegistryOp, RegistryWrite};
 use crate::mlflow::{MlflowAuth, MlflowClient, MlflowError};
 
+/// Most MLflow clients kept (one per server and credential set): resource authors choose
+/// both, so the cache must not grow with every value they try. The least recently used goes.
+pub const MAX_CACHED_CLIENTS: NonZeroUsize = NonZeroUsize::new(64).unwrap();
+
 /// Resolves models through MLflow's REST API; clients are cached per server and credentials.
-#[derive(Default)]
 pub struct MlflowRegistry {
-    clients: Mutex<HashMap<(String, String), MlflowClient>>,
+    clients: Mutex<lru::LruCache<(String, String), MlflowClient>>,
     timeout: Option<Duration>,
+}
+
+impl Default for MlflowRegistry {
+    fn default() -> Self {
+        Self {
+            clients: Mutex::new(lru::LruCache::new(MAX_CACHED_CLIENTS)),
+            timeout: None,
+        }
+    }
 }
 
 impl MlflowRegistry {
     pub fn new(timeout: Duration) -> Self {
         Self {
-            clients: Mutex::default(),
             timeout: Some(timeout),
+            ..Self::default()
         }
+    }
+
+    /// Clients cached now.
+    pub fn cached_clients(&self) -> usize {
+        self.clients.lock().map(|c| c.len()).unwrap_or_default()
     }
 
     /// The client for one server and credential set.
@@ -47,7 +64,7 @@ impl MlflowRegistry {
             self.timeout.unwrap_or(Duration::from_secs(10)),
         )
         .map_err(|e| RegistryError::Other(e.to_string()))?;
-        clients.insert(key, client.clone());
+        clients.put(key, client.clone());
         Ok(client)
     }
 }
@@ -292,5 +309,27 @@ pub fn map_error(error: MlflowError, model: &str) -> RegistryError {
         }
         e @ MlflowError::MalformedResponse { .. } => RegistryError::Malformed(e.to_string()),
         other => RegistryError::Other(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_client_cache_is_bounded() {
+        crate::cli::install_crypto_provider();
+        let registry = MlflowRegistry::new(Duration::from_secs(1));
+        for i in 0..80 {
+            // A new token each time, as an author trying values would cause.
+            let credentials = RegistryCredentials::Bearer(format!("token-{i}"));
+            registry.client("http://127.0.0.1:1", &credentials).unwrap();
+        }
+        assert_eq!(registry.cached_clients(), MAX_CACHED_CLIENTS.get());
+        // A cached one is reused, not added.
+        let credentials = RegistryCredentials::Bearer("token-79".into());
+        registry.client("http://127.0.0.1:1", &credentials).unwrap();
+        assert_eq!(registry.cached_clients(), MAX_CACHED_CLIENTS.get());
     }
 }
