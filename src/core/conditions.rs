@@ -5,6 +5,8 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
+use crate::api::{ModelDeploymentStatus, PauseReason, Phase};
+
 pub use crate::api::conditions::{ConditionType, Reason};
 
 /// A condition the decision wants to hold.
@@ -75,6 +77,151 @@ pub fn set(
 /// Looks a condition up by type.
 pub fn get(conditions: &[Condition], type_: ConditionType) -> Option<&Condition> {
     conditions.iter().find(|c| c.type_ == type_.as_str())
+}
+
+/// kstatus' two abnormal-true conditions, `Reconciling` and `Stalled`, for a status whose
+/// phase is decided and whose `Ready` condition is `ready` (what Flux and `kstatus` read:
+/// Reconciling=True → InProgress, Stalled=True → Failed, neither → `Ready` decides).
+///
+/// - Stalled=True when nothing moves without a person: an invalid spec, a rollback, a failed
+///   attempt, or an analysis that could not decide (paused for a person).
+/// - Reconciling=True while the operator moves toward a state: retraining, evaluation, shadow,
+///   the steps, or waiting for the registry or the replicas.
+/// - A pause a person asked for (`mlrollout.io/pause`) is neither: the operator holds as told,
+///   `Ready` speaks for what is served (README, "GitOps: Argo CD and Flux").
+///
+/// The two are never True together (kstatus would take whichever comes first in the list).
+pub fn reconciling_and_stalled(
+    status: &ModelDeploymentStatus,
+    ready: &ConditionUpdate,
+) -> (ConditionUpdate, ConditionUpdate) {
+    let stalled = stalled(status, ready);
+    let reconciling = if stalled.is_some() || status.paused {
+        None
+    } else {
+        reconciling(status, ready)
+    };
+    let resting_reason = if status.paused {
+        Reason::Paused
+    } else {
+        Reason::of_phase(status.phase)
+    };
+    let reconciling = match (reconciling, &stalled) {
+        (Some((reason, message)), _) => {
+            ConditionUpdate::new(ConditionType::Reconciling, true, reason, message)
+        }
+        (None, Some((reason, _))) => ConditionUpdate::new(
+            ConditionType::Reconciling,
+            false,
+            *reason,
+            "stalled: see the Stalled condition",
+        ),
+        (None, None) => ConditionUpdate::new(
+            ConditionType::Reconciling,
+            false,
+            resting_reason,
+            resting_message(status),
+        ),
+    };
+    let stalled = match stalled {
+        Some((reason, message)) => {
+            ConditionUpdate::new(ConditionType::Stalled, true, reason, message)
+        }
+        None => ConditionUpdate::new(
+            ConditionType::Stalled,
+            false,
+            resting_reason,
+            "nothing waits for a person",
+        ),
+    };
+    (reconciling, stalled)
+}
+
+fn stable_of(status: &ModelDeploymentStatus) -> &str {
+    status.stable_version.as_deref().unwrap_or("none")
+}
+
+/// Why nothing moves on without a person, if so.
+fn stalled(status: &ModelDeploymentStatus, ready: &ConditionUpdate) -> Option<(Reason, String)> {
+    if ready.reason == Reason::InvalidSpec {
+        return Some((
+            Reason::InvalidSpec,
+            format!("fix the spec: {}", ready.message),
+        ));
+    }
+    if status.paused && status.pause_reason == Some(PauseReason::InconclusiveAnalysis) {
+        return Some((
+            Reason::InconclusiveAnalysis,
+            format!(
+                "the analysis could not decide in phase {}; a person resumes, promotes or aborts (mlrollout resume|promote|abort)",
+                status.phase.as_str()
+            ),
+        ));
+    }
+    match status.phase {
+        Phase::RolledBack => {
+            let (candidate, why) = status.history.last().map_or(("?", "?"), |h| {
+                (h.candidate_version.as_str(), h.reason.as_str())
+            });
+            Some((
+                Reason::RolledBack,
+                format!(
+                    "version {candidate} was rolled back ({why}); version {} serves all traffic until a retry, a retraining or a new version",
+                    stable_of(status)
+                ),
+            ))
+        }
+        Phase::Failed => Some((
+            Reason::Failed,
+            format!(
+                "the last attempt failed ({}); version {} serves all traffic until a retry or the next retraining",
+                status.message.as_deref().unwrap_or(""),
+                stable_of(status)
+            ),
+        )),
+        _ => None,
+    }
+}
+
+/// What the operator is still moving toward, if anything.
+fn reconciling(status: &ModelDeploymentStatus, ready: &ConditionUpdate) -> Option<(Reason, String)> {
+    let candidate = status.candidate_version.as_deref().unwrap_or("?");
+    let message = match status.phase {
+        Phase::Retraining => {
+            let job = status
+                .retraining_attempts
+                .last()
+                .map_or("?", |a| a.job_name.as_str());
+            format!("retraining: Job {job} is running")
+        }
+        Phase::Evaluating => {
+            format!("evaluating version {candidate} against the champion")
+        }
+        Phase::Shadow => format!(
+            "shadow: {}% of traffic mirrored to version {candidate}",
+            status.mirror_percent
+        ),
+        Phase::Progressing => format!(
+            "step {}: {}% of traffic on version {candidate}",
+            status.current_step.map_or(0, |i| i + 1),
+            status.canary_weight
+        ),
+        Phase::Pending | Phase::Stable | Phase::Promoted | Phase::RolledBack | Phase::Failed => {
+            return (!ready.status).then(|| (ready.reason, ready.message.clone()));
+        }
+    };
+    Some((Reason::of_phase(status.phase), message))
+}
+
+fn resting_message(status: &ModelDeploymentStatus) -> String {
+    if status.paused {
+        format!(
+            "paused by a person (mlrollout.io/pause) in phase {}; mlrollout resume continues",
+            status.phase.as_str()
+        )
+    } else {
+        format!("version {} serves all traffic", stable_of(status))
+    }
 }
 
 #[cfg(test)]
