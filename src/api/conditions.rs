@@ -18,6 +18,13 @@ pub enum ConditionType {
     DriftChecked,
     /// The advisor answered (False: why its answer was ignored).
     AdvisorAvailable,
+    /// kstatus' abnormal-true condition: True while the operator is still moving the resource
+    /// toward a state (retraining, evaluation, shadow, steps, waiting for the registry or for
+    /// replicas). Never True together with `Stalled`.
+    Reconciling,
+    /// kstatus' abnormal-true condition: True when the resource cannot move on without a person
+    /// (an invalid spec, a rollback, a failed attempt, an analysis that could not decide).
+    Stalled,
 }
 
 impl ConditionType {
@@ -56,6 +63,8 @@ status_word! {
     RolledBack,
     Failed,
     Paused,
+    // Stalled (besides InvalidSpec, RolledBack, Failed, and the phase while False)
+    InconclusiveAnalysis,
     // Synced
     Applied,
     KubernetesApiError,

@@ -16,7 +16,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::DynamicObject;
 
 use crate::api::validation::{SpecProblem, ValidatedSpec};
-use crate::api::{EventReason, ModelDeploymentSpec, ModelDeploymentStatus, Phase};
+use crate::api::{EventReason, ModelDeploymentSpec, ModelDeploymentStatus, PauseReason, Phase};
 use crate::core::lifecycle::{
     self, DesiredTraffic, Observations, StepInput, StepOutput, Transition, manual,
 };
@@ -188,12 +188,21 @@ struct Conds {
 impl Conds {
     fn set(&mut self, status: &mut ModelDeploymentStatus, update: ConditionUpdate) {
         let changed = conditions::set(&mut status.conditions, &update, self.generation, self.now);
+        if update.type_ == ConditionType::Ready {
+            // kstatus' pair follows Ready (and the phase, decided before Ready).
+            let (reconciling, stalled) = conditions::reconciling_and_stalled(status, &update);
+            for pair in [reconciling, stalled] {
+                self.set(status, pair);
+            }
+        }
         // Waiting for replicas and lifecycle progress are normal, not something to act on;
         // the lifecycle reports its own transitions.
         let quiet = update.reason == Reason::WaitingForReplicas
             || update.type_ == ConditionType::Progressing
             || update.type_ == ConditionType::AdvisorAvailable
-            || update.type_ == ConditionType::DriftChecked;
+            || update.type_ == ConditionType::DriftChecked
+            || update.type_ == ConditionType::Reconciling
+            || update.type_ == ConditionType::Stalled;
         if changed && !quiet {
             self.events.push(EventIntent {
                 warning: !update.status,
@@ -338,11 +347,11 @@ fn wait_for_registry(
         Err(e) => (e.reason, e.message.clone()),
         Ok(_) => (Reason::Unresolved, "model not resolved".to_string()),
     };
+    status.phase = Phase::Pending;
     conds.set(
         &mut status,
         ConditionUpdate::new(ConditionType::Ready, false, reason, message.clone()),
     );
-    status.phase = Phase::Pending;
     status.message = Some(format!("Waiting for the model registry: {message}"));
     conds.hold(status, SHORT_RETRY)
 }
@@ -457,12 +466,13 @@ fn set_ready(
 
 fn set_progressing(status: &mut ModelDeploymentStatus, conds: &mut Conds) {
     let progressing = if status.paused {
-        ConditionUpdate::new(
-            ConditionType::Progressing,
-            false,
-            Reason::Paused,
-            "paused by mlrollout.io/pause",
-        )
+        let why = match status.pause_reason {
+            Some(PauseReason::InconclusiveAnalysis) => {
+                "paused for a person: the analysis could not decide"
+            }
+            _ => "paused by mlrollout.io/pause",
+        };
+        ConditionUpdate::new(ConditionType::Progressing, false, Reason::Paused, why)
     } else if lifecycle::is_active(status.phase) {
         let what = match (status.phase, status.current_step) {
             (Phase::Progressing, Some(i)) => format!(

@@ -13,3 +13,4 @@ pub mod operator;
 pub mod process;
 pub mod prometheus;
 pub mod registry;
+pub mod world;

@@ -84,6 +84,7 @@ macro_rules! ensure {
 
 // After `ensure!`: the modules below use it.
 mod arbitrary;
+mod gitops;
 mod model;
 mod story;
 mod strategies;
@@ -232,6 +233,7 @@ fn no_panic_on_arbitrary_status_and_observations() {
             served,
             ..harness.observed(observed.clone())
         });
+        gitops::check_gitops_conditions(&decision).map_err(TestCaseError::fail)?;
         // Whatever the status said, a rollback leaves nothing on the candidate.
         if decision
             .events

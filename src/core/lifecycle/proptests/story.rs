@@ -122,6 +122,7 @@ impl<'a> Story<'a> {
         self.stats.ticks += 1;
 
         check_traffic(self.spec(), &decision)?;
+        super::gitops::check_gitops_conditions(&decision)?;
         self.follow(
             &pre,
             &decision,
