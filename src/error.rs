@@ -19,6 +19,16 @@ pub enum Error {
         what: &'static str,
         source: serde_json::Error,
     },
+    /// An object with the name a child needs exists and is not this resource's: it is never
+    /// adopted or overwritten.
+    #[error(
+        "{kind} {name} exists and is not this ModelDeployment's ({holder}); mlrollout never adopts or overwrites objects it did not create: rename or delete it"
+    )]
+    NameConflict {
+        kind: String,
+        name: String,
+        holder: String,
+    },
 }
 
 /// Stable category of an [`Error`].
@@ -28,6 +38,7 @@ pub enum ErrorCategory {
     KubeConflict,
     Registry,
     InvalidObject,
+    NameConflict,
 }
 
 impl ErrorCategory {
@@ -39,6 +50,7 @@ impl ErrorCategory {
             ErrorCategory::KubeConflict => Reason::KubernetesConflict,
             ErrorCategory::Registry => Reason::RegistryError,
             ErrorCategory::InvalidObject => Reason::InvalidObject,
+            ErrorCategory::NameConflict => Reason::NameConflict,
         }
     }
 
@@ -49,6 +61,7 @@ impl ErrorCategory {
             ErrorCategory::KubeConflict => "kube_conflict",
             ErrorCategory::Registry => "registry",
             ErrorCategory::InvalidObject => "invalid_object",
+            ErrorCategory::NameConflict => "name_conflict",
         }
     }
 }
@@ -64,6 +77,7 @@ impl Error {
             Error::MissingNamespace(_) | Error::MissingUid(_) | Error::Serialization { .. } => {
                 ErrorCategory::InvalidObject
             }
+            Error::NameConflict { .. } => ErrorCategory::NameConflict,
         }
     }
 }

@@ -49,6 +49,8 @@ status_word! {
     AliasNotFound,
     VersionNotFound,
     RegistryForbidden,
+    SecretNotFound,
+    SecretKeyMissing,
     RegistryUnavailable,
     RegistryMalformedResponse,
     RegistryError,
@@ -70,6 +72,7 @@ status_word! {
     KubernetesApiError,
     KubernetesConflict,
     InvalidObject,
+    NameConflict,
     // DriftChecked
     Checked,
     DataNotFound,

@@ -4,6 +4,7 @@
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
@@ -15,13 +16,15 @@ use crate::error::{Error, Result};
 use crate::registry::RegistryCredentials;
 
 use super::Context;
+use crate::core::children::job::LABEL_ATTEMPT;
 use crate::core::children::route::virtual_service_resource;
 use crate::core::conditions::{self, ConditionType, ConditionUpdate, Reason};
 use crate::core::decide::{Child, EventIntent, Removal};
 use crate::core::names::FIELD_MANAGER;
 
 /// Applies every child server-side, in order (Services exist before a route points at them);
-/// stops at the first failure (the next reconcile retries).
+/// stops at the first failure (the next reconcile retries). An object that has a child's name
+/// but is not ours stops it too ([`Error::NameConflict`]): it is never adopted or overwritten.
 pub async fn apply_children(ctx: &Context, namespace: &str, children: &[Child]) -> Result<()> {
     for child in children {
         match child {
@@ -36,6 +39,12 @@ pub async fn apply_children(ctx: &Context, namespace: &str, children: &[Child]) 
                     namespace,
                     &virtual_service_resource(),
                 );
+                let existing = api.get_metadata_opt(&vs.name_any()).await?;
+                ensure_ours(
+                    "VirtualService",
+                    vs.meta(),
+                    existing.as_ref().map(|e| &e.metadata),
+                )?;
                 api.patch(
                     &vs.name_any(),
                     &PatchParams::apply(FIELD_MANAGER).force(),
@@ -59,6 +68,12 @@ where
 {
     let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
     let name = object.meta().name.clone().unwrap_or_default();
+    let existing = api.get_metadata_opt(&name).await?;
+    ensure_ours(
+        &K::kind(&()),
+        object.meta(),
+        existing.as_ref().map(|e| &e.metadata),
+    )?;
     api.patch(
         &name,
         &PatchParams::apply(FIELD_MANAGER).force(),
@@ -68,43 +83,127 @@ where
     Ok(())
 }
 
-/// Jobs are created once; one that exists (a restart, a second replica) is adopted.
+/// Jobs are created once; one that exists is taken as ours only if it is this resource's Job
+/// of the same attempt (a restart, a second replica), never someone else's of the same name.
 async fn create_if_absent(ctx: &Context, namespace: &str, job: &Job) -> Result<()> {
     let api: Api<Job> = Api::namespaced(ctx.client.clone(), namespace);
     match api.create(&PostParams::default(), job).await {
         Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 409 => {
+            let existing = api.get_metadata_opt(&job.name_any()).await?;
+            let existing = existing.as_ref().map(|e| &e.metadata);
+            ensure_ours("Job", job.meta(), existing)?;
+            let attempt = |meta: &ObjectMeta| {
+                meta.labels
+                    .as_ref()
+                    .and_then(|l| l.get(LABEL_ATTEMPT).cloned())
+            };
+            match existing {
+                Some(meta) if attempt(meta) != attempt(job.meta()) => Err(Error::NameConflict {
+                    kind: "Job".into(),
+                    name: job.name_any(),
+                    holder: format!(
+                        "it is attempt {} of this resource",
+                        attempt(meta).unwrap_or_else(|| "-".into())
+                    ),
+                }),
+                _ => Ok(()),
+            }
+        }
         Err(e) => Err(e.into()),
     }
 }
 
-/// Deletes what must not exist; absence is success.
-pub async fn remove_children(ctx: &Context, namespace: &str, removals: &[Removal]) -> Result<()> {
-    let params = DeleteParams::background();
+/// Whether `existing` (an object with the name of `desired`) may be applied over: only when it
+/// is controlled by the owner `desired` names.
+fn ensure_ours(kind: &str, desired: &ObjectMeta, existing: Option<&ObjectMeta>) -> Result<()> {
+    let Some(existing) = existing else {
+        return Ok(());
+    };
+    let ours = desired
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true));
+    let holder = existing
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true));
+    match (ours, holder) {
+        (Some(ours), Some(holder)) if ours.uid == holder.uid => Ok(()),
+        (_, holder) => Err(Error::NameConflict {
+            kind: kind.to_string(),
+            name: desired.name.clone().unwrap_or_default(),
+            holder: match holder {
+                Some(h) => format!("controlled by {} {}", h.kind, h.name),
+                None => "it has no controller".into(),
+            },
+        }),
+    }
+}
+
+/// Deletes what must not exist; absence is success. Only objects this resource (`owner_uid`)
+/// controls are deleted: one of the same name that is someone else's is left alone.
+pub async fn remove_children(
+    ctx: &Context,
+    namespace: &str,
+    owner_uid: &str,
+    removals: &[Removal],
+) -> Result<()> {
     for removal in removals {
-        let result = match removal {
+        match removal {
             Removal::Deployment(name) => {
-                Api::<Deployment>::namespaced(ctx.client.clone(), namespace)
-                    .delete(name, &params)
-                    .await
-                    .map(|_| ())
+                delete_if_ours::<Deployment>(ctx, namespace, name, owner_uid).await?;
             }
-            Removal::Service(name) => Api::<Service>::namespaced(ctx.client.clone(), namespace)
-                .delete(name, &params)
-                .await
-                .map(|_| ()),
-            Removal::Job(name) => Api::<Job>::namespaced(ctx.client.clone(), namespace)
-                .delete(name, &params)
-                .await
-                .map(|_| ()),
-        };
-        match result {
-            Ok(()) => {}
-            Err(kube::Error::Api(status)) if status.code == 404 => {}
-            Err(e) => return Err(e.into()),
+            Removal::Service(name) => {
+                delete_if_ours::<Service>(ctx, namespace, name, owner_uid).await?;
+            }
+            Removal::Job(name) => delete_if_ours::<Job>(ctx, namespace, name, owner_uid).await?,
         }
     }
     Ok(())
+}
+
+async fn delete_if_ours<K>(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    owner_uid: &str,
+) -> Result<()>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + DeserializeOwned
+        + Clone
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+    let Some(existing) = api.get_metadata_opt(name).await? else {
+        return Ok(());
+    };
+    let ours = existing
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.controller == Some(true) && o.uid == owner_uid);
+    if !ours {
+        tracing::warn!(%namespace, %name, kind = %K::kind(&()), "not deleting an object that is not ours");
+        return Ok(());
+    }
+    // The uid precondition: never delete a same-named object created in between.
+    let params = DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            uid: existing.metadata.uid.clone(),
+            resource_version: None,
+        }),
+        ..DeleteParams::background()
+    };
+    match api.delete(name, &params).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Performs the pending MLflow writes in order; the ones that failed stay pending and the
@@ -262,5 +361,54 @@ mod tests {
             }
         }
         assert!(no_nulls(&body), "{body}");
+    }
+}
+
+#[cfg(test)]
+mod ownership_tests {
+    #![allow(clippy::unwrap_used)]
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+    use super::*;
+
+    fn meta(owner: Option<(&str, &str, bool)>) -> ObjectMeta {
+        ObjectMeta {
+            name: Some("fraud-stable".into()),
+            owner_references: owner.map(|(kind, uid, controller)| {
+                vec![OwnerReference {
+                    kind: kind.into(),
+                    name: format!("{kind}-owner"),
+                    uid: uid.into(),
+                    controller: Some(controller),
+                    ..Default::default()
+                }]
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn only_objects_we_control_are_applied_over() {
+        let desired = meta(Some(("ModelDeployment", "ours", true)));
+        assert!(ensure_ours("Deployment", &desired, None).is_ok(), "absent");
+        assert!(ensure_ours("Deployment", &desired, Some(&desired)).is_ok());
+        for (existing, holder) in [
+            (meta(None), "it has no controller"),
+            (
+                meta(Some(("ModelDeployment", "another", true))),
+                "controlled by ModelDeployment ModelDeployment-owner",
+            ),
+            // Ours only as a non-controlling owner: still not ours to manage.
+            (
+                meta(Some(("ModelDeployment", "ours", false))),
+                "it has no controller",
+            ),
+        ] {
+            let error = ensure_ours("Service", &desired, Some(&existing)).unwrap_err();
+            assert_eq!(error.category(), crate::error::ErrorCategory::NameConflict);
+            let text = error.to_string();
+            assert!(text.starts_with("Service fraud-stable exists"), "{text}");
+            assert!(text.contains(holder), "{holder} in {text}");
+        }
     }
 }

@@ -241,7 +241,10 @@ async fn apply_children(
         return Ok(());
     };
     let applied = match act::apply_children(ctx, namespace, children).await {
-        Ok(()) => act::remove_children(ctx, namespace, &decision.remove).await,
+        Ok(()) => {
+            let owner_uid = resource.metadata.uid.as_deref().unwrap_or_default();
+            act::remove_children(ctx, namespace, owner_uid, &decision.remove).await
+        }
         failed => failed,
     };
     let generation = resource.metadata.generation;

@@ -364,8 +364,8 @@ pub async fn read_credentials(
         .await
         .map_err(|e| RegistryError::Other(format!("reading Secret {}: {e}", secret_ref.name)))?
         .ok_or_else(|| {
-            RegistryError::Forbidden(format!(
-                "credentials Secret {:?} not found in namespace {namespace}",
+            RegistryError::SecretNotFound(format!(
+                "credentials Secret {:?} (spec.model.credentialsSecret) not found in namespace {namespace}",
                 secret_ref.name
             ))
         })?;
@@ -379,7 +379,7 @@ pub async fn read_credentials(
         (None, Some(username), Some(password)) => {
             Ok(RegistryCredentials::Basic { username, password })
         }
-        _ => Err(RegistryError::Forbidden(format!(
+        _ => Err(RegistryError::SecretKeyMissing(format!(
             "credentials Secret {:?} needs key `token`, or keys `username` and `password`",
             secret_ref.name
         ))),

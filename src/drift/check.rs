@@ -73,7 +73,7 @@ impl EngineDriftCheck {
         tracking_uri: &str,
         credentials: &RegistryCredentials,
     ) -> Result<Arc<DriftEngine>, String> {
-        let key = format!("{tracking_uri}|{credentials:?}");
+        let key = format!("{tracking_uri}|{}", credentials.identity());
         let mut engines = self
             .engines
             .lock()

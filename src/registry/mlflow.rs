@@ -50,7 +50,7 @@ impl MlflowRegistry {
         credentials: &RegistryCredentials,
     ) -> Result<MlflowClient, RegistryError> {
         let auth = MlflowAuth::from(credentials);
-        let key = (tracking_uri.to_string(), format!("{credentials:?}"));
+        let key = (tracking_uri.to_string(), credentials.identity());
         let mut clients = self
             .clients
             .lock()

@@ -25,6 +25,12 @@ pub enum RegistryError {
     VersionNotFound { model: String, version: String },
     #[error("MLflow refused the request: {0}")]
     Forbidden(String),
+    /// The credentials Secret named in the spec does not exist.
+    #[error("{0}")]
+    SecretNotFound(String),
+    /// The credentials Secret lacks the keys it needs.
+    #[error("{0}")]
+    SecretKeyMissing(String),
     #[error("MLflow is unreachable: {0}")]
     Unavailable(String),
     #[error("MLflow answered something that is not its API: {0}")]
@@ -50,6 +56,8 @@ impl RegistryError {
             RegistryError::AliasNotFound { .. } => Reason::AliasNotFound,
             RegistryError::VersionNotFound { .. } => Reason::VersionNotFound,
             RegistryError::Forbidden(_) => Reason::RegistryForbidden,
+            RegistryError::SecretNotFound(_) => Reason::SecretNotFound,
+            RegistryError::SecretKeyMissing(_) => Reason::SecretKeyMissing,
             RegistryError::Unavailable(_) => Reason::RegistryUnavailable,
             RegistryError::Malformed(_) => Reason::RegistryMalformedResponse,
             RegistryError::Other(_) => Reason::RegistryError,
@@ -57,8 +65,9 @@ impl RegistryError {
     }
 }
 
-/// Credentials for the registry, read from the Secret named in the spec.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// Credentials for the registry, read from the Secret named in the spec. `Debug` shows the
+/// kind, never the secret (it reaches logs); [`RegistryCredentials::identity`] tells sets apart.
+#[derive(Clone, PartialEq, Eq, Default)]
 pub enum RegistryCredentials {
     #[default]
     None,
@@ -67,6 +76,34 @@ pub enum RegistryCredentials {
         username: String,
         password: String,
     },
+}
+
+impl std::fmt::Debug for RegistryCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RegistryCredentials::None => f.write_str("None"),
+            RegistryCredentials::Bearer(_) => f.write_str("Bearer(<redacted>)"),
+            RegistryCredentials::Basic { username, .. } => {
+                write!(
+                    f,
+                    "Basic {{ username: {username:?}, password: <redacted> }}"
+                )
+            }
+        }
+    }
+}
+
+impl RegistryCredentials {
+    /// A key that differs between credential sets (for caches of clients built with them).
+    pub fn identity(&self) -> String {
+        match self {
+            RegistryCredentials::None => "none".into(),
+            RegistryCredentials::Bearer(token) => format!("bearer:{token}"),
+            RegistryCredentials::Basic { username, password } => {
+                format!("basic:{}:{username}:{password}", username.len())
+            }
+        }
+    }
 }
 
 /// Tag a retraining Job puts on the version it registers (value: the attempt id).
