@@ -21,6 +21,7 @@ pub mod leader;
 pub mod metrics;
 pub mod mlflow;
 pub mod registry;
+pub mod retry;
 pub mod server;
 pub mod simulate;
 pub mod telemetry;

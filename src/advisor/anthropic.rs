@@ -33,6 +33,14 @@ struct ContentBlock {
     text: String,
 }
 
+/// Retries of a call: an unreachable provider, a rate limit or a 5xx answer is asked again
+/// (within the advisor's timeout).
+pub const ADVISOR_RETRY: crate::retry::RetryPolicy = crate::retry::RetryPolicy {
+    attempts: 3,
+    base: Duration::from_millis(500),
+    max: Duration::from_secs(4),
+};
+
 impl AnthropicAdvisor {
     pub fn new() -> Self {
         Self {
@@ -111,8 +119,12 @@ impl Advisor for AnthropicAdvisor {
         input: &'a AdvisorInput,
     ) -> BoxFuture<'a, Result<AdvisorAnswer, AdvisorError>> {
         async move {
-            // The whole exchange, not only each I/O step, is bounded.
-            match tokio::time::timeout(timeout, self.call(spec, timeout, api_key, input)).await {
+            // The whole exchange, retries included, is bounded by the timeout.
+            let exchange =
+                crate::retry::retry_if(ADVISOR_RETRY, AdvisorError::is_transient, || {
+                    self.call(spec, timeout, api_key, input)
+                });
+            match tokio::time::timeout(timeout, exchange).await {
                 Ok(result) => result,
                 Err(_) => Err(AdvisorError::Timeout),
             }

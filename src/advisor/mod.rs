@@ -70,6 +70,15 @@ pub enum AdvisorError {
 }
 
 impl AdvisorError {
+    /// Whether asking again soon may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            AdvisorError::Unreachable(_) | AdvisorError::RateLimited => true,
+            AdvisorError::Http { status, .. } => *status >= 500,
+            _ => false,
+        }
+    }
+
     /// Reason of condition `AdvisorAvailable=False`.
     pub fn reason(&self) -> Reason {
         match self {

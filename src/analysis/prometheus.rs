@@ -28,6 +28,26 @@ pub enum QueryError {
     Malformed(String),
 }
 
+impl QueryError {
+    /// Whether asking again soon may succeed: the server was unreachable, overloaded or failing
+    /// (a rejected query or an answer we cannot read will not change).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            QueryError::Unreachable(_) => true,
+            QueryError::Http { status, .. } => *status >= 500 || *status == 429,
+            _ => false,
+        }
+    }
+}
+
+/// Retries of one query: three attempts within about a second, so that a blip does not cost a
+/// measurement while an outage is still reported within the analysis interval.
+pub const QUERY_RETRY: crate::retry::RetryPolicy = crate::retry::RetryPolicy {
+    attempts: 3,
+    base: std::time::Duration::from_millis(150),
+    max: std::time::Duration::from_secs(1),
+};
+
 /// One sample of an instant vector.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
@@ -83,8 +103,21 @@ impl PrometheusClient {
         Ok(Self { http })
     }
 
-    /// An instant query; the result as samples (a scalar is one unlabelled sample).
+    /// An instant query; the result as samples (a scalar is one unlabelled sample). An
+    /// unreachable server or a 5xx/429 answer is retried briefly ([`QUERY_RETRY`]).
     pub async fn query(
+        &self,
+        address: &str,
+        token: Option<&str>,
+        promql: &str,
+    ) -> Result<Vec<Sample>, QueryError> {
+        crate::retry::retry_if(QUERY_RETRY, QueryError::is_transient, || {
+            self.query_once(address, token, promql)
+        })
+        .await
+    }
+
+    async fn query_once(
         &self,
         address: &str,
         token: Option<&str>,

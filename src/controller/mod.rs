@@ -65,6 +65,10 @@ pub struct Context {
     /// waits are in the clock's time, not the process's: a cap lets a test move the clock by
     /// hours and see the controller act on it within seconds.
     pub max_requeue: Option<Duration>,
+    /// Failed reconciles in a row per (namespace, name), for the error backoff; an entry goes
+    /// when the resource reconciles again (or is gone), so the map stays as small as the set
+    /// of failing resources.
+    failures: Arc<std::sync::Mutex<std::collections::HashMap<(String, String), u32>>>,
 }
 
 impl Context {
@@ -83,6 +87,34 @@ impl Context {
             drift: None,
             advisor: None,
             max_requeue: None,
+            failures: Arc::default(),
+        }
+    }
+
+    /// Counts one more failure of `resource` in a row; returns the count.
+    fn note_failure(&self, resource: &ModelDeployment) -> u32 {
+        let key = (
+            resource.namespace().unwrap_or_default(),
+            resource.name_any(),
+        );
+        self.failures
+            .lock()
+            .map(|mut f| {
+                let n = f.entry(key).or_insert(0);
+                *n = n.saturating_add(1);
+                *n
+            })
+            .unwrap_or(1)
+    }
+
+    /// `resource` reconciled: its next failure starts the backoff anew.
+    fn clear_failures(&self, resource: &ModelDeployment) {
+        let key = (
+            resource.namespace().unwrap_or_default(),
+            resource.name_any(),
+        );
+        if let Ok(mut f) = self.failures.lock() {
+            f.remove(&key);
         }
     }
 
@@ -161,6 +193,9 @@ impl WatchScope {
 pub async fn reconcile(resource: Arc<ModelDeployment>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
     let outcome = reconcile_inner(&resource, &ctx).await;
+    if outcome.is_ok() {
+        ctx.clear_failures(&resource);
+    }
     let reason = outcome.as_ref().err().map(|e| e.category().metric_label());
     ctx.metrics.observe_reconcile(started.elapsed(), reason);
     outcome
@@ -307,14 +342,25 @@ pub fn error_policy(resource: Arc<ModelDeployment>, error: &Error, ctx: Arc<Cont
         tracing::debug!(name = %resource.name_any(), error = %error, "stale view, retrying");
         return Action::requeue(Duration::from_millis(200));
     }
+    let failures = ctx.note_failure(&resource);
+    let delay = crate::retry::reconcile_backoff(failures, ERROR_BACKOFF_BASE, ERROR_BACKOFF_MAX);
     tracing::warn!(
         name = %resource.name_any(),
         reason = category.reason().as_str(),
         error = %error,
+        failures,
+        retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
         "reconcile failed"
     );
-    ctx.requeue(Duration::from_secs(10))
+    ctx.requeue(delay)
 }
+
+/// First wait after a failed reconcile; doubled (with jitter) for each further failure in a row
+/// of the same resource, up to [`ERROR_BACKOFF_MAX`]. One broken resource then costs little,
+/// and many that failed together (an API server restart) do not retry in step.
+pub const ERROR_BACKOFF_BASE: Duration = Duration::from_secs(5);
+/// Longest wait between retries of a failing resource.
+pub const ERROR_BACKOFF_MAX: Duration = Duration::from_secs(300);
 
 /// Runs the controller until `shutdown` resolves.
 ///
@@ -451,4 +497,38 @@ fn mark_ready_after_first_list(controllers: &[Controller<ModelDeployment>], heal
         ready.store(true, Ordering::SeqCst);
         tracing::info!("first list of ModelDeployments done; ready");
     });
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn resource(name: &str) -> ModelDeployment {
+        let mut r = ModelDeployment::new(name, Default::default());
+        r.metadata.namespace = Some("ml".into());
+        r
+    }
+
+    #[tokio::test]
+    async fn failures_are_counted_per_resource_and_cleared_by_a_success() {
+        crate::cli::install_crypto_provider();
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = Client::try_from(config).unwrap();
+        let ctx = Context::new(
+            client,
+            Arc::new(crate::registry::memory::InMemoryRegistry::new()),
+            Metrics::default(),
+        );
+        let (a, b) = (resource("a"), resource("b"));
+        assert_eq!(ctx.note_failure(&a), 1);
+        assert_eq!(ctx.note_failure(&a), 2);
+        assert_eq!(ctx.note_failure(&b), 1, "per resource");
+        ctx.clear_failures(&a);
+        assert_eq!(ctx.note_failure(&a), 1, "a success starts the backoff anew");
+        // What the counts mean: waits that grow from 5 s to the 5 min cap.
+        let first = crate::retry::reconcile_backoff(1, ERROR_BACKOFF_BASE, ERROR_BACKOFF_MAX);
+        let later = crate::retry::reconcile_backoff(12, ERROR_BACKOFF_BASE, ERROR_BACKOFF_MAX);
+        assert!(first < Duration::from_secs(11) && later >= ERROR_BACKOFF_MAX);
+    }
 }
