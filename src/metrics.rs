@@ -351,7 +351,12 @@ impl Metrics {
         after: &crate::api::ModelDeploymentStatus,
     ) {
         if let Some(drift) = &after.drift {
-            for f in &drift.features {
+            // A feature without a PSI (insufficient data) has no series: a gap, not a 0.
+            for (f, psi) in drift
+                .features
+                .iter()
+                .filter_map(|f| f.psi.map(|psi| (f, psi)))
+            {
                 self.series(
                     "drift_psi",
                     &self.drift_psi,
@@ -363,7 +368,7 @@ impl Metrics {
                     namespace,
                     name,
                 )
-                .set(f.psi);
+                .set(psi);
             }
             let severity = match drift.severity {
                 Severity::High => 2,

@@ -126,9 +126,9 @@ fn input(feature: &str) -> AdvisorInput {
         features: vec![FeatureInput {
             name: feature.into(),
             test: mlrollout::api::DriftTest::Ks,
-            statistic: 0.21,
-            p_value_adjusted: 1e-9,
-            psi: 0.22,
+            statistic: Some(0.21),
+            p_value_adjusted: Some(1e-9),
+            psi: Some(0.22),
             severity: mlrollout::api::Severity::Medium,
         }],
     }

@@ -100,9 +100,11 @@ fn full_status(generation: i64) -> ModelDeploymentStatus {
             features: vec![FeatureDriftStatus {
                 name: "amount".into(),
                 test: mlrollout::api::DriftTest::Ks,
-                statistic: 0.375,
-                p_value_adjusted: 0.0005,
-                psi: 0.5,
+                statistic: Some(0.375),
+                p_value_adjusted: Some(0.0005),
+                psi: Some(0.5),
+                // Set here only so the field is applied and removed like the others.
+                insufficient_data: true,
                 severity: mlrollout::api::Severity::High,
             }],
         }),

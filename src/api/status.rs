@@ -318,12 +318,19 @@ pub struct FeatureDriftStatus {
     pub name: String,
     /// The test used.
     pub test: DriftTest,
-    /// Test statistic.
-    pub statistic: f64,
-    /// p-value after multiple-testing correction.
-    pub p_value_adjusted: f64,
-    /// Population Stability Index.
-    pub psi: f64,
+    /// Test statistic (absent when the data could not give one: see `insufficientData`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statistic: Option<f64>,
+    /// p-value after multiple-testing correction (absent: see `insufficientData`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p_value_adjusted: Option<f64>,
+    /// Population Stability Index (absent: see `insufficientData`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub psi: Option<f64>,
+    /// Set when a statistic, p-value or PSI could not be computed (too few values, a constant
+    /// column, NaN): the missing number is left out, never written as 0 or 1.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insufficient_data: bool,
     /// Feature severity.
     pub severity: Severity,
 }

@@ -171,12 +171,23 @@ fn drift_test(t: TestKind) -> DriftTest {
 }
 
 fn feature_status(name: String, f: &FeatureVerdict) -> FeatureDriftStatus {
+    let finite = |v: Option<f64>| v.filter(|v| v.is_finite());
+    let (statistic, p_value_adjusted, psi) = (
+        finite(f.statistic),
+        finite(f.p_value_adjusted),
+        finite(f.psi),
+    );
     FeatureDriftStatus {
         name,
         test: drift_test(f.test),
-        statistic: f.statistic.unwrap_or(f64::NAN).max(0.0),
-        p_value_adjusted: f.p_value_adjusted.unwrap_or(1.0),
-        psi: f.psi.filter(|p| p.is_finite()).unwrap_or(0.0),
+        insufficient_data: f.status
+            == crate::drift::stats::prepared::ComparisonStatus::InsufficientData
+            || statistic.is_none()
+            || p_value_adjusted.is_none()
+            || psi.is_none(),
+        statistic,
+        p_value_adjusted,
+        psi,
         severity: severity(f.severity),
     }
 }

@@ -278,7 +278,10 @@ pub fn drift_summary(status: &ModelDeploymentStatus) -> String {
                 .features
                 .iter()
                 .filter(|f| f.severity != Severity::Ok)
-                .map(|f| format!("{}:{}(psi={:.3})", f.name, f.severity, f.psi))
+                .map(|f| match f.psi {
+                    Some(psi) => format!("{}:{}(psi={psi:.3})", f.name, f.severity),
+                    None => format!("{}:{}(psi=n/a)", f.name, f.severity),
+                })
                 .collect();
             format!(
                 "severity={} drifted_share={:.2} features=[{}]",
