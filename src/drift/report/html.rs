@@ -40,6 +40,9 @@ td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .stats{width:auto;font-size:13px}
 .body{display:flex;gap:28px;flex-wrap:wrap;align-items:flex-start}
 .plot{flex:0 0 600px;max-width:100%}
+.plot svg{display:block}
+.side{flex:1 1 380px}
+.side .caption{margin-top:12px;max-width:520px}
 .more{color:#c92a2a;font-weight:600}
 .pass{color:#c92a2a;font-weight:600}.fail{color:#5c636a}
 footer{color:#868e96;font-size:12px;margin-top:30px}
@@ -296,18 +299,17 @@ fn card(out: &mut String, f: &FeatureVerdict, id: &str, report: &DriftReport) {
         kind_text(f),
     );
     out.push_str("<div class=\"body\"><div class=\"plot\">");
-    match &f.histogram {
+    let caption = match &f.histogram {
         Some(h) => {
             out.push_str(&svg::chart(h));
-            let _ = write!(out, "<p class=\"caption\">{}</p>", caption(h));
+            caption(h)
         }
-        None => out.push_str(
-            "<p class=\"caption\">No distribution to draw: a side has no usable value.</p>",
-        ),
-    }
-    out.push_str("</div>");
+        None => "No distribution to draw: a side has no usable value.",
+    };
+    out.push_str("</div><div class=\"side\">");
     stats_table(out, f, &report.thresholds, report.multiple_testing);
-    out.push_str("</div></section>");
+    let _ = write!(out, "<p class=\"caption\">{caption}</p>");
+    out.push_str("</div></div></section>");
 }
 
 fn caption(h: &Histogram) -> &'static str {

@@ -138,7 +138,7 @@ fn numeric(
 
 /// Bars standing on an x axis with `labels` at the `pairs.len() + 1` slot boundaries.
 fn vertical(pairs: &[Pair], labels: &[String]) -> String {
-    let (height, left, right, top, bottom) = (250.0, 50.0, 14.0, 26.0, 44.0);
+    let (height, left, right, top, bottom) = (250.0, 50.0, 24.0, 26.0, 44.0);
     let plot_w = WIDTH - left - right;
     let plot_h = height - top - bottom;
     let total_r: u64 = pairs.iter().map(|p| p.reference).sum();
