@@ -8,6 +8,21 @@ use serde::{Deserialize, Serialize};
 /// Most categories a histogram lists by name (the others are summed into `other_*`).
 pub const MAX_HISTOGRAM_CATEGORIES: usize = 30;
 
+/// Longest category name a histogram keeps (characters; a longer one is cut, `…` at its end).
+pub const MAX_CATEGORY_NAME: usize = 200;
+
+/// A category's name, cut to [`MAX_CATEGORY_NAME`] characters.
+fn short_name(name: &str) -> String {
+    match name.char_indices().nth(MAX_CATEGORY_NAME) {
+        None => name.to_owned(),
+        Some(_) => {
+            let mut cut: String = name.chars().take(MAX_CATEGORY_NAME - 1).collect();
+            cut.push('…');
+            cut
+        }
+    }
+}
+
 /// Reference and current counts over the same bins.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
@@ -98,7 +113,7 @@ impl Histogram {
         let kept_r: u64 = order.iter().map(|&i| reference[i]).sum();
         let kept_c: u64 = order.iter().map(|&i| current[i]).sum();
         Some(Histogram::Categorical {
-            categories: order.iter().map(|&i| categories[i].clone()).collect(),
+            categories: order.iter().map(|&i| short_name(&categories[i])).collect(),
             reference: order.iter().map(|&i| reference[i]).collect(),
             current: order.iter().map(|&i| current[i]).collect(),
             other_categories: (k - order.len()) as u64,
@@ -178,5 +193,14 @@ mod tests {
         };
         assert_eq!(categories, ["1.5", "2", "10"]);
         assert!(Histogram::categorical(&cats, &[1], &[1, 2, 3]).is_none());
+        // long names are cut
+        let long = vec!["é".repeat(MAX_CATEGORY_NAME + 50)];
+        let Some(Histogram::Categorical { categories, .. }) =
+            Histogram::categorical(&long, &[1], &[1])
+        else {
+            panic!("categorical expected")
+        };
+        assert_eq!(categories[0].chars().count(), MAX_CATEGORY_NAME);
+        assert!(categories[0].ends_with('…'));
     }
 }
