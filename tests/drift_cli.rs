@@ -238,6 +238,82 @@ fn examples_json_finds_drift_in_amount_only() {
     assert!((r["drifted_share"].as_f64().unwrap() - 0.2).abs() < 1e-12);
 }
 
+/// Every evaluated feature carries both distributions: the PSI bins (numeric) or the
+/// categories (categorical), summing to the feature's non-missing counts on each side.
+#[test]
+fn examples_json_carries_histograms_and_thresholds() {
+    let r = run_json(&[
+        "--reference",
+        "examples/data/reference.csv",
+        "--current",
+        "examples/data/current.csv",
+    ]);
+    assert_eq!(r["thresholds"]["alpha"], 0.05);
+    assert_eq!(r["thresholds"]["psi_bins"], 10);
+    let sum = |v: &Value| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap())
+            .sum::<u64>()
+    };
+    for f in r["features"].as_array().unwrap() {
+        let h = &f["histogram"];
+        let (other_r, other_c) = match h["kind"].as_str().unwrap() {
+            "numeric" => {
+                assert_eq!(h["edges"].as_array().unwrap().len(), 9, "{f}");
+                assert_eq!(h["reference"].as_array().unwrap().len(), 10, "{f}");
+                (0, 0)
+            }
+            "categorical" => {
+                let n = h["categories"].as_array().unwrap().len();
+                assert_eq!(h["reference"].as_array().unwrap().len(), n);
+                (
+                    h["other_reference"].as_u64().unwrap(),
+                    h["other_current"].as_u64().unwrap(),
+                )
+            }
+            other => panic!("histogram kind {other}"),
+        };
+        assert_eq!(
+            sum(&h["reference"]) + other_r,
+            f["n_reference"].as_u64().unwrap(),
+            "{f}"
+        );
+        assert_eq!(
+            sum(&h["current"]) + other_c,
+            f["n_current"].as_u64().unwrap(),
+            "{f}"
+        );
+    }
+    let channel = &feature(&r, "channel")["histogram"];
+    assert_eq!(channel["kind"], "categorical");
+    assert_eq!(channel["categories"].as_array().unwrap().len(), 4);
+}
+
+/// `--output html`: one page, a card and a chart per feature, nothing fetched.
+#[test]
+fn examples_html() {
+    let o = run(&[
+        "--resource",
+        "examples/fraud-detector.yaml",
+        "--output",
+        "html",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let page = String::from_utf8(o.stdout).unwrap();
+    assert!(page.starts_with("<!DOCTYPE html>"));
+    assert!(page.contains("DRIFT DETECTED (HIGH)"));
+    assert!(page.contains("concept drift"), "the accuracy line");
+    // five features and the prediction column
+    assert_eq!(page.matches("<section class=\"card\"").count(), 6);
+    assert_eq!(page.matches("<svg class=\"chart numeric\"").count(), 5);
+    assert_eq!(page.matches("<svg class=\"chart categorical\"").count(), 1);
+    for banned in ["<script", "http:", "https:", "src=", "url("] {
+        assert!(!page.contains(banned), "{banned}");
+    }
+}
+
 #[test]
 fn output_defaults_to_json_when_not_a_terminal() {
     // stdout is a pipe here

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole mlrollout test suite, from a clean clone on a fresh machine:
-# installs what the tests need (Python venv with MLflow & scipy, Debian's Prometheus), builds
+# installs what the tests need (Python venv with MLflow & scipy, Debian's Prometheus and
+# Chromium), builds
 # the real Kubernetes control plane from pinned Go modules (cached under ~/.cache/mlrollout)
 # and starts one for the whole suite, checks formatting and lints, then runs every test
 # target (unit, real API server, real MLflow, real Prometheus) with the `harness` feature on,

@@ -6,7 +6,8 @@
 //! column) rule, and `--reference` / `--current` override its URIs.
 //!
 //! Output: an aligned table when stdout is a terminal, else exactly one JSON object
-//! (`--output` chooses). Exit 0 whether or not drift is found; 1 with one line on stderr when
+//! (`--output` chooses; `--output html` writes a self-contained page with a chart per feature,
+//! see [`crate::drift::report`]). Exit 0 whether or not drift is found; 1 with one line on stderr when
 //! the input is bad.
 
 use std::io::{IsTerminal, Write};
@@ -32,6 +33,8 @@ pub use table::render_table;
 pub enum OutputFormat {
     Json,
     Table,
+    /// One self-contained HTML page: the verdict, a chart and the statistics per feature.
+    Html,
 }
 
 /// Dataset format flag.
@@ -94,7 +97,8 @@ pub struct DriftArgs {
     /// spec.model.trackingUri).
     #[arg(long, env = "MLFLOW_TRACKING_URI", value_name = "URI")]
     pub tracking_uri: Option<String>,
-    /// Output format (default: table on a terminal, json otherwise).
+    /// Output format (default: table on a terminal, json otherwise); `html` is a page to open
+    /// in a browser (`> report.html`).
     #[arg(long, value_enum)]
     pub output: Option<OutputFormat>,
     /// Print the time of each stage (fetch, read, prepare, compare) on stderr.
@@ -149,6 +153,7 @@ pub fn run(args: DriftArgs) -> ExitCode {
                     }
                 },
                 OutputFormat::Table => render_table(&report),
+                OutputFormat::Html => crate::drift::report::render_html(&report),
             };
             // a closed pipe (`| head`) is not an error worth a panic
             let mut out = std::io::stdout().lock();

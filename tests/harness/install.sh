@@ -2,9 +2,10 @@
 # Install the external systems the mlrollout integration tests run for real:
 #   - a Python venv with MLflow 3.x and the ML stack (tests/harness/requirements.txt)
 #   - Prometheus (Debian package)
+#   - Chromium and a font (Debian packages), for screenshots of the drift report
 #
 # Idempotent: pip runs only when requirements.txt changed (hash stamp in the
-# venv); apt runs only when `prometheus` is not on PATH.
+# venv); apt runs only when `prometheus` or `chromium` is not on PATH.
 #
 # Output: progress goes to stderr; stdout carries only `export` lines, and the
 # same lines are written to <repo>/target/harness.env. Either of these works:
@@ -96,6 +97,18 @@ if [ -z "$prom_bin" ]; then
     exit 1
 fi
 
+# ------------------------------------------------------------------- Chromium
+# Headless, for tests/drift_report.rs (screenshots of `mlrollout drift --output html`); the
+# DejaVu fonts give the page's text the same metrics on every machine.
+if ! command -v chromium >/dev/null 2>&1; then
+    apt_install chromium fonts-dejavu-core
+fi
+chromium_bin="$(command -v chromium || true)"
+if [ -z "$chromium_bin" ]; then
+    log "error: chromium not on PATH after install"
+    exit 1
+fi
+
 # ------------------------------------------------------------------- env file
 env_file="$repo/target/harness.env"
 mkdir -p "$(dirname "$env_file")"
@@ -104,6 +117,7 @@ export MLROLLOUT_PYENV='$pyenv'
 export MLROLLOUT_PYTHON='$pyenv/bin/python'
 export MLROLLOUT_MLFLOW_BIN='$pyenv/bin/mlflow'
 export MLROLLOUT_PROMETHEUS_BIN='$prom_bin'
+export MLROLLOUT_CHROMIUM_BIN='$chromium_bin'
 ENV
 )"
 printf '%s\n' "$exports" >"$env_file"

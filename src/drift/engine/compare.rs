@@ -92,6 +92,9 @@ pub struct DriftReport {
     pub n_evaluated: usize,
     pub n_drifted: usize,
     pub multiple_testing: MultipleTesting,
+    /// The thresholds the verdicts were decided with.
+    #[serde(default)]
+    pub thresholds: ReportThresholds,
     pub features: Vec<FeatureVerdict>,
     /// Reference columns absent from the current data (only when features are inferred).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -110,6 +113,44 @@ pub struct DriftReport {
     pub notes: Vec<String>,
     #[serde(skip)]
     pub timings: Timings,
+}
+
+/// The decision rule's thresholds, as a report shows them beside the statistics.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ReportThresholds {
+    /// Significance level of the (adjusted) p-values.
+    pub alpha: f64,
+    /// Smallest KS D that counts as drift (numeric features).
+    pub min_ks_statistic: f64,
+    /// Smallest Cramér's V that counts as drift (categorical features).
+    pub min_cramers_v: f64,
+    pub psi_warning: f64,
+    pub psi_high: f64,
+    /// Dataset drift when drifted / evaluated features reach this share.
+    pub drift_share: f64,
+    /// Reference quantile bins of the numeric PSI.
+    pub psi_bins: usize,
+}
+
+impl ReportThresholds {
+    pub fn new(policy: &DriftPolicy, psi: &PsiParams) -> Self {
+        Self {
+            alpha: policy.alpha,
+            min_ks_statistic: policy.min_effect_numeric,
+            min_cramers_v: policy.min_effect_categorical,
+            psi_warning: policy.psi_warning,
+            psi_high: policy.psi_high,
+            drift_share: policy.drift_share,
+            psi_bins: psi.bins,
+        }
+    }
+}
+
+impl Default for ReportThresholds {
+    fn default() -> Self {
+        Self::new(&DriftPolicy::default(), &PsiParams::default())
+    }
 }
 
 /// Below this many rows on a side, the report warns that its verdicts say little.
@@ -280,6 +321,7 @@ pub fn compare(prepared: &PreparedReference, current: Table, config: &DriftConfi
         n_evaluated: verdict.n_evaluated,
         n_drifted: verdict.n_drifted,
         multiple_testing: config.multiple_testing,
+        thresholds: ReportThresholds::new(&config.policy, &config.psi),
         features: verdict.features,
         skipped_columns: skipped,
         prediction_drift,

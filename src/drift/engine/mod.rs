@@ -173,6 +173,7 @@ mod tests {
                 }),
                 psi: Some(0.1),
                 current_bin_counts: vec![],
+                histogram: None,
             })
         };
         let comps = || {

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::fdr::benjamini_hochberg;
+use super::histogram::Histogram;
 use super::policy::DriftPolicy;
 use super::prepared::{CategoricalComparison, ComparisonStatus, NumericComparison};
 
@@ -74,6 +75,9 @@ pub struct FeatureVerdict {
     pub n_new_categories: u64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub new_categories: Vec<String>,
+    /// Reference and current counts per PSI bin or category (absent when insufficient data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub histogram: Option<Histogram>,
 }
 
 /// Verdict for the whole check.
@@ -117,6 +121,7 @@ fn base_verdict(name: &str, cmp: &FeatureComparison) -> FeatureVerdict {
         missing_current: 0,
         n_new_categories: 0,
         new_categories: Vec::new(),
+        histogram: None,
     };
     match cmp {
         FeatureComparison::Numeric(c) => {
@@ -125,6 +130,7 @@ fn base_verdict(name: &str, cmp: &FeatureComparison) -> FeatureVerdict {
             v.missing_reference = c.missing_reference;
             v.missing_current = c.missing_current;
             v.psi = finite(c.psi);
+            v.histogram = c.histogram.clone();
             if let (ComparisonStatus::Ok, Some(ks)) = (c.status, c.ks) {
                 v.statistic = finite(Some(ks.statistic));
                 v.effect_size = v.statistic;
@@ -141,6 +147,7 @@ fn base_verdict(name: &str, cmp: &FeatureComparison) -> FeatureVerdict {
             v.n_new_categories = c.n_new_categories;
             v.new_categories = c.new_categories.clone();
             v.psi = finite(c.psi);
+            v.histogram = c.histogram.clone();
             if let (ComparisonStatus::Ok, Some(chi2)) = (c.status, c.chi2) {
                 v.statistic = finite(Some(chi2.statistic));
                 v.effect_size = finite(Some(chi2.cramers_v));
@@ -273,6 +280,7 @@ mod tests {
             }),
             psi: Some(psi),
             current_bin_counts: vec![],
+            histogram: None,
         })
     }
 
@@ -292,6 +300,7 @@ mod tests {
             psi: Some(psi),
             n_new_categories: 0,
             new_categories: vec![],
+            histogram: None,
         })
     }
 
@@ -305,6 +314,7 @@ mod tests {
             ks: None,
             psi: None,
             current_bin_counts: vec![],
+            histogram: None,
         })
     }
 

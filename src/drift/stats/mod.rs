@@ -46,6 +46,7 @@ pub mod chi2;
 pub mod decision;
 pub mod fdr;
 mod float;
+pub mod histogram;
 pub mod kolmogorov;
 pub mod ks;
 pub mod policy;
@@ -66,6 +67,7 @@ pub use decision::{
     evaluate,
 };
 pub use fdr::benjamini_hochberg;
+pub use histogram::{Histogram, MAX_HISTOGRAM_CATEGORIES};
 pub use kolmogorov::kstwo_sf;
 pub use ks::{KsMethod, KsResult, ks_2samp, ks_2samp_sorted, ks_pvalue, ks_statistic_sorted};
 pub use policy::DriftPolicy;

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::StatsError;
 use super::categorical::{CategoricalCounts, aligned_counts};
 use super::chi2::{Chi2Result, chi2_homogeneity};
+use super::histogram::Histogram;
 use super::ks::{KsResult, ks_pvalue, ks_statistic_sorted_unchecked};
 use super::psi::{
     PsiParams, check_smoothing, histogram_sorted, psi_from_counts, reference_bin_edges,
@@ -115,6 +116,9 @@ pub struct NumericComparison {
     pub psi: Option<f64>,
     /// Current count per reference PSI bin (empty when insufficient data).
     pub current_bin_counts: Vec<u64>,
+    /// Both sides per PSI bin, for a picture (`None` when insufficient data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub histogram: Option<Histogram>,
 }
 
 /// Compare a current sample (taken by value and sorted in place) with a
@@ -133,6 +137,7 @@ pub fn compare_numeric(reference: &NumericReference, current: Vec<f64>) -> Numer
         ks: None,
         psi: None,
         current_bin_counts: Vec::new(),
+        histogram: None,
     };
     if reference.is_empty() || cur.is_empty() {
         return out;
@@ -143,6 +148,13 @@ pub fn compare_numeric(reference: &NumericReference, current: Vec<f64>) -> Numer
     let counts = histogram_sorted(&cur, &reference.edges);
     out.psi = psi_from_counts(&reference.counts, &counts, reference.params.smoothing).ok();
     out.ks = Some(ks);
+    out.histogram = Histogram::numeric(
+        &reference.edges,
+        &reference.counts,
+        &counts,
+        &reference.sorted,
+        &cur,
+    );
     out.current_bin_counts = counts;
     out.status = ComparisonStatus::Ok;
     out
@@ -187,6 +199,9 @@ pub struct CategoricalComparison {
     pub n_new_categories: u64,
     /// Up to [`MAX_LISTED_NEW_CATEGORIES`] of them, lexicographically first.
     pub new_categories: Vec<String>,
+    /// Both sides per category, for a picture (`None` when insufficient data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub histogram: Option<Histogram>,
 }
 
 pub fn compare_categorical(
@@ -203,6 +218,7 @@ pub fn compare_categorical(
         psi: None,
         n_new_categories: 0,
         new_categories: Vec::new(),
+        histogram: None,
     };
     if out.n_reference == 0 || out.n_current == 0 {
         return out;
@@ -220,6 +236,7 @@ pub fn compare_categorical(
         Ok(chi2) => {
             out.chi2 = Some(chi2);
             out.psi = psi_from_counts(&r, &c, reference.smoothing).ok();
+            out.histogram = Histogram::categorical(&cats, &r, &c);
             out.status = ComparisonStatus::Ok;
         }
         Err(_) => out.status = ComparisonStatus::InsufficientData,
