@@ -214,3 +214,140 @@ async fn a_missing_or_incomplete_credentials_secret_has_its_own_reason() {
     operator.stop().await;
     cluster::delete_namespace(&client, &ns).await;
 }
+
+/// A stand-in for Prometheus's query API that answers only a request with `Bearer <token>`
+/// (Prometheus itself has no bearer-token check; this test is about what the operator sends).
+/// Returns its address and the Authorization headers it saw.
+fn prometheus_requiring(token: &'static str) -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut buf = vec![0u8; 16384];
+            let n = conn.read(&mut buf).unwrap_or(0);
+            let head = String::from_utf8_lossy(&buf[..n]).to_string();
+            let auth = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("authorization")
+                        .then(|| v.trim().to_string())
+                })
+                .unwrap_or_default();
+            log.lock().unwrap().push(auth.clone());
+            let (status, body) = if auth == format!("Bearer {token}") {
+                (
+                    "200 OK",
+                    r#"{"status":"success","data":{"resultType":"scalar","result":[1,"0.91"]}}"#,
+                )
+            } else {
+                ("401 Unauthorized", "unauthorized")
+            };
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (address, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_accuracy_query_carries_the_prometheus_token_and_a_failure_is_a_condition() {
+    common::http::install_crypto_provider();
+    let client = cluster::client().await;
+    let ns = cluster::namespace(&client, "trust-accuracy").await;
+    let (address, seen) = prometheus_requiring("pr0m-t0ken");
+    let registry = Arc::new(InMemoryRegistry::new());
+    registry.register("fraud", 3, &[], &[]);
+    registry.set_alias("fraud", "champion", 3);
+    let clock = common::operator::ScaledClock::new(60);
+    let operator = Operator::run(
+        test_context(client.clone(), registry)
+            .with_drift(Arc::new(mlrollout::drift::check::EngineDriftCheck::new()))
+            .with_clock(clock.controller_clock()),
+        WatchScope::Namespace(ns.clone()),
+    );
+    let resource: ModelDeployment = serde_json::from_value(serde_json::json!({
+        "apiVersion": "mlrollout.io/v1alpha1", "kind": "ModelDeployment",
+        "metadata": {"name": "fraud", "namespace": ns},
+        "spec": {
+            "model": {"trackingUri": "http://127.0.0.1:9", "name": "fraud"},
+            "traffic": {"provider": "none"},
+            "drift": {"reference": {"uri": "examples/data/reference.csv"},
+                      "current": {"uri": "examples/data/current.csv"}, "interval": "1h"},
+            "performance": {"accuracyQuery": "avg(model_accuracy)", "accuracyThreshold": 0.85},
+            "rollout": {"analysis": {"prometheus": {"address": address,
+                "bearerTokenSecret": {"name": "prometheus", "key": "token"}}}}
+        }
+    }))
+    .unwrap();
+    let api: Api<ModelDeployment> = Api::namespaced(client.clone(), &ns);
+    api.create(&PostParams::default(), &resource).await.unwrap();
+
+    // No Secret: the check fails by name, nothing is asked of Prometheus.
+    let (_, _, message) = condition_when(&api, "DriftChecked", "SecretNotFound", |s, r| {
+        s == "False" && r == "SecretNotFound"
+    })
+    .await;
+    assert!(message.contains("\"prometheus\""), "{message}");
+    assert!(seen.lock().unwrap().is_empty());
+
+    // The wrong token: a condition naming the query and the answer, not a silent skip.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let secret = |token: &str| -> Secret {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "prometheus"}, "stringData": {"token": token}
+        }))
+        .unwrap()
+    };
+    secrets
+        .create(&PostParams::default(), &secret("wrong"))
+        .await
+        .unwrap();
+    let (_, _, message) = condition_when(&api, "DriftChecked", "AccuracyQueryFailed", |s, r| {
+        s == "False" && r == "AccuracyQueryFailed"
+    })
+    .await;
+    assert!(
+        message.contains("performance.accuracyQuery") && message.contains("401"),
+        "{message}"
+    );
+
+    // The right token: the accuracy lands in status.
+    secrets
+        .replace("prometheus", &PostParams::default(), &{
+            let mut s = secret("pr0m-t0ken");
+            s.metadata.resource_version = secrets
+                .get("prometheus")
+                .await
+                .unwrap()
+                .metadata
+                .resource_version;
+            s
+        })
+        .await
+        .unwrap();
+    let accuracy = eventually("the accuracy from the query", LIMIT, || async {
+        let status = api.get("fraud").await.ok()?.status?;
+        status.drift?.accuracy.filter(|a| (*a - 0.91).abs() < 1e-9)
+    })
+    .await;
+    assert!((accuracy - 0.91).abs() < 1e-9);
+    assert!(
+        seen.lock()
+            .unwrap()
+            .iter()
+            .any(|a| a == "Bearer pr0m-t0ken"),
+        "{:?}",
+        seen.lock().unwrap()
+    );
+
+    operator.stop().await;
+    cluster::delete_namespace(&client, &ns).await;
+}

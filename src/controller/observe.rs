@@ -121,11 +121,15 @@ impl Reading<'_> {
         let Some(checker) = &self.ctx.drift else {
             return;
         };
-        let drift = match self.credentials {
-            Ok(creds) => checker.check(self.resource, creds).await,
-            Err(e) => DriftObservation::Failed {
+        let drift = match (self.credentials, self.accuracy_query_token().await) {
+            (Ok(creds), Ok(token)) => checker.check(self.resource, creds, token.as_deref()).await,
+            (Err(e), _) => DriftObservation::Failed {
                 reason: e.reason(),
                 message: format!("cannot read the MLflow credentials for the drift data: {e}"),
+            },
+            (_, Err(e)) => DriftObservation::Failed {
+                reason: e.reason(),
+                message: format!("performance.accuracyQuery: {e}"),
             },
         };
         if let DriftObservation::Completed { summary, .. } = &drift
@@ -135,6 +139,26 @@ impl Reading<'_> {
             observations.advisor = ask_advisor(self, summary, timeout).await;
         }
         observations.drift = Some(drift);
+    }
+
+    /// The Prometheus bearer token, when `performance.accuracyQuery` needs one.
+    async fn accuracy_query_token(&self) -> Result<Option<String>, SecretError> {
+        let spec = &self.resource.spec;
+        let queries = spec
+            .performance
+            .as_ref()
+            .is_some_and(|p| p.accuracy_query.is_some());
+        let secret = spec
+            .rollout
+            .analysis
+            .as_ref()
+            .and_then(|a| a.prometheus.bearer_token_secret.as_ref());
+        match secret.filter(|_| queries) {
+            Some(key) => read_secret_key(self.ctx, self.namespace, key)
+                .await
+                .map(Some),
+            None => Ok(None),
+        }
     }
 
     /// The version a succeeded Job registered, found by its lineage tag.
@@ -194,7 +218,7 @@ impl Reading<'_> {
                 Err(message) => {
                     return metrics
                         .iter()
-                        .map(|m| query_error(m, message.clone()))
+                        .map(|m| query_error(m, message.to_string()))
                         .collect();
                 }
             },
@@ -257,7 +281,7 @@ async fn ask_advisor(
                     .advise(&spec.advisor, timeout, &api_key, &input)
                     .await
             }
-            Err(message) => Err(AdvisorError::MissingKey(message)),
+            Err(e) => Err(AdvisorError::MissingKey(e.to_string())),
         },
     };
     Some(lifecycle::AdvisorObservation {
@@ -328,24 +352,55 @@ async fn read_job(ctx: &Context, namespace: &str, name: &str) -> Result<JobState
     Ok(JobState::Running)
 }
 
-/// One key of a Secret in `namespace`, as text; the error says what is missing.
+/// Why a Secret key named in the spec could not be read.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SecretError {
+    #[error("Secret {name:?} not found in namespace {namespace}")]
+    NotFound { name: String, namespace: String },
+    #[error("Secret {name:?} has no key {key:?}")]
+    KeyMissing { name: String, key: String },
+    #[error("reading Secret {name}: {message}")]
+    Unreadable { name: String, message: String },
+}
+
+impl SecretError {
+    /// Condition reason.
+    pub fn reason(&self) -> crate::api::Reason {
+        match self {
+            SecretError::NotFound { .. } => crate::api::Reason::SecretNotFound,
+            SecretError::KeyMissing { .. } => crate::api::Reason::SecretKeyMissing,
+            SecretError::Unreadable { .. } => crate::api::Reason::KubernetesApiError,
+        }
+    }
+}
+
+/// One key of a Secret in `namespace`, as text (read by name: the least rights).
 pub async fn read_secret_key(
     ctx: &Context,
     namespace: &str,
     key: &crate::api::SecretKeyReference,
-) -> Result<String, String> {
+) -> Result<String, SecretError> {
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
     let secret = api
         .get_opt(&key.name)
         .await
-        .map_err(|e| format!("reading Secret {}: {e}", key.name))?
-        .ok_or_else(|| format!("Secret {:?} not found in namespace {namespace}", key.name))?;
+        .map_err(|e| SecretError::Unreadable {
+            name: key.name.clone(),
+            message: e.to_string(),
+        })?
+        .ok_or_else(|| SecretError::NotFound {
+            name: key.name.clone(),
+            namespace: namespace.to_string(),
+        })?;
     secret
         .data
         .unwrap_or_default()
         .get(&key.key)
         .map(|v| String::from_utf8_lossy(&v.0).trim().to_string())
-        .ok_or_else(|| format!("Secret {:?} has no key {:?}", key.name, key.key))
+        .ok_or_else(|| SecretError::KeyMissing {
+            name: key.name.clone(),
+            key: key.key.clone(),
+        })
 }
 
 /// Reads the MLflow credentials Secret. A missing Secret or key is a registry error the user

@@ -20,11 +20,13 @@ use crate::registry::RegistryCredentials;
 /// Runs a drift check for a resource (the drift engine implements it).
 pub trait DriftCheck: Send + Sync {
     /// `credentials` are the MLflow credentials of the resource (for `runs:/` and
-    /// `mlflow-artifacts:/` data).
+    /// `mlflow-artifacts:/` data); `prometheus_token` the bearer token of
+    /// `spec.rollout.analysis.prometheus` (for `performance.accuracyQuery`).
     fn check<'a>(
         &'a self,
         resource: &'a ModelDeployment,
         credentials: &'a RegistryCredentials,
+        prometheus_token: Option<&'a str>,
     ) -> BoxFuture<'a, DriftObservation>;
 }
 
@@ -97,6 +99,7 @@ impl EngineDriftCheck {
         &self,
         resource: &ModelDeployment,
         credentials: &RegistryCredentials,
+        prometheus_token: Option<&str>,
     ) -> DriftObservation {
         let spec = &resource.spec;
         let Some(drift) = &spec.drift else {
@@ -137,10 +140,20 @@ impl EngineDriftCheck {
                         .into(),
                 );
             };
-            if let Some(client) = &self.prometheus {
-                match client.query_scalar(&address, None, query).await {
-                    Ok(v) => summary.accuracy = v.filter(|a| a.is_finite()),
-                    Err(e) => return failed(Reason::AccuracyQueryFailed, e.to_string()),
+            // Never a silent skip: without a client the check says so.
+            let Some(client) = &self.prometheus else {
+                return failed(
+                    Reason::AccuracyQueryFailed,
+                    "performance.accuracyQuery: the operator has no Prometheus client".into(),
+                );
+            };
+            match client.query_scalar(&address, prometheus_token, query).await {
+                Ok(v) => summary.accuracy = v.filter(|a| a.is_finite()),
+                Err(e) => {
+                    return failed(
+                        Reason::AccuracyQueryFailed,
+                        format!("performance.accuracyQuery: {e}"),
+                    );
                 }
             }
         }
@@ -228,7 +241,54 @@ impl DriftCheck for EngineDriftCheck {
         &'a self,
         resource: &'a ModelDeployment,
         credentials: &'a RegistryCredentials,
+        prometheus_token: Option<&'a str>,
     ) -> BoxFuture<'a, DriftObservation> {
-        self.run(resource, credentials).boxed()
+        self.run(resource, credentials, prometheus_token).boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn verdict(status: &str, statistic: f64, p: Option<f64>, psi: f64) -> FeatureVerdict {
+        serde_json::from_value(serde_json::json!({
+            "name": "amount", "kind": "numerical", "test": "ks", "status": status,
+            "statistic": statistic, "p_value": p, "p_value_adjusted": p, "psi": psi,
+            "psi_level": null, "effect_size": null, "drifted": false, "severity": "ok",
+            "n_reference": 10, "n_current": 0, "missing_reference": 0, "missing_current": 0,
+            "n_new_categories": 0, "histogram": null
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn numbers_that_could_not_be_computed_are_absent_never_zero_or_one() {
+        let ok = feature_status("amount".into(), &verdict("ok", 0.3, Some(0.01), 0.2));
+        assert_eq!(
+            (
+                ok.statistic,
+                ok.p_value_adjusted,
+                ok.psi,
+                ok.insufficient_data
+            ),
+            (Some(0.3), Some(0.01), Some(0.2), false)
+        );
+        let none = feature_status(
+            "amount".into(),
+            &verdict("insufficient_data", f64::NAN, None, f64::INFINITY),
+        );
+        assert_eq!(
+            (none.statistic, none.p_value_adjusted, none.psi),
+            (None, None, None)
+        );
+        assert!(none.insufficient_data);
+        let json = serde_json::to_value(&none).unwrap();
+        assert_eq!(json["insufficientData"], true);
+        assert!(
+            json.get("pValueAdjusted").is_none() && json.get("psi").is_none(),
+            "{json}"
+        );
     }
 }

@@ -109,6 +109,7 @@ impl DriftCheck for ScriptedDrift {
         &'a self,
         _resource: &'a ModelDeployment,
         _credentials: &'a mlrollout::registry::RegistryCredentials,
+        _prometheus_token: Option<&'a str>,
     ) -> BoxFuture<'a, DriftObservation> {
         *self.checks.lock().unwrap() += 1;
         let severity = *self.severity.lock().unwrap();
