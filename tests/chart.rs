@@ -229,6 +229,24 @@ fn the_chart_lints_renders_and_validates() {
     assert_eq!(namespaced.log_level, "info,mlrollout=debug");
     assert_eq!(namespaced.log_format, mlrollout::telemetry::LogFormat::Text);
     assert_eq!(namespaced.mlflow_timeout_seconds, 30);
+    // The data-source policy: the listed hosts, local files under the mounted data volume only;
+    // by default neither.
+    let policy = namespaced.data_policy();
+    assert_eq!(
+        policy.http_hosts,
+        Some(vec!["data.example.com".into(), "*.lake.example.com".into()])
+    );
+    assert_eq!(
+        policy.local,
+        mlrollout::drift::data::policy::LocalFiles::Under("/datasets".into())
+    );
+    assert!(policy.block_internal);
+    let policy = default.data_policy();
+    assert_eq!(policy.http_hosts, Some(vec![]));
+    assert_eq!(
+        policy.local,
+        mlrollout::drift::data::policy::LocalFiles::Never
+    );
     assert_eq!(namespaced.prometheus_timeout_seconds, 5);
     let election = namespaced
         .leader_election("mlrollout-system")

@@ -351,3 +351,43 @@ async fn the_accuracy_query_carries_the_prometheus_token_and_a_failure_is_a_cond
     operator.stop().await;
     cluster::delete_namespace(&client, &ns).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_the_cluster_a_refused_data_source_is_a_condition_and_nothing_else_changes() {
+    let client = cluster::client().await;
+    let ns = cluster::namespace(&client, "trust-data").await;
+    let registry = Arc::new(InMemoryRegistry::new());
+    registry.register("fraud", 3, &[], &[]);
+    registry.set_alias("fraud", "champion", 3);
+    // `mlrollout run`'s policy with no flags: MLflow artifacts only.
+    let policy = mlrollout::drift::data::policy::DataSourcePolicy::cluster(vec![], None);
+    let operator = Operator::run(
+        test_context(client.clone(), registry).with_drift(Arc::new(
+            mlrollout::drift::check::EngineDriftCheck::new().with_policy(policy),
+        )),
+        WatchScope::Namespace(ns.clone()),
+    );
+    let mut resource = resource(&ns, serde_json::json!({}));
+    resource.spec.drift = Some(
+        serde_json::from_value(serde_json::json!({
+            "reference": {"uri": "file:///var/run/secrets/kubernetes.io/serviceaccount/token"},
+            "current": {"uri": "http://169.254.169.254/latest/meta-data/"},
+            "interval": "1h"
+        }))
+        .unwrap(),
+    );
+    let api: Api<ModelDeployment> = Api::namespaced(client.clone(), &ns);
+    api.create(&PostParams::default(), &resource).await.unwrap();
+    let (_, _, message) = condition_when(&api, "DriftChecked", "DataSourceNotAllowed", |s, r| {
+        s == "False" && r == "DataSourceNotAllowed"
+    })
+    .await;
+    assert!(message.contains("reference data"), "{message}");
+    // The model is served as usual; no drift was recorded.
+    let status = api.get("fraud").await.unwrap().status.unwrap();
+    assert_eq!(status.stable_version.as_deref(), Some("3"));
+    assert!(status.drift.is_none());
+
+    operator.stop().await;
+    cluster::delete_namespace(&client, &ns).await;
+}

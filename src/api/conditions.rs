@@ -87,6 +87,7 @@ status_word! {
     MalformedData,
     DataTooLarge,
     DataTimedOut,
+    DataSourceNotAllowed,
     InvalidDriftConfig,
     InvalidTrackingUri,
     NoDriftSpec,

@@ -95,6 +95,20 @@ pub struct RunArgs {
         value_parser = super::args::positive_duration
     )]
     pub data_timeout: std::time::Duration,
+    /// An `http(s)` host drift data may be read from: a name (`data.example.com`), `*.example.com`
+    /// for its subdomains, or an address. Repeat for more. None: no `http(s)` data (MLflow
+    /// artifacts of the resource's tracking server are always allowed). Loopback, link-local and
+    /// metadata addresses are refused whatever is listed, also after DNS and redirects.
+    #[arg(
+        long = "data-allow-host",
+        env = "MLROLLOUT_DATA_ALLOW_HOSTS",
+        value_delimiter = ','
+    )]
+    pub data_allow_hosts: Vec<String>,
+    /// A directory (a mounted data volume) under which plain paths and `file://` data may be
+    /// read. Unset: no local files (they would be the operator pod's own files).
+    #[arg(long, env = "MLROLLOUT_DATA_DIR")]
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 /// Error starting the operator.
@@ -111,6 +125,14 @@ pub enum RunError {
 }
 
 impl RunArgs {
+    /// The data-source policy these flags describe.
+    pub fn data_policy(&self) -> crate::drift::data::policy::DataSourcePolicy {
+        crate::drift::data::policy::DataSourcePolicy::cluster(
+            self.data_allow_hosts.clone(),
+            self.data_dir.clone(),
+        )
+    }
+
     /// The watch scope of `--namespace` (none: all namespaces).
     pub fn scope(&self) -> WatchScope {
         WatchScope::from_namespaces(self.namespaces.clone())
@@ -163,13 +185,14 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let controller_metrics = metrics.clone();
     // The controller's context on `client` (with leader election: the fenced client, so that
     // its writes and events stop the moment this replica may no longer lead).
+    let data_policy = args.data_policy();
     let context = move |client: kube::Client| {
         Context::new(client, registry, controller_metrics)
             .with_analyzer(analyzer)
-            .with_drift(Arc::new(EngineDriftCheck::with_limits(
-                args.data_max_bytes,
-                args.data_timeout,
-            )))
+            .with_drift(Arc::new(
+                EngineDriftCheck::with_limits(args.data_max_bytes, args.data_timeout)
+                    .with_policy(data_policy.clone()),
+            ))
             .with_advisor(Arc::new(AnthropicAdvisor::new()))
     };
 

@@ -43,6 +43,7 @@ pub struct EngineDriftCheck {
     prometheus: Option<PrometheusClient>,
     max_bytes: u64,
     timeout: Duration,
+    policy: crate::drift::data::policy::DataSourcePolicy,
 }
 
 impl Default for EngineDriftCheck {
@@ -52,6 +53,10 @@ impl Default for EngineDriftCheck {
 }
 
 impl EngineDriftCheck {
+    /// Reads any source ([`DataSourcePolicy::unrestricted`]); `mlrollout run` sets the
+    /// cluster's policy with [`EngineDriftCheck::with_policy`].
+    ///
+    /// [`DataSourcePolicy::unrestricted`]: crate::drift::data::policy::DataSourcePolicy::unrestricted
     pub fn new() -> Self {
         Self::with_limits(
             crate::drift::data::DEFAULT_MAX_BYTES,
@@ -66,7 +71,14 @@ impl EngineDriftCheck {
             prometheus: PrometheusClient::new(Duration::from_secs(10)).ok(),
             max_bytes,
             timeout,
+            policy: crate::drift::data::policy::DataSourcePolicy::unrestricted(),
         }
+    }
+
+    /// Reads only what `policy` allows (the operator's `--data-allow-host` / `--data-dir`).
+    pub fn with_policy(mut self, policy: crate::drift::data::policy::DataSourcePolicy) -> Self {
+        self.policy = policy;
+        self
     }
 
     /// One engine (and reference cache) per MLflow server and credential set.
@@ -89,6 +101,7 @@ impl EngineDriftCheck {
         let fetch = FetchContext::new()
             .with_max_bytes(self.max_bytes)
             .with_timeout(self.timeout)
+            .with_policy(self.policy.clone())
             .with_mlflow(client);
         let engine = Arc::new(DriftEngine::new(fetch));
         engines.put(key, engine.clone());

@@ -66,6 +66,11 @@ SCENARIOS = {
         },
         "logging": {"level": "info,mlrollout=debug", "format": "text"},
         "mlflow": {"timeoutSeconds": 30},
+        "driftData": {
+            "allowedHosts": ["data.example.com", "*.lake.example.com"],
+            "volume": {"persistentVolumeClaim": {"claimName": "drift-data"}},
+            "mountPath": "/datasets",
+        },
         "prometheus": {"timeoutSeconds": 5},
         "metrics": {
             "port": 9090,

@@ -103,6 +103,13 @@ pub enum DataError {
         uri: String,
         after_seconds: u64,
     },
+    /// The operator's data-source policy refuses this location; nothing was read.
+    #[error("{side} data '{uri}' is not allowed: {why}")]
+    NotAllowed {
+        side: Side,
+        uri: String,
+        why: String,
+    },
     /// Not valid CSV or Parquet.
     #[error("{side} data '{uri}' is malformed: {detail}")]
     Malformed {
@@ -139,6 +146,7 @@ impl DataError {
             DataError::Malformed { .. } => Reason::MalformedData,
             DataError::TooLarge { .. } => Reason::DataTooLarge,
             DataError::TimedOut { .. } => Reason::DataTimedOut,
+            DataError::NotAllowed { .. } => Reason::DataSourceNotAllowed,
         }
     }
 
@@ -165,7 +173,8 @@ impl DataError {
             | DataError::UnsupportedType { side, .. }
             | DataError::Malformed { side, .. }
             | DataError::TooLarge { side, .. }
-            | DataError::TimedOut { side, .. } => *side,
+            | DataError::TimedOut { side, .. }
+            | DataError::NotAllowed { side, .. } => *side,
         }
     }
 

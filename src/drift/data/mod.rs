@@ -23,6 +23,7 @@
 mod csv;
 mod error;
 mod parquet;
+pub mod policy;
 mod source;
 mod table;
 

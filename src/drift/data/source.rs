@@ -69,6 +69,9 @@ pub struct FetchContext {
     /// Most bytes read from one source: a bigger file, body or artifact is refused (an endless
     /// body or `/dev/zero` must not grow until the process is killed).
     pub max_bytes: u64,
+    /// What may be read at all (checked before anything is fetched, and on every redirect and
+    /// resolved address).
+    pub policy: std::sync::Arc<super::policy::DataSourcePolicy>,
     http: Option<reqwest::Client>,
 }
 
@@ -83,6 +86,7 @@ impl Default for FetchContext {
             mlflow: None,
             timeout: DEFAULT_FETCH_TIMEOUT,
             max_bytes: DEFAULT_MAX_BYTES,
+            policy: std::sync::Arc::default(),
             http: None,
         }
     }
@@ -112,6 +116,12 @@ impl FetchContext {
         self
     }
 
+    /// Reads only what `policy` allows.
+    pub fn with_policy(mut self, policy: super::policy::DataSourcePolicy) -> Self {
+        self.policy = std::sync::Arc::new(policy);
+        self
+    }
+
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -124,10 +134,17 @@ impl FetchContext {
         // reqwest is built without a default TLS provider; make sure one is installed
         // (a no-op when the binary already did it).
         let _ = rustls::crypto::ring::default_provider().install_default();
-        reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(self.timeout)
             .connect_timeout(self.timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("mlrollout/", env!("CARGO_PKG_VERSION")))
+            .redirect(super::policy::redirect_policy(self.policy.clone()));
+        if self.policy.block_internal {
+            builder = builder.dns_resolver(std::sync::Arc::new(super::policy::FilteringResolver {
+                policy: self.policy.clone(),
+            }));
+        }
+        builder
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {}", error_chain(&e)))
     }
@@ -395,7 +412,13 @@ async fn fetch_http(ctx: &FetchContext, url: &str, side: Side) -> Result<Payload
         limit: ctx.max_bytes,
     };
     let failed = |e: reqwest::Error| {
-        if e.is_timeout() {
+        if let Some(why) = super::policy::refusal_in(&e) {
+            DataError::NotAllowed {
+                side,
+                uri: url.to_owned(),
+                why,
+            }
+        } else if e.is_timeout() {
             timed_out()
         } else {
             unreachable(error_chain(&e))

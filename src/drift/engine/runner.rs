@@ -37,10 +37,19 @@ impl Resolved {
 pub(super) fn resolve(
     loc: &DatasetLocation,
     side: Side,
-    max_bytes: u64,
+    fetch: &FetchContext,
 ) -> Result<Resolved, DataError> {
     let source = DataSource::parse(&loc.uri, side)?;
-    let stream = source.read_stream(side, max_bytes)?;
+    // Before anything is opened or fetched.
+    fetch
+        .policy
+        .check(&source)
+        .map_err(|why| DataError::NotAllowed {
+            side,
+            uri: loc.uri.clone(),
+            why,
+        })?;
+    let stream = source.read_stream(side, fetch.max_bytes)?;
     // A stream has no useful name (`/dev/fd/63`): its first bytes say what it is.
     let format = match (detect_format(&source, loc.format, side), &stream) {
         (Ok(format), _) => format,
@@ -101,11 +110,13 @@ impl DriftEngine {
     pub async fn check(&self, request: &CheckRequest) -> Result<DriftReport, DriftError> {
         let started = Instant::now();
         request.config.validate()?;
-        let max_bytes = self.fetch.max_bytes;
-        let reference = resolve(&request.reference, Side::Reference, max_bytes)?;
-        let current = resolve(&request.current, Side::Current, max_bytes)?;
+        let reference = resolve(&request.reference, Side::Reference, &self.fetch)?;
+        let current = resolve(&request.current, Side::Current, &self.fetch)?;
         let labelled = match &request.labelled {
-            Some(l) => Some((resolve(&l.location, Side::Labelled, max_bytes)?, l.clone())),
+            Some(l) => Some((
+                resolve(&l.location, Side::Labelled, &self.fetch)?,
+                l.clone(),
+            )),
             None => None,
         };
         let key = request.reference_key();
@@ -165,7 +176,7 @@ impl DriftEngine {
         request.config.validate()?;
         let local =
             |loc: &DatasetLocation, side: Side| -> Result<(Payload, DataFormat), DataError> {
-                let r = resolve(loc, side, self.fetch.max_bytes)?;
+                let r = resolve(loc, side, &self.fetch)?;
                 match r.fetch_local(side, self.fetch.max_bytes) {
                     Some(p) => Ok((p?, r.format)),
                     None => Err(DataError::InvalidUri {
