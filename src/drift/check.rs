@@ -10,7 +10,7 @@ use futures::future::BoxFuture;
 use crate::analysis::prometheus::PrometheusClient;
 use crate::api::{DriftSummary, DriftTest, FeatureDriftStatus, ModelDeployment, Reason, Severity};
 use crate::core::lifecycle::DriftObservation;
-use crate::drift::data::FetchContext;
+use crate::drift::data::{FetchContext, MAX_NAME_CHARS, excerpt};
 use crate::drift::engine::{CheckRequest, DriftEngine, DriftReport};
 use crate::drift::stats::FeatureVerdict;
 use crate::drift::stats::decision::{Severity as StatsSeverity, TestKind};
@@ -177,8 +177,15 @@ impl EngineDriftCheck {
     }
 }
 
+/// Longest failure message carried into a condition or an Event (they quote data and names
+/// from files, which must not flood the status).
+const MAX_MESSAGE_CHARS: usize = 1024;
+
 fn failed(reason: Reason, message: String) -> DriftObservation {
-    DriftObservation::Failed { reason, message }
+    DriftObservation::Failed {
+        reason,
+        message: excerpt(&message, MAX_MESSAGE_CHARS),
+    }
 }
 
 fn severity(s: StatsSeverity) -> Severity {
@@ -204,7 +211,7 @@ fn feature_status(name: String, f: &FeatureVerdict) -> FeatureDriftStatus {
         finite(f.psi),
     );
     FeatureDriftStatus {
-        name,
+        name: excerpt(&name, MAX_NAME_CHARS),
         test: drift_test(f.test),
         insufficient_data: f.status
             == crate::drift::stats::prepared::ComparisonStatus::InsufficientData
@@ -274,6 +281,28 @@ mod tests {
             "n_new_categories": 0, "histogram": null
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn failure_messages_and_names_from_data_are_escaped_and_bounded() {
+        let column = format!("{}\u{1b}]0;pwned\u{7}", "c".repeat(5000));
+        let DriftObservation::Failed { message, .. } = failed(
+            Reason::MissingColumn,
+            format!("column '{column}' is missing"),
+        ) else {
+            unreachable!()
+        };
+        assert!(
+            message.chars().count() <= MAX_MESSAGE_CHARS + 1,
+            "{}",
+            message.len()
+        );
+        assert!(!message.chars().any(char::is_control));
+        let status = feature_status(column.clone(), &verdict("ok", 0.3, Some(0.01), 0.2));
+        assert_eq!(status.name.chars().count(), MAX_NAME_CHARS + 1);
+        assert!(status.name.ends_with('…'));
+        let short = feature_status("a\u{1b}b".into(), &verdict("ok", 0.3, Some(0.01), 0.2));
+        assert_eq!(short.name, "a\\u{1b}b");
     }
 
     #[test]

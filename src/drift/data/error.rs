@@ -179,18 +179,11 @@ impl DataError {
     }
 
     pub(crate) fn wrong_type(side: Side, column: &str, row: u64, value: &[u8]) -> Self {
-        let text = String::from_utf8_lossy(value);
-        let mut value: String = text.chars().take(MAX_VALUE_CHARS).collect();
-        if text.chars().count() > MAX_VALUE_CHARS {
-            value.push('…');
-        }
-        // keep messages on one line
-        let value = value.replace(['\n', '\r'], " ");
         DataError::WrongType {
             side,
-            column: column.to_owned(),
+            column: excerpt(column, MAX_NAME_CHARS),
             row,
-            value,
+            value: excerpt(&String::from_utf8_lossy(value), MAX_VALUE_CHARS),
         }
     }
 
@@ -201,6 +194,34 @@ impl DataError {
             detail: one_line(&detail.to_string()),
         }
     }
+}
+
+/// Longest column or feature name taken from a data file into a message or the status.
+pub const MAX_NAME_CHARS: usize = 128;
+
+/// Characters that would reorder or hide the text around them.
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Untrusted text from data (a cell, a column name) for a message, a status field or a metric
+/// label: control and bidirectional-override characters written as `\u{..}` escapes (never
+/// acted on by a terminal or a viewer), at most `max` characters of the original, `…` marking
+/// a cut.
+pub fn excerpt(text: &str, max: usize) -> String {
+    let mut out = String::new();
+    for (i, c) in text.chars().enumerate() {
+        if i == max {
+            out.push('…');
+            break;
+        }
+        if c.is_control() || is_bidi_control(c) {
+            out.push_str(&c.escape_unicode().to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Collapse whitespace runs (newlines included) so that messages stay on one line.
@@ -281,5 +302,28 @@ mod tests {
             unreachable!()
         };
         assert_eq!(value.chars().count(), MAX_VALUE_CHARS + 1);
+    }
+}
+
+#[cfg(test)]
+mod excerpt_tests {
+    use super::*;
+
+    #[test]
+    fn untrusted_text_is_escaped_and_cut() {
+        // A terminal escape, a newline, a right-to-left override: shown, never acted on.
+        let hostile = "ok\u{1b}[31mred\nline\u{202e}txt";
+        let shown = excerpt(hostile, 100);
+        assert_eq!(shown, "ok\\u{1b}[31mred\\u{a}line\\u{202e}txt");
+        assert!(!shown.chars().any(|c| c.is_control() || is_bidi_control(c)));
+        assert_eq!(
+            excerpt(&"x".repeat(500), 10),
+            format!("{}…", "x".repeat(10))
+        );
+        assert_eq!(excerpt("short", 10), "short");
+        let e = DataError::wrong_type(Side::Current, "amount\u{1b}", 7, b"1\x1b[2J");
+        let text = e.to_string();
+        assert!(text.contains("row 7") && text.contains("\\u{1b}"), "{text}");
+        assert!(!text.contains('\u{1b}'), "{text}");
     }
 }

@@ -27,7 +27,7 @@ pub mod policy;
 mod source;
 mod table;
 
-pub use error::{DataError, Side};
+pub use error::{DataError, MAX_NAME_CHARS, Side, excerpt, is_bidi_control};
 pub use source::{
     DEFAULT_FETCH_TIMEOUT, DEFAULT_MAX_BYTES, DataSource, FetchContext, Payload, detect_format,
     sniff_format,

@@ -34,10 +34,7 @@ pub fn escape(s: &str) -> String {
     out
 }
 
-/// Characters that would reorder or hide the text around them.
-fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-}
+use crate::drift::data::is_bidi_control;
 
 /// Untrusted text from the data, ready for the page: control and bidi characters replaced,
 /// at most `max` characters (an ellipsis marks a cut), HTML-escaped.
