@@ -288,7 +288,7 @@ impl Metrics {
         weight: i32,
         mirror: i32,
     ) {
-        for candidate in ALL_PHASES {
+        for candidate in Phase::ALL {
             self.series(
                 "phase",
                 &self.phase,
@@ -513,18 +513,6 @@ impl Metrics {
         out
     }
 }
-
-const ALL_PHASES: [Phase; 9] = [
-    Phase::Pending,
-    Phase::Stable,
-    Phase::Retraining,
-    Phase::Evaluating,
-    Phase::Shadow,
-    Phase::Progressing,
-    Phase::Promoted,
-    Phase::RolledBack,
-    Phase::Failed,
-];
 
 #[cfg(test)]
 mod tests {

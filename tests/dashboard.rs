@@ -35,47 +35,13 @@ const DASHBOARD: &str = concat!(
     "/charts/mlrollout/dashboards/mlrollout.json"
 );
 
+/// The lifecycle tests' resource, with the example data for the real drift engine (its
+/// `current` drifts: high).
 fn resource(namespace: &str) -> ModelDeployment {
-    let mut resource: ModelDeployment = serde_yaml::from_str(
-        r#"
-apiVersion: mlrollout.io/v1alpha1
-kind: ModelDeployment
-metadata: {name: fraud-detector}
-spec:
-  model: {trackingUri: "http://mlflow:5000", name: fraud-detector}
-  traffic: {provider: gatewayAPI, parentRefs: [{name: gw}]}
-  drift:
-    reference: {uri: examples/data/reference.csv}
-    current: {uri: examples/data/current.csv}
-    interval: 5m
-  retraining:
-    triggers: {driftSeverity: high}
-    cooldown: 1h
-    maxAttemptsPerDay: 3
-    timeout: 30m
-    jobTemplate:
-      backoffLimit: 0
-      template:
-        spec:
-          restartPolicy: Never
-          containers:
-          - name: train
-            image: "train:1"
-            command: ["python", "train.py"]
-  evaluation: {metric: accuracy, minImprovement: 0.01}
-  shadow: {duration: 2m, mirrorPercent: 50}
-  rollout:
-    steps: [10, 50, 100]
-    stepDuration: 1m
-    progressDeadline: 10m
-    analysis:
-      prometheus: {address: "http://prometheus:9090"}
-      interval: 10s
-      count: 3
-"#,
-    )
-    .unwrap();
-    resource.metadata.namespace = Some(namespace.to_string());
+    let mut resource = common::world::resource(namespace);
+    let drift = resource.spec.drift.as_mut().unwrap();
+    drift.reference.uri = "examples/data/reference.csv".into();
+    drift.current.uri = "examples/data/current.csv".into();
     resource
 }
 

@@ -21,6 +21,18 @@ use mlrollout::metrics::Metrics;
 use mlrollout::registry::memory::InMemoryRegistry;
 use mlrollout::server::{self, Health};
 
+/// The text of `/metrics`.
+async fn metrics_text(client: &reqwest::Client, base: &str) -> String {
+    client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_and_probes_are_served() {
     let client_k8s = cluster::client().await;
@@ -84,14 +96,7 @@ spec:
         "/metrics shows the resource Stable",
         Duration::from_secs(60),
         || async {
-            let body = client
-                .get(format!("{base}/metrics"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let body = metrics_text(&client, &base).await;
             body.contains(r#"phase="Stable""#).then_some(body)
         },
     )
@@ -123,14 +128,7 @@ spec:
         "/metrics without the deleted resource",
         Duration::from_secs(30),
         || async {
-            let body = client
-                .get(format!("{base}/metrics"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let body = metrics_text(&client, &base).await;
             (!body.contains(&labels)).then_some(body)
         },
     )

@@ -12,14 +12,12 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use mlrollout::api::ModelDeployment;
 use mlrollout::controller::WatchScope;
-use mlrollout::registry::memory::InMemoryRegistry;
 
 use common::cluster::{self, eventually};
 use common::operator::{Operator, test_context};
@@ -117,9 +115,7 @@ async fn model_pods_run_without_an_api_token_under_baseline() {
     let client = cluster::client().await;
     let ns = cluster::namespace(&client, "psa-baseline").await;
     enforce(&client, &ns, "baseline").await;
-    let registry = Arc::new(InMemoryRegistry::new());
-    registry.register("fraud", 3, &[], &[]);
-    registry.set_alias("fraud", "champion", 3);
+    let registry = common::registry::with_champion("fraud", 3);
     let operator = Operator::run(
         test_context(client.clone(), registry),
         WatchScope::Namespace(ns.clone()),

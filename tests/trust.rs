@@ -23,7 +23,6 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, PostParams};
 use mlrollout::api::ModelDeployment;
 use mlrollout::controller::WatchScope;
-use mlrollout::registry::memory::InMemoryRegistry;
 
 use common::cluster::{self, eventually};
 use common::operator::{Operator, test_context};
@@ -44,9 +43,7 @@ fn resource(namespace: &str, extra_model: serde_json::Value) -> ModelDeployment 
 }
 
 fn operator(client: &kube::Client, ns: &str) -> Operator {
-    let registry = Arc::new(InMemoryRegistry::new());
-    registry.register("fraud", 3, &[], &[]);
-    registry.set_alias("fraud", "champion", 3);
+    let registry = common::registry::with_champion("fraud", 3);
     Operator::run(
         test_context(client.clone(), registry),
         WatchScope::Namespace(ns.to_string()),
@@ -263,9 +260,7 @@ async fn the_accuracy_query_carries_the_prometheus_token_and_a_failure_is_a_cond
     let client = cluster::client().await;
     let ns = cluster::namespace(&client, "trust-accuracy").await;
     let (address, seen) = prometheus_requiring("pr0m-t0ken");
-    let registry = Arc::new(InMemoryRegistry::new());
-    registry.register("fraud", 3, &[], &[]);
-    registry.set_alias("fraud", "champion", 3);
+    let registry = common::registry::with_champion("fraud", 3);
     let clock = common::operator::ScaledClock::new(60);
     let operator = Operator::run(
         test_context(client.clone(), registry)
@@ -356,9 +351,7 @@ async fn the_accuracy_query_carries_the_prometheus_token_and_a_failure_is_a_cond
 async fn in_the_cluster_a_refused_data_source_is_a_condition_and_nothing_else_changes() {
     let client = cluster::client().await;
     let ns = cluster::namespace(&client, "trust-data").await;
-    let registry = Arc::new(InMemoryRegistry::new());
-    registry.register("fraud", 3, &[], &[]);
-    registry.set_alias("fraud", "champion", 3);
+    let registry = common::registry::with_champion("fraud", 3);
     // `mlrollout run`'s policy with no flags: MLflow artifacts only.
     let policy = mlrollout::drift::data::policy::DataSourcePolicy::cluster(vec![], None);
     let operator = Operator::run(

@@ -264,6 +264,19 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// Every phase, in lifecycle order.
+    pub const ALL: [Phase; 9] = [
+        Phase::Pending,
+        Phase::Stable,
+        Phase::Retraining,
+        Phase::Evaluating,
+        Phase::Shadow,
+        Phase::Progressing,
+        Phase::Promoted,
+        Phase::RolledBack,
+        Phase::Failed,
+    ];
+
     /// Name as shown in `kubectl get`.
     pub fn as_str(self) -> &'static str {
         match self {

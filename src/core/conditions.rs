@@ -299,18 +299,6 @@ mod kstatus_pair_tests {
         ((rec.status, rec.reason), (st.status, st.reason))
     }
 
-    const ALL: [Phase; 9] = [
-        Phase::Pending,
-        Phase::Stable,
-        Phase::Retraining,
-        Phase::Evaluating,
-        Phase::Shadow,
-        Phase::Progressing,
-        Phase::Promoted,
-        Phase::RolledBack,
-        Phase::Failed,
-    ];
-
     #[test]
     fn every_phase_maps_as_the_readme_table_says() {
         let available = ready(true, Reason::Available);
@@ -328,7 +316,7 @@ mod kstatus_pair_tests {
                 (false, Reason::of_phase(phase)),
             ),
         };
-        for phase in ALL {
+        for phase in Phase::ALL {
             assert_eq!(
                 pair(&status(phase), &available),
                 expected(phase),
@@ -357,7 +345,7 @@ mod kstatus_pair_tests {
     #[test]
     fn an_invalid_spec_stalls_in_every_phase() {
         let r = ready(false, Reason::InvalidSpec);
-        for phase in ALL {
+        for phase in Phase::ALL {
             let (rec, st) = reconciling_and_stalled(&status(phase), &r);
             assert!(!rec.status && st.status, "{phase:?}");
             assert_eq!(st.reason, Reason::InvalidSpec);
@@ -424,7 +412,7 @@ mod kstatus_pair_tests {
             Reason::RegistryUnavailable,
         ];
         let strategy = (
-            0..ALL.len(),
+            0..Phase::ALL.len(),
             any::<bool>(),
             prop_oneof![
                 Just(None),
@@ -437,7 +425,7 @@ mod kstatus_pair_tests {
         let mut runner = proptest::test_runner::TestRunner::default();
         runner
             .run(&strategy, |(p, paused, pause_reason, ok, reason)| {
-                let mut s = status(ALL[p]);
+                let mut s = status(Phase::ALL[p]);
                 s.paused = paused;
                 s.pause_reason = pause_reason;
                 let (rec, st) = reconciling_and_stalled(&s, &ready(ok, reasons[reason]));
@@ -446,7 +434,7 @@ mod kstatus_pair_tests {
                 if paused
                     && pause_reason == Some(PauseReason::Manual)
                     && reasons[reason] != Reason::InvalidSpec
-                    && !matches!(ALL[p], Phase::RolledBack | Phase::Failed)
+                    && !matches!(Phase::ALL[p], Phase::RolledBack | Phase::Failed)
                 {
                     prop_assert!(!rec.status && !st.status);
                 }

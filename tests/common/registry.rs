@@ -118,3 +118,11 @@ pub fn register_versions(registry: &InMemoryRegistry, model: &str, latest: u64, 
     }
     registry.set_alias(model, "champion", champion);
 }
+
+/// An in-memory registry where `model` has one version, `version`, as its champion.
+pub fn with_champion(model: &str, version: u64) -> std::sync::Arc<InMemoryRegistry> {
+    let registry = std::sync::Arc::new(InMemoryRegistry::new());
+    registry.register(model, version, &[], &[]);
+    registry.set_alias(model, "champion", version);
+    registry
+}

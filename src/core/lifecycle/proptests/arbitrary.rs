@@ -11,17 +11,7 @@ use crate::api::{
 };
 
 fn phase() -> impl Strategy<Value = Phase> {
-    prop::sample::select(vec![
-        Phase::Pending,
-        Phase::Stable,
-        Phase::Retraining,
-        Phase::Evaluating,
-        Phase::Shadow,
-        Phase::Progressing,
-        Phase::Promoted,
-        Phase::RolledBack,
-        Phase::Failed,
-    ])
+    prop::sample::select(Phase::ALL.to_vec())
 }
 
 fn word() -> impl Strategy<Value = String> {
