@@ -280,6 +280,15 @@ fn crd_has_names_columns_and_status_subresource() {
             ("Weight", ".status.canaryWeight"),
             ("Drift", ".status.drift.severity"),
             ("Age", ".metadata.creationTimestamp"),
+            // -o wide (priority 1)
+            ("Step", ".status.currentStep"),
+            ("Mirror", ".status.mirrorPercent"),
+            (
+                "Reason",
+                ".status.conditions[?(@.type==\"Progressing\")].reason"
+            ),
+            ("Last-Transition", ".status.phaseStartedAt"),
+            ("Message", ".status.message"),
         ]
     );
     // Conditions are a list-map keyed by type, as Kubernetes conventions ask.

@@ -119,11 +119,18 @@ impl Advisor for AnthropicAdvisor {
         input: &'a AdvisorInput,
     ) -> BoxFuture<'a, Result<AdvisorAnswer, AdvisorError>> {
         async move {
-            // The whole exchange, retries included, is bounded by the timeout.
-            let exchange =
-                crate::retry::retry_if(ADVISOR_RETRY, AdvisorError::is_transient, || {
-                    self.call(spec, timeout, api_key, input)
-                });
+            // The whole exchange, retries included, is bounded by the timeout; a retry is
+            // made only while there is time for it, so the last answer is reported, not a
+            // timeout of our own making.
+            let deadline = tokio::time::Instant::now() + timeout;
+            let worth_retrying = |e: &AdvisorError| {
+                e.is_transient()
+                    && deadline.saturating_duration_since(tokio::time::Instant::now())
+                        > ADVISOR_RETRY.max * 2
+            };
+            let exchange = crate::retry::retry_if(ADVISOR_RETRY, worth_retrying, || {
+                self.call(spec, timeout, api_key, input)
+            });
             match tokio::time::timeout(timeout, exchange).await {
                 Ok(result) => result,
                 Err(_) => Err(AdvisorError::Timeout),

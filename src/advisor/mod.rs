@@ -70,10 +70,11 @@ pub enum AdvisorError {
 }
 
 impl AdvisorError {
-    /// Whether asking again soon may succeed.
+    /// Whether asking again soon may succeed. A rate limit is not: the provider asked us to
+    /// slow down, and the next drift check asks again anyway.
     pub fn is_transient(&self) -> bool {
         match self {
-            AdvisorError::Unreachable(_) | AdvisorError::RateLimited => true,
+            AdvisorError::Unreachable(_) => true,
             AdvisorError::Http { status, .. } => *status >= 500,
             _ => false,
         }

@@ -81,18 +81,20 @@ per watched namespace.
   resources: ["modeldeployments/finalizers"]
   verbs: ["update"]
 # The stable and candidate model servers: watched (owned children, label-selected), read by
-# name to see readiness and the served version, applied server-side (an apply that creates an
+# name to see readiness and the served version and that it is this resource's before anything
+# is applied over or deleted (never adopted), applied server-side (an apply that creates an
 # object is authorized as create), and the candidate's deleted after promotion or rollback.
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
-# The stable and candidate Services: watched (owned children), applied server-side (create on
-# first apply), and the candidate's deleted after promotion or rollback. Never read by name.
+# The stable and candidate Services: watched (owned children), read by name (metadata) to see
+# that one of that name is this resource's before it is applied over or deleted, applied
+# server-side (create on first apply), and the candidate's deleted after promotion or rollback.
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["list", "watch", "create", "patch", "delete"]
-# Retraining Jobs: watched (owned children), read by name for their outcome, created once per
-# attempt (create, not apply: a Job is never changed), deleted when an attempt is aborted or
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# Retraining Jobs: watched (owned children), read by name for their outcome (and, when the
+# name is taken, to see whether it is this attempt's), created once per attempt (create, not apply: a Job is never changed), deleted when an attempt is aborted or
 # times out.
 - apiGroups: ["batch"]
   resources: ["jobs"]
@@ -103,17 +105,17 @@ per watched namespace.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
-# Traffic split with the Gateway API (spec.traffic.provider gatewayAPI): the HTTPRoute is
-# applied server-side (create on first apply); never read, listed or deleted (it goes with
-# its owner).
+# Traffic split with the Gateway API (spec.traffic.provider gatewayAPI): the HTTPRoute is read
+# by name (metadata) to see that one of that name is this resource's, then applied server-side
+# (create on first apply); never listed or deleted (it goes with its owner).
 - apiGroups: ["gateway.networking.k8s.io"]
   resources: ["httproutes"]
-  verbs: ["create", "patch"]
-# Traffic split with Istio (spec.traffic.provider istio): the VirtualService is applied
-# server-side (create on first apply); never read, listed or deleted.
+  verbs: ["get", "create", "patch"]
+# Traffic split with Istio (spec.traffic.provider istio): the VirtualService likewise, read by
+# name, then applied server-side; never listed or deleted.
 - apiGroups: ["networking.istio.io"]
   resources: ["virtualservices"]
-  verbs: ["create", "patch"]
+  verbs: ["get", "create", "patch"]
 # Every decision is reported as an Event on the ModelDeployment; kube's event recorder patches
 # an event it published before into a series instead of creating a duplicate.
 - apiGroups: ["events.k8s.io"]
