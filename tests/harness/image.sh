@@ -43,9 +43,19 @@ version="$("$binary" --version | awk 'NR == 1 { print $2 }')"
 ca_bundle=/etc/ssl/certs/ca-certificates.crt
 [ -s "$ca_bundle" ] || die "$ca_bundle is missing (Debian package ca-certificates)"
 
+tag="$version"
+image="$out:$tag"
+rm -rf -- "$out"
+umoci init --layout "$out"
+umoci new --image "$image"
+
+# The layer is made with `umoci unpack` (an empty bundle) + `umoci repack`: umoci 0.4.7's
+# `insert` writes a layer whose tar stream GNU tar rejects ("Unexpected EOF in archive").
 staging="$(mktemp -d "${TMPDIR:-/tmp}/mlrollout-image.XXXXXX")"
 trap 'rm -rf -- "$staging"' EXIT
-rootfs="$staging/rootfs"
+bundle="$staging/bundle"
+umoci unpack --image "$image" "$bundle" >/dev/null
+rootfs="$bundle/rootfs"
 mkdir -p "$rootfs"/{usr/local/bin,etc/ssl/certs,home,tmp}
 
 install -m 0555 "$binary" "$rootfs/usr/local/bin/mlrollout"
@@ -84,14 +94,10 @@ install -m 0444 "$ca_bundle" "$rootfs/etc/ssl/certs/ca-certificates.crt"
 chmod 0644 "$rootfs/etc/passwd" "$rootfs/etc/group" "$rootfs/etc/nsswitch.conf"
 chmod 1777 "$rootfs/tmp"
 chown -R 0:0 "$rootfs"
+chmod 0755 "$rootfs"
 install -d -m 0700 -o 65532 -g 65532 "$rootfs/home/nonroot"
 
-tag="$version"
-image="$out:$tag"
-rm -rf -- "$out"
-umoci init --layout "$out"
-umoci new --image "$image"
-umoci insert --image "$image" --history.created_by "tests/harness/image.sh" "$rootfs" /
+umoci repack --image "$image" --history.created_by "tests/harness/image.sh" "$bundle"
 umoci config --image "$image" \
     --config.user 65532:65532 \
     --config.entrypoint /usr/local/bin/mlrollout \
