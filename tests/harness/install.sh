@@ -3,9 +3,11 @@
 #   - a Python venv with MLflow 3.x and the ML stack (tests/harness/requirements.txt)
 #   - Prometheus (Debian package)
 #   - Chromium and a font (Debian packages), for screenshots of the drift report
+#   - umoci and crun (Debian packages): tests/image.rs builds the operator image without a
+#     Docker engine (tests/harness/image.sh) and runs it
 #
 # Idempotent: pip runs only when requirements.txt changed (hash stamp in the
-# venv); apt runs only when `prometheus` or `chromium` is not on PATH.
+# venv); apt runs only when `prometheus`, `chromium`, `umoci` or `crun` is not on PATH.
 #
 # Output: progress goes to stderr; stdout carries only `export` lines, and the
 # same lines are written to <repo>/target/harness.env. Either of these works:
@@ -108,6 +110,23 @@ if [ -z "$chromium_bin" ]; then
     log "error: chromium not on PATH after install"
     exit 1
 fi
+
+# -------------------------------------------------------------------- umoci, crun
+# The operator image without Docker: umoci builds an OCI image layout and unpacks it into a
+# runtime bundle; crun runs it (tests/harness/image.sh, tests/harness/crun.sh, tests/image.rs).
+missing=()
+for tool in umoci crun; do
+    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    apt_install "${missing[@]}"
+fi
+for tool in umoci crun; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+        log "error: $tool not on PATH after install"
+        exit 1
+    fi
+done
 
 # ------------------------------------------------------------------- env file
 env_file="$repo/target/harness.env"
