@@ -269,6 +269,7 @@ async fn the_operator_killed_in_every_phase_ends_like_an_undisturbed_run() {
 
     // Killed while the Job runs: the new operator adopts it, no second Job.
     operator = crash(&world, operator).await;
+    let mut kills = 1;
     world.clock.sleep(2 * MINUTE).await;
     assert_eq!(world.jobs().await, vec![job.clone()]);
     assert_eq!(world.status().await.phase, Phase::Retraining);
@@ -293,6 +294,7 @@ async fn the_operator_killed_in_every_phase_ends_like_an_undisturbed_run() {
             killed_in.push(here);
             tokio::time::sleep(jitter()).await;
             operator = crash(&world, operator).await;
+            kills += 2;
             if status.phase == Phase::Evaluating {
                 world.clock.sleep(MINUTE).await;
                 assert_eq!(world.status().await.phase, Phase::Evaluating);
@@ -316,6 +318,8 @@ async fn the_operator_killed_in_every_phase_ends_like_an_undisturbed_run() {
             "no kill in {phase:?}: {killed_in:?}"
         );
     }
+    assert!(kills >= 13, "{kills} kills");
+    let _ = writeln!(std::io::stderr(), "faults: operator killed {kills} times");
     assert_like_an_undisturbed_run(&world, &job, &weights).await;
     recorder.abort();
     world.finish(operator).await;
