@@ -22,8 +22,6 @@
 mod common;
 
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -36,7 +34,7 @@ use mlrollout::api::{
 };
 
 use common::cluster::{Cluster, eventually};
-use common::process::scratch_dir;
+use common::own_cluster::OwnCluster;
 use common::world::{HOUR, MINUTE, MODEL, SPEED, World, drive_to_job, route_weights};
 
 /// Prints (past the test harness's capture) how long the test took, when it ends.
@@ -326,93 +324,6 @@ async fn the_operator_killed_in_every_phase_ends_like_an_undisturbed_run() {
 }
 
 // ----------------------------------------------------------- API server and etcd restart
-
-/// A control plane of the test's own (`cluster.sh up --dir`), stopped and removed when dropped,
-/// also when the test fails; `--watch-pid` stops it if the test process is killed.
-struct OwnCluster {
-    dir: PathBuf,
-}
-
-fn cluster_sh() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/harness/cluster.sh")
-}
-
-impl OwnCluster {
-    fn up(prefix: &str) -> OwnCluster {
-        let own = OwnCluster {
-            dir: scratch_dir(prefix),
-        };
-        let status = Command::new("bash")
-            .arg(cluster_sh())
-            .args(["up", "--control-plane-only", "--dir"])
-            .arg(&own.dir)
-            .arg("--watch-pid")
-            .arg(std::process::id().to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .status()
-            .expect("bash runs cluster.sh");
-        assert!(
-            status.success(),
-            "cluster.sh up --dir {}",
-            own.dir.display()
-        );
-        own
-    }
-
-    fn pid(&self, component: &str) -> String {
-        let pids = std::fs::read_to_string(self.dir.join("pids")).unwrap();
-        pids.lines()
-            .find_map(|l| l.strip_prefix(&format!("{component} ")))
-            .unwrap_or_else(|| panic!("no {component} in {}/pids", self.dir.display()))
-            .to_string()
-    }
-
-    /// SIGKILL to `component`; waits until it is gone.
-    fn kill(&self, component: &str) {
-        let pid = self.pid(component);
-        let status = Command::new("kill").args(["-KILL", &pid]).status().unwrap();
-        assert!(status.success(), "kill -KILL {component} ({pid})");
-        let stat = format!("/proc/{pid}/stat");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::fs::read_to_string(&stat).is_ok_and(|s| !s.contains(") Z ")) {
-            assert!(
-                Instant::now() < deadline,
-                "{component} ({pid}) survived SIGKILL"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// `cluster.sh restart`: etcd and kube-apiserver again, same flags, certificates and data.
-    fn restart(&self) {
-        let status = Command::new("bash")
-            .arg(cluster_sh())
-            .args(["restart", "--dir"])
-            .arg(&self.dir)
-            .stdin(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(
-            status.success(),
-            "cluster.sh restart --dir {}",
-            self.dir.display()
-        );
-    }
-}
-
-impl Drop for OwnCluster {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(cluster_sh())
-            .args(["down", "--dir"])
-            .arg(&self.dir)
-            .stdin(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_server_and_etcd_killed_mid_rollout_change_nothing() {
