@@ -89,6 +89,13 @@ fn start_private_cluster() -> PathBuf {
     dir
 }
 
+impl Cluster {
+    /// A cluster `cluster.sh up --dir DIR` started (for a test with a control plane of its own).
+    pub fn from_dir(dir: &Path) -> Cluster {
+        read_cluster_env(dir)
+    }
+}
+
 fn read_cluster_env(dir: &Path) -> Cluster {
     let path = dir.join("cluster.env");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {

@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod http;
 pub mod mlflow;
 pub mod operator;
+pub mod own_cluster;
 pub mod process;
 pub mod prometheus;
 pub mod registry;

@@ -31,12 +31,17 @@ use tokio::sync::oneshot;
 use super::cluster::{eventually, finish_job};
 
 /// Analysis double: metric values per (metric, variant) set by the test, judged by the real
-/// verdict logic. A missing value is no data; `fail_queries` makes every query an error.
+/// verdict logic. A missing value is no data; `fail_queries` makes every query an error,
+/// `fail_next` the next n rounds; `pause` holds every round until `resume` (a query that hangs).
 #[derive(Default)]
 pub struct ScriptedAnalyzer {
     values: Mutex<BTreeMap<(String, String), f64>>,
     fail_queries: Mutex<bool>,
+    fail_next: Mutex<u32>,
+    paused: Mutex<bool>,
     pub calls: Mutex<u64>,
+    /// Every answered round: when it was answered and whether its queries failed.
+    pub rounds: Mutex<Vec<(std::time::Instant, bool)>>,
 }
 
 impl ScriptedAnalyzer {
@@ -60,26 +65,60 @@ impl ScriptedAnalyzer {
     pub fn fail_queries(&self, fail: bool) {
         *self.fail_queries.lock().unwrap() = fail;
     }
+
+    /// The next `rounds` rounds of queries fail (Prometheus down for a while), then they work.
+    pub fn fail_next(&self, rounds: u32) {
+        *self.fail_next.lock().unwrap() = rounds;
+    }
+
+    /// Rounds of queries started from now on wait until [`ScriptedAnalyzer::resume`].
+    pub fn pause(&self) {
+        *self.paused.lock().unwrap() = true;
+    }
+
+    pub fn resume(&self) {
+        *self.paused.lock().unwrap() = false;
+    }
+
+    /// (answered at, failed) of every round so far.
+    pub fn rounds(&self) -> Vec<(std::time::Instant, bool)> {
+        self.rounds.lock().unwrap().clone()
+    }
 }
 
 impl Analyzer for ScriptedAnalyzer {
     fn measure<'a>(&'a self, request: MeasureRequest<'a>) -> BoxFuture<'a, Vec<MetricMeasurement>> {
         *self.calls.lock().unwrap() += 1;
-        let fail = *self.fail_queries.lock().unwrap();
-        let values = self.values.lock().unwrap().clone();
-        let out = request
-            .metrics
-            .iter()
-            .map(|m| {
-                if fail {
-                    return query_error(m, "Prometheus is unreachable (scripted)");
-                }
-                let get =
-                    |variant: &str| values.get(&(m.name.clone(), variant.to_string())).copied();
-                judge(m, get("candidate"), get("stable"))
-            })
-            .collect();
-        async move { out }.boxed()
+        async move {
+            while *self.paused.lock().unwrap() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let fail = *self.fail_queries.lock().unwrap() || {
+                let mut next = self.fail_next.lock().unwrap();
+                let failing = *next > 0;
+                *next = next.saturating_sub(1);
+                failing
+            };
+            let values = self.values.lock().unwrap().clone();
+            let out = request
+                .metrics
+                .iter()
+                .map(|m| {
+                    if fail {
+                        return query_error(m, "Prometheus is unreachable (scripted)");
+                    }
+                    let get =
+                        |variant: &str| values.get(&(m.name.clone(), variant.to_string())).copied();
+                    judge(m, get("candidate"), get("stable"))
+                })
+                .collect();
+            self.rounds
+                .lock()
+                .unwrap()
+                .push((std::time::Instant::now(), fail));
+            out
+        }
+        .boxed()
     }
 }
 
@@ -254,6 +293,14 @@ impl Operator {
             .with_drift(drift)
             .with_clock(clock);
         Operator::run(ctx, scope)
+    }
+
+    /// Kills the controller the way SIGKILL would: its task is aborted, whatever it was doing
+    /// (a request half sent, a status computed and not yet written) is dropped; nothing
+    /// graceful runs. Waits until the task is gone.
+    pub async fn abort(self) {
+        self.task.abort();
+        let _ = self.task.await;
     }
 
     /// Stops the controller and waits until it has (30 s at most); fails the test if the

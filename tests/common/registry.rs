@@ -22,6 +22,7 @@ type HeldResolve = (oneshot::Sender<()>, oneshot::Receiver<()>);
 pub struct ScriptedRegistry {
     memory: Arc<InMemoryRegistry>,
     hold_evaluation: AtomicBool,
+    down: AtomicBool,
     held_pinned_resolve: Mutex<Option<HeldResolve>>,
 }
 
@@ -30,6 +31,7 @@ impl ScriptedRegistry {
         ScriptedRegistry {
             memory,
             hold_evaluation: AtomicBool::new(false),
+            down: AtomicBool::new(false),
             held_pinned_resolve: Mutex::new(None),
         }
     }
@@ -38,6 +40,23 @@ impl ScriptedRegistry {
     /// read at that moment: the resource stays in `Evaluating`.
     pub fn hold_evaluation(&self, hold: bool) {
         self.hold_evaluation.store(hold, Ordering::SeqCst);
+    }
+
+    /// While `down` is set, every call fails `Unavailable` (MLflow is not running), reads and
+    /// writes alike.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+
+    fn unavailable<'a, T: Send + 'a>(&self) -> Option<BoxFuture<'a, Result<T, RegistryError>>> {
+        self.down.load(Ordering::SeqCst).then(|| {
+            async {
+                Err(RegistryError::Unavailable(
+                    "MLflow is down (scripted)".into(),
+                ))
+            }
+            .boxed()
+        })
     }
 
     /// Holds the next resolve of a pinned version, so the reconcile running it decides on a
@@ -57,6 +76,9 @@ impl ModelRegistry for ScriptedRegistry {
         model: &'a ModelSource,
         credentials: &'a RegistryCredentials,
     ) -> BoxFuture<'a, Result<ResolvedModel, RegistryError>> {
+        if let Some(down) = self.unavailable() {
+            return down;
+        }
         let held = if model.version.is_some() {
             self.held_pinned_resolve.lock().unwrap().take()
         } else {
@@ -78,6 +100,9 @@ impl ModelRegistry for ScriptedRegistry {
         credentials: &'a RegistryCredentials,
         attempt_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<String>, RegistryError>> {
+        if let Some(down) = self.unavailable() {
+            return down;
+        }
         self.memory.find_candidate(model, credentials, attempt_id)
     }
 
@@ -89,6 +114,9 @@ impl ModelRegistry for ScriptedRegistry {
         champion: &'a str,
         metric: &'a str,
     ) -> BoxFuture<'a, Result<MetricPair, RegistryError>> {
+        if let Some(down) = self.unavailable() {
+            return down;
+        }
         if self.hold_evaluation.load(Ordering::SeqCst) {
             return Box::pin(async {
                 Err(RegistryError::Unavailable(
@@ -106,6 +134,9 @@ impl ModelRegistry for ScriptedRegistry {
         credentials: &'a RegistryCredentials,
         write: &'a RegistryWrite,
     ) -> BoxFuture<'a, Result<(), RegistryError>> {
+        if let Some(down) = self.unavailable() {
+            return down;
+        }
         self.memory.apply_write(model, credentials, write)
     }
 }

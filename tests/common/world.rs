@@ -72,6 +72,8 @@ spec:
 }
 
 pub struct World {
+    /// The control plane the world runs on (the shared one unless [`World::on`]).
+    pub cluster: cluster::Cluster,
     pub client: kube::Client,
     pub ns: String,
     pub registry: Arc<InMemoryRegistry>,
@@ -88,6 +90,16 @@ impl World {
 
     pub async fn with_speed(prefix: &str, speed: u32) -> World {
         let client = cluster::client().await;
+        World::on(cluster::cluster().clone(), client, prefix, speed).await
+    }
+
+    /// A world on `cluster` (a control plane of the test's own), talking to it with `client`.
+    pub async fn on(
+        cluster: cluster::Cluster,
+        client: kube::Client,
+        prefix: &str,
+        speed: u32,
+    ) -> World {
         let ns = cluster::namespace(&client, prefix).await;
         let registry = Arc::new(InMemoryRegistry::new());
         registry.register(MODEL, 3, &[("accuracy", 0.88)], &[]);
@@ -95,6 +107,7 @@ impl World {
         let analyzer = Arc::new(ScriptedAnalyzer::default());
         analyzer.healthy();
         World {
+            cluster,
             client,
             ns,
             gate: Arc::new(ScriptedRegistry::new(registry.clone())),
@@ -220,7 +233,7 @@ impl World {
     /// Jobs the API server created in the test's namespace (from its audit log): a Job that
     /// was created and deleted again still counts.
     pub fn jobs_created(&self) -> Vec<String> {
-        cluster::cluster()
+        self.cluster
             .audit()
             .into_iter()
             .filter(|e| e.verb == "create")

@@ -3,6 +3,7 @@
 #
 #   bash tests/harness/cluster.sh up   [--dir DIR] [--control-plane-only] [--watch-pid PID]
 #   bash tests/harness/cluster.sh down [--dir DIR]
+#   bash tests/harness/cluster.sh restart [--dir DIR]
 #
 # `up` builds (or takes from the cache) etcd, kube-apiserver, kube-controller-manager,
 # kube-scheduler, kubectl and kwok from the Go modules pinned in tests/harness/controlplane,
@@ -18,6 +19,9 @@
 # and the real Job controller completes or fails the Job.
 #
 # `down` stops exactly the processes `up` started (their pids are in DIR/pids), nothing else.
+# `restart` starts etcd and kube-apiserver again if they are not running (a test killed them):
+# the command lines `up` used (DIR/cmd), so the same ports, certificates and etcd data; it waits
+# until both answer and updates DIR/pids.
 # --watch-pid PID makes `up` also start a watcher that runs `down` when PID exits (the test
 # harness passes its own pid, so a killed test run leaves nothing behind).
 #
@@ -40,9 +44,13 @@ while [ $# -gt 0 ]; do
         --dir) dir="$2"; shift 2 ;;
         --control-plane-only) control_plane_only=1; shift ;;
         --watch-pid) watch_pid="$2"; shift 2 ;;
-        *) die "unknown argument: $1 (usage: cluster.sh up|down [--dir DIR] [--control-plane-only] [--watch-pid PID])" ;;
+        *) die "unknown argument: $1 (usage: cluster.sh up|down|restart [--dir DIR] [--control-plane-only] [--watch-pid PID])" ;;
     esac
 done
+if [ "$cmd" = down ] && [ ! -d "$dir" ]; then
+    log "nothing to stop: no $dir"
+    exit 0
+fi
 mkdir -p "$dir"
 dir="$(cd "$dir" && pwd)"
 pids="$dir/pids"
@@ -81,31 +89,12 @@ if [ "$cmd" = down ]; then
     log "stopped everything listed in $pids"
     exit 0
 fi
-[ "$cmd" = up ] || die "usage: cluster.sh up|down [--dir DIR] [--control-plane-only] [--watch-pid PID]"
 
-if [ -f "$pids" ]; then
-    log "stopping the processes of an earlier 'up' in $dir"
-    stop_all
-fi
-rm -rf "$dir/etcd" "$dir/pki" "$dir/logs" "$pids.stopped"
-mkdir -p "$dir/logs" "$dir/pki"
-trap 'rc=$?; if [ $rc -ne 0 ]; then stop_all; fi; exit $rc' EXIT
-
-# MLROLLOUT_CONTROLPLANE_BIN: a folder with the binaries already built (skips the Go build).
-bin="${MLROLLOUT_CONTROLPLANE_BIN:-}"
-[ -n "$bin" ] || bin="$(bash "$here/controlplane/build.sh")"
-export PATH="$bin:$PATH"
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# start NAME ARGS...: runs a binary in the background, its output in logs/NAME.log.
-start() {
+# setsid: a Ctrl-C in the shell that ran `up` does not reach the cluster. Prints the pid.
+launch() {
     local name="$1"; shift
-    # setsid: a Ctrl-C in the shell that ran `up` does not reach the cluster.
-    setsid "$@" >"$dir/logs/$name.log" 2>&1 < /dev/null &
-    printf '%s %s\n' "$name" "$!" >>"$pids"
+    setsid "$@" >>"$dir/logs/$name.log" 2>&1 < /dev/null &
+    echo "$!"
 }
 
 pid_of() { awk -v n="$1" '$1 == n {print $2}' "$pids"; }
@@ -123,6 +112,57 @@ wait_for() {
         fi
         sleep 0.2
     done
+}
+
+curl_admin() {
+    curl -sf --cacert "$dir/pki/ca.crt" --cert "$dir/pki/admin.crt" --key "$dir/pki/admin.key" "$@"
+}
+
+if [ "$cmd" = restart ]; then
+    [ -f "$pids" ] && [ -f "$dir/cluster.env" ] || die "no cluster in $dir (run 'up' first)"
+    env_value() { sed -n "s/^$1=//p" "$dir/cluster.env"; }
+    for name in etcd kube-apiserver; do
+        if kill -0 "$(pid_of "$name")" 2>/dev/null; then
+            log "$name (pid $(pid_of "$name")) is running: left as is"
+        else
+            [ -f "$dir/cmd/$name" ] || die "no recorded command line for $name in $dir/cmd"
+            pid="$(eval "launch $name $(cat "$dir/cmd/$name")")"
+            sed -i "s/^$name .*/$name $pid/" "$pids"
+            log "$name started again (pid $pid)"
+        fi
+        if [ "$name" = etcd ]; then
+            wait_for etcd 30 curl -sf "$(env_value etcd)/health"
+        else
+            wait_for kube-apiserver 90 curl_admin "$(env_value server)/readyz"
+        fi
+    done
+    exit 0
+fi
+[ "$cmd" = up ] || die "usage: cluster.sh up|down|restart [--dir DIR] [--control-plane-only] [--watch-pid PID]"
+
+if [ -f "$pids" ]; then
+    log "stopping the processes of an earlier 'up' in $dir"
+    stop_all
+fi
+rm -rf "$dir/etcd" "$dir/pki" "$dir/logs" "$dir/cmd" "$pids.stopped"
+mkdir -p "$dir/logs" "$dir/pki" "$dir/cmd"
+trap 'rc=$?; if [ $rc -ne 0 ]; then stop_all; fi; exit $rc' EXIT
+
+# MLROLLOUT_CONTROLPLANE_BIN: a folder with the binaries already built (skips the Go build).
+bin="${MLROLLOUT_CONTROLPLANE_BIN:-}"
+[ -n "$bin" ] || bin="$(bash "$here/controlplane/build.sh")"
+export PATH="$bin:$PATH"
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# start NAME ARGS...: runs a binary in the background, its output in logs/NAME.log; its
+# command line is kept in cmd/NAME (for `restart`).
+start() {
+    local name="$1"; shift
+    printf '%q ' "$(command -v "$1")" "${@:2}" >"$dir/cmd/$name"
+    printf '%s %s\n' "$name" "$(launch "$name" "$@")" >>"$pids"
 }
 
 # ----------------------------------------------------------------------------- PKI
@@ -179,9 +219,6 @@ start kube-apiserver kube-apiserver --etcd-servers="http://127.0.0.1:$etcd_port"
     --profiling=false --event-ttl=1h \
     --audit-policy-file="$dir/audit-policy.yaml" --audit-log-path="$dir/logs/audit.log" \
     --audit-log-format=json --audit-log-maxsize=0
-curl_admin() {
-    curl -sf --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" "$@"
-}
 wait_for kube-apiserver "${MLROLLOUT_CLUSTER_START_TIMEOUT:-90}" curl_admin "$server/readyz"
 
 kubeconfig="$dir/kubeconfig"
@@ -279,6 +316,7 @@ pid_of kube-scheduler | xargs kill -0 2>/dev/null || die "kube-scheduler exited;
 {
     echo "kubeconfig=$kubeconfig"
     echo "server=$server"
+    echo "etcd=http://127.0.0.1:$etcd_port"
     echo "kwok=$kwok_ok"
     echo "bin=$bin"
     echo "audit_log=$dir/logs/audit.log"
