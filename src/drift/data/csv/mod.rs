@@ -1,7 +1,7 @@
 //! CSV reader: a header row, then one record per row; only the requested columns are kept.
 //!
-//! Files without any `"` are split into line-aligned chunks parsed in parallel; files with
-//! quotes (where a newline may sit inside a field) are parsed in one pass. Numeric cells are
+//! Large files are split into line-aligned chunks parsed in parallel, unless a quoted field
+//! spans lines: then they are parsed in one pass (see [`split`]). Numeric cells are
 //! parsed from the raw bytes, categorical cells are looked up in a dictionary without
 //! allocating for values already seen.
 
@@ -15,10 +15,9 @@ use super::table::{
     CategoricalColumn, Column, ColumnKind, ColumnRequest, Dictionary, MISSING_CODE, NamedColumn,
     Table,
 };
-use super::workers_for;
+use split::split_chunks;
 
-/// Below this many body bytes a file is parsed in one piece.
-const MIN_PARALLEL_BYTES: usize = 1 << 20;
+mod split;
 
 /// Cell texts read as missing (case-insensitive), besides the empty cell.
 const MISSING_TOKENS: [&[u8]; 7] = [b"nan", b"na", b"n/a", b"null", b"none", b"<na>", b"-nan"];
@@ -167,11 +166,28 @@ fn read_bytes(
     columns: &[ColumnRequest],
     side: Side,
 ) -> Result<Table, DataError> {
+    read_bytes_in(data, uri, columns, side, None)
+}
+
+/// [`read_bytes`] with the body cut into at most `workers` chunks whatever its size (`None`:
+/// by its size and the cores), so that tests and fuzzing reach the parallel path on small
+/// inputs.
+pub(super) fn read_bytes_in(
+    data: &[u8],
+    uri: &str,
+    columns: &[ColumnRequest],
+    side: Side,
+    workers: Option<usize>,
+) -> Result<Table, DataError> {
     let (names, body) = split_header(data, uri, side)?;
     let mut targets = resolve_targets(&names, columns, side)?;
     let width = names.len();
     infer_kinds(body, &mut targets, width, uri, side)?;
-    let results = parse_chunks(split_chunks(body), &targets, width);
+    let chunks = match workers {
+        Some(workers) => split::split_chunks_for(body, workers),
+        None => split_chunks(body),
+    };
+    let results = parse_chunks(chunks, &targets, width);
     let parts = chunks_in_file_order(results, &targets, uri, side)?;
     concatenate(parts, &targets, uri, side)
 }
@@ -406,65 +422,6 @@ fn infer_kinds(
     Ok(())
 }
 
-/// Whether some newline sits inside a quoted field (then lines are not records). Eight bytes
-/// at a time: words without a quote only matter when they hold a newline inside quotes.
-fn newline_inside_quotes(body: &[u8]) -> bool {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    let has = |w: u64, b: u8| {
-        let x = w ^ (LO * u64::from(b));
-        x.wrapping_sub(LO) & !x & HI != 0
-    };
-    let mut inside = false;
-    let bytewise = |bytes: &[u8], inside: &mut bool| {
-        for &b in bytes {
-            if b == b'"' {
-                *inside = !*inside; // an escaped quote ("") toggles twice
-            } else if b == b'\n' && *inside {
-                return true;
-            }
-        }
-        false
-    };
-    let mut words = body.chunks_exact(8);
-    for c in &mut words {
-        let Ok(bytes) = <[u8; 8]>::try_from(c) else {
-            continue;
-        };
-        let w = u64::from_le_bytes(bytes);
-        if !has(w, b'"') {
-            if inside && has(w, b'\n') {
-                return true;
-            }
-        } else if bytewise(c, &mut inside) {
-            return true;
-        }
-    }
-    bytewise(words.remainder(), &mut inside)
-}
-
-/// Split the body into line-aligned chunks, one per worker, when it is large and no quoted
-/// field spans lines.
-fn split_chunks(body: &[u8]) -> Vec<&[u8]> {
-    let workers = workers_for(body.len() / MIN_PARALLEL_BYTES);
-    if workers <= 1 || (body.contains(&b'"') && newline_inside_quotes(body)) {
-        return vec![body];
-    }
-    let mut chunks = Vec::with_capacity(workers);
-    let mut start = 0;
-    for k in 1..workers {
-        let target = (body.len() * k / workers).max(start);
-        let Some(nl) = body[target..].iter().position(|&b| b == b'\n') else {
-            break;
-        };
-        let end = target + nl + 1;
-        chunks.push(&body[start..end]);
-        start = end;
-    }
-    chunks.push(&body[start..]);
-    chunks
-}
-
 enum Builder {
     Numeric(Vec<f64>),
     Categorical(Dictionary, Vec<u32>),
@@ -596,5 +553,7 @@ fn parse_chunk(chunk: &[u8], targets: &[Target], width: usize) -> Result<Chunk, 
     })
 }
 
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod tests;
