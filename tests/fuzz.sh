@@ -68,7 +68,7 @@ for target in "${targets[@]}"; do
     started=$SECONDS
     # The first corpus directory receives new inputs; the committed one is only read.
     if cargo fuzz run "${fuzz_args[@]}" "$target" "$work/$target/new" "corpus/$target" -- \
-        -max_total_time="$seconds" -timeout=30 -rss_limit_mb=4096 \
+        -max_total_time="$seconds" -timeout=20 -rss_limit_mb=4096 \
         -artifact_prefix="$work/$target/artifacts/" >"$log" 2>&1; then
         runs="$(grep -o 'Done [0-9]* runs' "$log" | tail -1 || true)"
         echo "    fuzz $target: ok (${runs:-no summary}, $((SECONDS - started))s)"
