@@ -49,6 +49,8 @@ fn cell(numeric: bool) -> impl Strategy<Value = String> {
         1 => Just("5\"".to_owned()),
         1 => Just("a\"b\"\"c".to_owned()),
         1 => Just("\"ab\"c\"".to_owned()),
+        // a BOM opening a line (files concatenated): data, unlike the file's own
+        1 => Just("\u{feff}b".to_owned()),
     ]
 }
 

@@ -330,3 +330,37 @@ fn a_stray_quote_does_not_hide_a_quoted_newline_from_the_splitter() {
     assert_eq!((c1.value(0), c1.value(1)), (Some("x\ny"), Some("a")));
     assert_eq!(format!("{one:?}"), format!("{many:?}"));
 }
+
+/// Issue 14 point 9, found by the `csv` fuzz target: a line that starts with a UTF-8 BOM (two
+/// files with BOMs concatenated) kept its BOM in one piece but lost it where a chunk began,
+/// and the body's first line lost it too, unlike the `csv` crate reading the whole file. A
+/// BOM after the header is data wherever the file is cut; the header's own is dropped.
+#[test]
+fn a_bom_after_the_header_is_data_wherever_the_file_is_cut() {
+    let text = "\u{feff}a,b\n\u{feff}x,1\ny,2\n\u{feff}a,b\nz,3\n";
+    let cols = req(&[
+        ("a", Some(ColumnKind::Categorical)),
+        ("b", Some(ColumnKind::Categorical)),
+    ]);
+    let one = read_bytes_in(text.as_bytes(), "t.csv", &cols, Side::Current, Some(1));
+    let values = |t: &Table| {
+        let a = t.column("a").unwrap().as_categorical().unwrap();
+        (0..t.rows())
+            .map(|i| a.value(i).unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        values(one.as_ref().unwrap()),
+        ["\u{feff}x", "y", "\u{feff}a", "z"]
+    );
+    for workers in 2..6 {
+        let many = read_bytes_in(
+            text.as_bytes(),
+            "t.csv",
+            &cols,
+            Side::Current,
+            Some(workers),
+        );
+        assert_eq!(format!("{one:?}"), format!("{many:?}"), "{workers}");
+    }
+}
