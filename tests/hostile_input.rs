@@ -441,3 +441,53 @@ fn schema_errors_name_the_field_and_usage_errors_exit_2() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Issue 14 point 9, found by the `parquet` fuzz target: a data page whose definition levels
+/// run past their buffer made the arrow-rs decoder panic inside the reader (in a worker thread,
+/// or in the caller when one column was read). It is now a MalformedData error on that file,
+/// whichever columns are asked for, and `mlrollout drift` reports the file malformed and exits 1
+/// (the caught panic's message still reaches stderr through the default panic hook).
+#[test]
+fn a_parquet_file_that_panics_the_decoder_is_malformed_data() {
+    use mlrollout::api::Reason;
+    use mlrollout::drift::data::{
+        ColumnKind, ColumnRequest, DataFormat, Payload, Side, column_names, read_table,
+    };
+    let file = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fuzz/corpus/parquet/seed-crash-def-levels.parquet"
+    );
+    let payload = Payload::from_path(file);
+    let names = column_names(&payload, DataFormat::Parquet, Side::Reference).unwrap();
+    let mut decoder_failures = 0;
+    for kind in [
+        None,
+        Some(ColumnKind::Numerical),
+        Some(ColumnKind::Categorical),
+    ] {
+        let all: Vec<ColumnRequest> = names
+            .iter()
+            .map(|n| ColumnRequest::new(n.clone(), kind))
+            .collect();
+        let each = all.iter().map(|c| vec![c.clone()]);
+        for columns in std::iter::once(all.clone()).chain(each) {
+            let read = read_table(&payload, DataFormat::Parquet, &columns, Side::Reference);
+            if let Err(e) = read
+                && e.to_string()
+                    .contains("the Parquet decoder failed on this file")
+            {
+                assert_eq!(e.reason(), Reason::MalformedData, "{e}");
+                decoder_failures += 1;
+            }
+        }
+    }
+    assert!(decoder_failures >= 2, "{decoder_failures}");
+
+    let (out, _) = drift_json(&["--reference", file, "--current", file]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("reference data") && stderr.contains("is malformed"),
+        "{stderr}"
+    );
+}

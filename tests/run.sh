@@ -5,7 +5,8 @@
 # the real Kubernetes control plane from pinned Go modules (cached under ~/.cache/mlrollout)
 # and starts one for the whole suite, checks formatting and lints, then runs every test
 # target (unit, real API server, real MLflow, real Prometheus) with the `harness` feature on,
-# so that none is left out (Cargo.toml [features]). Each stage prints its cost.
+# so that none is left out (Cargo.toml [features]), then runs the fuzz targets briefly.
+# Each stage prints its cost.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -39,5 +40,10 @@ cargo clippy --all-targets --all-features --quiet -- -D warnings
 
 stage "cargo test --all-targets --features harness"
 cargo test --all-targets --features harness --no-fail-fast
+
+# Each cargo-fuzz target (fuzz/) for a short while from its committed corpus; installs
+# cargo-fuzz under ~/.cache/mlrollout when missing, builds with stable rustc.
+stage "fuzz targets, 20 s each (tests/fuzz.sh)"
+MLROLLOUT_FUZZ_SECONDS=20 bash tests/fuzz.sh
 stage "done"
 echo "    total: ${SECONDS}s"

@@ -22,6 +22,20 @@ pub struct CronSchedule {
 impl CronSchedule {
     /// Parses a 5-field cron expression such as `0 3 * * 0`.
     pub fn parse(expression: &str) -> Result<Self, CronScheduleError> {
+        // croner reads an empty list item (`,` or `1,,2`) as a field with no value at all: a
+        // schedule that never fires, which it then searches for decades to find (seconds per
+        // call, on every reconcile). Refused here, found by the `duration` fuzz target.
+        if let Some(field) = expression
+            .split_whitespace()
+            .find(|field| field.split(',').any(str::is_empty))
+        {
+            return Err(CronScheduleError {
+                input: expression.to_string(),
+                source: croner::errors::CronError::InvalidPattern(format!(
+                    "field {field:?} has an empty list item"
+                )),
+            });
+        }
         // croner also takes seconds and years (6 or 7 fields) unless told not to.
         let parser = croner::parser::CronParser::builder()
             .seconds(croner::parser::Seconds::Disallowed)
@@ -93,6 +107,25 @@ mod tests {
                 .to_string()
                 .starts_with("\"not a cron\" is not a valid cron schedule ("),
             "{error}"
+        );
+    }
+
+    /// Issue 14 point 9, found by the `duration` fuzz target: `", * * * 0"` parsed as a minute
+    /// field with no value, and every `next_after` then searched for seconds (15 s in a debug
+    /// build) before answering "never". Empty list items are refused at once.
+    #[test]
+    fn empty_list_items_are_refused_not_searched_for() {
+        for expression in [", * * * 0", "1,,2 * * * *", "1, * * * *", "0 3 * * ,1"] {
+            let started = std::time::Instant::now();
+            let error = CronSchedule::parse(expression).unwrap_err().to_string();
+            assert!(error.contains("empty list item"), "{expression}: {error}");
+            assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        }
+        let lists = CronSchedule::parse("0,30 1,13 * * 1,3").unwrap();
+        let t: Timestamp = "2026-11-26T02:30:00Z".parse().unwrap();
+        assert_eq!(
+            lists.next_after(t).unwrap().to_string(),
+            "2026-11-30T01:00:00Z"
         );
     }
 }

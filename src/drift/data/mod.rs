@@ -17,8 +17,9 @@
 //! - **Missing values.** Empty cells and `NaN`/`NA`/`N/A`/`null`/`None`/`<NA>` (any case) in
 //!   CSV, nulls and NaN in Parquet. ±∞ is read as a number; the statistics count it as missing.
 //!
-//! Reading is parallel across columns (Parquet) or across line-aligned chunks (CSV without
-//! quotes) with `std::thread::scope`; numeric cells are parsed without allocating.
+//! Reading is parallel across columns (Parquet) or across line-aligned chunks (CSV where no
+//! quoted field spans lines) with `std::thread::scope`; numeric cells are parsed without
+//! allocating.
 
 mod csv;
 mod error;
@@ -63,6 +64,18 @@ pub fn read_table(
         DataFormat::Csv => csv::read(payload, columns, side),
         DataFormat::Parquet => parquet::read(payload, columns, side),
     }
+}
+
+/// The CSV reader with the body cut into at most `workers` line-aligned chunks whatever its
+/// size, parsed in parallel: the fuzz target holds it to the one-piece parse (`workers` 1).
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub fn read_csv_in_chunks(
+    bytes: &[u8],
+    columns: &[ColumnRequest],
+    workers: usize,
+) -> Result<Table, DataError> {
+    csv::read_bytes_in(bytes, "fuzz.csv", columns, Side::Current, Some(workers))
 }
 
 /// Number of worker threads for `n` independent pieces of work.

@@ -1,6 +1,8 @@
 //! The CSV reader on text written here: header, kinds, missing values, errors, chunked parsing.
 
+use super::split::newline_inside_quotes;
 use super::*;
+use crate::drift::data::workers_for;
 
 fn req(cols: &[(&str, Option<ColumnKind>)]) -> Vec<ColumnRequest> {
     cols.iter()
@@ -295,4 +297,70 @@ fn a_header_of_a_hundred_thousand_columns_reads_quickly() {
         "{:?}",
         started.elapsed()
     );
+}
+
+/// Issue 14 point 9, found by the property test: a stray quote inside an unquoted field is a
+/// literal byte to the `csv` crate, so it must not flip the scan's idea of "inside quotes". It
+/// did, and the newline inside the next (really quoted) field looked like a record end: the
+/// parallel parse cut the field in two and reported rows the file does not have.
+#[test]
+fn a_stray_quote_does_not_hide_a_quoted_newline_from_the_splitter() {
+    for body in [
+        &b"5\",\"\n\",\n"[..],
+        b"a\"b,\"x\ny\"\n",
+        b"\"ab\"c\",\"x\ny\"\n",
+        b"12345678a\"b,\"x\ny\"\n1,2\n",
+    ] {
+        assert!(
+            newline_inside_quotes(body),
+            "{:?}",
+            String::from_utf8_lossy(body)
+        );
+    }
+    // quotes that do close: the newlines are record ends
+    assert!(!newline_inside_quotes(b"\"a\"\"\",b\n\"\",\"\"\"\"\n"));
+    assert!(!newline_inside_quotes(b"a\"b\"c,d\n\"x\"\n"));
+
+    let text = "c0,c1,c2\n5\",\"x\ny\",\n1,a,2\n";
+    let cols = req(&[("c0", None), ("c1", None), ("c2", None)]);
+    let one = read_bytes_in(text.as_bytes(), "t.csv", &cols, Side::Current, Some(1)).unwrap();
+    let many = read_bytes_in(text.as_bytes(), "t.csv", &cols, Side::Current, Some(3)).unwrap();
+    assert_eq!(one.rows(), 2);
+    let c1 = many.column("c1").unwrap().as_categorical().unwrap();
+    assert_eq!((c1.value(0), c1.value(1)), (Some("x\ny"), Some("a")));
+    assert_eq!(format!("{one:?}"), format!("{many:?}"));
+}
+
+/// Issue 14 point 9, found by the `csv` fuzz target: a line that starts with a UTF-8 BOM (two
+/// files with BOMs concatenated) kept its BOM in one piece but lost it where a chunk began,
+/// and the body's first line lost it too, unlike the `csv` crate reading the whole file. A
+/// BOM after the header is data wherever the file is cut; the header's own is dropped.
+#[test]
+fn a_bom_after_the_header_is_data_wherever_the_file_is_cut() {
+    let text = "\u{feff}a,b\n\u{feff}x,1\ny,2\n\u{feff}a,b\nz,3\n";
+    let cols = req(&[
+        ("a", Some(ColumnKind::Categorical)),
+        ("b", Some(ColumnKind::Categorical)),
+    ]);
+    let one = read_bytes_in(text.as_bytes(), "t.csv", &cols, Side::Current, Some(1));
+    let values = |t: &Table| {
+        let a = t.column("a").unwrap().as_categorical().unwrap();
+        (0..t.rows())
+            .map(|i| a.value(i).unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        values(one.as_ref().unwrap()),
+        ["\u{feff}x", "y", "\u{feff}a", "z"]
+    );
+    for workers in 2..6 {
+        let many = read_bytes_in(
+            text.as_bytes(),
+            "t.csv",
+            &cols,
+            Side::Current,
+            Some(workers),
+        );
+        assert_eq!(format!("{one:?}"), format!("{many:?}"), "{workers}");
+    }
 }

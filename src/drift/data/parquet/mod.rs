@@ -22,6 +22,11 @@ mod columns;
 
 const BATCH_ROWS: usize = 64 * 1024;
 
+/// Most rows reserved up front per column: the footer's row count is the file's word, and a
+/// forged one (2^40 rows in a few bytes) must not reserve terabytes before a page is read.
+/// Longer columns grow as they are decoded.
+const MAX_RESERVED_ROWS: usize = 1 << 20;
+
 fn open_file(path: &std::path::Path, side: Side, uri: &str) -> Result<File, DataError> {
     File::open(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
@@ -66,9 +71,32 @@ fn load_metadata(payload: &Payload, side: Side) -> Result<ArrowReaderMetadata, D
     result.map_err(|e| DataError::malformed(side, uri, e))
 }
 
+/// Runs `decode` (a use of the arrow-rs Parquet decoder), turning a panic into
+/// [`DataError::Malformed`]. The decoder still panics on some malformed files (level or offset
+/// counts past their buffers, found by the `parquet` fuzz target), and a data file comes from
+/// outside: it must fail its check, not the operator.
+fn contained<T>(
+    side: Side,
+    uri: &str,
+    decode: impl FnOnce() -> Result<T, DataError>,
+) -> Result<T, DataError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)).unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(DataError::malformed(
+            side,
+            uri,
+            format!("the Parquet decoder failed on this file ({what})"),
+        ))
+    })
+}
+
 /// Top-level column names of a Parquet payload (reads only the footer).
 pub(super) fn column_names(payload: &Payload, side: Side) -> Result<Vec<String>, DataError> {
-    let meta = load_metadata(payload, side)?;
+    let meta = contained(side, payload.uri(), || load_metadata(payload, side))?;
     // "Every column" leaves out instants and nested or binary columns; a feature or the
     // window can still name them.
     Ok(meta
@@ -90,6 +118,17 @@ struct Target {
 
 /// Read the requested columns.
 pub(super) fn read(
+    payload: &Payload,
+    columns: &[ColumnRequest],
+    side: Side,
+) -> Result<Table, DataError> {
+    contained(side, payload.uri(), || {
+        read_contained(payload, columns, side)
+    })
+}
+
+/// [`read`], its panics not yet contained.
+fn read_contained(
     payload: &Payload,
     columns: &[ColumnRequest],
     side: Side,
@@ -168,14 +207,12 @@ fn decode_in_parallel(
         .collect();
     let run = |group: &[usize]| -> Result<Vec<(usize, Column)>, DataError> {
         let mine: Vec<&Target> = group.iter().map(|&i| &targets[i]).collect();
-        let cols = match payload {
+        let cols = contained(side, uri, || match payload {
             Payload::File { path, .. } => {
-                read_group(open_file(path, side, uri)?, meta, &mine, rows, side, uri)?
+                read_group(open_file(path, side, uri)?, meta, &mine, rows, side, uri)
             }
-            Payload::Bytes { bytes, .. } => {
-                read_group(bytes.clone(), meta, &mine, rows, side, uri)?
-            }
-        };
+            Payload::Bytes { bytes, .. } => read_group(bytes.clone(), meta, &mine, rows, side, uri),
+        })?;
         Ok(group.iter().copied().zip(cols).collect())
     };
     let results: Vec<Result<Vec<(usize, Column)>, DataError>> = if groups.len() == 1 {
@@ -316,7 +353,7 @@ fn read_group<R: ChunkReader + 'static>(
         .map_err(|e| DataError::malformed(side, uri, e))?;
     let mut sinks: Vec<Sink> = targets
         .iter()
-        .map(|t| Sink::with_capacity(t.kind, rows))
+        .map(|t| Sink::with_capacity(t.kind, rows.min(MAX_RESERVED_ROWS)))
         .collect();
     let mut row0 = 0u64;
     for batch in batches {

@@ -1,0 +1,178 @@
+//! The parallel CSV parse against the `csv` crate's single-threaded reader, on random text with
+//! quoted fields, escaped quotes, delimiters and line ends (`\n`, `\r\n`) inside quotes, empty
+//! and missing cells, numbers and categories, and stray quotes in unquoted fields.
+
+use proptest::prelude::*;
+
+use super::split::{newline_inside_quotes, split_chunks_for};
+use super::*;
+
+/// One cell as written in the file.
+fn cell(numeric: bool) -> impl Strategy<Value = String> {
+    let number = prop_oneof![
+        any::<i32>().prop_map(|n| n.to_string()),
+        (-1e6f64..1e6).prop_map(|x| format!("{x}")),
+        Just("1e-3".to_owned()),
+        Just(" 7 ".to_owned()),
+    ];
+    // text that may hold every byte the quoting cares about
+    let text = proptest::collection::vec(
+        prop_oneof![
+            4 => Just("a"),
+            2 => Just("b c"),
+            2 => Just(","),
+            2 => Just("\""),
+            2 => Just("\n"),
+            2 => Just("\r\n"),
+            1 => Just("\r"),
+            1 => Just("é"),
+        ],
+        0..6,
+    )
+    .prop_map(|parts| parts.concat());
+    let quoted = |s: String| format!("\"{}\"", s.replace('"', "\"\""));
+    let plain = if numeric {
+        number.boxed()
+    } else {
+        proptest::sample::select(vec!["web", "pos", "x y", "b"])
+            .prop_map(str::to_owned)
+            .boxed()
+    };
+    prop_oneof![
+        6 => plain.clone(),
+        3 => plain.prop_map(quoted),
+        4 => text.prop_map(quoted),
+        1 => Just(String::new()),
+        1 => Just("NA".to_owned()),
+        1 => Just("\"\"".to_owned()),
+        // stray quotes, literal to the csv crate: inside an unquoted field, after a closing one
+        1 => Just("5\"".to_owned()),
+        1 => Just("a\"b\"\"c".to_owned()),
+        1 => Just("\"ab\"c\"".to_owned()),
+        // a BOM opening a line (files concatenated): data, unlike the file's own
+        1 => Just("\u{feff}b".to_owned()),
+    ]
+}
+
+/// A CSV file: a header of `kinds.len()` columns, rows of cells, each row ended by `\n` or
+/// `\r\n` (the last one maybe by nothing).
+fn csv_text() -> impl Strategy<Value = (Vec<bool>, String)> {
+    proptest::collection::vec(any::<bool>(), 1..5).prop_flat_map(|kinds| {
+        let row = kinds.iter().map(|&k| cell(k)).collect::<Vec<_>>();
+        let rows = proptest::collection::vec((row, any::<bool>()), 1..40);
+        (Just(kinds), rows, any::<bool>(), any::<bool>()).prop_map(
+            |(kinds, rows, quoted_header, last_newline)| {
+                let header: Vec<String> = (0..kinds.len())
+                    .map(|i| {
+                        if quoted_header {
+                            format!("\"c{i}\"")
+                        } else {
+                            format!("c{i}")
+                        }
+                    })
+                    .collect();
+                let mut s = header.join(",") + "\n";
+                let n = rows.len();
+                for (i, (cells, crlf)) in rows.into_iter().enumerate() {
+                    s.push_str(&cells.join(","));
+                    if i + 1 < n || last_newline {
+                        s.push_str(if crlf { "\r\n" } else { "\n" });
+                    }
+                }
+                (kinds, s)
+            },
+        )
+    })
+}
+
+/// What the `csv` crate reads, one record at a time, as the columns the reader should return.
+fn expected(data: &[u8], columns: &[ColumnRequest], table: &Table) -> Vec<Vec<Option<String>>> {
+    let mut reader = ::csv::ReaderBuilder::new().flexible(true).from_reader(data);
+    let header: Vec<String> = reader
+        .byte_headers()
+        .unwrap()
+        .iter()
+        .map(|h| String::from_utf8_lossy(h.trim_ascii()).into_owned())
+        .collect();
+    let indices: Vec<usize> = columns
+        .iter()
+        .map(|c| header.iter().position(|h| *h == c.name).unwrap())
+        .collect();
+    let records: Vec<ByteRecord> = reader.byte_records().map(Result::unwrap).collect();
+    indices
+        .iter()
+        .zip(table.columns())
+        .map(|(&i, column)| {
+            records
+                .iter()
+                .map(|r| {
+                    let cell = r.get(i).unwrap().trim_ascii();
+                    if is_missing(cell) {
+                        return None;
+                    }
+                    Some(match column.data.kind() {
+                        ColumnKind::Numerical => format!("{:?}", parse_number(cell).unwrap()),
+                        ColumnKind::Categorical => String::from_utf8_lossy(cell).into_owned(),
+                    })
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The table's columns in the shape of [`expected`].
+fn actual(table: &Table) -> Vec<Vec<Option<String>>> {
+    table
+        .columns()
+        .iter()
+        .map(|c| match &c.data {
+            Column::Numeric(v) => v
+                .iter()
+                .map(|x| (!x.is_nan()).then(|| format!("{x:?}")))
+                .collect(),
+            Column::Categorical(c) => (0..c.len())
+                .map(|i| c.value(i).map(str::to_owned))
+                .collect(),
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Cut into 2 to 12 chunks, the file reads exactly as in one piece (tables and errors,
+    /// with their rows), and a table holds what the `csv` crate reads record by record.
+    #[test]
+    fn parallel_parse_agrees_with_the_csv_crate(
+        (kinds, text) in csv_text(),
+        workers in 2usize..12,
+    ) {
+        let columns: Vec<ColumnRequest> = (0..kinds.len())
+            .map(|i| ColumnRequest::new(format!("c{i}"), None))
+            .collect();
+        let data = text.as_bytes();
+        let one = read_bytes_in(data, "t.csv", &columns, Side::Current, Some(1));
+        let many = read_bytes_in(data, "t.csv", &columns, Side::Current, Some(workers));
+        // Debug: NaN (missing) compares equal to itself
+        prop_assert_eq!(format!("{one:?}"), format!("{many:?}"));
+        if let Ok(table) = &one {
+            prop_assert_eq!(actual(table), expected(data, &columns, table));
+        }
+    }
+
+    /// The chunks are the body, in order, with nothing lost or repeated; they are cut only
+    /// after a newline.
+    #[test]
+    fn chunks_cover_the_body((_, text) in csv_text(), workers in 1usize..12) {
+        let body = text.as_bytes();
+        let chunks = split_chunks_for(body, workers);
+        prop_assert!(chunks.len() <= workers.max(1));
+        prop_assert_eq!(chunks.concat(), body.to_vec());
+        for c in &chunks[..chunks.len() - 1] {
+            prop_assert_eq!(c.last(), Some(&b'\n'));
+        }
+        if chunks.len() > 1 {
+            prop_assert!(!newline_inside_quotes(body));
+        }
+    }
+}
