@@ -11,9 +11,9 @@
 # Needs only a stable Rust toolchain: cargo-fuzz (pinned below) is installed with
 # `cargo install --locked` into ~/.cache/mlrollout/cargo-fuzz-<version> when absent, and the
 # nightly-only flags cargo-fuzz passes to rustc (coverage instrumentation, -Zsanitizer) are
-# accepted by stable rustc with RUSTC_BOOTSTRAP=1. The targets build in fuzz/target (ignored
-# by git). Inputs the fuzzer finds go to a temporary directory, never into the repository; a
-# crash stops nothing else, fails the script, and leaves its input in that directory, whose
+# accepted by stable rustc with RUSTC_BOOTSTRAP=1. The targets build in
+# ~/.cache/mlrollout/fuzz-target (kept between clones and runs). Inputs the fuzzer finds go
+# to a temporary directory, never into the repository; a crash stops nothing else, fails the script, and leaves its input in that directory, whose
 # path is printed (`cargo fuzz run <target> <input>` replays it; see CONTRIBUTING.md).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -41,7 +41,9 @@ export PATH="$root/bin:$PATH"
 export RUSTC_BOOTSTRAP=1
 # The fuzz build has its own flags: never share the main target directory.
 unset CARGO_TARGET_DIR
-fuzz_target_dir="$PWD/fuzz/target"
+# Outside the work tree, so that it survives between clones and CI runs on this machine (the
+# instrumented build of the library and its dependencies is the stage's big cost).
+fuzz_target_dir="${XDG_CACHE_HOME:-$HOME/.cache}/mlrollout/fuzz-target"
 fuzz_args=(--sanitizer "$sanitizer" --target-dir "$fuzz_target_dir")
 
 cd fuzz
