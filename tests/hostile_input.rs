@@ -446,7 +446,7 @@ fn schema_errors_name_the_field_and_usage_errors_exit_2() {
 /// run past their buffer made the arrow-rs decoder panic inside the reader (in a worker thread,
 /// or in the caller when one column was read). It is now a MalformedData error on that file,
 /// whichever columns are asked for, and `mlrollout drift` reports the file malformed and exits 1
-/// (the caught panic's message still reaches stderr through the default panic hook).
+/// with that one message (the caught panic is not printed as a crash).
 #[test]
 fn a_parquet_file_that_panics_the_decoder_is_malformed_data() {
     use mlrollout::api::Reason;
@@ -486,6 +486,10 @@ fn a_parquet_file_that_panics_the_decoder_is_malformed_data() {
     let (out, _) = drift_json(&["--reference", file, "--current", file]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        !stderr.contains("panicked at"),
+        "a contained decoder panic is not reported as a crash: {stderr}"
+    );
     assert!(
         stderr.contains("reference data") && stderr.contains("is malformed"),
         "{stderr}"

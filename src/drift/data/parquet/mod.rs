@@ -80,7 +80,11 @@ fn contained<T>(
     uri: &str,
     decode: impl FnOnce() -> Result<T, DataError>,
 ) -> Result<T, DataError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)).unwrap_or_else(|panic| {
+    quiet_contained_panics();
+    CONTAINING.with(|c| c.set(true));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode));
+    CONTAINING.with(|c| c.set(false));
+    outcome.unwrap_or_else(|panic| {
         let what = panic
             .downcast_ref::<&str>()
             .map(|s| (*s).to_owned())
@@ -92,6 +96,26 @@ fn contained<T>(
             format!("the Parquet decoder failed on this file ({what})"),
         ))
     })
+}
+
+thread_local! {
+    /// Set while this thread runs the decoder under [`contained`].
+    static CONTAINING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Wraps the process's panic hook (once) so that a decoder panic [`contained`] turns into an
+/// error is not also printed to stderr as if the program had failed; every other panic is
+/// reported by the previous hook as before.
+fn quiet_contained_panics() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !CONTAINING.with(std::cell::Cell::get) {
+                previous(info);
+            }
+        }));
+    });
 }
 
 /// Top-level column names of a Parquet payload (reads only the footer).
