@@ -226,37 +226,36 @@ fn from_cluster(listing: Listing, typed: &str) -> String {
 
 async fn list(listing: Listing) -> Result<Vec<String>, String> {
     use k8s_openapi::api::core::v1::Namespace;
-    use kube::api::{Api, ListParams};
+    use kube::api::Api;
     let client = kube::Client::try_default()
         .await
         .map_err(|e| e.to_string())?;
-    let params = ListParams::default();
-    let names = match listing {
+    match listing {
         Listing::Resources(namespace) => {
             let namespace = namespace.unwrap_or_else(|| client.default_namespace().to_string());
-            let api: Api<crate::api::ModelDeployment> = Api::namespaced(client, &namespace);
-            let list = api
-                .list_metadata(&params)
-                .await
-                .map_err(|e| e.to_string())?;
-            list.items
-                .into_iter()
-                .filter_map(|o| o.metadata.name)
-                .collect()
+            names_of(Api::<crate::api::ModelDeployment>::namespaced(
+                client, &namespace,
+            ))
+            .await
         }
-        Listing::Namespaces => {
-            let api: Api<Namespace> = Api::all(client);
-            let list = api
-                .list_metadata(&params)
-                .await
-                .map_err(|e| e.to_string())?;
-            list.items
-                .into_iter()
-                .filter_map(|o| o.metadata.name)
-                .collect()
-        }
-    };
-    Ok(names)
+        Listing::Namespaces => names_of(Api::<Namespace>::all(client)).await,
+    }
+}
+
+/// The names of the objects `api` lists (metadata only).
+async fn names_of<K>(api: kube::Api<K>) -> Result<Vec<String>, String>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let list = api
+        .list_metadata(&kube::api::ListParams::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter_map(|o| o.metadata.name)
+        .collect())
 }
 
 /// `mlrollout completion <shell>`: the script for `shell`, for the command named `bin`.

@@ -39,7 +39,8 @@ pub(super) fn parse_number(cell: &[u8]) -> Option<f64> {
     s.parse::<f64>().ok()
 }
 
-fn open_error(e: &std::io::Error, side: Side, uri: &str) -> DataError {
+/// A file that could not be opened: missing, or unreadable (shared with the Parquet reader).
+pub(super) fn open_error(e: &std::io::Error, side: Side, uri: &str) -> DataError {
     if e.kind() == std::io::ErrorKind::NotFound {
         DataError::NotFound {
             side,

@@ -12,7 +12,7 @@ use parquet::arrow::arrow_reader::{
 };
 use parquet::file::reader::ChunkReader;
 
-use super::error::{DataError, Side, one_line};
+use super::error::{DataError, Side};
 use super::source::Payload;
 use super::table::{Column, ColumnKind, ColumnRequest, NamedColumn, Table};
 use super::workers_for;
@@ -28,21 +28,7 @@ const BATCH_ROWS: usize = 64 * 1024;
 const MAX_RESERVED_ROWS: usize = 1 << 20;
 
 fn open_file(path: &std::path::Path, side: Side, uri: &str) -> Result<File, DataError> {
-    File::open(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            DataError::NotFound {
-                side,
-                uri: uri.to_owned(),
-                detail: String::new(),
-            }
-        } else {
-            DataError::Unreachable {
-                side,
-                uri: uri.to_owned(),
-                detail: one_line(&e.to_string()),
-            }
-        }
-    })
+    File::open(path).map_err(|e| super::csv::open_error(&e, side, uri))
 }
 
 fn load_metadata(payload: &Payload, side: Side) -> Result<ArrowReaderMetadata, DataError> {
