@@ -6,6 +6,7 @@
 //! - [`controller`]: the imperative shell: run, observe (read cluster, registry), act (apply).
 //! - Ports beside their adapters: [`registry`] (MLflow), [`analysis`] (Prometheus),
 //!   [`drift::check`] (the drift engine), [`advisor`] (a language model).
+//! - [`storage`]: object stores (S3, GCS, Azure, local) and the layout of captured traffic.
 //! - [`simulate`]: the core played against a simulated cluster.
 //! - [`cli`]: the `mlrollout` command (also a kubectl plugin).
 
@@ -24,4 +25,5 @@ pub mod registry;
 pub mod retry;
 pub mod server;
 pub mod simulate;
+pub mod storage;
 pub mod telemetry;

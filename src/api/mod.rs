@@ -13,6 +13,7 @@ pub mod model;
 pub mod retraining;
 pub mod rollout;
 pub mod status;
+pub mod storage;
 pub mod validation;
 pub mod vocabulary;
 
@@ -38,6 +39,7 @@ pub use status::{
     FeatureDriftStatus, MeasurementRecord, MetricStatus, ModelDeploymentStatus, Phase,
     RegistryWrite, RetrainingAttempt, RolloutRecord,
 };
+pub use storage::StorageSpec;
 pub use traffic::{ParentReference, Traffic, TrafficProvider};
 pub use vocabulary::{
     AttemptOutcome, CandidateSource, DriftTest, EventReason, PauseReason, RegistryOp,
@@ -161,6 +163,10 @@ pub struct ModelDeploymentSpec {
     /// Data-drift checks. Without this section no drift is computed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift: Option<DriftSpec>,
+    /// Object storage behind the `s3://`, `gs://` and `az://` URIs of drift data and of the
+    /// proxy's traffic capture: endpoint, region and the Secret with credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageSpec>,
     /// Concept-drift checks (accuracy, prediction distribution).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub performance: Option<PerformanceSpec>,
