@@ -7,6 +7,7 @@ pub mod complete;
 pub mod control;
 pub mod drift;
 pub mod output;
+pub mod proxy;
 pub mod run;
 pub mod simulate;
 pub mod yaml;
@@ -36,6 +37,9 @@ pub enum Command {
     },
     /// Run the operator.
     Run(run::RunArgs),
+    /// Run the data-plane sidecar in front of a model server: metrics for the analysis
+    /// queries and a sample of live traffic written as Parquet windows for the drift check.
+    Proxy(Box<proxy::ProxyArgs>),
     /// Compare a current dataset with a reference: data drift (KS, chi-square, PSI with
     /// FDR control and effect sizes), prediction shift and accuracy.
     Drift(drift::DriftArgs),
@@ -110,6 +114,10 @@ pub fn main() -> ExitCode {
         },
         Command::Check { files } => check::run(&files),
         Command::Drift(args) => drift::run(args),
+        Command::Proxy(args) => {
+            crate::telemetry::init(crate::telemetry::LogFormat::Json, "info");
+            proxy::main(*args)
+        }
         Command::Simulate(args) => simulate::run(&args),
         Command::Promote(args) => {
             control::main(control::Action::Promote { full: args.full }, &args.target)

@@ -244,7 +244,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
 }
 
 /// Resolves on SIGTERM (Kubernetes) or Ctrl-C.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -84,17 +84,19 @@ pub fn is_object_store_uri(uri: &str) -> bool {
 
 /// Opens the store behind `uri` (`s3://bucket/prefix`, `gs://…`, `az://…`, `file:///path`, or
 /// a plain absolute path) and returns it with the path inside it.
-pub fn open(uri: &str, options: &StoreOptions) -> Result<(Arc<dyn ObjectStore>, Path), StorageError> {
+pub fn open(
+    uri: &str,
+    options: &StoreOptions,
+) -> Result<(Arc<dyn ObjectStore>, Path), StorageError> {
     let url = to_url(uri)?;
     // The cloud stores build a reqwest client, which needs the process's TLS provider.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let (store, path) =
-        object_store::parse_url_opts(&url, options.pairs()).map_err(|source| {
-            StorageError::Config {
-                uri: uri.to_owned(),
-                source,
-            }
-        })?;
+    let (store, path) = object_store::parse_url_opts(&url, options.pairs()).map_err(|source| {
+        StorageError::Config {
+            uri: uri.to_owned(),
+            source,
+        }
+    })?;
     Ok((Arc::from(store), path))
 }
 
@@ -131,7 +133,11 @@ mod tests {
         let printed = format!("{options:?}");
         assert!(printed.contains("aws_secret_access_key"), "{printed}");
         assert!(!printed.contains("hunter2"), "{printed}");
-        assert!(options.pairs().any(|(k, v)| k == "aws_allow_http" && v == "true"));
+        assert!(
+            options
+                .pairs()
+                .any(|(k, v)| k == "aws_allow_http" && v == "true")
+        );
     }
 
     #[test]
