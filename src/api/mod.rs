@@ -10,6 +10,7 @@ pub mod cron;
 pub mod drift;
 pub mod duration;
 pub mod model;
+pub mod proxy;
 pub mod retraining;
 pub mod rollout;
 pub mod status;
@@ -27,6 +28,7 @@ pub use drift::{
     LabelledData, MultipleTesting, PerformanceSpec, PredictionDistribution,
 };
 pub use model::{ModelSource, SecretKeyReference, SecretReference, Serving};
+pub use proxy::{CaptureSpec, ProxySpec, ScoreSpec};
 pub use retraining::{
     EvaluationSpec, MetricDirection, RetrainingSpec, RetrainingTriggers, TriggerSeverity,
 };

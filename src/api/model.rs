@@ -86,6 +86,10 @@ pub struct Serving {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "super::preserve_unknown_object")]
     pub pod_template: Option<serde_json::Value>,
+    /// The data-plane proxy in front of the model server (on by default): metrics for the
+    /// analysis and, with `capture`, live traffic for the drift check.
+    #[serde(default)]
+    pub proxy: super::proxy::ProxySpec,
 }
 
 impl Default for Serving {
@@ -97,6 +101,7 @@ impl Default for Serving {
             resources: None,
             env: Vec::new(),
             pod_template: None,
+            proxy: super::proxy::ProxySpec::default(),
         }
     }
 }

@@ -44,12 +44,23 @@ pub struct ValidatedSpec {
     /// Present exactly when `spec.retraining` is.
     pub job_template: Option<JobSpec>,
     pub timing: Timing,
+    /// Image of the proxy sidecar: `spec.serving.proxy.image`, else the operator's default.
+    pub proxy_image: String,
 }
 
 impl ValidatedSpec {
     /// The spec as written (for the fields used as they are).
     pub fn spec(&self) -> &ModelDeploymentSpec {
         &self.spec
+    }
+
+    /// Fills the proxy image from the operator's default when the spec names none.
+    #[must_use]
+    pub fn with_default_proxy_image(mut self, image: &str) -> Self {
+        if self.spec.serving.proxy.image.is_none() {
+            self.proxy_image = image.to_owned();
+        }
+        self
     }
 
     /// `spec.retraining` with its parsed times, when the section is there.
@@ -108,6 +119,9 @@ pub fn validate(spec: &ModelDeploymentSpec) -> Result<ValidatedSpec, Vec<SpecPro
     let mut problems = Problems::default();
     validate_model(&spec.model, &mut problems);
     let pod_template = validate_serving(&spec.serving, &mut problems);
+    for (field, message) in super::proxy::check(&spec.serving.proxy, spec.serving.port) {
+        problems.add(field, message);
+    }
     validate_traffic(&spec.traffic, &mut problems);
     let drift = spec
         .drift
@@ -130,6 +144,12 @@ pub fn validate(spec: &ModelDeploymentSpec) -> Result<ValidatedSpec, Vec<SpecPro
         spec: spec.clone(),
         pod_template,
         job_template,
+        proxy_image: spec
+            .serving
+            .proxy
+            .image
+            .clone()
+            .unwrap_or_else(|| super::proxy::DEFAULT_PROXY_IMAGE.to_owned()),
         timing: Timing {
             drift,
             retraining,

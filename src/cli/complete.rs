@@ -295,7 +295,8 @@ mod tests {
 
     #[test]
     fn subcommands_flags_names_and_namespaces() {
-        assert_eq!(values(want_for("pro")), ["promote"]);
+        assert_eq!(values(want_for("pro")), ["proxy", "promote"]);
+        assert_eq!(values(want_for("prom")), ["promote"]);
         assert!(values(want_for("")).contains(&"status".to_string()));
         assert!(
             !values(want_for("")).contains(&"__complete".to_string()),

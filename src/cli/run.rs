@@ -95,6 +95,11 @@ pub struct RunArgs {
         value_parser = super::args::positive_duration
     )]
     pub data_timeout: std::time::Duration,
+    /// Image of the data-plane proxy injected into model-server pods, for resources that name
+    /// none in `spec.serving.proxy.image`. The Helm chart sets the operator's own image, which
+    /// holds `mlrollout proxy`.
+    #[arg(long, env = "MLROLLOUT_PROXY_IMAGE", default_value = crate::api::proxy::DEFAULT_PROXY_IMAGE)]
+    pub proxy_image: String,
     /// An `http(s)` host drift data may be read from: a name (`data.example.com`), `*.example.com`
     /// for its subdomains, or an address. Repeat for more. None: no `http(s)` data (MLflow
     /// artifacts of the resource's tracking server are always allowed). Loopback, link-local and
@@ -187,7 +192,9 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     // its writes and events stop the moment this replica may no longer lead).
     let data_policy = args.data_policy();
     let context = move |client: kube::Client| {
-        Context::new(client, registry, controller_metrics)
+        let mut context = Context::new(client, registry, controller_metrics);
+        context.proxy_image.clone_from(&args.proxy_image);
+        context
             .with_analyzer(analyzer)
             .with_drift(Arc::new(
                 EngineDriftCheck::with_limits(args.data_max_bytes, args.data_timeout)

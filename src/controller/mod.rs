@@ -65,6 +65,8 @@ pub struct Context {
     /// waits are in the clock's time, not the process's: a cap lets a test move the clock by
     /// hours and see the controller act on it within seconds.
     pub max_requeue: Option<Duration>,
+    /// Image of the proxy sidecar when a resource names none (`--proxy-image`).
+    pub proxy_image: String,
     /// Failed reconciles in a row per (namespace, name), for the error backoff; an entry goes
     /// when the resource reconciles again (or is gone), so the map stays as small as the set
     /// of failing resources.
@@ -87,6 +89,7 @@ impl Context {
             drift: None,
             advisor: None,
             max_requeue: None,
+            proxy_image: crate::api::proxy::DEFAULT_PROXY_IMAGE.to_owned(),
             failures: Arc::default(),
         }
     }
@@ -225,7 +228,8 @@ async fn reconcile_inner(cached: &ModelDeployment, ctx: &Context) -> Result<Acti
         .ok_or_else(|| Error::MissingUid(name.clone()))?;
 
     let now = (ctx.clock)();
-    let validated = validation::validate(&resource.spec);
+    let validated = validation::validate(&resource.spec)
+        .map(|valid| valid.with_default_proxy_image(&ctx.proxy_image));
     let observe::Observation {
         observed,
         credentials,

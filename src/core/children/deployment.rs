@@ -47,6 +47,10 @@ pub fn build(input: &VariantInput<'_>) -> Deployment {
     if let Some(container) = pod.containers.first_mut() {
         configure_model_container(container, input);
     }
+    if input.spec.serving.proxy.enabled {
+        let annotations = meta.annotations.get_or_insert_with(Default::default);
+        super::proxy::inject(pod, annotations, input);
+    }
 
     Deployment {
         metadata: ObjectMeta {
