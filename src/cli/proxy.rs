@@ -83,6 +83,10 @@ pub struct ProxyArgs {
     /// The model version served (written on every captured row).
     #[arg(long, env = "MLROLLOUT_MODEL_VERSION", default_value = "")]
     pub model_version: String,
+    /// Time the last capture window has to be written on shutdown (keep it inside the pod's
+    /// termination grace period).
+    #[arg(long, env = "MLROLLOUT_PROXY_SHUTDOWN_GRACE", default_value = "10s", value_parser = super::args::positive_duration)]
+    pub shutdown_grace: Duration,
     /// Endpoint of an S3-compatible store.
     #[arg(long, env = "MLROLLOUT_PROXY_STORAGE_ENDPOINT")]
     pub storage_endpoint: Option<String>,
@@ -157,6 +161,7 @@ impl ProxyArgs {
             queue: self.queue,
             pod: self.pod,
             capture,
+            last_write_grace: self.shutdown_grace,
         })
     }
 }

@@ -64,6 +64,8 @@ pub struct ProxyConfig {
     /// This pod's name: prefix of the request ids it makes and part of window names.
     pub pod: String,
     pub capture: Option<CaptureConfig>,
+    /// Time the last capture window has to be written after the listener stopped.
+    pub last_write_grace: Duration,
 }
 
 /// Why the proxy cannot start or stopped.
@@ -144,8 +146,14 @@ pub async fn serve(
     let metrics_server = tokio::spawn(serve_metrics(metrics_listener, metrics, stopped.clone()));
     accept(listener, forwarder, stopped).await;
     // Every connection task holds the forwarder (and so the recorder's queue); the recorder
-    // ends, writing its last window, once they are gone.
-    let _ = recorder.await;
+    // ends, writing its last window, once they are gone — within the pod's grace period even
+    // when the store hangs.
+    if tokio::time::timeout(config.last_write_grace, recorder)
+        .await
+        .is_err()
+    {
+        tracing::warn!(grace = ?config.last_write_grace, "the last capture window was not written in time");
+    }
     match metrics_server.await {
         Ok(result) => result.map_err(ProxyError::MetricsServer),
         Err(_) => Ok(()),

@@ -13,5 +13,6 @@ pub mod operator;
 pub mod own_cluster;
 pub mod process;
 pub mod prometheus;
+pub mod proxy;
 pub mod registry;
 pub mod world;
