@@ -232,3 +232,93 @@ pub fn train_version(tracking_uri: &str, model: &str) {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// Registers a scoring model (`tests/scripts/score_model.py`: positive-class probability plus
+/// `shift`, features `f0`…`f3`) and returns its version.
+pub fn register_scoring_model(tracking_uri: &str, model: &str, shift: f64) -> String {
+    let output = Command::new(python())
+        .args([
+            "tests/scripts/score_model.py",
+            "--tracking-uri",
+            tracking_uri,
+        ])
+        .args(["--model-name", model, "--shift", &shift.to_string()])
+        .output()
+        .expect("scoring-model script runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let line = String::from_utf8_lossy(&output.stdout);
+    let result: serde_json::Value =
+        serde_json::from_str(line.lines().last().unwrap_or_default()).expect("one JSON line");
+    result["version"].as_str().expect("a version").to_owned()
+}
+
+/// The real `mlflow models serve` of one model version (the venv's own packages:
+/// `--env-manager local`), on a free loopback port, ready (`/ping`) when returned.
+pub struct ModelServer {
+    _child: GuardedChild,
+    pub port: u16,
+    pub startup: Duration,
+}
+
+impl ModelServer {
+    pub fn start(tracking_uri: &str, model_uri: &str) -> ModelServer {
+        let started = Instant::now();
+        let dir = scratch_dir("model-server");
+        let port = http::free_port();
+        let bin = mlflow_bin();
+        // `mlflow models serve` runs `uvicorn` by name: the venv's bin goes first on PATH.
+        let venv_bin = bin.parent().expect("the venv's bin").to_path_buf();
+        let path = format!(
+            "{}:{}",
+            venv_bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut command = Command::new(&bin);
+        command
+            .args(["models", "serve", "-m", model_uri, "--env-manager", "local"])
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "--workers", "1"])
+            .env("PATH", path)
+            .env("MLFLOW_TRACKING_URI", tracking_uri)
+            .env("MLFLOW_DISABLE_TELEMETRY", "true")
+            .env("DO_NOT_TRACK", "true");
+        let mut child = GuardedChild::spawn(&command, &dir.join("serve.log"), Some(&dir))
+            .expect("mlflow models serve starts");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if http::get(
+                &format!("127.0.0.1:{port}"),
+                "/ping",
+                Duration::from_secs(2),
+            )
+            .is_ok_and(|r| r.status == 200)
+            {
+                break;
+            }
+            if let Some(exit) = child.try_exited() {
+                panic!(
+                    "mlflow models serve exited ({exit}):\n{}",
+                    child.log_tail(40)
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "mlflow models serve not ready in 120 s:\n{}",
+                child.log_tail(40)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        ModelServer {
+            _child: child,
+            port,
+            startup: started.elapsed(),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
