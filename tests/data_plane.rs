@@ -332,7 +332,11 @@ async fn the_proxy_feeds_analysis_and_drift_from_a_real_model_server() {
         let up = format!("count(up{{namespace=\"{NS}\"}} == 1)");
         let deadline = Instant::now() + Duration::from_secs(30);
         while prometheus.query(&up).first().map_or(0.0, |s| s.value) < 4.0 {
-            assert!(Instant::now() < deadline, "targets not scraped:\n{}", prometheus.log_tail(20));
+            assert!(
+                Instant::now() < deadline,
+                "targets not scraped:\n{}",
+                prometheus.log_tail(20)
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
         prometheus

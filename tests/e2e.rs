@@ -2,7 +2,8 @@
 //! the committed CRD is what the cluster serves, its CEL rules refuse a bad resource, and the
 //! operator (in-process, scoped to its own namespace, with the real MLflow server of the
 //! harness as its registry) serves the champion version through a Deployment that becomes
-//! available and a Service, which garbage collection removes with the resource.
+//! available (the data-plane proxy in it as a native sidecar) and a Service that targets the
+//! proxy, which garbage collection removes with the resource.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
 // test code states expectations
 
@@ -139,6 +140,46 @@ async fn the_operator_serves_a_model_on_a_real_cluster() {
         .find(|o| o.kind == "ModelDeployment")
         .expect("the Deployment is owned by the resource");
     assert_eq!(Some(owner.uid), created.metadata.uid);
+    // The data-plane proxy is a native sidecar (the API server validated the init container
+    // with `restartPolicy: Always`) and the Service sends traffic to it and exposes its metrics.
+    let pod = deployment
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap();
+    let sidecar = pod
+        .init_containers
+        .iter()
+        .flatten()
+        .find(|c| c.name == "mlrollout-proxy")
+        .expect("the proxy sidecar is injected");
+    assert_eq!(sidecar.restart_policy.as_deref(), Some("Always"));
+    assert_eq!(sidecar.args.as_deref(), Some(&["proxy".to_owned()][..]));
+    let service = services.get("model-stable").await.unwrap();
+    let ports: Vec<(String, String)> = service
+        .spec
+        .unwrap()
+        .ports
+        .unwrap()
+        .into_iter()
+        .map(|p| {
+            let target = match p.target_port.unwrap() {
+                k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(s) => s,
+                k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(i) => i.to_string(),
+            };
+            (p.name.unwrap(), target)
+        })
+        .collect();
+    assert_eq!(
+        ports,
+        [
+            ("http".to_owned(), "proxy".to_owned()),
+            ("metrics".to_owned(), "proxy-metrics".to_owned())
+        ]
+    );
     let status = cluster::eventually(
         "status: stable version 1, Ready",
         Duration::from_secs(60),
