@@ -256,6 +256,7 @@ fn validate_drift(drift: &DriftSpec, problems: &mut Problems) -> DriftTiming {
         window: problems
             .optional_duration("spec.drift.current.window", drift.current.window.as_deref()),
     };
+    validate_current(&drift.current, problems);
     let mut seen = HashSet::new();
     for feature in &drift.features {
         if !seen.insert(feature.name.as_str()) {
@@ -266,6 +267,32 @@ fn validate_drift(drift: &DriftSpec, problems: &mut Problems) -> DriftTiming {
         }
     }
     timing
+}
+
+/// `spec.drift.current`: one source, one way of choosing its newest data (the CRD's CEL rules,
+/// for specs that did not pass through the API server).
+fn validate_current(current: &crate::api::CurrentData, problems: &mut Problems) {
+    let at = "spec.drift.current";
+    if current.uri().is_some() == current.capture.is_some() {
+        problems.add(at, "set exactly one of uri and capture");
+    }
+    if current.last_rows.is_some() && current.last_duration.is_some() {
+        problems.add(at, "set either lastRows or lastDuration, not both");
+    }
+    if current.window.is_some() && (current.last_rows.is_some() || current.last_duration.is_some())
+    {
+        problems.add(
+            at,
+            "window (rows by timestampColumn) cannot be combined with lastRows or lastDuration (files by time)",
+        );
+    }
+    if current.last_rows.is_some_and(|n| n < 1) {
+        problems.add("spec.drift.current.lastRows", "must be at least 1");
+    }
+    problems.optional_duration(
+        "spec.drift.current.lastDuration",
+        current.last_duration.as_deref(),
+    );
 }
 
 /// The retraining times and the Job template, parsed.

@@ -26,14 +26,23 @@ pub const BOOKKEEPING_COLUMNS: [&str; 4] = [
 
 /// The prefix holding one variant's windows (no trailing `/`).
 pub fn variant_prefix(base: &str, namespace: &str, name: &str, variant: &str) -> String {
-    format!("{}/{namespace}/{name}/{variant}", base.trim_end_matches('/'))
+    format!(
+        "{}/{namespace}/{name}/{variant}",
+        base.trim_end_matches('/')
+    )
 }
 
 /// File name of a window that started at `start`, written by `pod` as its `seq`-th window.
 pub fn window_file_name(start: Timestamp, pod: &str, seq: u64) -> String {
     let pod: String = pod
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     format!(
         "{}_{pod}_{seq:06}.{WINDOW_EXTENSION}",
@@ -49,7 +58,8 @@ pub fn window_start(file_name: &str) -> Option<Timestamp> {
     let parsed = jiff::civil::DateTime::strptime("%Y%m%dT%H%M%S", date_time).ok()?;
     let millis: i64 = millis.parse().ok()?;
     let at = parsed.to_zoned(jiff::tz::TimeZone::UTC).ok()?.timestamp();
-    at.checked_add(jiff::SignedDuration::from_millis(millis)).ok()
+    at.checked_add(jiff::SignedDuration::from_millis(millis))
+        .ok()
 }
 
 #[cfg(test)]

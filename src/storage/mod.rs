@@ -69,11 +69,53 @@ impl StoreOptions {
         options
     }
 
+    /// Settings for the operator from the keys of a `spec.storage.secretRef` Secret (none:
+    /// no Secret), the endpoint and the region of the spec. Only credential keys
+    /// ([`SECRET_KEYS`], any case) are taken: where the store is and how the operator connects
+    /// (endpoints, proxies, metadata addresses, key files on its disk) are never a Secret's to
+    /// say. Without a credential the store is read anonymously, never with the identity of
+    /// the operator's node.
+    pub fn from_secret<'a>(
+        secret: impl IntoIterator<Item = (&'a str, String)>,
+        endpoint: Option<&str>,
+        region: Option<&str>,
+    ) -> Self {
+        let taken: Vec<(&str, String)> = secret
+            .into_iter()
+            .filter(|(key, _)| SECRET_KEYS.contains(&key.to_ascii_lowercase().as_str()))
+            .collect();
+        let anonymous = taken
+            .iter()
+            .all(|(key, _)| key.to_ascii_lowercase().ends_with("region"));
+        let mut options = Self::from_parts(taken, endpoint, region);
+        if anonymous {
+            options.set("skip_signature", "true");
+        }
+        options
+    }
+
     /// The settings as pairs.
     pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
         self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 }
+
+/// Keys of a storage Secret that are used (any case): credentials of S3, GCS and Azure, and
+/// the region.
+pub const SECRET_KEYS: [&str; 12] = [
+    "aws_access_key_id",
+    "aws_secret_access_key",
+    "aws_session_token",
+    "aws_region",
+    "aws_default_region",
+    "google_service_account_key",
+    "azure_storage_account_name",
+    "azure_storage_account_key",
+    "azure_storage_sas_token",
+    "azure_client_id",
+    "azure_client_secret",
+    "azure_tenant_id",
+];
 
 /// Whether `uri` names an object store (rather than a plain path or an HTTP/MLflow source).
 pub fn is_object_store_uri(uri: &str) -> bool {
@@ -84,18 +126,76 @@ pub fn is_object_store_uri(uri: &str) -> bool {
 
 /// Opens the store behind `uri` (`s3://bucket/prefix`, `gs://…`, `az://…`, `file:///path`, or
 /// a plain absolute path) and returns it with the path inside it.
-pub fn open(uri: &str, options: &StoreOptions) -> Result<(Arc<dyn ObjectStore>, Path), StorageError> {
+pub fn open(
+    uri: &str,
+    options: &StoreOptions,
+) -> Result<(Arc<dyn ObjectStore>, Path), StorageError> {
     let url = to_url(uri)?;
     // The cloud stores build a reqwest client, which needs the process's TLS provider.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let (store, path) =
-        object_store::parse_url_opts(&url, options.pairs()).map_err(|source| {
-            StorageError::Config {
-                uri: uri.to_owned(),
-                source,
-            }
-        })?;
+    let (store, path) = object_store::parse_url_opts(&url, options.pairs()).map_err(|source| {
+        StorageError::Config {
+            uri: uri.to_owned(),
+            source,
+        }
+    })?;
     Ok((Arc::from(store), path))
+}
+
+/// How the client of a cloud store connects: a whole-request timeout, the retry policy and
+/// (for the operator's data-source policy) a resolver that drops refused addresses.
+#[derive(Clone, Debug)]
+pub struct Connection {
+    pub timeout: std::time::Duration,
+    pub retry: object_store::RetryConfig,
+    pub resolver: Option<Arc<dyn object_store::client::DnsResolver>>,
+}
+
+/// [`open`] with the client settings of `connection` (local paths ignore them).
+pub fn open_with(
+    uri: &str,
+    options: &StoreOptions,
+    connection: &Connection,
+) -> Result<(Arc<dyn ObjectStore>, Path), StorageError> {
+    use object_store::ObjectStoreScheme;
+    let url = to_url(uri)?;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let config = |source: object_store::Error| StorageError::Config {
+        uri: uri.to_owned(),
+        source,
+    };
+    let (scheme, path) = ObjectStoreScheme::parse(&url).map_err(|e| config(e.into()))?;
+    let mut client = object_store::ClientOptions::new()
+        .with_timeout(connection.timeout)
+        .with_connect_timeout(connection.timeout.min(std::time::Duration::from_secs(10)));
+    if let Some(resolver) = &connection.resolver {
+        client = client.with_dns_resolver(resolver.clone());
+    }
+    // Unknown keys are skipped, as `object_store::parse_url_opts` does.
+    macro_rules! build {
+        ($builder:ty) => {{
+            let builder = options.pairs().fold(
+                <$builder>::new()
+                    .with_client_options(client)
+                    .with_retry(connection.retry.clone())
+                    .with_url(url.to_string()),
+                |builder, (key, value)| match key.parse() {
+                    Ok(key) => builder.with_config(key, value),
+                    Err(_) => builder,
+                },
+            );
+            Arc::new(builder.build().map_err(config)?) as Arc<dyn ObjectStore>
+        }};
+    }
+    let store = match scheme {
+        ObjectStoreScheme::AmazonS3 => build!(object_store::aws::AmazonS3Builder),
+        ObjectStoreScheme::GoogleCloudStorage => {
+            build!(object_store::gcp::GoogleCloudStorageBuilder)
+        }
+        ObjectStoreScheme::MicrosoftAzure => build!(object_store::azure::MicrosoftAzureBuilder),
+        _ => return open(uri, options),
+    };
+    Ok((store, path))
 }
 
 fn to_url(uri: &str) -> Result<Url, StorageError> {
@@ -131,7 +231,11 @@ mod tests {
         let printed = format!("{options:?}");
         assert!(printed.contains("aws_secret_access_key"), "{printed}");
         assert!(!printed.contains("hunter2"), "{printed}");
-        assert!(options.pairs().any(|(k, v)| k == "aws_allow_http" && v == "true"));
+        assert!(
+            options
+                .pairs()
+                .any(|(k, v)| k == "aws_allow_http" && v == "true")
+        );
     }
 
     #[test]

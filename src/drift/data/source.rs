@@ -11,8 +11,10 @@ use crate::mlflow::{MlflowAuth, MlflowClient, MlflowError};
 
 /// A dataset location, parsed from a URI.
 ///
-/// Adding a scheme (e.g. `s3://`) means adding a variant here, its arm in [`DataSource::parse`]
-/// and in [`DataSource::fetch`]; the readers only see a [`Payload`].
+/// Adding a scheme means adding a variant here, its arm in [`DataSource::parse`]
+/// and in [`DataSource::fetch`]; the readers only see a [`Payload`]. A directory, a glob or an
+/// object-store prefix (a [collection](DataSource::is_collection)) is read as one dataset by
+/// [`super::collection`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DataSource {
     /// A local file: a plain path (relative to the working directory) or a `file://` URI.
@@ -23,14 +25,37 @@ pub enum DataSource {
     /// `models:/<name>/<version>/<path>`, downloaded through the tracking server's artifact
     /// proxy.
     Mlflow(String),
+    /// An object of a cloud store (`s3://`, `gs://`, `az://`, `abfs(s)://`), a prefix of
+    /// objects (ending in `/`) or a glob of them, read through [`crate::storage`].
+    Object(String),
 }
 
 /// The bytes of a dataset, ready for a reader: a local file (read lazily, Parquet reads
 /// only the projected column chunks) or a downloaded body.
 #[derive(Clone, Debug)]
 pub enum Payload {
-    File { path: PathBuf, uri: String },
-    Bytes { bytes: Bytes, uri: String },
+    File {
+        path: PathBuf,
+        uri: String,
+    },
+    Bytes {
+        bytes: Bytes,
+        uri: String,
+    },
+    /// The files of a collection, oldest first, read as one dataset; `last_rows` keeps only
+    /// the newest rows of them.
+    Many {
+        uri: String,
+        parts: Vec<Part>,
+        last_rows: Option<usize>,
+    },
+}
+
+/// One file of a [`Payload::Many`], with the format it is read in.
+#[derive(Clone, Debug)]
+pub struct Part {
+    pub payload: Payload,
+    pub format: DataFormat,
 }
 
 impl Payload {
@@ -54,7 +79,9 @@ impl Payload {
     /// The URI the payload came from (for messages).
     pub fn uri(&self) -> &str {
         match self {
-            Payload::File { uri, .. } | Payload::Bytes { uri, .. } => uri,
+            Payload::File { uri, .. } | Payload::Bytes { uri, .. } | Payload::Many { uri, .. } => {
+                uri
+            }
         }
     }
 }
@@ -72,6 +99,9 @@ pub struct FetchContext {
     /// What may be read at all (checked before anything is fetched, and on every redirect and
     /// resolved address).
     pub policy: std::sync::Arc<super::policy::DataSourcePolicy>,
+    /// Settings of the object stores behind `s3://`, `gs://` and `az://` URIs (credentials,
+    /// endpoint, region).
+    pub storage: crate::storage::StoreOptions,
     http: Option<reqwest::Client>,
 }
 
@@ -87,6 +117,7 @@ impl Default for FetchContext {
             timeout: DEFAULT_FETCH_TIMEOUT,
             max_bytes: DEFAULT_MAX_BYTES,
             policy: std::sync::Arc::default(),
+            storage: crate::storage::StoreOptions::default(),
             http: None,
         }
     }
@@ -124,6 +155,12 @@ impl FetchContext {
 
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// Reads object stores with these settings.
+    pub fn with_storage(mut self, storage: crate::storage::StoreOptions) -> Self {
+        self.storage = storage;
         self
     }
 
@@ -208,6 +245,14 @@ impl DataSource {
                 Ok(DataSource::Http(trimmed.to_owned()))
             }
             "runs" | "mlflow-artifacts" | "models" => Ok(DataSource::Mlflow(trimmed.to_owned())),
+            "s3" | "s3a" | "gs" | "az" | "abfs" | "abfss" => {
+                let url = url::Url::parse(trimmed)
+                    .map_err(|e| invalid(&format!("not a valid URI: {e}")))?;
+                if url.host_str().is_none_or(str::is_empty) {
+                    return Err(invalid("no bucket or container"));
+                }
+                Ok(DataSource::Object(trimmed.to_owned()))
+            }
             other => {
                 if trimmed[scheme.len() + 1..].starts_with("//") {
                     Err(DataError::UnsupportedScheme {
@@ -228,6 +273,24 @@ impl DataSource {
         !matches!(self, DataSource::File(_))
     }
 
+    /// Whether this names several files read as one dataset: a local directory, a glob in the
+    /// last path segment (`*`, `?`), or an object-store prefix (ending in `/`) or glob.
+    pub fn is_collection(&self) -> bool {
+        match self {
+            DataSource::File(path) => {
+                path.is_dir()
+                    || path
+                        .file_name()
+                        .is_some_and(|n| super::collection::is_glob(&n.to_string_lossy()))
+            }
+            DataSource::Object(uri) => {
+                uri.ends_with('/')
+                    || super::collection::is_glob(uri.rsplit('/').next().unwrap_or_default())
+            }
+            DataSource::Http(_) | DataSource::Mlflow(_) => false,
+        }
+    }
+
     /// Whether fetching needs an MLflow client.
     pub fn needs_mlflow(&self) -> bool {
         matches!(self, DataSource::Mlflow(_))
@@ -237,7 +300,7 @@ impl DataSource {
     pub fn uri(&self) -> String {
         match self {
             DataSource::File(p) => p.display().to_string(),
-            DataSource::Http(u) | DataSource::Mlflow(u) => u.clone(),
+            DataSource::Http(u) | DataSource::Mlflow(u) | DataSource::Object(u) => u.clone(),
         }
     }
 
@@ -249,7 +312,7 @@ impl DataSource {
                 Ok(url) => url.path().to_owned(),
                 Err(_) => u.clone(),
             },
-            DataSource::Mlflow(u) => u.clone(),
+            DataSource::Mlflow(u) | DataSource::Object(u) => u.clone(),
         }
     }
 
@@ -263,6 +326,7 @@ impl DataSource {
                 })
             }
             DataSource::Http(url) => fetch_http(ctx, url, side).await,
+            DataSource::Object(uri) => super::objects::fetch_one(ctx, uri, side).await,
             DataSource::Mlflow(uri) => {
                 let Some(client) = &ctx.mlflow else {
                     return Err(DataError::InvalidUri {
@@ -596,18 +660,38 @@ mod tests {
             DataSource::Mlflow("mlflow-artifacts:/1/abc/artifacts/ref.csv".into())
         );
         assert!(parse("models:/fraud/3/ref.csv").unwrap().needs_mlflow());
+        for object in [
+            "s3://bucket/key.parquet",
+            "gs://b/k.csv",
+            "az://container/captures/",
+            "abfss://c@a.dfs.core.windows.net/x.parquet",
+        ] {
+            let source = parse(object).unwrap();
+            assert_eq!(source, DataSource::Object(object.into()));
+            assert!(source.is_remote());
+        }
+        assert!(
+            parse("s3://b/captures/ns/m/stable/")
+                .unwrap()
+                .is_collection()
+        );
+        assert!(
+            parse("s3://b/captures/2026*.parquet")
+                .unwrap()
+                .is_collection()
+        );
+        assert!(!parse("s3://b/captures/x.parquet").unwrap().is_collection());
+        assert!(matches!(
+            parse("s3:///key.csv"),
+            Err(DataError::InvalidUri { .. })
+        ));
         assert!(!parse("x.csv").unwrap().is_remote());
         assert!(parse("http://h/x.csv").unwrap().is_remote());
     }
 
     #[test]
     fn rejects_unsupported_and_invalid() {
-        for (uri, scheme) in [
-            ("s3://bucket/key.parquet", "s3"),
-            ("gs://b/k.csv", "gs"),
-            ("abfss://c@a.dfs.core.windows.net/x.parquet", "abfss"),
-            ("hdfs://nn/x.csv", "hdfs"),
-        ] {
+        for (uri, scheme) in [("hdfs://nn/x.csv", "hdfs"), ("ftp://h/x.csv", "ftp")] {
             match parse(uri) {
                 Err(e @ DataError::UnsupportedScheme { .. }) => {
                     assert_eq!(e.reason(), crate::api::Reason::UnsupportedScheme);
