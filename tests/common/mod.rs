@@ -14,4 +14,5 @@ pub mod own_cluster;
 pub mod process;
 pub mod prometheus;
 pub mod registry;
+pub mod s3;
 pub mod world;
