@@ -239,6 +239,82 @@ mod tests {
     }
 
     #[test]
+    fn a_secret_gives_credentials_only_and_none_means_anonymous() {
+        let options = StoreOptions::from_secret(
+            [
+                ("AWS_ACCESS_KEY_ID", "a".to_owned()),
+                ("aws_secret_access_key", "b".to_owned()),
+                ("AWS_ENDPOINT", "http://169.254.169.254".to_owned()),
+                ("aws_metadata_endpoint", "http://10.0.0.1".to_owned()),
+                ("proxy_url", "http://attacker:3128".to_owned()),
+                ("google_application_credentials", "/etc/shadow".to_owned()),
+            ],
+            Some("https://minio.data:9000"),
+            Some("eu-west-1"),
+        );
+        let pairs: Vec<(&str, &str)> = options.pairs().collect();
+        assert!(pairs.contains(&("aws_access_key_id", "a")));
+        assert!(pairs.contains(&("aws_secret_access_key", "b")));
+        assert!(pairs.contains(&("aws_endpoint", "https://minio.data:9000")));
+        assert!(pairs.contains(&("aws_region", "eu-west-1")));
+        for (key, value) in &pairs {
+            assert!(
+                ![
+                    "aws_metadata_endpoint",
+                    "proxy_url",
+                    "google_application_credentials",
+                    "skip_signature"
+                ]
+                .contains(key),
+                "{key}"
+            );
+            assert!(
+                !value.contains("169.254") && !value.contains("attacker"),
+                "{key}"
+            );
+        }
+        let anonymous = StoreOptions::from_secret([("AWS_REGION", "x".to_owned())], None, None);
+        assert!(anonymous.pairs().any(|p| p == ("skip_signature", "true")));
+    }
+
+    #[tokio::test]
+    async fn open_with_bounds_the_client() {
+        let connection = Connection {
+            timeout: std::time::Duration::from_secs(2),
+            retry: object_store::RetryConfig {
+                max_retries: 0,
+                ..object_store::RetryConfig::default()
+            },
+            resolver: None,
+        };
+        // Nothing listens there: one quick failure, no retries for minutes.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let options = StoreOptions::from_parts(
+            [
+                ("AWS_ACCESS_KEY_ID", "a".to_owned()),
+                ("AWS_SECRET_ACCESS_KEY", "b".to_owned()),
+            ],
+            Some(&format!("http://127.0.0.1:{port}")),
+            Some("us-east-1"),
+        );
+        let (store, path) = open_with("s3://bucket/x.csv", &options, &connection).unwrap();
+        assert_eq!(path.as_ref(), "x.csv");
+        let started = std::time::Instant::now();
+        assert!(
+            object_store::ObjectStoreExt::head(&store, &path)
+                .await
+                .is_err()
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        let dir = tempfile::tempdir().unwrap();
+        assert!(open_with(dir.path().to_str().unwrap(), &options, &connection).is_ok());
+    }
+
+    #[test]
     fn opens_local_and_s3_and_refuses_other_schemes() {
         let dir = tempfile::tempdir().unwrap();
         let (_, path) = open(dir.path().to_str().unwrap(), &StoreOptions::default()).unwrap();

@@ -357,3 +357,51 @@ impl CheckRequest {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn drift(current: &str) -> DriftSpec {
+        serde_yaml::from_str(&format!(
+            "reference: {{uri: r.parquet}}\ncurrent: {current}\n"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_capture_resolves_to_the_variants_prefix_under_the_capture_uri() {
+        let at = |base| CaptureLocation {
+            base,
+            namespace: "ml",
+            name: "fraud",
+        };
+        let spec = drift("{capture: {variant: stable}, lastRows: 5000}");
+        let request =
+            CheckRequest::from_spec(&spec, None, None, &at(Some("s3://lake/captures/"))).unwrap();
+        assert_eq!(request.current.uri, "s3://lake/captures/ml/fraud/stable/");
+        assert_eq!(request.config.current_files.last_rows, Some(5000));
+        let candidate = drift("{capture: {variant: candidate}}");
+        assert_eq!(
+            current_uri(&candidate.current, &at(Some("/data/captures"))).unwrap(),
+            "/data/captures/ml/fraud/candidate/"
+        );
+        let e = CheckRequest::from_spec(&spec, None, None, &at(None)).unwrap_err();
+        assert_eq!(e.reason(), Reason::InvalidDriftConfig);
+        assert!(
+            e.to_string()
+                .contains("drift.current.capture needs serving.proxy.capture.uri"),
+            "{e}"
+        );
+        let plain = drift("{uri: 'gs://b/live/', lastDuration: 30m}");
+        let request = CheckRequest::from_spec(&plain, None, None, &at(None)).unwrap();
+        assert_eq!(request.current.uri, "gs://b/live/");
+        assert_eq!(
+            request.config.current_files.last_duration,
+            Some(Duration::from_secs(1800))
+        );
+        let both = drift("{uri: x.csv, lastRows: 5, lastDuration: 1h}");
+        assert!(DriftConfig::from_spec(&both, None).is_err());
+    }
+}
