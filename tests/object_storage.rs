@@ -183,6 +183,17 @@ async fn the_operator_reads_s3_with_credentials_from_a_secret() {
         ],
     )
     .await;
+    // A Secret whose keys are not the object-store settings' names.
+    create_secret(
+        &client,
+        &ns,
+        "s3-other-names",
+        &[
+            ("accessKey", s3.access_key.clone()),
+            ("secretKey", s3.secret_key.clone()),
+        ],
+    )
+    .await;
     let registry = Arc::new(InMemoryRegistry::new());
     registry.register("fraud", 3, &[], &[]);
     registry.set_alias("fraud", "champion", 3);
@@ -207,7 +218,8 @@ async fn the_operator_reads_s3_with_credentials_from_a_secret() {
     let resources = [
         resource("examples", "s3", &endpoint, examples.clone()),
         resource("wrong-key", "s3-wrong", &endpoint, examples.clone()),
-        resource("no-secret", "absent", &endpoint, examples),
+        resource("no-secret", "absent", &endpoint, examples.clone()),
+        resource("no-keys", "s3-other-names", &endpoint, examples),
         resource(
             "refused",
             "s3",
@@ -297,6 +309,13 @@ async fn the_operator_reads_s3_with_credentials_from_a_secret() {
         ("False", "SecretNotFound")
     );
     assert!(message.contains("absent"), "{message}");
+    // A Secret without any of the keys: named, not read as anonymous access.
+    let (status, reason, message) = condition("no-keys");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "SecretKeyMissing")
+    );
+    assert!(message.contains("AWS_ACCESS_KEY_ID"), "{message}");
     // A bucket off the operator's list: refused before anything is read.
     let (status, reason, message) = condition("refused");
     assert_eq!(
@@ -426,6 +445,37 @@ async fn store_errors_are_named_and_bounded() {
     );
     assert!(!message.contains('\n') && message.len() < 600, "{message}");
 
+    // An endpoint that accepts and never answers: the time limit, not a hang.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let _accepting = std::thread::spawn(move || {
+        let held: Vec<_> = silent.incoming().take(8).collect();
+        std::thread::sleep(Duration::from_secs(30));
+        drop(held);
+    });
+    let hanging = StoreOptions::from_parts(
+        s3.secret_data(),
+        Some(&format!("http://127.0.0.1:{silent_port}")),
+        Some("us-east-1"),
+    );
+    let started = std::time::Instant::now();
+    let (reason, message) = failure(
+        check(
+            cluster_policy(),
+            (limits.0, Duration::from_secs(2)),
+            &hanging,
+            reference,
+            "s3://data/current.csv",
+        )
+        .await,
+    );
+    assert_eq!(reason, Reason::DataTimedOut, "{message}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+
     // Without the test's exemption the loopback endpoint itself is refused.
     let strict = DataSourcePolicy::cluster(vec![], None);
     let (reason, message) = failure(
@@ -459,14 +509,14 @@ async fn mlrollout_drift_reads_an_s3_prefix() {
         "{}/",
         variant_prefix("s3://captures/proxy", "ml", "fraud", "stable")
     );
-    let run = |extra: &[&str], env: &[(&str, String)]| {
+    let run_on = |current: &str, extra: &[&str], env: &[(&str, String)]| {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mlrollout"));
         cmd.args(["drift", "--output", "json"])
             .args([
                 "--reference",
                 "s3://data/reference.parquet",
                 "--current",
-                &prefix,
+                current,
             ])
             .args(["--storage-endpoint", &s3.endpoint()])
             .args(extra)
@@ -477,6 +527,7 @@ async fn mlrollout_drift_reads_an_s3_prefix() {
         }
         cmd.output().unwrap()
     };
+    let run = |extra: &[&str], env: &[(&str, String)]| run_on(&prefix, extra, env);
     let json = |o: &std::process::Output| -> serde_json::Value {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         serde_json::from_slice(&o.stdout).unwrap()
@@ -489,6 +540,16 @@ async fn mlrollout_drift_reads_an_s3_prefix() {
     assert_eq!(newest["drift_detected"], false);
     let hour = json(&run(&["--last-duration", "1h"], &s3.env()));
     assert_eq!(hour["current_rows"], 2000);
+    // A glob of the prefix, and the newest rows of one object.
+    let glob = format!("{prefix}*_000002.parquet");
+    let one = json(&run_on(&glob, &[], &s3.env()));
+    assert_eq!(one["current_rows"], 1000);
+    let rows = json(&run_on(
+        "s3://data/reference.parquet",
+        &["--last-rows", "100"],
+        &s3.env(),
+    ));
+    assert_eq!(rows["current_rows"], 100);
 
     let mut wrong = s3.env();
     wrong[1].1 = "not-the-secret".into();

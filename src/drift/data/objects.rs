@@ -24,6 +24,8 @@ pub(super) struct Opened {
     pub(super) path: Path,
     /// `scheme://bucket/` of the URI, to name listed objects.
     pub(super) root: String,
+    /// The client's timeout (a request that takes longer is `DataTimedOut`).
+    pub(super) timeout: Duration,
 }
 
 /// Opens the store of `uri` with the context's settings, after the policy allowed its bucket
@@ -63,7 +65,12 @@ pub(super) fn open(ctx: &FetchContext, uri: &str, side: Side) -> Result<Opened, 
         Ok(url) => format!("{}://{}/", url.scheme(), url.host_str().unwrap_or_default()),
         Err(_) => uri.to_owned(),
     };
-    Ok(Opened { store, path, root })
+    Ok(Opened {
+        store,
+        path,
+        root,
+        timeout: ctx.timeout,
+    })
 }
 
 /// Reads one object whole, under the byte cap and within the timeout.
@@ -119,7 +126,7 @@ pub(super) async fn read_capped(
         .store
         .get_opts(path, object_store::GetOptions::default())
         .await
-        .map_err(|e| store_error(&e, uri, side))?;
+        .map_err(|e| store_error(&e, uri, side, opened.timeout))?;
     if result.meta.size > max_bytes {
         return Err(too_large());
     }
@@ -127,7 +134,7 @@ pub(super) async fn read_capped(
     let mut body = BytesMut::with_capacity(capacity);
     let mut stream = result.into_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| store_error(&e, uri, side))?;
+        let chunk = chunk.map_err(|e| store_error(&e, uri, side, opened.timeout))?;
         if (body.len() + chunk.len()) as u64 > max_bytes {
             return Err(too_large());
         }
@@ -164,7 +171,7 @@ pub(super) async fn list(
             .store
             .head(prefix)
             .await
-            .map_err(|e| store_error(&e, uri, side))?;
+            .map_err(|e| store_error(&e, uri, side, opened.timeout))?;
         return Ok(vec![listed(meta)]);
     }
     let prefix = (!prefix.as_ref().is_empty()).then_some(prefix);
@@ -172,19 +179,31 @@ pub(super) async fn list(
         .store
         .list_with_delimiter(prefix)
         .await
-        .map_err(|e| store_error(&e, uri, side))?;
+        .map_err(|e| store_error(&e, uri, side, opened.timeout))?;
     Ok(result.objects.into_iter().map(listed).collect())
 }
 
 /// A store's error as a [`DataError`] about `uri`: a missing object or bucket is
 /// `DataNotFound`, a refused signature or key `DataAccessDenied`, a refused address (the
-/// policy's resolver) `DataSourceNotAllowed`, anything else (no connection, a server error)
-/// `DataUnreachable`. The detail is one short line: the S3 error code and message when the
+/// policy's resolver) `DataSourceNotAllowed`, the client's timeout (`timeout`) `DataTimedOut`,
+/// anything else (no connection, a server error) `DataUnreachable`. The detail is one short line: the S3 error code and message when the
 /// server sent them, never its whole XML body.
-pub(super) fn store_error(e: &object_store::Error, uri: &str, side: Side) -> DataError {
+pub(super) fn store_error(
+    e: &object_store::Error,
+    uri: &str,
+    side: Side,
+    timeout: Duration,
+) -> DataError {
     let uri = uri.to_owned();
     if let Some(why) = super::policy::refusal_in(e) {
         return DataError::NotAllowed { side, uri, why };
+    }
+    if timed_out(e) {
+        return DataError::TimedOut {
+            side,
+            uri,
+            after_seconds: timeout.as_secs(),
+        };
     }
     match e {
         object_store::Error::NotFound { .. } => DataError::NotFound {
@@ -209,6 +228,22 @@ pub(super) fn store_error(e: &object_store::Error, uri: &str, side: Side) -> Dat
             detail: detail(e),
         },
     }
+}
+
+/// Whether the client gave up waiting (its own timeout, the same as the fetch's).
+fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if c.downcast_ref::<object_store::client::HttpError>()
+            .is_some_and(|h| h.kind() == object_store::client::HttpErrorKind::Timeout)
+            || c.downcast_ref::<reqwest::Error>()
+                .is_some_and(reqwest::Error::is_timeout)
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// One short line about an error: the S3 `<Code>` and `<Message>` of an error body when there
@@ -246,6 +281,8 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    const T: Duration = Duration::from_secs(120);
+
     fn generic(text: &str) -> object_store::Error {
         object_store::Error::Generic {
             store: "S3",
@@ -259,7 +296,7 @@ mod tests {
             path: "k".into(),
             source: "Client error with status 403 Forbidden: <?xml version=\"1.0\"?><Error><Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated does not match</Message></Error>".to_owned().into(),
         };
-        let e = store_error(&denied, "s3://b/k.parquet", Side::Current);
+        let e = store_error(&denied, "s3://b/k.parquet", Side::Current, T);
         assert_eq!(e.reason(), crate::api::Reason::DataAccessDenied);
         assert_eq!(
             e.to_string(),
@@ -269,11 +306,11 @@ mod tests {
             path: "k".into(),
             source: "<Error><Code>NoSuchKey</Code></Error>".to_owned().into(),
         };
-        let e = store_error(&missing, "s3://b/k.parquet", Side::Reference);
+        let e = store_error(&missing, "s3://b/k.parquet", Side::Reference, T);
         assert_eq!(e.reason(), crate::api::Reason::DataNotFound);
         assert!(e.to_string().ends_with("not found: NoSuchKey"), "{e}");
         let hostile = generic(&format!("boom\u{1b}[2J\n{}", "x".repeat(5000)));
-        let e = store_error(&hostile, "s3://b/k", Side::Current);
+        let e = store_error(&hostile, "s3://b/k", Side::Current, T);
         assert_eq!(e.reason(), crate::api::Reason::DataUnreachable);
         let text = e.to_string();
         assert!(!text.chars().any(char::is_control), "{text}");

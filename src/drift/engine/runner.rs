@@ -45,7 +45,8 @@ impl Resolved {
     async fn fetch(&self, ctx: &FetchContext, side: Side) -> Result<Payload, DataError> {
         use crate::drift::data::collection;
         match (&self.stream, &self.collection, &self.source) {
-            (Some(payload), _, _) => Ok(payload.clone()),
+            (Some(payload), None, _) => Ok(payload.clone()),
+            (Some(payload), Some(c), _) => Ok(self.one_part(payload.clone(), c)),
             (None, None, source) => source.fetch(ctx, side).await,
             (None, Some(c), DataSource::File(path)) => {
                 collection::fetch_local(ctx, path, &c.collection(side))
@@ -60,7 +61,8 @@ impl Resolved {
 
     fn fetch_local(&self, ctx: &FetchContext, side: Side) -> Option<Result<Payload, DataError>> {
         match (&self.stream, &self.collection, &self.source) {
-            (Some(payload), _, _) => Some(Ok(payload.clone())),
+            (Some(payload), None, _) => Some(Ok(payload.clone())),
+            (Some(payload), Some(c), _) => Some(Ok(self.one_part(payload.clone(), c))),
             (None, None, source) => source.fetch_local(side, ctx.max_bytes),
             (None, Some(c), DataSource::File(path)) => Some(
                 crate::drift::data::collection::fetch_local(ctx, path, &c.collection(side)),
