@@ -454,6 +454,15 @@ async fn edge_cases_are_admitted_by_the_server_and_the_offline_checker_alike() {
             json!({"metadata": {"name": name_of_length("longest-", LONGEST_NAME)}}),
         ),
         ("a name of one letter", json!({"metadata": {"name": "m"}})),
+        (
+            "captured traffic as the current data, its newest rows",
+            json!({"spec": {"drift": {"current": {"uri": null, "capture": {"variant": "stable"}, "lastRows": 5000}}}}),
+        ),
+        (
+            "an object-store prefix, its last hour",
+            json!({"spec": {"storage": {"secretRef": {"name": "s3"}, "endpoint": "http://minio.data:9000"},
+                            "drift": {"current": {"uri": "s3://captures/fraud/", "lastDuration": "1h"}}}}),
+        ),
     ];
     let client = client().await;
     let ns = namespace(&client, "crd-edges").await;
@@ -551,6 +560,26 @@ fn invalid_cases() -> Vec<Invalid> {
             "alpha in (0,1)",
             json!({"spec": {"drift": {"thresholds": {"alpha": 1.0}}}}),
             "drift.thresholds.alpha must be between 0 and 1 (exclusive)",
+        ),
+        invalid(
+            "current names one source",
+            json!({"spec": {"drift": {"current": {"capture": {"variant": "stable"}}}}}),
+            "set exactly one of drift.current.uri and drift.current.capture",
+        ),
+        invalid(
+            "current names a source",
+            json!({"spec": {"drift": {"current": {"uri": null, "lastRows": 100}}}}),
+            "set exactly one of drift.current.uri and drift.current.capture",
+        ),
+        invalid(
+            "newest rows or newest files",
+            json!({"spec": {"drift": {"current": {"lastRows": 100, "lastDuration": "1h"}}}}),
+            "set either drift.current.lastRows or drift.current.lastDuration, not both",
+        ),
+        invalid(
+            "a row window or a file selection",
+            json!({"spec": {"drift": {"current": {"lastDuration": "1h", "window": "1h", "timestampColumn": "ts"}}}}),
+            "drift.current.window (rows by timestampColumn) cannot be combined with lastRows or lastDuration (files by time)",
         ),
         invalid(
             "drift share in (0,1]",

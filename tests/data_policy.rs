@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use mlrollout::api::{ModelDeployment, Reason};
 use mlrollout::core::lifecycle::DriftObservation;
-use mlrollout::drift::check::{DriftCheck, EngineDriftCheck};
+use mlrollout::drift::check::{DriftCheck, DriftInputs, EngineDriftCheck};
 use mlrollout::drift::data::policy::DataSourcePolicy;
 use mlrollout::registry::RegistryCredentials;
 
@@ -68,8 +68,7 @@ async fn check(policy: DataSourcePolicy, reference: &str, current: &str) -> Drif
         .with_policy(policy)
         .check(
             &resource(reference, current),
-            &RegistryCredentials::None,
-            None,
+            DriftInputs::new(&RegistryCredentials::None),
         )
         .await
 }

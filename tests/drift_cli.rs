@@ -725,9 +725,9 @@ fn missing_file_unsupported_scheme_unknown_format() {
         "--reference",
         "examples/data/reference.csv",
         "--current",
-        "s3://bucket/current.parquet",
+        "hdfs://namenode/current.parquet",
     ]);
-    assert!(err.contains("unsupported scheme 's3'"), "{err}");
+    assert!(err.contains("unsupported scheme 'hdfs'"), "{err}");
     let err = run_err(&[
         "--reference",
         "examples/fraud-detector.yaml",
@@ -752,6 +752,94 @@ fn missing_file_unsupported_scheme_unknown_format() {
         "examples/data/current.csv",
     ]);
     assert!(err.contains("malformed"), "{err}");
+}
+
+// ---------------------------------------------------------------- collections
+
+/// A capture window of `d` named per the proxy's layout, started `minutes_ago`, with the
+/// proxy's bookkeeping columns beside the features.
+fn write_window(dir: &Path, minutes_ago: i64, pod: &str, d: &Data) -> PathBuf {
+    use arrow_array::StringArray;
+    let start = jiff::Timestamp::now() - jiff::SignedDuration::from_mins(minutes_ago);
+    let path = dir.join(mlrollout::storage::layout::window_file_name(start, pod, 1));
+    let n = d.amount.len();
+    let batch = RecordBatch::try_from_iter([
+        (
+            "request_id",
+            Arc::new(StringArray::from_iter_values(
+                (0..n).map(|i| format!("{pod}-{i}")),
+            )) as ArrayRef,
+        ),
+        (
+            "timestamp",
+            Arc::new(Int64Array::from(vec![start.as_millisecond(); n])) as ArrayRef,
+        ),
+        (
+            "model_version",
+            Arc::new(StringArray::from(vec!["3"; n])) as ArrayRef,
+        ),
+        (
+            "amount",
+            Arc::new(Float64Array::from(d.amount.clone())) as ArrayRef,
+        ),
+        (
+            "hour",
+            Arc::new(Int64Array::from(d.hour.clone())) as ArrayRef,
+        ),
+        (
+            "prediction",
+            Arc::new(Float64Array::from(d.prediction.clone())) as ArrayRef,
+        ),
+    ])
+    .unwrap();
+    let mut w =
+        ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    path
+}
+
+#[test]
+fn a_directory_of_capture_windows_is_one_dataset_and_its_newest_part_can_be_chosen() {
+    let dir = tempfile::tempdir().unwrap();
+    let reference = dir.path().join("reference.parquet");
+    write_parquet(&reference, &data(2000, 0.0, 1));
+    let windows = dir.path().join("stable");
+    std::fs::create_dir(&windows).unwrap();
+    // An old window of shifted amounts, then two recent ones like the reference.
+    write_window(&windows, 180, "m-stable-a", &data(1000, 15.0, 2));
+    write_window(&windows, 40, "m-stable-b", &data(1000, 0.0, 3));
+    write_window(&windows, 20, "m-stable-a", &data(1000, 0.0, 4));
+    let base = ["--reference", s(&reference), "--current", s(&windows)];
+    let all = run_json(&base);
+    assert_eq!(all["current_rows"], 3000);
+    assert_eq!(drifted(&all), ["amount"]);
+    let names: Vec<&str> = all["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names.len(),
+        2,
+        "bookkeeping columns are not features: {names:?}"
+    );
+    for (flag, value) in [("--last-rows", "2000"), ("--last-duration", "1h")] {
+        let recent = run_json(&[&base[..], &[flag, value]].concat());
+        assert_eq!(recent["current_rows"], 2000, "{flag}");
+        assert!(drifted(&recent).is_empty(), "{flag}: {recent}");
+    }
+    let pod_b = windows.join("*_m-stable-b_*.parquet");
+    let one = run_json(&["--reference", s(&reference), "--current", s(&pod_b)]);
+    assert_eq!(one["current_rows"], 1000);
+    let err = run_err(&[&base[..], &["--last-duration", "5m"]].concat());
+    assert!(
+        err.contains("no CSV or Parquet files newer than 5m"),
+        "{err}"
+    );
+    let err = run_err(&[&base[..], &["--last-rows", "5", "--last-duration", "1h"]].concat());
+    assert!(err.contains("not both"), "{err}");
 }
 
 // ---------------------------------------------------------------- http://

@@ -77,6 +77,7 @@ status_word! {
     Checked,
     DataNotFound,
     DataUnreachable,
+    DataAccessDenied,
     UnsupportedScheme,
     InvalidDataUri,
     UnknownFormat,

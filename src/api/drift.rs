@@ -14,7 +14,9 @@ use super::duration::DURATION_PATTERN;
     .message("set either drift.interval or drift.schedule (cron), not both"))]
 pub struct DriftSpec {
     /// The data the served model was trained on. `file://`, plain paths, `http(s)://`,
-    /// `runs:/<run_id>/<path>` and `mlflow-artifacts:/...` URIs are supported.
+    /// `runs:/<run_id>/<path>`, `mlflow-artifacts:/...` and object-store (`s3://`, `gs://`,
+    /// `az://`, with `spec.storage`) URIs are supported, and directories, globs and
+    /// object-store prefixes (ending in `/`) of CSV/Parquet files read as one dataset.
     pub reference: DataSource,
     /// Where live feature data lands.
     pub current: CurrentData,
@@ -59,14 +61,32 @@ pub struct DataSource {
 }
 
 /// The live data and the window of it that is compared.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+///
+/// `uri` (or `capture`) may name one file or a collection read as one dataset: a directory, a
+/// glob (`/data/live/*.parquet`) or an object-store prefix (a URI ending in `/`). Of a
+/// collection, `lastRows` keeps the newest rows and `lastDuration` the newest files, by each
+/// file's time: the window start in a capture file's name, else its modification time.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = kube::core::Rule::new("!has(self.window) || has(self.timestampColumn)")
     .message("drift.current.timestampColumn is required when drift.current.window is set"))]
+#[x_kube(validation = kube::core::Rule::new("has(self.uri) != has(self.capture)")
+    .message("set exactly one of drift.current.uri and drift.current.capture"))]
+#[x_kube(validation = kube::core::Rule::new("!(has(self.lastRows) && has(self.lastDuration))")
+    .message("set either drift.current.lastRows or drift.current.lastDuration, not both"))]
+#[x_kube(validation = kube::core::Rule::new("!has(self.window) || !(has(self.lastRows) || has(self.lastDuration))")
+    .message("drift.current.window (rows by timestampColumn) cannot be combined with lastRows or lastDuration (files by time)"))]
 pub struct CurrentData {
-    /// Dataset URI (same schemes as the reference).
+    /// Dataset URI (same schemes as the reference), or a directory, a glob or an object-store
+    /// prefix ending in `/` of CSV/Parquet files read as one dataset. Empty when `capture` is
+    /// set instead.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     #[schemars(length(min = 1, max = 2048))]
     pub uri: String,
+    /// The traffic the proxy captured for a variant of this resource (under
+    /// `spec.serving.proxy.capture.uri`), instead of `uri`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture: Option<CaptureSource>,
     /// File format; inferred from the extension when omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<DataFormat>,
@@ -77,6 +97,48 @@ pub struct CurrentData {
     /// Column holding each row's timestamp (RFC 3339 or Unix seconds); needed for `window`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timestamp_column: Option<String>,
+    /// Compare only the newest N rows: the newest files first, then the last rows of the
+    /// oldest file needed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1_000_000_000))]
+    pub last_rows: Option<i64>,
+    /// Compare only the files whose time is within this long before the check (e.g. `1h`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(DURATION_PATTERN))]
+    pub last_duration: Option<String>,
+}
+
+impl CurrentData {
+    /// `uri`, when it is set (else `capture` is).
+    pub fn uri(&self) -> Option<&str> {
+        Some(self.uri.as_str()).filter(|u| !u.is_empty())
+    }
+}
+
+/// Captured traffic as the current data.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CaptureSource {
+    /// Whose traffic: the stable variant's (the usual choice) or the candidate's.
+    pub variant: CaptureVariant,
+}
+
+/// A variant whose traffic is captured.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CaptureVariant {
+    Stable,
+    Candidate,
+}
+
+impl CaptureVariant {
+    /// The folder name of the variant in the capture layout.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CaptureVariant::Stable => "stable",
+            CaptureVariant::Candidate => "candidate",
+        }
+    }
 }
 
 /// Supported file formats.
@@ -226,7 +288,7 @@ pub struct PerformanceSpec {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct LabelledData {
-    /// Dataset URI.
+    /// Dataset URI (same schemes as the reference).
     #[schemars(length(min = 1, max = 2048))]
     pub uri: String,
     /// File format; inferred from the extension when omitted.

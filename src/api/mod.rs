@@ -24,8 +24,9 @@ use serde::{Deserialize, Serialize};
 pub use advisor::{AdvisorProvider, AdvisorSpec};
 pub use conditions::{ConditionType, Reason};
 pub use drift::{
-    CurrentData, DataFormat, DataSource, DriftSpec, DriftThresholds, FeatureKind, FeatureSpec,
-    LabelledData, MultipleTesting, PerformanceSpec, PredictionDistribution,
+    CaptureSource, CaptureVariant, CurrentData, DataFormat, DataSource, DriftSpec, DriftThresholds,
+    FeatureKind, FeatureSpec, LabelledData, MultipleTesting, PerformanceSpec,
+    PredictionDistribution,
 };
 pub use model::{ModelSource, SecretKeyReference, SecretReference, Serving};
 pub use proxy::{CaptureSpec, ProxySpec, ScoreSpec};

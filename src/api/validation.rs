@@ -276,6 +276,7 @@ fn validate_drift(drift: &DriftSpec, problems: &mut Problems) -> DriftTiming {
         window: problems
             .optional_duration("spec.drift.current.window", drift.current.window.as_deref()),
     };
+    validate_current(&drift.current, problems);
     let mut seen = HashSet::new();
     for feature in &drift.features {
         if !seen.insert(feature.name.as_str()) {
@@ -286,6 +287,32 @@ fn validate_drift(drift: &DriftSpec, problems: &mut Problems) -> DriftTiming {
         }
     }
     timing
+}
+
+/// `spec.drift.current`: one source, one way of choosing its newest data (the CRD's CEL rules,
+/// for specs that did not pass through the API server).
+fn validate_current(current: &crate::api::CurrentData, problems: &mut Problems) {
+    let at = "spec.drift.current";
+    if current.uri().is_some() == current.capture.is_some() {
+        problems.add(at, "set exactly one of uri and capture");
+    }
+    if current.last_rows.is_some() && current.last_duration.is_some() {
+        problems.add(at, "set either lastRows or lastDuration, not both");
+    }
+    if current.window.is_some() && (current.last_rows.is_some() || current.last_duration.is_some())
+    {
+        problems.add(
+            at,
+            "window (rows by timestampColumn) cannot be combined with lastRows or lastDuration (files by time)",
+        );
+    }
+    if current.last_rows.is_some_and(|n| n < 1) {
+        problems.add("spec.drift.current.lastRows", "must be at least 1");
+    }
+    problems.optional_duration(
+        "spec.drift.current.lastDuration",
+        current.last_duration.as_deref(),
+    );
 }
 
 /// The retraining times and the Job template, parsed.
@@ -407,4 +434,67 @@ fn validate_advisor(advisor: &AdvisorSpec, problems: &mut Problems) -> Duration 
 
 fn is_reserved_version_alias(alias: &str) -> bool {
     alias.len() > 1 && alias.starts_with('v') && alias[1..].bytes().all(|b| b.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn spec(current: serde_json::Value) -> ModelDeploymentSpec {
+        serde_json::from_value(serde_json::json!({
+            "model": {"trackingUri": "http://mlflow:5000", "name": "fraud"},
+            "traffic": {"provider": "none"},
+            "drift": {"reference": {"uri": "s3://data/ref.parquet"}, "current": current},
+        }))
+        .unwrap()
+    }
+
+    fn problems(current: serde_json::Value) -> Vec<String> {
+        match validate(&spec(current)) {
+            Ok(_) => Vec::new(),
+            Err(problems) => problems.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn the_current_data_is_one_source_and_one_selection() {
+        assert!(problems(serde_json::json!({"uri": "s3://c/x/", "lastRows": 10})).is_empty());
+        assert!(
+            problems(serde_json::json!({"capture": {"variant": "stable"}, "lastDuration": "1h"}))
+                .is_empty()
+        );
+        for (current, said) in [
+            (
+                serde_json::json!({"lastRows": 10}),
+                "exactly one of uri and capture",
+            ),
+            (
+                serde_json::json!({"uri": "a/", "capture": {"variant": "candidate"}}),
+                "exactly one of uri and capture",
+            ),
+            (
+                serde_json::json!({"uri": "a/", "lastRows": 10, "lastDuration": "1h"}),
+                "not both",
+            ),
+            (
+                serde_json::json!({"uri": "a/", "lastRows": 10, "window": "1h", "timestampColumn": "t"}),
+                "cannot be combined",
+            ),
+            (
+                serde_json::json!({"uri": "a/", "lastRows": 0}),
+                "at least 1",
+            ),
+            (
+                serde_json::json!({"uri": "a/", "lastDuration": "soon"}),
+                "lastDuration",
+            ),
+        ] {
+            let found = problems(current.clone());
+            assert!(
+                found.iter().any(|p| p.contains(said)),
+                "{current}: {found:?}"
+            );
+        }
+    }
 }

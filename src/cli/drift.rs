@@ -20,9 +20,10 @@ use crate::api::duration::parse_duration;
 use crate::api::{DataFormat, ModelDeployment};
 use crate::drift::data::{ColumnKind, DataSource, FetchContext, Side};
 use crate::drift::engine::{
-    CheckRequest, CurrentWindow, DatasetLocation, DriftConfig, DriftEngine, DriftReport,
-    FeatureSelection,
+    CaptureLocation, CheckRequest, CurrentWindow, DatasetLocation, DriftConfig, DriftEngine,
+    DriftReport, FeatureSelection,
 };
+use crate::storage::StoreOptions;
 
 mod table;
 
@@ -56,13 +57,33 @@ impl From<FormatArg> for DataFormat {
 /// Arguments of `mlrollout drift`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DriftArgs {
-    /// Reference (training) dataset: a path, file://, http(s)://, runs:/<run_id>/<path> or
-    /// mlflow-artifacts:/... URI. Required unless --resource names one.
+    /// Reference (training) dataset: a path, file://, http(s)://, runs:/<run_id>/<path>,
+    /// mlflow-artifacts:/... or s3://, gs://, az:// URI; or a directory, a glob or an
+    /// object-store prefix (ending in /) of CSV/Parquet files, read as one dataset. Required
+    /// unless --resource names one.
     #[arg(long, value_name = "URI")]
     pub reference: Option<String>,
     /// Current (live) dataset, same schemes. Required unless --resource names one.
     #[arg(long, value_name = "URI")]
     pub current: Option<String>,
+    /// Compare only the newest N rows of the current data (of a collection: the newest files
+    /// first, by the window start in their names, else their modification time).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub last_rows: Option<u64>,
+    /// Compare only the current files whose time is within this long before now, e.g. `1h`.
+    #[arg(long, value_name = "DURATION", value_parser = super::args::positive_duration)]
+    pub last_duration: Option<std::time::Duration>,
+    /// Where the proxy writes captured traffic (spec.serving.proxy.capture.uri), for a
+    /// --resource whose drift.current names a capture.
+    #[arg(long, value_name = "URI")]
+    pub capture_uri: Option<String>,
+    /// Endpoint of an S3-compatible server (http(s)://host:port) for s3:// URIs, instead of
+    /// AWS. Credentials come from the AWS_*, GOOGLE_* and AZURE_* environment variables.
+    #[arg(long, env = "AWS_ENDPOINT_URL", value_name = "URL")]
+    pub storage_endpoint: Option<String>,
+    /// Region of the bucket (S3).
+    #[arg(long, value_name = "REGION")]
+    pub storage_region: Option<String>,
     /// A ModelDeployment manifest whose spec.drift (and spec.performance) section rules.
     #[arg(long, value_name = "FILE")]
     pub resource: Option<PathBuf>,
@@ -217,6 +238,8 @@ fn build_request(args: &DriftArgs) -> Result<(CheckRequest, Option<String>), Str
     override_locations(&mut request, args);
     apply_column_flags(&mut request.config, args)?;
     apply_window_flags(&mut request.config, args)?;
+    apply_selection_flags(&mut request.config, args)?;
+    request.storage = storage_options(args, std::env::vars());
     request.config.validate().map_err(|e| e.to_string())?;
     Ok((request, tracking_uri))
 }
@@ -234,8 +257,15 @@ fn tracking_uri(args: &DriftArgs, resource: Option<&ModelDeployment>) -> Option<
 /// The resource's `spec.drift`; without one, the defaults (the flags must name the datasets).
 fn request_from_resource(args: &DriftArgs, md: &ModelDeployment) -> Result<CheckRequest, String> {
     match &md.spec.drift {
-        Some(drift) => CheckRequest::from_spec(drift, md.spec.performance.as_ref(), None)
-            .map_err(|e| format!("resource {}: {e}", display(&args.resource))),
+        Some(drift) => {
+            let capture = CaptureLocation {
+                base: args.capture_uri.as_deref(),
+                namespace: md.metadata.namespace.as_deref().unwrap_or("default"),
+                name: md.metadata.name.as_deref().unwrap_or_default(),
+            };
+            CheckRequest::from_spec(drift, md.spec.performance.as_ref(), None, &capture)
+                .map_err(|e| format!("resource {}: {e}", display(&args.resource)))
+        }
         None => {
             if args.reference.is_none() || args.current.is_none() {
                 return Err(format!(
@@ -332,6 +362,43 @@ fn apply_window_flags(config: &mut DriftConfig, args: &DriftArgs) -> Result<(), 
     Ok(())
 }
 
+/// `--last-rows` and `--last-duration` (over the resource's `lastRows` / `lastDuration`).
+fn apply_selection_flags(config: &mut DriftConfig, args: &DriftArgs) -> Result<(), String> {
+    let selection = &mut config.current_files;
+    if let Some(n) = args.last_rows {
+        selection.last_rows = Some(usize::try_from(n).map_err(|_| "--last-rows is too large")?);
+        selection.last_duration = None;
+    }
+    if let Some(d) = args.last_duration {
+        selection.last_duration = Some(d);
+        selection.last_rows = None;
+    }
+    if args.last_rows.is_some() && args.last_duration.is_some() {
+        return Err("give either --last-rows or --last-duration, not both".into());
+    }
+    if selection.is_set() && config.window.is_some() {
+        return Err("--window cannot be combined with --last-rows or --last-duration".into());
+    }
+    Ok(())
+}
+
+/// Object-store settings: the cloud's credential variables of `env` (`AWS_*`, `GOOGLE_*`,
+/// `AZURE_*`), `--storage-endpoint` and `--storage-region`.
+fn storage_options(args: &DriftArgs, env: impl Iterator<Item = (String, String)>) -> StoreOptions {
+    let cloud: Vec<(String, String)> = env
+        .filter(|(k, _)| {
+            ["AWS_", "GOOGLE_", "AZURE_"]
+                .iter()
+                .any(|p| k.starts_with(p))
+        })
+        .collect();
+    StoreOptions::from_parts(
+        cloud.iter().map(|(k, v)| (k.as_str(), v.clone())),
+        args.storage_endpoint.as_deref().filter(|e| !e.is_empty()),
+        args.storage_region.as_deref().filter(|r| !r.is_empty()),
+    )
+}
+
 fn display(p: &Option<PathBuf>) -> String {
     p.as_deref()
         .map(|p| p.display().to_string())
@@ -356,6 +423,7 @@ fn default_request(prediction: Option<Option<String>>) -> CheckRequest {
         config,
         model_version: None,
         now: None,
+        storage: StoreOptions::default(),
     }
 }
 

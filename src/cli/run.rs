@@ -110,6 +110,16 @@ pub struct RunArgs {
         value_delimiter = ','
     )]
     pub data_allow_hosts: Vec<String>,
+    /// An object-store bucket (S3 or GCS bucket, Azure container) drift data may be read from:
+    /// a name, or `s3://name` for one kind of store only. Repeat for more. None: any bucket.
+    /// The endpoint of an S3-compatible store (`spec.storage.endpoint`) is held to the same
+    /// address rules as `http(s)` hosts.
+    #[arg(
+        long = "data-allow-bucket",
+        env = "MLROLLOUT_DATA_ALLOW_BUCKETS",
+        value_delimiter = ','
+    )]
+    pub data_allow_buckets: Vec<String>,
     /// A directory (a mounted data volume) under which plain paths and `file://` data may be
     /// read. Unset: no local files (they would be the operator pod's own files).
     #[arg(long, env = "MLROLLOUT_DATA_DIR")]
@@ -136,6 +146,7 @@ impl RunArgs {
             self.data_allow_hosts.clone(),
             self.data_dir.clone(),
         )
+        .with_buckets(self.data_allow_buckets.clone())
     }
 
     /// The watch scope of `--namespace` (none: all namespaces).

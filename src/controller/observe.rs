@@ -17,8 +17,10 @@ use crate::core::lifecycle::{
 };
 use crate::core::verdict::builtin::metrics_for;
 use crate::core::verdict::{AnalysisStage, MetricMeasurement, query_error};
+use crate::drift::check::DriftInputs;
 use crate::error::Result;
 use crate::registry::{RegistryCredentials, RegistryError};
+use crate::storage::{SECRET_KEYS, StoreOptions, is_object_store_uri};
 
 use super::Context;
 use crate::core::decide::{DeploymentState, Observed};
@@ -121,15 +123,30 @@ impl Reading<'_> {
         let Some(checker) = &self.ctx.drift else {
             return;
         };
-        let drift = match (self.credentials, self.accuracy_query_token().await) {
-            (Ok(creds), Ok(token)) => checker.check(self.resource, creds, token.as_deref()).await,
-            (Err(e), _) => DriftObservation::Failed {
+        let token = self.accuracy_query_token().await;
+        let storage = self.storage_options().await;
+        let drift = match (self.credentials, token, storage) {
+            (Ok(credentials), Ok(token), Ok(storage)) => {
+                let inputs = DriftInputs {
+                    credentials,
+                    prometheus_token: token.as_deref(),
+                    storage: &storage,
+                    // `spec.serving.proxy.capture.uri`, once the proxy's spec has it.
+                    capture_base: None,
+                };
+                checker.check(self.resource, inputs).await
+            }
+            (Err(e), _, _) => DriftObservation::Failed {
                 reason: e.reason(),
                 message: format!("cannot read the MLflow credentials for the drift data: {e}"),
             },
-            (_, Err(e)) => DriftObservation::Failed {
+            (_, Err(e), _) => DriftObservation::Failed {
                 reason: e.reason(),
                 message: format!("performance.accuracyQuery: {e}"),
+            },
+            (_, _, Err(e)) => DriftObservation::Failed {
+                reason: e.reason(),
+                message: format!("spec.storage.secretRef: {e}"),
             },
         };
         if let DriftObservation::Completed { summary, .. } = &drift
@@ -139,6 +156,39 @@ impl Reading<'_> {
             observations.advisor = ask_advisor(self, summary, timeout).await;
         }
         observations.drift = Some(drift);
+    }
+
+    /// The object-store settings of `spec.storage`; its Secret is read only when the drift data
+    /// is in an object store.
+    async fn storage_options(&self) -> Result<StoreOptions, SecretError> {
+        let spec = &self.resource.spec;
+        let storage = spec.storage.clone().unwrap_or_default();
+        let secret = storage
+            .secret_ref
+            .as_ref()
+            .filter(|_| drift_reads_object_stores(spec));
+        let data = match secret {
+            Some(secret) => {
+                let data = read_secret_data(self.ctx, self.namespace, &secret.name).await?;
+                let keys = |k: &String| SECRET_KEYS.contains(&k.to_ascii_lowercase().as_str());
+                if !data.keys().any(keys) {
+                    return Err(SecretError::KeyMissing {
+                        name: secret.name.clone(),
+                        key: "AWS_ACCESS_KEY_ID, GOOGLE_SERVICE_ACCOUNT_KEY or AZURE_STORAGE_ACCOUNT_KEY (none of the object-store keys is there)".into(),
+                    });
+                }
+                data
+            }
+            None => std::collections::BTreeMap::new(),
+        };
+        let pairs = data
+            .iter()
+            .map(|(k, v)| (k.as_str(), String::from_utf8_lossy(&v.0).trim().to_string()));
+        Ok(StoreOptions::from_secret(
+            pairs,
+            storage.endpoint.as_deref(),
+            storage.region.as_deref(),
+        ))
     }
 
     /// The Prometheus bearer token, when `performance.accuracyQuery` needs one.
@@ -374,27 +424,56 @@ impl SecretError {
     }
 }
 
+/// Whether a drift check of `spec` reads an object store (a URI, or captured traffic).
+fn drift_reads_object_stores(spec: &crate::api::ModelDeploymentSpec) -> bool {
+    let Some(drift) = &spec.drift else {
+        return false;
+    };
+    let labelled = spec
+        .performance
+        .as_ref()
+        .and_then(|p| p.labelled.as_ref())
+        .map(|l| l.uri.as_str());
+    drift.current.capture.is_some()
+        || [
+            Some(drift.reference.uri.as_str()),
+            drift.current.uri(),
+            labelled,
+        ]
+        .into_iter()
+        .flatten()
+        .any(is_object_store_uri)
+}
+
+/// The data of a Secret in `namespace` (read by name: the least rights).
+async fn read_secret_data(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+) -> Result<std::collections::BTreeMap<String, k8s_openapi::ByteString>, SecretError> {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let secret = api
+        .get_opt(name)
+        .await
+        .map_err(|e| SecretError::Unreadable {
+            name: name.to_owned(),
+            message: e.to_string(),
+        })?
+        .ok_or_else(|| SecretError::NotFound {
+            name: name.to_owned(),
+            namespace: namespace.to_string(),
+        })?;
+    Ok(secret.data.unwrap_or_default())
+}
+
 /// One key of a Secret in `namespace`, as text (read by name: the least rights).
 pub async fn read_secret_key(
     ctx: &Context,
     namespace: &str,
     key: &crate::api::SecretKeyReference,
 ) -> Result<String, SecretError> {
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
-    let secret = api
-        .get_opt(&key.name)
-        .await
-        .map_err(|e| SecretError::Unreadable {
-            name: key.name.clone(),
-            message: e.to_string(),
-        })?
-        .ok_or_else(|| SecretError::NotFound {
-            name: key.name.clone(),
-            namespace: namespace.to_string(),
-        })?;
-    secret
-        .data
-        .unwrap_or_default()
+    read_secret_data(ctx, namespace, &key.name)
+        .await?
         .get(&key.key)
         .map(|v| String::from_utf8_lossy(&v.0).trim().to_string())
         .ok_or_else(|| SecretError::KeyMissing {

@@ -11,22 +11,48 @@ use crate::analysis::prometheus::PrometheusClient;
 use crate::api::{DriftSummary, DriftTest, FeatureDriftStatus, ModelDeployment, Reason, Severity};
 use crate::core::lifecycle::DriftObservation;
 use crate::drift::data::{FetchContext, MAX_NAME_CHARS, excerpt};
-use crate::drift::engine::{CheckRequest, DriftEngine, DriftReport};
+use crate::drift::engine::{CaptureLocation, CheckRequest, DriftEngine, DriftReport};
 use crate::drift::stats::FeatureVerdict;
 use crate::drift::stats::decision::{Severity as StatsSeverity, TestKind};
 use crate::mlflow::{MlflowAuth, MlflowClient};
 use crate::registry::RegistryCredentials;
+use crate::storage::StoreOptions;
+
+/// What the operator read for a resource's drift check besides the resource itself.
+#[derive(Clone, Copy)]
+pub struct DriftInputs<'a> {
+    /// The MLflow credentials of the resource (for `runs:/` and `mlflow-artifacts:/` data).
+    pub credentials: &'a RegistryCredentials,
+    /// The bearer token of `spec.rollout.analysis.prometheus` (for
+    /// `performance.accuracyQuery`).
+    pub prometheus_token: Option<&'a str>,
+    /// Object-store settings: `spec.storage` and the credentials of its Secret.
+    pub storage: &'a StoreOptions,
+    /// Where the proxy writes captured traffic (`spec.serving.proxy.capture.uri`), for
+    /// `drift.current.capture`.
+    pub capture_base: Option<&'a str>,
+}
+
+impl<'a> DriftInputs<'a> {
+    /// MLflow credentials only: no token, no object-store settings, no capture.
+    pub fn new(credentials: &'a RegistryCredentials) -> Self {
+        static NO_STORAGE: std::sync::LazyLock<StoreOptions> =
+            std::sync::LazyLock::new(StoreOptions::default);
+        Self {
+            credentials,
+            prometheus_token: None,
+            storage: &NO_STORAGE,
+            capture_base: None,
+        }
+    }
+}
 
 /// Runs a drift check for a resource (the drift engine implements it).
 pub trait DriftCheck: Send + Sync {
-    /// `credentials` are the MLflow credentials of the resource (for `runs:/` and
-    /// `mlflow-artifacts:/` data); `prometheus_token` the bearer token of
-    /// `spec.rollout.analysis.prometheus` (for `performance.accuracyQuery`).
     fn check<'a>(
         &'a self,
         resource: &'a ModelDeployment,
-        credentials: &'a RegistryCredentials,
-        prometheus_token: Option<&'a str>,
+        inputs: DriftInputs<'a>,
     ) -> BoxFuture<'a, DriftObservation>;
 }
 
@@ -113,6 +139,8 @@ impl EngineDriftCheck {
         resource: &ModelDeployment,
         credentials: &RegistryCredentials,
         prometheus_token: Option<&str>,
+        storage: &StoreOptions,
+        capture_base: Option<&str>,
     ) -> DriftObservation {
         let spec = &resource.spec;
         let Some(drift) = &spec.drift else {
@@ -122,10 +150,17 @@ impl EngineDriftCheck {
             .status
             .as_ref()
             .and_then(|s| s.stable_version.clone());
-        let request = match CheckRequest::from_spec(drift, spec.performance.as_ref(), stable) {
-            Ok(r) => r,
-            Err(e) => return failed(e.reason(), e.to_string()),
+        let capture = CaptureLocation {
+            base: capture_base,
+            namespace: resource.metadata.namespace.as_deref().unwrap_or_default(),
+            name: resource.metadata.name.as_deref().unwrap_or_default(),
         };
+        let mut request =
+            match CheckRequest::from_spec(drift, spec.performance.as_ref(), stable, &capture) {
+                Ok(r) => r,
+                Err(e) => return failed(e.reason(), e.to_string()),
+            };
+        request.storage = storage.clone();
         let engine = match self.engine(&spec.model.tracking_uri, credentials) {
             Ok(e) => e,
             Err(message) => return failed(Reason::InvalidTrackingUri, message),
@@ -260,10 +295,16 @@ impl DriftCheck for EngineDriftCheck {
     fn check<'a>(
         &'a self,
         resource: &'a ModelDeployment,
-        credentials: &'a RegistryCredentials,
-        prometheus_token: Option<&'a str>,
+        inputs: DriftInputs<'a>,
     ) -> BoxFuture<'a, DriftObservation> {
-        self.run(resource, credentials, prometheus_token).boxed()
+        self.run(
+            resource,
+            inputs.credentials,
+            inputs.prometheus_token,
+            inputs.storage,
+            inputs.capture_base,
+        )
+        .boxed()
     }
 }
 

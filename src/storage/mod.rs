@@ -69,11 +69,53 @@ impl StoreOptions {
         options
     }
 
+    /// Settings for the operator from the keys of a `spec.storage.secretRef` Secret (none:
+    /// no Secret), the endpoint and the region of the spec. Only credential keys
+    /// ([`SECRET_KEYS`], any case) are taken: where the store is and how the operator connects
+    /// (endpoints, proxies, metadata addresses, key files on its disk) are never a Secret's to
+    /// say. Without a credential the store is read anonymously, never with the identity of
+    /// the operator's node.
+    pub fn from_secret<'a>(
+        secret: impl IntoIterator<Item = (&'a str, String)>,
+        endpoint: Option<&str>,
+        region: Option<&str>,
+    ) -> Self {
+        let taken: Vec<(&str, String)> = secret
+            .into_iter()
+            .filter(|(key, _)| SECRET_KEYS.contains(&key.to_ascii_lowercase().as_str()))
+            .collect();
+        let anonymous = taken
+            .iter()
+            .all(|(key, _)| key.to_ascii_lowercase().ends_with("region"));
+        let mut options = Self::from_parts(taken, endpoint, region);
+        if anonymous {
+            options.set("skip_signature", "true");
+        }
+        options
+    }
+
     /// The settings as pairs.
     pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
         self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 }
+
+/// Keys of a storage Secret that are used (any case): credentials of S3, GCS and Azure, and
+/// the region.
+pub const SECRET_KEYS: [&str; 12] = [
+    "aws_access_key_id",
+    "aws_secret_access_key",
+    "aws_session_token",
+    "aws_region",
+    "aws_default_region",
+    "google_service_account_key",
+    "azure_storage_account_name",
+    "azure_storage_account_key",
+    "azure_storage_sas_token",
+    "azure_client_id",
+    "azure_client_secret",
+    "azure_tenant_id",
+];
 
 /// Whether `uri` names an object store (rather than a plain path or an HTTP/MLflow source).
 pub fn is_object_store_uri(uri: &str) -> bool {
@@ -98,6 +140,62 @@ pub fn open(
         }
     })?;
     Ok((Arc::from(store), path))
+}
+
+/// How the client of a cloud store connects: a whole-request timeout, the retry policy and
+/// (for the operator's data-source policy) a resolver that drops refused addresses.
+#[derive(Clone, Debug)]
+pub struct Connection {
+    pub timeout: std::time::Duration,
+    pub retry: object_store::RetryConfig,
+    pub resolver: Option<Arc<dyn object_store::client::DnsResolver>>,
+}
+
+/// [`open`] with the client settings of `connection` (local paths ignore them).
+pub fn open_with(
+    uri: &str,
+    options: &StoreOptions,
+    connection: &Connection,
+) -> Result<(Arc<dyn ObjectStore>, Path), StorageError> {
+    use object_store::ObjectStoreScheme;
+    let url = to_url(uri)?;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let config = |source: object_store::Error| StorageError::Config {
+        uri: uri.to_owned(),
+        source,
+    };
+    let (scheme, path) = ObjectStoreScheme::parse(&url).map_err(|e| config(e.into()))?;
+    let mut client = object_store::ClientOptions::new()
+        .with_timeout(connection.timeout)
+        .with_connect_timeout(connection.timeout.min(std::time::Duration::from_secs(10)));
+    if let Some(resolver) = &connection.resolver {
+        client = client.with_dns_resolver(resolver.clone());
+    }
+    // Unknown keys are skipped, as `object_store::parse_url_opts` does.
+    macro_rules! build {
+        ($builder:ty) => {{
+            let builder = options.pairs().fold(
+                <$builder>::new()
+                    .with_client_options(client)
+                    .with_retry(connection.retry.clone())
+                    .with_url(url.to_string()),
+                |builder, (key, value)| match key.parse() {
+                    Ok(key) => builder.with_config(key, value),
+                    Err(_) => builder,
+                },
+            );
+            Arc::new(builder.build().map_err(config)?) as Arc<dyn ObjectStore>
+        }};
+    }
+    let store = match scheme {
+        ObjectStoreScheme::AmazonS3 => build!(object_store::aws::AmazonS3Builder),
+        ObjectStoreScheme::GoogleCloudStorage => {
+            build!(object_store::gcp::GoogleCloudStorageBuilder)
+        }
+        ObjectStoreScheme::MicrosoftAzure => build!(object_store::azure::MicrosoftAzureBuilder),
+        _ => return open(uri, options),
+    };
+    Ok((store, path))
 }
 
 fn to_url(uri: &str) -> Result<Url, StorageError> {
@@ -138,6 +236,82 @@ mod tests {
                 .pairs()
                 .any(|(k, v)| k == "aws_allow_http" && v == "true")
         );
+    }
+
+    #[test]
+    fn a_secret_gives_credentials_only_and_none_means_anonymous() {
+        let options = StoreOptions::from_secret(
+            [
+                ("AWS_ACCESS_KEY_ID", "a".to_owned()),
+                ("aws_secret_access_key", "b".to_owned()),
+                ("AWS_ENDPOINT", "http://169.254.169.254".to_owned()),
+                ("aws_metadata_endpoint", "http://10.0.0.1".to_owned()),
+                ("proxy_url", "http://attacker:3128".to_owned()),
+                ("google_application_credentials", "/etc/shadow".to_owned()),
+            ],
+            Some("https://minio.data:9000"),
+            Some("eu-west-1"),
+        );
+        let pairs: Vec<(&str, &str)> = options.pairs().collect();
+        assert!(pairs.contains(&("aws_access_key_id", "a")));
+        assert!(pairs.contains(&("aws_secret_access_key", "b")));
+        assert!(pairs.contains(&("aws_endpoint", "https://minio.data:9000")));
+        assert!(pairs.contains(&("aws_region", "eu-west-1")));
+        for (key, value) in &pairs {
+            assert!(
+                ![
+                    "aws_metadata_endpoint",
+                    "proxy_url",
+                    "google_application_credentials",
+                    "skip_signature"
+                ]
+                .contains(key),
+                "{key}"
+            );
+            assert!(
+                !value.contains("169.254") && !value.contains("attacker"),
+                "{key}"
+            );
+        }
+        let anonymous = StoreOptions::from_secret([("AWS_REGION", "x".to_owned())], None, None);
+        assert!(anonymous.pairs().any(|p| p == ("skip_signature", "true")));
+    }
+
+    #[tokio::test]
+    async fn open_with_bounds_the_client() {
+        let connection = Connection {
+            timeout: std::time::Duration::from_secs(2),
+            retry: object_store::RetryConfig {
+                max_retries: 0,
+                ..object_store::RetryConfig::default()
+            },
+            resolver: None,
+        };
+        // Nothing listens there: one quick failure, no retries for minutes.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let options = StoreOptions::from_parts(
+            [
+                ("AWS_ACCESS_KEY_ID", "a".to_owned()),
+                ("AWS_SECRET_ACCESS_KEY", "b".to_owned()),
+            ],
+            Some(&format!("http://127.0.0.1:{port}")),
+            Some("us-east-1"),
+        );
+        let (store, path) = open_with("s3://bucket/x.csv", &options, &connection).unwrap();
+        assert_eq!(path.as_ref(), "x.csv");
+        let started = std::time::Instant::now();
+        assert!(
+            object_store::ObjectStoreExt::head(&store, &path)
+                .await
+                .is_err()
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        let dir = tempfile::tempdir().unwrap();
+        assert!(open_with(dir.path().to_str().unwrap(), &options, &connection).is_ok());
     }
 
     #[test]

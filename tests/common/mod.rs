@@ -15,4 +15,5 @@ pub mod process;
 pub mod prometheus;
 pub mod proxy;
 pub mod registry;
+pub mod s3;
 pub mod world;

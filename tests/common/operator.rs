@@ -147,8 +147,7 @@ impl DriftCheck for ScriptedDrift {
     fn check<'a>(
         &'a self,
         _resource: &'a ModelDeployment,
-        _credentials: &'a mlrollout::registry::RegistryCredentials,
-        _prometheus_token: Option<&'a str>,
+        _inputs: mlrollout::drift::check::DriftInputs<'a>,
     ) -> BoxFuture<'a, DriftObservation> {
         *self.checks.lock().unwrap() += 1;
         let severity = *self.severity.lock().unwrap();

@@ -105,7 +105,8 @@ fn drift_lines(drift: &DriftSpec, timing: &DriftTiming) -> [Line; 2] {
             "Drift:",
             format!(
                 "{when}, {features}: {} vs {}",
-                drift.reference.uri, drift.current.uri
+                drift.reference.uri,
+                current_words(&drift.current)
             ),
         ),
         (
@@ -232,6 +233,23 @@ fn advisor_line(advisor: &AdvisorSpec) -> Line {
         "off".into()
     };
     ("Advisor:", text)
+}
+
+/// The current data in words: its URI or the capture it names, and how much of it.
+fn current_words(current: &crate::api::CurrentData) -> String {
+    let source = match (current.uri(), &current.capture) {
+        (Some(uri), _) => uri.to_owned(),
+        (None, Some(capture)) => format!(
+            "the {} variant's captured traffic",
+            capture.variant.as_str()
+        ),
+        (None, None) => "(no current data)".to_owned(),
+    };
+    match (current.last_rows, &current.last_duration) {
+        (Some(n), _) => format!("{source} (newest {n} rows)"),
+        (None, Some(d)) => format!("{source} (files of the last {d})"),
+        (None, None) => source,
+    }
 }
 
 #[cfg(test)]

@@ -44,9 +44,18 @@ pub enum DataError {
         uri: String,
         detail: String,
     },
-    /// A URI scheme this build cannot read (`s3://`, `gs://`, ...).
+    /// The object store refused the request: a wrong key or signature, or no permission.
     #[error(
-        "{side} data '{uri}': unsupported scheme '{scheme}' (supported: plain paths, file://, http://, https://, runs:/, mlflow-artifacts:/, models:/)"
+        "{side} data '{uri}' could not be read: access denied ({detail}; check the object-store credentials: spec.storage.secretRef, or the AWS_*, GOOGLE_* or AZURE_* variables of mlrollout drift)"
+    )]
+    AccessDenied {
+        side: Side,
+        uri: String,
+        detail: String,
+    },
+    /// A URI scheme this build cannot read (`hdfs://`, ...).
+    #[error(
+        "{side} data '{uri}': unsupported scheme '{scheme}' (supported: plain paths, file://, http://, https://, runs:/, mlflow-artifacts:/, models:/, s3://, gs://, az://)"
     )]
     UnsupportedScheme {
         side: Side,
@@ -136,6 +145,7 @@ impl DataError {
         match self {
             DataError::NotFound { .. } => Reason::DataNotFound,
             DataError::Unreachable { .. } => Reason::DataUnreachable,
+            DataError::AccessDenied { .. } => Reason::DataAccessDenied,
             DataError::UnsupportedScheme { .. } => Reason::UnsupportedScheme,
             DataError::InvalidUri { .. } => Reason::InvalidDataUri,
             DataError::UnknownFormat { .. } => Reason::UnknownFormat,
@@ -164,6 +174,7 @@ impl DataError {
         match self {
             DataError::NotFound { side, .. }
             | DataError::Unreachable { side, .. }
+            | DataError::AccessDenied { side, .. }
             | DataError::UnsupportedScheme { side, .. }
             | DataError::InvalidUri { side, .. }
             | DataError::UnknownFormat { side, .. }

@@ -1,11 +1,13 @@
 //! Datasets for the drift engine: where they are ([`DataSource`]), how they are encoded
 //! ([`DataFormat`]) and how only the requested columns are read into a [`Table`].
 //!
-//! - **Sources.** Plain paths and `file://`, `http(s)://`, and MLflow artifact URIs
+//! - **Sources.** Plain paths and `file://`, `http(s)://`, MLflow artifact URIs
 //!   (`runs:/<run_id>/<path>`, `mlflow-artifacts:/...`, `models:/...`) downloaded through
-//!   [`crate::mlflow::MlflowClient::download_artifact`]. Any other `scheme://` (`s3://`,
-//!   `gs://`, ...) is [`DataError::UnsupportedScheme`]; a new scheme is one more
-//!   [`DataSource`] variant and one more arm in [`DataSource::fetch`].
+//!   [`crate::mlflow::MlflowClient::download_artifact`], and object stores (`s3://`, `gs://`,
+//!   `az://`, [`objects`]). Any other `scheme://` is [`DataError::UnsupportedScheme`]; a new
+//!   scheme is one more [`DataSource`] variant and one more arm in [`DataSource::fetch`].
+//! - **Collections.** A directory, a glob or an object-store prefix of files is read as one
+//!   dataset ([`collection`]), the newest rows or files only when asked ([`FileSelection`]).
 //! - **Formats.** CSV with a header row and Parquet, from the resource's `format` or the
 //!   extension (`.csv`, `.parquet`, `.pq`).
 //! - **Columns.** Only the requested columns are decoded. Numbers become `f64` (missing = NaN),
@@ -21,17 +23,21 @@
 //! quoted field spans lines) with `std::thread::scope`; numeric cells are parsed without
 //! allocating.
 
+pub mod collection;
 mod csv;
 mod error;
+mod many;
+mod objects;
 mod parquet;
 pub mod policy;
 mod source;
 mod table;
 
+pub use collection::FileSelection;
 pub use error::{DataError, MAX_NAME_CHARS, Side, excerpt, is_bidi_control};
 pub use source::{
-    DEFAULT_FETCH_TIMEOUT, DEFAULT_MAX_BYTES, DataSource, FetchContext, Payload, detect_format,
-    sniff_format,
+    DEFAULT_FETCH_TIMEOUT, DEFAULT_MAX_BYTES, DataSource, FetchContext, Part, Payload,
+    detect_format, sniff_format,
 };
 pub use table::{
     CategoricalColumn, Column, ColumnKind, ColumnRequest, MISSING_CODE, NamedColumn, Table,
@@ -45,6 +51,9 @@ pub fn column_names(
     format: DataFormat,
     side: Side,
 ) -> Result<Vec<String>, DataError> {
+    if let Payload::Many { uri, parts, .. } = payload {
+        return many::column_names(uri, parts, side);
+    }
     match format {
         DataFormat::Csv => csv::column_names(payload, side),
         DataFormat::Parquet => parquet::column_names(payload, side),
@@ -60,9 +69,29 @@ pub fn read_table(
     columns: &[ColumnRequest],
     side: Side,
 ) -> Result<Table, DataError> {
+    if let Payload::Many {
+        uri,
+        parts,
+        last_rows,
+    } = payload
+    {
+        return many::read(uri, parts, *last_rows, columns, side);
+    }
     match format {
         DataFormat::Csv => csv::read(payload, columns, side),
         DataFormat::Parquet => parquet::read(payload, columns, side),
+    }
+}
+
+/// The number of data rows of one file (a Parquet footer's count; a CSV file's records).
+pub(crate) fn count_rows(
+    payload: &Payload,
+    format: DataFormat,
+    side: Side,
+) -> Result<usize, DataError> {
+    match format {
+        DataFormat::Csv => csv::count_rows(payload, side),
+        DataFormat::Parquet => parquet::count_rows(payload, side),
     }
 }
 

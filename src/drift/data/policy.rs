@@ -3,9 +3,11 @@
 //! position and file system).
 //!
 //! In the cluster ([`DataSourcePolicy::cluster`]) MLflow artifacts of the resource's tracking
-//! server are allowed; `http(s)` only for listed hosts; local files only under a configured data
+//! server are allowed; object stores (`s3://`, `gs://`, `az://`) in every bucket or only the
+//! listed ones; `http(s)` only for listed hosts; local files only under a configured data
 //! directory; loopback, link-local and cloud-metadata addresses never — checked on the URL, on
-//! every redirect, and on every address a host name resolves to (so DNS cannot smuggle one in).
+//! every redirect, and on every address a host name resolves to (so DNS cannot smuggle one in),
+//! and likewise on the endpoint of an S3-compatible store.
 //! On a workstation (`mlrollout drift`) [`DataSourcePolicy::unrestricted`] reads anything.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -33,6 +35,9 @@ pub struct DataSourcePolicy {
     /// MLflow artifact URIs (`runs:/`, `models:/`, `mlflow-artifacts:/`) through the
     /// resource's tracking server.
     pub mlflow: bool,
+    /// Object-store buckets (S3 buckets, GCS buckets, Azure containers) allowed: a name, or
+    /// `scheme://name` for one kind of store only. `None`: any bucket.
+    pub buckets: Option<Vec<String>>,
     /// Refuse loopback, link-local, unspecified and metadata addresses.
     pub block_internal: bool,
     /// Internal addresses allowed all the same (a test's own loopback server; no flag sets it).
@@ -55,6 +60,7 @@ impl DataSourcePolicy {
             local: LocalFiles::Anywhere,
             http_hosts: None,
             mlflow: true,
+            buckets: None,
             block_internal: false,
             exempt: Vec::new(),
         }
@@ -73,9 +79,21 @@ impl DataSourcePolicy {
                     .collect(),
             ),
             mlflow: true,
+            buckets: None,
             block_internal: true,
             exempt: Vec::new(),
         }
+    }
+
+    /// Object stores only in these buckets (`--data-allow-bucket`); empty: any bucket.
+    pub fn with_buckets(mut self, buckets: Vec<String>) -> Self {
+        let buckets: Vec<String> = buckets
+            .into_iter()
+            .map(|b| b.trim().trim_end_matches('/').to_owned())
+            .filter(|b| !b.is_empty())
+            .collect();
+        self.buckets = (!buckets.is_empty()).then_some(buckets);
+        self
     }
 
     /// Whether `source` may be read; nothing is fetched before this says yes.
@@ -86,6 +104,7 @@ impl DataSourcePolicy {
                 Ok(url) => self.check_url(&url),
                 Err(e) => Err(format!("not a valid URL: {e}")),
             },
+            DataSource::Object(uri) => self.check_bucket(uri),
             DataSource::Mlflow(_) if self.mlflow => Ok(()),
             DataSource::Mlflow(_) => {
                 Err("MLflow artifacts are not allowed by the operator's data-source policy".into())
@@ -110,6 +129,58 @@ impl DataSourcePolicy {
                 }
             }
         }
+    }
+
+    /// The bucket of an object-store URI against [`DataSourcePolicy::buckets`].
+    fn check_bucket(&self, uri: &str) -> Result<(), Refusal> {
+        let Some(allowed) = &self.buckets else {
+            return Ok(());
+        };
+        let url = url::Url::parse(uri).map_err(|e| format!("not a valid URI: {e}"))?;
+        let (scheme, bucket) = (url.scheme(), url.host_str().unwrap_or_default());
+        let listed = allowed.iter().any(|a| match a.split_once("://") {
+            Some((s, b)) => s.eq_ignore_ascii_case(scheme) && b == bucket,
+            None => a == bucket,
+        });
+        if listed {
+            Ok(())
+        } else {
+            Err(format!(
+                "bucket {bucket} is not in the operator's allowed data buckets (--data-allow-bucket)"
+            ))
+        }
+    }
+
+    /// The endpoint of an S3-compatible store (`spec.storage.endpoint`): `http(s)`, and never
+    /// an internal address given literally (names are checked as they resolve, by
+    /// [`StoreResolver`]).
+    pub fn check_store(&self, options: &crate::storage::StoreOptions) -> Result<(), Refusal> {
+        if !self.block_internal {
+            return Ok(());
+        }
+        for (key, endpoint) in options.pairs() {
+            if !matches!(
+                key,
+                "aws_endpoint" | "aws_endpoint_url" | "endpoint" | "endpoint_url"
+            ) {
+                continue;
+            }
+            let url = reqwest::Url::parse(endpoint)
+                .map_err(|e| format!("the storage endpoint is not a valid URL: {e}"))?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(format!(
+                    "the storage endpoint's scheme {} is not http or https",
+                    url.scheme()
+                ));
+            }
+            let host = url.host_str().unwrap_or_default();
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            if let Ok(ip) = host.parse::<IpAddr>() {
+                self.check_address(ip)
+                    .map_err(|why| format!("the storage endpoint's {why}"))?;
+            }
+        }
+        Ok(())
     }
 
     /// The scheme, the host list and (for an IP literal) the address of `url`: for the first
@@ -261,6 +332,39 @@ impl reqwest::dns::Resolve for FilteringResolver {
     }
 }
 
+/// The object-store client's resolver under the policy: a name that resolves only to refused
+/// addresses cannot be connected to (the endpoint of an S3-compatible store named by a
+/// resource's author).
+#[derive(Clone, Debug)]
+pub struct StoreResolver {
+    pub policy: Arc<DataSourcePolicy>,
+}
+
+impl object_store::client::DnsResolver for StoreResolver {
+    fn resolve(&self, host: &str) -> object_store::client::DnsFuture {
+        let policy = self.policy.clone();
+        let host = host.to_owned();
+        Box::pin(async move {
+            let found: Vec<IpAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .map(|a| a.ip())
+                .collect();
+            let allowed: Vec<IpAddr> = found
+                .iter()
+                .copied()
+                .filter(|ip| policy.check_address(*ip).is_ok())
+                .collect();
+            if allowed.is_empty() && !found.is_empty() {
+                let error: object_store::client::DnsError = Box::new(PolicyRefusal(format!(
+                    "{host} resolves only to loopback, link-local or metadata addresses, which data is never read from"
+                )));
+                return Err(error);
+            }
+            Ok(allowed)
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -302,6 +406,63 @@ mod tests {
         ] {
             assert!(policy.check(&parse(refused)).is_err(), "{refused}");
         }
+    }
+
+    #[test]
+    fn object_stores_in_allowed_buckets_behind_allowed_endpoints() {
+        let open = DataSourcePolicy::cluster(vec![], None);
+        assert!(open.check(&parse("s3://any-bucket/x/")).is_ok());
+        let policy = open.with_buckets(vec!["captures".into(), "gs://ref-data/".into()]);
+        assert!(policy.check(&parse("s3://captures/ns/m/stable/")).is_ok());
+        assert!(policy.check(&parse("az://captures/x.parquet")).is_ok());
+        assert!(policy.check(&parse("gs://ref-data/train.parquet")).is_ok());
+        let refusal = policy
+            .check(&parse("s3://ref-data/train.parquet"))
+            .unwrap_err();
+        assert!(refusal.contains("--data-allow-bucket"), "{refusal}");
+        assert!(policy.check(&parse("s3://other/x.csv")).is_err());
+        let endpoint = |e: &str| crate::storage::StoreOptions::from_parts([], Some(e), None);
+        assert!(
+            policy
+                .check_store(&endpoint("https://minio.data.svc:9000"))
+                .is_ok()
+        );
+        for refused in [
+            "http://127.0.0.1:9000",
+            "http://169.254.169.254",
+            "http://[::1]:9000",
+            "ftp://minio:21",
+        ] {
+            assert!(policy.check_store(&endpoint(refused)).is_err(), "{refused}");
+        }
+        let mut exempt = policy.clone();
+        exempt.exempt = vec!["127.0.0.1".parse().unwrap()];
+        assert!(
+            exempt
+                .check_store(&endpoint("http://127.0.0.1:9000"))
+                .is_ok()
+        );
+        assert!(
+            DataSourcePolicy::unrestricted()
+                .check_store(&endpoint("http://127.0.0.1:9000"))
+                .is_ok()
+        );
+    }
+
+    #[tokio::test]
+    async fn the_store_resolver_drops_internal_addresses() {
+        use object_store::client::DnsResolver;
+        let resolver = StoreResolver {
+            policy: Arc::new(DataSourcePolicy::cluster(vec![], None)),
+        };
+        let e = resolver.resolve("localhost").await.unwrap_err();
+        assert!(e.to_string().contains("loopback"), "{e}");
+        let mut policy = DataSourcePolicy::cluster(vec![], None);
+        policy.exempt = vec!["127.0.0.1".parse().unwrap(), "::1".parse().unwrap()];
+        let resolver = StoreResolver {
+            policy: Arc::new(policy),
+        };
+        assert!(!resolver.resolve("localhost").await.unwrap().is_empty());
     }
 
     #[test]

@@ -54,6 +54,9 @@ pub struct DriftConfig {
     pub prediction_column: Option<String>,
     /// Only current rows newer than this (`spec.drift.current.window`) are compared.
     pub window: Option<CurrentWindow>,
+    /// The newest rows or files of the current data (`spec.drift.current.lastRows`,
+    /// `lastDuration`).
+    pub current_files: FileSelection,
 }
 
 /// The window of current rows that is compared.
@@ -79,6 +82,7 @@ impl Default for DriftConfig {
             ignore_columns: Vec::new(),
             prediction_column: Some("prediction".into()),
             window: None,
+            current_files: FileSelection::default(),
         }
     }
 }
@@ -129,6 +133,7 @@ impl DriftConfig {
         };
         let config = Self {
             window,
+            current_files: current_files(&spec.current)?,
             policy,
             multiple_testing: t.multiple_testing,
             psi: PsiParams {
@@ -206,6 +211,76 @@ impl DriftConfig {
     }
 }
 
+/// `lastRows` / `lastDuration` of the current data.
+fn current_files(current: &crate::api::CurrentData) -> Result<FileSelection, DriftError> {
+    let last_rows = match current.last_rows {
+        None => None,
+        Some(n) => Some(usize::try_from(n).ok().filter(|n| *n > 0).ok_or_else(|| {
+            DriftError::InvalidConfig(format!(
+                "drift.current.lastRows must be at least 1, got {n}"
+            ))
+        })?),
+    };
+    let last_duration = match &current.last_duration {
+        None => None,
+        Some(d) => Some(crate::api::duration::parse_duration(d).map_err(|e| {
+            DriftError::InvalidConfig(format!("drift.current.lastDuration '{d}': {e}"))
+        })?),
+    };
+    let selection = FileSelection {
+        last_rows,
+        last_duration,
+    };
+    if last_rows.is_some() && last_duration.is_some() {
+        return Err(DriftError::InvalidConfig(
+            "set either drift.current.lastRows or drift.current.lastDuration, not both".into(),
+        ));
+    }
+    if selection.is_set() && current.window.is_some() {
+        return Err(DriftError::InvalidConfig(
+            "drift.current.window cannot be combined with lastRows or lastDuration".into(),
+        ));
+    }
+    Ok(selection)
+}
+
+/// Where the traffic captured by the proxy is, for `spec.drift.current.capture`: the base URI
+/// of captures (`spec.serving.proxy.capture.uri`) and the resource.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CaptureLocation<'a> {
+    pub base: Option<&'a str>,
+    pub namespace: &'a str,
+    pub name: &'a str,
+}
+
+/// The URI of the current data: `uri`, or the prefix (ending in `/`) of the windows the proxy
+/// captured for the variant `capture` names.
+pub fn current_uri(
+    current: &crate::api::CurrentData,
+    capture: &CaptureLocation<'_>,
+) -> Result<String, DriftError> {
+    match (current.uri(), &current.capture) {
+        (Some(uri), None) => Ok(uri.to_owned()),
+        (None, Some(source)) => {
+            let base = capture.base.filter(|b| !b.trim().is_empty()).ok_or_else(|| {
+                DriftError::InvalidConfig(
+                    "drift.current.capture needs serving.proxy.capture.uri (where the proxy writes the captured traffic)".into(),
+                )
+            })?;
+            let prefix = crate::storage::layout::variant_prefix(
+                base,
+                capture.namespace,
+                capture.name,
+                source.variant.as_str(),
+            );
+            Ok(format!("{prefix}/"))
+        }
+        _ => Err(DriftError::InvalidConfig(
+            "set exactly one of drift.current.uri and drift.current.capture".into(),
+        )),
+    }
+}
+
 /// Where a dataset is.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DatasetLocation {
@@ -233,14 +308,17 @@ pub struct CheckRequest {
     pub model_version: Option<String>,
     /// The check time for the current window (`None`: now).
     pub now: Option<SystemTime>,
+    /// Credentials, endpoint and region of the object stores the URIs name.
+    pub storage: StoreOptions,
 }
 
 impl CheckRequest {
-    /// The check a resource asks for.
+    /// The check a resource asks for (`capture`: where `drift.current.capture` points).
     pub fn from_spec(
         drift: &DriftSpec,
         performance: Option<&PerformanceSpec>,
         model_version: Option<String>,
+        capture: &CaptureLocation<'_>,
     ) -> Result<Self, DriftError> {
         Ok(Self {
             reference: DatasetLocation {
@@ -248,7 +326,7 @@ impl CheckRequest {
                 format: drift.reference.format,
             },
             current: DatasetLocation {
-                uri: drift.current.uri.clone(),
+                uri: current_uri(&drift.current, capture)?,
                 format: drift.current.format,
             },
             labelled: performance.and_then(|p| {
@@ -265,6 +343,7 @@ impl CheckRequest {
             config: DriftConfig::from_spec(drift, performance)?,
             model_version,
             now: None,
+            storage: StoreOptions::default(),
         })
     }
 
@@ -276,5 +355,53 @@ impl CheckRequest {
             format: self.reference.format.map(|f| format!("{f:?}")),
             config: self.config.fingerprint(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn drift(current: &str) -> DriftSpec {
+        serde_yaml::from_str(&format!(
+            "reference: {{uri: r.parquet}}\ncurrent: {current}\n"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_capture_resolves_to_the_variants_prefix_under_the_capture_uri() {
+        let at = |base| CaptureLocation {
+            base,
+            namespace: "ml",
+            name: "fraud",
+        };
+        let spec = drift("{capture: {variant: stable}, lastRows: 5000}");
+        let request =
+            CheckRequest::from_spec(&spec, None, None, &at(Some("s3://lake/captures/"))).unwrap();
+        assert_eq!(request.current.uri, "s3://lake/captures/ml/fraud/stable/");
+        assert_eq!(request.config.current_files.last_rows, Some(5000));
+        let candidate = drift("{capture: {variant: candidate}}");
+        assert_eq!(
+            current_uri(&candidate.current, &at(Some("/data/captures"))).unwrap(),
+            "/data/captures/ml/fraud/candidate/"
+        );
+        let e = CheckRequest::from_spec(&spec, None, None, &at(None)).unwrap_err();
+        assert_eq!(e.reason(), Reason::InvalidDriftConfig);
+        assert!(
+            e.to_string()
+                .contains("drift.current.capture needs serving.proxy.capture.uri"),
+            "{e}"
+        );
+        let plain = drift("{uri: 'gs://b/live/', lastDuration: 30m}");
+        let request = CheckRequest::from_spec(&plain, None, None, &at(None)).unwrap();
+        assert_eq!(request.current.uri, "gs://b/live/");
+        assert_eq!(
+            request.config.current_files.last_duration,
+            Some(Duration::from_secs(1800))
+        );
+        let both = drift("{uri: x.csv, lastRows: 5, lastDuration: 1h}");
+        assert!(DriftConfig::from_spec(&both, None).is_err());
     }
 }

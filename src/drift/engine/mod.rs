@@ -25,14 +25,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::{DataFormat, DriftSpec, MultipleTesting, PerformanceSpec};
 use crate::drift::data::{
-    Column, ColumnKind, ColumnRequest, DataError, DataSource, FetchContext, Payload, Side, Table,
-    column_names, detect_format, read_table, sniff_format,
+    Column, ColumnKind, ColumnRequest, DataError, DataSource, FetchContext, FileSelection, Payload,
+    Side, Table, column_names, detect_format, read_table, sniff_format,
 };
 use crate::drift::stats::{
     CategoricalReference, ComparisonStatus, DatasetVerdict, DriftPolicy, FeatureComparison,
     FeatureVerdict, NumericReference, PsiParams, Severity, compare_categorical, compare_numeric,
     evaluate,
 };
+use crate::storage::StoreOptions;
 
 mod accuracy;
 mod compare;
@@ -232,11 +233,13 @@ thresholds: {alpha: 0.01, multipleTesting: bonferroni, minKsStatistic: 0.2, bins
         bad = spec.clone();
         bad.thresholds.bins = 0;
         assert!(DriftConfig::from_spec(&bad, None).is_err());
-        let req = CheckRequest::from_spec(&spec, None, Some("7".into())).unwrap();
+        let req =
+            CheckRequest::from_spec(&spec, None, Some("7".into()), &CaptureLocation::default())
+                .unwrap();
         assert_eq!(req.reference_key().model_version.as_deref(), Some("7"));
         assert_ne!(
             req.reference_key(),
-            CheckRequest::from_spec(&spec, None, Some("8".into()))
+            CheckRequest::from_spec(&spec, None, Some("8".into()), &CaptureLocation::default())
                 .unwrap()
                 .reference_key()
         );
@@ -402,6 +405,7 @@ thresholds: {alpha: 0.01, multipleTesting: bonferroni, minKsStatistic: 0.2, bins
             config: DriftConfig::default(),
             model_version: Some("1".into()),
             now: None,
+            storage: StoreOptions::default(),
         };
         let first = engine.check_local(&req).unwrap();
         assert!(!first.timings.reference_cached);
@@ -451,7 +455,8 @@ thresholds: {alpha: 0.01, multipleTesting: bonferroni, minKsStatistic: 0.2, bins
             cp.display()
         ))
         .unwrap();
-        let mut req = CheckRequest::from_spec(&spec, None, None).unwrap();
+        let mut req =
+            CheckRequest::from_spec(&spec, None, None, &CaptureLocation::default()).unwrap();
         req.now = Some(SystemTime::UNIX_EPOCH + Duration::from_secs(now.as_second() as u64));
         let report = DriftEngine::new(FetchContext::new())
             .check_local(&req)
@@ -502,6 +507,7 @@ thresholds: {alpha: 0.01, multipleTesting: bonferroni, minKsStatistic: 0.2, bins
             config: DriftConfig::default(),
             model_version: None,
             now: None,
+            storage: StoreOptions::default(),
         };
         let a = DriftEngine::new(FetchContext::new())
             .check(&req)

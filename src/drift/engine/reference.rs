@@ -256,7 +256,9 @@ pub fn reference_requests(
     }
     if config.features.is_empty() {
         for name in available {
-            let ignored = config.ignore_columns.iter().any(|i| i == name);
+            // The proxy's columns beside the features of captured traffic are never features.
+            let ignored = config.ignore_columns.iter().any(|i| i == name)
+                || crate::storage::layout::BOOKKEEPING_COLUMNS.contains(&name.as_str());
             let prediction = config.prediction_column.as_deref() == Some(name.as_str());
             if !ignored && !prediction && requested.insert(name.as_str()) {
                 out.push(ColumnRequest::new(name.clone(), config.forced(name)));

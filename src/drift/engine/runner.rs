@@ -16,28 +16,81 @@ pub(super) struct Resolved {
     /// A named pipe (`--current <(...)`, `/dev/stdin`) read once, here: it cannot be opened
     /// again to read the header and then the rows.
     pub(super) stream: Option<Payload>,
+    /// Several files read as one dataset (a directory, a glob, an object-store prefix), or
+    /// one file of which only the newest rows or files are read.
+    pub(super) collection: Option<Collecting>,
+}
+
+/// How a collection is read.
+pub(super) struct Collecting {
+    uri: String,
+    explicit: Option<DataFormat>,
+    selection: FileSelection,
+    now: jiff::Timestamp,
+}
+
+impl Collecting {
+    fn collection(&self, side: Side) -> crate::drift::data::collection::Collection<'_> {
+        crate::drift::data::collection::Collection {
+            uri: &self.uri,
+            explicit: self.explicit,
+            selection: self.selection,
+            now: self.now,
+            side,
+        }
+    }
 }
 
 impl Resolved {
     async fn fetch(&self, ctx: &FetchContext, side: Side) -> Result<Payload, DataError> {
-        match &self.stream {
-            Some(payload) => Ok(payload.clone()),
-            None => self.source.fetch(ctx, side).await,
+        use crate::drift::data::collection;
+        match (&self.stream, &self.collection, &self.source) {
+            (Some(payload), None, _) => Ok(payload.clone()),
+            (Some(payload), Some(c), _) => Ok(self.one_part(payload.clone(), c)),
+            (None, None, source) => source.fetch(ctx, side).await,
+            (None, Some(c), DataSource::File(path)) => {
+                collection::fetch_local(ctx, path, &c.collection(side))
+            }
+            (None, Some(c), DataSource::Object(_)) => {
+                collection::fetch_objects(ctx, &c.collection(side)).await
+            }
+            // One downloaded file of which the newest rows are kept.
+            (None, Some(c), source) => Ok(self.one_part(source.fetch(ctx, side).await?, c)),
         }
     }
 
-    fn fetch_local(&self, side: Side, max_bytes: u64) -> Option<Result<Payload, DataError>> {
-        match &self.stream {
-            Some(payload) => Some(Ok(payload.clone())),
-            None => self.source.fetch_local(side, max_bytes),
+    fn fetch_local(&self, ctx: &FetchContext, side: Side) -> Option<Result<Payload, DataError>> {
+        match (&self.stream, &self.collection, &self.source) {
+            (Some(payload), None, _) => Some(Ok(payload.clone())),
+            (Some(payload), Some(c), _) => Some(Ok(self.one_part(payload.clone(), c))),
+            (None, None, source) => source.fetch_local(side, ctx.max_bytes),
+            (None, Some(c), DataSource::File(path)) => Some(
+                crate::drift::data::collection::fetch_local(ctx, path, &c.collection(side)),
+            ),
+            (None, Some(_), _) => None,
+        }
+    }
+
+    fn one_part(&self, payload: Payload, c: &Collecting) -> Payload {
+        Payload::Many {
+            uri: payload.uri().to_owned(),
+            parts: vec![crate::drift::data::Part {
+                payload,
+                format: self.format,
+            }],
+            last_rows: c.selection.last_rows,
         }
     }
 }
 
+/// Parses `loc`, asks the policy, and decides how it is read: one file, a stream, or a
+/// collection (with the `selection` of its newest rows or files, judged at `now`).
 pub(super) fn resolve(
     loc: &DatasetLocation,
     side: Side,
     fetch: &FetchContext,
+    selection: FileSelection,
+    now: SystemTime,
 ) -> Result<Resolved, DataError> {
     let source = DataSource::parse(&loc.uri, side)?;
     // Before anything is opened or fetched.
@@ -49,6 +102,28 @@ pub(super) fn resolve(
             uri: loc.uri.clone(),
             why,
         })?;
+    let many_files = source.is_collection() || selection.is_set();
+    if many_files && matches!(source, DataSource::File(_) | DataSource::Object(_)) {
+        return Ok(Resolved {
+            format: loc.format.unwrap_or(DataFormat::Parquet),
+            source,
+            stream: None,
+            collection: Some(Collecting {
+                uri: loc.uri.clone(),
+                explicit: loc.format,
+                selection,
+                now: jiff::Timestamp::try_from(now).unwrap_or(jiff::Timestamp::UNIX_EPOCH),
+            }),
+        });
+    }
+    if selection.last_duration.is_some() {
+        return Err(DataError::InvalidUri {
+            side,
+            uri: loc.uri.clone(),
+            reason: "lastDuration needs a local path or an object-store URI (files with a time)"
+                .into(),
+        });
+    }
     let stream = source.read_stream(side, fetch.max_bytes)?;
     // A stream has no useful name (`/dev/fd/63`): its first bytes say what it is.
     let format = match (detect_format(&source, loc.format, side), &stream) {
@@ -56,10 +131,17 @@ pub(super) fn resolve(
         (Err(_), Some(payload)) => sniff_format(payload),
         (Err(e), None) => return Err(e),
     };
+    let collection = selection.is_set().then(|| Collecting {
+        uri: loc.uri.clone(),
+        explicit: loc.format,
+        selection,
+        now: jiff::Timestamp::UNIX_EPOCH,
+    });
     Ok(Resolved {
         source,
         format,
         stream,
+        collection,
     })
 }
 
@@ -110,11 +192,20 @@ impl DriftEngine {
     pub async fn check(&self, request: &CheckRequest) -> Result<DriftReport, DriftError> {
         let started = Instant::now();
         request.config.validate()?;
-        let reference = resolve(&request.reference, Side::Reference, &self.fetch)?;
-        let current = resolve(&request.current, Side::Current, &self.fetch)?;
+        let fetch = self.fetch.clone().with_storage(request.storage.clone());
+        let now = request.now.unwrap_or_else(SystemTime::now);
+        let all = FileSelection::default();
+        let reference = resolve(&request.reference, Side::Reference, &fetch, all, now)?;
+        let current = resolve(
+            &request.current,
+            Side::Current,
+            &fetch,
+            request.config.current_files,
+            now,
+        )?;
         let labelled = match &request.labelled {
             Some(l) => Some((
-                resolve(&l.location, Side::Labelled, &self.fetch)?,
+                resolve(&l.location, Side::Labelled, &fetch, all, now)?,
                 l.clone(),
             )),
             None => None,
@@ -125,16 +216,13 @@ impl DriftEngine {
         let fetch_ref = async {
             match &cached {
                 Some(_) => Ok(None),
-                None => reference
-                    .fetch(&self.fetch, Side::Reference)
-                    .await
-                    .map(Some),
+                None => reference.fetch(&fetch, Side::Reference).await.map(Some),
             }
         };
-        let fetch_cur = current.fetch(&self.fetch, Side::Current);
+        let fetch_cur = current.fetch(&fetch, Side::Current);
         let fetch_lab = async {
             match &labelled {
-                Some((r, _)) => r.fetch(&self.fetch, Side::Labelled).await.map(Some),
+                Some((r, _)) => r.fetch(&fetch, Side::Labelled).await.map(Some),
                 None => Ok(None),
             }
         };
@@ -144,7 +232,7 @@ impl DriftEngine {
         let fetch_s = secs(started.elapsed());
 
         let job = CpuJob {
-            now: request.now.unwrap_or_else(SystemTime::now),
+            now,
             config: request.config.clone(),
             key,
             cached,
@@ -174,34 +262,45 @@ impl DriftEngine {
     pub fn check_local(&self, request: &CheckRequest) -> Result<DriftReport, DriftError> {
         let started = Instant::now();
         request.config.validate()?;
-        let local =
-            |loc: &DatasetLocation, side: Side| -> Result<(Payload, DataFormat), DataError> {
-                let r = resolve(loc, side, &self.fetch)?;
-                match r.fetch_local(side, self.fetch.max_bytes) {
-                    Some(p) => Ok((p?, r.format)),
-                    None => Err(DataError::InvalidUri {
-                        side,
-                        uri: loc.uri.clone(),
-                        reason: "a remote dataset needs the async check".into(),
-                    }),
-                }
-            };
+        let now = request.now.unwrap_or_else(SystemTime::now);
+        let local = |loc: &DatasetLocation,
+                     side: Side,
+                     selection: FileSelection|
+         -> Result<(Payload, DataFormat), DataError> {
+            let r = resolve(loc, side, &self.fetch, selection, now)?;
+            match r.fetch_local(&self.fetch, side) {
+                Some(p) => Ok((p?, r.format)),
+                None => Err(DataError::InvalidUri {
+                    side,
+                    uri: loc.uri.clone(),
+                    reason: "a remote dataset needs the async check".into(),
+                }),
+            }
+        };
         let key = request.reference_key();
         let cached = self.cached(&key);
         let reference = match &cached {
             Some(_) => None,
-            None => Some(local(&request.reference, Side::Reference)?),
+            None => Some(local(
+                &request.reference,
+                Side::Reference,
+                FileSelection::default(),
+            )?),
         };
-        let current = local(&request.current, Side::Current)?;
+        let current = local(
+            &request.current,
+            Side::Current,
+            request.config.current_files,
+        )?;
         let labelled = match &request.labelled {
             Some(l) => {
-                let (p, f) = local(&l.location, Side::Labelled)?;
+                let (p, f) = local(&l.location, Side::Labelled, FileSelection::default())?;
                 Some((p, f, l.clone()))
             }
             None => None,
         };
         let job = CpuJob {
-            now: request.now.unwrap_or_else(SystemTime::now),
+            now,
             config: request.config.clone(),
             key,
             cached,

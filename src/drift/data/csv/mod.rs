@@ -115,6 +115,7 @@ pub(super) fn column_names(payload: &Payload, side: Side) -> Result<Vec<String>,
             .flexible(true)
             .from_reader(&bytes[..])
             .read_byte_record(&mut record),
+        Payload::Many { .. } => return Err(super::many::not_a_file(payload, side)),
     };
     match read {
         Ok(true) => header_names(&record, side, uri),
@@ -149,8 +150,42 @@ pub(super) fn read(
             &owned
         }
         Payload::Bytes { bytes, .. } => bytes,
+        Payload::Many { .. } => return Err(super::many::not_a_file(payload, side)),
     };
     read_bytes(data, uri, columns, side)
+}
+
+/// The number of data rows (records after the header; quoted line breaks are not rows).
+pub(super) fn count_rows(payload: &Payload, side: Side) -> Result<usize, DataError> {
+    let uri = payload.uri();
+    let count = |reader: &mut ::csv::Reader<&mut dyn std::io::Read>| {
+        let mut record = ByteRecord::new();
+        let mut rows = 0usize;
+        while reader
+            .read_byte_record(&mut record)
+            .map_err(|e| DataError::malformed(side, uri, e))?
+        {
+            rows += 1;
+        }
+        Ok(rows)
+    };
+    let builder = || {
+        let mut b = ReaderBuilder::new();
+        b.has_headers(true).flexible(true);
+        b
+    };
+    match payload {
+        Payload::File { path, .. } => {
+            let file = std::fs::File::open(path).map_err(|e| open_error(&e, side, uri))?;
+            let mut input = std::io::BufReader::new(file);
+            count(&mut builder().from_reader(&mut input as &mut dyn std::io::Read))
+        }
+        Payload::Bytes { bytes, .. } => {
+            let mut input: &[u8] = bytes;
+            count(&mut builder().from_reader(&mut input as &mut dyn std::io::Read))
+        }
+        Payload::Many { .. } => Err(super::many::not_a_file(payload, side)),
+    }
 }
 
 /// One requested column, resolved against the header.

@@ -53,6 +53,7 @@ fn load_metadata(payload: &Payload, side: Side) -> Result<ArrowReaderMetadata, D
             }
             ArrowReaderMetadata::load(bytes, ArrowReaderOptions::new())
         }
+        Payload::Many { .. } => return Err(super::many::not_a_file(payload, side)),
     };
     result.map_err(|e| DataError::malformed(side, uri, e))
 }
@@ -124,6 +125,12 @@ struct Target {
     field: usize,
     name: String,
     kind: ColumnKind,
+}
+
+/// The number of rows the footer declares.
+pub(super) fn count_rows(payload: &Payload, side: Side) -> Result<usize, DataError> {
+    let meta = contained(side, payload.uri(), || load_metadata(payload, side))?;
+    Ok(usize::try_from(meta.metadata().file_metadata().num_rows()).unwrap_or(0))
 }
 
 /// Read the requested columns.
@@ -222,6 +229,7 @@ fn decode_in_parallel(
                 read_group(open_file(path, side, uri)?, meta, &mine, rows, side, uri)
             }
             Payload::Bytes { bytes, .. } => read_group(bytes.clone(), meta, &mine, rows, side, uri),
+            Payload::Many { .. } => Err(super::many::not_a_file(payload, side)),
         })?;
         Ok(group.iter().copied().zip(cols).collect())
     };
