@@ -7,11 +7,14 @@
 
 pub mod chart;
 pub mod cluster;
+pub mod faults;
 pub mod http;
 pub mod mlflow;
 pub mod operator;
+pub mod operator_process;
 pub mod own_cluster;
 pub mod process;
 pub mod prometheus;
 pub mod registry;
+pub mod traffic;
 pub mod world;
