@@ -139,7 +139,8 @@ impl Rollout {
         let model = format!("faults-{ns}");
         let exporter = Arc::new(Exporter::start());
         let traffic = ModelTraffic::start(exporter.clone(), &ns, MODEL);
-        let (uri, name, series) = (
+        let (server, uri, name, series) = (
+            mlflow.to_string(),
             format!("http://{mlflow}"),
             model.clone(),
             format!(r#"http_requests_total{{namespace="{ns}"}}"#),
@@ -147,6 +148,7 @@ impl Rollout {
         let prometheus = tokio::task::spawn_blocking(move || {
             let champion = common::mlflow::train(&uri, &name, 0.3, &[]);
             assert_eq!(champion.version, "1");
+            common::mlflow::set_alias(&server, &name, "champion", "1");
             let prometheus = PrometheusServer::start(&[exporter.target()]);
             prometheus.wait_for_series(&series, Duration::from_secs(60));
             // The exporter lives as long as the traffic thread that holds it.
@@ -155,12 +157,6 @@ impl Rollout {
         })
         .await
         .unwrap();
-        mlflow_post(
-            mlflow,
-            "registered-models/alias",
-            serde_json::json!({"name": model, "alias": "champion", "version": "1"}),
-        )
-        .await;
         let resource = RESOURCE
             .replace("TRACKING_URI", tracking_uri)
             .replace("MODEL_NAME", &model)
@@ -258,28 +254,8 @@ impl Rollout {
     }
 
     /// The version behind `alias` in MLflow (`None`: no such alias).
-    async fn alias(&self, alias: &str) -> Option<String> {
-        let path = format!(
-            "/api/2.0/mlflow/registered-models/alias?name={}&alias={alias}",
-            common::http::encode_component(&self.model)
-        );
-        let answer = mlflow_get(&self.mlflow, &path).await?;
-        Some(answer["model_version"]["version"].as_str()?.to_string())
-    }
-
-    /// Tag `key` of `version` in MLflow.
-    async fn version_tag(&self, version: &str, key: &str) -> Option<String> {
-        let path = format!(
-            "/api/2.0/mlflow/model-versions/get?name={}&version={version}",
-            common::http::encode_component(&self.model)
-        );
-        let answer = mlflow_get(&self.mlflow, &path).await?;
-        answer["model_version"]["tags"]
-            .as_array()?
-            .iter()
-            .find(|t| t["key"] == key)
-            .and_then(|t| t["value"].as_str())
-            .map(str::to_string)
+    fn alias(&self, alias: &str) -> Option<String> {
+        tokio::task::block_in_place(|| common::mlflow::alias(&self.mlflow, &self.model, alias))
     }
 
     /// What an undisturbed run ends with: version 2 promoted and stable, one attempt, one
@@ -297,11 +273,11 @@ impl Rollout {
         eventually(
             "MLflow's aliases moved",
             Duration::from_secs(60),
-            || async { (self.alias("champion").await.as_deref() == Some("2")).then_some(()) },
+            || async { (self.alias("champion").as_deref() == Some("2")).then_some(()) },
         )
         .await;
-        assert_eq!(self.alias("previous").await.as_deref(), Some("1"));
-        assert_eq!(self.alias("challenger").await, None);
+        assert_eq!(self.alias("previous").as_deref(), Some("1"));
+        assert_eq!(self.alias("challenger"), None);
         let seen = eventually(
             "the watch sees the route back on stable",
             Duration::from_secs(60),
@@ -313,36 +289,6 @@ impl Rollout {
             "traffic never moved backwards or skipped a step"
         );
     }
-}
-
-/// `GET` on the MLflow server: the JSON answer, `None` when what it names does not exist
-/// (MLflow answers a missing alias with 400 `INVALID_PARAMETER_VALUE` "... not found").
-async fn mlflow_get(mlflow: &str, path: &str) -> Option<serde_json::Value> {
-    let (mlflow, path) = (mlflow.to_string(), path.to_string());
-    tokio::task::spawn_blocking(move || {
-        let answer = common::http::get(&mlflow, &path, Duration::from_secs(10))
-            .unwrap_or_else(|e| panic!("MLflow {path}: {e}"));
-        match answer.status {
-            200 => Some(serde_json::from_slice(&answer.body).unwrap()),
-            404 => None,
-            400 if answer.text().contains("not found") => None,
-            other => panic!("MLflow {path}: HTTP {other}: {}", answer.text()),
-        }
-    })
-    .await
-    .unwrap()
-}
-
-async fn mlflow_post(mlflow: &str, path: &str, body: serde_json::Value) {
-    let (mlflow, path) = (mlflow.to_string(), format!("/api/2.0/mlflow/{path}"));
-    tokio::task::spawn_blocking(move || {
-        let answer =
-            common::http::post_json(&mlflow, &path, &body.to_string(), Duration::from_secs(30))
-                .unwrap_or_else(|e| panic!("MLflow {path}: {e}"));
-        assert_eq!(answer.status, 200, "MLflow {path}: {}", answer.text());
-    })
-    .await
-    .unwrap();
 }
 
 /// The MLflow server shared by the tests of this file that do not stop it.
@@ -548,9 +494,7 @@ async fn the_mlflow_server_killed_at_evaluation_and_at_promotion_changes_nothing
     .await;
     assert_eq!(end.history.len(), 1);
     assert_eq!(
-        run.version_tag("2", "mlrollout.io/rollout")
-            .await
-            .as_deref(),
+        common::mlflow::version_tag(&address, &run.model, "2", "mlrollout.io/rollout").as_deref(),
         Some("promoted")
     );
     recorder.abort();

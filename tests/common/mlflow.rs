@@ -301,3 +301,57 @@ pub fn train(tracking_uri: &str, model: &str, quality: f64, tags: &[(&str, &str)
     let line = stdout.lines().last().unwrap_or_default();
     serde_json::from_str(line).unwrap_or_else(|e| panic!("training printed {line:?}: {e}"))
 }
+
+/// `GET /api/2.0/mlflow/{path_and_query}` on the server at `authority` (`host:port`): the JSON
+/// answer, `None` when what it names does not exist (MLflow answers a missing alias with 400
+/// `INVALID_PARAMETER_VALUE` "... not found"). Panics on any other failure.
+pub fn get_json(authority: &str, path_and_query: &str) -> Option<serde_json::Value> {
+    let path = format!("/api/2.0/mlflow/{path_and_query}");
+    let answer = http::get(authority, &path, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("MLflow {path}: {e}"));
+    match answer.status {
+        200 => Some(serde_json::from_slice(&answer.body).expect("MLflow answers JSON")),
+        404 => None,
+        400 if answer.text().contains("not found") => None,
+        other => panic!("MLflow {path}: HTTP {other}: {}", answer.text()),
+    }
+}
+
+/// The version behind `alias` of `model` (`None`: no such alias).
+pub fn alias(authority: &str, model: &str, alias: &str) -> Option<String> {
+    let answer = get_json(
+        authority,
+        &format!(
+            "registered-models/alias?name={}&alias={}",
+            http::encode_component(model),
+            http::encode_component(alias)
+        ),
+    )?;
+    Some(answer["model_version"]["version"].as_str()?.to_string())
+}
+
+/// Points `alias` of `model` at `version`.
+pub fn set_alias(authority: &str, model: &str, alias: &str, version: &str) {
+    let body = serde_json::json!({"name": model, "alias": alias, "version": version});
+    let path = "/api/2.0/mlflow/registered-models/alias";
+    let answer = http::post_json(authority, path, &body.to_string(), Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("MLflow {path}: {e}"));
+    assert_eq!(answer.status, 200, "MLflow {path}: {}", answer.text());
+}
+
+/// Tag `key` of version `version` of `model` (`None`: no such tag or version).
+pub fn version_tag(authority: &str, model: &str, version: &str, key: &str) -> Option<String> {
+    let answer = get_json(
+        authority,
+        &format!(
+            "model-versions/get?name={}&version={version}",
+            http::encode_component(model)
+        ),
+    )?;
+    answer["model_version"]["tags"]
+        .as_array()?
+        .iter()
+        .find(|t| t["key"] == key)
+        .and_then(|t| t["value"].as_str())
+        .map(str::to_string)
+}
