@@ -25,48 +25,26 @@ use std::io::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use gateway_api::httproutes::HttpRoute;
 use kube::api::Api;
-use kube::runtime::{WatchStreamExt, watcher};
-use mlrollout::api::{
-    ModelDeployment, ModelDeploymentStatus, Phase, RolloutOutcome, RolloutReason,
-};
+use mlrollout::api::{ModelDeploymentStatus, Phase, RolloutOutcome, RolloutReason};
 
 use common::cluster::{Cluster, eventually};
+use common::faults::{
+    Seen, StepAnalysis, UNDISTURBED_WEIGHTS, assert_undisturbed_end, first_seen, values,
+};
 use common::own_cluster::OwnCluster;
 use common::world::{HOUR, MINUTE, MODEL, SPEED, World, drive_to_job, route_weights};
 
-/// Prints (past the test harness's capture) how long the test took, when it ends.
-struct Cost(&'static str, Instant);
-
-impl Cost {
-    fn start(test: &'static str) -> Cost {
-        Cost(test, Instant::now())
-    }
-}
-
-impl Drop for Cost {
-    fn drop(&mut self) {
-        let _ = writeln!(
-            std::io::stderr(),
-            "faults: {} took {:.1} s",
-            self.0,
-            self.1.elapsed().as_secs_f64()
-        );
-    }
+/// Prints how long the test took when it ends (`faults: … took N s`).
+fn cost(test: &'static str) -> common::faults::Cost {
+    common::faults::Cost::start("faults", test)
 }
 
 // ------------------------------------------------------------------------- recorders
 
-/// Every version of something a watch saw, with when the test saw it.
-type Seen<T> = Arc<Mutex<Vec<(Instant, T)>>>;
-
-/// Records the (stable, candidate) weights of each version of the HTTPRoute (a watch that
-/// retries: it survives an API server restart, and re-lists after it).
 fn record_weights(world: &World) -> (Seen<(i32, i32)>, tokio::task::JoinHandle<()>) {
-    let routes: Api<HttpRoute> = Api::namespaced(world.client.clone(), &world.ns);
-    record(routes, route_weights)
+    common::faults::record_weights(&world.client, &world.ns)
 }
 
 /// Records the weights by reading the route every 20 ms (each step lasts seconds of real time
@@ -93,109 +71,15 @@ fn poll_weights(world: &World) -> (Seen<(i32, i32)>, tokio::task::JoinHandle<()>
     (seen, task)
 }
 
-/// What the status says about the analysis of the current step: (phase, step, rounds
-/// recorded, fewest passes of a metric, most errors in a row of a metric).
-type StepAnalysis = (Phase, Option<i32>, i32, i32, i32);
-
-fn step_analysis(status: &ModelDeploymentStatus) -> StepAnalysis {
-    let analysis = status.analysis.clone().unwrap_or_default();
-    let passed = analysis.metrics.iter().map(|m| m.passed).min().unwrap_or(0);
-    let errors = analysis
-        .metrics
-        .iter()
-        .map(|m| m.consecutive_errors)
-        .max()
-        .unwrap_or(0);
-    (
-        status.phase,
-        status.current_step,
-        analysis.measurements,
-        passed,
-        errors,
-    )
-}
-
-fn record_analysis(world: &World) -> (Seen<StepAnalysis>, tokio::task::JoinHandle<()>) {
-    let mdeps: Api<ModelDeployment> = Api::namespaced(world.client.clone(), &world.ns);
-    record(mdeps, |m| {
-        step_analysis(&m.status.clone().unwrap_or_default())
-    })
-}
-
-fn record<K, T>(
-    api: Api<K>,
-    view: impl Fn(&K) -> T + Send + 'static,
-) -> (Seen<T>, tokio::task::JoinHandle<()>)
-where
-    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
-    T: PartialEq + Send + 'static,
-{
-    let seen: Seen<T> = Arc::new(Mutex::new(Vec::new()));
-    let out = seen.clone();
-    let task = tokio::spawn(async move {
-        let config = watcher::Config::default().fields(&format!("metadata.name={MODEL}"));
-        let mut stream = watcher(api, config)
-            .backoff(Retry200ms)
-            .applied_objects()
-            .boxed();
-        while let Some(event) = stream.next().await {
-            if let Ok(object) = event {
-                let value = view(&object);
-                let mut seen = out.lock().unwrap();
-                if seen.last().map(|(_, v)| v) != Some(&value) {
-                    seen.push((Instant::now(), value));
-                }
-            }
-        }
-    });
-    (seen, task)
-}
-
-/// The recorders' watch retries every 200 ms (kube's default backoff grows to 30 s: after an
-/// API server restart it would miss a whole step).
-struct Retry200ms;
-
-impl Iterator for Retry200ms {
-    type Item = Duration;
-
-    fn next(&mut self) -> Option<Duration> {
-        Some(Duration::from_millis(200))
-    }
-}
-
-impl kube::runtime::utils::Backoff for Retry200ms {
-    fn reset(&mut self) {}
-}
-
-fn values<T: Clone>(seen: &Seen<T>) -> Vec<T> {
-    seen.lock()
-        .unwrap()
-        .iter()
-        .map(|(_, v)| v.clone())
-        .collect()
-}
-
-/// When the recorder first saw `value`.
-fn first_seen<T: PartialEq>(seen: &Seen<T>, value: &T) -> Option<Instant> {
-    seen.lock()
-        .unwrap()
-        .iter()
-        .find(|(_, v)| v == value)
-        .map(|(at, _)| *at)
-}
-
 /// Waits until the weight recorder saw the route back at 100/0 and returns the candidate's
 /// weights it saw, in order.
 async fn candidate_weights(world: &World, seen: &Seen<(i32, i32)>) -> Vec<i32> {
     world
         .clock
         .wait_for("the watch sees the route back on stable", HOUR, || async {
-            (values(seen).last() == Some(&(100, 0))).then_some(())
+            common::faults::candidate_weights(seen)
         })
-        .await;
-    let all = values(seen);
-    assert!(all.iter().all(|(s, c)| s + c == 100), "{all:?}");
-    all.iter().map(|(_, c)| *c).collect()
+        .await
 }
 
 async fn wait_promoted(world: &World) -> ModelDeploymentStatus {
@@ -213,18 +97,7 @@ async fn wait_promoted(world: &World) -> ModelDeploymentStatus {
 /// aliases moved, and traffic 0 → 10 → 50 → 100 → 0.
 async fn assert_like_an_undisturbed_run(world: &World, job: &str, weights: &Seen<(i32, i32)>) {
     let end = wait_promoted(world).await;
-    assert_eq!(end.candidate_version, None);
-    assert_eq!(
-        end.retraining_attempts.len(),
-        1,
-        "{:?}",
-        end.retraining_attempts
-    );
-    assert_eq!(end.history.len(), 1, "{:?}", end.history);
-    assert_eq!(end.history[0].outcome, RolloutOutcome::Promoted);
-    assert_eq!(end.history[0].candidate_version, "4");
-    assert_eq!(world.jobs().await, vec![job.to_string()]);
-    assert_eq!(world.jobs_created(), vec![job.to_string()]);
+    assert_undisturbed_end(&end, "4", job, &world.jobs().await, &world.jobs_created());
     world
         .clock
         .wait_for("MLflow's aliases moved", HOUR, || async {
@@ -235,7 +108,7 @@ async fn assert_like_an_undisturbed_run(world: &World, job: &str, weights: &Seen
     assert_eq!(world.registry.alias(MODEL, "challenger"), None);
     assert_eq!(
         candidate_weights(world, weights).await,
-        vec![0, 10, 50, 100, 0],
+        UNDISTURBED_WEIGHTS,
         "traffic never moved backwards or skipped a step"
     );
 }
@@ -259,7 +132,7 @@ fn jitter() -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_killed_in_every_phase_ends_like_an_undisturbed_run() {
-    let _cost = Cost::start("operator killed in every phase");
+    let _cost = cost("operator killed in every phase");
     let world = World::new("faults-kill").await;
     let (weights, recorder) = record_weights(&world);
     let mut operator = world.operator();
@@ -327,7 +200,7 @@ async fn the_operator_killed_in_every_phase_ends_like_an_undisturbed_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_server_and_etcd_killed_mid_rollout_change_nothing() {
-    let _cost = Cost::start("API server and etcd killed at 50 % (own control plane)");
+    let _cost = cost("API server and etcd killed at 50 % (own control plane)");
     let started = Instant::now();
     let own = OwnCluster::up("faults-cp");
     let _ = writeln!(
@@ -415,11 +288,11 @@ async fn the_api_server_and_etcd_killed_mid_rollout_change_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_prometheus_outage_within_the_error_limit_holds_the_step_then_promotes() {
-    let _cost = Cost::start("Prometheus down for 4 rounds at 10 %");
+    let _cost = cost("Prometheus down for 4 rounds at 10 %");
     let world = World::new("faults-prom-short").await;
     let operator = world.operator();
     let (weights, recorder) = record_weights(&world);
-    let (analysis, analysis_recorder) = record_analysis(&world);
+    let (analysis, analysis_recorder) = common::faults::record_analysis(&world.client, &world.ns);
     let job = drive_to_job(&world).await;
     world.complete_job(&job, 0.91).await;
     world.wait_weights("10% step", (90, 10), 2 * HOUR).await;
@@ -492,7 +365,7 @@ async fn a_prometheus_outage_within_the_error_limit_holds_the_step_then_promotes
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_prometheus_outage_past_the_error_limit_rolls_back() {
-    let _cost = Cost::start("Prometheus down at 10 % for good");
+    let _cost = cost("Prometheus down at 10 % for good");
     let world = World::new("faults-prom-long").await;
     let operator = world.operator();
     let (weights, recorder) = record_weights(&world);
@@ -521,7 +394,7 @@ async fn a_prometheus_outage_past_the_error_limit_rolls_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_mlflow_outage_holds_evaluation_and_promotion_writes_are_retried() {
-    let _cost = Cost::start("MLflow down at evaluation and at promotion");
+    let _cost = cost("MLflow down at evaluation and at promotion");
     let world = World::new("faults-mlflow").await;
     let operator = world.operator();
     let (weights, recorder) = record_weights(&world);

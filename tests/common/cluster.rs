@@ -330,6 +330,19 @@ impl Cluster {
         kube::Client::try_from(config).expect("client")
     }
 
+    /// Jobs the API server created in `namespace` (from its audit log): a Job that was
+    /// created and deleted again still counts.
+    pub fn jobs_created(&self, namespace: &str) -> Vec<String> {
+        self.audit()
+            .into_iter()
+            .filter(|e| e.verb == "create")
+            .filter(|e| e.response_status.as_ref().and_then(|s| s.code) == Some(201))
+            .filter_map(|e| e.object_ref)
+            .filter(|o| o.resource == "jobs" && o.namespace.as_deref() == Some(namespace))
+            .map(|o| o.name.unwrap_or_default())
+            .collect()
+    }
+
     /// `kubectl` against this cluster, as the admin.
     pub fn kubectl(&self) -> Command {
         let mut command = Command::new(self.bin.join("kubectl"));
@@ -367,6 +380,18 @@ pub async fn namespace(client: &kube::Client, prefix: &str) -> String {
         .await
         .unwrap_or_else(|e| panic!("creating namespace {name}: {e}"));
     name
+}
+
+/// Names of the Jobs in `namespace`.
+pub async fn jobs(client: &kube::Client, namespace: &str) -> Vec<String> {
+    let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
+    jobs.list(&ListParams::default())
+        .await
+        .unwrap_or_else(|e| panic!("listing Jobs in {namespace}: {e}"))
+        .items
+        .into_iter()
+        .filter_map(|j| j.metadata.name)
+        .collect()
 }
 
 /// Deletes a test namespace (the namespace controller removes what is in it).

@@ -187,3 +187,158 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("bind 127.0.0.1:0")
 }
+
+/// An HTTP/1.1 reverse proxy on `127.0.0.1:<random port>` in front of a real server, which
+/// holds the requests whose path starts with a prefix for as long as the test says: the
+/// server's answer to them comes late, as from a slow server, and what waits for it waits.
+/// Every other request goes through untouched. One request per connection (the proxy answers
+/// `Connection: close`). Stops accepting when dropped.
+pub struct HoldingProxy {
+    addr: SocketAddr,
+    hold: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    held: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl HoldingProxy {
+    /// A proxy to `upstream` (`host:port`).
+    pub fn start(upstream: &str) -> HoldingProxy {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+        let proxy = HoldingProxy {
+            addr: listener.local_addr().expect("proxy address"),
+            hold: std::sync::Arc::default(),
+            held: std::sync::Arc::default(),
+            stop: std::sync::Arc::default(),
+        };
+        let (hold, held, stop) = (proxy.hold.clone(), proxy.held.clone(), proxy.stop.clone());
+        let upstream = upstream.to_string();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let (hold, held, upstream) = (hold.clone(), held.clone(), upstream.clone());
+                std::thread::spawn(move || {
+                    let _ = forward(conn, &upstream, &hold, &held);
+                });
+            }
+        });
+        proxy
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn uri(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Holds every request whose path starts with `prefix` (from now until [`Self::release`]).
+    pub fn hold(&self, prefix: &str) {
+        *self.hold.lock().unwrap_or_else(|e| e.into_inner()) = Some(prefix.to_string());
+    }
+
+    /// Lets the held requests (and all later ones) go.
+    pub fn release(&self) {
+        *self.hold.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// How many requests were held so far.
+    pub fn held(&self) -> u64 {
+        self.held.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for HoldingProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+    }
+}
+
+/// One request: read it, hold it while its path matches, send it upstream with
+/// `Connection: close`, relay the answer (its head with `Connection: close`) until the end.
+fn forward(
+    mut client: TcpStream,
+    upstream: &str,
+    hold: &std::sync::Mutex<Option<String>>,
+    held: &std::sync::atomic::AtomicU64,
+) -> std::io::Result<()> {
+    client.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let (head, mut body) = read_head(&mut client)?;
+    let length = header_value(&head, "content-length")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    while body.len() < length {
+        let mut chunk = vec![0u8; length - body.len()];
+        let n = client.read(&mut chunk)?;
+        if n == 0 {
+            return Ok(());
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+    let mut counted = false;
+    while hold
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_deref()
+        .is_some_and(|prefix| path.starts_with(prefix))
+    {
+        if !counted {
+            held.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            counted = true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut server = TcpStream::connect(upstream)?;
+    server.write_all(close_connection(&head).as_bytes())?;
+    server.write_all(&body)?;
+    let (answer, rest) = read_head(&mut server)?;
+    client.write_all(close_connection(&answer).as_bytes())?;
+    client.write_all(&rest)?;
+    std::io::copy(&mut server, &mut client)?;
+    client.flush()
+}
+
+/// The head of a request or response (up to and without its blank line) and the bytes read
+/// after it.
+fn read_head(stream: &mut TcpStream) -> std::io::Result<(String, Vec<u8>)> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+            return Ok((head, buf[end + 4..].to_vec()));
+        }
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            return Err(invalid("connection closed before the end of the head"));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn header_value<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.split("\r\n").skip(1).find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.trim().eq_ignore_ascii_case(name).then(|| value.trim())
+    })
+}
+
+/// `head` without its `Connection`/`Keep-Alive` headers, with `Connection: close`, and the
+/// blank line that ends it.
+fn close_connection(head: &str) -> String {
+    let mut out = String::new();
+    for (i, line) in head.split("\r\n").enumerate() {
+        let name = line.split(':').next().unwrap_or_default().trim();
+        if i > 0
+            && (name.eq_ignore_ascii_case("connection") || name.eq_ignore_ascii_case("keep-alive"))
+        {
+            continue;
+        }
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    out.push_str("Connection: close\r\n\r\n");
+    out
+}

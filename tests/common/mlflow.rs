@@ -31,6 +31,9 @@ pub struct MlflowServer {
     dir: PathBuf,
     startup: Duration,
     process: GuardedChild,
+    /// Servers killed by [`MlflowServer::kill`]: their watchdogs remove the scratch dir when
+    /// dropped, after the live server (declared first) has stopped.
+    retired: Vec<GuardedChild>,
 }
 
 static SHARED: OnceLock<Result<MlflowServer, String>> = OnceLock::new();
@@ -84,64 +87,46 @@ impl MlflowServer {
         let dir = scratch_dir("mlflow");
         let port = http::free_port();
         let log = dir.join("server.log");
-        let mut cmd = Command::new(bin);
-        cmd.arg("server")
-            .arg("--backend-store-uri")
-            .arg(format!("sqlite:///{}", dir.join("mlflow.db").display()))
-            .arg("--artifacts-destination")
-            .arg(dir.join("artifacts"))
-            .arg("--serve-artifacts")
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--workers", "1"])
-            .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
-            .env("MLFLOW_DISABLE_TELEMETRY", "true")
-            .env("DO_NOT_TRACK", "true")
-            .env("PYTHONUNBUFFERED", "1")
-            .env_remove("MLFLOW_TRACKING_URI")
-            .current_dir(&dir);
         let started = Instant::now();
-        let mut process = GuardedChild::spawn(&cmd, &log, Some(&dir)).map_err(|e| {
-            (
-                format!("cannot spawn {}: {e}. {INSTALL_HINT}", bin.display()),
-                false,
-            )
-        })?;
-        let authority = format!("127.0.0.1:{port}");
-        loop {
-            if let Some(status) = process.try_exited() {
-                let tail = process.log_tail(60);
-                let port_taken =
-                    tail.contains("ddress already in use") || tail.contains("Errno 98");
-                return Err((
-                    format!(
-                        "mlflow server exited during start-up ({status}); log {} (MLROLLOUT_KEEP_TEST_DIRS=1 keeps it):\n{tail}",
-                        log.display()
-                    ),
-                    port_taken,
-                ));
-            }
-            if let Ok(resp) = http::get(&authority, "/health", Duration::from_secs(2))
-                && resp.status == 200
-            {
-                return Ok(MlflowServer {
-                    port,
-                    dir,
-                    startup: started.elapsed(),
-                    process,
-                });
-            }
-            if started.elapsed() > timeout {
-                let tail = process.log_tail(60);
-                return Err((
-                    format!(
-                        "mlflow server on {authority} not healthy after {timeout:?}; log {} (MLROLLOUT_KEEP_TEST_DIRS=1 keeps it):\n{tail}",
-                        log.display()
-                    ),
+        let process = GuardedChild::spawn(&server_command(bin, &dir, port), &log, Some(&dir))
+            .map_err(|e| {
+                (
+                    format!("cannot spawn {}: {e}. {INSTALL_HINT}", bin.display()),
                     false,
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
+                )
+            })?;
+        let process = wait_healthy(process, port, &log, timeout)?;
+        Ok(MlflowServer {
+            port,
+            dir,
+            startup: started.elapsed(),
+            process,
+            retired: Vec::new(),
+        })
+    }
+
+    /// `kill -KILL` of the server and its workers (a crash: nothing graceful). The port and
+    /// the backend store stay for [`MlflowServer::restart`].
+    pub fn kill(&mut self) {
+        self.process.kill_tree();
+    }
+
+    /// Starts the server again on the same port, backend store and artifacts (after
+    /// [`MlflowServer::kill`]); waits until `/health` answers and returns how long that took.
+    pub fn restart(&mut self) -> Duration {
+        let started = Instant::now();
+        let log = self.log_path();
+        let process = GuardedChild::spawn(
+            &server_command(&mlflow_bin(), &self.dir, self.port),
+            &log,
+            None,
+        )
+        .unwrap_or_else(|e| panic!("cannot start MLflow again: {e}"));
+        let process = wait_healthy(process, self.port, &log, STARTUP_TIMEOUT)
+            .unwrap_or_else(|(msg, _)| panic!("{msg}"));
+        self.retired
+            .push(std::mem::replace(&mut self.process, process));
+        started.elapsed()
     }
 
     /// Base URI, e.g. `http://127.0.0.1:41234` (no trailing slash).
@@ -170,6 +155,66 @@ impl MlflowServer {
     /// How long start-up took until `/health` answered 200.
     pub fn startup_time(&self) -> Duration {
         self.startup
+    }
+}
+
+/// `mlflow server` on `127.0.0.1:port` with its backend store and artifacts in `dir`.
+fn server_command(bin: &Path, dir: &Path, port: u16) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.arg("server")
+        .arg("--backend-store-uri")
+        .arg(format!("sqlite:///{}", dir.join("mlflow.db").display()))
+        .arg("--artifacts-destination")
+        .arg(dir.join("artifacts"))
+        .arg("--serve-artifacts")
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--workers", "1"])
+        .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+        .env("MLFLOW_DISABLE_TELEMETRY", "true")
+        .env("DO_NOT_TRACK", "true")
+        .env("PYTHONUNBUFFERED", "1")
+        .env_remove("MLFLOW_TRACKING_URI")
+        .current_dir(dir);
+    cmd
+}
+
+/// Waits until the server answers `/health`. `Err((message, worth_retrying))`.
+fn wait_healthy(
+    mut process: GuardedChild,
+    port: u16,
+    log: &Path,
+    timeout: Duration,
+) -> Result<GuardedChild, (String, bool)> {
+    let started = Instant::now();
+    let authority = format!("127.0.0.1:{port}");
+    loop {
+        if let Some(status) = process.try_exited() {
+            let tail = process.log_tail(60);
+            let port_taken = tail.contains("ddress already in use") || tail.contains("Errno 98");
+            return Err((
+                format!(
+                    "mlflow server exited during start-up ({status}); log {} (MLROLLOUT_KEEP_TEST_DIRS=1 keeps it):\n{tail}",
+                    log.display()
+                ),
+                port_taken,
+            ));
+        }
+        if let Ok(resp) = http::get(&authority, "/health", Duration::from_secs(2))
+            && resp.status == 200
+        {
+            return Ok(process);
+        }
+        if started.elapsed() > timeout {
+            let tail = process.log_tail(60);
+            return Err((
+                format!(
+                    "mlflow server on {authority} not healthy after {timeout:?}; log {} (MLROLLOUT_KEEP_TEST_DIRS=1 keeps it):\n{tail}",
+                    log.display()
+                ),
+                false,
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(250));
     }
 }
 
@@ -216,21 +261,99 @@ pub fn python() -> PathBuf {
 /// Registers one new version of `model` the way a retraining Job does it
 /// (`tests/scripts/train_models.py`), panicking with the script's stderr on failure.
 pub fn train_version(tracking_uri: &str, model: &str) {
-    let output = Command::new(python())
-        .args([
-            "tests/scripts/train_models.py",
-            "--tracking-uri",
-            tracking_uri,
-            "--model-name",
-            model,
-        ])
-        .output()
-        .expect("training script runs");
+    train(tracking_uri, model, 0.8, &[]);
+}
+
+/// What [`train`] registered.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Trained {
+    /// The new model version, e.g. `"2"`.
+    pub version: String,
+    /// The run's `accuracy` metric.
+    pub accuracy: f64,
+}
+
+/// Trains and registers a new version of `model` with `tests/scripts/train_models.py`:
+/// `quality` (0..1) says how learnable its data is (a higher one gives a better accuracy),
+/// `tags` are set on the new version (`mlrollout.io/attempt=ID`, as a retraining Job does).
+/// Panics with the script's stderr on failure.
+pub fn train(tracking_uri: &str, model: &str, quality: f64, tags: &[(&str, &str)]) -> Trained {
+    let mut command = Command::new(python());
+    command.args([
+        "tests/scripts/train_models.py",
+        "--tracking-uri",
+        tracking_uri,
+        "--model-name",
+        model,
+        "--quality",
+        &quality.to_string(),
+    ]);
+    for (key, value) in tags {
+        command.args(["--lineage-tag", &format!("{key}={value}")]);
+    }
+    let output = command.output().expect("training script runs");
     assert!(
         output.status.success(),
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("training printed {line:?}: {e}"))
+}
+
+/// `GET /api/2.0/mlflow/{path_and_query}` on the server at `authority` (`host:port`): the JSON
+/// answer, `None` when what it names does not exist (MLflow answers a missing alias with 400
+/// `INVALID_PARAMETER_VALUE` "... not found"). Panics on any other failure.
+pub fn get_json(authority: &str, path_and_query: &str) -> Option<serde_json::Value> {
+    let path = format!("/api/2.0/mlflow/{path_and_query}");
+    let answer = http::get(authority, &path, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("MLflow {path}: {e}"));
+    match answer.status {
+        200 => Some(serde_json::from_slice(&answer.body).expect("MLflow answers JSON")),
+        404 => None,
+        400 if answer.text().contains("not found") => None,
+        other => panic!("MLflow {path}: HTTP {other}: {}", answer.text()),
+    }
+}
+
+/// The version behind `alias` of `model` (`None`: no such alias).
+pub fn alias(authority: &str, model: &str, alias: &str) -> Option<String> {
+    let answer = get_json(
+        authority,
+        &format!(
+            "registered-models/alias?name={}&alias={}",
+            http::encode_component(model),
+            http::encode_component(alias)
+        ),
+    )?;
+    Some(answer["model_version"]["version"].as_str()?.to_string())
+}
+
+/// Points `alias` of `model` at `version`.
+pub fn set_alias(authority: &str, model: &str, alias: &str, version: &str) {
+    let body = serde_json::json!({"name": model, "alias": alias, "version": version});
+    let path = "/api/2.0/mlflow/registered-models/alias";
+    let answer = http::post_json(authority, path, &body.to_string(), Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("MLflow {path}: {e}"));
+    assert_eq!(answer.status, 200, "MLflow {path}: {}", answer.text());
+}
+
+/// Tag `key` of version `version` of `model` (`None`: no such tag or version).
+pub fn version_tag(authority: &str, model: &str, version: &str, key: &str) -> Option<String> {
+    let answer = get_json(
+        authority,
+        &format!(
+            "model-versions/get?name={}&version={version}",
+            http::encode_component(model)
+        ),
+    )?;
+    answer["model_version"]["tags"]
+        .as_array()?
+        .iter()
+        .find(|t| t["key"] == key)
+        .and_then(|t| t["value"].as_str())
+        .map(str::to_string)
 }
 
 /// Registers a scoring model (`tests/scripts/score_model.py`: positive-class probability plus

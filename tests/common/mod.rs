@@ -7,13 +7,16 @@
 
 pub mod chart;
 pub mod cluster;
+pub mod faults;
 pub mod http;
 pub mod mlflow;
 pub mod operator;
+pub mod operator_process;
 pub mod own_cluster;
 pub mod process;
 pub mod prometheus;
 pub mod proxy;
 pub mod registry;
 pub mod s3;
+pub mod traffic;
 pub mod world;

@@ -21,12 +21,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// `sh -c WATCHDOG sh PROGRAM ARGS...`. Env `MLROLLOUT_WATCHDOG_STATUS`:
 /// file that receives the server's exit status as soon as it exits (the
-/// watchdog itself lives on until the owner is gone);
+/// watchdog itself lives on until the owner is gone), and whose `.pid`
+/// sibling receives the server's process id when it starts;
 /// `MLROLLOUT_WATCHDOG_RM`: directory to delete once the owner is gone.
 const WATCHDOG: &str = r#"
 exec 3<&0 </dev/null
 "$@" 3<&- &
 srv=$!
+printf '%s\n' "$srv" >"$MLROLLOUT_WATCHDOG_STATUS.pid"
 trap '' TERM HUP INT
 (
   read -r _ <&3
@@ -68,6 +70,7 @@ impl GuardedChild {
     ) -> std::io::Result<Self> {
         let status_file = PathBuf::from(format!("{}.exit-status", log.display()));
         let _ = std::fs::remove_file(&status_file);
+        let _ = std::fs::remove_file(pid_file(&status_file));
         let out = File::options().create(true).append(true).open(log)?;
         let err = out.try_clone()?;
         let mut sh = Command::new("/bin/sh");
@@ -131,6 +134,65 @@ impl GuardedChild {
         &self.log
     }
 
+    /// Process id of the server (the watchdog's child running the program); waits up to 10 s
+    /// for the watchdog to have started it.
+    pub fn server_pid(&self) -> u32 {
+        let file = pid_file(&self.status_file);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if let Some(pid) = std::fs::read_to_string(&file)
+                .ok()
+                .and_then(|text| text.trim().parse().ok())
+            {
+                return pid;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the watchdog of {} never started its server",
+                self.log.display()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    /// `kill -KILL` of the server and every process it started (workers, a server it
+    /// runs as a child), all at once, as a machine losing them would; waits until they are
+    /// gone. The watchdog stays (it removes the scratch dir when the handle is dropped); the
+    /// handle then reports the server exited ([`GuardedChild::try_exited`]).
+    pub fn kill_tree(&mut self) {
+        let mut pids = vec![self.server_pid()];
+        let mut i = 0;
+        while i < pids.len() {
+            pids.extend(children(pids[i]));
+            i += 1;
+        }
+        let status = Command::new("kill")
+            .arg("-KILL")
+            .args(pids.iter().map(u32::to_string))
+            .stderr(Stdio::null())
+            .status()
+            .expect("kill runs");
+        // A process that ended between the listing and the kill makes `kill` fail: the others
+        // got the signal.
+        let _ = status;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while pids.iter().any(|pid| alive(*pid)) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{pids:?} survived SIGKILL"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        while self.try_exited().is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the watchdog of {} did not see its server end",
+                self.log.display()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
     /// The last `max_lines` lines of the server log.
     pub fn log_tail(&self, max_lines: usize) -> String {
         log_tail(&self.log, max_lines)
@@ -147,6 +209,34 @@ impl Drop for GuardedChild {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+fn pid_file(status_file: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.pid", status_file.display()))
+}
+
+/// The processes `pid` started (every thread's children).
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|text| {
+            text.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+/// Whether `pid` still runs (a zombie waiting for its parent does not).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(") ")
+            .is_none_or(|(_, rest)| !rest.starts_with('Z'))
+    })
 }
 
 /// The last `max_lines` lines (at most the last 64 KiB) of a log file.

@@ -446,6 +446,9 @@ pub struct PrometheusServer {
     port: u16,
     dir: PathBuf,
     process: GuardedChild,
+    /// Servers killed by [`PrometheusServer::kill`]: their watchdogs remove the scratch dir
+    /// when dropped, after the live server (declared first) has stopped.
+    retired: Vec<GuardedChild>,
 }
 
 /// The Prometheus executable: env `MLROLLOUT_PROMETHEUS_BIN`, else
@@ -483,6 +486,60 @@ pub fn scrape_config<S: AsRef<str>>(targets: &[S]) -> String {
     cfg
 }
 
+/// Prometheus on `127.0.0.1:port` with `dir/prometheus.yml` and its TSDB in `dir/data`.
+fn server_command(bin: &Path, dir: &Path, port: u16) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.arg(format!(
+        "--config.file={}",
+        dir.join("prometheus.yml").display()
+    ))
+    .arg(format!(
+        "--storage.tsdb.path={}",
+        dir.join("data").display()
+    ))
+    .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+    .current_dir(dir);
+    cmd
+}
+
+/// Waits until the server answers `/-/ready`. `Err((message, worth_retrying))`.
+fn wait_ready(
+    mut process: GuardedChild,
+    port: u16,
+    log: &Path,
+) -> Result<GuardedChild, (String, bool)> {
+    let authority = format!("127.0.0.1:{port}");
+    let started = Instant::now();
+    loop {
+        if let Some(status) = process.try_exited() {
+            let tail = process.log_tail(40);
+            let port_taken = tail.contains("address already in use");
+            return Err((
+                format!(
+                    "prometheus exited during start-up ({status}); log {} (MLROLLOUT_KEEP_TEST_DIRS=1 keeps it):\n{tail}",
+                    log.display()
+                ),
+                port_taken,
+            ));
+        }
+        if let Ok(resp) = http::get(&authority, "/-/ready", Duration::from_secs(2))
+            && resp.status == 200
+        {
+            return Ok(process);
+        }
+        if started.elapsed() > READY_TIMEOUT {
+            return Err((
+                format!(
+                    "prometheus on {authority} not ready after {READY_TIMEOUT:?}; log:\n{}",
+                    process.log_tail(40)
+                ),
+                false,
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 impl PrometheusServer {
     /// Starts Prometheus scraping `targets` (e.g. `&[exporter.target()]`)
     /// every second, and waits until it is ready (not until data arrives).
@@ -517,46 +574,35 @@ impl PrometheusServer {
             .map_err(|e| (format!("write {}: {e}", config.display()), false))?;
         let port = http::free_port();
         let log = dir.join("server.log");
-        let mut cmd = Command::new(bin);
-        cmd.arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .current_dir(&dir);
-        let mut process = GuardedChild::spawn(&cmd, &log, Some(&dir))
+        let process = GuardedChild::spawn(&server_command(bin, &dir, port), &log, Some(&dir))
             .map_err(|e| (format!("cannot spawn {}: {e}", bin.display()), false))?;
-        let authority = format!("127.0.0.1:{port}");
-        let started = Instant::now();
-        loop {
-            if let Some(status) = process.try_exited() {
-                let tail = process.log_tail(40);
-                let port_taken = tail.contains("address already in use");
-                return Err((
-                    format!(
-                        "prometheus exited during start-up ({status}); log {} (MLROLLOUT_KEEP_TEST_DIRS=1 keeps it):\n{tail}",
-                        log.display()
-                    ),
-                    port_taken,
-                ));
-            }
-            if let Ok(resp) = http::get(&authority, "/-/ready", Duration::from_secs(2))
-                && resp.status == 200
-            {
-                return Ok(PrometheusServer { port, dir, process });
-            }
-            if started.elapsed() > READY_TIMEOUT {
-                return Err((
-                    format!(
-                        "prometheus on {authority} not ready after {READY_TIMEOUT:?}; log:\n{}",
-                        process.log_tail(40)
-                    ),
-                    false,
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let process = wait_ready(process, port, &log)?;
+        Ok(PrometheusServer {
+            port,
+            dir,
+            process,
+            retired: Vec::new(),
+        })
+    }
+
+    /// `kill -KILL` of the server (a crash: nothing flushed, no clean shutdown). The port, the
+    /// config and the TSDB stay for [`PrometheusServer::restart`].
+    pub fn kill(&mut self) {
+        self.process.kill_tree();
+    }
+
+    /// Starts Prometheus again on the same port, config and TSDB (after
+    /// [`PrometheusServer::kill`]; it replays its write-ahead log); waits until it is ready
+    /// (new samples come about 6 s later: the first scrape waits for service discovery).
+    pub fn restart(&mut self) {
+        let bin = prometheus_bin();
+        let log = self.dir.join("server.log");
+        let process = GuardedChild::spawn(&server_command(&bin, &self.dir, self.port), &log, None)
+            .unwrap_or_else(|e| panic!("cannot start {} again: {e}", bin.display()));
+        let process =
+            wait_ready(process, self.port, &log).unwrap_or_else(|(msg, _)| panic!("{msg}"));
+        self.retired
+            .push(std::mem::replace(&mut self.process, process));
     }
 
     /// e.g. `http://127.0.0.1:39123` (no trailing slash): the base URL the

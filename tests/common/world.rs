@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use gateway_api::httproutes::HttpRoute;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams, PostParams};
 use mlrollout::api::{ModelDeployment, ModelDeploymentStatus, Phase};
@@ -220,28 +219,13 @@ impl World {
     }
 
     pub async fn jobs(&self) -> Vec<String> {
-        let jobs: Api<Job> = Api::namespaced(self.client.clone(), &self.ns);
-        jobs.list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .filter_map(|j| j.metadata.name)
-            .collect()
+        cluster::jobs(&self.client, &self.ns).await
     }
 
     /// Jobs the API server created in the test's namespace (from its audit log): a Job that
     /// was created and deleted again still counts.
     pub fn jobs_created(&self) -> Vec<String> {
-        self.cluster
-            .audit()
-            .into_iter()
-            .filter(|e| e.verb == "create")
-            .filter(|e| e.response_status.as_ref().and_then(|s| s.code) == Some(201))
-            .filter_map(|e| e.object_ref)
-            .filter(|o| o.resource == "jobs" && o.namespace.as_deref() == Some(self.ns.as_str()))
-            .map(|o| o.name.unwrap_or_default())
-            .collect()
+        self.cluster.jobs_created(&self.ns)
     }
 
     pub async fn complete_job(&self, job: &str, accuracy: f64) {
