@@ -200,6 +200,35 @@ pub(crate) fn preserve_unknown_object(_: &mut schemars::SchemaGenerator) -> sche
     })
 }
 
+impl ModelDeploymentSpec {
+    /// Where the proxy writes captured traffic (`serving.proxy.capture.uri`), when it does.
+    pub fn capture_base(&self) -> Option<&str> {
+        let proxy = &self.serving.proxy;
+        proxy
+            .enabled
+            .then_some(proxy.capture.as_ref())
+            .flatten()
+            .map(|c| c.uri.as_str())
+    }
+
+    /// The URI of the current drift data: `drift.current.uri`, or the prefix of the captured
+    /// traffic `drift.current.capture` names (ending in `/`: read as one dataset).
+    pub fn current_data_uri(&self, namespace: &str, name: &str) -> Option<String> {
+        let current = &self.drift.as_ref()?.current;
+        if let Some(uri) = current.uri() {
+            return Some(uri.to_owned());
+        }
+        let source = current.capture.as_ref()?;
+        let prefix = crate::storage::layout::variant_prefix(
+            self.capture_base()?,
+            namespace,
+            name,
+            source.variant.as_str(),
+        );
+        Some(format!("{prefix}/"))
+    }
+}
+
 /// The CRD as YAML, exactly as committed under `crds/`.
 pub fn crd_yaml() -> String {
     let crd = ModelDeployment::crd();

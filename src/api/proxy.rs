@@ -283,3 +283,40 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod resolution {
+    use crate::api::ModelDeploymentSpec;
+    use crate::api::validation::validate;
+
+    fn spec(proxy: serde_json::Value) -> ModelDeploymentSpec {
+        serde_json::from_value(serde_json::json!({
+            "model": {"trackingUri": "http://mlflow:5000", "name": "m"},
+            "traffic": {"provider": "none"},
+            "serving": {"proxy": proxy},
+            "drift": {"reference": {"uri": "s3://b/ref.parquet"}, "current": {"capture": {"variant": "stable"}}}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn drift_reads_the_prefix_the_proxy_writes() {
+        let with = spec(serde_json::json!({"capture": {"uri": "s3://b/captures/"}}));
+        assert_eq!(
+            with.current_data_uri("ns", "fraud").as_deref(),
+            Some("s3://b/captures/ns/fraud/stable/")
+        );
+        assert!(validate(&with).is_ok());
+        for without in [
+            spec(serde_json::json!({})),
+            spec(serde_json::json!({"enabled": false, "capture": {"uri": "s3://b/c"}})),
+        ] {
+            assert_eq!(without.current_data_uri("ns", "fraud"), None);
+            let problems = validate(&without).unwrap_err();
+            assert_eq!(
+                problems[0].field, "spec.drift.current.capture",
+                "{problems:?}"
+            );
+        }
+    }
+}

@@ -119,6 +119,17 @@ pub fn validate(spec: &ModelDeploymentSpec) -> Result<ValidatedSpec, Vec<SpecPro
     let mut problems = Problems::default();
     validate_model(&spec.model, &mut problems);
     let pod_template = validate_serving(&spec.serving, &mut problems);
+    if spec
+        .drift
+        .as_ref()
+        .is_some_and(|d| d.current.capture.is_some())
+        && spec.capture_base().is_none()
+    {
+        problems.add(
+            "spec.drift.current.capture",
+            "needs spec.serving.proxy.capture (the proxy writes the traffic the drift check reads) with the proxy enabled",
+        );
+    }
     for (field, message) in super::proxy::check(&spec.serving.proxy, spec.serving.port) {
         problems.add(field, message);
     }

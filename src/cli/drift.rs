@@ -259,7 +259,7 @@ fn request_from_resource(args: &DriftArgs, md: &ModelDeployment) -> Result<Check
     match &md.spec.drift {
         Some(drift) => {
             let capture = CaptureLocation {
-                base: args.capture_uri.as_deref(),
+                base: args.capture_uri.as_deref().or(md.spec.capture_base()),
                 namespace: md.metadata.namespace.as_deref().unwrap_or("default"),
                 name: md.metadata.name.as_deref().unwrap_or_default(),
             };

@@ -131,8 +131,7 @@ impl Reading<'_> {
                     credentials,
                     prometheus_token: token.as_deref(),
                     storage: &storage,
-                    // `spec.serving.proxy.capture.uri`, once the proxy's spec has it.
-                    capture_base: None,
+                    capture_base: self.resource.spec.capture_base(),
                 };
                 checker.check(self.resource, inputs).await
             }

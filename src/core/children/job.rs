@@ -39,6 +39,7 @@ pub fn build(
     labels.insert("app.kubernetes.io/component".into(), "retraining".into());
     labels.insert(LABEL_ATTEMPT.into(), request.number.to_string());
     let drift = spec.drift.as_ref();
+    // What the drift check compared: with `current.capture`, the captured traffic's prefix.
     let env = [
         ("MLROLLOUT_RESOURCE", lineage.resource.to_string()),
         ("MLROLLOUT_NAMESPACE", lineage.namespace.to_string()),
@@ -61,7 +62,8 @@ pub fn build(
         ),
         (
             "MLROLLOUT_CURRENT_URI",
-            drift.map(|d| d.current.uri.clone()).unwrap_or_default(),
+            spec.current_data_uri(lineage.namespace, lineage.resource)
+                .unwrap_or_default(),
         ),
         ("MLFLOW_TRACKING_URI", spec.model.tracking_uri.clone()),
     ];
