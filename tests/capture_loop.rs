@@ -1,0 +1,244 @@
+//! The loop closes by default: the operator injects the proxy with a capture into the stable
+//! variant's pod; that proxy (the real `mlrollout proxy` binary, started with exactly the
+//! environment of the sidecar the operator put in the Deployment — the pod's network and
+//! Secret mount played by the test) writes live traffic as Parquet windows to a real
+//! S3-compatible server (s3s-fs), and the operator's drift check, with
+//! `drift.current.capture: {variant: stable}`, reads those windows back as its current data and
+//! flags the feature the traffic moved. On the real control plane; loopback only.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
+// test code states expectations
+
+// Needs the S3 server and the control plane: full suite only, `cargo test --features harness`.
+#![cfg(feature = "harness")]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::post;
+use common::cluster;
+use common::operator::Operator;
+use common::proxy::ProxyProcess;
+use common::s3::S3Server;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, PostParams};
+use mlrollout::api::{ModelDeployment, Severity};
+use mlrollout::controller::{Context, WatchScope};
+use mlrollout::drift::check::EngineDriftCheck;
+use mlrollout::drift::data::policy::DataSourcePolicy;
+use mlrollout::metrics::Metrics;
+use mlrollout::registry::memory::InMemoryRegistry;
+use serde_json::{Value, json};
+
+/// Standard-normal pairs (LCG + Box–Muller), `shift` added to `x`.
+fn rows(seed: u64, n: usize, shift: f64) -> Vec<[f64; 2]> {
+    let mut state = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+    let mut uniform = move || {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    };
+    (0..n)
+        .map(|_| {
+            let mut normal = || {
+                let (u, v) = (uniform(), uniform());
+                (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+            };
+            [normal() + shift, normal()]
+        })
+        .collect()
+}
+
+/// A model server double answering one score per row.
+async fn model_server() -> String {
+    let app = Router::new().route(
+        "/invocations",
+        post(|body: String| async move {
+            let request: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+            let n = request["dataframe_split"]["data"]
+                .as_array()
+                .map_or(0, Vec::len);
+            json!({"predictions": vec![0.5; n]}).to_string()
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+/// The sidecar's environment as the kubelet would give it: plain values, the pod's name, and
+/// the storage Secret's keys (`envFrom`).
+fn sidecar_env(deployment: &Deployment, secret: &[(&str, String)]) -> Vec<(String, String)> {
+    let pod = deployment
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap();
+    let sidecar = pod
+        .init_containers
+        .iter()
+        .flatten()
+        .find(|c| c.name == "mlrollout-proxy")
+        .expect("the proxy sidecar");
+    assert!(
+        sidecar
+            .env_from
+            .iter()
+            .flatten()
+            .any(|e| e.secret_ref.as_ref().is_some_and(|s| s.name == "s3")),
+        "the storage Secret is mounted by reference"
+    );
+    let mut env: Vec<(String, String)> = secret
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect();
+    for var in sidecar.env.iter().flatten() {
+        let value = match (&var.value, &var.value_from) {
+            (Some(value), _) => value.clone(),
+            (None, Some(from)) if from.field_ref.is_some() => "loop-stable-7f9c-abcde".to_owned(),
+            other => panic!("unexpected env source {other:?}"),
+        };
+        env.push((var.name.clone(), value));
+    }
+    env
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn captured_traffic_is_the_drift_checks_current_data() {
+    common::http::install_crypto_provider();
+    let client = cluster::client().await;
+    let ns = cluster::namespace(&client, "capture-loop").await;
+    let _guard = cluster::NamespaceGuard(ns.clone());
+    let s3 = S3Server::start();
+    s3.create_bucket("data").await;
+    s3.create_bucket("captures").await;
+    let mut reference = String::from("x,y\n");
+    for [x, y] in rows(1, 2000, 0.0) {
+        let _ = writeln!(reference, "{x},{y}");
+    }
+    s3.put("s3://data/reference.csv", reference).await;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let secret_data = s3.secret_data();
+    let string_data: BTreeMap<String, String> = secret_data
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect();
+    let secret = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("s3".into()),
+            ..Default::default()
+        },
+        string_data: Some(string_data),
+        ..Default::default()
+    };
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+
+    let registry = Arc::new(InMemoryRegistry::new());
+    registry.register("loop", 1, &[], &[]);
+    registry.set_alias("loop", "champion", 1);
+    let mut policy = DataSourcePolicy::cluster(vec![], None)
+        .with_buckets(vec!["data".into(), "captures".into()]);
+    // The loopback S3 server is let through with the hatch no flag sets.
+    policy.exempt = vec!["127.0.0.1".parse::<IpAddr>().unwrap()];
+    let ctx = Context::new(client.clone(), registry, Metrics::default())
+        .with_drift(Arc::new(EngineDriftCheck::new().with_policy(policy)));
+    let operator = Operator::run(ctx, WatchScope::Namespace(ns.clone()));
+    let resource: ModelDeployment = serde_json::from_value(json!({
+        "apiVersion": "mlrollout.io/v1alpha1", "kind": "ModelDeployment",
+        "metadata": {"name": "loop"},
+        "spec": {
+            "model": {"trackingUri": "http://127.0.0.1:9", "name": "loop"},
+            "traffic": {"provider": "none"},
+            "serving": {"replicas": 1, "proxy": {"capture": {
+                "uri": "s3://captures/live", "fraction": 1.0, "maxRows": 100, "window": "1m"
+            }}},
+            "storage": {"secretRef": {"name": "s3"}, "endpoint": s3.endpoint(), "region": "us-east-1"},
+            "drift": {
+                "reference": {"uri": "s3://data/reference.csv"},
+                "current": {"capture": {"variant": "stable"}},
+                "interval": "5s"
+            }
+        }
+    }))
+    .unwrap();
+    let mdeps: Api<ModelDeployment> = Api::namespaced(client.clone(), &ns);
+    mdeps
+        .create(&PostParams::default(), &resource)
+        .await
+        .unwrap();
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let deployment =
+        cluster::eventually("the stable Deployment", Duration::from_secs(60), || async {
+            deployments.get_opt("loop-stable").await.ok()?
+        })
+        .await;
+    let env = sidecar_env(&deployment, &secret_data);
+    let capture_uri = env
+        .iter()
+        .find(|(k, _)| k == "MLROLLOUT_PROXY_CAPTURE_URI")
+        .map(|(_, v)| v.clone());
+    assert_eq!(
+        capture_uri,
+        Some(format!("s3://captures/live/{ns}/loop/stable"))
+    );
+
+    // The pod: the proxy with the sidecar's environment, its ports and upstream on loopback.
+    let upstream = model_server().await;
+    let proxy = tokio::task::spawn_blocking(move || {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        ProxyProcess::start_with_env(&upstream, &[], &env)
+    })
+    .await
+    .unwrap();
+    // Live traffic whose `x` moved by 2 standard deviations: 300 rows in requests of 4, so
+    // three windows fill up (`maxRows` 100) and are written at once.
+    let http = common::http::reqwest_client();
+    for chunk in rows(2, 300, 2.0).chunks(4) {
+        let body = json!({"dataframe_split": {"columns": ["x", "y"], "data": chunk}});
+        let response = http
+            .post(format!("{}/invocations", proxy.url()))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success());
+    }
+    let drift = cluster::eventually(
+        "a drift check on the 300 captured rows",
+        Duration::from_secs(90),
+        || async {
+            let drift = mdeps.get("loop").await.ok()?.status?.drift?;
+            (drift.current_rows == 300).then_some(drift)
+        },
+    )
+    .await;
+    assert!(drift.drift_detected, "{drift:?}");
+    let drifted: Vec<&str> = drift
+        .features
+        .iter()
+        .filter(|f| f.severity != Severity::Ok)
+        .map(|f| f.name.as_str())
+        .collect();
+    assert_eq!(drifted, ["x"], "{drift:?}");
+    let windows = s3
+        .list(&format!("s3://captures/live/{ns}/loop/stable/"))
+        .await;
+    assert_eq!(windows.len(), 3, "{windows:?}");
+    drop(proxy);
+    operator.stop().await;
+}
