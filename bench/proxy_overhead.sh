@@ -45,7 +45,7 @@ http {
 CONF
 nginx -c "$work/nginx.conf" -g 'daemon off;' & pids+=($!)
 "$bin" proxy --listen "127.0.0.1:$proxy_port" --metrics-listen "127.0.0.1:$metrics_port" \
-    --upstream "http://127.0.0.1:$model_port" --pod bench \
+    --upstream "http://127.0.0.1:$model_port" --pod bench --threads "${PROXY_THREADS:-1}" \
     --capture-uri "$work/capture" --capture-fraction 0.1 >"$work/proxy.log" 2>&1 & proxy_pid=$!; pids+=($proxy_pid)
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$metrics_port/healthz" >/dev/null && curl -sf "http://127.0.0.1:$model_port/" >/dev/null && break; sleep 0.1; done
 

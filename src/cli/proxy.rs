@@ -87,6 +87,10 @@ pub struct ProxyArgs {
     /// termination grace period).
     #[arg(long, env = "MLROLLOUT_PROXY_SHUTDOWN_GRACE", default_value = "10s", value_parser = super::args::positive_duration)]
     pub shutdown_grace: Duration,
+    /// Threads serving requests (a sidecar gets a small CPU share: few threads keep the tail
+    /// latency low).
+    #[arg(long, env = "MLROLLOUT_PROXY_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub threads: u16,
     /// Endpoint of an S3-compatible store.
     #[arg(long, env = "MLROLLOUT_PROXY_STORAGE_ENDPOINT")]
     pub storage_endpoint: Option<String>,
@@ -168,6 +172,7 @@ impl ProxyArgs {
 
 /// Runs the proxy until SIGTERM or SIGINT.
 pub fn main(args: ProxyArgs) -> ExitCode {
+    let threads = usize::from(args.threads);
     let config = match args.config() {
         Ok(config) => config,
         Err(message) => {
@@ -176,6 +181,7 @@ pub fn main(args: ProxyArgs) -> ExitCode {
         }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
         .enable_all()
         .build()
     {

@@ -116,7 +116,7 @@ pub async fn serve(
         .map(|c| sink(c, &config))
         .transpose()?;
     let (sender, queue) = mpsc::channel(config.queue.max(1));
-    let recorder = tokio::spawn(capture::record(
+    let recorder = spawn_recorder(capture::record(
         queue,
         metrics.clone(),
         config.shape.clone(),
@@ -158,6 +158,31 @@ pub async fn serve(
         Ok(result) => result.map_err(ProxyError::MetricsServer),
         Err(_) => Ok(()),
     }
+}
+
+/// Runs the recorder on a thread of its own (with its own small runtime for the store's
+/// client), so that scoring and writing windows never hold up a request task; resolves when
+/// the recorder is done.
+fn spawn_recorder(
+    recorder: impl std::future::Future<Output = ()> + Send + 'static,
+) -> tokio::sync::oneshot::Receiver<()> {
+    let (done, finished) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("mlrollout-recorder".into())
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime.block_on(recorder),
+                Err(error) => tracing::error!(%error, "the recorder cannot start: nothing is scored or captured"),
+            }
+            let _ = done.send(());
+        });
+    if let Err(error) = spawned {
+        tracing::error!(%error, "the recorder thread cannot start: nothing is scored or captured");
+    }
+    finished
 }
 
 fn sink(capture: &CaptureConfig, config: &ProxyConfig) -> Result<CaptureSink, ProxyError> {
