@@ -372,3 +372,25 @@ async fn captured_windows_hold_what_was_sent_in_every_input_format() {
     let versions = column("model_version");
     assert!(versions.as_string::<i32>().iter().all(|v| v == Some("7")));
 }
+
+#[test]
+fn the_captured_example_is_valid_and_says_what_the_proxy_does() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_mlrollout"))
+        .args(["check", "examples/fraud-detector-captured.yaml"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        text.contains("Proxy:       mlrollout proxy on port 8000 (metrics on 9464); captures 10% of requests to s3://ml-captures/live"),
+        "{text}"
+    );
+    assert!(
+        text.contains("the stable variant's captured traffic (files of the last 6h)"),
+        "{text}"
+    );
+}

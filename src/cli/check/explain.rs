@@ -21,6 +21,7 @@ pub fn explain(file: &str, metadata: &ObjectMeta, validated: &ValidatedSpec) -> 
     let mut lines = vec![
         model_line(&spec.model),
         serving_line(&spec.serving),
+        proxy_line(&spec.serving.proxy),
         traffic_line(&spec.traffic, name),
     ];
     match spec.drift.as_ref().zip(validated.timing.drift.as_ref()) {
@@ -58,6 +59,33 @@ fn serving_line(serving: &Serving) -> Line {
         format!(
             "{} replica(s) of {} on port {}",
             serving.replicas, serving.image, serving.port
+        ),
+    )
+}
+
+/// The data-plane sidecar and what it captures.
+fn proxy_line(proxy: &crate::api::ProxySpec) -> Line {
+    if !proxy.enabled {
+        return (
+            "Proxy:",
+            "off (the built-in metrics then need a service mesh)".into(),
+        );
+    }
+    let capture = match &proxy.capture {
+        Some(c) => format!(
+            "captures {}% of requests to {} (a window per {} or {} rows)",
+            c.fraction * 100.0,
+            c.uri,
+            c.window,
+            c.max_rows
+        ),
+        None => "no capture".into(),
+    };
+    (
+        "Proxy:",
+        format!(
+            "mlrollout proxy on port {} (metrics on {}); {capture}",
+            proxy.port, proxy.metrics_port
         ),
     )
 }
@@ -275,6 +303,7 @@ mod tests {
                 "example.yaml: ModelDeployment fraud/fraud-detector is valid.\n",
                 "  Model:       models:/fraud-detector@champion from http://mlflow.mlflow.svc:5000\n",
                 "  Serving:     2 replica(s) of ghcr.io/mlflow/mlflow:v3.17.0 on port 8080\n",
+                "  Proxy:       mlrollout proxy on port 8000 (metrics on 9464); no capture\n",
                 "  Traffic:     Gateway API HTTPRoute fraud-detector attached to inference-gateway\n",
                 "  Drift:       every 1h, 5 feature(s): examples/data/reference.csv vs examples/data/current.csv\n",
                 "               drifted = significant at alpha 0.05 (BenjaminiHochberg correction) and KS D >= 0.1 / Cramér's V >= 0.1; PSI >= 0.2 medium, >= 0.25 high\n",
@@ -318,6 +347,7 @@ mod tests {
                 "combined.yaml: ModelDeployment default/fraud-detector is valid.\n",
                 "  Model:       models:/fraud-detector/7 (pinned) from http://mlflow.mlflow.svc:5000\n",
                 "  Serving:     2 replica(s) of ghcr.io/mlflow/mlflow:v3.17.0 on port 8080\n",
+                "  Proxy:       mlrollout proxy on port 8000 (metrics on 9464); no capture\n",
                 "  Traffic:     Istio VirtualService fraud-detector for a.example.com, b.example.com\n",
                 "  Drift:       every 1h, all shared columns (kinds inferred): examples/data/reference.csv vs examples/data/current.csv\n",
                 "               drifted = significant at alpha 0.05 (BenjaminiHochberg correction) and KS D >= 0.1 / Cramér's V >= 0.1; PSI >= 0.2 medium, >= 0.25 high\n",
