@@ -2,7 +2,8 @@
 # Every number of the README's Performance section, in one run:
 #   drift end to end vs the seed's Python and Evidently, compute floor (criterion),
 #   operator scale (ModelDeployments on the real control plane), rollback reaction (real
-#   Prometheus, real control plane).
+#   Prometheus, real control plane), the data-plane proxy's overhead (nginx direct vs through
+#   `mlrollout proxy` at 2,000 req/s from vegeta).
 # The two cluster benches share one control plane from tests/harness/cluster.sh, started here
 # and stopped on exit; set MLROLLOUT_TEST_CLUSTER to use a running one instead. Give the
 # benches the machine: a cluster shared with a running test suite slows both.
@@ -13,6 +14,7 @@ bash tests/harness/install.sh >/dev/null          # Prometheus + the test venv
 . target/harness.env
 cargo build --release
 MLROLLOUT_BIN="$PWD/target/release/mlrollout" bash bench/drift_compare.sh
+MLROLLOUT_BIN="$PWD/target/release/mlrollout" bash bench/proxy_overhead.sh
 if [ -z "${MLROLLOUT_TEST_CLUSTER:-}" ]; then
     cluster_dir="$PWD/target/bench-cluster"
     trap 'bash tests/harness/cluster.sh down --dir "$cluster_dir" 2>/dev/null || true' EXIT
