@@ -526,7 +526,7 @@ async fn the_kubectl_plugin_follows_a_rollout_and_completes_from_the_cluster() {
 
     // Completion through kubectl itself (its hidden __complete, as the shell scripts call it):
     // subcommands from the command tree, names and namespaces from the real API server.
-    let (_, out, err) = kubectl_with_plugin(&path, &["__complete", "mlrollout", "pro"]).await;
+    let (_, out, err) = kubectl_with_plugin(&path, &["__complete", "mlrollout", "prom"]).await;
     assert!(out.starts_with("promote\t"), "{out} {err}");
     let (_, out, err) =
         kubectl_with_plugin(&path, &["__complete", "mlrollout", "status", "-n", &ns, ""]).await;

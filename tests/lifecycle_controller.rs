@@ -307,7 +307,11 @@ async fn a_candidate_that_never_becomes_ready_is_rolled_back_at_the_deadline() {
     })
     .await;
     let operator = world.operator();
-    let job = drive_to_job(&world).await;
+    // Without the proxy sidecar: its resource requests would take the serving Pods out of the
+    // quota's BestEffort scope.
+    let mut resource = common::world::resource(&world.ns);
+    resource.spec.serving.proxy.enabled = false;
+    let job = common::world::drive_to_job_with(&world, resource).await;
     world.complete_job(&job, 0.91).await;
     let s = world.wait_phase(Phase::RolledBack, 2 * HOUR).await;
     assert_eq!(

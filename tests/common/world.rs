@@ -264,9 +264,14 @@ pub fn route_weights(route: &HttpRoute) -> (i32, i32) {
 /// Creates the resource, waits for it to serve, reports high drift and waits for the
 /// retraining Job; returns the Job's name.
 pub async fn drive_to_job(world: &World) -> String {
+    drive_to_job_with(world, resource(&world.ns)).await
+}
+
+/// [`drive_to_job`] for a resource of the test's own.
+pub async fn drive_to_job_with(world: &World, resource: ModelDeployment) -> String {
     world
         .mdeps()
-        .create(&PostParams::default(), &resource(&world.ns))
+        .create(&PostParams::default(), &resource)
         .await
         .unwrap();
     world.wait_phase(Phase::Stable, HOUR).await;
