@@ -456,7 +456,8 @@ async fn edge_cases_are_admitted_by_the_server_and_the_offline_checker_alike() {
         ("a name of one letter", json!({"metadata": {"name": "m"}})),
         (
             "captured traffic as the current data, its newest rows",
-            json!({"spec": {"drift": {"current": {"uri": null, "capture": {"variant": "stable"}, "lastRows": 5000}}}}),
+            json!({"spec": {"serving": {"proxy": {"capture": {"uri": "s3://captures/live"}}},
+                            "drift": {"current": {"uri": null, "capture": {"variant": "stable"}, "lastRows": 5000}}}}),
         ),
         (
             "an object-store prefix, its last hour",

@@ -456,6 +456,7 @@ mod tests {
         serde_json::from_value(serde_json::json!({
             "model": {"trackingUri": "http://mlflow:5000", "name": "fraud"},
             "traffic": {"provider": "none"},
+            "serving": {"proxy": {"capture": {"uri": "s3://captures/live"}}},
             "drift": {"reference": {"uri": "s3://data/ref.parquet"}, "current": current},
         }))
         .unwrap()
