@@ -4,7 +4,9 @@
 //! Secret mount played by the test) writes live traffic as Parquet windows to a real
 //! S3-compatible server (s3s-fs), and the operator's drift check, with
 //! `drift.current.capture: {variant: stable}`, reads those windows back as its current data and
-//! flags the feature the traffic moved. On the real control plane; loopback only.
+//! flags the feature the traffic moved. Labels arriving later in a feedback table on the same
+//! server join those captured predictions by request id (`performance.labelled.join`): the
+//! same check reports the accuracy. On the real control plane; loopback only.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
 // test code states expectations
 
@@ -56,16 +58,31 @@ fn rows(seed: u64, n: usize, shift: f64) -> Vec<[f64; 2]> {
         .collect()
 }
 
+/// The score the model server double gives a row: `x` above 1 is likely positive.
+fn score(x: f64) -> f64 {
+    if x > 1.0 { 0.9 } else { 0.1 }
+}
+
+/// The truth that arrives later: `x` above 2.5 was positive.
+fn truth(x: f64) -> u8 {
+    u8::from(x > 2.5)
+}
+
 /// A model server double answering one score per row.
 async fn model_server() -> String {
     let app = Router::new().route(
         "/invocations",
         post(|body: String| async move {
             let request: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-            let n = request["dataframe_split"]["data"]
+            let scores: Vec<f64> = request["dataframe_split"]["data"]
                 .as_array()
-                .map_or(0, Vec::len);
-            json!({"predictions": vec![0.5; n]}).to_string()
+                .map(|rows| {
+                    rows.iter()
+                        .map(|r| score(r[0].as_f64().unwrap_or(0.0)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            json!({"predictions": scores}).to_string()
         }),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -171,6 +188,10 @@ async fn captured_traffic_is_the_drift_checks_current_data() {
                 "reference": {"uri": "s3://data/reference.csv"},
                 "current": {"capture": {"variant": "stable"}},
                 "interval": "5s"
+            },
+            "performance": {
+                "labelled": {"uri": "s3://data/feedback/", "join": {"capture": {"variant": "stable"}}},
+                "accuracyThreshold": 0.5
             }
         }
     }))
@@ -196,6 +217,25 @@ async fn captured_traffic_is_the_drift_checks_current_data() {
         Some(format!("s3://captures/live/{ns}/loop/stable"))
     );
 
+    // Live traffic whose `x` moved by 2 standard deviations: 300 rows in requests of 4 with
+    // the ids `req-<k>`, so the rows are captured as `req-<k>#<row>`. Their labels are in the
+    // feedback table before the traffic is (the check may run at any time), except those of
+    // every tenth request (not labelled yet), plus labels of requests never sent.
+    let traffic = rows(2, 300, 2.0);
+    let mut feedback = String::from("request_id,label\n");
+    let (mut joined, mut correct) = (0u64, 0u64);
+    for (k, chunk) in traffic.chunks(4).enumerate().filter(|(k, _)| k % 10 != 9) {
+        for (j, [x, _]) in chunk.iter().enumerate() {
+            let _ = writeln!(feedback, "req-{k}#{j},{}", truth(*x));
+            joined += 1;
+            correct += u64::from(u8::from(score(*x) >= 0.5) == truth(*x));
+        }
+    }
+    for g in 0..5 {
+        let _ = writeln!(feedback, "ghost-{g},1");
+    }
+    s3.put("s3://data/feedback/labels.csv", feedback).await;
+
     // The pod: the proxy with the sidecar's environment, its ports and upstream on loopback.
     let upstream = model_server().await;
     let proxy = tokio::task::spawn_blocking(move || {
@@ -204,14 +244,14 @@ async fn captured_traffic_is_the_drift_checks_current_data() {
     })
     .await
     .unwrap();
-    // Live traffic whose `x` moved by 2 standard deviations: 300 rows in requests of 4, so
-    // three windows fill up (`maxRows` 100) and are written at once.
+    // Three windows fill up (`maxRows` 100) and are written at once.
     let http = common::http::reqwest_client();
-    for chunk in rows(2, 300, 2.0).chunks(4) {
+    for (k, chunk) in traffic.chunks(4).enumerate() {
         let body = json!({"dataframe_split": {"columns": ["x", "y"], "data": chunk}});
         let response = http
             .post(format!("{}/invocations", proxy.url()))
             .header("content-type", "application/json")
+            .header("x-request-id", format!("req-{k}"))
             .body(body.to_string())
             .send()
             .await
@@ -235,6 +275,33 @@ async fn captured_traffic_is_the_drift_checks_current_data() {
         .map(|f| f.name.as_str())
         .collect();
     assert_eq!(drifted, ["x"], "{drift:?}");
+    // The labels met the captured predictions of the same check.
+    let labels = drift.label_join.clone().expect("the label join's counts");
+    assert_eq!(labels.joined, joined as i64, "{labels:?}");
+    assert_eq!(
+        labels.unlabelled_predictions,
+        300 - joined as i64,
+        "{labels:?}"
+    );
+    assert_eq!(labels.unmatched_labels, 5, "{labels:?}");
+    let accuracy = drift.accuracy.expect("accuracy from the joined labels");
+    assert!(
+        (accuracy - correct as f64 / joined as f64).abs() < 1e-9,
+        "{accuracy} vs {correct}/{joined}"
+    );
+    let status = mdeps.get("loop").await.unwrap().status.unwrap();
+    let checked = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "DriftChecked")
+        .expect("DriftChecked");
+    assert!(
+        checked.message.contains(&format!(
+            "on {joined} captured predictions joined with labels (5 labels without a captured prediction"
+        )),
+        "{}",
+        checked.message
+    );
     let windows = s3
         .list(&format!("s3://captures/live/{ns}/loop/stable/"))
         .await;

@@ -456,7 +456,14 @@ async fn edge_cases_are_admitted_by_the_server_and_the_offline_checker_alike() {
         ("a name of one letter", json!({"metadata": {"name": "m"}})),
         (
             "captured traffic as the current data, its newest rows",
-            json!({"spec": {"drift": {"current": {"uri": null, "capture": {"variant": "stable"}, "lastRows": 5000}}}}),
+            json!({"spec": {"serving": {"proxy": {"capture": {"uri": "s3://captures/live"}}},
+                            "drift": {"current": {"uri": null, "capture": {"variant": "stable"}, "lastRows": 5000}}}}),
+        ),
+        (
+            "labels joined with the captured predictions, of the last week",
+            json!({"spec": {"serving": {"proxy": {"capture": {"uri": "s3://captures/live"}}},
+                            "performance": {"labelled": {"uri": "s3://data/feedback/", "predictionColumn": null,
+                                                         "join": {"capture": {"variant": "stable"}, "lastDuration": "168h"}}}}}),
         ),
         (
             "an object-store prefix, its last hour",
@@ -650,6 +657,23 @@ fn invalid_cases() -> Vec<Invalid> {
             "accuracy one source",
             json!({"spec": {"performance": {"accuracyQuery": "acc"}}}),
             "set either performance.labelled or performance.accuracyQuery, not both",
+        ),
+        invalid(
+            "a label join needs the proxy's capture",
+            json!({"spec": {"performance": {"labelled": {"join": {"capture": {"variant": "stable"}}}}}}),
+            "performance.labelled.join needs serving.proxy.capture with the proxy enabled (the proxy captures the predictions the labels join)",
+        ),
+        invalid(
+            "a label join's newest rows or newest files",
+            json!({"spec": {"serving": {"proxy": {"capture": {"uri": "s3://captures/live"}}},
+                            "performance": {"labelled": {"join": {"capture": {"variant": "stable"}, "lastRows": 10, "lastDuration": "1h"}}}}}),
+            "set either performance.labelled.join.lastRows or performance.labelled.join.lastDuration, not both",
+        ),
+        invalid(
+            "a label join's id is not the label",
+            json!({"spec": {"serving": {"proxy": {"capture": {"uri": "s3://captures/live"}}},
+                            "performance": {"labelled": {"join": {"capture": {"variant": "stable"}, "idColumn": "label"}}}}}),
+            "performance.labelled.join.idColumn and performance.labelled.labelColumn must differ",
         ),
         invalid(
             "mirror percent range",

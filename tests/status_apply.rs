@@ -97,6 +97,13 @@ fn full_status(generation: i64) -> ModelDeploymentStatus {
             severity: mlrollout::api::Severity::High,
             drifted_share: 0.25,
             accuracy: Some(0.875),
+            label_join: Some(mlrollout::api::LabelJoinStatus {
+                joined: 1100,
+                unlabelled_predictions: 100,
+                unmatched_labels: 7,
+                duplicate_labels: 2,
+                duplicate_predictions: 1,
+            }),
             features: vec![FeatureDriftStatus {
                 name: "amount".into(),
                 test: mlrollout::api::DriftTest::Ks,

@@ -284,22 +284,62 @@ pub struct PerformanceSpec {
     pub prediction_distribution: PredictionDistribution,
 }
 
-/// Labelled dataset for accuracy.
+/// Labelled data for accuracy: one table holding both the prediction and the label, or (with
+/// `join`) a feedback table of request ids and labels, joined with the predictions the proxy
+/// captured.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new("!has(self.join) || (has(self.join.idColumn) ? self.join.idColumn : 'request_id') != (has(self.labelColumn) ? self.labelColumn : 'label')")
+    .message("performance.labelled.join.idColumn and performance.labelled.labelColumn must differ"))]
 pub struct LabelledData {
-    /// Dataset URI (same schemes as the reference).
+    /// Dataset URI (same schemes as the reference, and directories, globs and object-store
+    /// prefixes read as one dataset). With `join`: the feedback table.
     #[schemars(length(min = 1, max = 2048))]
     pub uri: String,
     /// File format; inferred from the extension when omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<DataFormat>,
-    /// Column with the model's prediction.
+    /// Column with the model's prediction (with `join`: of the captured traffic, where the
+    /// proxy writes `prediction`).
     #[serde(default = "default_prediction_column")]
     pub prediction_column: String,
     /// Column with the true label.
     #[serde(default = "default_label_column")]
     pub label_column: String,
+    /// Join the labels of `uri` with the captured predictions by request id, instead of
+    /// reading the prediction from `uri`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join: Option<LabelJoin>,
+}
+
+/// Labels arriving later, joined with the predictions the proxy captured by request id.
+///
+/// A captured row's id is the request's `x-request-id` (or the id the proxy made) for a
+/// one-row request, and `<id>#<row>` (from 0) for each row of a multi-row request; a label
+/// names the same. Captured rows without a label are not counted; labels without a captured
+/// prediction are counted in the report, never an error. Of several captures of one id the
+/// newest counts, of several labels the last row of the feedback table.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new("!(has(self.lastRows) && has(self.lastDuration))")
+    .message("set either performance.labelled.join.lastRows or performance.labelled.join.lastDuration, not both"))]
+pub struct LabelJoin {
+    /// Whose captured predictions: the stable variant's (the usual choice) or the candidate's
+    /// (under `spec.serving.proxy.capture.uri`).
+    pub capture: CaptureSource,
+    /// Column of the feedback table holding the request id.
+    #[serde(default = "default_id_column")]
+    #[schemars(length(min = 1, max = 256))]
+    pub id_column: String,
+    /// Join only the newest N captured rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1_000_000_000))]
+    pub last_rows: Option<i64>,
+    /// Join only the captured windows of this long before the check (e.g. `168h`): labels
+    /// for older predictions then count as unmatched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(DURATION_PATTERN))]
+    pub last_duration: Option<String>,
 }
 
 /// Prediction-distribution shift check.
@@ -352,6 +392,9 @@ fn default_prediction_column() -> String {
 }
 fn default_label_column() -> String {
     "label".into()
+}
+fn default_id_column() -> String {
+    crate::storage::layout::REQUEST_ID_COLUMN.into()
 }
 fn default_true() -> bool {
     true

@@ -25,7 +25,7 @@ pub use advisor::{AdvisorProvider, AdvisorSpec};
 pub use conditions::{ConditionType, Reason};
 pub use drift::{
     CaptureSource, CaptureVariant, CurrentData, DataFormat, DataSource, DriftSpec, DriftThresholds,
-    FeatureKind, FeatureSpec, LabelledData, MultipleTesting, PerformanceSpec,
+    FeatureKind, FeatureSpec, LabelJoin, LabelledData, MultipleTesting, PerformanceSpec,
     PredictionDistribution,
 };
 pub use model::{ModelSource, SecretKeyReference, SecretReference, Serving};
@@ -39,8 +39,8 @@ pub use rollout::{
 };
 pub use status::{
     AdvisorStatus, AnalysisStatus, DeferredTrigger, DriftSummary, EvaluationStatus,
-    FeatureDriftStatus, MeasurementRecord, MetricStatus, ModelDeploymentStatus, Phase,
-    RegistryWrite, RetrainingAttempt, RolloutRecord,
+    FeatureDriftStatus, LabelJoinStatus, MeasurementRecord, MetricStatus, ModelDeploymentStatus,
+    Phase, RegistryWrite, RetrainingAttempt, RolloutRecord,
 };
 pub use storage::StorageSpec;
 pub use traffic::{ParentReference, Traffic, TrafficProvider};
@@ -154,6 +154,8 @@ pub const DEFAULT_SERVING_IMAGE: &str = "ghcr.io/mlflow/mlflow:v3.17.0";
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new("!has(self.performance) || !has(self.performance.labelled) || !has(self.performance.labelled.join) || (has(self.serving) && has(self.serving.proxy) && has(self.serving.proxy.capture) && (!has(self.serving.proxy.enabled) || self.serving.proxy.enabled))")
+    .message("performance.labelled.join needs serving.proxy.capture with the proxy enabled (the proxy captures the predictions the labels join)"))]
 pub struct ModelDeploymentSpec {
     /// The MLflow registered model and the alias (or pinned version) that is served.
     pub model: ModelSource,
@@ -211,6 +213,23 @@ impl ModelDeploymentSpec {
             .map(|c| c.uri.as_str())
     }
 
+    /// The prefix (ending in `/`) of the traffic the proxy captured for `variant`, when it
+    /// captures.
+    pub fn capture_prefix(
+        &self,
+        namespace: &str,
+        name: &str,
+        variant: CaptureVariant,
+    ) -> Option<String> {
+        let prefix = crate::storage::layout::variant_prefix(
+            self.capture_base()?,
+            namespace,
+            name,
+            variant.as_str(),
+        );
+        Some(format!("{prefix}/"))
+    }
+
     /// The URI of the current drift data: `drift.current.uri`, or the prefix of the captured
     /// traffic `drift.current.capture` names (ending in `/`: read as one dataset).
     pub fn current_data_uri(&self, namespace: &str, name: &str) -> Option<String> {
@@ -219,13 +238,7 @@ impl ModelDeploymentSpec {
             return Some(uri.to_owned());
         }
         let source = current.capture.as_ref()?;
-        let prefix = crate::storage::layout::variant_prefix(
-            self.capture_base()?,
-            namespace,
-            name,
-            source.variant.as_str(),
-        );
-        Some(format!("{prefix}/"))
+        self.capture_prefix(namespace, name, source.variant)
     }
 }
 

@@ -318,9 +318,33 @@ pub struct DriftSummary {
     /// Accuracy on labelled data, when configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accuracy: Option<f64>,
+    /// How the labels met the captured predictions (`performance.labelled.join`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_join: Option<LabelJoinStatus>,
     /// Per-feature scores (the most drifted first, at most 50).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub features: Vec<FeatureDriftStatus>,
+}
+
+/// Labels joined with captured predictions by request id, counted.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct LabelJoinStatus {
+    /// Captured predictions joined with a label: the rows accuracy is computed on.
+    #[serde(default)]
+    pub joined: i64,
+    /// Captured predictions no label names (yet): not counted.
+    #[serde(default)]
+    pub unlabelled_predictions: i64,
+    /// Labels naming no captured prediction: not counted.
+    #[serde(default)]
+    pub unmatched_labels: i64,
+    /// Labels replaced by a later label of the same request id.
+    #[serde(default)]
+    pub duplicate_labels: i64,
+    /// Captured predictions replaced by a newer capture of the same request id.
+    #[serde(default)]
+    pub duplicate_predictions: i64,
 }
 
 /// One feature's drift scores.

@@ -130,6 +130,9 @@ pub fn validate(spec: &ModelDeploymentSpec) -> Result<ValidatedSpec, Vec<SpecPro
             "needs spec.serving.proxy.capture (the proxy writes the traffic the drift check reads) with the proxy enabled",
         );
     }
+    if let Some(labelled) = spec.performance.as_ref().and_then(|p| p.labelled.as_ref()) {
+        validate_labelled(labelled, spec.capture_base().is_some(), &mut problems);
+    }
     for (field, message) in super::proxy::check(&spec.serving.proxy, spec.serving.port) {
         problems.add(field, message);
     }
@@ -326,6 +329,50 @@ fn validate_current(current: &crate::api::CurrentData, problems: &mut Problems) 
     );
 }
 
+/// `spec.performance.labelled`: with `join`, the captured predictions exist, one way of
+/// choosing the newest of them, and the id is not the label (the CRD's CEL rules, and what
+/// they cannot check).
+fn validate_labelled(labelled: &crate::api::LabelledData, captures: bool, problems: &mut Problems) {
+    let Some(join) = &labelled.join else {
+        return;
+    };
+    let at = "spec.performance.labelled.join";
+    if !captures {
+        problems.add(
+            "spec.performance.labelled.join.capture",
+            "needs spec.serving.proxy.capture (the proxy captures the predictions the labels join) with the proxy enabled",
+        );
+    }
+    if join.id_column.is_empty() {
+        problems.add(
+            "spec.performance.labelled.join.idColumn",
+            "must not be empty",
+        );
+    }
+    if join.id_column == labelled.label_column {
+        problems.add(
+            at,
+            format!(
+                "idColumn and labelColumn are both {:?}: the request id and the label are two columns",
+                join.id_column
+            ),
+        );
+    }
+    if join.last_rows.is_some() && join.last_duration.is_some() {
+        problems.add(at, "set either lastRows or lastDuration, not both");
+    }
+    if join.last_rows.is_some_and(|n| n < 1) {
+        problems.add(
+            "spec.performance.labelled.join.lastRows",
+            "must be at least 1",
+        );
+    }
+    problems.optional_duration(
+        "spec.performance.labelled.join.lastDuration",
+        join.last_duration.as_deref(),
+    );
+}
+
 /// The retraining times and the Job template, parsed.
 fn validate_retraining(
     retraining: &RetrainingSpec,
@@ -506,6 +553,76 @@ mod tests {
             assert!(
                 found.iter().any(|p| p.contains(said)),
                 "{current}: {found:?}"
+            );
+        }
+    }
+    fn labelled_problems(capture: bool, labelled: serde_json::Value) -> Vec<String> {
+        let mut value = serde_json::json!({
+            "model": {"trackingUri": "http://mlflow:5000", "name": "fraud"},
+            "traffic": {"provider": "none"},
+            "performance": {"labelled": labelled},
+        });
+        if capture {
+            value["serving"] =
+                serde_json::json!({"proxy": {"capture": {"uri": "s3://lake/captures"}}});
+        }
+        let spec: ModelDeploymentSpec = serde_json::from_value(value).unwrap();
+        match validate(&spec) {
+            Ok(_) => Vec::new(),
+            Err(problems) => problems.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_label_join_needs_the_capture_one_selection_and_an_id_that_is_not_the_label() {
+        let join = |extra: serde_json::Value| {
+            let mut j = serde_json::json!({"uri": "s3://lake/feedback/", "join": {"capture": {"variant": "stable"}}});
+            for (k, v) in extra.as_object().unwrap() {
+                j["join"][k] = v.clone();
+            }
+            j
+        };
+        assert!(
+            labelled_problems(true, join(serde_json::json!({"lastDuration": "168h"}))).is_empty()
+        );
+        // the plain shape is unchanged, with or without a capture
+        assert!(labelled_problems(false, serde_json::json!({"uri": "l.csv"})).is_empty());
+        for (capture, labelled, said) in [
+            (
+                false,
+                join(serde_json::json!({})),
+                "spec.performance.labelled.join.capture: needs spec.serving.proxy.capture",
+            ),
+            (
+                true,
+                join(serde_json::json!({"lastRows": 5, "lastDuration": "1h"})),
+                "not both",
+            ),
+            (
+                true,
+                join(serde_json::json!({"lastRows": 0})),
+                "lastRows: must be at least 1",
+            ),
+            (
+                true,
+                join(serde_json::json!({"lastDuration": "soon"})),
+                "join.lastDuration",
+            ),
+            (
+                true,
+                join(serde_json::json!({"idColumn": "label"})),
+                "the request id and the label are two columns",
+            ),
+            (
+                true,
+                join(serde_json::json!({"idColumn": ""})),
+                "idColumn: must not be empty",
+            ),
+        ] {
+            let found = labelled_problems(capture, labelled.clone());
+            assert!(
+                found.iter().any(|p| p.contains(said)),
+                "{labelled}: {found:?}"
             );
         }
     }

@@ -23,6 +23,8 @@ use crate::drift::engine::{
     CaptureLocation, CheckRequest, CurrentWindow, DatasetLocation, DriftConfig, DriftEngine,
     DriftReport, FeatureSelection,
 };
+
+mod labels;
 use crate::storage::StoreOptions;
 
 mod table;
@@ -77,6 +79,9 @@ pub struct DriftArgs {
     /// --resource whose drift.current names a capture.
     #[arg(long, value_name = "URI")]
     pub capture_uri: Option<String>,
+    /// Labelled data and the label join (--labelled, --join-*).
+    #[command(flatten)]
+    pub labels: Box<labels::LabelArgs>,
     /// Endpoint of an S3-compatible server (http(s)://host:port) for s3:// URIs, instead of
     /// AWS. Credentials come from the AWS_*, GOOGLE_* and AZURE_* environment variables.
     #[arg(long, env = "AWS_ENDPOINT_URL", value_name = "URL")]
@@ -99,7 +104,8 @@ pub struct DriftArgs {
     /// Columns never compared (comma-separated), e.g. ids and timestamps.
     #[arg(long, value_delimiter = ',', value_name = "COLUMNS")]
     pub ignore: Vec<String>,
-    /// Column with the model's prediction, compared separately (prediction shift).
+    /// Column with the model's prediction, compared separately (prediction shift), and the
+    /// one accuracy reads of the labelled data (of the captures, with a join).
     #[arg(long, value_name = "COLUMN")]
     pub prediction_column: Option<String>,
     /// Compare only current rows newer than this (e.g. `1h`, `30m`); needs a timestamp column.
@@ -236,6 +242,7 @@ fn build_request(args: &DriftArgs) -> Result<(CheckRequest, Option<String>), Str
         }
     };
     override_locations(&mut request, args);
+    labels::apply_labelled_flags(&mut request, args, resource.as_ref())?;
     apply_column_flags(&mut request.config, args)?;
     apply_window_flags(&mut request.config, args)?;
     apply_selection_flags(&mut request.config, args)?;
@@ -436,6 +443,9 @@ fn execute(args: &DriftArgs) -> Result<DriftReport, String> {
     ];
     if let Some(l) = &request.labelled {
         sources.push(DataSource::parse(&l.location.uri, Side::Labelled));
+        if let Some(j) = &l.join {
+            sources.push(DataSource::parse(&j.predictions.uri, Side::Captured));
+        }
     }
     let mut remote = false;
     let mut mlflow = false;

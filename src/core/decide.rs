@@ -512,11 +512,12 @@ fn set_drift_checked(
             true,
             Reason::Checked,
             format!(
-                "severity {}: {:.0}% of features drifted ({} reference rows, {} current rows)",
+                "severity {}: {:.0}% of features drifted ({} reference rows, {} current rows){}",
                 summary.severity,
                 summary.drifted_share * 100.0,
                 summary.reference_rows,
-                summary.current_rows
+                summary.current_rows,
+                label_join_message(summary)
             ),
         ),
         Some(lifecycle::DriftObservation::Failed { reason, message }) => ConditionUpdate::new(
@@ -542,6 +543,21 @@ fn set_drift_checked(
         }
     };
     conds.set(status, update);
+}
+
+/// With labels joined to captured predictions: the accuracy and how the labels met them
+/// (empty otherwise, so the message of a check without a join is unchanged).
+fn label_join_message(summary: &crate::api::DriftSummary) -> String {
+    let Some(j) = &summary.label_join else {
+        return String::new();
+    };
+    let accuracy = summary
+        .accuracy
+        .map_or_else(|| "no accuracy".to_owned(), |a| format!("accuracy {a:.4}"));
+    format!(
+        "; {accuracy} on {} captured predictions joined with labels ({} labels without a captured prediction, {} predictions without a label)",
+        j.joined, j.unmatched_labels, j.unlabelled_predictions
+    )
 }
 
 fn set_advisor_available(
@@ -588,6 +604,31 @@ fn describe_problems(problems: &[SpecProblem]) -> String {
 mod tests {
     use super::*;
     use crate::api::ModelDeploymentStatus;
+
+    #[test]
+    fn the_drift_message_says_how_labels_met_the_captured_predictions() {
+        let mut summary = crate::api::DriftSummary {
+            accuracy: Some(0.875),
+            ..Default::default()
+        };
+        assert_eq!(
+            label_join_message(&summary),
+            "",
+            "no join: the message is unchanged"
+        );
+        summary.label_join = Some(crate::api::LabelJoinStatus {
+            joined: 800,
+            unlabelled_predictions: 40,
+            unmatched_labels: 12,
+            ..Default::default()
+        });
+        assert_eq!(
+            label_join_message(&summary),
+            "; accuracy 0.8750 on 800 captured predictions joined with labels (12 labels without a captured prediction, 40 predictions without a label)"
+        );
+        summary.accuracy = None;
+        assert!(label_join_message(&summary).starts_with("; no accuracy on 800"));
+    }
     use crate::registry::RegistryError;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 

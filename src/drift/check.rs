@@ -8,7 +8,9 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 
 use crate::analysis::prometheus::PrometheusClient;
-use crate::api::{DriftSummary, DriftTest, FeatureDriftStatus, ModelDeployment, Reason, Severity};
+use crate::api::{
+    DriftSummary, DriftTest, FeatureDriftStatus, LabelJoinStatus, ModelDeployment, Reason, Severity,
+};
 use crate::core::lifecycle::DriftObservation;
 use crate::drift::data::{FetchContext, MAX_NAME_CHARS, excerpt};
 use crate::drift::engine::{CaptureLocation, CheckRequest, DriftEngine, DriftReport};
@@ -283,6 +285,20 @@ pub fn summarize(report: &DriftReport) -> DriftSummary {
         severity: severity(report.severity),
         drifted_share: report.drifted_share,
         accuracy: report.performance.as_ref().and_then(|p| p.accuracy),
+        label_join: report
+            .performance
+            .as_ref()
+            .and_then(|p| p.join.as_ref())
+            .map(|j| {
+                let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+                LabelJoinStatus {
+                    joined: n(j.joined),
+                    unlabelled_predictions: n(j.unlabelled_predictions),
+                    unmatched_labels: n(j.unmatched_labels),
+                    duplicate_labels: n(j.duplicate_labels),
+                    duplicate_predictions: n(j.duplicate_predictions),
+                }
+            }),
         features: features
             .into_iter()
             .take(MAX_FEATURES_IN_STATUS)

@@ -360,6 +360,7 @@ fn drift_observation(scenario: &Scenario, t: u64) -> DriftObservation {
             drifted_share: if severity == Severity::Ok { 0.0 } else { 1.0 },
             severity,
             accuracy,
+            label_join: None,
             features: Vec::new(),
         },
         sample_count,

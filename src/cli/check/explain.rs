@@ -154,7 +154,20 @@ fn drift_lines(drift: &DriftSpec, timing: &DriftTiming) -> [Line; 2] {
 
 fn accuracy_line(perf: &PerformanceSpec) -> Line {
     let source = match (&perf.labelled, &perf.accuracy_query) {
-        (Some(l), _) => format!("labelled data {}", l.uri),
+        (Some(l), _) => match &l.join {
+            None => format!("labelled data {}", l.uri),
+            Some(j) => format!(
+                "labels of {} joined by {} with the {} variant's captured predictions{}",
+                l.uri,
+                j.id_column,
+                j.capture.variant.as_str(),
+                match (j.last_rows, &j.last_duration) {
+                    (Some(n), _) => format!(" (newest {n} rows)"),
+                    (None, Some(d)) => format!(" (last {d})"),
+                    (None, None) => String::new(),
+                }
+            ),
+        },
         (None, Some(_)) => "a PromQL query".to_string(),
         (None, None) => "no accuracy source".to_string(),
     };
@@ -293,6 +306,18 @@ mod tests {
     fn explained(file: &str, value: &Value) -> String {
         let (resource, spec) = check_document(value).expect("valid");
         super::explain(file, &resource.metadata, &spec)
+    }
+
+    #[test]
+    fn a_label_join_is_explained() {
+        let perf: super::PerformanceSpec = serde_json::from_value(json!({
+            "labelled": {"uri": "s3://lake/feedback/", "join": {"capture": {"variant": "stable"}, "lastRows": 5000}}
+        }))
+        .unwrap();
+        assert_eq!(
+            super::accuracy_line(&perf).1,
+            "from labels of s3://lake/feedback/ joined by request_id with the stable variant's captured predictions (newest 5000 rows); concept drift below 0.85"
+        );
     }
 
     #[test]

@@ -12,6 +12,8 @@ pub enum Side {
     Reference,
     Current,
     Labelled,
+    /// The predictions the proxy captured, joined with labels.
+    Captured,
 }
 
 impl fmt::Display for Side {
@@ -20,6 +22,7 @@ impl fmt::Display for Side {
             Side::Reference => "reference",
             Side::Current => "current",
             Side::Labelled => "labelled",
+            Side::Captured => "captured",
         })
     }
 }
@@ -103,6 +106,17 @@ pub enum DataError {
         "{side} data '{uri}' is larger than the limit of {limit} bytes (raise it with --max-bytes, or the operator's --data-max-bytes)"
     )]
     TooLarge { side: Side, uri: String, limit: u64 },
+    /// More rows than the label join holds in memory (of its smaller side; nothing was
+    /// joined).
+    #[error(
+        "{side} data '{uri}' has {rows} rows, more than the {limit} the label join holds in memory (it holds the smaller of the captured predictions and the labels: narrow the captures with performance.labelled.join.lastDuration or lastRows, or --join-last-duration / --join-last-rows)"
+    )]
+    TooManyRows {
+        side: Side,
+        uri: String,
+        rows: u64,
+        limit: u64,
+    },
     /// The source did not deliver its data within the configured time.
     #[error(
         "{side} data '{uri}' was not read within {after_seconds} s (raise it with --fetch-timeout, or the operator's --data-timeout)"
@@ -154,7 +168,7 @@ impl DataError {
             DataError::WrongType { .. } => Reason::WrongType,
             DataError::UnsupportedType { .. } => Reason::UnsupportedColumnType,
             DataError::Malformed { .. } => Reason::MalformedData,
-            DataError::TooLarge { .. } => Reason::DataTooLarge,
+            DataError::TooLarge { .. } | DataError::TooManyRows { .. } => Reason::DataTooLarge,
             DataError::TimedOut { .. } => Reason::DataTimedOut,
             DataError::NotAllowed { .. } => Reason::DataSourceNotAllowed,
         }
@@ -184,6 +198,7 @@ impl DataError {
             | DataError::UnsupportedType { side, .. }
             | DataError::Malformed { side, .. }
             | DataError::TooLarge { side, .. }
+            | DataError::TooManyRows { side, .. }
             | DataError::TimedOut { side, .. }
             | DataError::NotAllowed { side, .. } => *side,
         }

@@ -39,6 +39,7 @@ pub use source::{
     DEFAULT_FETCH_TIMEOUT, DEFAULT_MAX_BYTES, DataSource, FetchContext, Part, Payload,
     detect_format, sniff_format,
 };
+pub(crate) use table::Dictionary;
 pub use table::{
     CategoricalColumn, Column, ColumnKind, ColumnRequest, MISSING_CODE, NamedColumn, Table,
 };

@@ -37,6 +37,9 @@ pub struct AccuracyReport {
     /// Accuracy below the threshold: concept drift.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub below_threshold: Option<bool>,
+    /// With `performance.labelled.join`: how the labels met the captured predictions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join: Option<LabelJoinReport>,
 }
 
 pub(super) fn class_text(x: f64) -> String {
@@ -102,6 +105,7 @@ pub fn accuracy(table: &Table, prediction: &str, label: &str) -> Result<Accuracy
         binary,
         accuracy_threshold: None,
         below_threshold: None,
+        join: None,
     })
 }
 

@@ -261,24 +261,32 @@ pub fn current_uri(
 ) -> Result<String, DriftError> {
     match (current.uri(), &current.capture) {
         (Some(uri), None) => Ok(uri.to_owned()),
-        (None, Some(source)) => {
-            let base = capture.base.filter(|b| !b.trim().is_empty()).ok_or_else(|| {
-                DriftError::InvalidConfig(
-                    "drift.current.capture needs serving.proxy.capture.uri (where the proxy writes the captured traffic)".into(),
-                )
-            })?;
-            let prefix = crate::storage::layout::variant_prefix(
-                base,
-                capture.namespace,
-                capture.name,
-                source.variant.as_str(),
-            );
-            Ok(format!("{prefix}/"))
-        }
+        (None, Some(source)) => capture_uri(source, capture, "drift.current.capture"),
         _ => Err(DriftError::InvalidConfig(
             "set exactly one of drift.current.uri and drift.current.capture".into(),
         )),
     }
+}
+
+/// The prefix (ending in `/`) of the windows the proxy captured for the variant `source`
+/// names; `field` names the setting in the error when captures are not configured.
+pub fn capture_uri(
+    source: &crate::api::CaptureSource,
+    capture: &CaptureLocation<'_>,
+    field: &str,
+) -> Result<String, DriftError> {
+    let base = capture.base.filter(|b| !b.trim().is_empty()).ok_or_else(|| {
+        DriftError::InvalidConfig(format!(
+            "{field} needs serving.proxy.capture.uri (where the proxy writes the captured traffic)"
+        ))
+    })?;
+    let prefix = crate::storage::layout::variant_prefix(
+        base,
+        capture.namespace,
+        capture.name,
+        source.variant.as_str(),
+    );
+    Ok(format!("{prefix}/"))
 }
 
 /// Where a dataset is.
@@ -291,10 +299,98 @@ pub struct DatasetLocation {
 /// Labelled live data for accuracy.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LabelledLocation {
+    /// The labelled table, or with `join` the feedback table (request ids and labels).
     pub location: DatasetLocation,
+    /// The prediction column (with `join`, of the captured predictions).
     pub prediction_column: String,
     pub label_column: String,
     pub accuracy_threshold: Option<f64>,
+    /// Join the labels with captured predictions by request id.
+    pub join: Option<JoinLocation>,
+}
+
+/// The captured predictions labels are joined with (`performance.labelled.join`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct JoinLocation {
+    /// The captured windows (a prefix, directory or glob of the proxy's Parquet files).
+    pub predictions: DatasetLocation,
+    /// The newest rows or files of them.
+    pub selection: FileSelection,
+    /// The feedback table's column holding the request id.
+    pub id_column: String,
+}
+
+impl JoinLocation {
+    /// From `performance.labelled.join`, the capture resolved like `drift.current.capture`.
+    pub fn from_spec(
+        join: &crate::api::LabelJoin,
+        capture: &CaptureLocation<'_>,
+    ) -> Result<Self, DriftError> {
+        let invalid = |what: String| DriftError::InvalidConfig(what);
+        let last_rows = match join.last_rows {
+            None => None,
+            Some(n) => Some(usize::try_from(n).ok().filter(|n| *n > 0).ok_or_else(|| {
+                invalid(format!(
+                    "performance.labelled.join.lastRows must be at least 1, got {n}"
+                ))
+            })?),
+        };
+        let last_duration = match &join.last_duration {
+            None => None,
+            Some(d) => Some(crate::api::duration::parse_duration(d).map_err(|e| {
+                invalid(format!("performance.labelled.join.lastDuration '{d}': {e}"))
+            })?),
+        };
+        if last_rows.is_some() && last_duration.is_some() {
+            return Err(invalid(
+                "set either performance.labelled.join.lastRows or lastDuration, not both".into(),
+            ));
+        }
+        Ok(Self {
+            predictions: DatasetLocation {
+                uri: capture_uri(&join.capture, capture, "performance.labelled.join.capture")?,
+                format: None,
+            },
+            selection: FileSelection {
+                last_rows,
+                last_duration,
+            },
+            id_column: join.id_column.clone(),
+        })
+    }
+}
+
+impl LabelledLocation {
+    /// From `performance.labelled` (+ the accuracy threshold).
+    pub fn from_spec(
+        performance: &PerformanceSpec,
+        labelled: &crate::api::LabelledData,
+        capture: &CaptureLocation<'_>,
+    ) -> Result<Self, DriftError> {
+        let join = labelled
+            .join
+            .as_ref()
+            .map(|j| JoinLocation::from_spec(j, capture))
+            .transpose()?;
+        if let Some(j) = &join
+            && (j.id_column.is_empty() || j.id_column == labelled.label_column)
+        {
+            return Err(DriftError::InvalidConfig(format!(
+                "performance.labelled.join.idColumn ({:?}) must name a column other than labelColumn ({:?})",
+                j.id_column, labelled.label_column
+            )));
+        }
+        Ok(Self {
+            location: DatasetLocation {
+                uri: labelled.uri.clone(),
+                format: labelled.format,
+            },
+            prediction_column: labelled.prediction_column.clone(),
+            label_column: labelled.label_column.clone(),
+            accuracy_threshold: Some(performance.accuracy_threshold),
+            join,
+        })
+    }
 }
 
 /// Everything one check needs.
@@ -329,17 +425,13 @@ impl CheckRequest {
                 uri: current_uri(&drift.current, capture)?,
                 format: drift.current.format,
             },
-            labelled: performance.and_then(|p| {
-                p.labelled.as_ref().map(|l| LabelledLocation {
-                    location: DatasetLocation {
-                        uri: l.uri.clone(),
-                        format: l.format,
-                    },
-                    prediction_column: l.prediction_column.clone(),
-                    label_column: l.label_column.clone(),
-                    accuracy_threshold: Some(p.accuracy_threshold),
+            labelled: performance
+                .and_then(|p| {
+                    p.labelled
+                        .as_ref()
+                        .map(|l| LabelledLocation::from_spec(p, l, capture))
                 })
-            }),
+                .transpose()?,
             config: DriftConfig::from_spec(drift, performance)?,
             model_version,
             now: None,
@@ -403,5 +495,67 @@ mod tests {
         );
         let both = drift("{uri: x.csv, lastRows: 5, lastDuration: 1h}");
         assert!(DriftConfig::from_spec(&both, None).is_err());
+    }
+
+    #[test]
+    fn a_label_join_resolves_its_capture_like_the_current_data() {
+        let at = |base| CaptureLocation {
+            base,
+            namespace: "ml",
+            name: "fraud",
+        };
+        let spec = drift("{capture: {variant: stable}}");
+        let performance: PerformanceSpec = serde_yaml::from_str(
+            "labelled: {uri: 's3://lake/feedback/', labelColumn: truth, join: {capture: {variant: candidate}, idColumn: rid, lastDuration: 168h}}\naccuracyThreshold: 0.9\n",
+        )
+        .unwrap();
+        let request = CheckRequest::from_spec(
+            &spec,
+            Some(&performance),
+            None,
+            &at(Some("s3://lake/captures")),
+        )
+        .unwrap();
+        let labelled = request.labelled.unwrap();
+        assert_eq!(labelled.location.uri, "s3://lake/feedback/");
+        assert_eq!(
+            (
+                labelled.label_column.as_str(),
+                labelled.prediction_column.as_str()
+            ),
+            ("truth", "prediction")
+        );
+        assert_eq!(labelled.accuracy_threshold, Some(0.9));
+        let join = labelled.join.unwrap();
+        assert_eq!(
+            join.predictions.uri,
+            "s3://lake/captures/ml/fraud/candidate/"
+        );
+        assert_eq!(join.id_column, "rid");
+        assert_eq!(
+            join.selection.last_duration,
+            Some(Duration::from_secs(168 * 3600))
+        );
+        // no capture configured: named by its field, like drift.current.capture
+        let plain = drift("{uri: c.csv}");
+        let e = CheckRequest::from_spec(&plain, Some(&performance), None, &at(None)).unwrap_err();
+        assert_eq!(e.reason(), Reason::InvalidDriftConfig);
+        assert!(
+            e.to_string()
+                .contains("performance.labelled.join.capture needs serving.proxy.capture.uri"),
+            "{e}"
+        );
+        // the plain labelled table is unchanged
+        let table: PerformanceSpec = serde_yaml::from_str("labelled: {uri: l.csv}\n").unwrap();
+        let request = CheckRequest::from_spec(&plain, Some(&table), None, &at(None)).unwrap();
+        assert_eq!(request.labelled.unwrap().join, None);
+        let mut bad = performance.clone();
+        bad.labelled.as_mut().unwrap().label_column = "rid".into();
+        assert!(
+            CheckRequest::from_spec(&spec, Some(&bad), None, &at(Some("/c")))
+                .unwrap_err()
+                .to_string()
+                .contains("must name a column other than labelColumn")
+        );
     }
 }

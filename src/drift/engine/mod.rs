@@ -38,12 +38,14 @@ use crate::storage::StoreOptions;
 mod accuracy;
 mod compare;
 mod config;
+mod join;
 mod reference;
 mod runner;
 
 pub use accuracy::*;
 pub use compare::*;
 pub use config::*;
+pub use join::{JoinSide, LabelJoinReport, MAX_JOIN_ROWS};
 pub use reference::*;
 pub use runner::*;
 
@@ -503,6 +505,7 @@ thresholds: {alpha: 0.01, multipleTesting: bonferroni, minKsStatistic: 0.2, bins
                 prediction_column: "prediction".into(),
                 label_column: "x".into(),
                 accuracy_threshold: Some(0.85),
+                join: None,
             }),
             config: DriftConfig::default(),
             model_version: None,

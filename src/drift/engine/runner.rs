@@ -203,13 +203,11 @@ impl DriftEngine {
             request.config.current_files,
             now,
         )?;
-        let labelled = match &request.labelled {
-            Some(l) => Some((
-                resolve(&l.location, Side::Labelled, &fetch, all, now)?,
-                l.clone(),
-            )),
-            None => None,
-        };
+        let labelled = request
+            .labelled
+            .as_ref()
+            .map(|l| ResolvedLabelled::new(l, &fetch, now))
+            .transpose()?;
         let key = request.reference_key();
         let cached = self.cached(&key);
 
@@ -222,7 +220,7 @@ impl DriftEngine {
         let fetch_cur = current.fetch(&fetch, Side::Current);
         let fetch_lab = async {
             match &labelled {
-                Some((r, _)) => r.fetch(&fetch, Side::Labelled).await.map(Some),
+                Some(r) => r.fetch(&fetch).await.map(Some),
                 None => Ok(None),
             }
         };
@@ -238,10 +236,7 @@ impl DriftEngine {
             cached,
             reference: ref_payload.map(|p| (p, reference.format)),
             current: (cur_payload, current.format),
-            labelled: match (lab_payload, labelled) {
-                (Some(p), Some((r, l))) => Some((p, r.format, l)),
-                _ => None,
-            },
+            labelled: lab_payload,
         };
         let (prepared, mut report) = match tokio::task::spawn_blocking(move || job.run()).await {
             Ok(r) => r?,
@@ -293,10 +288,15 @@ impl DriftEngine {
             request.config.current_files,
         )?;
         let labelled = match &request.labelled {
-            Some(l) => {
-                let (p, f) = local(&l.location, Side::Labelled, FileSelection::default())?;
-                Some((p, f, l.clone()))
-            }
+            Some(l) => Some(LabelledInput {
+                table: local(&l.location, Side::Labelled, FileSelection::default())?,
+                captures: l
+                    .join
+                    .as_ref()
+                    .map(|j| local(&j.predictions, Side::Captured, j.selection))
+                    .transpose()?,
+                location: l.clone(),
+            }),
             None => None,
         };
         let job = CpuJob {
@@ -315,6 +315,94 @@ impl DriftEngine {
     }
 }
 
+/// The labelled data resolved: the labelled (or feedback) table and, for a join, the captured
+/// predictions.
+pub(super) struct ResolvedLabelled {
+    table: Resolved,
+    captures: Option<Resolved>,
+    location: LabelledLocation,
+}
+
+impl ResolvedLabelled {
+    fn new(l: &LabelledLocation, fetch: &FetchContext, now: SystemTime) -> Result<Self, DataError> {
+        let all = FileSelection::default();
+        Ok(Self {
+            table: resolve(&l.location, Side::Labelled, fetch, all, now)?,
+            captures: l
+                .join
+                .as_ref()
+                .map(|j| resolve(&j.predictions, Side::Captured, fetch, j.selection, now))
+                .transpose()?,
+            location: l.clone(),
+        })
+    }
+
+    /// Both fetched at once.
+    async fn fetch(&self, ctx: &FetchContext) -> Result<LabelledInput, DataError> {
+        let captures = async {
+            match &self.captures {
+                Some(c) => c
+                    .fetch(ctx, Side::Captured)
+                    .await
+                    .map(|p| Some((p, c.format))),
+                None => Ok(None),
+            }
+        };
+        let (table, captures) =
+            futures::future::join(self.table.fetch(ctx, Side::Labelled), captures).await;
+        Ok(LabelledInput {
+            table: (table?, self.table.format),
+            captures: captures?,
+            location: self.location.clone(),
+        })
+    }
+}
+
+/// The labelled data as fetched.
+pub(super) struct LabelledInput {
+    /// The labelled table, or the feedback table of a join.
+    pub(super) table: (Payload, DataFormat),
+    /// The captured predictions of a join.
+    pub(super) captures: Option<(Payload, DataFormat)>,
+    pub(super) location: LabelledLocation,
+}
+
+impl LabelledInput {
+    /// Accuracy on the labelled table, or on the labels joined with the captured predictions.
+    fn accuracy(&self) -> Result<AccuracyReport, DataError> {
+        let loc = &self.location;
+        let (payload, format) = &self.table;
+        if let (Some((captures, captures_format)), Some(join)) = (&self.captures, &loc.join) {
+            let captures = join::JoinInput {
+                payload: captures,
+                format: *captures_format,
+                id_column: crate::storage::layout::REQUEST_ID_COLUMN,
+                value_column: &loc.prediction_column,
+                side: Side::Captured,
+            };
+            let feedback = join::JoinInput {
+                payload,
+                format: *format,
+                id_column: &join.id_column,
+                value_column: &loc.label_column,
+                side: Side::Labelled,
+            };
+            return join::joined_accuracy(
+                &captures,
+                &feedback,
+                &join.id_column,
+                join::MAX_JOIN_ROWS,
+            );
+        }
+        let columns = [
+            ColumnRequest::new(loc.prediction_column.clone(), None),
+            ColumnRequest::new(loc.label_column.clone(), None),
+        ];
+        read_table(payload, *format, &columns, Side::Labelled)
+            .and_then(|t| accuracy(&t, &loc.prediction_column, &loc.label_column))
+    }
+}
+
 /// The CPU-bound part of a check (reading, preparing, comparing).
 pub(super) struct CpuJob {
     pub(super) now: SystemTime,
@@ -323,7 +411,7 @@ pub(super) struct CpuJob {
     pub(super) cached: Option<Arc<PreparedReference>>,
     pub(super) reference: Option<(Payload, DataFormat)>,
     pub(super) current: (Payload, DataFormat),
-    pub(super) labelled: Option<(Payload, DataFormat, LabelledLocation)>,
+    pub(super) labelled: Option<LabelledInput>,
 }
 
 /// The reference table and the seconds it took to read, `None` when the reference is cached.
@@ -348,6 +436,9 @@ impl CpuJob {
         if let Some(r) = labelled {
             let (acc, s) = r?;
             timings.accuracy_s = s;
+            if let Some(join) = &acc.join {
+                report.notes.push(join.note());
+            }
             report.performance = Some(acc);
         }
         report.timings = timings;
@@ -403,21 +494,16 @@ impl CpuJob {
     }
 
     fn read_labelled(&self) -> ReadLabelled {
-        let (payload, format, loc) = self.labelled.as_ref()?;
+        let input = self.labelled.as_ref()?;
+        let loc = &input.location;
         let t0 = Instant::now();
-        let columns = [
-            ColumnRequest::new(loc.prediction_column.clone(), None),
-            ColumnRequest::new(loc.label_column.clone(), None),
-        ];
-        let r = read_table(payload, *format, &columns, Side::Labelled)
-            .and_then(|t| accuracy(&t, &loc.prediction_column, &loc.label_column))
-            .map(|mut a| {
-                if let (Some(th), Some(acc)) = (loc.accuracy_threshold, a.accuracy) {
-                    a.accuracy_threshold = Some(th);
-                    a.below_threshold = Some(acc < th);
-                }
-                (a, secs(t0.elapsed()))
-            });
+        let r = input.accuracy().map(|mut a| {
+            if let (Some(th), Some(acc)) = (loc.accuracy_threshold, a.accuracy) {
+                a.accuracy_threshold = Some(th);
+                a.below_threshold = Some(acc < th);
+            }
+            (a, secs(t0.elapsed()))
+        });
         Some(r)
     }
 
