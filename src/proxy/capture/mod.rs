@@ -22,6 +22,9 @@ use super::scores::{self, ScoreShape};
 use crate::storage::layout::window_file_name;
 use window::{CapturedRequest, Window};
 
+/// How often the recorder takes what the request path queued.
+const DRAIN_EVERY: Duration = Duration::from_millis(10);
+
 /// One answered request, as the recorder sees it.
 #[derive(Debug)]
 pub struct Observation {
@@ -90,31 +93,37 @@ pub async fn record(
 ) {
     let mut window: Option<Window> = None;
     let mut seq = 0u64;
-    let tick = sink
-        .as_ref()
-        .map_or(Duration::from_secs(3600), |s| s.max_age / 4);
-    let mut ticker = tokio::time::interval(tick.max(Duration::from_millis(50)));
+    // The queue is drained on a tick rather than awaited: a sender then never has a waiting
+    // receiver to wake, so a request costs no cross-thread wake-up (and the tail latency a
+    // sidecar adds on a busy node stays low).
+    let mut ticker = tokio::time::interval(DRAIN_EVERY);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            next = queue.recv() => {
-                let Some(observation) = next else { break };
-                let captured = observe(&metrics, &shape, sink.as_ref(), observation);
-                if let (Some(sink), Some(request)) = (sink.as_ref(), captured) {
-                    let open = window.get_or_insert_with(|| Window::new(request.at));
-                    open.push(request);
-                    if open.rows() >= sink.max_rows {
-                        flush(sink, &metrics, window.take(), &mut seq).await;
+        ticker.tick().await;
+        let open = loop {
+            match queue.try_recv() {
+                Ok(observation) => {
+                    let captured = observe(&metrics, &shape, sink.as_ref(), observation);
+                    if let (Some(sink), Some(request)) = (sink.as_ref(), captured) {
+                        let open = window.get_or_insert_with(|| Window::new(request.at));
+                        open.push(request);
+                        if open.rows() >= sink.max_rows {
+                            flush(sink, &metrics, window.take(), &mut seq).await;
+                        }
                     }
                 }
+                Err(mpsc::error::TryRecvError::Empty) => break true,
+                Err(mpsc::error::TryRecvError::Disconnected) => break false,
             }
-            _ = ticker.tick() => {
-                if let (Some(sink), Some(open)) = (sink.as_ref(), window.as_ref()) {
-                    let age = Timestamp::now().duration_since(open.started);
-                    if age.unsigned_abs() >= sink.max_age {
-                        flush(sink, &metrics, window.take(), &mut seq).await;
-                    }
-                }
+        };
+        if let (Some(sink), Some(current)) = (sink.as_ref(), window.as_ref()) {
+            let age = Timestamp::now().duration_since(current.started);
+            if age.unsigned_abs() >= sink.max_age {
+                flush(sink, &metrics, window.take(), &mut seq).await;
             }
+        }
+        if !open {
+            break;
         }
     }
     if let Some(sink) = sink.as_ref() {
