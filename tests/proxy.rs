@@ -394,3 +394,48 @@ fn the_captured_example_is_valid_and_says_what_the_proxy_does() {
         "{text}"
     );
 }
+
+#[test]
+fn bad_proxy_settings_are_usage_errors_that_name_the_setting() {
+    for (args, said) in [
+        (vec!["--upstream", "https://127.0.0.1:1"], "--upstream"),
+        (vec!["--capture-fraction", "2"], "not between 0 and 1"),
+        (
+            vec!["--score-buckets", "0.5,0.2"],
+            "--score-buckets must increase",
+        ),
+        (vec!["--upstream-timeout", "0s"], "more than 0s"),
+        (vec!["--max-request-bytes", "lots"], "not a size"),
+        (vec!["--threads", "0"], "--threads"),
+    ] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_mlrollout"))
+            .arg("proxy")
+            .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(said), "{args:?}: {stderr}");
+    }
+    // A port already taken: a clear error naming the address, not a panic.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_mlrollout"))
+        .args([
+            "proxy",
+            "--listen",
+            &addr,
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr}")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -103,7 +103,7 @@ impl Forwarder {
             Err(_) => return (status(StatusCode::BAD_REQUEST, &request_id), None),
         };
         self.metrics.request_size.observe(request_body.len() as f64);
-        let Some(uri) = self.upstream_uri(&parts.uri) else {
+        let Some(uri) = upstream_uri(&self.upstream, &parts.uri) else {
             return (status(StatusCode::BAD_REQUEST, &request_id), None);
         };
         parts.uri = uri;
@@ -170,12 +170,14 @@ impl Forwarder {
                 str::to_owned,
             )
     }
+}
 
-    fn upstream_uri(&self, uri: &Uri) -> Option<Uri> {
-        let mut parts = self.upstream.clone().into_parts();
-        parts.path_and_query = uri.path_and_query().cloned();
-        Uri::from_parts(parts).ok()
-    }
+/// The model server's URI for an incoming request: its path and query on the upstream's scheme
+/// and authority (an absolute-form request cannot make the proxy dial another host).
+fn upstream_uri(upstream: &Uri, incoming: &Uri) -> Option<Uri> {
+    let mut parts = upstream.clone().into_parts();
+    parts.path_and_query = incoming.path_and_query().cloned();
+    Uri::from_parts(parts).ok()
 }
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
@@ -206,4 +208,48 @@ fn status(code: StatusCode, request_id: &str) -> Response<Full<Bytes>> {
     *response.status_mut() = code;
     set_request_id(response.headers_mut(), request_id);
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_and_those_named_in_connection_are_dropped() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("connection", "keep-alive, x-private"),
+            ("keep-alive", "timeout=5"),
+            ("transfer-encoding", "chunked"),
+            ("x-private", "1"),
+            ("content-type", "application/json"),
+            ("x-request-id", "abc"),
+        ] {
+            headers.insert(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        strip_hop_by_hop(&mut headers);
+        let left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, ["content-type", "x-request-id"]);
+    }
+
+    #[test]
+    fn requests_go_to_the_model_server_whatever_authority_they_name() {
+        let upstream: Uri = "http://127.0.0.1:8080".parse().unwrap();
+        let rewrite = |incoming: &str| {
+            upstream_uri(&upstream, &incoming.parse().unwrap())
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(
+            rewrite("/invocations?x=1"),
+            "http://127.0.0.1:8080/invocations?x=1"
+        );
+        assert_eq!(
+            rewrite("http://169.254.169.254/latest"),
+            "http://127.0.0.1:8080/latest"
+        );
+    }
 }
