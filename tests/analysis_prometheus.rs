@@ -13,13 +13,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use common::analysis::{measure, spec};
 use common::prometheus::{Exporter, PrometheusServer};
 use mlrollout::analysis::prometheus::PrometheusAnalyzer;
 use mlrollout::analysis::{Analyzer, MeasureRequest};
-use mlrollout::api::ModelDeploymentSpec;
-use mlrollout::core::verdict::builtin::{
-    ERROR_RATE, LATENCY_P99, PREDICTION_PSI, canary_metrics, shadow_metrics,
-};
+use mlrollout::core::verdict::builtin::{ERROR_RATE, LATENCY_P99, PREDICTION_PSI, canary_metrics};
 use mlrollout::core::verdict::{AnalysisStage, MetricMeasurement, Verdict};
 
 const NS: &str = "ml";
@@ -91,43 +89,8 @@ fn drive(
     })
 }
 
-fn spec(prometheus: &str) -> ModelDeploymentSpec {
-    serde_json::from_value(serde_json::json!({
-        "model": {"trackingUri": "http://mlflow:5000", "name": "m"},
-        "traffic": {"provider": "none"},
-        "rollout": {"analysis": {"prometheus": {"address": prometheus}, "interval": "10s"}}
-    }))
-    .unwrap()
-}
-
-async fn measure(
-    analyzer: &PrometheusAnalyzer,
-    spec: &ModelDeploymentSpec,
-    name: &str,
-    stage: AnalysisStage,
-) -> Vec<MetricMeasurement> {
-    let metrics = match stage {
-        AnalysisStage::Canary => canary_metrics(),
-        AnalysisStage::Shadow => shadow_metrics(&spec.shadow),
-    };
-    analyzer
-        .measure(MeasureRequest {
-            namespace: NS,
-            name,
-            spec,
-            stage,
-            metrics,
-            bearer_token: None,
-        })
-        .await
-}
-
 fn verdict(measurements: &[MetricMeasurement], metric: &str) -> Verdict {
-    measurements
-        .iter()
-        .find(|m| m.name == metric)
-        .unwrap_or_else(|| panic!("no {metric} in {measurements:?}"))
-        .verdict
+    common::analysis::find(measurements, metric).verdict
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -177,9 +140,9 @@ async fn candidates_are_judged_against_stable_on_real_prometheus() {
     tokio::time::sleep(Duration::from_secs(4)).await;
 
     let analyzer = PrometheusAnalyzer::new(Duration::from_secs(5)).unwrap();
-    let spec = spec(&url);
+    let spec = spec(&url, "10s");
 
-    let same = measure(&analyzer, &spec, "same", AnalysisStage::Canary).await;
+    let same = measure(&analyzer, &spec, NS, "same", AnalysisStage::Canary).await;
     assert_eq!(verdict(&same, ERROR_RATE), Verdict::Passed, "{same:?}");
     assert_eq!(verdict(&same, LATENCY_P99), Verdict::Passed, "{same:?}");
     let error_rate = same.iter().find(|m| m.name == ERROR_RATE).unwrap();
@@ -189,16 +152,16 @@ async fn candidates_are_judged_against_stable_on_real_prometheus() {
         "error rate measured {measured}"
     );
 
-    let errors = measure(&analyzer, &spec, "errors", AnalysisStage::Canary).await;
+    let errors = measure(&analyzer, &spec, NS, "errors", AnalysisStage::Canary).await;
     assert_eq!(verdict(&errors, ERROR_RATE), Verdict::Failed, "{errors:?}");
     assert_eq!(verdict(&errors, LATENCY_P99), Verdict::Passed, "{errors:?}");
 
-    let slow = measure(&analyzer, &spec, "slow", AnalysisStage::Canary).await;
+    let slow = measure(&analyzer, &spec, NS, "slow", AnalysisStage::Canary).await;
     assert_eq!(verdict(&slow, LATENCY_P99), Verdict::Failed, "{slow:?}");
     assert_eq!(verdict(&slow, ERROR_RATE), Verdict::Passed, "{slow:?}");
 
     // No candidate traffic at all: not a pass.
-    let quiet = measure(&analyzer, &spec, "quiet", AnalysisStage::Canary).await;
+    let quiet = measure(&analyzer, &spec, NS, "quiet", AnalysisStage::Canary).await;
     assert_eq!(
         verdict(&quiet, ERROR_RATE),
         Verdict::Inconclusive,
@@ -211,13 +174,13 @@ async fn candidates_are_judged_against_stable_on_real_prometheus() {
     );
 
     // Shadow: the prediction-score distribution.
-    let same_shadow = measure(&analyzer, &spec, "same", AnalysisStage::Shadow).await;
+    let same_shadow = measure(&analyzer, &spec, NS, "same", AnalysisStage::Shadow).await;
     assert_eq!(
         verdict(&same_shadow, PREDICTION_PSI),
         Verdict::Passed,
         "{same_shadow:?}"
     );
-    let shifted = measure(&analyzer, &spec, "shifted", AnalysisStage::Shadow).await;
+    let shifted = measure(&analyzer, &spec, NS, "shifted", AnalysisStage::Shadow).await;
     assert_eq!(
         verdict(&shifted, PREDICTION_PSI),
         Verdict::Failed,
@@ -256,7 +219,7 @@ async fn candidates_are_judged_against_stable_on_real_prometheus() {
 
     // Prometheus down: every measurement is an error.
     drop(prometheus);
-    let down = measure(&analyzer, &spec, "same", AnalysisStage::Canary).await;
+    let down = measure(&analyzer, &spec, NS, "same", AnalysisStage::Canary).await;
     assert!(down.iter().all(|m| m.verdict == Verdict::Error), "{down:?}");
     assert!(
         down[0].error.as_deref().unwrap().contains("unreachable"),

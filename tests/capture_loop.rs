@@ -15,7 +15,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -28,7 +27,6 @@ use common::operator::Operator;
 use common::proxy::ProxyProcess;
 use common::s3::S3Server;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PostParams};
 use mlrollout::api::{ModelDeployment, Severity};
 use mlrollout::controller::{Context, WatchScope};
@@ -40,22 +38,8 @@ use serde_json::{Value, json};
 
 /// Standard-normal pairs (LCG + Box–Muller), `shift` added to `x`.
 fn rows(seed: u64, n: usize, shift: f64) -> Vec<[f64; 2]> {
-    let mut state = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-    let mut uniform = move || {
-        state = state
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    };
-    (0..n)
-        .map(|_| {
-            let mut normal = || {
-                let (u, v) = (uniform(), uniform());
-                (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
-            };
-            [normal() + shift, normal()]
-        })
-        .collect()
+    let mut normal = common::sample::normals(seed);
+    (0..n).map(|_| [normal() + shift, normal()]).collect()
 }
 
 /// The score the model server double gives a row: `x` above 1 is likely positive.
@@ -94,20 +78,7 @@ async fn model_server() -> String {
 /// The sidecar's environment as the kubelet would give it: plain values, the pod's name, and
 /// the storage Secret's keys (`envFrom`).
 fn sidecar_env(deployment: &Deployment, secret: &[(&str, String)]) -> Vec<(String, String)> {
-    let pod = deployment
-        .spec
-        .as_ref()
-        .unwrap()
-        .template
-        .spec
-        .as_ref()
-        .unwrap();
-    let sidecar = pod
-        .init_containers
-        .iter()
-        .flatten()
-        .find(|c| c.name == "mlrollout-proxy")
-        .expect("the proxy sidecar");
+    let sidecar = common::proxy::sidecar(deployment);
     assert!(
         sidecar
             .env_from
@@ -145,24 +116,8 @@ async fn captured_traffic_is_the_drift_checks_current_data() {
         let _ = writeln!(reference, "{x},{y}");
     }
     s3.put("s3://data/reference.csv", reference).await;
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
     let secret_data = s3.secret_data();
-    let string_data: BTreeMap<String, String> = secret_data
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), v.clone()))
-        .collect();
-    let secret = Secret {
-        metadata: kube::api::ObjectMeta {
-            name: Some("s3".into()),
-            ..Default::default()
-        },
-        string_data: Some(string_data),
-        ..Default::default()
-    };
-    secrets
-        .create(&PostParams::default(), &secret)
-        .await
-        .unwrap();
+    cluster::create_secret(&client, &ns, "s3", &secret_data).await;
 
     let registry = Arc::new(InMemoryRegistry::new());
     registry.register("loop", 1, &[], &[]);

@@ -21,17 +21,15 @@ use std::time::{Duration, Instant};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::Float64Type;
+use common::analysis::{find, measure, spec};
 use common::http::reqwest_client;
 use common::mlflow::{ModelServer, mlflow_server, register_scoring_model};
 use common::prometheus::PrometheusServer;
 use common::proxy::ProxyProcess;
 use mlrollout::analysis::prometheus::PrometheusAnalyzer;
-use mlrollout::analysis::{Analyzer, MeasureRequest};
-use mlrollout::api::{ModelDeploymentSpec, Verdict};
-use mlrollout::core::verdict::builtin::{
-    ERROR_RATE, LATENCY_P99, PREDICTION_PSI, canary_metrics, shadow_metrics,
-};
-use mlrollout::core::verdict::{AnalysisStage, MetricMeasurement};
+use mlrollout::api::Verdict;
+use mlrollout::core::verdict::AnalysisStage;
+use mlrollout::core::verdict::builtin::{ERROR_RATE, LATENCY_P99, PREDICTION_PSI};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{Value, json};
 
@@ -40,21 +38,12 @@ const FEATURES: [&str; 4] = ["f0", "f1", "f2", "f3"];
 
 /// Deterministic standard-normal rows (LCG + Box–Muller), `shift` added to `f1`.
 fn rows(seed: u64, n: usize, shift: f64) -> Vec<[f64; 4]> {
-    let mut state = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-    let mut uniform = move || {
-        state = state
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    };
+    let mut normal = common::sample::normals(seed);
     (0..n)
         .map(|_| {
             let mut row = [0.0; 4];
             for value in &mut row {
-                let (u, v) = (uniform(), uniform());
-                *value = ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos() * 1000.0)
-                    .round()
-                    / 1000.0;
+                *value = (normal() * 1000.0).round() / 1000.0;
             }
             row[1] += shift;
             row
@@ -106,45 +95,6 @@ async fn send(proxies: &[&ProxyProcess], rows: &[[f64; 4]]) {
         at = end;
         i += 1;
     }
-}
-
-fn spec(prometheus: &str) -> ModelDeploymentSpec {
-    serde_json::from_value(json!({
-        "model": {"trackingUri": "http://mlflow:5000", "name": "m"},
-        "traffic": {"provider": "none"},
-        // The rate windows span the whole load.
-        "rollout": {"analysis": {"prometheus": {"address": prometheus}, "interval": "5m"}}
-    }))
-    .unwrap()
-}
-
-async fn measure(
-    analyzer: &PrometheusAnalyzer,
-    spec: &ModelDeploymentSpec,
-    name: &str,
-    stage: AnalysisStage,
-) -> Vec<MetricMeasurement> {
-    let metrics = match stage {
-        AnalysisStage::Canary => canary_metrics(),
-        AnalysisStage::Shadow => shadow_metrics(&spec.shadow),
-    };
-    analyzer
-        .measure(MeasureRequest {
-            namespace: NS,
-            name,
-            spec,
-            stage,
-            metrics,
-            bearer_token: None,
-        })
-        .await
-}
-
-fn find<'a>(measurements: &'a [MetricMeasurement], metric: &str) -> &'a MetricMeasurement {
-    measurements
-        .iter()
-        .find(|m| m.name == metric)
-        .unwrap_or_else(|| panic!("no {metric} in {measurements:?}"))
 }
 
 /// Scrape config: each proxy's metrics under the Service labels a ServiceMonitor would give.
@@ -358,9 +308,10 @@ async fn the_proxy_feeds_analysis_and_drift_from_a_real_model_server() {
     .unwrap();
 
     let analyzer = PrometheusAnalyzer::new(Duration::from_secs(10)).unwrap();
-    let spec = spec(&prometheus.url());
+    // The rate windows span the whole load.
+    let spec = spec(&prometheus.url(), "5m");
     for name in ["same", "shifted"] {
-        let canary = measure(&analyzer, &spec, name, AnalysisStage::Canary).await;
+        let canary = measure(&analyzer, &spec, NS, name, AnalysisStage::Canary).await;
         for metric in [ERROR_RATE, LATENCY_P99] {
             let m = find(&canary, metric);
             assert!(
@@ -370,14 +321,14 @@ async fn the_proxy_feeds_analysis_and_drift_from_a_real_model_server() {
         }
         assert_eq!(find(&canary, ERROR_RATE).candidate, Some(0.0), "{canary:?}");
     }
-    let same_shadow = measure(&analyzer, &spec, "same", AnalysisStage::Shadow).await;
+    let same_shadow = measure(&analyzer, &spec, NS, "same", AnalysisStage::Shadow).await;
     let psi = find(&same_shadow, PREDICTION_PSI);
     assert_eq!(
         psi.verdict,
         Verdict::Passed,
         "identical model: {same_shadow:?}"
     );
-    let moved_shadow = measure(&analyzer, &spec, "shifted", AnalysisStage::Shadow).await;
+    let moved_shadow = measure(&analyzer, &spec, NS, "shifted", AnalysisStage::Shadow).await;
     let psi = find(&moved_shadow, PREDICTION_PSI);
     assert_eq!(
         psi.verdict,

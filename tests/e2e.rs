@@ -135,6 +135,7 @@ async fn the_operator_serves_a_model_on_a_real_cluster() {
     let owner = deployment
         .metadata
         .owner_references
+        .clone()
         .unwrap_or_default()
         .into_iter()
         .find(|o| o.kind == "ModelDeployment")
@@ -142,22 +143,29 @@ async fn the_operator_serves_a_model_on_a_real_cluster() {
     assert_eq!(Some(owner.uid), created.metadata.uid);
     // The data-plane proxy is a native sidecar (the API server validated the init container
     // with `restartPolicy: Always`) and the Service sends traffic to it and exposes its metrics.
-    let pod = deployment
+    let sidecar = common::proxy::sidecar(&deployment);
+    assert_eq!(sidecar.restart_policy.as_deref(), Some("Always"));
+    assert_eq!(sidecar.args.as_deref(), Some(&["proxy".to_owned()][..]));
+    // Scrapers that read `prometheus.io/*` pod annotations find the proxy's metrics.
+    let annotations = deployment
         .spec
         .as_ref()
         .unwrap()
         .template
-        .spec
+        .metadata
         .as_ref()
-        .unwrap();
-    let sidecar = pod
-        .init_containers
-        .iter()
-        .flatten()
-        .find(|c| c.name == "mlrollout-proxy")
-        .expect("the proxy sidecar is injected");
-    assert_eq!(sidecar.restart_policy.as_deref(), Some("Always"));
-    assert_eq!(sidecar.args.as_deref(), Some(&["proxy".to_owned()][..]));
+        .unwrap()
+        .annotations
+        .clone()
+        .unwrap_or_default();
+    assert_eq!(
+        annotations.get("prometheus.io/port").map(String::as_str),
+        Some("9464")
+    );
+    assert_eq!(
+        annotations.get("prometheus.io/scrape").map(String::as_str),
+        Some("true")
+    );
     let service = services.get("model-stable").await.unwrap();
     let ports: Vec<(String, String)> = service
         .spec

@@ -175,20 +175,7 @@ async fn the_operator_killed_in_every_phase_ends_like_an_undisturbed_run() {
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(killed_in.len() < 20, "the loop never ends: {killed_in:?}");
     }
-    for phase in [
-        (Phase::Retraining, None),
-        (Phase::Evaluating, None),
-        (Phase::Shadow, None),
-        (Phase::Progressing, Some(0)),
-        (Phase::Progressing, Some(1)),
-        (Phase::Progressing, Some(2)),
-        (Phase::Promoted, None),
-    ] {
-        assert!(
-            killed_in.contains(&phase),
-            "no kill in {phase:?}: {killed_in:?}"
-        );
-    }
+    common::faults::assert_every_phase(&killed_in, "kill");
     assert!(kills >= 13, "{kills} kills");
     let _ = writeln!(std::io::stderr(), "faults: operator killed {kills} times");
     assert_like_an_undisturbed_run(&world, &job, &weights).await;

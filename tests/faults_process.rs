@@ -383,20 +383,7 @@ async fn the_operator_process_killed_in_every_phase_ends_like_an_undisturbed_run
             run.operator.log_tail(40)
         );
     }
-    for phase in [
-        (Phase::Retraining, None),
-        (Phase::Evaluating, None),
-        (Phase::Shadow, None),
-        (Phase::Progressing, Some(0)),
-        (Phase::Progressing, Some(1)),
-        (Phase::Progressing, Some(2)),
-        (Phase::Promoted, None),
-    ] {
-        assert!(
-            killed_in.contains(&phase),
-            "no kill in {phase:?}: {killed_in:?}"
-        );
-    }
+    common::faults::assert_every_phase(&killed_in, "kill");
     assert!(kills >= 13, "{kills} kills");
     note(format!(
         "operator process killed {kills} times, {} processes started",

@@ -214,20 +214,7 @@ async fn a_restart_in_every_phase_changes_nothing() {
             "the loop never ends: {restarted_in:?}"
         );
     }
-    for phase in [
-        (Phase::Retraining, None),
-        (Phase::Evaluating, None),
-        (Phase::Shadow, None),
-        (Phase::Progressing, Some(0)),
-        (Phase::Progressing, Some(1)),
-        (Phase::Progressing, Some(2)),
-        (Phase::Promoted, None),
-    ] {
-        assert!(
-            restarted_in.contains(&phase),
-            "no restart in {phase:?}: {restarted_in:?}"
-        );
-    }
+    common::faults::assert_every_phase(&restarted_in, "restart");
     // One Job for the one attempt, also across restarts (the API server never created a
     // second one).
     assert_eq!(world.jobs().await, vec![job.clone()]);

@@ -19,10 +19,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
-use common::cluster;
+use common::cluster::{self, create_secret};
 use common::operator::Operator;
 use common::s3::S3Server;
-use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PostParams};
 use mlrollout::api::{ModelDeployment, Reason};
 use mlrollout::controller::{Context, WatchScope};
@@ -131,26 +130,6 @@ fn resource(name: &str, secret: &str, endpoint: &str, drift: serde_json::Value) 
         }
     }))
     .unwrap()
-}
-
-async fn create_secret(client: &kube::Client, ns: &str, name: &str, data: &[(&str, String)]) {
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
-    let string_data: BTreeMap<String, String> = data
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), v.clone()))
-        .collect();
-    let secret = Secret {
-        metadata: kube::api::ObjectMeta {
-            name: Some(name.into()),
-            ..Default::default()
-        },
-        string_data: Some(string_data),
-        ..Default::default()
-    };
-    secrets
-        .create(&PostParams::default(), &secret)
-        .await
-        .unwrap();
 }
 
 /// `(status, reason, message)` of the DriftChecked condition, once there is one.

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -485,4 +485,25 @@ pub async fn finish_job(client: &kube::Client, namespace: &str, job: &str, succe
         },
     )
     .await;
+}
+
+/// Creates Secret `name` in `ns` with `data` (keys and plain values).
+pub async fn create_secret(client: &kube::Client, ns: &str, name: &str, data: &[(&str, String)]) {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let string_data: BTreeMap<String, String> = data
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect();
+    let secret = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        string_data: Some(string_data),
+        ..Default::default()
+    };
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
 }

@@ -147,6 +147,28 @@ pub fn first_seen<T: PartialEq>(seen: &Seen<T>, value: &T) -> Option<Instant> {
         .map(|(at, _)| *at)
 }
 
+/// Every phase a full run passes through (a canary step by its index).
+pub const EVERY_PHASE: [(Phase, Option<i32>); 7] = [
+    (Phase::Retraining, None),
+    (Phase::Evaluating, None),
+    (Phase::Shadow, None),
+    (Phase::Progressing, Some(0)),
+    (Phase::Progressing, Some(1)),
+    (Phase::Progressing, Some(2)),
+    (Phase::Promoted, None),
+];
+
+/// Panics naming the first phase of a full run in which nothing was done to the operator
+/// (`what`: "kill", "restart").
+pub fn assert_every_phase(visited: &[(Phase, Option<i32>)], what: &str) {
+    for phase in EVERY_PHASE {
+        assert!(
+            visited.contains(&phase),
+            "no {what} in {phase:?}: {visited:?}"
+        );
+    }
+}
+
 /// The route's candidate weights an undisturbed run goes through: never backwards, never
 /// skipping a step (10 → 50 → 100 %), and back on stable once it serves the new version.
 pub const UNDISTURBED_WEIGHTS: [i32; 5] = [0, 10, 50, 100, 0];

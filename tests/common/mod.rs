@@ -5,6 +5,7 @@
 //! `tests/harness/cluster.sh` (the real control plane, see [`cluster`]).
 #![allow(dead_code)]
 
+pub mod analysis;
 pub mod chart;
 pub mod cluster;
 pub mod faults;
@@ -18,5 +19,6 @@ pub mod prometheus;
 pub mod proxy;
 pub mod registry;
 pub mod s3;
+pub mod sample;
 pub mod traffic;
 pub mod world;

@@ -126,3 +126,19 @@ pub fn value_in(text: &str, series: &str) -> f64 {
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0.0)
 }
+
+/// The proxy sidecar the operator put into a variant's Deployment.
+pub fn sidecar(
+    deployment: &k8s_openapi::api::apps::v1::Deployment,
+) -> &k8s_openapi::api::core::v1::Container {
+    let pod = deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .expect("a pod template");
+    pod.init_containers
+        .iter()
+        .flatten()
+        .find(|c| c.name == "mlrollout-proxy")
+        .expect("the proxy sidecar is injected")
+}
