@@ -135,6 +135,11 @@ pub struct DriftArgs {
     /// an error that says so, e.g. `512MiB`.
     #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = super::args::positive_size)]
     pub max_bytes: u64,
+    /// Most memory the datasets may take once read, e.g. `1GiB`. Larger data is read batch by
+    /// batch: PSI and chi-square stay exact, KS comes from quantile sketches (the output gives
+    /// its error bound) for the side that does not fit.
+    #[arg(long, value_name = "SIZE", default_value = "384MiB", value_parser = super::args::positive_size)]
+    pub memory_limit: u64,
     /// Longest wait for a remote dataset (connect and download), e.g. `2m`.
     #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = super::args::positive_duration)]
     pub fetch_timeout: std::time::Duration,
@@ -456,6 +461,7 @@ fn execute(args: &DriftArgs) -> Result<DriftReport, String> {
     }
     let mut fetch = FetchContext::new()
         .with_max_bytes(args.max_bytes)
+        .with_memory_limit(args.memory_limit)
         .with_timeout(args.fetch_timeout);
     if mlflow && let Some(uri) = &tracking_uri {
         fetch = fetch

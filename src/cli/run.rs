@@ -86,6 +86,16 @@ pub struct RunArgs {
         value_parser = super::args::positive_size
     )]
     pub data_max_bytes: u64,
+    /// Most memory one drift check's datasets may take once read; larger data is streamed
+    /// batch by batch (PSI and chi-square exact, KS from quantile sketches with its error
+    /// bound in the report). Sized for the chart's 512Mi limit.
+    #[arg(
+        long,
+        env = "MLROLLOUT_DATA_MEMORY_LIMIT",
+        default_value = "256MiB",
+        value_parser = super::args::positive_size
+    )]
+    pub data_memory_limit: u64,
     /// Longest wait for one drift dataset (connect and download); past it the check fails with
     /// `DataTimedOut` and is retried with backoff.
     #[arg(
@@ -209,6 +219,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
             .with_analyzer(analyzer)
             .with_drift(Arc::new(
                 EngineDriftCheck::with_limits(args.data_max_bytes, args.data_timeout)
+                    .with_memory_limit(args.data_memory_limit)
                     .with_policy(data_policy.clone()),
             ))
             .with_advisor(Arc::new(AnthropicAdvisor::new()))

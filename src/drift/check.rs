@@ -70,6 +70,7 @@ pub struct EngineDriftCheck {
     engines: Mutex<lru::LruCache<String, Arc<DriftEngine>>>,
     prometheus: Option<PrometheusClient>,
     max_bytes: u64,
+    memory_limit: u64,
     timeout: Duration,
     policy: crate::drift::data::policy::DataSourcePolicy,
 }
@@ -99,8 +100,16 @@ impl EngineDriftCheck {
             prometheus: PrometheusClient::new(Duration::from_secs(10)).ok(),
             max_bytes,
             timeout,
+            memory_limit: crate::drift::data::DEFAULT_MEMORY_LIMIT,
             policy: crate::drift::data::policy::DataSourcePolicy::unrestricted(),
         }
+    }
+
+    /// Past this much memory a check's datasets are streamed (the operator's
+    /// `--data-memory-limit`).
+    pub fn with_memory_limit(mut self, bytes: u64) -> Self {
+        self.memory_limit = bytes;
+        self
     }
 
     /// Reads only what `policy` allows (the operator's `--data-allow-host` / `--data-dir`).
@@ -128,6 +137,7 @@ impl EngineDriftCheck {
             .map_err(|e| e.to_string())?;
         let fetch = FetchContext::new()
             .with_max_bytes(self.max_bytes)
+            .with_memory_limit(self.memory_limit)
             .with_timeout(self.timeout)
             .with_policy(self.policy.clone())
             .with_mlflow(client);

@@ -36,7 +36,7 @@ mod table;
 pub use collection::FileSelection;
 pub use error::{DataError, MAX_NAME_CHARS, Side, excerpt, is_bidi_control};
 pub use source::{
-    DEFAULT_FETCH_TIMEOUT, DEFAULT_MAX_BYTES, DataSource, FetchContext, Part, Payload,
+    DEFAULT_FETCH_TIMEOUT, DEFAULT_MAX_BYTES, DEFAULT_MEMORY_LIMIT, DataSource, FetchContext, Part, Payload,
     detect_format, sniff_format,
 };
 pub(crate) use table::Dictionary;
@@ -81,6 +81,51 @@ pub fn read_table(
     match format {
         DataFormat::Csv => csv::read(payload, columns, side),
         DataFormat::Parquet => parquet::read(payload, columns, side),
+    }
+}
+
+/// Call `f` with the requested columns batch by batch, in file order, holding one batch at a
+/// time (the streaming check of data larger than memory): Parquet by record batch, CSV by
+/// blocks of whole records, a collection file by file with the kinds its first file showed.
+/// A collection cut to its newest rows is read whole (the cut bounds it) and handed over as
+/// one batch.
+pub fn for_each_batch(
+    payload: &Payload,
+    format: DataFormat,
+    columns: &[ColumnRequest],
+    side: Side,
+    f: &mut dyn FnMut(Table) -> Result<(), DataError>,
+) -> Result<(), DataError> {
+    match payload {
+        Payload::Many {
+            parts,
+            last_rows: None,
+            ..
+        } => {
+            let mut requests = columns.to_vec();
+            for part in parts {
+                let mut fixed = false;
+                let mut kinds = Vec::new();
+                for_each_batch(&part.payload, part.format, &requests, side, &mut |t| {
+                    if !fixed {
+                        kinds = t.columns().iter().map(|c| c.data.kind()).collect();
+                        fixed = true;
+                    }
+                    f(t)
+                })?;
+                for (r, k) in requests.iter_mut().zip(kinds) {
+                    r.kind.get_or_insert(k);
+                }
+            }
+            Ok(())
+        }
+        Payload::Many { .. } => f(read_table(payload, format, columns, side)?),
+        _ => match format {
+            DataFormat::Csv => {
+                csv::stream::for_each_batch(payload, columns, side, csv::stream::BLOCK_BYTES, f)
+            }
+            DataFormat::Parquet => parquet::batches::for_each_batch(payload, columns, side, f),
+        },
     }
 }
 

@@ -102,11 +102,17 @@ pub struct FetchContext {
     /// Settings of the object stores behind `s3://`, `gs://` and `az://` URIs (credentials,
     /// endpoint, region).
     pub storage: crate::storage::StoreOptions,
+    /// Most memory a check's datasets may take once read: past it they are streamed batch by
+    /// batch, KS from quantile sketches (see `drift::engine::stream`).
+    pub memory_limit: u64,
     http: Option<reqwest::Client>,
 }
 
 /// Default of [`FetchContext::max_bytes`]: 1 GiB.
 pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
+/// Default of [`FetchContext::memory_limit`]: sized for the operator's pod (512 MiB limit,
+/// of which the rest serves the process).
+pub const DEFAULT_MEMORY_LIMIT: u64 = 384 << 20;
 /// Default of [`FetchContext::timeout`].
 pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -116,6 +122,7 @@ impl Default for FetchContext {
             mlflow: None,
             timeout: DEFAULT_FETCH_TIMEOUT,
             max_bytes: DEFAULT_MAX_BYTES,
+            memory_limit: DEFAULT_MEMORY_LIMIT,
             policy: std::sync::Arc::default(),
             storage: crate::storage::StoreOptions::default(),
             http: None,
@@ -139,6 +146,11 @@ impl FetchContext {
     pub fn with_tracking_uri(self, tracking_uri: &str) -> Result<Self, MlflowError> {
         let client = MlflowClient::new(tracking_uri, MlflowAuth::None, self.timeout)?;
         Ok(self.with_mlflow(client))
+    }
+
+    pub fn with_memory_limit(mut self, bytes: u64) -> Self {
+        self.memory_limit = bytes;
+        self
     }
 
     pub fn with_max_bytes(mut self, max_bytes: u64) -> Self {

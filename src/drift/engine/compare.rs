@@ -41,6 +41,15 @@ pub(super) fn bonferroni_scale(
         .collect()
 }
 
+/// One feature's current data: its column, or (streaming check) a numeric summary or
+/// category counts.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CurrentFeature {
+    Column(Column),
+    Summary(CurrentSummary),
+    Counts(crate::drift::stats::CategoricalCounts),
+}
+
 /// Apply the decision rule with the configured multiple-testing correction.
 pub fn decide(
     mut comparisons: Vec<(String, FeatureComparison)>,
@@ -275,13 +284,24 @@ fn unreadable_timestamps(table: &Table, column: &str) -> DataError {
 pub fn compare(prepared: &PreparedReference, current: Table, config: &DriftConfig) -> DriftReport {
     let current_rows = current.rows();
     // One map, then a lookup per feature: linear in the number of columns.
-    let mut current: std::collections::HashMap<String, Column> = current
+    let current: HashMap<String, CurrentFeature> = current
         .into_columns()
         .into_iter()
-        .map(|c| (c.name, c.data))
+        .map(|c| (c.name, CurrentFeature::Column(c.data)))
         .collect();
+    compare_features(prepared, current_rows, current, config)
+}
+
+/// [`compare`] of current data given feature by feature: columns, or the summaries of a
+/// streaming check.
+pub fn compare_features(
+    prepared: &PreparedReference,
+    current_rows: usize,
+    mut current: HashMap<String, CurrentFeature>,
+    config: &DriftConfig,
+) -> DriftReport {
     let mut skipped = Vec::new();
-    let mut work: Vec<(&str, &FeatureReference, Column)> = Vec::new();
+    let mut work: Vec<(&str, &FeatureReference, CurrentFeature)> = Vec::new();
     for (name, r) in &prepared.features {
         match current.remove(name) {
             Some(col) => work.push((name.as_str(), r, col)),

@@ -29,9 +29,9 @@ use crate::drift::data::{
     Side, Table, column_names, detect_format, read_table, sniff_format,
 };
 use crate::drift::stats::{
-    CategoricalReference, ComparisonStatus, DatasetVerdict, DriftPolicy, FeatureComparison,
-    FeatureVerdict, NumericReference, PsiParams, Severity, compare_categorical, compare_numeric,
-    evaluate,
+    CategoricalReference, ComparisonStatus, CurrentSummary, DatasetVerdict, DriftPolicy,
+    FeatureComparison, FeatureVerdict, NumericReference, PsiParams, Severity, compare_categorical,
+    compare_numeric, compare_numeric_summary, evaluate,
 };
 use crate::storage::StoreOptions;
 
@@ -41,6 +41,7 @@ mod config;
 mod join;
 mod reference;
 mod runner;
+mod stream;
 
 pub use accuracy::*;
 pub use compare::*;
@@ -177,6 +178,7 @@ mod tests {
                 psi: Some(0.1),
                 current_bin_counts: vec![],
                 histogram: None,
+                ks_error_bound: None,
             })
         };
         let comps = || {

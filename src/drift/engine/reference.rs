@@ -28,14 +28,14 @@ pub enum FeatureReference {
 }
 
 /// A value as a category key: -0.0 and 0.0 are one value.
-fn value_key(v: f64) -> (u64, f64) {
+pub(super) fn value_key(v: f64) -> (u64, f64) {
     let v = if v == 0.0 { 0.0 } else { v };
     (v.to_bits(), v)
 }
 
 /// Counts of a numeric column's values as categories: `1` and `1.0` are the same value,
 /// NaN is missing.
-fn value_counts(values: &[f64]) -> crate::drift::stats::CategoricalCounts {
+pub(super) fn value_counts(values: &[f64]) -> crate::drift::stats::CategoricalCounts {
     let mut counts = std::collections::BTreeMap::<u64, (f64, u64)>::new();
     let mut missing = 0;
     for &v in values {
@@ -55,7 +55,7 @@ fn value_counts(values: &[f64]) -> crate::drift::stats::CategoricalCounts {
 }
 
 /// Distinct non-missing values of a column, stopping once there are more than `limit`.
-fn distinct_up_to(values: &[f64], limit: usize) -> Option<usize> {
+pub(super) fn distinct_up_to(values: &[f64], limit: usize) -> Option<usize> {
     let mut seen = std::collections::HashSet::new();
     for &v in values {
         if !v.is_nan() {
@@ -103,7 +103,35 @@ impl FeatureReference {
         })
     }
 
-    pub(super) fn compare(&self, column: Column) -> FeatureComparison {
+    pub(super) fn compare(&self, current: CurrentFeature) -> FeatureComparison {
+        let column = match current {
+            CurrentFeature::Column(c) => c,
+            CurrentFeature::Summary(summary) => {
+                return match self {
+                    FeatureReference::Numeric(r) => {
+                        FeatureComparison::Numeric(compare_numeric_summary(r, summary))
+                    }
+                    // a summary is only made for a numeric reference; anything else has no
+                    // comparable data rather than a panic
+                    FeatureReference::Categorical(r) | FeatureReference::Discrete { reference: r, .. } => {
+                        let mut counts = crate::drift::stats::CategoricalCounts::new();
+                        counts.add_missing(summary.missing + summary.dist.n());
+                        FeatureComparison::Categorical(compare_categorical(r, &counts))
+                    }
+                };
+            }
+            CurrentFeature::Counts(counts) => {
+                return match self {
+                    FeatureReference::Categorical(r) | FeatureReference::Discrete { reference: r, .. } => {
+                        FeatureComparison::Categorical(compare_categorical(r, &counts))
+                    }
+                    FeatureReference::Numeric(r) => FeatureComparison::Numeric(compare_numeric(
+                        r,
+                        vec![f64::NAN; usize::try_from(counts.total() + counts.missing()).unwrap_or(0)],
+                    )),
+                };
+            }
+        };
         match (self, column) {
             (FeatureReference::Numeric(r), Column::Numeric(v)) => {
                 FeatureComparison::Numeric(compare_numeric(r, v))
@@ -354,7 +382,18 @@ pub fn prepare_reference(
     for p in prepared {
         features.push(p?);
     }
-    let prediction = match (&prediction_name, features.last()) {
+    assemble_prepared(features, rows, config, key)
+}
+
+/// The prepared reference from its features in read order, the prediction column (when it is
+/// not also a feature) last: it is split off as the prediction's reference.
+pub(super) fn assemble_prepared(
+    mut features: Vec<(String, FeatureReference)>,
+    rows: usize,
+    config: &DriftConfig,
+    key: ReferenceKey,
+) -> Result<PreparedReference, DriftError> {
+    let prediction = match (&config.prediction_column, features.last()) {
         (Some(p), Some((n, _))) if n == p && !config.features.iter().any(|f| f.name == *p) => {
             features.pop()
         }
@@ -390,7 +429,7 @@ mod discrete_tests {
             config.discrete_max_values,
         )
         .unwrap();
-        let comparison = r.compare(Column::Numeric(current.to_vec()));
+        let comparison = r.compare(CurrentFeature::Column(Column::Numeric(current.to_vec())));
         let verdict = decide(vec![("f".into(), comparison)], &config);
         let f = &verdict.features[0];
         (f.severity, f.test, f.psi)

@@ -237,6 +237,7 @@ impl DriftEngine {
             reference: ref_payload.map(|p| (p, reference.format)),
             current: (cur_payload, current.format),
             labelled: lab_payload,
+            memory_limit: self.fetch.memory_limit,
         };
         let (prepared, mut report) = match tokio::task::spawn_blocking(move || job.run()).await {
             Ok(r) => r?,
@@ -307,6 +308,7 @@ impl DriftEngine {
             reference,
             current,
             labelled,
+            memory_limit: self.fetch.memory_limit,
         };
         let (prepared, mut report) = job.run()?;
         self.remember(prepared);
@@ -412,6 +414,8 @@ pub(super) struct CpuJob {
     pub(super) reference: Option<(Payload, DataFormat)>,
     pub(super) current: (Payload, DataFormat),
     pub(super) labelled: Option<LabelledInput>,
+    /// Past this, the datasets are streamed ([`super::stream`]).
+    pub(super) memory_limit: u64,
 }
 
 /// The reference table and the seconds it took to read, `None` when the reference is cached.
@@ -423,6 +427,9 @@ impl CpuJob {
     /// The reference table (unless cached) is read while the labelled data is; then the
     /// current data is read while the reference is prepared; then the comparison.
     pub(super) fn run(self) -> Result<(Arc<PreparedReference>, DriftReport), DriftError> {
+        if self.needs_streaming()? {
+            return super::stream::stream_check(&self, self.memory_limit);
+        }
         let mut timings = Timings {
             reference_cached: self.cached.is_some(),
             ..Timings::default()
@@ -443,6 +450,35 @@ impl CpuJob {
         }
         report.timings = timings;
         Ok((prepared, report))
+    }
+
+    /// Whether reading the datasets whole would pass the memory limit.
+    fn needs_streaming(&self) -> Result<bool, DriftError> {
+        let requested = match &self.reference {
+            Some((payload, format)) => {
+                let names = column_names(payload, *format, Side::Reference)?;
+                reference_requests(&names, &self.config)?.len()
+            }
+            None => self.cached.as_ref().map_or(1, |p| p.features().count() + 1),
+        };
+        let estimate = |payload: &Payload, format: DataFormat, side: Side| {
+            super::stream::estimated_bytes(payload, format, requested, side)
+        };
+        let mut total = estimate(&self.current.0, self.current.1, Side::Current);
+        if let Some((payload, format)) = &self.reference {
+            total += estimate(payload, *format, Side::Reference);
+        }
+        if total <= self.memory_limit {
+            return Ok(false);
+        }
+        if self.config.window.is_some() {
+            return Err(DriftError::InvalidConfig(format!(
+                "the data would take about {} once read, more than the memory limit of {}, and a current-data window needs it whole: raise the limit (--memory-limit, the operator's --data-memory-limit) or select fewer rows (lastRows, lastDuration)",
+                bytesize::ByteSize::b(total).display().iec(),
+                bytesize::ByteSize::b(self.memory_limit).display().iec()
+            )));
+        }
+        Ok(true)
     }
 
     /// The reference table (`None` when cached) and the accuracy on the labelled data (`None`
@@ -493,7 +529,7 @@ impl CpuJob {
         Ok(Some((table, secs(t0.elapsed()))))
     }
 
-    fn read_labelled(&self) -> ReadLabelled {
+    pub(super) fn read_labelled(&self) -> ReadLabelled {
         let input = self.labelled.as_ref()?;
         let loc = &input.location;
         let t0 = Instant::now();

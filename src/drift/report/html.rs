@@ -447,6 +447,7 @@ mod tests {
             },
             status: ComparisonStatus::Ok,
             statistic: Some(0.3),
+            statistic_error_bound: None,
             p_value: Some(1e-9),
             p_value_adjusted: Some(2e-9),
             psi: Some(if severity == Severity::High {

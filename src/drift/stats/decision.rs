@@ -58,6 +58,10 @@ pub struct FeatureVerdict {
     pub status: ComparisonStatus,
     /// KS D or χ² statistic.
     pub statistic: Option<f64>,
+    /// Set when the data was larger than the memory limit and KS D came from quantile
+    /// sketches: D is within this distance of the exact statistic (99 % confidence).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statistic_error_bound: Option<f64>,
     pub p_value: Option<f64>,
     /// Benjamini–Hochberg adjusted (equal to `p_value` when `fdr` is off).
     pub p_value_adjusted: Option<f64>,
@@ -122,6 +126,7 @@ fn base_verdict(name: &str, cmp: &FeatureComparison) -> FeatureVerdict {
         n_new_categories: 0,
         new_categories: Vec::new(),
         histogram: None,
+        statistic_error_bound: None,
     };
     match cmp {
         FeatureComparison::Numeric(c) => {
@@ -131,6 +136,7 @@ fn base_verdict(name: &str, cmp: &FeatureComparison) -> FeatureVerdict {
             v.missing_current = c.missing_current;
             v.psi = finite(c.psi);
             v.histogram = c.histogram.clone();
+            v.statistic_error_bound = c.ks_error_bound;
             if let (ComparisonStatus::Ok, Some(ks)) = (c.status, c.ks) {
                 v.statistic = finite(Some(ks.statistic));
                 v.effect_size = v.statistic;
@@ -281,6 +287,7 @@ mod tests {
             psi: Some(psi),
             current_bin_counts: vec![],
             histogram: None,
+            ks_error_bound: None,
         })
     }
 
@@ -315,6 +322,7 @@ mod tests {
             psi: None,
             current_bin_counts: vec![],
             histogram: None,
+            ks_error_bound: None,
         })
     }
 

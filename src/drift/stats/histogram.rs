@@ -58,20 +58,19 @@ impl Histogram {
         edges: &[f64],
         reference: &[u64],
         current: &[u64],
-        reference_sorted: &[f64],
-        current_sorted: &[f64],
+        reference_range: Option<[f64; 2]>,
+        current_range: Option<[f64; 2]>,
     ) -> Option<Self> {
         let bins = reference.len();
         if bins == 0 || current.len() != bins || edges.len() != bins + 1 {
             return None;
         }
-        let range = |s: &[f64]| Some([*s.first()?, *s.last()?]);
         Some(Histogram::Numeric {
             edges: edges[1..bins].to_vec(),
             reference: reference.to_vec(),
             current: current.to_vec(),
-            reference_range: range(reference_sorted)?,
-            current_range: range(current_sorted)?,
+            reference_range: reference_range?,
+            current_range: current_range?,
         })
     }
 
@@ -133,8 +132,8 @@ mod tests {
             &[f64::NEG_INFINITY, 1.0, 2.0, f64::INFINITY],
             &[3, 3, 4],
             &[1, 2, 7],
-            &[0.5, 3.0],
-            &[0.1, 9.0],
+            Some([0.5, 3.0]),
+            Some([0.1, 9.0]),
         )
         .unwrap();
         assert_eq!(
@@ -147,8 +146,9 @@ mod tests {
                 current_range: [0.1, 9.0],
             }
         );
-        assert!(Histogram::numeric(&[0.0, 1.0], &[1, 2], &[1, 2], &[1.0], &[1.0]).is_none());
-        assert!(Histogram::numeric(&[0.0, 1.0], &[1], &[1], &[], &[1.0]).is_none());
+        let one = Some([1.0, 1.0]);
+        assert!(Histogram::numeric(&[0.0, 1.0], &[1, 2], &[1, 2], one, one).is_none());
+        assert!(Histogram::numeric(&[0.0, 1.0], &[1], &[1], None, one).is_none());
         // serialized without infinities (JSON has none)
         let json = serde_json::to_string(&h).unwrap();
         assert!(!json.contains("null"), "{json}");

@@ -18,6 +18,7 @@ use super::ks::{KsResult, ks_pvalue, ks_statistic_sorted_unchecked};
 use super::psi::{
     PsiParams, check_smoothing, histogram_sorted, psi_from_counts, reference_bin_edges,
 };
+use super::sketch::{Distribution, ks_distance_approx};
 use super::sort::sort_f64;
 
 /// How many new category names a comparison lists (the count is always exact).
@@ -35,7 +36,8 @@ pub enum ComparisonStatus {
 /// A numeric reference column, prepared once.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NumericReference {
-    sorted: Vec<f64>,
+    /// The finite values, sorted, or (reference larger than the memory limit) a sketch.
+    dist: Distribution,
     edges: Vec<f64>,
     counts: Vec<u64>,
     missing: u64,
@@ -61,7 +63,32 @@ impl NumericReference {
             (edges, counts)
         };
         Ok(Self {
-            sorted,
+            dist: Distribution::Exact(sorted),
+            edges,
+            counts,
+            missing,
+            params,
+        })
+    }
+
+    /// A reference summarised while streamed: its distribution (a sketch when it did not fit
+    /// the memory limit) and the PSI edges and bin counts computed exactly from it.
+    pub fn from_parts(
+        dist: Distribution,
+        edges: Vec<f64>,
+        counts: Vec<u64>,
+        missing: u64,
+        params: PsiParams,
+    ) -> Result<Self, StatsError> {
+        params.validate()?;
+        if !dist.is_empty() && (edges.len() != params.bins + 1 || counts.len() != params.bins) {
+            return Err(StatsError::LengthMismatch {
+                left: edges.len(),
+                right: params.bins + 1,
+            });
+        }
+        Ok(Self {
+            dist,
             edges,
             counts,
             missing,
@@ -71,11 +98,16 @@ impl NumericReference {
 
     /// Number of finite values.
     pub fn len(&self) -> usize {
-        self.sorted.len()
+        usize::try_from(self.dist.n()).unwrap_or(usize::MAX)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.sorted.is_empty()
+        self.dist.is_empty()
+    }
+
+    /// The finite values (sorted) or their sketch.
+    pub fn distribution(&self) -> &Distribution {
+        &self.dist
     }
 
     /// Number of NaN/±∞ values that were excluded.
@@ -83,9 +115,12 @@ impl NumericReference {
         self.missing
     }
 
-    /// The finite values, ascending.
-    pub fn sorted_values(&self) -> &[f64] {
-        &self.sorted
+    /// The finite values, ascending, when held exactly.
+    pub fn sorted_values(&self) -> Option<&[f64]> {
+        match &self.dist {
+            Distribution::Exact(v) => Some(v),
+            Distribution::Sketch(_) => None,
+        }
     }
 
     /// PSI bin edges (`bins + 1` values, outer ones ∓∞); empty if no data.
@@ -119,6 +154,19 @@ pub struct NumericComparison {
     /// Both sides per PSI bin, for a picture (`None` when insufficient data).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub histogram: Option<Histogram>,
+    /// Set when a side was larger than the memory limit and KS came from quantile sketches:
+    /// the statistic is within this distance of the exact one (99 % confidence).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ks_error_bound: Option<f64>,
+}
+
+/// A current numeric sample summarised while streamed: its distribution (a sketch when it did
+/// not fit the memory limit), its exact counts in the reference's PSI bins, and the missing.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CurrentSummary {
+    pub dist: Distribution,
+    pub bin_counts: Vec<u64>,
+    pub missing: u64,
 }
 
 /// Compare a current sample (taken by value and sorted in place) with a
@@ -138,24 +186,87 @@ pub fn compare_numeric(reference: &NumericReference, current: Vec<f64>) -> Numer
         psi: None,
         current_bin_counts: Vec::new(),
         histogram: None,
+        ks_error_bound: None,
     };
     if reference.is_empty() || cur.is_empty() {
         return out;
     }
     sort_f64(&mut cur);
-    let d = ks_statistic_sorted_unchecked(&reference.sorted, &cur);
-    let ks = ks_pvalue(d, reference.len() as u64, cur.len() as u64);
     let counts = histogram_sorted(&cur, &reference.edges);
+    let Distribution::Exact(sorted) = &reference.dist else {
+        // a sketched reference: KS within the sketch's bound
+        return compare_numeric_summary(
+            reference,
+            CurrentSummary {
+                dist: Distribution::Exact(cur),
+                bin_counts: counts,
+                missing: missing_current,
+            },
+        );
+    };
+    let d = ks_statistic_sorted_unchecked(sorted, &cur);
+    let ks = ks_pvalue(d, reference.len() as u64, cur.len() as u64);
     out.psi = psi_from_counts(&reference.counts, &counts, reference.params.smoothing).ok();
     out.ks = Some(ks);
     out.histogram = Histogram::numeric(
         &reference.edges,
         &reference.counts,
         &counts,
-        &reference.sorted,
-        &cur,
+        reference.dist.range(),
+        cur.first().zip(cur.last()).map(|(a, b)| [*a, *b]),
     );
     out.current_bin_counts = counts;
+    out.status = ComparisonStatus::Ok;
+    out
+}
+
+/// Compare a streamed current summary with a prepared reference. Both exact: the same
+/// result as [`compare_numeric`]; a sketch on either side: KS from
+/// [`ks_distance_approx`] with its error bound, PSI exact from the bin counts.
+pub fn compare_numeric_summary(
+    reference: &NumericReference,
+    current: CurrentSummary,
+) -> NumericComparison {
+    let CurrentSummary {
+        dist,
+        bin_counts,
+        missing,
+    } = current;
+    let dist = match (reference.dist.is_exact(), dist) {
+        (true, Distribution::Exact(values)) => {
+            // bit for bit the in-memory comparison
+            let mut out = compare_numeric(reference, values);
+            out.missing_current = missing;
+            return out;
+        }
+        (_, dist) => dist,
+    };
+    let mut out = NumericComparison {
+        status: ComparisonStatus::InsufficientData,
+        n_reference: reference.len() as u64,
+        n_current: dist.n(),
+        missing_reference: reference.missing,
+        missing_current: missing,
+        ks: None,
+        psi: None,
+        current_bin_counts: Vec::new(),
+        histogram: None,
+        ks_error_bound: None,
+    };
+    let Some((d, bound)) = ks_distance_approx(&reference.dist, &dist) else {
+        return out;
+    };
+    out.ks = Some(ks_pvalue(d, reference.len() as u64, dist.n()));
+    out.ks_error_bound = Some(bound);
+    out.psi = psi_from_counts(&reference.counts, &bin_counts, reference.params.smoothing).ok();
+    out.histogram = Histogram::numeric(
+        &reference.edges,
+        &reference.counts,
+        &bin_counts,
+        reference.dist.range(),
+        dist.range(),
+    );
+    out.current_bin_counts = bin_counts;
     out.status = ComparisonStatus::Ok;
     out
 }

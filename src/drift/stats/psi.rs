@@ -65,22 +65,27 @@ pub(super) fn check_smoothing(s: f64) -> Result<(), StatsError> {
 /// `np.percentile(sorted, q, method='linear')` for a non-empty ascending slice
 /// and `q` already divided by 100. Returns `NaN` for an empty slice.
 pub fn percentile_linear_sorted(sorted: &[f64], q: f64) -> f64 {
-    let n = sorted.len();
+    percentile_linear_at(sorted.len(), q, |i| sorted[i])
+}
+
+/// [`percentile_linear_sorted`] of `n` ascending values known by rank through `at` (the
+/// streaming check selects only the ranks a percentile reads: [`percentile_ranks`]).
+pub fn percentile_linear_at(n: usize, q: f64, at: impl Fn(usize) -> f64) -> f64 {
     if n == 0 || q.is_nan() {
         return f64::NAN;
     }
     let last = (n - 1) as f64;
     let vi = last * q;
     if vi >= last {
-        return sorted[n - 1];
+        return at(n - 1);
     }
     if vi < 0.0 {
-        return sorted[0];
+        return at(0);
     }
     let prev = vi.floor();
     let gamma = vi - prev;
     let i = prev as usize;
-    let (a, b) = (sorted[i], sorted[(i + 1).min(n - 1)]);
+    let (a, b) = (at(i), at((i + 1).min(n - 1)));
     let diff = b - a;
     if gamma >= 0.5 {
         b - diff * (1.0 - gamma)
@@ -89,16 +94,39 @@ pub fn percentile_linear_sorted(sorted: &[f64], q: f64) -> f64 {
     }
 }
 
+/// The ranks (0-based) whose values the seed's inner bin edges of `n` values read.
+pub fn percentile_ranks(n: usize, bins: usize) -> Vec<usize> {
+    let ranks = std::cell::RefCell::new(Vec::new());
+    if n > 0 {
+        let _ = reference_bin_edges_at(n, bins, |i| {
+            ranks.borrow_mut().push(i);
+            0.0
+        });
+    }
+    let mut ranks = ranks.into_inner();
+    ranks.sort_unstable();
+    ranks.dedup();
+    ranks
+}
+
 /// The seed's bin edges: reference percentiles at `np.linspace(0, 100, bins+1)`,
 /// outer edges replaced by ∓∞. `sorted` must be ascending and non-empty;
 /// an empty slice gives `[-inf, NaN.., +inf]`.
 pub fn reference_bin_edges(sorted: &[f64], bins: usize) -> Vec<f64> {
+    reference_bin_edges_at(sorted.len(), bins, |i| sorted[i])
+}
+
+/// [`reference_bin_edges`] of `n` ascending values known by rank through `at`.
+pub fn reference_bin_edges_at(n: usize, bins: usize, at: impl Fn(usize) -> f64) -> Vec<f64> {
     let bins = bins.max(1);
     let step = 100.0 / bins as f64;
     let mut edges: Vec<f64> = (0..=bins)
         .map(|i| {
-            let pct = if i == bins { 100.0 } else { i as f64 * step };
-            percentile_linear_sorted(sorted, pct / 100.0)
+            if i == 0 || i == bins {
+                return f64::NAN; // replaced by ∓∞ below; their ranks are never read
+            }
+            let pct = i as f64 * step;
+            percentile_linear_at(n, pct / 100.0, &at)
         })
         .collect();
     edges[0] = f64::NEG_INFINITY;

@@ -18,6 +18,7 @@ use super::table::{
 use split::split_chunks;
 
 mod split;
+pub(super) mod stream;
 
 /// Cell texts read as missing (case-insensitive), besides the empty cell.
 const MISSING_TOKENS: [&[u8]; 7] = [b"nan", b"na", b"n/a", b"null", b"none", b"<na>", b"-nan"];

@@ -18,6 +18,7 @@ use super::table::{Column, ColumnKind, ColumnRequest, NamedColumn, Table};
 use super::workers_for;
 use columns::{Ctx, Sink, natural_kind};
 
+pub(super) mod batches;
 mod columns;
 
 const BATCH_ROWS: usize = 64 * 1024;

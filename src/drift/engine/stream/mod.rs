@@ -1,0 +1,64 @@
+//! Checks of data larger than memory: both datasets streamed batch by batch under a memory
+//! limit.
+//!
+//! - **When.** A check whose datasets would not fit the engine's memory limit when read whole
+//!   (estimated from file sizes and Parquet footers: [`estimated_bytes`]) streams; every other
+//!   check reads whole tables as before. A current-data window needs whole tables and is
+//!   refused past the limit with a message saying so.
+//! - **Exact while it fits.** Numeric values are held exactly while the values held stay
+//!   under the limit's share for values ([`HELD_SHARE`]); past it, that side's numeric
+//!   features continue in quantile sketches. Results are then the in-memory ones, bit for bit.
+//! - **Past the limit.** PSI and chi-square stay exact: category counts and PSI bin counts
+//!   are streamed, and a sketched reference's PSI edges are selected exactly in a second pass
+//!   ([`select`]). KS comes from the sketches, with its error bound in the output.
+
+use super::*;
+
+mod accumulate;
+mod select;
+mod summarise;
+
+pub use summarise::stream_check;
+
+/// The share of the memory limit exact values may hold (the rest: batches being decoded,
+/// sorting, the second pass, the process).
+pub(super) const HELD_SHARE: f64 = 0.4;
+
+/// The memory a whole-table read of `payload` would take, roughly: a CSV file's bytes plus the
+/// decoded share of its columns, a Parquet file's rows times the requested columns.
+pub(super) fn estimated_bytes(
+    payload: &Payload,
+    format: DataFormat,
+    requested: usize,
+    side: Side,
+) -> u64 {
+    match payload {
+        Payload::Many { parts, .. } => parts
+            .iter()
+            .map(|p| estimated_bytes(&p.payload, p.format, requested, side))
+            .sum(),
+        _ => match format {
+            DataFormat::Csv => {
+                let size = payload_size(payload);
+                let columns = column_names(payload, format, side)
+                    .map(|c| c.len())
+                    .unwrap_or(1)
+                    .max(1);
+                // about 8 bytes a cell decoded, for the requested share of the cells
+                size + size * requested.min(columns) as u64 / columns as u64
+            }
+            DataFormat::Parquet => {
+                let rows = crate::drift::data::count_rows(payload, format, side).unwrap_or(0);
+                rows as u64 * requested.max(1) as u64 * 8
+            }
+        },
+    }
+}
+
+fn payload_size(payload: &Payload) -> u64 {
+    match payload {
+        Payload::File { path, .. } => std::fs::metadata(path).map_or(0, |m| m.len()),
+        Payload::Bytes { bytes, .. } => bytes.len() as u64,
+        Payload::Many { parts, .. } => parts.iter().map(|p| payload_size(&p.payload)).sum(),
+    }
+}
