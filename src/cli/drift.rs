@@ -31,6 +31,13 @@ mod table;
 
 pub use table::render_table;
 
+/// The process's peak resident memory so far (Linux `VmHWM`), in KiB.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// Output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
@@ -158,7 +165,7 @@ pub fn run(args: DriftArgs) -> ExitCode {
                 let t = report.timings;
                 let _ = writeln!(
                     std::io::stderr(),
-                    "timing: total {:.3}s (fetch {:.3}s, read reference {:.3}s, prepare {:.3}s, read current {:.3}s, compare {:.3}s, accuracy {:.3}s{})",
+                    "timing: total {:.3}s (fetch {:.3}s, read reference {:.3}s, prepare {:.3}s, read current {:.3}s, compare {:.3}s, accuracy {:.3}s{}){}",
                     t.total_s,
                     t.fetch_s,
                     t.read_reference_s,
@@ -170,7 +177,8 @@ pub fn run(args: DriftArgs) -> ExitCode {
                         ", reference cached"
                     } else {
                         ""
-                    }
+                    },
+                    peak_rss_kib().map_or(String::new(), |k| format!("; peak RSS {k} KiB"))
                 );
             }
             let text = match format {

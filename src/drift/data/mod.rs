@@ -36,8 +36,8 @@ mod table;
 pub use collection::FileSelection;
 pub use error::{DataError, MAX_NAME_CHARS, Side, excerpt, is_bidi_control};
 pub use source::{
-    DEFAULT_FETCH_TIMEOUT, DEFAULT_MAX_BYTES, DEFAULT_MEMORY_LIMIT, DataSource, FetchContext, Part, Payload,
-    detect_format, sniff_format,
+    DEFAULT_FETCH_TIMEOUT, DEFAULT_MAX_BYTES, DEFAULT_MEMORY_LIMIT, DataSource, FetchContext, Part,
+    Payload, detect_format, sniff_format,
 };
 pub(crate) use table::Dictionary;
 pub use table::{
@@ -89,11 +89,14 @@ pub fn read_table(
 /// blocks of whole records, a collection file by file with the kinds its first file showed.
 /// A collection cut to its newest rows is read whole (the cut bounds it) and handed over as
 /// one batch.
+///
+/// `block_bytes`: the most CSV bytes parsed at once (a batch holds about twice that).
 pub fn for_each_batch(
     payload: &Payload,
     format: DataFormat,
     columns: &[ColumnRequest],
     side: Side,
+    block_bytes: usize,
     f: &mut dyn FnMut(Table) -> Result<(), DataError>,
 ) -> Result<(), DataError> {
     match payload {
@@ -106,13 +109,21 @@ pub fn for_each_batch(
             for part in parts {
                 let mut fixed = false;
                 let mut kinds = Vec::new();
-                for_each_batch(&part.payload, part.format, &requests, side, &mut |t| {
+                let batches = &mut |t: Table| {
                     if !fixed {
                         kinds = t.columns().iter().map(|c| c.data.kind()).collect();
                         fixed = true;
                     }
                     f(t)
-                })?;
+                };
+                for_each_batch(
+                    &part.payload,
+                    part.format,
+                    &requests,
+                    side,
+                    block_bytes,
+                    batches,
+                )?;
                 for (r, k) in requests.iter_mut().zip(kinds) {
                     r.kind.get_or_insert(k);
                 }
@@ -121,9 +132,7 @@ pub fn for_each_batch(
         }
         Payload::Many { .. } => f(read_table(payload, format, columns, side)?),
         _ => match format {
-            DataFormat::Csv => {
-                csv::stream::for_each_batch(payload, columns, side, csv::stream::BLOCK_BYTES, f)
-            }
+            DataFormat::Csv => csv::stream::for_each_batch(payload, columns, side, block_bytes, f),
             DataFormat::Parquet => parquet::batches::for_each_batch(payload, columns, side, f),
         },
     }

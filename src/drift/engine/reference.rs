@@ -113,7 +113,8 @@ impl FeatureReference {
                     }
                     // a summary is only made for a numeric reference; anything else has no
                     // comparable data rather than a panic
-                    FeatureReference::Categorical(r) | FeatureReference::Discrete { reference: r, .. } => {
+                    FeatureReference::Categorical(r)
+                    | FeatureReference::Discrete { reference: r, .. } => {
                         let mut counts = crate::drift::stats::CategoricalCounts::new();
                         counts.add_missing(summary.missing + summary.dist.n());
                         FeatureComparison::Categorical(compare_categorical(r, &counts))
@@ -122,12 +123,16 @@ impl FeatureReference {
             }
             CurrentFeature::Counts(counts) => {
                 return match self {
-                    FeatureReference::Categorical(r) | FeatureReference::Discrete { reference: r, .. } => {
+                    FeatureReference::Categorical(r)
+                    | FeatureReference::Discrete { reference: r, .. } => {
                         FeatureComparison::Categorical(compare_categorical(r, &counts))
                     }
                     FeatureReference::Numeric(r) => FeatureComparison::Numeric(compare_numeric(
                         r,
-                        vec![f64::NAN; usize::try_from(counts.total() + counts.missing()).unwrap_or(0)],
+                        vec![
+                            f64::NAN;
+                            usize::try_from(counts.total() + counts.missing()).unwrap_or(0)
+                        ],
                     )),
                 };
             }

@@ -52,8 +52,8 @@ pub mod ks;
 pub mod policy;
 pub mod prepared;
 pub mod psi;
-pub mod smirnov;
 pub mod sketch;
+pub mod smirnov;
 pub mod sort;
 
 #[cfg(test)]
@@ -73,16 +73,17 @@ pub use kolmogorov::kstwo_sf;
 pub use ks::{KsMethod, KsResult, ks_2samp, ks_2samp_sorted, ks_pvalue, ks_statistic_sorted};
 pub use policy::DriftPolicy;
 pub use prepared::{
-    CategoricalComparison, CategoricalReference, ComparisonStatus, NumericComparison,
-    CurrentSummary, NumericReference, compare_categorical, compare_numeric, compare_numeric_summary,
+    CategoricalComparison, CategoricalReference, ComparisonStatus, CurrentSummary,
+    NumericComparison, NumericReference, compare_categorical, compare_numeric,
+    compare_numeric_summary,
 };
 pub use psi::{
     PsiParams, histogram_sorted, percentile_linear_at, percentile_linear_sorted, percentile_ranks,
-    psi_from_counts, psi_from_proportions, reference_bin_edges_at,
-    psi_numeric, reference_bin_edges,
+    psi_from_counts, psi_from_proportions, psi_numeric, reference_bin_edges,
+    reference_bin_edges_at,
 };
-pub use smirnov::smirnov_sf;
 pub use sketch::{Distribution, QuantileSketch, ks_distance_approx};
+pub use smirnov::smirnov_sf;
 pub use sort::sort_f64;
 
 /// Errors of the statistics core (invalid input, never a panic).

@@ -81,7 +81,7 @@ impl NumericReference {
         params: PsiParams,
     ) -> Result<Self, StatsError> {
         params.validate()?;
-        if !dist.is_empty() && (edges.len() != params.bins + 1 || counts.len() != params.bins) {
+        if !edges.is_empty() && (edges.len() != params.bins + 1 || counts.len() != params.bins) {
             return Err(StatsError::LengthMismatch {
                 left: edges.len(),
                 right: params.bins + 1,

@@ -10,10 +10,8 @@ use crate::drift::data::error::{DataError, Side};
 use crate::drift::data::source::Payload;
 use crate::drift::data::table::{ColumnRequest, Table};
 
-/// Bytes read per block (a block grows past it only while one record is longer).
-pub(in crate::drift::data) const BLOCK_BYTES: usize = 32 << 20;
-
-/// Call `f` with every block of the requested columns, in file order.
+/// Call `f` with every block of the requested columns, in file order; a block is about
+/// `block_bytes` (more only while one record is longer).
 pub(in crate::drift::data) fn for_each_batch(
     payload: &Payload,
     columns: &[ColumnRequest],
@@ -200,10 +198,7 @@ mod tests {
 
     fn collect(csv: &str, block: usize) -> Result<Vec<Table>, DataError> {
         let payload = Payload::from_bytes("t.csv", csv.as_bytes().to_vec());
-        let columns = [
-            ColumnRequest::new("x", None),
-            ColumnRequest::new("c", None),
-        ];
+        let columns = [ColumnRequest::new("x", None), ColumnRequest::new("c", None)];
         let mut out = Vec::new();
         for_each_batch(&payload, &columns, Side::Current, block, &mut |t| {
             out.push(t);

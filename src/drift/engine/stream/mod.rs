@@ -62,3 +62,6 @@ fn payload_size(payload: &Payload) -> u64 {
         Payload::Many { parts, .. } => parts.iter().map(|p| payload_size(&p.payload)).sum(),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -145,9 +145,15 @@ mod tests {
         let mut s = seed;
         (0..n)
             .map(|i| {
-                s = s.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                s = s
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
                 let u = (s >> 11) as f64 / (1u64 << 53) as f64;
-                if i % 5 == 0 { (u * 4.0).floor() } else { u * u * 100.0 - 3.0 }
+                if i % 5 == 0 {
+                    (u * 4.0).floor()
+                } else {
+                    u * u * 100.0 - 3.0
+                }
             })
             .collect()
     }

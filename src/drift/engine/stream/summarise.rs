@@ -11,7 +11,10 @@ const SELECTION_ATTEMPTS: u32 = 3;
 
 /// One reference column while streamed.
 enum RefAcc {
-    Numeric { values: Values, distinct: ValueCounts },
+    Numeric {
+        values: Values,
+        distinct: ValueCounts,
+    },
     Categorical(Categories),
 }
 
@@ -24,12 +27,29 @@ enum CurAcc {
 
 /// What a streaming check needs besides the job.
 struct Limits {
-    pub memory_limit: u64,
+    memory_limit: u64,
 }
 
+/// The process itself (code, runtime, allocator) before any data: not the data's to use.
+const PROCESS_BYTES: u64 = 64 << 20;
+
 impl Limits {
+    /// What the data may use of the limit.
+    fn data_bytes(&self) -> u64 {
+        self.memory_limit
+            .saturating_sub(PROCESS_BYTES)
+            .max(self.memory_limit / 4)
+    }
+
+    /// CSV bytes parsed at once: a block and its parsed columns take about three times that.
+    fn block_bytes(&self) -> usize {
+        usize::try_from(self.data_bytes() / 16)
+            .unwrap_or(usize::MAX)
+            .clamp(1 << 20, 32 << 20)
+    }
+
     fn held(&self) -> u64 {
-        (self.memory_limit as f64 * super::HELD_SHARE) as u64
+        (self.data_bytes() as f64 * super::HELD_SHARE) as u64
     }
 }
 
@@ -65,7 +85,7 @@ pub fn stream_check(
         })
         .sum();
     let allowance = limits.held().saturating_sub(held_by_reference);
-    let (rows, current) = stream_current(job, &prepared, &requests, allowance)?;
+    let (rows, current) = stream_current(job, &limits, &prepared, &requests, allowance)?;
     timings.read_current_s = secs(t1.elapsed());
     let t2 = Instant::now();
     let mut report = compare_features(&prepared, rows, current, &job.config);
@@ -117,8 +137,7 @@ fn stream_reference(
     let names = column_names(payload, *format, Side::Reference)?;
     let mut requests = reference_requests(&names, &job.config)?;
     let current: std::collections::HashSet<&str> = cur_names.iter().map(String::as_str).collect();
-    if job.config.features.is_empty()
-        && !requests.iter().any(|r| current.contains(r.name.as_str()))
+    if job.config.features.is_empty() && !requests.iter().any(|r| current.contains(r.name.as_str()))
     {
         return Err(DriftError::NoFeatures(
             "the reference and current data have no column in common".into(),
@@ -135,32 +154,44 @@ fn stream_reference(
     let discrete = job.config.discrete_max_values;
     let mut accs: Vec<Option<RefAcc>> = (0..requests.len()).map(|_| None).collect();
     let mut rows = 0usize;
-    for_each_batch(payload, *format, &requests, Side::Reference, &mut |t| {
-        rows += t.rows();
-        for (acc, c) in accs.iter_mut().zip(t.columns()) {
-            let acc = acc.get_or_insert_with(|| match &c.data {
-                Column::Numeric(_) => RefAcc::Numeric {
-                    values: Values::new(),
-                    distinct: ValueCounts::up_to(discrete),
-                },
-                Column::Categorical(_) => RefAcc::Categorical(Categories::default()),
-            });
-            match (acc, &c.data) {
-                (RefAcc::Numeric { values, distinct }, Column::Numeric(v)) => {
-                    values.push(v);
-                    distinct.push(v);
+    for_each_batch(
+        payload,
+        *format,
+        &requests,
+        Side::Reference,
+        limits.block_bytes(),
+        &mut |t| {
+            rows += t.rows();
+            for (acc, c) in accs.iter_mut().zip(t.columns()) {
+                let acc = acc.get_or_insert_with(|| match &c.data {
+                    Column::Numeric(_) => RefAcc::Numeric {
+                        values: Values::new(),
+                        distinct: ValueCounts::up_to(discrete),
+                    },
+                    Column::Categorical(_) => RefAcc::Categorical(Categories::default()),
+                });
+                match (acc, &c.data) {
+                    (RefAcc::Numeric { values, distinct }, Column::Numeric(v)) => {
+                        values.push(v);
+                        distinct.push(v);
+                    }
+                    (RefAcc::Categorical(cats), col) => cats.push(col),
+                    (RefAcc::Numeric { values, .. }, Column::Categorical(c)) => {
+                        values.missing += c.len() as u64
+                    }
                 }
-                (RefAcc::Categorical(cats), col) => cats.push(col),
-                (RefAcc::Numeric { values, .. }, Column::Categorical(c)) => values.missing += c.len() as u64,
             }
-        }
-        keep_within(accs.iter_mut().flatten().filter_map(|a| match a {
-            RefAcc::Numeric { values, .. } => Some(values),
-            RefAcc::Categorical(_) => None,
-        }), limits.held() / 2);
-        Ok(())
-    })?;
-    let features = finish_reference(job, payload, *format, &requests, accs)?;
+            keep_within(
+                accs.iter_mut().flatten().filter_map(|a| match a {
+                    RefAcc::Numeric { values, .. } => Some(values),
+                    RefAcc::Categorical(_) => None,
+                }),
+                limits.held() / 2,
+            );
+            Ok(())
+        },
+    )?;
+    let features = finish_reference(job, limits, payload, *format, &requests, accs)?;
     assemble_prepared(features, rows, &job.config, job.key.clone())
 }
 
@@ -180,6 +211,7 @@ fn keep_within<'a>(values: impl Iterator<Item = &'a mut Values>, allowance: u64)
 /// pass).
 fn finish_reference(
     job: &CpuJob,
+    limits: &Limits,
     payload: &Payload,
     format: DataFormat,
     requests: &[ColumnRequest],
@@ -191,11 +223,20 @@ fn finish_reference(
     let mut sketched = Vec::new();
     for (r, acc) in requests.iter().zip(accs) {
         let feature = match acc {
-            None => return Err(DataError::Empty { side: Side::Reference, uri: payload.uri().to_owned() }.into()),
+            None => {
+                return Err(DataError::Empty {
+                    side: Side::Reference,
+                    uri: payload.uri().to_owned(),
+                }
+                .into());
+            }
             Some(RefAcc::Categorical(c)) => FeatureReference::Categorical(
                 CategoricalReference::new(c.counts, psi.smoothing).map_err(invalid)?,
             ),
-            Some(RefAcc::Numeric { mut values, distinct }) => {
+            Some(RefAcc::Numeric {
+                mut values,
+                distinct,
+            }) => {
                 match (distinct.distinct(), values.take_exact()) {
                     (Some(values), _) if values > 0 => FeatureReference::Discrete {
                         reference: CategoricalReference::new(
@@ -208,7 +249,10 @@ fn finish_reference(
                     (_, Some(exact)) => {
                         // held whole: exactly the in-memory preparation
                         let mut all = exact;
-                        all.extend(std::iter::repeat_n(f64::NAN, usize::try_from(values.missing).unwrap_or(0)));
+                        all.extend(std::iter::repeat_n(
+                            f64::NAN,
+                            usize::try_from(values.missing).unwrap_or(0),
+                        ));
                         FeatureReference::prepare(Column::Numeric(all), psi, 0)?
                     }
                     (_, None) => {
@@ -216,8 +260,14 @@ fn finish_reference(
                         let missing = values.missing;
                         let dist = values.finish();
                         FeatureReference::Numeric(
-                            NumericReference::from_parts(dist, Vec::new(), Vec::new(), missing, psi)
-                                .map_err(invalid)?,
+                            NumericReference::from_parts(
+                                dist,
+                                Vec::new(),
+                                Vec::new(),
+                                missing,
+                                psi,
+                            )
+                            .map_err(invalid)?,
                         )
                     }
                 }
@@ -226,7 +276,7 @@ fn finish_reference(
         out.push((r.name.clone(), feature));
     }
     if !sketched.is_empty() {
-        select_edges(job, payload, format, &mut out, &sketched)?;
+        select_edges(job, limits, payload, format, &mut out, &sketched)?;
     }
     Ok(out)
 }
@@ -234,6 +284,7 @@ fn finish_reference(
 /// The second pass: exact PSI edges and bin counts of the sketched features.
 fn select_edges(
     job: &CpuJob,
+    limits: &Limits,
     payload: &Payload,
     format: DataFormat,
     features: &mut [(String, FeatureReference)],
@@ -244,8 +295,12 @@ fn select_edges(
     for attempt in 0..SELECTION_ATTEMPTS {
         let mut selections: Vec<RankSelection> = Vec::new();
         for &i in &pending {
-            let FeatureReference::Numeric(r) = &features[i].1 else { continue };
-            let crate::drift::stats::Distribution::Sketch(s) = r.distribution() else { continue };
+            let FeatureReference::Numeric(r) = &features[i].1 else {
+                continue;
+            };
+            let crate::drift::stats::Distribution::Sketch(s) = r.distribution() else {
+                continue;
+            };
             let delta = (2.0 * s.cdf_error() + 1e-6) * 4f64.powi(attempt as i32);
             selections.push(RankSelection::new(s, psi.bins, delta));
         }
@@ -254,21 +309,30 @@ fn select_edges(
             .map(|&i| ColumnRequest::new(features[i].0.clone(), Some(ColumnKind::Numerical)))
             .collect();
         let mut too_many = false;
-        for_each_batch(payload, format, &requests, Side::Reference, &mut |t| {
-            for (sel, c) in selections.iter_mut().zip(t.columns()) {
-                if let Column::Numeric(v) = &c.data
-                    && sel.push(v) == Err(SelectionMiss::TooMany)
-                {
-                    too_many = true;
+        for_each_batch(
+            payload,
+            format,
+            &requests,
+            Side::Reference,
+            limits.block_bytes(),
+            &mut |t| {
+                for (sel, c) in selections.iter_mut().zip(t.columns()) {
+                    if let Column::Numeric(v) = &c.data
+                        && sel.push(v) == Err(SelectionMiss::TooMany)
+                    {
+                        too_many = true;
+                    }
                 }
-            }
-            Ok(())
-        })?;
+                Ok(())
+            },
+        )?;
         let mut missed = Vec::new();
         for (&i, sel) in pending.iter().zip(selections) {
             match (too_many, sel.finish()) {
                 (false, Ok((edges, counts))) => {
-                    let FeatureReference::Numeric(r) = &features[i].1 else { continue };
+                    let FeatureReference::Numeric(r) = &features[i].1 else {
+                        continue;
+                    };
                     let rebuilt = NumericReference::from_parts(
                         r.distribution().clone(),
                         edges,
@@ -300,6 +364,7 @@ fn select_edges(
 /// The current data summarised feature by feature, and its row count.
 fn stream_current(
     job: &CpuJob,
+    limits: &Limits,
     prepared: &PreparedReference,
     requests: &[ColumnRequest],
     allowance: u64,
@@ -324,26 +389,40 @@ fn stream_current(
         })
         .collect();
     let mut rows = 0usize;
-    for_each_batch(payload, *format, requests, Side::Current, &mut |t| {
-        rows += t.rows();
-        for (acc, c) in accs.iter_mut().zip(t.columns()) {
-            match (acc, &c.data) {
-                (CurAcc::Numeric { values, bins }, Column::Numeric(v)) => {
-                    values.push(v);
-                    bins.push(v);
+    for_each_batch(
+        payload,
+        *format,
+        requests,
+        Side::Current,
+        limits.block_bytes(),
+        &mut |t| {
+            rows += t.rows();
+            for (acc, c) in accs.iter_mut().zip(t.columns()) {
+                match (acc, &c.data) {
+                    (CurAcc::Numeric { values, bins }, Column::Numeric(v)) => {
+                        values.push(v);
+                        bins.push(v);
+                    }
+                    (CurAcc::Discrete(counts), Column::Numeric(v)) => counts.push(v),
+                    (CurAcc::Categorical(cats), col) => cats.push(col),
+                    (CurAcc::Numeric { values, .. }, Column::Categorical(c)) => {
+                        values.missing += c.len() as u64
+                    }
+                    (CurAcc::Discrete(counts), Column::Categorical(c)) => {
+                        counts.push(&vec![f64::NAN; c.len()])
+                    }
                 }
-                (CurAcc::Discrete(counts), Column::Numeric(v)) => counts.push(v),
-                (CurAcc::Categorical(cats), col) => cats.push(col),
-                (CurAcc::Numeric { values, .. }, Column::Categorical(c)) => values.missing += c.len() as u64,
-                (CurAcc::Discrete(counts), Column::Categorical(c)) => counts.push(&vec![f64::NAN; c.len()]),
             }
-        }
-        keep_within(accs.iter_mut().filter_map(|a| match a {
-            CurAcc::Numeric { values, .. } => Some(values),
-            _ => None,
-        }), allowance);
-        Ok(())
-    })?;
+            keep_within(
+                accs.iter_mut().filter_map(|a| match a {
+                    CurAcc::Numeric { values, .. } => Some(values),
+                    _ => None,
+                }),
+                allowance,
+            );
+            Ok(())
+        },
+    )?;
     let current = requests
         .iter()
         .zip(accs)
@@ -357,7 +436,9 @@ fn stream_current(
                         missing,
                     })
                 }
-                CurAcc::Discrete(counts) => CurrentFeature::Counts(counts.finish().unwrap_or_default()),
+                CurAcc::Discrete(counts) => {
+                    CurrentFeature::Counts(counts.finish().unwrap_or_default())
+                }
                 CurAcc::Categorical(c) => CurrentFeature::Counts(c.counts),
             };
             (r.name.clone(), feature)
