@@ -1,0 +1,135 @@
+//! `mlrollout drift --memory-limit`: data larger than the limit is checked within it (the
+//! process's own peak RSS, as the kernel counts it), and the same data read whole passes the
+//! limit by far — so the first assertion could fail without streaming.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code states expectations
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray};
+use parquet::arrow::ArrowWriter;
+use parquet::file::properties::WriterProperties;
+
+const ROWS: usize = 1_500_000;
+const BATCH: usize = 100_000;
+const LIMIT_MIB: u64 = 160;
+
+/// A Parquet file of ROWS rows: six continuous columns (the first shifted in the current
+/// data) and one categorical, written batch by batch.
+fn write(path: &Path, shift: f64, seed: u64) {
+    let names = ["a", "b", "c", "d", "e", "f"];
+    let mut fields: Vec<arrow_schema::Field> = names
+        .iter()
+        .map(|n| arrow_schema::Field::new(*n, arrow_schema::DataType::Float64, true))
+        .collect();
+    fields.push(arrow_schema::Field::new(
+        "channel",
+        arrow_schema::DataType::Utf8,
+        true,
+    ));
+    let schema = Arc::new(arrow_schema::Schema::new(fields));
+    let props = WriterProperties::builder()
+        .set_max_row_group_row_count(Some(500_000))
+        .build();
+    let file = std::fs::File::create(path).unwrap();
+    let mut w = ArrowWriter::try_new(file, schema.clone(), Some(props)).unwrap();
+    let mut s = seed | 1;
+    let mut u = move || {
+        s = s
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (s >> 11) as f64 / (1u64 << 53) as f64
+    };
+    for _ in 0..ROWS / BATCH {
+        let mut columns: Vec<ArrayRef> = Vec::new();
+        for i in 0..names.len() {
+            let d = if i == 0 { shift } else { 0.0 };
+            let v: Vec<f64> = (0..BATCH).map(|_| u() * 100.0 + d * 100.0).collect();
+            columns.push(Arc::new(Float64Array::from(v)));
+        }
+        let c: Vec<&str> = (0..BATCH)
+            .map(|_| ["web", "pos", "atm"][(u() * 3.0) as usize % 3])
+            .collect();
+        columns.push(Arc::new(StringArray::from(c)));
+        w.write(&RecordBatch::try_new(schema.clone(), columns).unwrap())
+            .unwrap();
+    }
+    w.close().unwrap();
+}
+
+/// The report and the peak RSS in KiB of one check.
+fn check(reference: &Path, current: &Path, limit: &str) -> (serde_json::Value, u64) {
+    let out = Command::new(env!("CARGO_BIN_EXE_mlrollout"))
+        .args([
+            "drift",
+            "--output",
+            "json",
+            "--timing",
+            "--memory-limit",
+            limit,
+        ])
+        .arg("--reference")
+        .arg(reference)
+        .arg("--current")
+        .arg(current)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let peak = stderr
+        .split("peak RSS ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|k| k.parse().ok())
+        .unwrap_or_else(|| panic!("no peak RSS in: {stderr}"));
+    (serde_json::from_slice(&out.stdout).unwrap(), peak)
+}
+
+#[test]
+fn data_larger_than_the_memory_limit_is_checked_within_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (r, c) = (
+        dir.path().join("ref.parquet"),
+        dir.path().join("cur.parquet"),
+    );
+    write(&r, 0.0, 1);
+    write(&c, 0.2, 2);
+
+    let (whole, whole_peak) = check(&r, &c, "8GiB");
+    assert!(
+        whole_peak > LIMIT_MIB * 1024,
+        "read whole, the check should need more than {LIMIT_MIB} MiB (took {whole_peak} KiB): the test data is too small to prove anything"
+    );
+
+    let (streamed, peak) = check(&r, &c, &format!("{LIMIT_MIB}MiB"));
+    assert!(
+        peak <= LIMIT_MIB * 1024,
+        "peak RSS {peak} KiB over the limit of {LIMIT_MIB} MiB"
+    );
+    let notes = streamed["notes"].to_string();
+    assert!(notes.contains("quantile sketches"), "{notes}");
+    for (w, s) in whole["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(streamed["features"].as_array().unwrap())
+    {
+        assert_eq!(w["name"], s["name"]);
+        assert_eq!(w["drifted"], s["drifted"], "{}", w["name"]);
+        assert_eq!(w["psi"], s["psi"], "PSI is exact either way: {}", w["name"]);
+        if let Some(bound) = s["statistic_error_bound"].as_f64() {
+            let (a, b) = (
+                w["statistic"].as_f64().unwrap(),
+                s["statistic"].as_f64().unwrap(),
+            );
+            assert!(
+                (a - b).abs() <= bound,
+                "{}: {a} vs {b} ± {bound}",
+                w["name"]
+            );
+        }
+    }
+    assert_eq!(streamed["features"][0]["drifted"], true);
+}
