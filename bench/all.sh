@@ -14,6 +14,7 @@ bash tests/harness/install.sh >/dev/null          # Prometheus + the test venv
 . target/harness.env
 cargo build --release
 MLROLLOUT_BIN="$PWD/target/release/mlrollout" bash bench/drift_compare.sh
+MLROLLOUT_BIN="$PWD/target/release/mlrollout" bash bench/drift_large.sh
 MLROLLOUT_BIN="$PWD/target/release/mlrollout" bash bench/proxy_overhead.sh
 if [ -z "${MLROLLOUT_TEST_CLUSTER:-}" ]; then
     cluster_dir="$PWD/target/bench-cluster"

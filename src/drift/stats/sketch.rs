@@ -212,7 +212,7 @@ impl CdfView<'_> {
     fn grid(&self, g: usize) -> Vec<f64> {
         let g = g.max(1);
         match self {
-            CdfView::Exact(v) if v.is_empty() => Vec::new(),
+            CdfView::Exact([]) => Vec::new(),
             CdfView::Exact(v) => (0..=g).map(|i| v[((v.len() - 1) * i) / g]).collect(),
             CdfView::Sketch(view) => (0..=g)
                 .filter_map(|i| {

@@ -54,7 +54,7 @@ impl Values {
     }
 
     /// Give up exactness: the values go into a sketch and their memory is freed.
-    pub(super) fn to_sketch(&mut self) {
+    pub(super) fn switch_to_sketch(&mut self) {
         if let Some(v) = self.exact.take() {
             let mut s = QuantileSketch::new();
             s.extend(&v);
@@ -251,14 +251,14 @@ mod tests {
     fn values_fall_back_to_a_sketch_and_count_missing_either_way() {
         let mut v = Values::new();
         v.push(&[1.0, f64::NAN, 2.0]);
-        assert_eq!(v.held_bytes() > 0, true);
-        v.to_sketch();
+        assert!(v.held_bytes() > 0);
+        v.switch_to_sketch();
         v.push(&[f64::INFINITY, 3.0]);
         assert_eq!(v.missing, 2);
         assert!(!v.is_exact());
         match v.finish() {
             Distribution::Sketch(s) => assert_eq!(s.n(), 3),
-            Distribution::Exact(_) => panic!("exact after to_sketch"),
+            Distribution::Exact(_) => panic!("exact after switch_to_sketch"),
         }
     }
 

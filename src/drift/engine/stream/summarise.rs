@@ -202,7 +202,7 @@ fn keep_within<'a>(values: impl Iterator<Item = &'a mut Values>, allowance: u64)
     let held: u64 = all.iter().map(|v| v.held_bytes()).sum();
     if held > allowance {
         for v in &mut all {
-            v.to_sketch();
+            v.switch_to_sketch();
         }
     }
 }
