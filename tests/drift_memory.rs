@@ -133,3 +133,145 @@ fn data_larger_than_the_memory_limit_is_checked_within_it() {
     }
     assert_eq!(streamed["features"][0]["drifted"], true);
 }
+
+fn run(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_mlrollout"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn csv(n: usize, shift: f64, seed: u64) -> String {
+    let mut s = seed | 1;
+    let mut u = move || {
+        s = s
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (s >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let mut out = String::from("x,y,flag,channel\n");
+    for _ in 0..n {
+        let channel = if u() < 0.4 + shift { "web" } else { "pos" };
+        out.push_str(&format!(
+            "{},{},{},{channel}\n",
+            u() + u() - 1.0 + shift,
+            u() * 50.0,
+            u8::from(u() < 0.2)
+        ));
+    }
+    out
+}
+
+#[test]
+fn a_reference_profile_stands_in_for_the_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let (r, c) = (dir.path().join("ref.csv"), dir.path().join("cur.csv"));
+    std::fs::write(&r, csv(40_000, 0.0, 3)).unwrap();
+    std::fs::write(&c, csv(30_000, 0.1, 4)).unwrap();
+    let (r, c) = (r.to_str().unwrap(), c.to_str().unwrap());
+    let exact = dir.path().join("exact.json");
+    let sketched = dir.path().join("sketched.json");
+    let (exact, sketched) = (exact.to_str().unwrap(), sketched.to_str().unwrap());
+    let (ok, _, err) = run(&["drift", "profile", "--reference", r, "--out", exact]);
+    assert!(ok && err.contains("40000 rows, 4 features"), "{err}");
+    let (ok, _, err) = run(&[
+        "drift",
+        "profile",
+        "--reference",
+        r,
+        "--out",
+        sketched,
+        "--exact-up-to",
+        "1000",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        std::fs::metadata(sketched).unwrap().len() < std::fs::metadata(exact).unwrap().len() / 2
+    );
+
+    let check = |reference: &str| {
+        let (ok, out, err) = run(&[
+            "drift",
+            "--output",
+            "json",
+            "--reference",
+            reference,
+            "--current",
+            c,
+        ]);
+        assert!(ok, "{err}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+    let direct = check(r);
+    let from_exact = check(exact);
+    assert_eq!(
+        from_exact["features"], direct["features"],
+        "bit for bit from exact values"
+    );
+    let from_sketch = check(sketched);
+    for (d, s) in direct["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(from_sketch["features"].as_array().unwrap())
+    {
+        assert_eq!(d["psi"], s["psi"], "{}", d["name"]);
+        assert_eq!(d["drifted"], s["drifted"], "{}", d["name"]);
+        match s["statistic_error_bound"].as_f64() {
+            Some(bound) => {
+                let (a, b) = (
+                    d["statistic"].as_f64().unwrap(),
+                    s["statistic"].as_f64().unwrap(),
+                );
+                assert!(
+                    (a - b).abs() <= bound,
+                    "{}: {a} vs {b} ± {bound}",
+                    d["name"]
+                );
+            }
+            None => assert_eq!(d["statistic"], s["statistic"], "{}", d["name"]),
+        }
+    }
+    assert_eq!(from_sketch["features"][0]["name"], "x");
+    assert!(from_sketch["features"][0]["statistic_error_bound"].is_f64());
+
+    // other settings than the profile's: refused, saying why
+    let (ok, _, err) = run(&[
+        "drift",
+        "--reference",
+        exact,
+        "--current",
+        c,
+        "--ignore",
+        "y",
+    ]);
+    assert!(!ok && err.contains("other settings"), "{err}");
+    // not a profile at all
+    let bogus = dir.path().join("bogus.json");
+    std::fs::write(&bogus, "{\"kind\": \"Pod\"}").unwrap();
+    let (ok, _, err) = run(&[
+        "drift",
+        "--reference",
+        bogus.to_str().unwrap(),
+        "--current",
+        c,
+    ]);
+    assert!(!ok && err.contains("not a reference profile"), "{err}");
+    // a profile is made from the reference alone
+    let (ok, _, err) = run(&[
+        "drift",
+        "profile",
+        "--reference",
+        r,
+        "--current",
+        c,
+        "--out",
+        exact,
+    ]);
+    assert!(!ok && err.contains("drop --current"), "{err}");
+}

@@ -25,6 +25,7 @@ use crate::drift::engine::{
 };
 
 mod labels;
+mod profile;
 use crate::storage::StoreOptions;
 
 mod table;
@@ -63,9 +64,27 @@ impl From<FormatArg> for DataFormat {
     }
 }
 
+/// What `mlrollout drift` does besides a check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DriftAction {
+    /// Write the reference's profile (`--out profile.json`) instead of checking: later checks
+    /// and the operator read it as the reference (`--reference profile.json`), one pass, once.
+    Profile,
+}
+
 /// Arguments of `mlrollout drift`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DriftArgs {
+    /// `profile`: write the reference's profile to --out (no --current needed).
+    #[arg(value_enum, value_name = "ACTION")]
+    pub action: Option<DriftAction>,
+    /// Where `drift profile` writes the profile (JSON).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// `drift profile`: a numeric feature with more values than this keeps a quantile sketch
+    /// (about 100 KB) instead of its sorted values; KS against it then carries its error bound.
+    #[arg(long, value_name = "N", default_value_t = crate::drift::engine::DEFAULT_EXACT_UP_TO)]
+    pub exact_up_to: usize,
     /// Reference (training) dataset: a path, file://, http(s)://, runs:/<run_id>/<path>,
     /// mlflow-artifacts:/... or s3://, gs://, az:// URI; or a directory, a glob or an
     /// object-store prefix (ending in /) of CSV/Parquet files, read as one dataset. Required
@@ -154,6 +173,9 @@ pub struct DriftArgs {
 
 /// Runs `mlrollout drift`.
 pub fn run(args: DriftArgs) -> ExitCode {
+    if args.action == Some(DriftAction::Profile) {
+        return profile::run(&args);
+    }
     match execute(&args) {
         Ok(report) => {
             let format = args.output.unwrap_or(if std::io::stdout().is_terminal() {
@@ -450,6 +472,29 @@ fn default_request(prediction: Option<Option<String>>) -> CheckRequest {
 fn execute(args: &DriftArgs) -> Result<DriftReport, String> {
     super::install_crypto_provider();
     let (request, tracking_uri) = build_request(args)?;
+    let (engine, remote) = engine_for(args, &request, tracking_uri.as_deref())?;
+    let result = if remote {
+        current_thread_runtime()?.block_on(engine.check(&request))
+    } else {
+        engine.check_local(&request)
+    };
+    result.map_err(|e| e.to_string())
+}
+
+fn current_thread_runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+}
+
+/// The engine for `request` (the flags' limits, MLflow when a URI needs it) and whether a
+/// dataset is remote.
+fn engine_for(
+    args: &DriftArgs,
+    request: &CheckRequest,
+    tracking_uri: Option<&str>,
+) -> Result<(DriftEngine, bool), String> {
     let mut sources = vec![
         DataSource::parse(&request.reference.uri, Side::Reference),
         DataSource::parse(&request.current.uri, Side::Current),
@@ -471,22 +516,12 @@ fn execute(args: &DriftArgs) -> Result<DriftReport, String> {
         .with_max_bytes(args.max_bytes)
         .with_memory_limit(args.memory_limit)
         .with_timeout(args.fetch_timeout);
-    if mlflow && let Some(uri) = &tracking_uri {
+    if mlflow && let Some(uri) = tracking_uri {
         fetch = fetch
             .with_tracking_uri(uri)
             .map_err(|e| format!("tracking URI: {e}"))?;
     }
-    let engine = DriftEngine::new(fetch);
-    let result = if remote {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-        runtime.block_on(engine.check(&request))
-    } else {
-        engine.check_local(&request)
-    };
-    result.map_err(|e| e.to_string())
+    Ok((DriftEngine::new(fetch), remote))
 }
 
 #[cfg(test)]

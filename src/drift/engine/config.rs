@@ -196,7 +196,10 @@ impl DriftConfig {
 
     /// A stable text of everything that changes the prepared reference (for cache keys).
     pub fn fingerprint(&self) -> String {
-        let mut s = format!("bins={};smoothing={};", self.psi.bins, self.psi.smoothing);
+        let mut s = format!(
+            "bins={};smoothing={};discrete={};",
+            self.psi.bins, self.psi.smoothing, self.discrete_max_values
+        );
         for f in &self.features {
             s.push_str(&format!("f:{}:{:?};", f.name, f.kind));
         }

@@ -39,6 +39,7 @@ mod accuracy;
 mod compare;
 mod config;
 mod join;
+mod profile;
 mod reference;
 mod runner;
 mod stream;
@@ -47,6 +48,7 @@ pub use accuracy::*;
 pub use compare::*;
 pub use config::*;
 pub use join::{JoinSide, LabelJoinReport, MAX_JOIN_ROWS};
+pub use profile::{DEFAULT_EXACT_UP_TO, DriftProfile, ProfileFeature, is_profile_uri};
 pub use reference::*;
 pub use runner::*;
 

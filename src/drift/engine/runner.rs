@@ -195,7 +195,14 @@ impl DriftEngine {
         let fetch = self.fetch.clone().with_storage(request.storage.clone());
         let now = request.now.unwrap_or_else(SystemTime::now);
         let all = FileSelection::default();
-        let reference = resolve(&request.reference, Side::Reference, &fetch, all, now)?;
+        let profile = is_profile_uri(&request.reference.uri);
+        let reference = resolve(
+            &profile_location(request),
+            Side::Reference,
+            &fetch,
+            all,
+            now,
+        )?;
         let current = resolve(
             &request.current,
             Side::Current,
@@ -209,7 +216,7 @@ impl DriftEngine {
             .map(|l| ResolvedLabelled::new(l, &fetch, now))
             .transpose()?;
         let key = request.reference_key();
-        let cached = self.cached(&key);
+        let mut cached = self.cached(&key);
 
         let fetch_ref = async {
             match &cached {
@@ -226,7 +233,15 @@ impl DriftEngine {
         };
         let (ref_payload, cur_payload, lab_payload) =
             futures::future::join3(fetch_ref, fetch_cur, fetch_lab).await;
-        let (ref_payload, cur_payload, lab_payload) = (ref_payload?, cur_payload?, lab_payload?);
+        let (mut ref_payload, cur_payload, lab_payload) =
+            (ref_payload?, cur_payload?, lab_payload?);
+        if profile && let Some(payload) = ref_payload.take() {
+            cached = Some(Arc::new(profile::read_profile(
+                &payload,
+                &request.config,
+                key.clone(),
+            )?));
+        }
         let fetch_s = secs(started.elapsed());
 
         let job = CpuJob {
@@ -274,15 +289,24 @@ impl DriftEngine {
             }
         };
         let key = request.reference_key();
-        let cached = self.cached(&key);
-        let reference = match &cached {
+        let mut cached = self.cached(&key);
+        let mut reference = match &cached {
             Some(_) => None,
             None => Some(local(
-                &request.reference,
+                &profile_location(request),
                 Side::Reference,
                 FileSelection::default(),
             )?),
         };
+        if is_profile_uri(&request.reference.uri)
+            && let Some((payload, _)) = reference.take()
+        {
+            cached = Some(Arc::new(profile::read_profile(
+                &payload,
+                &request.config,
+                key.clone(),
+            )?));
+        }
         let current = local(
             &request.current,
             Side::Current,
@@ -314,6 +338,47 @@ impl DriftEngine {
         self.remember(prepared);
         report.timings.total_s = secs(started.elapsed());
         Ok(report)
+    }
+}
+
+/// The reference location, a profile's read as bytes (its format is not a dataset's).
+fn profile_location(request: &CheckRequest) -> DatasetLocation {
+    let mut loc = request.reference.clone();
+    if is_profile_uri(&loc.uri) {
+        loc.format = Some(DataFormat::Csv);
+    }
+    loc
+}
+
+impl DriftEngine {
+    /// The reference of `request` prepared alone (read whole, or streamed past the memory
+    /// limit), for a profile.
+    pub async fn prepare_reference(
+        &self,
+        request: &CheckRequest,
+    ) -> Result<PreparedReference, DriftError> {
+        request.config.validate()?;
+        let fetch = self.fetch.clone().with_storage(request.storage.clone());
+        let now = request.now.unwrap_or_else(SystemTime::now);
+        let all = FileSelection::default();
+        let reference = resolve(&request.reference, Side::Reference, &fetch, all, now)?;
+        let payload = reference.fetch(&fetch, Side::Reference).await?;
+        let job = CpuJob {
+            now,
+            config: request.config.clone(),
+            key: request.reference_key(),
+            cached: None,
+            reference: Some((payload.clone(), reference.format)),
+            current: (payload, reference.format),
+            labelled: None,
+            memory_limit: self.fetch.memory_limit,
+        };
+        match tokio::task::spawn_blocking(move || job.prepare_only()).await {
+            Ok(r) => r,
+            Err(e) => Err(DriftError::InvalidConfig(format!(
+                "internal error: the preparation did not finish: {e}"
+            ))),
+        }
     }
 }
 
@@ -450,6 +515,20 @@ impl CpuJob {
         }
         report.timings = timings;
         Ok((prepared, report))
+    }
+
+    /// The reference alone (its payload is also `current`), whole or streamed.
+    fn prepare_only(&self) -> Result<PreparedReference, DriftError> {
+        let (payload, format) = &self.current;
+        let names = column_names(payload, *format, Side::Reference)?;
+        let requests = reference_requests(&names, &self.config)?;
+        let estimate =
+            super::stream::estimated_bytes(payload, *format, requests.len(), Side::Reference);
+        if estimate > self.memory_limit {
+            return super::stream::prepare_streamed(self, self.memory_limit);
+        }
+        let table = read_table(payload, *format, &requests, Side::Reference)?;
+        prepare_reference(table, &self.config, self.key.clone())
     }
 
     /// Whether reading the datasets whole would pass the memory limit.

@@ -18,7 +18,7 @@ mod accumulate;
 mod select;
 mod summarise;
 
-pub use summarise::stream_check;
+pub(super) use summarise::{prepare_streamed, stream_check};
 
 /// The share of the memory limit exact values may hold (the rest: batches being decoded,
 /// sorting, the second pass, the process).

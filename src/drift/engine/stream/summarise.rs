@@ -123,6 +123,16 @@ fn streaming_note(report: &DriftReport, memory_limit: u64) -> String {
     )
 }
 
+/// The reference alone, streamed (`mlrollout drift profile`).
+pub(in crate::drift::engine) fn prepare_streamed(
+    job: &CpuJob,
+    memory_limit: u64,
+) -> Result<PreparedReference, DriftError> {
+    let (payload, format) = &job.current;
+    let names = column_names(payload, *format, Side::Reference)?;
+    stream_reference(job, &names, &Limits { memory_limit })
+}
+
 /// The prepared reference, streamed.
 fn stream_reference(
     job: &CpuJob,
