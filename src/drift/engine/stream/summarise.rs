@@ -25,6 +25,40 @@ enum CurAcc {
     Categorical(Categories),
 }
 
+impl RefAcc {
+    fn push(&mut self, column: &Column) {
+        match (self, column) {
+            (RefAcc::Numeric { values, distinct }, Column::Numeric(v)) => {
+                values.push(v);
+                distinct.push(v);
+            }
+            (RefAcc::Categorical(cats), col) => cats.push(col),
+            (RefAcc::Numeric { values, .. }, Column::Categorical(c)) => {
+                values.missing += c.len() as u64;
+            }
+        }
+    }
+}
+
+impl CurAcc {
+    fn push(&mut self, column: &Column) {
+        match (self, column) {
+            (CurAcc::Numeric { values, bins }, Column::Numeric(v)) => {
+                values.push(v);
+                bins.push(v);
+            }
+            (CurAcc::Discrete(counts), Column::Numeric(v)) => counts.push(v),
+            (CurAcc::Categorical(cats), col) => cats.push(col),
+            (CurAcc::Numeric { values, .. }, Column::Categorical(c)) => {
+                values.missing += c.len() as u64;
+            }
+            (CurAcc::Discrete(counts), Column::Categorical(c)) => {
+                counts.push(&vec![f64::NAN; c.len()]);
+            }
+        }
+    }
+}
+
 /// What a streaming check needs besides the job.
 struct Limits {
     memory_limit: u64,
@@ -172,25 +206,21 @@ fn stream_reference(
         limits.block_bytes(),
         &mut |t| {
             rows += t.rows();
-            for (acc, c) in accs.iter_mut().zip(t.columns()) {
-                let acc = acc.get_or_insert_with(|| match &c.data {
-                    Column::Numeric(_) => RefAcc::Numeric {
-                        values: Values::new(),
-                        distinct: ValueCounts::up_to(discrete),
-                    },
-                    Column::Categorical(_) => RefAcc::Categorical(Categories::default()),
-                });
-                match (acc, &c.data) {
-                    (RefAcc::Numeric { values, distinct }, Column::Numeric(v)) => {
-                        values.push(v);
-                        distinct.push(v);
-                    }
-                    (RefAcc::Categorical(cats), col) => cats.push(col),
-                    (RefAcc::Numeric { values, .. }, Column::Categorical(c)) => {
-                        values.missing += c.len() as u64
-                    }
-                }
-            }
+            let work: Vec<(&mut RefAcc, &Column)> = accs
+                .iter_mut()
+                .zip(t.columns())
+                .map(|(acc, c)| {
+                    let acc = acc.get_or_insert_with(|| match &c.data {
+                        Column::Numeric(_) => RefAcc::Numeric {
+                            values: Values::new(),
+                            distinct: ValueCounts::up_to(discrete),
+                        },
+                        Column::Categorical(_) => RefAcc::Categorical(Categories::default()),
+                    });
+                    (acc, &c.data)
+                })
+                .collect();
+            par_map(work, |(acc, c)| acc.push(c));
             keep_within(
                 accs.iter_mut().flatten().filter_map(|a| match a {
                     RefAcc::Numeric { values, .. } => Some(values),
@@ -326,13 +356,16 @@ fn select_edges(
             Side::Reference,
             limits.block_bytes(),
             &mut |t| {
-                for (sel, c) in selections.iter_mut().zip(t.columns()) {
-                    if let Column::Numeric(v) = &c.data
-                        && sel.push(v) == Err(SelectionMiss::TooMany)
-                    {
-                        too_many = true;
-                    }
-                }
+                let work: Vec<(&mut RankSelection, &Column)> = selections
+                    .iter_mut()
+                    .zip(t.columns())
+                    .map(|(sel, c)| (sel, &c.data))
+                    .collect();
+                let misses = par_map(work, |(sel, c)| match c {
+                    Column::Numeric(v) => sel.push(v) == Err(SelectionMiss::TooMany),
+                    Column::Categorical(_) => false,
+                });
+                too_many |= misses.into_iter().any(|m| m);
                 Ok(())
             },
         )?;
@@ -407,22 +440,12 @@ fn stream_current(
         limits.block_bytes(),
         &mut |t| {
             rows += t.rows();
-            for (acc, c) in accs.iter_mut().zip(t.columns()) {
-                match (acc, &c.data) {
-                    (CurAcc::Numeric { values, bins }, Column::Numeric(v)) => {
-                        values.push(v);
-                        bins.push(v);
-                    }
-                    (CurAcc::Discrete(counts), Column::Numeric(v)) => counts.push(v),
-                    (CurAcc::Categorical(cats), col) => cats.push(col),
-                    (CurAcc::Numeric { values, .. }, Column::Categorical(c)) => {
-                        values.missing += c.len() as u64
-                    }
-                    (CurAcc::Discrete(counts), Column::Categorical(c)) => {
-                        counts.push(&vec![f64::NAN; c.len()])
-                    }
-                }
-            }
+            let work: Vec<(&mut CurAcc, &Column)> = accs
+                .iter_mut()
+                .zip(t.columns())
+                .map(|(acc, c)| (acc, &c.data))
+                .collect();
+            par_map(work, |(acc, c)| acc.push(c));
             keep_within(
                 accs.iter_mut().filter_map(|a| match a {
                     CurAcc::Numeric { values, .. } => Some(values),

@@ -79,41 +79,10 @@ fn verdicts(report: &DriftReport) -> Vec<FeatureVerdict> {
         .collect()
 }
 
-#[test]
-fn streamed_while_the_values_fit_equals_the_in_memory_check_bit_for_bit() {
-    let f = files(30_000, 20_000);
-    let (_, whole) = job(&f, u64::MAX).run().unwrap();
-    let (_, streamed) = stream_check(&job(&f, 1 << 30), 1 << 30).unwrap();
-    assert_eq!(verdicts(&streamed), verdicts(&whole));
-    assert_eq!(
-        (
-            streamed.reference_rows,
-            streamed.current_rows,
-            streamed.drift_detected
-        ),
-        (
-            whole.reference_rows,
-            whole.current_rows,
-            whole.drift_detected
-        )
-    );
-    assert!(
-        streamed
-            .notes
-            .iter()
-            .any(|n| n.contains("all statistics exact")),
-        "{:?}",
-        streamed.notes
-    );
-}
-
-#[test]
-fn past_the_limit_psi_and_chi_square_stay_exact_and_ks_is_within_its_bound() {
-    let f = files(120_000, 90_000);
-    let (_, whole) = job(&f, u64::MAX).run().unwrap();
-    // a limit the values cannot fit: both sides go into sketches
-    let (_, streamed) = stream_check(&job(&f, 1), 1).unwrap();
-    let (w, s) = (verdicts(&whole), verdicts(&streamed));
+/// PSI, counts and categorical statistics equal bit for bit, KS D within the stated bound;
+/// the number of features whose KS came from sketches.
+fn assert_equal_within_bounds(whole: &DriftReport, streamed: &DriftReport) -> usize {
+    let (w, s) = (verdicts(whole), verdicts(streamed));
     assert_eq!(w.len(), s.len());
     let mut sketched = 0;
     for (w, s) in w.iter().zip(&s) {
@@ -157,6 +126,44 @@ fn past_the_limit_psi_and_chi_square_stay_exact_and_ks_is_within_its_bound() {
         }
         assert_eq!(w.drifted, s.drifted, "{}", w.name);
     }
+    sketched
+}
+
+#[test]
+fn streamed_while_the_values_fit_equals_the_in_memory_check_bit_for_bit() {
+    let f = files(30_000, 20_000);
+    let (_, whole) = job(&f, u64::MAX).run().unwrap();
+    let (_, streamed) = stream_check(&job(&f, 1 << 30), 1 << 30).unwrap();
+    assert_eq!(verdicts(&streamed), verdicts(&whole));
+    assert_eq!(
+        (
+            streamed.reference_rows,
+            streamed.current_rows,
+            streamed.drift_detected
+        ),
+        (
+            whole.reference_rows,
+            whole.current_rows,
+            whole.drift_detected
+        )
+    );
+    assert!(
+        streamed
+            .notes
+            .iter()
+            .any(|n| n.contains("all statistics exact")),
+        "{:?}",
+        streamed.notes
+    );
+}
+
+#[test]
+fn past_the_limit_psi_and_chi_square_stay_exact_and_ks_is_within_its_bound() {
+    let f = files(120_000, 90_000);
+    let (_, whole) = job(&f, u64::MAX).run().unwrap();
+    // a limit the values cannot fit: both sides go into sketches
+    let (_, streamed) = stream_check(&job(&f, 1), 1).unwrap();
+    let sketched = assert_equal_within_bounds(&whole, &streamed);
     // x, y and the prediction are continuous; flag is discrete (0/1) and channel categorical
     assert_eq!(sketched, 3);
     assert!(
@@ -210,7 +217,26 @@ fn a_collection_streams_as_its_concatenated_file() {
         engine.check_local(&request).unwrap()
     };
     let (a, b) = (check(&one), check(&parts));
-    assert_eq!(verdicts(&a), verdicts(&b));
+    // both sketched (a 1-byte limit), each within its bound of the exact answer
+    let exact = DriftEngine::new(FetchContext::new().with_memory_limit(u64::MAX));
+    let request = |current: &std::path::Path| CheckRequest {
+        reference: DatasetLocation {
+            uri: reference.display().to_string(),
+            format: None,
+        },
+        current: DatasetLocation {
+            uri: current.display().to_string(),
+            format: Some(DataFormat::Csv),
+        },
+        labelled: None,
+        config: DriftConfig::default(),
+        model_version: None,
+        now: None,
+        storage: Default::default(),
+    };
+    let truth = exact.check_local(&request(&one)).unwrap();
+    assert_eq!(assert_equal_within_bounds(&truth, &a), 3);
+    assert_eq!(assert_equal_within_bounds(&truth, &b), 3);
     assert_eq!(a.current_rows, 9_000);
     assert!(
         b.notes.iter().any(|n| n.contains("memory limit")),
