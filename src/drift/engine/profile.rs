@@ -257,3 +257,60 @@ pub(super) fn read_profile(
     })?;
     profile.prepared(config, key)
 }
+
+/// The reference location, a profile's read as bytes (its format is not a dataset's).
+pub(super) fn profile_location(request: &CheckRequest) -> DatasetLocation {
+    let mut loc = request.reference.clone();
+    if is_profile_uri(&loc.uri) {
+        loc.format = Some(DataFormat::Csv);
+    }
+    loc
+}
+
+impl DriftEngine {
+    /// The reference of `request` prepared alone (read whole, or streamed past the memory
+    /// limit), for a profile.
+    pub async fn prepare_reference(
+        &self,
+        request: &CheckRequest,
+    ) -> Result<PreparedReference, DriftError> {
+        request.config.validate()?;
+        let fetch = self.fetch.clone().with_storage(request.storage.clone());
+        let now = request.now.unwrap_or_else(SystemTime::now);
+        let all = FileSelection::default();
+        let reference = resolve(&request.reference, Side::Reference, &fetch, all, now)?;
+        let payload = reference.fetch(&fetch, Side::Reference).await?;
+        let job = CpuJob {
+            now,
+            config: request.config.clone(),
+            key: request.reference_key(),
+            cached: None,
+            reference: Some((payload.clone(), reference.format)),
+            current: (payload, reference.format),
+            labelled: None,
+            memory_limit: self.fetch.memory_limit,
+        };
+        match tokio::task::spawn_blocking(move || job.prepare_only()).await {
+            Ok(r) => r,
+            Err(e) => Err(DriftError::InvalidConfig(format!(
+                "internal error: the preparation did not finish: {e}"
+            ))),
+        }
+    }
+}
+
+impl CpuJob {
+    /// The reference alone (its payload is also `current`), whole or streamed.
+    pub(super) fn prepare_only(&self) -> Result<PreparedReference, DriftError> {
+        let (payload, format) = &self.current;
+        let names = column_names(payload, *format, Side::Reference)?;
+        let requests = reference_requests(&names, &self.config)?;
+        let estimate =
+            super::stream::estimated_bytes(payload, *format, requests.len(), Side::Reference);
+        if estimate > self.memory_limit {
+            return super::stream::prepare_streamed(self, self.memory_limit);
+        }
+        let table = read_table(payload, *format, &requests, Side::Reference)?;
+        prepare_reference(table, &self.config, self.key.clone())
+    }
+}

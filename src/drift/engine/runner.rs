@@ -1,5 +1,6 @@
 //! The engine that fetches, reads, prepares (cached) and compares, off the async runtime.
 
+use super::profile::profile_location;
 use super::*;
 
 /// Runs checks and keeps prepared references between them.
@@ -42,7 +43,7 @@ impl Collecting {
 }
 
 impl Resolved {
-    async fn fetch(&self, ctx: &FetchContext, side: Side) -> Result<Payload, DataError> {
+    pub(super) async fn fetch(&self, ctx: &FetchContext, side: Side) -> Result<Payload, DataError> {
         use crate::drift::data::collection;
         match (&self.stream, &self.collection, &self.source) {
             (Some(payload), None, _) => Ok(payload.clone()),
@@ -341,47 +342,6 @@ impl DriftEngine {
     }
 }
 
-/// The reference location, a profile's read as bytes (its format is not a dataset's).
-fn profile_location(request: &CheckRequest) -> DatasetLocation {
-    let mut loc = request.reference.clone();
-    if is_profile_uri(&loc.uri) {
-        loc.format = Some(DataFormat::Csv);
-    }
-    loc
-}
-
-impl DriftEngine {
-    /// The reference of `request` prepared alone (read whole, or streamed past the memory
-    /// limit), for a profile.
-    pub async fn prepare_reference(
-        &self,
-        request: &CheckRequest,
-    ) -> Result<PreparedReference, DriftError> {
-        request.config.validate()?;
-        let fetch = self.fetch.clone().with_storage(request.storage.clone());
-        let now = request.now.unwrap_or_else(SystemTime::now);
-        let all = FileSelection::default();
-        let reference = resolve(&request.reference, Side::Reference, &fetch, all, now)?;
-        let payload = reference.fetch(&fetch, Side::Reference).await?;
-        let job = CpuJob {
-            now,
-            config: request.config.clone(),
-            key: request.reference_key(),
-            cached: None,
-            reference: Some((payload.clone(), reference.format)),
-            current: (payload, reference.format),
-            labelled: None,
-            memory_limit: self.fetch.memory_limit,
-        };
-        match tokio::task::spawn_blocking(move || job.prepare_only()).await {
-            Ok(r) => r,
-            Err(e) => Err(DriftError::InvalidConfig(format!(
-                "internal error: the preparation did not finish: {e}"
-            ))),
-        }
-    }
-}
-
 /// The labelled data resolved: the labelled (or feedback) table and, for a join, the captured
 /// predictions.
 pub(super) struct ResolvedLabelled {
@@ -515,49 +475,6 @@ impl CpuJob {
         }
         report.timings = timings;
         Ok((prepared, report))
-    }
-
-    /// The reference alone (its payload is also `current`), whole or streamed.
-    fn prepare_only(&self) -> Result<PreparedReference, DriftError> {
-        let (payload, format) = &self.current;
-        let names = column_names(payload, *format, Side::Reference)?;
-        let requests = reference_requests(&names, &self.config)?;
-        let estimate =
-            super::stream::estimated_bytes(payload, *format, requests.len(), Side::Reference);
-        if estimate > self.memory_limit {
-            return super::stream::prepare_streamed(self, self.memory_limit);
-        }
-        let table = read_table(payload, *format, &requests, Side::Reference)?;
-        prepare_reference(table, &self.config, self.key.clone())
-    }
-
-    /// Whether reading the datasets whole would pass the memory limit.
-    fn needs_streaming(&self) -> Result<bool, DriftError> {
-        let requested = match &self.reference {
-            Some((payload, format)) => {
-                let names = column_names(payload, *format, Side::Reference)?;
-                reference_requests(&names, &self.config)?.len()
-            }
-            None => self.cached.as_ref().map_or(1, |p| p.features().count() + 1),
-        };
-        let estimate = |payload: &Payload, format: DataFormat, side: Side| {
-            super::stream::estimated_bytes(payload, format, requested, side)
-        };
-        let mut total = estimate(&self.current.0, self.current.1, Side::Current);
-        if let Some((payload, format)) = &self.reference {
-            total += estimate(payload, *format, Side::Reference);
-        }
-        if total <= self.memory_limit {
-            return Ok(false);
-        }
-        if self.config.window.is_some() {
-            return Err(DriftError::InvalidConfig(format!(
-                "the data would take about {} once read, more than the memory limit of {}, and a current-data window needs it whole: raise the limit (--memory-limit, the operator's --data-memory-limit) or select fewer rows (lastRows, lastDuration)",
-                bytesize::ByteSize::b(total).display().iec(),
-                bytesize::ByteSize::b(self.memory_limit).display().iec()
-            )));
-        }
-        Ok(true)
     }
 
     /// The reference table (`None` when cached) and the accuracy on the labelled data (`None`

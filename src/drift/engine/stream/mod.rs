@@ -63,5 +63,36 @@ fn payload_size(payload: &Payload) -> u64 {
     }
 }
 
+impl CpuJob {
+    /// Whether reading the datasets whole would pass the memory limit.
+    pub(super) fn needs_streaming(&self) -> Result<bool, DriftError> {
+        let requested = match &self.reference {
+            Some((payload, format)) => {
+                let names = column_names(payload, *format, Side::Reference)?;
+                reference_requests(&names, &self.config)?.len()
+            }
+            None => self.cached.as_ref().map_or(1, |p| p.features().count() + 1),
+        };
+        let estimate = |payload: &Payload, format: DataFormat, side: Side| {
+            estimated_bytes(payload, format, requested, side)
+        };
+        let mut total = estimate(&self.current.0, self.current.1, Side::Current);
+        if let Some((payload, format)) = &self.reference {
+            total += estimate(payload, *format, Side::Reference);
+        }
+        if total <= self.memory_limit {
+            return Ok(false);
+        }
+        if self.config.window.is_some() {
+            return Err(DriftError::InvalidConfig(format!(
+                "the data would take about {} once read, more than the memory limit of {}, and a current-data window needs it whole: raise the limit (--memory-limit, the operator's --data-memory-limit) or select fewer rows (lastRows, lastDuration)",
+                bytesize::ByteSize::b(total).display().iec(),
+                bytesize::ByteSize::b(self.memory_limit).display().iec()
+            )));
+        }
+        Ok(true)
+    }
+}
+
 #[cfg(test)]
 mod tests;
