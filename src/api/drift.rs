@@ -16,7 +16,9 @@ pub struct DriftSpec {
     /// The data the served model was trained on. `file://`, plain paths, `http(s)://`,
     /// `runs:/<run_id>/<path>`, `mlflow-artifacts:/...` and object-store (`s3://`, `gs://`,
     /// `az://`, with `spec.storage`) URIs are supported, and directories, globs and
-    /// object-store prefixes (ending in `/`) of CSV/Parquet files read as one dataset.
+    /// object-store prefixes (ending in `/`) of CSV/Parquet files read as one dataset; or a
+    /// reference profile (a `.json` file from `mlrollout drift profile`), read instead of the
+    /// raw data.
     pub reference: DataSource,
     /// Where live feature data lands.
     pub current: CurrentData,
