@@ -262,6 +262,8 @@ fn a_reference_profile_stands_in_for_the_reference() {
         c,
     ]);
     assert!(!ok && err.contains("not a reference profile"), "{err}");
+    let (ok, _, err) = run(&["drift", "profile", "--reference", r, "--out", "p.parquet"]);
+    assert!(!ok && err.contains("a profile is a .json file"), "{err}");
     // a profile is made from the reference alone
     let (ok, _, err) = run(&[
         "drift",

@@ -26,6 +26,12 @@ fn write_profile(args: &DriftArgs) -> Result<String, String> {
         .out
         .as_ref()
         .ok_or("--out FILE is required: where to write the profile (JSON)")?;
+    if !crate::drift::engine::is_profile_uri(&out.to_string_lossy()) {
+        return Err(format!(
+            "--out {}: a profile is a .json file (checks and the operator recognise a profile by that extension)",
+            out.display()
+        ));
+    }
     if args.current.is_some() {
         return Err("a profile is made from --reference alone: drop --current".into());
     }
