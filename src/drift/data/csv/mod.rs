@@ -5,8 +5,6 @@
 //! parsed from the raw bytes, categorical cells are looked up in a dictionary without
 //! allocating for values already seen.
 
-use std::io::Read;
-
 use ::csv::{ByteRecord, ReaderBuilder};
 
 use super::error::{DataError, Side};
@@ -15,8 +13,10 @@ use super::table::{
     CategoricalColumn, Column, ColumnKind, ColumnRequest, Dictionary, MISSING_CODE, NamedColumn,
     Table,
 };
-use split::split_chunks;
+use super::workers_for;
 
+mod fast;
+mod file;
 mod split;
 
 /// Cell texts read as missing (case-insensitive), besides the empty cell.
@@ -137,16 +137,7 @@ pub(super) fn read(
     let owned;
     let data: &[u8] = match payload {
         Payload::File { path, .. } => {
-            let mut file = std::fs::File::open(path).map_err(|e| open_error(&e, side, uri))?;
-            let mut buf = Vec::with_capacity(
-                file.metadata()
-                    .map(|m| usize::try_from(m.len()).unwrap_or(0))
-                    .unwrap_or(0)
-                    .saturating_add(1),
-            );
-            file.read_to_end(&mut buf)
-                .map_err(|e| open_error(&e, side, uri))?;
-            owned = buf;
+            owned = file::read_whole(path).map_err(|e| open_error(&e, side, uri))?;
             &owned
         }
         Payload::Bytes { bytes, .. } => bytes,
@@ -215,17 +206,75 @@ pub(super) fn read_bytes_in(
     side: Side,
     workers: Option<usize>,
 ) -> Result<Table, DataError> {
+    read_bytes_with(data, uri, columns, side, workers, parse_body)
+}
+
+/// How the body is parsed into chunks: [`parse_body`], or (to test it) [`parse_general`].
+type ParseBody = fn(&[u8], &[Target], usize, usize) -> Vec<Result<Chunk, ChunkError>>;
+
+fn read_bytes_with(
+    data: &[u8],
+    uri: &str,
+    columns: &[ColumnRequest],
+    side: Side,
+    workers: Option<usize>,
+    parse: ParseBody,
+) -> Result<Table, DataError> {
     let (names, body) = split_header(data, uri, side)?;
     let mut targets = resolve_targets(&names, columns, side)?;
     let width = names.len();
     infer_kinds(body, &mut targets, width, uri, side)?;
-    let chunks = match workers {
-        Some(workers) => split::split_chunks_for(body, workers),
-        None => split_chunks(body),
-    };
-    let results = parse_chunks(chunks, &targets, width);
+    let workers = workers.unwrap_or_else(|| workers_for(body.len() / split::MIN_PARALLEL_BYTES));
+    let results = parse(body, &targets, width, workers);
     let parts = chunks_in_file_order(results, &targets, uri, side)?;
     concatenate(parts, &targets, uri, side)
+}
+
+/// The body's chunks: line-aligned chunks read by the fast path on `workers` threads, kept in
+/// file order while each was read to its end; from the first line the fast path did not take,
+/// the rest of the body on the general path (one piece when a quoted field spans lines).
+fn parse_body(
+    body: &[u8],
+    targets: &[Target],
+    width: usize,
+    workers: usize,
+) -> Vec<Result<Chunk, ChunkError>> {
+    let chunks = split::line_chunks(body, workers);
+    let fast = in_parallel(&chunks, |c| fast::parse_lines(c, targets, width));
+    let mut out = Vec::with_capacity(chunks.len());
+    let mut offset = 0;
+    for (bytes, result) in chunks.iter().zip(fast) {
+        match result {
+            Ok(fast::Fast { chunk, stop: None }) => out.push(Ok(chunk)),
+            Ok(fast::Fast {
+                chunk,
+                stop: Some(stop),
+            }) => {
+                out.push(Ok(chunk));
+                let rest = body.get(offset + stop..).unwrap_or_default();
+                out.extend(parse_general(rest, targets, width, workers));
+                return out;
+            }
+            Err(e) => {
+                out.push(Err(e));
+                return out;
+            }
+        }
+        offset += bytes.len();
+    }
+    out
+}
+
+/// The body on the general path alone: line-aligned chunks unless a quoted field spans
+/// lines, each read by the `csv` crate.
+fn parse_general(
+    body: &[u8],
+    targets: &[Target],
+    width: usize,
+    workers: usize,
+) -> Vec<Result<Chunk, ChunkError>> {
+    let chunks = split::split_chunks_for(body, workers);
+    in_parallel(&chunks, |c| parse_chunk(c, targets, width))
 }
 
 /// The header's column names and the bytes after the header.
@@ -287,19 +336,19 @@ fn resolve_targets(
         .collect()
 }
 
-/// Parse the chunks, one thread each when there are several.
-fn parse_chunks(
-    chunks: Vec<&[u8]>,
-    targets: &[Target],
-    width: usize,
-) -> Vec<Result<Chunk, ChunkError>> {
-    if chunks.len() == 1 {
-        return vec![parse_chunk(chunks[0], targets, width)];
+/// `parse` on every chunk, one thread each when there are several.
+fn in_parallel<T: Send>(
+    chunks: &[&[u8]],
+    parse: impl Fn(&[u8]) -> Result<T, ChunkError> + Sync,
+) -> Vec<Result<T, ChunkError>> {
+    if let [chunk] = chunks {
+        return vec![parse(chunk)];
     }
+    let parse = &parse;
     std::thread::scope(|s| {
         let handles: Vec<_> = chunks
             .iter()
-            .map(|&chunk| s.spawn(move || parse_chunk(chunk, targets, width)))
+            .map(|&chunk| s.spawn(move || parse(chunk)))
             .collect();
         handles
             .into_iter()
@@ -550,7 +599,7 @@ fn body_reader(body: &[u8]) -> ::csv::Reader<std::io::Chain<&'static [u8], &[u8]
         .has_headers(false)
         .flexible(true)
         .buffer_capacity(1 << 16)
-        .from_reader(b"\n".chain(body))
+        .from_reader(std::io::Read::chain(&b"\n"[..], body))
 }
 
 /// Parse one chunk of records with the `csv` crate.

@@ -6,6 +6,7 @@ use proptest::prelude::*;
 
 use super::split::{newline_inside_quotes, split_chunks_for};
 use super::*;
+use super::{fast, parse_body, parse_general, read_bytes_with};
 
 /// One cell as written in the file.
 fn cell(numeric: bool) -> impl Strategy<Value = String> {
@@ -173,6 +174,193 @@ proptest! {
         }
         if chunks.len() > 1 {
             prop_assert!(!newline_inside_quotes(body));
+        }
+    }
+}
+
+/// One cell for the fast-path test, of a numerical column or not: plain and quoted numbers in
+/// many spellings, categories, missing tokens; when `odd`, now and then what is not a number
+/// or must send a line to the general path.
+fn rough_cell(numeric: bool, odd: bool) -> impl Strategy<Value = String> {
+    let number = prop_oneof![
+        any::<i64>().prop_map(|n| n.to_string()),
+        any::<f64>().prop_map(|x| format!("{x}")),
+        (-1e3f64..1e3).prop_map(|x| format!("{x}")),
+        (0u64..100_000, 0usize..6).prop_map(|(n, d)| format!("{n:0>width$}.{n}", width = d)),
+        proptest::sample::select(vec![
+            "+5",
+            "+-5",
+            "-0",
+            "-0.0",
+            "007.50",
+            "1.",
+            ".5",
+            "1e5",
+            "1E-3",
+            "inf",
+            "-Infinity",
+            "nan",
+            " 7 ",
+            "\t8",
+            "9007199254740993",
+            "0.30000000000000004",
+            "12345678.5",
+            "12345678901234567890",
+            "1.234567890123456789012345",
+        ])
+        .prop_map(str::to_owned),
+    ];
+    let text = proptest::sample::select(vec![
+        "web",
+        "pos",
+        "x y",
+        " padded ",
+        "merchant_07",
+        "é",
+        "a\"b",
+        "5\"",
+    ])
+    .prop_map(str::to_owned);
+    let quoted_text =
+        proptest::sample::select(vec!["web", "a,b", "", " s "]).prop_map(|s| format!("\"{s}\""));
+    let missing = proptest::sample::select(vec![
+        "", "NA", "null", "None", "N/A", "-nan", "\"\"", "<NA>",
+    ])
+    .prop_map(str::to_owned);
+    // not numbers; text after a closing quote, a quote after spaces, a lone carriage return
+    let odd_cell = proptest::sample::select(vec![
+        ".",
+        "-",
+        "+",
+        "1_000",
+        "0x10",
+        "1,5",
+        "\"ab\"c",
+        " \"q\"",
+        "a\rb",
+        "\"x\"\"",
+        "\u{feff}b",
+        "\"say \"\"hi\"\"\"",
+        "\"two\nlines\"",
+        "\"cr\rlf\"",
+        "\"crlf\r\n\"",
+    ])
+    .prop_map(str::to_owned);
+    let odd_weight = u32::from(odd);
+    if numeric {
+        prop_oneof![
+            8 => number.clone(),
+            2 => number.prop_map(|n| format!("\"{n}\"")),
+            2 => missing,
+            odd_weight => odd_cell,
+        ]
+        .boxed()
+    } else {
+        prop_oneof![
+            4 => text,
+            4 => quoted_text,
+            2 => missing,
+            1 => number,
+            odd_weight => odd_cell,
+        ]
+        .boxed()
+    }
+}
+
+/// A file with a header of `kinds.len()` columns (true: numerical) and rows of cells, each
+/// ended by `\n`, `\r\n` or a blank line, the last maybe by nothing; when `odd`, odd cells,
+/// rows of one cell too few or too many, and rows ended by `\r` alone.
+fn rough_csv() -> impl Strategy<Value = (Vec<bool>, String)> {
+    (
+        proptest::collection::vec(any::<bool>(), 1..5),
+        any::<bool>(),
+    )
+        .prop_flat_map(|(kinds, odd)| {
+            let cells: Vec<_> = kinds.iter().map(|&k| rough_cell(k, odd)).collect();
+            let ragged = u32::from(odd);
+            let row = (
+                cells,
+                prop_oneof![40 => Just(0i8), ragged => Just(-1i8), ragged => Just(1i8)],
+                prop_oneof![
+                    8 => proptest::sample::select(vec!["\n", "\r\n", "\n\n", "\r\n\r\n"]),
+                    ragged => Just("\r"),
+                ],
+            );
+            (
+                Just(kinds),
+                proptest::collection::vec(row, 1..60),
+                any::<bool>(),
+            )
+                .prop_map(|(kinds, rows, last_newline)| {
+                    let header: Vec<String> = (0..kinds.len()).map(|i| format!("c{i}")).collect();
+                    let mut s = header.join(",") + "\n";
+                    let n = rows.len();
+                    for (i, (mut cells, ragged, end)) in rows.into_iter().enumerate() {
+                        match ragged {
+                            -1 => {
+                                cells.pop();
+                            }
+                            1 => cells.push("1".to_owned()),
+                            _ => {}
+                        }
+                        s.push_str(&cells.join(","));
+                        if i + 1 < n || last_newline {
+                            s.push_str(end);
+                        }
+                    }
+                    (kinds, s)
+                })
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2048))]
+
+    /// The fast path (with the general path after its first unusual line), in 1 to 6 chunks,
+    /// reads every file exactly as the general path alone in one piece: the same table, or the
+    /// same error with the same row.
+    #[test]
+    fn fast_path_agrees_with_the_general_path(
+        (numeric, text) in rough_csv(),
+        force in proptest::collection::vec(0u8..4, 4),
+        workers in 1usize..7,
+    ) {
+        // a column's kind: inferred, its own, or categorical
+        let columns: Vec<ColumnRequest> = (0..numeric.len())
+            .rev()
+            .map(|i| {
+                let kind = match force[i] {
+                    0 | 1 => None,
+                    2 if numeric[i] => Some(ColumnKind::Numerical),
+                    _ => Some(ColumnKind::Categorical),
+                };
+                ColumnRequest::new(format!("c{i}"), kind)
+            })
+            .collect();
+        let data = text.as_bytes();
+        let fast = read_bytes_with(data, "t.csv", &columns, Side::Current, Some(workers), parse_body);
+        let general = read_bytes_with(data, "t.csv", &columns, Side::Current, Some(1), parse_general);
+        prop_assert_eq!(format!("{fast:?}"), format!("{general:?}"));
+    }
+
+    /// A plain decimal read by the fast path is, bit for bit, what `str::parse` reads.
+    #[test]
+    fn simple_decimals_parse_as_the_standard_library_does(
+        sign in proptest::sample::select(vec!["", "-", "+", "+-", "++"]),
+        int in "[0-9]{0,20}",
+        frac in proptest::option::of("[0-9]{0,20}"),
+    ) {
+        let text = match &frac {
+            Some(f) => format!("{sign}{int}.{f}"),
+            None => format!("{sign}{int}"),
+        };
+        let general = std::str::from_utf8(text.as_bytes().strip_prefix(b"+").unwrap_or(text.as_bytes()))
+            .unwrap()
+            .parse::<f64>()
+            .ok();
+        let fast = fast::simple_decimal(text.as_bytes());
+        if let Some(x) = fast {
+            prop_assert_eq!(Some(x.to_bits()), general.map(f64::to_bits), "{}", text);
         }
     }
 }

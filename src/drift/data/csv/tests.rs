@@ -1,6 +1,6 @@
 //! The CSV reader on text written here: header, kinds, missing values, errors, chunked parsing.
 
-use super::split::newline_inside_quotes;
+use super::split::{newline_inside_quotes, split_chunks};
 use super::*;
 use crate::drift::data::workers_for;
 
@@ -363,4 +363,48 @@ fn a_bom_after_the_header_is_data_wherever_the_file_is_cut() {
         );
         assert_eq!(format!("{one:?}"), format!("{many:?}"), "{workers}");
     }
+}
+
+#[test]
+fn the_fast_path_stops_at_the_first_line_that_is_not_a_plain_record() {
+    let targets = |n: usize| -> Vec<Target> {
+        (0..n)
+            .map(|i| Target {
+                index: i,
+                name: format!("c{i}"),
+                kind: Some(ColumnKind::Categorical),
+            })
+            .collect()
+    };
+    let stop = |text: &str, width: usize| {
+        let Ok(f) = fast::parse_lines(text.as_bytes(), &targets(width), width) else {
+            panic!("no error expected in {text:?}");
+        };
+        (f.chunk.rows, f.stop)
+    };
+    // plain records: quoted fields (with a delimiter inside), CRLF, blank lines, stray quotes
+    assert_eq!(
+        stop("1,\"web\"\r\n\r\n2,\"a,b\"\n\n5\",x\"y\n3,", 2),
+        (4, None)
+    );
+    // the line after the first: an escaped quote, a quoted newline, text after a closing
+    // quote, too many and too few fields
+    for second in [
+        "\"say \"\"hi\"\"\",1",
+        "\"two\nlines\",1",
+        "\"a\"b,1",
+        "1,2,3",
+        "1",
+    ] {
+        assert_eq!(
+            stop(&format!("a,b\n{second}\nc,d\n"), 2),
+            (1, Some(4)),
+            "{second:?}"
+        );
+    }
+    // a lone carriage return anywhere (a record end to the csv crate): the whole chunk
+    assert_eq!(stop("a,b\nc,d\re,f\n", 2), (0, Some(0)));
+    assert_eq!(stop("a,\"b\r\"\n", 2), (0, Some(0)));
+    // a quote left open at the chunk's end
+    assert_eq!(stop("a,b\nc,\"d", 2), (1, Some(4)));
 }
