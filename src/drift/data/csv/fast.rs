@@ -30,52 +30,88 @@ pub(super) fn parse_lines(
     targets: &[Target],
     width: usize,
 ) -> Result<Fast, ChunkError> {
-    let mut columns = new_builders(chunk, targets);
-    // every `\r` must end a line (CRLF): a lone one ends a record to the `csv` crate
-    if !memchr_iter(b'\r', chunk).all(|p| chunk.get(p + 1) == Some(&b'\n')) {
-        return Ok(Fast {
-            chunk: Chunk { rows: 0, columns },
-            stop: Some(0),
-        });
-    }
-    let mut caches: Vec<CodeCache> = targets.iter().map(|_| CodeCache::new()).collect();
-    let mut spans: Vec<(usize, usize)> = vec![(0, 0); width];
-    let mut line = LineState::default();
-    let mut rows = 0u64;
-    let mut record = |spans: &[(usize, usize)], rows: &mut u64| -> Result<(), ChunkError> {
-        *rows += 1;
-        push_record(chunk, spans, targets, &mut columns, &mut caches, *rows)
-    };
-    let mut stop = None;
-    for p in Tokens::new(chunk) {
-        match line.step(chunk, p, &mut spans) {
-            Step::Continue => {}
-            Step::Blank => line = LineState::at(p + 1),
-            Step::Record => {
-                record(&spans, &mut rows)?;
-                line = LineState::at(p + 1);
-            }
-            Step::Stop => {
-                stop = Some(line.start);
-                break;
-            }
-        }
-    }
-    if stop.is_none() && line.start < chunk.len() {
-        // the last line, without a line end
-        match line.finish(chunk, chunk.len(), &mut spans) {
-            Step::Record => record(&spans, &mut rows)?,
-            Step::Blank | Step::Continue => {}
-            Step::Stop => stop = Some(line.start),
-        }
-    }
+    let mut lines = Lines::new(new_builders(chunk, targets), targets, width);
+    let stop = lines.parse(chunk)?;
     Ok(Fast {
-        chunk: Chunk {
-            rows: usize::try_from(rows).unwrap_or(usize::MAX),
-            columns,
-        },
+        chunk: lines.finish(),
         stop,
     })
+}
+
+/// Records read line by line into columns, from one piece of text or several in a row (each
+/// ending where a line does).
+pub(super) struct Lines<'t> {
+    targets: &'t [Target],
+    columns: Vec<Builder>,
+    spans: Vec<(usize, usize)>,
+    rows: u64,
+}
+
+impl<'t> Lines<'t> {
+    pub(super) fn new(columns: Vec<Builder>, targets: &'t [Target], width: usize) -> Self {
+        Self {
+            targets,
+            columns,
+            spans: vec![(0, 0); width],
+            rows: 0,
+        }
+    }
+
+    /// The records so far.
+    pub(super) fn finish(self) -> Chunk {
+        Chunk {
+            rows: usize::try_from(self.rows).unwrap_or(usize::MAX),
+            columns: self.columns,
+        }
+    }
+
+    /// Read the text's lines (a last one without a line end too) until one is not a plain
+    /// record: `Some` of its offset then. Row numbers in errors count every record so far.
+    pub(super) fn parse(&mut self, text: &[u8]) -> Result<Option<usize>, ChunkError> {
+        // every `\r` must end a line (CRLF): a lone one ends a record to the `csv` crate
+        if !memchr_iter(b'\r', text).all(|p| text.get(p + 1) == Some(&b'\n')) {
+            return Ok(Some(0));
+        }
+        let mut caches: Vec<CodeCache> = self.targets.iter().map(|_| CodeCache::new()).collect();
+        let mut line = LineState::default();
+        for p in Tokens::new(text) {
+            match line.step(text, p, &mut self.spans) {
+                Step::Continue => {}
+                Step::Blank => line = LineState::at(p + 1),
+                Step::Record => {
+                    self.record(text, &mut caches)?;
+                    line = LineState::at(p + 1);
+                }
+                Step::Stop => return Ok(Some(line.start)),
+            }
+        }
+        if line.start < text.len() {
+            // the last line, without a line end
+            match line.finish(text, text.len(), &mut self.spans) {
+                Step::Record => self.record(text, &mut caches)?,
+                Step::Blank | Step::Continue => {}
+                Step::Stop => return Ok(Some(line.start)),
+            }
+        }
+        Ok(None)
+    }
+
+    #[inline]
+    fn record<'a>(
+        &mut self,
+        text: &'a [u8],
+        caches: &mut [CodeCache<'a>],
+    ) -> Result<(), ChunkError> {
+        self.rows += 1;
+        push_record(
+            text,
+            &self.spans,
+            self.targets,
+            &mut self.columns,
+            caches,
+            self.rows,
+        )
+    }
 }
 
 /// Append a record's requested cells; `row` is 1-based within the chunk.
@@ -109,12 +145,7 @@ fn push_record<'a>(
                 None => parse_number(cell).map(|x| v.push(x)).is_some(),
             },
             Builder::Categorical(d, codes) => {
-                let code = if is_missing(cell) {
-                    MISSING_CODE
-                } else {
-                    cache.code(cell, d)
-                };
-                codes.push(code);
+                codes.push(cache.code(cell, d));
                 true
             }
         };
@@ -259,26 +290,23 @@ pub(super) fn simple_decimal(cell: &[u8]) -> Option<f64> {
     let mut count = 0u32;
     let mut decimals: Option<usize> = None;
     let mut digits = digits;
-    // eight digits at a time while they last (at most 16 digits this way, then one by one)
-    while count <= 8 {
-        let Some((eight, rest)) = digits.split_first_chunk::<8>() else {
+    loop {
+        // eight digits at once when the next eight are digits (and fit: at most 19 in all)
+        if count <= 11
+            && let Some((eight, rest)) = digits.split_first_chunk::<8>()
+            && let Some(v) = eight_digits(*eight)
+        {
+            mantissa = mantissa * 100_000_000 + v;
+            count += 8;
+            if let Some(d) = decimals.as_mut() {
+                *d += 8;
+            }
+            digits = rest;
+            continue;
+        }
+        let Some((&b, rest)) = digits.split_first() else {
             break;
         };
-        let Some(v) = eight_digits(*eight) else {
-            break;
-        };
-        mantissa = mantissa * 100_000_000 + v;
-        count += 8;
-        if let Some(d) = decimals.as_mut() {
-            *d += 8;
-        }
-        digits = rest;
-        if decimals.is_none() && digits.first() == Some(&b'.') {
-            decimals = Some(0);
-            digits = &digits[1..];
-        }
-    }
-    for &b in digits {
         match b {
             b'0'..=b'9' => {
                 if count == 19 {
@@ -293,6 +321,7 @@ pub(super) fn simple_decimal(cell: &[u8]) -> Option<f64> {
             b'.' if decimals.is_none() => decimals = Some(0),
             _ => return None,
         }
+        digits = rest;
     }
     if count == 0 || mantissa > 1 << 53 {
         return None;
@@ -409,12 +438,17 @@ impl<'a> CodeCache<'a> {
         }
     }
 
+    /// The code of a cell, `MISSING_CODE` for a missing one (never cached: the cache holds
+    /// values only).
     #[inline]
     fn code(&mut self, cell: &'a [u8], dictionary: &mut Dictionary) -> u32 {
         let slot = Self::slot(cell);
         let (seen, code) = self.slots[slot];
         if !seen.is_empty() && seen == cell {
             return code;
+        }
+        if is_missing(cell) {
+            return MISSING_CODE;
         }
         let code = match std::str::from_utf8(cell) {
             Ok(s) => dictionary.code(s),

@@ -15,6 +15,8 @@ use super::table::{
 };
 use super::workers_for;
 
+#[cfg(unix)]
+mod blocks;
 mod fast;
 mod file;
 mod split;
@@ -24,10 +26,14 @@ const MISSING_TOKENS: [&[u8]; 7] = [b"nan", b"na", b"n/a", b"null", b"none", b"<
 
 #[inline]
 pub(super) fn is_missing(cell: &[u8]) -> bool {
-    if cell.is_empty() {
-        return true;
+    match cell.first() {
+        None => true,
+        // every token starts with one of these (a quick no for most cells)
+        Some(&b) if matches!(b | 0x20, b'n' | b'<' | b'-') && cell.len() <= 5 => {
+            MISSING_TOKENS.iter().any(|t| t.eq_ignore_ascii_case(cell))
+        }
+        Some(_) => false,
     }
-    cell.len() <= 5 && MISSING_TOKENS.iter().any(|t| t.eq_ignore_ascii_case(cell))
 }
 
 /// A number, or `None` when the (trimmed, non-missing) cell is not one.
@@ -137,6 +143,10 @@ pub(super) fn read(
     let owned;
     let data: &[u8] = match payload {
         Payload::File { path, .. } => {
+            #[cfg(unix)]
+            if let Some(table) = blocks::read_file(path, columns, side, uri)? {
+                return Ok(table);
+            }
             owned = file::read_whole(path).map_err(|e| open_error(&e, side, uri))?;
             &owned
         }
@@ -460,8 +470,24 @@ fn infer_kinds(
     uri: &str,
     side: Side,
 ) -> Result<(), DataError> {
+    decide_kinds(body, targets, width, uri, side)?;
+    for t in targets.iter_mut() {
+        t.kind.get_or_insert(ColumnKind::Numerical);
+    }
+    Ok(())
+}
+
+/// The kinds the first records decide (see [`infer_kinds`]), left `None` where they do not;
+/// true when every kind was decided before the body's end or a row of the wrong width.
+fn decide_kinds(
+    body: &[u8],
+    targets: &mut [Target],
+    width: usize,
+    uri: &str,
+    side: Side,
+) -> Result<bool, DataError> {
     if targets.iter().all(|t| t.kind.is_some()) {
-        return Ok(());
+        return Ok(true);
     }
     let mut reader = body_reader(body);
     let mut rec = ByteRecord::new();
@@ -469,7 +495,7 @@ fn infer_kinds(
     loop {
         match reader.read_byte_record(&mut rec) {
             Ok(true) => {}
-            Ok(false) => break,
+            Ok(false) => return Ok(false),
             Err(e) => {
                 return Err(DataError::malformed(
                     side,
@@ -481,7 +507,7 @@ fn infer_kinds(
         row += 1;
         if rec.len() != width {
             // reported with its row by the main pass
-            break;
+            return Ok(false);
         }
         let mut undecided = false;
         for t in targets.iter_mut().filter(|t| t.kind.is_none()) {
@@ -495,13 +521,9 @@ fn infer_kinds(
             }
         }
         if !undecided {
-            break;
+            return Ok(true);
         }
     }
-    for t in targets.iter_mut() {
-        t.kind.get_or_insert(ColumnKind::Numerical);
-    }
-    Ok(())
 }
 
 enum Builder {
@@ -572,13 +594,14 @@ fn push_cell(b: &mut Builder, cell: &[u8]) -> Result<(), ()> {
 }
 
 fn new_builders(chunk: &[u8], targets: &[Target]) -> Vec<Builder> {
+    builders_for(chunk.len(), chunk, targets)
+}
+
+/// Empty columns sized for `len` bytes of lines like the first of `sample`.
+fn builders_for(len: usize, sample: &[u8], targets: &[Target]) -> Vec<Builder> {
     // rough row estimate from the first line, to size the columns once
-    let first_line = chunk
-        .iter()
-        .position(|&b| b == b'\n')
-        .unwrap_or(chunk.len())
-        .max(1);
-    let estimate = (chunk.len() / first_line).saturating_add(16);
+    let first_line = memchr::memchr(b'\n', sample).unwrap_or(sample.len()).max(1);
+    let estimate = (len / first_line).saturating_add(16);
     targets
         .iter()
         .map(|t| match t.kind {

@@ -6,7 +6,7 @@ use proptest::prelude::*;
 
 use super::split::{newline_inside_quotes, split_chunks_for};
 use super::*;
-use super::{fast, parse_body, parse_general, read_bytes_with};
+use super::{blocks, fast, parse_body, parse_general, read_bytes_with};
 
 /// One cell as written in the file.
 fn cell(numeric: bool) -> impl Strategy<Value = String> {
@@ -361,6 +361,63 @@ proptest! {
         let fast = fast::simple_decimal(text.as_bytes());
         if let Some(x) = fast {
             prop_assert_eq!(Some(x.to_bits()), general.map(f64::to_bits), "{}", text);
+        }
+    }
+}
+
+proptest! {
+    /// The quick test of a missing cell says what comparing with every token says.
+    #[test]
+    fn missing_cells_are_the_tokens(
+        cell in prop_oneof![
+            "[nN<aA/lLuoOeE>-]{0,6}",
+            proptest::sample::select(vec!["nan", "NA", "n/a", "NULL", "None", "<NA>", "-nan", "-NaN"])
+                .prop_map(str::to_owned),
+            any::<String>(),
+        ],
+    ) {
+        let bytes = cell.as_bytes();
+        let tokens = [&b"nan"[..], b"na", b"n/a", b"null", b"none", b"<na>", b"-nan"];
+        let expected = bytes.is_empty() || tokens.iter().any(|t| t.eq_ignore_ascii_case(bytes));
+        prop_assert_eq!(is_missing(bytes), expected);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1024))]
+
+    /// Read from a file in blocks (tiny ones here, so that lines cross them, and 1 to 4
+    /// workers), a file gives the table the general path gives on its bytes, or leaves it to
+    /// the whole-file reader.
+    #[test]
+    fn block_reads_agree_with_the_general_path(
+        (numeric, text) in rough_csv(),
+        forced in any::<bool>(),
+        block in 16usize..300,
+        workers in 1usize..5,
+    ) {
+        let columns: Vec<ColumnRequest> = (0..numeric.len())
+            .map(|i| {
+                let kind = forced.then_some(if numeric[i] {
+                    ColumnKind::Numerical
+                } else {
+                    ColumnKind::Categorical
+                });
+                ColumnRequest::new(format!("c{i}"), kind)
+            })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.csv");
+        std::fs::write(&path, text.as_bytes()).unwrap();
+        let tuning = blocks::Tuning { min_bytes: 0, block, workers: Some(workers) };
+        let general =
+            read_bytes_with(text.as_bytes(), "t.csv", &columns, Side::Current, Some(1), parse_general);
+        match blocks::read_file_with(&path, &columns, Side::Current, "t.csv", tuning) {
+            Ok(Some(table)) => {
+                prop_assert_eq!(format!("{:?}", Ok::<_, DataError>(table)), format!("{general:?}"));
+            }
+            Ok(None) => {}
+            Err(e) => prop_assert!(false, "{e}"),
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use super::split::{newline_inside_quotes, split_chunks};
 use super::*;
+use super::{blocks, fast};
 use crate::drift::data::workers_for;
 
 fn req(cols: &[(&str, Option<ColumnKind>)]) -> Vec<ColumnRequest> {
@@ -407,4 +408,53 @@ fn the_fast_path_stops_at_the_first_line_that_is_not_a_plain_record() {
     assert_eq!(stop("a,\"b\r\"\n", 2), (0, Some(0)));
     // a quote left open at the chunk's end
     assert_eq!(stop("a,b\nc,\"d", 2), (1, Some(4)));
+}
+
+#[test]
+fn large_files_are_read_in_blocks_when_every_line_is_a_record() {
+    let mut s = String::from("\u{feff}x,\"cat\",y\r\n");
+    for i in 0..2000 {
+        let cat = ["\"web\"", "pos", "\"a,b\"", ""][i % 4];
+        s.push_str(&format!("{i}.25,{cat},{}\r\n", i % 7));
+        if i % 500 == 0 {
+            s.push_str("\r\n");
+        }
+    }
+    s.push_str("-1,last,0");
+    let cols = req(&[("y", None), ("cat", None), ("x", None)]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.csv");
+    let read = |text: &str, block: usize, workers: usize| {
+        std::fs::write(&path, text).unwrap();
+        let tuning = blocks::Tuning {
+            min_bytes: 0,
+            block,
+            workers: Some(workers),
+        };
+        blocks::read_file_with(&path, &cols, Side::Current, "t.csv", tuning).unwrap()
+    };
+    let whole = read_bytes(s.as_bytes(), "t.csv", &cols, Side::Current).unwrap();
+    assert_eq!(whole.rows(), 2001);
+    // blocks shorter than a line, and longer; one worker or several
+    for (block, workers) in [(20, 1), (20, 3), (4096, 2), (1 << 20, 4)] {
+        let t = read(&s, block, workers).expect("read in blocks");
+        assert_eq!(format!("{t:?}"), format!("{whole:?}"), "{block} {workers}");
+    }
+    // a quoted line break, a ragged row, an escaped quote late in the file: the whole-file
+    // reader's business (which reads them, or names the row)
+    for odd in ["1,\"two\nlines\",2", "1,2", "1,\"say \"\"hi\"\"\",2"] {
+        let text = s.replacen("1999.25,", &format!("{odd}\n1999.25,"), 1);
+        assert!(read(&text, 4096, 2).is_none(), "{odd:?}");
+    }
+    // kinds the first megabyte does not decide: read whole
+    let late = format!(
+        "x,cat,y\n{}{}",
+        ",,\n".repeat(400_000),
+        &s[s.find('\n').unwrap() + 1..]
+    );
+    assert!(read(&late, 4096, 2).is_none());
+    assert_eq!(
+        read(&late.replacen(",,\n", "1,a,2\n", 1), 4096, 2).map(|t| t.rows()),
+        Some(402_001)
+    );
 }
