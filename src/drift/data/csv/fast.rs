@@ -270,9 +270,9 @@ impl LineState {
     }
 }
 
-/// `[+-]?digits[.digits]` with at most 19 digits, a mantissa of at most 2^53 and at most 22
-/// decimals: exact as `mantissa / 10^decimals` (both exact in `f64`, one correctly rounded
-/// division), the value `str::parse` gives. Anything else is `None` (the general parse).
+/// `[+-]?digits[.digits]` with at most 19 digits: `mantissa / 10^decimals` correctly rounded,
+/// the value `str::parse` gives. Up to 2^53 and 22 decimals both are exact in `f64` and one
+/// division rounds; above, [`ratio`]. Anything else is `None` (the general parse).
 #[inline]
 pub(super) fn simple_decimal(cell: &[u8]) -> Option<f64> {
     const POW10: [f64; 23] = [
@@ -323,13 +323,58 @@ pub(super) fn simple_decimal(cell: &[u8]) -> Option<f64> {
         }
         digits = rest;
     }
-    if count == 0 || mantissa > 1 << 53 {
+    if count == 0 {
         return None;
     }
-    #[allow(clippy::cast_precision_loss)] // at most 2^53: exact
-    let m = mantissa as f64;
-    let x = m / *POW10.get(decimals.unwrap_or(0))?;
+    let decimals = decimals.unwrap_or(0);
+    let x = if mantissa <= 1 << 53 {
+        #[allow(clippy::cast_precision_loss)] // at most 2^53: exact
+        let m = mantissa as f64;
+        m / *POW10.get(decimals)?
+    } else {
+        ratio(mantissa, decimals)?
+    };
     Some(if negative { -x } else { x })
+}
+
+/// `n / 10^k` correctly rounded (to nearest, ties to even), for `2^53 < n < 2^64` and
+/// `k <= 21`: a 128-bit division gives 55 or 56 bits of the quotient and the remainder, which
+/// decide the rounding exactly.
+#[inline]
+fn ratio(n: u64, k: usize) -> Option<f64> {
+    if k > 21 {
+        return None;
+    }
+    let n = u128::from(n);
+    let d = 10u128.pow(u32::try_from(k).ok()?);
+    let bits = |x: u128| 128 - i64::from(x.leading_zeros());
+    // n·2^s / d lies in [2^54, 2^56)
+    let s = 55 - (bits(n) - bits(d));
+    let (num, den) = if s >= 0 {
+        let s = u32::try_from(s).ok()?;
+        if n.leading_zeros() < s {
+            return None;
+        }
+        (n << s, d)
+    } else {
+        (n, d << u32::try_from(-s).ok()?)
+    };
+    let (q, r) = (num / den, num % den);
+    let shift = u32::try_from(bits(q) - 53).ok()?;
+    let mut m = u64::try_from(q >> shift).ok()?;
+    let rem = q & ((1 << shift) - 1);
+    let half = 1u128 << (shift - 1);
+    if rem > half || (rem == half && (r != 0 || m & 1 == 1)) {
+        m += 1;
+    }
+    let mut e2 = i64::from(shift) - s;
+    if m == 1 << 53 {
+        m >>= 1;
+        e2 += 1;
+    }
+    let scale = f64::from_bits(u64::try_from(e2 + 1023).ok()? << 52);
+    #[allow(clippy::cast_precision_loss)] // below 2^53: exact
+    Some(m as f64 * scale)
 }
 
 /// The value of eight ASCII digits, or `None` when one is not a digit (SWAR, as in

@@ -348,7 +348,7 @@ proptest! {
     fn simple_decimals_parse_as_the_standard_library_does(
         sign in proptest::sample::select(vec!["", "-", "+", "+-", "++"]),
         int in "[0-9]{0,20}",
-        frac in proptest::option::of("[0-9]{0,20}"),
+        frac in proptest::option::of("[0-9]{0,22}"),
     ) {
         let text = match &frac {
             Some(f) => format!("{sign}{int}.{f}"),
@@ -361,6 +361,53 @@ proptest! {
         let fast = fast::simple_decimal(text.as_bytes());
         if let Some(x) = fast {
             prop_assert_eq!(Some(x.to_bits()), general.map(f64::to_bits), "{}", text);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(20_000))]
+
+    /// Decimals of 16 to 19 significant digits (above 2^53, where the fast path divides
+    /// 128-bit integers) read bit for bit as `str::parse` reads them, ties included.
+    #[test]
+    fn long_decimals_parse_as_the_standard_library_does(
+        digits in "[1-9][0-9]{15,18}",
+        point in 0usize..20,
+        tie in any::<bool>(),
+    ) {
+        // a mantissa ending in 5 after 2^53 is often a tie between two doubles
+        let mut digits = digits;
+        if tie {
+            digits.pop();
+            digits.push('5');
+        }
+        let point = point.min(digits.len());
+        let text = format!("{}.{}", &digits[..point], &digits[point..]);
+        let general = text.parse::<f64>().ok().map(f64::to_bits);
+        prop_assert_eq!(fast::simple_decimal(text.as_bytes()).map(f64::to_bits), general, "{}", text);
+    }
+
+    /// Integers above 2^53: every odd one below 2^54 is a tie, rounded to even.
+    #[test]
+    fn large_integers_parse_as_the_standard_library_does(
+        n in prop_oneof![(1u64 << 53)..(1 << 54), (1u64 << 53)..u64::MAX],
+        ten_times in any::<bool>(),
+    ) {
+        // n/10 as "n[..-1].d" too: the same digits, a decimal
+        let text = n.to_string();
+        let text = if ten_times {
+            format!("{}.{}", &text[..text.len() - 1], &text[text.len() - 1..])
+        } else {
+            text
+        };
+        let general = text.parse::<f64>().ok().map(f64::to_bits);
+        let fast = fast::simple_decimal(text.as_bytes()).map(f64::to_bits);
+        // 20 digits are left to the general parse
+        if n < 10_000_000_000_000_000_000 {
+            prop_assert_eq!(fast, general, "{}", text);
+        } else {
+            prop_assert_eq!(fast, None, "{}", text);
         }
     }
 }
