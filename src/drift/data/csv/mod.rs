@@ -597,11 +597,13 @@ fn new_builders(chunk: &[u8], targets: &[Target]) -> Vec<Builder> {
     builders_for(chunk.len(), chunk, targets)
 }
 
-/// Empty columns sized for `len` bytes of lines like the first of `sample`.
+/// Empty columns sized for `len` bytes of lines like the first ones of `sample`, with a tenth
+/// more room (a column grown once full is copied).
 fn builders_for(len: usize, sample: &[u8], targets: &[Target]) -> Vec<Builder> {
-    // rough row estimate from the first line, to size the columns once
-    let first_line = memchr::memchr(b'\n', sample).unwrap_or(sample.len()).max(1);
-    let estimate = (len / first_line).saturating_add(16);
+    let sample = &sample[..sample.len().min(1 << 16)];
+    let lines = memchr::memchr_iter(b'\n', sample).count().max(1);
+    let rows = len / (sample.len() / lines).max(1);
+    let estimate = rows.saturating_add(rows / 10).saturating_add(16);
     targets
         .iter()
         .map(|t| match t.kind {
