@@ -1,22 +1,28 @@
 //! CSV reader: a header row, then one record per row; only the requested columns are kept.
 //!
-//! Large files are split into line-aligned chunks parsed in parallel, unless a quoted field
-//! spans lines: then they are parsed in one pass (see [`split`]). Numeric cells are
-//! parsed from the raw bytes, categorical cells are looked up in a dictionary without
-//! allocating for values already seen.
-
-use std::io::Read;
+//! The body is parsed in line-aligned chunks, one thread each, on a fast path that takes the
+//! common line (one record, plain or simply quoted fields, see [`fast`]); from the first line
+//! it does not take, the `csv` crate reads the rest (in one piece when a quoted field spans
+//! lines, see [`split`]), so every unusual case and every error is the `csv` crate's. A large
+//! file whose lines the fast path all takes is read in blocks rather than whole ([`blocks`]).
+//! Numeric cells are parsed from the raw bytes, categorical cells are looked up in a
+//! dictionary without allocating for values already seen.
 
 use ::csv::{ByteRecord, ReaderBuilder};
 
 use super::error::{DataError, Side};
 use super::source::Payload;
-use super::table::{
-    CategoricalColumn, Column, ColumnKind, ColumnRequest, Dictionary, MISSING_CODE, NamedColumn,
-    Table,
-};
-use split::split_chunks;
+use super::table::{CategoricalColumn, Column, ColumnKind, ColumnRequest, NamedColumn, Table};
+use super::workers_for;
+#[cfg(test)]
+use chunks::parse_general;
+use chunks::{Builder, Chunk, ChunkError, body_reader, builders_for, new_builders, parse_body};
 
+#[cfg(unix)]
+mod blocks;
+mod chunks;
+mod fast;
+mod file;
 mod split;
 pub(super) mod stream;
 
@@ -25,10 +31,14 @@ const MISSING_TOKENS: [&[u8]; 7] = [b"nan", b"na", b"n/a", b"null", b"none", b"<
 
 #[inline]
 pub(super) fn is_missing(cell: &[u8]) -> bool {
-    if cell.is_empty() {
-        return true;
+    match cell.first() {
+        None => true,
+        // every token starts with one of these (a quick no for most cells)
+        Some(&b) if matches!(b | 0x20, b'n' | b'<' | b'-') && cell.len() <= 5 => {
+            MISSING_TOKENS.iter().any(|t| t.eq_ignore_ascii_case(cell))
+        }
+        Some(_) => false,
     }
-    cell.len() <= 5 && MISSING_TOKENS.iter().any(|t| t.eq_ignore_ascii_case(cell))
 }
 
 /// A number, or `None` when the (trimmed, non-missing) cell is not one.
@@ -138,16 +148,11 @@ pub(super) fn read(
     let owned;
     let data: &[u8] = match payload {
         Payload::File { path, .. } => {
-            let mut file = std::fs::File::open(path).map_err(|e| open_error(&e, side, uri))?;
-            let mut buf = Vec::with_capacity(
-                file.metadata()
-                    .map(|m| usize::try_from(m.len()).unwrap_or(0))
-                    .unwrap_or(0)
-                    .saturating_add(1),
-            );
-            file.read_to_end(&mut buf)
-                .map_err(|e| open_error(&e, side, uri))?;
-            owned = buf;
+            #[cfg(unix)]
+            if let Some(table) = blocks::read_file(path, columns, side, uri)? {
+                return Ok(table);
+            }
+            owned = file::read_whole(path).map_err(|e| open_error(&e, side, uri))?;
             &owned
         }
         Payload::Bytes { bytes, .. } => bytes,
@@ -216,15 +221,26 @@ pub(super) fn read_bytes_in(
     side: Side,
     workers: Option<usize>,
 ) -> Result<Table, DataError> {
+    read_bytes_with(data, uri, columns, side, workers, parse_body)
+}
+
+/// How the body is parsed into chunks: [`parse_body`], or (to test it) [`parse_general`].
+type ParseBody = fn(&[u8], &[Target], usize, usize) -> Vec<Result<Chunk, ChunkError>>;
+
+fn read_bytes_with(
+    data: &[u8],
+    uri: &str,
+    columns: &[ColumnRequest],
+    side: Side,
+    workers: Option<usize>,
+    parse: ParseBody,
+) -> Result<Table, DataError> {
     let (names, body) = split_header(data, uri, side)?;
     let mut targets = resolve_targets(&names, columns, side)?;
     let width = names.len();
     infer_kinds(body, &mut targets, width, uri, side)?;
-    let chunks = match workers {
-        Some(workers) => split::split_chunks_for(body, workers),
-        None => split_chunks(body),
-    };
-    let results = parse_chunks(chunks, &targets, width);
+    let workers = workers.unwrap_or_else(|| workers_for(body.len() / split::MIN_PARALLEL_BYTES));
+    let results = parse(body, &targets, width, workers);
     let parts = chunks_in_file_order(results, &targets, uri, side)?;
     concatenate(parts, &targets, uri, side)
 }
@@ -286,34 +302,6 @@ fn resolve_targets(
             })
         })
         .collect()
-}
-
-/// Parse the chunks, one thread each when there are several.
-fn parse_chunks(
-    chunks: Vec<&[u8]>,
-    targets: &[Target],
-    width: usize,
-) -> Vec<Result<Chunk, ChunkError>> {
-    if chunks.len() == 1 {
-        return vec![parse_chunk(chunks[0], targets, width)];
-    }
-    std::thread::scope(|s| {
-        let handles: Vec<_> = chunks
-            .iter()
-            .map(|&chunk| s.spawn(move || parse_chunk(chunk, targets, width)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    Err(ChunkError::Malformed {
-                        row: 0,
-                        detail: "internal error while parsing".into(),
-                    })
-                })
-            })
-            .collect()
-    })
 }
 
 /// The parsed chunks in file order, or the earliest error in file order, its row renumbered
@@ -412,8 +400,24 @@ fn infer_kinds(
     uri: &str,
     side: Side,
 ) -> Result<(), DataError> {
+    decide_kinds(body, targets, width, uri, side)?;
+    for t in targets.iter_mut() {
+        t.kind.get_or_insert(ColumnKind::Numerical);
+    }
+    Ok(())
+}
+
+/// The kinds the first records decide (see [`infer_kinds`]), left `None` where they do not;
+/// true when every kind was decided before the body's end or a row of the wrong width.
+fn decide_kinds(
+    body: &[u8],
+    targets: &mut [Target],
+    width: usize,
+    uri: &str,
+    side: Side,
+) -> Result<bool, DataError> {
     if targets.iter().all(|t| t.kind.is_some()) {
-        return Ok(());
+        return Ok(true);
     }
     let mut reader = body_reader(body);
     let mut rec = ByteRecord::new();
@@ -421,7 +425,7 @@ fn infer_kinds(
     loop {
         match reader.read_byte_record(&mut rec) {
             Ok(true) => {}
-            Ok(false) => break,
+            Ok(false) => return Ok(false),
             Err(e) => {
                 return Err(DataError::malformed(
                     side,
@@ -433,7 +437,7 @@ fn infer_kinds(
         row += 1;
         if rec.len() != width {
             // reported with its row by the main pass
-            break;
+            return Ok(false);
         }
         let mut undecided = false;
         for t in targets.iter_mut().filter(|t| t.kind.is_none()) {
@@ -447,152 +451,9 @@ fn infer_kinds(
             }
         }
         if !undecided {
-            break;
+            return Ok(true);
         }
     }
-    for t in targets.iter_mut() {
-        t.kind.get_or_insert(ColumnKind::Numerical);
-    }
-    Ok(())
-}
-
-enum Builder {
-    Numeric(Vec<f64>),
-    Categorical(Dictionary, Vec<u32>),
-}
-
-impl Builder {
-    fn finish(self, capacity: usize) -> Column {
-        match self {
-            Builder::Numeric(mut v) => {
-                v.reserve(capacity.saturating_sub(v.len()));
-                Column::Numeric(v)
-            }
-            Builder::Categorical(d, mut codes) => {
-                codes.reserve(capacity.saturating_sub(codes.len()));
-                Column::Categorical(CategoricalColumn {
-                    categories: d.into_categories(),
-                    codes,
-                })
-            }
-        }
-    }
-}
-
-struct Chunk {
-    rows: usize,
-    columns: Vec<Builder>,
-}
-
-enum ChunkError {
-    /// `row` is 1-based within the chunk; `column` indexes the targets.
-    WrongType {
-        column: usize,
-        row: u64,
-        value: Vec<u8>,
-    },
-    Malformed {
-        row: u64,
-        detail: String,
-    },
-}
-
-/// Append one trimmed cell to a column; `Err(())` when a numerical cell is not a number.
-#[inline]
-fn push_cell(b: &mut Builder, cell: &[u8]) -> Result<(), ()> {
-    match b {
-        Builder::Numeric(v) => {
-            if is_missing(cell) {
-                v.push(f64::NAN);
-            } else {
-                v.push(parse_number(cell).ok_or(())?);
-            }
-        }
-        Builder::Categorical(d, codes) => {
-            if is_missing(cell) {
-                codes.push(MISSING_CODE);
-            } else {
-                let code = match std::str::from_utf8(cell) {
-                    Ok(s) => d.code(s),
-                    Err(_) => d.code(&String::from_utf8_lossy(cell)),
-                };
-                codes.push(code);
-            }
-        }
-    }
-    Ok(())
-}
-
-fn new_builders(chunk: &[u8], targets: &[Target]) -> Vec<Builder> {
-    // rough row estimate from the first line, to size the columns once
-    let first_line = chunk
-        .iter()
-        .position(|&b| b == b'\n')
-        .unwrap_or(chunk.len())
-        .max(1);
-    let estimate = (chunk.len() / first_line).saturating_add(16);
-    targets
-        .iter()
-        .map(|t| match t.kind {
-            Some(ColumnKind::Categorical) => {
-                Builder::Categorical(Dictionary::default(), Vec::with_capacity(estimate))
-            }
-            _ => Builder::Numeric(Vec::with_capacity(estimate)),
-        })
-        .collect()
-}
-
-/// A `csv` reader over records after the header (the body, or a chunk of it). The `csv` crate
-/// drops a UTF-8 BOM at the start of its input, right for a file but not here: read as one
-/// file, a BOM opening a later line is data. An empty line first (skipped by the reader) keeps
-/// it (found by the `csv` fuzz target: chunks of concatenated files differed from one piece).
-fn body_reader(body: &[u8]) -> ::csv::Reader<std::io::Chain<&'static [u8], &[u8]>> {
-    ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .buffer_capacity(1 << 16)
-        .from_reader(b"\n".chain(body))
-}
-
-/// Parse one chunk of records with the `csv` crate.
-fn parse_chunk(chunk: &[u8], targets: &[Target], width: usize) -> Result<Chunk, ChunkError> {
-    let mut columns = new_builders(chunk, targets);
-    let mut reader = body_reader(chunk);
-    let mut rec = ByteRecord::new();
-    let mut row = 0u64;
-    loop {
-        match reader.read_byte_record(&mut rec) {
-            Ok(true) => {}
-            Ok(false) => break,
-            Err(e) => {
-                return Err(ChunkError::Malformed {
-                    row: row + 1,
-                    detail: e.to_string(),
-                });
-            }
-        }
-        row += 1;
-        if rec.len() != width {
-            return Err(ChunkError::Malformed {
-                row,
-                detail: format!("{} fields, the header has {width}", rec.len()),
-            });
-        }
-        for (ci, (t, b)) in targets.iter().zip(columns.iter_mut()).enumerate() {
-            let cell = rec.get(t.index).unwrap_or_default().trim_ascii();
-            if push_cell(b, cell).is_err() {
-                return Err(ChunkError::WrongType {
-                    column: ci,
-                    row,
-                    value: cell.to_vec(),
-                });
-            }
-        }
-    }
-    Ok(Chunk {
-        rows: usize::try_from(row).unwrap_or(usize::MAX),
-        columns,
-    })
 }
 
 #[cfg(test)]

@@ -8,8 +8,6 @@
 //! unquoted. Counting quotes instead (every `"` toggles) gets `a"b,"x⏎y"` wrong: the stray
 //! quote flips the count and the newline inside the quoted field looks like a line end.
 
-use super::super::workers_for;
-
 /// Below this many body bytes a file is parsed in one piece.
 pub(super) const MIN_PARALLEL_BYTES: usize = 1 << 20;
 
@@ -96,8 +94,12 @@ pub(super) fn newline_inside_quotes(body: &[u8]) -> bool {
 
 /// Split the body into line-aligned chunks, one per worker, when it is large and no quoted
 /// field spans lines.
+#[cfg(test)]
 pub(super) fn split_chunks(body: &[u8]) -> Vec<&[u8]> {
-    split_chunks_for(body, workers_for(body.len() / MIN_PARALLEL_BYTES))
+    split_chunks_for(
+        body,
+        super::super::workers_for(body.len() / MIN_PARALLEL_BYTES),
+    )
 }
 
 /// Split the body into at most `workers` line-aligned chunks (one when a quoted field spans
@@ -106,11 +108,18 @@ pub(super) fn split_chunks_for(body: &[u8], workers: usize) -> Vec<&[u8]> {
     if workers <= 1 || (body.contains(&b'"') && newline_inside_quotes(body)) {
         return vec![body];
     }
+    line_chunks(body, workers)
+}
+
+/// Split the body into at most `workers` chunks (at least one), each cut just after a
+/// newline, whether or not that newline ends a record (the fast path finds out).
+pub(super) fn line_chunks(body: &[u8], workers: usize) -> Vec<&[u8]> {
+    let workers = workers.max(1);
     let mut chunks = Vec::with_capacity(workers);
     let mut start = 0;
     for k in 1..workers {
         let target = (body.len() * k / workers).max(start);
-        let Some(nl) = body[target..].iter().position(|&b| b == b'\n') else {
+        let Some(nl) = memchr::memchr(b'\n', &body[target..]) else {
             break;
         };
         let end = target + nl + 1;

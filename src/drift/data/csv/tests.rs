@@ -1,7 +1,8 @@
 //! The CSV reader on text written here: header, kinds, missing values, errors, chunked parsing.
 
-use super::split::newline_inside_quotes;
+use super::split::{newline_inside_quotes, split_chunks};
 use super::*;
+use super::{blocks, fast};
 use crate::drift::data::workers_for;
 
 fn req(cols: &[(&str, Option<ColumnKind>)]) -> Vec<ColumnRequest> {
@@ -363,4 +364,97 @@ fn a_bom_after_the_header_is_data_wherever_the_file_is_cut() {
         );
         assert_eq!(format!("{one:?}"), format!("{many:?}"), "{workers}");
     }
+}
+
+#[test]
+fn the_fast_path_stops_at_the_first_line_that_is_not_a_plain_record() {
+    let targets = |n: usize| -> Vec<Target> {
+        (0..n)
+            .map(|i| Target {
+                index: i,
+                name: format!("c{i}"),
+                kind: Some(ColumnKind::Categorical),
+            })
+            .collect()
+    };
+    let stop = |text: &str, width: usize| {
+        let Ok(f) = fast::parse_lines(text.as_bytes(), &targets(width), width) else {
+            panic!("no error expected in {text:?}");
+        };
+        (f.chunk.rows, f.stop)
+    };
+    // plain records: quoted fields (with a delimiter inside), CRLF, blank lines, stray quotes
+    assert_eq!(
+        stop("1,\"web\"\r\n\r\n2,\"a,b\"\n\n5\",x\"y\n3,", 2),
+        (4, None)
+    );
+    // the line after the first: an escaped quote, a quoted newline, text after a closing
+    // quote, too many and too few fields
+    for second in [
+        "\"say \"\"hi\"\"\",1",
+        "\"two\nlines\",1",
+        "\"a\"b,1",
+        "1,2,3",
+        "1",
+    ] {
+        assert_eq!(
+            stop(&format!("a,b\n{second}\nc,d\n"), 2),
+            (1, Some(4)),
+            "{second:?}"
+        );
+    }
+    // a lone carriage return anywhere (a record end to the csv crate): the whole chunk
+    assert_eq!(stop("a,b\nc,d\re,f\n", 2), (0, Some(0)));
+    assert_eq!(stop("a,\"b\r\"\n", 2), (0, Some(0)));
+    // a quote left open at the chunk's end
+    assert_eq!(stop("a,b\nc,\"d", 2), (1, Some(4)));
+}
+
+#[test]
+fn large_files_are_read_in_blocks_when_every_line_is_a_record() {
+    let mut s = String::from("\u{feff}x,\"cat\",y\r\n");
+    for i in 0..2000 {
+        let cat = ["\"web\"", "pos", "\"a,b\"", ""][i % 4];
+        s.push_str(&format!("{i}.25,{cat},{}\r\n", i % 7));
+        if i % 500 == 0 {
+            s.push_str("\r\n");
+        }
+    }
+    s.push_str("-1,last,0");
+    let cols = req(&[("y", None), ("cat", None), ("x", None)]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.csv");
+    let read = |text: &str, block: usize, workers: usize| {
+        std::fs::write(&path, text).unwrap();
+        let tuning = blocks::Tuning {
+            min_bytes: 0,
+            block,
+            workers: Some(workers),
+        };
+        blocks::read_file_with(&path, &cols, Side::Current, "t.csv", tuning).unwrap()
+    };
+    let whole = read_bytes(s.as_bytes(), "t.csv", &cols, Side::Current).unwrap();
+    assert_eq!(whole.rows(), 2001);
+    // blocks shorter than a line, and longer; one worker or several
+    for (block, workers) in [(20, 1), (20, 3), (4096, 2), (1 << 20, 4)] {
+        let t = read(&s, block, workers).expect("read in blocks");
+        assert_eq!(format!("{t:?}"), format!("{whole:?}"), "{block} {workers}");
+    }
+    // a quoted line break, a ragged row, an escaped quote late in the file: the whole-file
+    // reader's business (which reads them, or names the row)
+    for odd in ["1,\"two\nlines\",2", "1,2", "1,\"say \"\"hi\"\"\",2"] {
+        let text = s.replacen("1999.25,", &format!("{odd}\n1999.25,"), 1);
+        assert!(read(&text, 4096, 2).is_none(), "{odd:?}");
+    }
+    // kinds the first megabyte does not decide: read whole
+    let late = format!(
+        "x,cat,y\n{}{}",
+        ",,\n".repeat(400_000),
+        &s[s.find('\n').unwrap() + 1..]
+    );
+    assert!(read(&late, 4096, 2).is_none());
+    assert_eq!(
+        read(&late.replacen(",,\n", "1,a,2\n", 1), 4096, 2).map(|t| t.rows()),
+        Some(402_001)
+    );
 }
