@@ -24,8 +24,9 @@ pub(super) use summarise::{prepare_streamed, stream_check};
 /// sorting, the second pass, the process).
 pub(super) const HELD_SHARE: f64 = 0.4;
 
-/// The memory a whole-table read of `payload` would take, roughly: a CSV file's bytes plus the
-/// decoded share of its columns, a Parquet file's rows times the requested columns.
+/// The memory a whole-table read of `payload` would take, roughly: the decoded share of a CSV
+/// file's columns (plus its bytes when they are in memory already), a Parquet file's rows
+/// times the requested columns.
 pub(super) fn estimated_bytes(
     payload: &Payload,
     format: DataFormat,
@@ -44,8 +45,14 @@ pub(super) fn estimated_bytes(
                     .map(|c| c.len())
                     .unwrap_or(1)
                     .max(1);
-                // about 8 bytes a cell decoded, for the requested share of the cells
-                size + size * requested.min(columns) as u64 / columns as u64
+                // about 8 bytes a cell decoded, for the requested share of the cells; a file
+                // is read in blocks (bytes already in memory are held anyway)
+                let held = if matches!(payload, Payload::Bytes { .. }) {
+                    size
+                } else {
+                    0
+                };
+                held + size * requested.min(columns) as u64 / columns as u64
             }
             DataFormat::Parquet => {
                 let rows = crate::drift::data::count_rows(payload, format, side).unwrap_or(0);
