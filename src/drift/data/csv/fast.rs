@@ -342,11 +342,17 @@ pub(super) fn simple_decimal(cell: &[u8]) -> Option<f64> {
 /// decide the rounding exactly.
 #[inline]
 fn ratio(n: u64, k: usize) -> Option<f64> {
-    if k > 21 {
-        return None;
-    }
+    const POW10: [u128; 22] = {
+        let mut table = [1u128; 22];
+        let mut i = 1;
+        while i < 22 {
+            table[i] = table[i - 1] * 10;
+            i += 1;
+        }
+        table
+    };
     let n = u128::from(n);
-    let d = 10u128.pow(u32::try_from(k).ok()?);
+    let d = *POW10.get(k)?;
     let bits = |x: u128| 128 - i64::from(x.leading_zeros());
     // n·2^s / d lies in [2^54, 2^56)
     let s = 55 - (bits(n) - bits(d));
