@@ -3,7 +3,8 @@
 # ROWS rows x (10 numeric + 2 categorical) — 50M by default, about 2.5 GB of Parquet and
 # 7 GB of CSV per side, generated into $BENCH_DATA (target/bench-data-large) and never
 # committed — checked by `mlrollout drift --memory-limit $LIMIT`: wall clock and peak RSS
-# (/usr/bin/time), and the features whose KS came from sketches with the largest bound.
+# (/usr/bin/time), and the features whose KS came from sketches with the largest bound; then
+# the reference profiled once (`mlrollout drift profile`) and the check run from the profile.
 #
 #   bash bench/drift_large.sh              # ROWS=50000000 LIMIT=1GiB FORMATS="parquet csv"
 set -euo pipefail
@@ -49,3 +50,18 @@ print(f"| {int(rows):,} | {fmt} | {limit} | {float(secs):.1f} | {int(kib) / 1024
 PY
   rm -f "$out" "$out.time"
 done
+
+# profile reuse: one pass over the reference, once; then checks read the profile
+fmt="${FORMATS%% *}"
+profile="$DATA/ref_$ROWS.$fmt.profile.json"
+/usr/bin/time -f '%e %M' -o "$DATA/profile.time" "$BIN" drift profile --memory-limit "$LIMIT" \
+  --max-bytes 1TiB --reference "$DATA/ref_$ROWS.$fmt" --out "$profile" 2>/dev/null
+read -r psecs pkib < "$DATA/profile.time"
+/usr/bin/time -f '%e %M' -o "$DATA/check.time" "$BIN" drift --output json --memory-limit "$LIMIT" \
+  --max-bytes 1TiB --reference "$profile" --current "$DATA/cur_$ROWS.$fmt" > /dev/null
+read -r csecs ckib < "$DATA/check.time"
+printf '| %s | %s | %s | profile once: %.1f | %.0f | profile %s bytes | |\n' \
+  "$(printf "%'d" "$ROWS")" "$fmt" "$LIMIT" "$psecs" "$((pkib / 1024))" "$(stat -c %s "$profile")"
+printf '| %s | %s | %s | check from the profile: %.1f | %.0f | | |\n' \
+  "$(printf "%'d" "$ROWS")" "$fmt" "$LIMIT" "$csecs" "$((ckib / 1024))"
+rm -f "$DATA/profile.time" "$DATA/check.time"
