@@ -60,8 +60,9 @@ read -r psecs pkib < "$DATA/profile.time"
 /usr/bin/time -f '%e %M' -o "$DATA/check.time" "$BIN" drift --output json --memory-limit "$LIMIT" \
   --max-bytes 1TiB --reference "$profile" --current "$DATA/cur_$ROWS.$fmt" > /dev/null
 read -r csecs ckib < "$DATA/check.time"
-printf '| %s | %s | %s | profile once: %.1f | %.0f | profile %s bytes | |\n' \
-  "$(printf "%'d" "$ROWS")" "$fmt" "$LIMIT" "$psecs" "$((pkib / 1024))" "$(stat -c %s "$profile")"
-printf '| %s | %s | %s | check from the profile: %.1f | %.0f | | |\n' \
-  "$(printf "%'d" "$ROWS")" "$fmt" "$LIMIT" "$csecs" "$((ckib / 1024))"
+rows="$("$VENV/bin/python" -c "print(f'{$ROWS:,}')")"
+printf '| %s | %s | %s | profile once: %.1f | %s | profile of %s bytes | |\n' \
+  "$rows" "$fmt" "$LIMIT" "$psecs" "$((pkib / 1024))" "$(stat -c %s "$profile")"
+printf '| %s | %s | %s | check from the profile: %.1f | %s | | |\n' \
+  "$rows" "$fmt" "$LIMIT" "$csecs" "$((ckib / 1024))"
 rm -f "$DATA/profile.time" "$DATA/check.time"

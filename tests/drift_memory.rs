@@ -61,30 +61,27 @@ fn write(path: &Path, shift: f64, seed: u64) {
 
 /// The report and the peak RSS in KiB of one check.
 fn check(reference: &Path, current: &Path, limit: &str) -> (serde_json::Value, u64) {
-    let out = Command::new(env!("CARGO_BIN_EXE_mlrollout"))
-        .args([
-            "drift",
-            "--output",
-            "json",
-            "--timing",
-            "--memory-limit",
-            limit,
-        ])
-        .arg("--reference")
-        .arg(reference)
-        .arg("--current")
-        .arg(current)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let (reference, current) = (reference.to_str().unwrap(), current.to_str().unwrap());
+    let (ok, stdout, stderr) = run(&[
+        "drift",
+        "--output",
+        "json",
+        "--timing",
+        "--memory-limit",
+        limit,
+        "--reference",
+        reference,
+        "--current",
+        current,
+    ]);
+    assert!(ok, "{stderr}");
     let peak = stderr
         .split("peak RSS ")
         .nth(1)
         .and_then(|s| s.split(' ').next())
         .and_then(|k| k.parse().ok())
         .unwrap_or_else(|| panic!("no peak RSS in: {stderr}"));
-    (serde_json::from_slice(&out.stdout).unwrap(), peak)
+    (serde_json::from_str(&stdout).unwrap(), peak)
 }
 
 #[test]

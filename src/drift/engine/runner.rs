@@ -446,7 +446,7 @@ pub(super) struct CpuJob {
 /// The reference table and the seconds it took to read, `None` when the reference is cached.
 type ReadReference = Result<Option<(Table, f64)>, DriftError>;
 /// The accuracy on the labelled data and the seconds it took, `None` without labelled data.
-type ReadLabelled = Option<Result<(AccuracyReport, f64), DataError>>;
+pub(super) type ReadLabelled = Option<Result<(AccuracyReport, f64), DataError>>;
 
 impl CpuJob {
     /// The reference table (unless cached) is read while the labelled data is; then the
@@ -465,14 +465,7 @@ impl CpuJob {
         let (prepared, table) =
             self.prepare_beside_current(reference_table?, &cur_names, &mut timings)?;
         let mut report = self.compare_window(&prepared, table, &mut timings)?;
-        if let Some(r) = labelled {
-            let (acc, s) = r?;
-            timings.accuracy_s = s;
-            if let Some(join) = &acc.join {
-                report.notes.push(join.note());
-            }
-            report.performance = Some(acc);
-        }
+        with_accuracy(&mut report, labelled, &mut timings)?;
         report.timings = timings;
         Ok((prepared, report))
     }
@@ -612,6 +605,23 @@ impl CpuJob {
         timings.compare_s = secs(t1.elapsed());
         Ok(report)
     }
+}
+
+/// The accuracy on the labelled data (when there is some) into the report.
+pub(super) fn with_accuracy(
+    report: &mut DriftReport,
+    labelled: ReadLabelled,
+    timings: &mut Timings,
+) -> Result<(), DriftError> {
+    if let Some(r) = labelled {
+        let (acc, s) = r?;
+        timings.accuracy_s = s;
+        if let Some(join) = &acc.join {
+            report.notes.push(join.note());
+        }
+        report.performance = Some(acc);
+    }
+    Ok(())
 }
 
 fn internal_error(what: &str) -> DriftError {

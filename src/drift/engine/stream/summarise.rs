@@ -125,14 +125,7 @@ pub fn stream_check(
     let mut report = compare_features(&prepared, rows, current, &job.config);
     timings.compare_s = secs(t2.elapsed());
     report.notes.push(streaming_note(&report, memory_limit));
-    if let Some(r) = job.read_labelled() {
-        let (acc, s) = r?;
-        timings.accuracy_s = s;
-        if let Some(join) = &acc.join {
-            report.notes.push(join.note());
-        }
-        report.performance = Some(acc);
-    }
+    super::super::runner::with_accuracy(&mut report, job.read_labelled(), &mut timings)?;
     report.timings = timings;
     Ok((prepared, report))
 }

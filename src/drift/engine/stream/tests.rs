@@ -197,28 +197,6 @@ fn a_collection_streams_as_its_concatenated_file() {
     std::fs::write(&one, &whole).unwrap();
     let reference = dir.path().join("ref.csv");
     std::fs::write(&reference, csv(12_000, 0.0, 8)).unwrap();
-    let engine = DriftEngine::new(FetchContext::new().with_memory_limit(1));
-    let check = |current: &std::path::Path| {
-        let request = CheckRequest {
-            reference: DatasetLocation {
-                uri: reference.display().to_string(),
-                format: None,
-            },
-            current: DatasetLocation {
-                uri: current.display().to_string(),
-                format: Some(DataFormat::Csv),
-            },
-            labelled: None,
-            config: DriftConfig::default(),
-            model_version: None,
-            now: None,
-            storage: Default::default(),
-        };
-        engine.check_local(&request).unwrap()
-    };
-    let (a, b) = (check(&one), check(&parts));
-    // both sketched (a 1-byte limit), each within its bound of the exact answer
-    let exact = DriftEngine::new(FetchContext::new().with_memory_limit(u64::MAX));
     let request = |current: &std::path::Path| CheckRequest {
         reference: DatasetLocation {
             uri: reference.display().to_string(),
@@ -234,6 +212,11 @@ fn a_collection_streams_as_its_concatenated_file() {
         now: None,
         storage: Default::default(),
     };
+    // both sketched (a 1-byte limit), each within its bound of the exact answer
+    let engine = DriftEngine::new(FetchContext::new().with_memory_limit(1));
+    let check = |current: &std::path::Path| engine.check_local(&request(current)).unwrap();
+    let (a, b) = (check(&one), check(&parts));
+    let exact = DriftEngine::new(FetchContext::new().with_memory_limit(u64::MAX));
     let truth = exact.check_local(&request(&one)).unwrap();
     assert_eq!(assert_equal_within_bounds(&truth, &a), 3);
     assert_eq!(assert_equal_within_bounds(&truth, &b), 3);
