@@ -16,6 +16,17 @@ const ROWS: usize = 1_500_000;
 const BATCH: usize = 100_000;
 const LIMIT_MIB: u64 = 160;
 
+/// Seeded uniform numbers in [0, 1) (a linear congruential generator).
+fn uniform(seed: u64) -> impl FnMut() -> f64 {
+    let mut s = seed | 1;
+    move || {
+        s = s
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (s >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
 /// A Parquet file of ROWS rows: six continuous columns (the first shifted in the current
 /// data) and one categorical, written batch by batch.
 fn write(path: &Path, shift: f64, seed: u64) {
@@ -35,13 +46,7 @@ fn write(path: &Path, shift: f64, seed: u64) {
         .build();
     let file = std::fs::File::create(path).unwrap();
     let mut w = ArrowWriter::try_new(file, schema.clone(), Some(props)).unwrap();
-    let mut s = seed | 1;
-    let mut u = move || {
-        s = s
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (s >> 11) as f64 / (1u64 << 53) as f64
-    };
+    let mut u = uniform(seed);
     for _ in 0..ROWS / BATCH {
         let mut columns: Vec<ArrayRef> = Vec::new();
         for i in 0..names.len() {
@@ -144,13 +149,7 @@ fn run(args: &[&str]) -> (bool, String, String) {
 }
 
 fn csv(n: usize, shift: f64, seed: u64) -> String {
-    let mut s = seed | 1;
-    let mut u = move || {
-        s = s
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (s >> 11) as f64 / (1u64 << 53) as f64
-    };
+    let mut u = uniform(seed);
     let mut out = String::from("x,y,flag,channel\n");
     for _ in 0..n {
         let channel = if u() < 0.4 + shift { "web" } else { "pos" };

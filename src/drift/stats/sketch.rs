@@ -69,17 +69,6 @@ impl QuantileSketch {
         }
     }
 
-    /// Estimated fraction of values `<= x`.
-    pub fn cdf(&self, x: f64) -> f64 {
-        KllFloat::<f64>::new(x)
-            .ok()
-            .and_then(|v| {
-                self.0
-                    .rank(&v, datasketches::common::SearchCriteria::Inclusive)
-            })
-            .unwrap_or(f64::NAN)
-    }
-
     /// The value at normalized `rank` (0 = minimum, 1 = maximum).
     pub fn quantile(&self, rank: f64) -> Option<f64> {
         self.0
@@ -158,17 +147,6 @@ impl Distribution {
         match self {
             Distribution::Exact(_) => 0.0,
             Distribution::Sketch(s) => s.cdf_error(),
-        }
-    }
-
-    /// Fraction of values `<= x`.
-    pub fn cdf(&self, x: f64) -> f64 {
-        match self {
-            Distribution::Exact(v) if !v.is_empty() => {
-                v.partition_point(|&y| y <= x) as f64 / v.len() as f64
-            }
-            Distribution::Exact(_) => f64::NAN,
-            Distribution::Sketch(s) => s.cdf(x),
         }
     }
 
