@@ -16,6 +16,7 @@ cargo build --release
 MLROLLOUT_BIN="$PWD/target/release/mlrollout" bash bench/drift_compare.sh
 MLROLLOUT_BIN="$PWD/target/release/mlrollout" bash bench/drift_large.sh
 MLROLLOUT_BIN="$PWD/target/release/mlrollout" bash bench/proxy_overhead.sh
+bash bench/judge_simulation.sh
 if [ -z "${MLROLLOUT_TEST_CLUSTER:-}" ]; then
     cluster_dir="$PWD/target/bench-cluster"
     trap 'bash tests/harness/cluster.sh down --dir "$cluster_dir" 2>/dev/null || true' EXIT

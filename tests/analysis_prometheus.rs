@@ -209,6 +209,7 @@ async fn candidates_are_judged_against_stable_on_real_prometheus() {
             stage: AnalysisStage::Canary,
             metrics,
             bearer_token: None,
+            since_step: std::time::Duration::from_secs(60),
         })
         .await;
     assert_eq!(broken[0].verdict, Verdict::Error);

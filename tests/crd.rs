@@ -442,6 +442,15 @@ async fn edge_cases_are_admitted_by_the_server_and_the_offline_checker_alike() {
             json!({"spec": {"model": {"version": null}}}),
         ),
         (
+            "a sequential metric with its defaults: no query, no threshold",
+            json!({"spec": {"rollout": {"analysis": {"metrics": [{"name": "errors", "judge": "sequential"}]}}}}),
+        ),
+        (
+            "a sequential latency metric with a false-promotion bound",
+            json!({"spec": {"rollout": {"analysis": {"metrics": [{"name": "slow", "judge": "sequential",
+                "sequential": {"alpha": 0.01, "minEffect": 1.5, "falsePromotion": 0.05, "slowerThan": "0.25"}}]}}}}),
+        ),
+        (
             "a single rollout step",
             json!({"spec": {"rollout": {"steps": [100]}}}),
         ),
@@ -642,6 +651,26 @@ fn invalid_cases() -> Vec<Invalid> {
             "metric needs a threshold",
             json!({"spec": {"rollout": {"analysis": {"metrics": [{"name": "x", "query": "up"}]}}}}),
             "each rollout.analysis.metrics entry needs a threshold: max, min or maxIncrease",
+        ),
+        invalid(
+            "a threshold metric needs a query",
+            json!({"spec": {"rollout": {"analysis": {"metrics": [{"name": "x", "max": 0.1}]}}}}),
+            "rollout.analysis.metrics: a threshold metric needs a query",
+        ),
+        invalid(
+            "a sequential metric takes no threshold",
+            json!({"spec": {"rollout": {"analysis": {"metrics": [{"name": "x", "judge": "sequential", "maxIncrease": {"ratio": 1.5}}]}}}}),
+            "rollout.analysis.metrics: a sequential metric takes no max, min, maxIncrease or failureLimit (its boundaries come from alpha and minEffect)",
+        ),
+        invalid(
+            "a sequential metric takes no failure limit",
+            json!({"spec": {"rollout": {"analysis": {"metrics": [{"name": "x", "judge": "sequential", "failureLimit": 1}]}}}}),
+            "rollout.analysis.metrics: a sequential metric takes no max, min, maxIncrease or failureLimit (its boundaries come from alpha and minEffect)",
+        ),
+        invalid(
+            "sequential bad events from one source",
+            json!({"spec": {"rollout": {"analysis": {"metrics": [{"name": "x", "judge": "sequential", "sequential": {"badQuery": "up", "slowerThan": "0.5"}}]}}}}),
+            "sequential: give badQuery or slowerThan, not both",
         ),
         invalid(
             "metric min <= max",

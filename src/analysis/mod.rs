@@ -2,6 +2,7 @@
 //! measurement is judged, and which metrics apply, is pure policy: [`crate::core::verdict`].
 
 pub mod prometheus;
+mod sequential;
 
 use futures::future::BoxFuture;
 
@@ -18,6 +19,9 @@ pub struct MeasureRequest<'a> {
     pub metrics: Vec<AnalysisMetric>,
     /// Bearer token for Prometheus, from `spec.rollout.analysis.prometheus.bearerTokenSecret`.
     pub bearer_token: Option<&'a str>,
+    /// Time since the step (or shadow phase) began: the window over which a sequential
+    /// metric's counters are read.
+    pub since_step: std::time::Duration,
 }
 
 /// Takes one measurement of every metric. Implementations never fail as a whole: a query

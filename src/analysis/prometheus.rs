@@ -276,6 +276,16 @@ impl PrometheusAnalyzer {
             return query_error(metric, "spec.rollout.analysis.prometheus is not configured");
         };
         let address = &analysis.prometheus.address;
+        if metric.judge == crate::api::Judge::Sequential {
+            return super::sequential::measure(
+                &self.client,
+                request,
+                metric,
+                address,
+                &analysis.interval,
+            )
+            .await;
+        }
         let token = request.bearer_token;
         let query_for = |variant: &str| {
             render(

@@ -34,8 +34,8 @@ pub use retraining::{
     EvaluationSpec, MetricDirection, RetrainingSpec, RetrainingTriggers, TriggerSeverity,
 };
 pub use rollout::{
-    AnalysisMetric, AnalysisSpec, InconclusiveAction, NoDataPolicy, PrometheusSource,
-    RelativeThreshold, RolloutSpec, ShadowSpec,
+    AnalysisMetric, AnalysisSpec, InconclusiveAction, Judge, NoDataPolicy, PrometheusSource,
+    RelativeThreshold, RolloutSpec, SequentialJudge, ShadowSpec,
 };
 pub use status::{
     AdvisorStatus, AnalysisStatus, DeferredTrigger, DriftSummary, EvaluationStatus,

@@ -140,8 +140,12 @@ pub enum InconclusiveAction {
 /// One analysis metric, evaluated for the candidate and for stable.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = kube::core::Rule::new("has(self.max) || has(self.min) || has(self.maxIncrease)")
-    .message("each rollout.analysis.metrics entry needs a threshold: max, min or maxIncrease"))]
+#[x_kube(validation = kube::core::Rule::new(SEQUENTIAL_RULE.to_owned() + " || has(self.max) || has(self.min) || has(self.maxIncrease)")
+    .message("each rollout.analysis.metrics entry needs a threshold: max, min or maxIncrease (or judge: sequential)"))]
+#[x_kube(validation = kube::core::Rule::new(SEQUENTIAL_RULE.to_owned() + " || (has(self.query) && size(self.query) > 0)")
+    .message("rollout.analysis.metrics: a threshold metric needs a query"))]
+#[x_kube(validation = kube::core::Rule::new("!(".to_owned() + SEQUENTIAL_RULE + ") || !(has(self.max) || has(self.min) || has(self.maxIncrease) || self.failureLimit > 0)")
+    .message("rollout.analysis.metrics: a sequential metric takes no max, min, maxIncrease or failureLimit (its boundaries come from alpha and minEffect)"))]
 #[x_kube(validation = kube::core::Rule::new("!(has(self.max) && has(self.min)) || self.min <= self.max")
     .message("rollout.analysis.metrics: min must not exceed max"))]
 pub struct AnalysisMetric {
@@ -149,9 +153,19 @@ pub struct AnalysisMetric {
     #[schemars(pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"), length(min = 1, max = 63))]
     pub name: String,
     /// PromQL template returning one number. Placeholders: `{{variant}}` (`stable` or
-    /// `candidate`), `{{namespace}}`, `{{name}}`, `{{interval}}`.
-    #[schemars(length(min = 1, max = 4096))]
+    /// `candidate`), `{{namespace}}`, `{{name}}`, `{{interval}}`. Required by the threshold
+    /// judge; a sequential metric reads counters instead (`sequential`).
+    #[serde(default)]
+    #[schemars(length(max = 4096))]
     pub query: String,
+    /// How measurements are judged: `threshold` (each measurement against max, min or
+    /// maxIncrease, with limits) or `sequential` (an anytime-valid test on counters of both
+    /// variants since the step began; see `sequential`).
+    #[serde(default)]
+    pub judge: Judge,
+    /// Settings of the sequential judge (defaults apply when omitted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequential: Option<SequentialJudge>,
     /// Absolute upper bound for the candidate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max: Option<f64>,
@@ -176,6 +190,86 @@ pub struct AnalysisMetric {
     /// What an empty result or NaN means.
     #[serde(default)]
     pub no_data: NoDataPolicy,
+}
+
+/// The CEL condition "this metric is judged sequentially".
+const SEQUENTIAL_RULE: &str = "(has(self.judge) && self.judge == 'sequential')";
+
+/// How a metric's measurements are judged.
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum Judge {
+    /// Each measurement against the metric's thresholds; limits count the failures.
+    #[default]
+    Threshold,
+    /// An anytime-valid sequential test of the candidate's bad-event rate against stable's.
+    Sequential,
+}
+
+/// The sequential judge: the candidate's rate of bad events (errors, or requests slower than a
+/// bucket) against stable's, from Prometheus counters accumulated since the step began. Its
+/// false-rollback rate stays below `alpha` however often it is measured, so it needs no
+/// failure limit.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new("!has(self.badQuery) || !has(self.slowerThan)")
+    .message("sequential: give badQuery or slowerThan, not both"))]
+pub struct SequentialJudge {
+    /// The largest acceptable rate of rolling back a candidate that is no worse than stable.
+    #[serde(default = "default_alpha")]
+    #[schemars(range(min = 0.0001, max = 0.5))]
+    pub alpha: f64,
+    /// The smallest regression that matters: the candidate's bad-event rate over stable's
+    /// (1.2 = 20 % more errors).
+    #[serde(default = "default_min_effect")]
+    #[schemars(range(min = 1.01, max = 10.0))]
+    pub min_effect: f64,
+    /// With a bound, a step passes only once its traffic rules out a regression of
+    /// `minEffect` at this error rate (and follows `onInconclusive` if `count` measurements do
+    /// not); without one, a step passes after `count` measurements with no evidence of a
+    /// regression.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0001, max = 0.5))]
+    pub false_promotion: Option<f64>,
+    /// PromQL template counting a variant's requests since the step began. Placeholders as in
+    /// `query`, plus `{{window}}` (the time since the step began, e.g. `300s`). Default: the
+    /// `http_requests_total` of the variant's Service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 4096))]
+    pub total_query: Option<String>,
+    /// PromQL template counting a variant's bad events since the step began. Default: the
+    /// 5xx answers of `http_requests_total`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 4096))]
+    pub bad_query: Option<String>,
+    /// Judge latency instead of errors: requests slower than this `le` bucket bound of
+    /// `http_request_duration_seconds` (written as the bucket label is, e.g. `"0.5"`) are
+    /// the bad events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(r"^[0-9]+(\.[0-9]+)?$"), length(max = 32))]
+    pub slower_than: Option<String>,
+}
+
+impl Default for SequentialJudge {
+    fn default() -> Self {
+        Self {
+            alpha: default_alpha(),
+            min_effect: default_min_effect(),
+            false_promotion: None,
+            total_query: None,
+            bad_query: None,
+            slower_than: None,
+        }
+    }
+}
+
+fn default_alpha() -> f64 {
+    0.05
+}
+fn default_min_effect() -> f64 {
+    1.2
 }
 
 /// Increase relative to stable.

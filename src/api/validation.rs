@@ -462,14 +462,59 @@ fn validate_analysis(analysis: &AnalysisSpec, problems: &mut Problems) -> Durati
                 format!("metric name {:?} is used twice", metric.name),
             );
         }
-        if metric.max.is_none() && metric.min.is_none() && metric.max_increase.is_none() {
-            problems.add(
-                format!("spec.rollout.analysis.metrics[{}]", metric.name),
-                "needs a threshold: max, min or maxIncrease",
-            );
-        }
+        validate_judge(metric, problems);
     }
     interval
+}
+
+/// A threshold metric needs a query and a threshold; a sequential one takes neither thresholds
+/// nor a failure limit, and its settings must be in range.
+fn validate_judge(metric: &crate::api::AnalysisMetric, problems: &mut Problems) {
+    let field = format!("spec.rollout.analysis.metrics[{}]", metric.name);
+    let thresholds = metric.max.is_some() || metric.min.is_some() || metric.max_increase.is_some();
+    match metric.judge {
+        crate::api::Judge::Threshold => {
+            if !thresholds {
+                problems.add(&field, "needs a threshold: max, min or maxIncrease");
+            }
+            if metric.query.trim().is_empty() {
+                problems.add(&field, "needs a query");
+            }
+        }
+        crate::api::Judge::Sequential => {
+            if thresholds || metric.failure_limit > 0 {
+                problems.add(
+                    &field,
+                    "a sequential metric takes no max, min, maxIncrease or failureLimit (its boundaries come from alpha and minEffect)",
+                );
+            }
+            let settings = metric.sequential.clone().unwrap_or_default();
+            if !(settings.alpha > 0.0 && settings.alpha <= 0.5) {
+                problems.add(format!("{field}.sequential.alpha"), "must be in (0, 0.5]");
+            }
+            if settings
+                .false_promotion
+                .is_some_and(|b| !(b > 0.0 && b <= 0.5))
+            {
+                problems.add(
+                    format!("{field}.sequential.falsePromotion"),
+                    "must be in (0, 0.5]",
+                );
+            }
+            if !(settings.min_effect >= 1.01 && settings.min_effect <= 10.0) {
+                problems.add(
+                    format!("{field}.sequential.minEffect"),
+                    "must be between 1.01 and 10 (a ratio of bad-event rates)",
+                );
+            }
+            if settings.bad_query.is_some() && settings.slower_than.is_some() {
+                problems.add(
+                    format!("{field}.sequential"),
+                    "give badQuery or slowerThan, not both",
+                );
+            }
+        }
+    }
 }
 
 fn validate_shadow(shadow: &ShadowSpec, problems: &mut Problems) -> Duration {

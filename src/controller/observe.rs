@@ -15,7 +15,7 @@ use crate::api::{ModelDeployment, ModelDeploymentStatus};
 use crate::core::lifecycle::{
     self, CandidateLookup, DriftObservation, EvaluationObservation, JobState, Observations,
 };
-use crate::core::verdict::builtin::metrics_for;
+use crate::core::verdict::builtin::metrics_at;
 use crate::core::verdict::{AnalysisStage, MetricMeasurement, query_error};
 use crate::drift::check::DriftInputs;
 use crate::error::Result;
@@ -91,7 +91,12 @@ pub async fn observe(
     if let Some(stage) = wants.measure
         && candidate_ready
     {
-        observations.measurements = Some(reading.measurements(stage).await);
+        let since_step = status
+            .phase_started_at
+            .as_ref()
+            .and_then(|started| Duration::try_from(now.duration_since(started.0)).ok())
+            .unwrap_or_default();
+        observations.measurements = Some(reading.measurements(stage, since_step).await);
     }
 
     Ok(Observation {
@@ -253,9 +258,13 @@ impl Reading<'_> {
     }
 
     /// One round of the stage's metrics; a failure is an `Error` measurement, never a pass.
-    async fn measurements(&self, stage: AnalysisStage) -> Vec<MetricMeasurement> {
+    async fn measurements(
+        &self,
+        stage: AnalysisStage,
+        since_step: Duration,
+    ) -> Vec<MetricMeasurement> {
         let spec = &self.resource.spec;
-        let metrics = metrics_for(spec, stage);
+        let metrics = metrics_at(spec, stage, self.status.canary_weight);
         let token_secret = spec
             .rollout
             .analysis
@@ -288,6 +297,7 @@ impl Reading<'_> {
                 stage,
                 metrics,
                 bearer_token: token.as_deref(),
+                since_step,
             })
             .await
     }

@@ -101,7 +101,8 @@ pub fn stream(
     scenario: &Scenario,
     on_line: impl FnMut(&Line) -> ControlFlow<()>,
 ) -> Result<(Line, ModelDeploymentStatus), SimulateError> {
-    let problems = validate::validate(scenario);
+    let mut problems = validate::validate(scenario);
+    problems.extend(unsimulated_judges(resource));
     if !problems.is_empty() {
         return Err(SimulateError::Invalid(problems));
     }
@@ -115,6 +116,26 @@ pub fn stream(
         t = next;
     }
     Ok(simulation.finish())
+}
+
+/// Scenarios give metric values, not the counters a sequential judge reads: a resource with
+/// sequential metrics is refused rather than judged on something it would never see.
+fn unsimulated_judges(resource: &ModelDeployment) -> Vec<ScenarioProblem> {
+    let metrics = resource
+        .spec
+        .rollout
+        .analysis
+        .as_ref()
+        .map(|a| a.metrics.as_slice())
+        .unwrap_or_default();
+    metrics
+        .iter()
+        .filter(|m| m.judge == crate::api::Judge::Sequential)
+        .map(|m| ScenarioProblem {
+            path: format!("resource spec.rollout.analysis.metrics[{}].judge", m.name),
+            problem: "the simulator replays metric values, not the counters a sequential judge reads; simulate this policy with threshold metrics (tests/judge_simulation.rs simulates the sequential judge)".into(),
+        })
+        .collect()
 }
 
 /// A scenario being replayed: the harness plus what the scenario's world remembers.

@@ -37,6 +37,7 @@ pub async fn measure(
             stage,
             metrics,
             bearer_token: None,
+            since_step: std::time::Duration::from_secs(60),
         })
         .await
 }

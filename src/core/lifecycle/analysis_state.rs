@@ -6,7 +6,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
-use crate::api::{AnalysisMetric, AnalysisStatus, MeasurementRecord, MetricStatus};
+use crate::api::{AnalysisMetric, AnalysisStatus, Judge, MeasurementRecord, MetricStatus};
 use crate::core::verdict::{MetricMeasurement, Verdict};
 
 /// Recent measurements kept per metric in status.
@@ -107,7 +107,17 @@ pub fn assess(status: &AnalysisStatus, metrics: &[AnalysisMetric], required: i32
         let Some(s) = status.metrics.iter().find(|s| s.name == metric.name) else {
             continue;
         };
-        for (count, limit, what, assessment) in LIMITS {
+        if let Some(assessment) = sequential_limits(status, metric, s, required) {
+            return assessment;
+        }
+        // A sequential metric's boundary replaces the failure limit, and with a
+        // false-promotion bound, "inconclusive" is its state until it concludes.
+        let limits = match (is_sequential(metric), is_bounded_sequential(metric)) {
+            (false, _) => &LIMITS[..],
+            (true, false) => &LIMITS[1..],
+            (true, true) => &LIMITS[1..2],
+        };
+        for &(count, limit, what, assessment) in limits {
             let (count, limit) = (count(s), limit(metric));
             if count > limit {
                 let what = what.replace("{}", &count.to_string());
@@ -127,13 +137,75 @@ pub fn assess(status: &AnalysisStatus, metrics: &[AnalysisMetric], required: i32
             .metrics
             .iter()
             .find(|s| s.name == metric.name)
-            .is_some_and(|s| s.passed >= required)
+            .is_some_and(|s| s.passed >= passes_needed(metric, required))
     });
     if all_passed {
         Assessment::Passed
     } else {
         Assessment::Running
     }
+}
+
+fn is_sequential(metric: &AnalysisMetric) -> bool {
+    metric.judge == Judge::Sequential
+}
+
+/// Passed measurements a metric needs: `required` for a threshold metric and for a sequential
+/// one without a false-promotion bound (looks with no evidence of a regression); one for a
+/// sequential metric with a bound, whose pass is a conclusion that later looks do not undo.
+fn passes_needed(metric: &AnalysisMetric, required: i32) -> i32 {
+    if is_bounded_sequential(metric) {
+        1
+    } else {
+        required
+    }
+}
+
+/// A sequential metric with a false-promotion bound: it passes by evidence, not by count.
+fn is_bounded_sequential(metric: &AnalysisMetric) -> bool {
+    is_sequential(metric)
+        && metric
+            .sequential
+            .as_ref()
+            .is_some_and(|s| s.false_promotion.is_some())
+}
+
+/// A sequential metric fails at its first failed look (the test's boundary, not a count,
+/// controls false rollbacks), and one with a false-promotion bound that has not concluded
+/// after the step's `required` rounds is inconclusive.
+fn sequential_limits(
+    status: &AnalysisStatus,
+    metric: &AnalysisMetric,
+    s: &MetricStatus,
+    required: i32,
+) -> Option<Assessment> {
+    if !is_sequential(metric) {
+        return None;
+    }
+    if s.failed > 0 {
+        let detail = format!(
+            "{} showed a regression; last: {}",
+            metric.name,
+            last_measurement(s)
+        );
+        return Some(Assessment::Failed {
+            metric: metric.name.clone(),
+            detail,
+        });
+    }
+    if is_bounded_sequential(metric) && s.passed == 0 && status.measurements >= required {
+        let detail = format!(
+            "{} neither showed nor ruled out a regression in {} measurement(s); last: {}",
+            metric.name,
+            status.measurements,
+            last_measurement(s)
+        );
+        return Some(Assessment::Inconclusive {
+            metric: metric.name.clone(),
+            detail,
+        });
+    }
+    None
 }
 
 fn last_measurement(s: &MetricStatus) -> String {
@@ -271,5 +343,78 @@ mod tests {
             Assessment::Inconclusive { .. }
         ));
         assert!(quiet.metrics[0].recent.len() <= RECENT);
+    }
+
+    fn sequential(false_promotion: Option<f64>) -> Vec<AnalysisMetric> {
+        let mut metric = canary_metrics().remove(0);
+        metric.judge = Judge::Sequential;
+        metric.max_increase = None;
+        metric.sequential = Some(crate::api::SequentialJudge {
+            false_promotion,
+            ..Default::default()
+        });
+        vec![metric]
+    }
+
+    #[test]
+    fn a_sequential_metric_fails_at_its_first_failed_look() {
+        let metrics = sequential(None);
+        assert_eq!(metrics[0].failure_limit, 0);
+        let mut with_limit = metrics.clone();
+        with_limit[0].failure_limit = 5; // ignored: the boundary decides
+        let now = Timestamp::from_second(0).unwrap();
+        let mut status = AnalysisStatus::default();
+        record(&mut status, &[m("error-rate", Verdict::Passed)], now);
+        record(&mut status, &[m("error-rate", Verdict::Failed)], now);
+        for metrics in [&metrics, &with_limit] {
+            let Assessment::Failed { detail, .. } = assess(&status, metrics, 10) else {
+                panic!("{:?}", assess(&status, metrics, 10));
+            };
+            assert!(detail.contains("showed a regression"), "{detail}");
+        }
+    }
+
+    #[test]
+    fn a_bounded_sequential_metric_passes_once_and_is_inconclusive_after_count() {
+        let metrics = sequential(Some(0.05));
+        let now = Timestamp::from_second(0).unwrap();
+        let mut status = AnalysisStatus::default();
+        // Inconclusive looks are its running state, not missing data against a limit.
+        for _ in 0..4 {
+            record(&mut status, &[m("error-rate", Verdict::Inconclusive)], now);
+            assert_eq!(assess(&status, &metrics, 5), Assessment::Running);
+        }
+        let mut passed = status.clone();
+        record(&mut passed, &[m("error-rate", Verdict::Passed)], now);
+        assert_eq!(assess(&passed, &metrics, 5), Assessment::Passed);
+        // A pass is a conclusion: a later look without one does not undo it.
+        record(&mut passed, &[m("error-rate", Verdict::Inconclusive)], now);
+        assert_eq!(assess(&passed, &metrics, 5), Assessment::Passed);
+        record(&mut status, &[m("error-rate", Verdict::Inconclusive)], now);
+        let Assessment::Inconclusive { detail, .. } = assess(&status, &metrics, 5) else {
+            panic!("{:?}", assess(&status, &metrics, 5));
+        };
+        assert!(detail.contains("neither showed nor ruled out"), "{detail}");
+    }
+
+    #[test]
+    fn an_unbounded_sequential_metric_passes_after_count_looks_with_data() {
+        let metrics = sequential(None);
+        let now = Timestamp::from_second(0).unwrap();
+        let mut status = AnalysisStatus::default();
+        record(&mut status, &[m("error-rate", Verdict::Passed)], now);
+        record(&mut status, &[m("error-rate", Verdict::Inconclusive)], now);
+        assert_eq!(assess(&status, &metrics, 2), Assessment::Running);
+        record(&mut status, &[m("error-rate", Verdict::Passed)], now);
+        assert_eq!(assess(&status, &metrics, 2), Assessment::Passed);
+        // No data still counts against its limit (2 for the built-in metric).
+        let mut quiet = AnalysisStatus::default();
+        for _ in 0..3 {
+            record(&mut quiet, &[m("error-rate", Verdict::Inconclusive)], now);
+        }
+        assert!(matches!(
+            assess(&quiet, &metrics, 2),
+            Assessment::Inconclusive { .. }
+        ));
     }
 }

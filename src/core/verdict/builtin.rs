@@ -36,6 +36,28 @@ pub fn prediction_histogram_query() -> String {
     format!("sum by (le) (increase(model_prediction_score_bucket{{{SELECTOR}}}[{{{{interval}}}}]))")
 }
 
+/// Requests of a variant since the step began (the sequential judge's default total).
+pub fn requests_since_step_query() -> String {
+    format!("sum(increase(http_requests_total{{{SELECTOR}}}[{{{{window}}}}]))")
+}
+
+/// 5xx answers of a variant since the step began (the sequential judge's default bad events);
+/// a variant with traffic but no 5xx series counts 0, not "no data".
+pub fn errors_since_step_query() -> String {
+    format!(
+        "sum(increase(http_requests_total{{{SELECTOR}, code=~\"5..\"}}[{{{{window}}}}])) or {} * 0",
+        requests_since_step_query()
+    )
+}
+
+/// Requests of a variant slower than the bucket bound `le` since the step began.
+pub fn slower_than_since_step_query(le: &str) -> String {
+    format!(
+        "{} - sum(increase(http_request_duration_seconds_bucket{{{SELECTOR}, le=\"{le}\"}}[{{{{window}}}}]))",
+        requests_since_step_query()
+    )
+}
+
 fn metric(name: &str, query: String, max: Option<f64>, ratio: Option<f64>) -> AnalysisMetric {
     AnalysisMetric {
         name: name.into(),
@@ -46,6 +68,8 @@ fn metric(name: &str, query: String, max: Option<f64>, ratio: Option<f64>) -> An
             ratio: Some(r),
             difference: None,
         }),
+        judge: crate::api::Judge::Threshold,
+        sequential: None,
         failure_limit: 0,
         inconclusive_limit: 2,
         consecutive_error_limit: 4,
@@ -111,6 +135,22 @@ pub fn metrics_for(
     }
 }
 
+/// The metrics measured at a gate with `candidate_weight` % of the traffic on the candidate.
+/// At a step of 100 % stable serves nothing, so a sequential metric has no comparison to make:
+/// it judged the steps before, and the full-traffic step is left to the other metrics (or to
+/// time alone).
+pub fn metrics_at(
+    spec: &crate::api::ModelDeploymentSpec,
+    stage: super::AnalysisStage,
+    candidate_weight: i32,
+) -> Vec<AnalysisMetric> {
+    let mut metrics = metrics_for(spec, stage);
+    if stage == super::AnalysisStage::Canary && candidate_weight >= 100 {
+        metrics.retain(|m| m.judge != crate::api::Judge::Sequential);
+    }
+    metrics
+}
+
 /// Fills the placeholders of a query template.
 pub fn render(
     template: &str,
@@ -124,6 +164,20 @@ pub fn render(
         .replace("{{name}}", name)
         .replace("{{variant}}", variant)
         .replace("{{interval}}", interval)
+}
+
+/// Fills the placeholders of a sequential judge's counter template: those of [`render`] and
+/// `{{window}}`, the whole seconds since the step began (at least one).
+pub fn render_since_step(
+    template: &str,
+    namespace: &str,
+    name: &str,
+    variant: &str,
+    interval: &str,
+    window: std::time::Duration,
+) -> String {
+    let window = format!("{}s", window.as_secs().max(1));
+    render(template, namespace, name, variant, interval).replace("{{window}}", &window)
 }
 
 #[cfg(test)]
@@ -141,6 +195,33 @@ mod tests {
             l,
             r#"histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{namespace="fraud", service="det-stable"}[5m])))"#
         );
+    }
+
+    #[test]
+    fn counter_templates_render_the_window_since_the_step_began() {
+        let window = std::time::Duration::from_millis(317_900);
+        let q = render_since_step(
+            &errors_since_step_query(),
+            "ns",
+            "m",
+            "candidate",
+            "1m",
+            window,
+        );
+        assert_eq!(
+            q,
+            r#"sum(increase(http_requests_total{namespace="ns", service="m-candidate", code=~"5.."}[317s])) or sum(increase(http_requests_total{namespace="ns", service="m-candidate"}[317s])) * 0"#
+        );
+        let slow = render_since_step(
+            &slower_than_since_step_query("0.5"),
+            "ns",
+            "m",
+            "stable",
+            "1m",
+            std::time::Duration::ZERO,
+        );
+        assert!(slow.ends_with(r#"le="0.5"}[1s]))"#), "{slow}");
+        assert!(!slow.contains("{{"));
     }
 
     #[test]

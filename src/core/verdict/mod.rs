@@ -8,6 +8,7 @@
 use crate::api::{AnalysisMetric, NoDataPolicy};
 
 pub mod builtin;
+pub mod sequential;
 
 pub use crate::api::Verdict;
 
@@ -138,6 +139,8 @@ mod tests {
                 ratio,
                 difference: diff,
             }),
+            judge: crate::api::Judge::Threshold,
+            sequential: None,
             failure_limit: 0,
             inconclusive_limit: 0,
             consecutive_error_limit: 4,

@@ -155,7 +155,8 @@ pub(super) fn start_rollout(cx: &mut Ctx<'_>) {
 /// the spec has no analysis (time alone decides).
 pub(super) fn run_analysis(cx: &mut Ctx<'_>, stage: AnalysisStage) -> Option<Assessment> {
     let analysis = cx.spec.rollout.analysis.as_ref()?;
-    let metrics = crate::core::verdict::builtin::metrics_for(cx.spec, stage);
+    let metrics =
+        crate::core::verdict::builtin::metrics_at(cx.spec, stage, cx.status.canary_weight);
     let mut state = cx.status.analysis.clone().unwrap_or_default();
     if cx.observed.candidate_ready
         && let Some(measurements) = &cx.observed.measurements
