@@ -467,6 +467,32 @@ mod tests {
     }
 
     #[test]
+    fn sequential_metrics_are_refused_not_judged_on_values() {
+        let mut resource = fraud_detector();
+        let analysis = resource.spec.rollout.analysis.get_or_insert_with(|| {
+            serde_json::from_value(serde_json::json!({"prometheus": {"address": "http://p:9090"}}))
+                .expect("analysis")
+        });
+        analysis.metrics.push(
+            serde_json::from_value(serde_json::json!({"name": "errors", "judge": "sequential"}))
+                .expect("metric"),
+        );
+        let refused = stream(
+            &resource,
+            &scenario("durationSeconds: 60\nstable: {version: \"3\"}\n"),
+            |_| ControlFlow::Continue(()),
+        );
+        let Err(SimulateError::Invalid(problems)) = refused else {
+            panic!("not refused: {refused:?}");
+        };
+        assert_eq!(
+            problems[0].path,
+            "resource spec.rollout.analysis.metrics[errors].judge"
+        );
+        assert!(problems[0].problem.contains("not the counters"));
+    }
+
+    #[test]
     fn the_reader_can_stop_the_run() {
         let mut seen = Vec::new();
         let (last, _) = stream(
