@@ -60,6 +60,8 @@ pub struct VerdictLabels {
     pub metric: String,
     pub verdict: String,
     pub threshold: String,
+    /// `"true"` for a dry-run metric (measured, never gating).
+    pub dry_run: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -449,6 +451,7 @@ impl Metrics {
                         metric: m.name.clone(),
                         verdict: last.verdict.to_string(),
                         threshold: last.threshold.clone(),
+                        dry_run: m.dry_run.to_string(),
                     },
                     namespace,
                     name,

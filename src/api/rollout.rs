@@ -190,6 +190,10 @@ pub struct AnalysisMetric {
     /// What an empty result or NaN means.
     #[serde(default)]
     pub no_data: NoDataPolicy,
+    /// Measure and record this metric (status, Events, operator metrics) without letting it
+    /// gate: a way to tune a threshold on live traffic before it can roll anything back.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 /// The CEL condition "this metric is judged sequentially".

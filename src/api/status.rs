@@ -186,6 +186,9 @@ pub struct MetricStatus {
     /// Last measurements, newest last (at most 5).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recent: Vec<MeasurementRecord>,
+    /// A dry-run metric: measured and recorded, never gating.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 /// One measurement of one metric.

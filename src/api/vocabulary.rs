@@ -172,6 +172,7 @@ status_word! {
         Aborted,
         ProgressDeadlineExceeded,
         AnalysisInconclusive,
+        DryRunMetricFailed,
         ManualPromotion,
         ManualRequestIgnored,
         Paused,

@@ -27,6 +27,13 @@ pub enum Assessment {
     Inconclusive { metric: String, detail: String },
 }
 
+/// Marks the dry-run metrics in the status, so that readers see which ones never gate.
+pub fn mark_dry_run(status: &mut AnalysisStatus, metrics: &[AnalysisMetric]) {
+    for entry in &mut status.metrics {
+        entry.dry_run = metrics.iter().any(|m| m.name == entry.name && m.dry_run);
+    }
+}
+
 /// Adds one round of measurements to the status.
 pub fn record(status: &mut AnalysisStatus, measurements: &[MetricMeasurement], now: Timestamp) {
     status.measurements += 1;
@@ -103,7 +110,27 @@ const LIMITS: [LimitCheck; 3] = [
 /// Judges the accumulated measurements against each metric's limits; passes once every
 /// metric passed `required` times.
 pub fn assess(status: &AnalysisStatus, metrics: &[AnalysisMetric], required: i32) -> Assessment {
-    for metric in metrics {
+    // Dry-run metrics are measured and recorded, never counted: not for failing, not for
+    // passing.
+    let gating: Vec<&AnalysisMetric> = metrics.iter().filter(|m| !m.dry_run).collect();
+    assess_metrics(status, &gating, required)
+}
+
+/// What `metric` alone would decide if it gated: a dry-run metric's would-be verdict.
+pub fn assess_as_gate(
+    status: &AnalysisStatus,
+    metric: &AnalysisMetric,
+    required: i32,
+) -> Assessment {
+    assess_metrics(status, &[metric], required)
+}
+
+fn assess_metrics(
+    status: &AnalysisStatus,
+    metrics: &[&AnalysisMetric],
+    required: i32,
+) -> Assessment {
+    for &metric in metrics {
         let Some(s) = status.metrics.iter().find(|s| s.name == metric.name) else {
             continue;
         };
@@ -132,7 +159,7 @@ pub fn assess(status: &AnalysisStatus, metrics: &[AnalysisMetric], required: i32
     }
     // Every metric needs `required` passed measurements: rounds of errors or missing data
     // within their limits keep the gate closed, they never open it.
-    let all_passed = metrics.iter().all(|metric| {
+    let all_passed = metrics.iter().all(|&metric| {
         status
             .metrics
             .iter()
@@ -416,5 +443,36 @@ mod tests {
             assess(&quiet, &metrics, 2),
             Assessment::Inconclusive { .. }
         ));
+    }
+
+    fn any_verdict() -> impl proptest::strategy::Strategy<Value = Verdict> {
+        proptest::sample::select(vec![
+            Verdict::Passed,
+            Verdict::Failed,
+            Verdict::Inconclusive,
+            Verdict::Error,
+        ])
+    }
+
+    proptest::proptest! {
+        /// A dry-run metric never changes what the gate decides, whatever it measures.
+        #[test]
+        fn dry_run_metrics_never_change_the_gate(
+            rounds in proptest::collection::vec((any_verdict(), any_verdict()), 0..12),
+            required in 1..6i32,
+        ) {
+            let gating = canary_metrics().remove(0);
+            let mut dry = canary_metrics().remove(1);
+            dry.dry_run = true;
+            let now = Timestamp::from_second(0).unwrap();
+            let mut status = AnalysisStatus::default();
+            for (g, d) in rounds {
+                record(&mut status, &[m("error-rate", g), m("latency-p99", d)], now);
+                proptest::prop_assert_eq!(
+                    assess(&status, &[gating.clone(), dry.clone()], required),
+                    assess(&status, std::slice::from_ref(&gating), required)
+                );
+            }
+        }
     }
 }

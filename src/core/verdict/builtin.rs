@@ -74,6 +74,7 @@ fn metric(name: &str, query: String, max: Option<f64>, ratio: Option<f64>) -> An
         inconclusive_limit: 2,
         consecutive_error_limit: 4,
         no_data: NoDataPolicy::Inconclusive,
+        dry_run: false,
     }
 }
 

@@ -145,6 +145,7 @@ mod tests {
             inconclusive_limit: 0,
             consecutive_error_limit: 4,
             no_data: NoDataPolicy::Inconclusive,
+            dry_run: false,
         }
     }
 

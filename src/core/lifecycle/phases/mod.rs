@@ -5,7 +5,7 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
-use super::analysis_state::{Assessment, assess, record};
+use super::analysis_state::{Assessment, assess, assess_as_gate, mark_dry_run, record};
 use super::manual::{ManualInput, Request};
 use super::schedule::{add, since};
 use super::triggers::{self, Gate, Trigger, TriggerFacts};

@@ -1,6 +1,7 @@
 //! Evaluation, shadow, canary steps, promotion and rollback.
 
 use super::*;
+use crate::api::{AnalysisMetric, AnalysisStatus};
 
 pub(super) fn evaluating(cx: &mut Ctx<'_>) {
     let metric = cx.spec.evaluation.metric.clone();
@@ -158,14 +159,61 @@ pub(super) fn run_analysis(cx: &mut Ctx<'_>, stage: AnalysisStage) -> Option<Ass
     let metrics =
         crate::core::verdict::builtin::metrics_at(cx.spec, stage, cx.status.canary_weight);
     let mut state = cx.status.analysis.clone().unwrap_or_default();
+    let before = state.clone();
     if cx.observed.candidate_ready
         && let Some(measurements) = &cx.observed.measurements
     {
         record(&mut state, measurements, cx.now);
+        mark_dry_run(&mut state, &metrics);
     }
-    let assessment = assess(&state, &metrics, analysis.count.max(1));
+    let required = analysis.count.max(1);
+    report_dry_runs(cx, &metrics, &before, &state, required);
+    let assessment = assess(&state, &metrics, required);
     cx.status.analysis = Some(state);
     Some(assessment)
+}
+
+/// A Warning Event the first time a dry-run metric would have stopped the gate in this phase
+/// or step; the gate itself ignores it, and the status message stays the gate's.
+fn report_dry_runs(
+    cx: &mut Ctx<'_>,
+    metrics: &[AnalysisMetric],
+    before: &AnalysisStatus,
+    after: &AnalysisStatus,
+    required: i32,
+) {
+    let stops = |a: &Assessment| {
+        matches!(
+            a,
+            Assessment::Failed { .. }
+                | Assessment::Errored { .. }
+                | Assessment::Inconclusive { .. }
+        )
+    };
+    for metric in metrics.iter().filter(|m| m.dry_run) {
+        let was = assess_as_gate(before, metric, required);
+        let now = assess_as_gate(after, metric, required);
+        let detail = match &now {
+            Assessment::Failed { detail, .. }
+            | Assessment::Errored { detail, .. }
+            | Assessment::Inconclusive { detail, .. } => detail.clone(),
+            _ => continue,
+        };
+        if stops(&now) && !stops(&was) {
+            let what = match now {
+                Assessment::Inconclusive { .. } => "paused (or rolled back)",
+                _ => "rolled back",
+            };
+            cx.transitions.push(Transition {
+                warning: true,
+                reason: EventReason::DryRunMetricFailed,
+                message: format!(
+                    "dry-run metric {} would have {what} this rollout (it does not gate): {detail}",
+                    metric.name
+                ),
+            });
+        }
+    }
 }
 
 /// Acts on a failing assessment; returns true if the phase ended.

@@ -40,15 +40,17 @@ fn metric_status() -> impl Strategy<Value = MetricStatus> {
         0..20i32,
         0..20i32,
         0..20i32,
+        any::<bool>(),
     )
         .prop_map(
-            |(name, failed, inconclusive, consecutive_errors)| MetricStatus {
+            |(name, failed, inconclusive, consecutive_errors, dry_run)| MetricStatus {
                 name: name.into(),
                 passed: failed / 2,
                 failed,
                 inconclusive,
                 consecutive_errors,
                 recent: vec![],
+                dry_run,
             },
         )
 }

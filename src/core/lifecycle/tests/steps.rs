@@ -229,3 +229,85 @@ fn step_without_progress_rolls_back_after_step_duration_plus_deadline() {
             .contains("the step's analysis never concluded")
     );
 }
+
+#[test]
+fn a_failing_dry_run_metric_is_recorded_and_reported_once_but_never_gates() {
+    let s = spec_with(
+        json!({"rollout": {"stepDuration": "5m", "analysis": {"count": 3, "metrics": [
+            {"name": "error-rate", "query": "q", "max": 0.05},
+            {"name": "new-threshold", "query": "q", "max": 0.01, "dryRun": true}
+        ]}}}),
+    );
+    let failing = round(
+        &s,
+        AnalysisStage::Canary,
+        Some("new-threshold"),
+        Verdict::Failed,
+    );
+    let mut status = at_step(0, 10, 0);
+    let mut dry_run_events = 0;
+    for minute in 1..=3 {
+        let out = run(&s, &status, &failing, at(minute * MIN));
+        assert_eq!(out.status.phase, Phase::Progressing, "minute {minute}");
+        dry_run_events += out
+            .transitions
+            .iter()
+            .filter(|t| t.reason == EventReason::DryRunMetricFailed)
+            .inspect(|t| {
+                assert!(t.warning);
+                assert!(
+                    t.message
+                        .starts_with("dry-run metric new-threshold would have rolled back"),
+                    "{}",
+                    t.message
+                );
+            })
+            .count();
+        status = out.status;
+    }
+    assert_eq!(
+        dry_run_events, 1,
+        "reported when it first crosses its limit"
+    );
+    let analysis = status.analysis.as_ref().unwrap();
+    let dry = analysis
+        .metrics
+        .iter()
+        .find(|m| m.name == "new-threshold")
+        .unwrap();
+    assert!(dry.dry_run && dry.failed == 3, "{dry:?}");
+    assert!(
+        !status
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("dry-run"),
+        "the status message stays the gate's: {:?}",
+        status.message
+    );
+    // The gating metric passed three times: the step advances on time.
+    let out = run(&s, &status, &obs(), at(5 * MIN));
+    assert_eq!(out.status.current_step, Some(1));
+}
+
+#[test]
+fn sequential_metrics_sit_out_the_full_traffic_step() {
+    let s = spec_with(
+        json!({"rollout": {"stepDuration": "2m", "analysis": {"count": 2, "metrics": [
+            {"name": "error-rate", "judge": "sequential"}
+        ]}}}),
+    );
+    // At 50 % the sequential metric gates: no measurements, no advance.
+    let out = run(&s, &at_step(1, 50, 0), &obs(), at(2 * MIN));
+    assert_eq!(out.status.current_step, Some(1));
+    // At 100 % stable serves nothing: no metric applies and the step ends on time.
+    let out = run(&s, &at_step(2, 100, 0), &obs(), at(2 * MIN - 1));
+    assert_eq!(out.status.phase, Phase::Progressing);
+    let out = run(&s, &at_step(2, 100, 0), &obs(), at(2 * MIN));
+    assert_eq!(
+        out.status.phase,
+        Phase::Promoted,
+        "{:?}",
+        out.status.message
+    );
+}
