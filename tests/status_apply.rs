@@ -157,6 +157,7 @@ fn full_status(generation: i64) -> ModelDeploymentStatus {
                     stable: Some(0.0105),
                     threshold: "<= 1.5 x stable".into(),
                 }],
+                dry_run: true,
             }],
         }),
         deferred_trigger: Some(DeferredTrigger {
