@@ -10,6 +10,7 @@
 //! - [`storage`]: object stores (S3, GCS, Azure, local) and the layout of captured traffic.
 //! - [`simulate`]: the core played against a simulated cluster.
 //! - [`cli`]: the `mlrollout` command (also a kubectl plugin).
+//! - [`webhooks`]: registry events in (MLflow webhooks), which make reconciles come earlier.
 
 pub mod advisor;
 pub mod analysis;
@@ -29,3 +30,4 @@ pub mod server;
 pub mod simulate;
 pub mod storage;
 pub mod telemetry;
+pub mod webhooks;

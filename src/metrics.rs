@@ -86,6 +86,12 @@ pub struct PhaseLabels {
     pub phase: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WebhookLabels {
+    pub source: String,
+    pub outcome: String,
+}
+
 /// All metrics, registered under the `mlrollout` prefix.
 #[derive(Clone)]
 pub struct Metrics {
@@ -106,6 +112,10 @@ pub struct Metrics {
     pub analysis_verdicts: Family<VerdictLabels, Counter>,
     pub retraining_attempts: Family<TriggerLabels, Counter>,
     pub rollout_outcomes: Family<OutcomeLabels, Counter>,
+    /// Registry webhook deliveries by source and outcome (src/webhooks).
+    pub registry_webhook_deliveries: Family<WebhookLabels, Counter>,
+    /// Reconciles requested by registry webhooks.
+    pub registry_webhook_reconciles: Counter,
 }
 
 /// Buckets of `reconcile_duration_seconds`: a millisecond to ten seconds.
@@ -196,6 +206,16 @@ impl Default for Metrics {
                 &mut r,
                 "mirror_percent",
                 "Percent of live traffic mirrored to the candidate",
+            ),
+            registry_webhook_deliveries: family(
+                &mut r,
+                "registry_webhook_deliveries",
+                "Registry webhook deliveries by outcome (accepted, duplicate, unrelated, bad_signature, stale, malformed, unavailable)",
+            ),
+            registry_webhook_reconciles: family(
+                &mut r,
+                "registry_webhook_reconciles",
+                "Reconciles requested by registry webhook deliveries",
             ),
             registry: Arc::new(r),
             series: Arc::default(),
@@ -506,6 +526,18 @@ impl Metrics {
             )
             .inc();
         }
+    }
+
+    /// Counts one registry webhook delivery (from MLflow) and the reconciles it requested.
+    pub fn observe_registry_webhook(&self, outcome: &str, triggered: usize) {
+        self.registry_webhook_deliveries
+            .get_or_create(&WebhookLabels {
+                source: "mlflow".into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+        self.registry_webhook_reconciles
+            .inc_by(u64::try_from(triggered).unwrap_or(u64::MAX));
     }
 
     /// Text exposition format.

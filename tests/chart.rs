@@ -248,6 +248,14 @@ fn the_chart_lints_renders_and_validates() {
         mlrollout::drift::data::policy::LocalFiles::Never
     );
     assert_eq!(namespaced.prometheus_timeout_seconds, 5);
+    // The registry webhook: its listener and window from the values; the secret comes from the
+    // Secret the values name (checked by the script), so it is not on the command line.
+    assert_eq!(namespaced.registry_webhook_addr.port(), 8443);
+    assert_eq!(
+        namespaced.registry_webhook_max_age,
+        Duration::from_secs(120)
+    );
+    assert!(namespaced.registry_webhook_secret.is_none());
     let election = namespaced
         .leader_election("mlrollout-system")
         .unwrap()

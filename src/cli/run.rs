@@ -13,6 +13,7 @@ use crate::metrics::Metrics;
 use crate::registry::mlflow::MlflowRegistry;
 use crate::server::{self, Health};
 use crate::telemetry::LogFormat;
+use crate::webhooks::{self, WebhookConfig, WebhookReceiver};
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -134,6 +135,56 @@ pub struct RunArgs {
     /// read. Unset: no local files (they would be the operator pod's own files).
     #[arg(long, env = "MLROLLOUT_DATA_DIR")]
     pub data_dir: Option<std::path::PathBuf>,
+    /// File holding the secret of MLflow's registry webhook (the `secret` the webhook was
+    /// created with). With it (or `--registry-webhook-secret`), `POST /webhooks/mlflow` is
+    /// served on `--registry-webhook-addr`: a signed delivery about a model makes the
+    /// ModelDeployments that follow it reconcile at once. Read once at start-up.
+    #[arg(long, env = "MLROLLOUT_REGISTRY_WEBHOOK_SECRET_FILE")]
+    pub registry_webhook_secret_file: Option<std::path::PathBuf>,
+    /// The registry webhook's secret itself (prefer the file, or the environment variable from
+    /// a Kubernetes Secret, to a command-line argument).
+    #[arg(
+        long,
+        env = "MLROLLOUT_REGISTRY_WEBHOOK_SECRET",
+        hide_env_values = true,
+        conflicts_with = "registry_webhook_secret_file",
+        value_parser = webhook_secret
+    )]
+    pub registry_webhook_secret: Option<WebhookSecret>,
+    /// Address of the registry webhook endpoint (only served with a secret).
+    #[arg(
+        long,
+        env = "MLROLLOUT_REGISTRY_WEBHOOK_ADDR",
+        default_value = "0.0.0.0:8090"
+    )]
+    pub registry_webhook_addr: SocketAddr,
+    /// How long after MLflow signed it a delivery is accepted (and how far ahead, for clock
+    /// differences); an older one is refused as stale. Replays within it are recognised by
+    /// their delivery id.
+    #[arg(
+        long,
+        env = "MLROLLOUT_REGISTRY_WEBHOOK_MAX_AGE",
+        default_value = "5m",
+        value_parser = super::args::positive_duration
+    )]
+    pub registry_webhook_max_age: std::time::Duration,
+}
+
+/// A webhook secret given on the command line or in the environment; `Debug` hides it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebhookSecret(pub String);
+
+impl std::fmt::Debug for WebhookSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WebhookSecret(<redacted>)")
+    }
+}
+
+fn webhook_secret(text: &str) -> Result<WebhookSecret, String> {
+    if text.trim().is_empty() {
+        return Err("the secret is empty".into());
+    }
+    Ok(WebhookSecret(text.to_owned()))
 }
 
 /// Error starting the operator.
@@ -157,6 +208,36 @@ impl RunArgs {
             self.data_dir.clone(),
         )
         .with_buckets(self.data_allow_buckets.clone())
+    }
+
+    /// The registry webhook endpoint's settings, `None` without a secret. A secret file is read
+    /// here; surrounding whitespace (a trailing newline) is not part of the secret.
+    pub fn registry_webhook(&self) -> Result<Option<WebhookConfig>, RunError> {
+        let secret = match (
+            &self.registry_webhook_secret,
+            &self.registry_webhook_secret_file,
+        ) {
+            (Some(secret), _) => secret.0.clone(),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map_err(|e| {
+                    RunError::Setup(format!(
+                        "cannot read the registry webhook secret {}: {e}",
+                        path.display()
+                    ))
+                })?
+                .trim()
+                .to_owned(),
+            (None, None) => return Ok(None),
+        };
+        if secret.is_empty() {
+            return Err(RunError::Setup(
+                "the registry webhook secret is empty".into(),
+            ));
+        }
+        Ok(Some(WebhookConfig {
+            secret: secret.into_bytes(),
+            max_age: self.registry_webhook_max_age,
+        }))
     }
 
     /// The watch scope of `--namespace` (none: all namespaces).
@@ -206,9 +287,12 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let analyzer = PrometheusAnalyzer::new(Duration::from_secs(args.prometheus_timeout_seconds))
         .map_err(|e| RunError::Setup(e.to_string()))?;
     let election = args.leader_election(client.default_namespace())?;
+    let webhook = (args.registry_webhook()?).map(|c| (c, args.registry_webhook_addr));
+    let triggers = crate::controller::triggers::Triggers::default();
     let scope = args.scope();
     let analyzer = Arc::new(analyzer);
     let controller_metrics = metrics.clone();
+    let controller_triggers = triggers.clone();
     // The controller's context on `client` (with leader election: the fenced client, so that
     // its writes and events stop the moment this replica may no longer lead).
     let data_policy = args.data_policy();
@@ -223,6 +307,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
                     .with_policy(data_policy.clone()),
             ))
             .with_advisor(Arc::new(AnthropicAdvisor::new()))
+            .with_triggers(controller_triggers)
     };
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -235,6 +320,9 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         let _ = rx.wait_for(|stop| *stop).await;
     };
 
+    let webhook_server =
+        start_registry_webhook(webhook, triggers, metrics.clone(), stopped(stop_rx.clone()))
+            .await?;
     let http = tokio::spawn(server::serve(
         args.metrics_addr,
         server::router(health.clone(), metrics),
@@ -269,7 +357,43 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         Ok(result) => result?,
         Err(e) => tracing::warn!(error = %e, "metrics server task failed"),
     }
-    Ok(())
+    join_registry_webhook(webhook_server).await
+}
+
+type ServerTask = tokio::task::JoinHandle<std::io::Result<()>>;
+
+/// With a configuration, binds the registry webhook endpoint now (a taken port stops the
+/// operator at start-up) and serves it until `shutdown`.
+async fn start_registry_webhook(
+    configured: Option<(WebhookConfig, SocketAddr)>,
+    triggers: crate::controller::triggers::Triggers,
+    metrics: Metrics,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<Option<ServerTask>, RunError> {
+    let Some((config, addr)) = configured else {
+        return Ok(None);
+    };
+    let listener = webhooks::bind(addr).await?;
+    let receiver = WebhookReceiver::new(&config, triggers, metrics);
+    Ok(Some(tokio::spawn(webhooks::serve(
+        listener,
+        webhooks::router(receiver),
+        shutdown,
+    ))))
+}
+
+/// Waits for the registry webhook endpoint (if any) to finish its graceful shutdown.
+async fn join_registry_webhook(server: Option<ServerTask>) -> Result<(), RunError> {
+    let Some(task) = server else {
+        return Ok(());
+    };
+    match task.await {
+        Ok(result) => Ok(result?),
+        Err(e) => {
+            tracing::warn!(error = %e, "registry webhook server task failed");
+            Ok(())
+        }
+    }
 }
 
 /// Resolves on SIGTERM (Kubernetes) or Ctrl-C.
@@ -324,6 +448,51 @@ mod tests {
         assert_eq!(
             parse(&["--namespace", "a,b"]).scope(),
             WatchScope::Namespaces(vec!["a".into(), "b".into()])
+        );
+    }
+
+    #[test]
+    fn the_registry_webhook_needs_a_secret_from_a_flag_or_a_file() {
+        assert!(parse(&[]).registry_webhook().unwrap().is_none());
+        let args = parse(&["--registry-webhook-secret", "s3cr3t"]);
+        assert!(!format!("{args:?}").contains("s3cr3t"), "Debug hides it");
+        let config = args.registry_webhook().unwrap().unwrap();
+        assert_eq!(config.secret, b"s3cr3t");
+        assert_eq!(config.max_age, Duration::from_secs(300));
+        assert_eq!(args.registry_webhook_addr.port(), 8090);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("secret");
+        std::fs::write(&file, "from-a-file\n").unwrap();
+        let path = file.to_str().unwrap();
+        let config = parse(&[
+            "--registry-webhook-secret-file",
+            path,
+            "--registry-webhook-max-age",
+            "30s",
+        ])
+        .registry_webhook()
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            config.secret, b"from-a-file",
+            "the trailing newline is not the secret"
+        );
+        assert_eq!(config.max_age, Duration::from_secs(30));
+        std::fs::write(&file, "\n").unwrap();
+        assert!(matches!(
+            parse(&["--registry-webhook-secret-file", path]).registry_webhook(),
+            Err(RunError::Setup(m)) if m.contains("empty")
+        ));
+        let missing = dir.path().join("missing");
+        assert!(
+            parse(&["--registry-webhook-secret-file", missing.to_str().unwrap()])
+                .registry_webhook()
+                .is_err()
+        );
+        let argv = ["mlrollout", "run", "--registry-webhook-secret", " "];
+        assert!(
+            Cli::try_parse_from(argv).is_err(),
+            "an empty secret is refused"
         );
     }
 

@@ -6,6 +6,7 @@
 
 pub mod act;
 pub mod observe;
+pub mod triggers;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -71,6 +72,9 @@ pub struct Context {
     /// when the resource reconciles again (or is gone), so the map stays as small as the set
     /// of failing resources.
     failures: Arc<std::sync::Mutex<std::collections::HashMap<(String, String), u32>>>,
+    /// Reconcile requests from outside the watch (registry webhooks): the running controllers
+    /// attach to it; share one with the webhook receiver through [`Context::with_triggers`].
+    pub triggers: triggers::Triggers,
 }
 
 impl Context {
@@ -91,6 +95,7 @@ impl Context {
             max_requeue: None,
             proxy_image: crate::api::proxy::DEFAULT_PROXY_IMAGE.to_owned(),
             failures: Arc::default(),
+            triggers: triggers::Triggers::default(),
         }
     }
 
@@ -147,6 +152,12 @@ impl Context {
     /// Sets the drift checker.
     pub fn with_drift(mut self, drift: Arc<dyn DriftCheck>) -> Self {
         self.drift = Some(drift);
+        self
+    }
+
+    /// Uses `triggers` (also held by the webhook receiver) for reconcile requests.
+    pub fn with_triggers(mut self, triggers: triggers::Triggers) -> Self {
+        self.triggers = triggers;
         self
     }
 
@@ -386,7 +397,12 @@ pub async fn run(
     let controllers: Vec<_> = namespaces
         .iter()
         .map(|namespace| {
-            controller_for(&ctx.client, namespace.as_deref()).graceful_shutdown_on(shutdown.clone())
+            let controller = controller_for(&ctx.client, namespace.as_deref());
+            // Registry webhooks request reconciles of the resources in this controller's store.
+            let requests = ctx.triggers.attach(controller.store());
+            controller
+                .reconcile_on(requests)
+                .graceful_shutdown_on(shutdown.clone())
         })
         .collect();
     mark_ready_after_first_list(&controllers, &health);
@@ -424,6 +440,7 @@ pub async fn run(
         _ = deadline => tracing::warn!(grace = ?SHUTDOWN_GRACE, "controller did not stop in time; stopping anyway"),
     }
     sweeper.abort();
+    ctx.triggers.detach_all();
     health.alive.store(false, Ordering::SeqCst);
     tracing::info!("controller stopped");
 }

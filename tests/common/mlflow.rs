@@ -173,6 +173,17 @@ fn server_command(bin: &Path, dir: &Path, port: u16) -> Command {
         .env("MLFLOW_DISABLE_TELEMETRY", "true")
         .env("DO_NOT_TRACK", "true")
         .env("PYTHONUNBUFFERED", "1")
+        // Registry webhooks (tests/registry_webhook.rs) to the test's loopback endpoint over
+        // plain http, which MLflow refuses by default; a fixed key keeps webhook secrets
+        // readable across a restart; the list of webhooks is re-read after 1 s, not 60 s. Only
+        // a server with webhooks created on it is affected.
+        .env("MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS", "true")
+        .env("MLFLOW_WEBHOOK_ALLOWED_SCHEMES", "http,https")
+        .env(
+            "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY",
+            "bWxyb2xsb3V0LXRlc3Qtd2ViaG9vay1rZXktMzJieXQ=",
+        )
+        .env("MLFLOW_WEBHOOK_CACHE_TTL", "1")
         .env_remove("MLFLOW_TRACKING_URI")
         .current_dir(dir);
     cmd

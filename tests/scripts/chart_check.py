@@ -89,6 +89,13 @@ SCENARIOS = {
         "nodeSelector": {"kubernetes.io/os": "linux"},
         "tolerations": [{"key": "ml", "operator": "Exists", "effect": "NoSchedule"}],
         "priorityClassName": "system-cluster-critical",
+        "registryWebhook": {
+            "enabled": True,
+            "secret": {"name": "mlflow-webhook", "key": "hmac"},
+            "port": 8443,
+            "maxAge": "2m",
+            "service": {"port": 443},
+        },
     },
     # One replica without leader election, no metrics Service.
     "single": {
@@ -115,6 +122,7 @@ MUST_FAIL = {
         "renewDeadlineSeconds",
     ),
     "bad_namespace_name": ({"watchNamespaces": ["Team_A"]}, "watchNamespaces"),
+    "registry_webhook_without_secret": ({"registryWebhook": {"enabled": True}}, "registryWebhook.secret.name"),
 }
 
 
@@ -353,8 +361,25 @@ def check_scenario(name, values, failures):
         if role["metadata"]["namespace"] != NAMESPACE:
             failures.append("%s: the Lease Role is not in the release namespace" % name)
     # Metrics Service and ServiceMonitor agree on the port name.
-    services = kinds.get("Service", [])
+    services = [s for s in kinds.get("Service", []) if s["metadata"]["name"].endswith("-metrics")]
     monitor = kinds.get("ServiceMonitor", [])
+    # The registry webhook: its Service, container port and secret reference agree with the values.
+    hooks = [s for s in kinds.get("Service", []) if s["metadata"]["name"].endswith("-webhook")]
+    hook = effective["registryWebhook"]
+    if hook["enabled"]:
+        want = hook["service"].get("port") or hook["port"]
+        if len(hooks) != 1 or hooks[0]["spec"]["ports"][0].get("targetPort") != "webhook" or hooks[0]["spec"]["ports"][0].get("port") != want:
+            failures.append("%s: expected one webhook Service on port %s to targetPort webhook" % (name, want))
+        container = (report["deployment"] or {"containers": [{}]})["containers"][0]
+        ports = {p.get("name"): p.get("containerPort") for p in container.get("ports", [])}
+        if ports.get("webhook") != hook["port"]:
+            failures.append("%s: container port webhook is %s, values say %s" % (name, ports.get("webhook"), hook["port"]))
+        env = {e["name"]: e for e in container.get("env", [])}
+        ref = ((env.get("MLROLLOUT_REGISTRY_WEBHOOK_SECRET") or {}).get("valueFrom") or {}).get("secretKeyRef")
+        if ref != {"name": hook["secret"]["name"], "key": hook["secret"]["key"]}:
+            failures.append("%s: the webhook secret is not read from the values' Secret: %s" % (name, ref))
+    elif hooks:
+        failures.append("%s: a webhook Service although disabled" % name)
     if effective["metrics"]["service"]["enabled"]:
         if len(services) != 1:
             failures.append("%s: expected one metrics Service" % name)
