@@ -78,6 +78,16 @@ pub struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NotificationLabels {
+    /// `webhook` or `slack`.
+    pub sink: String,
+    /// The transition, e.g. `rolledBack`.
+    pub event: String,
+    /// `delivered`, `retried`, `failed` or `dropped`.
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PhaseLabels {
     pub namespace: String,
     pub name: String,
@@ -104,6 +114,7 @@ pub struct Metrics {
     pub analysis_verdicts: Family<VerdictLabels, Counter>,
     pub retraining_attempts: Family<TriggerLabels, Counter>,
     pub rollout_outcomes: Family<OutcomeLabels, Counter>,
+    pub notifications: Family<NotificationLabels, Counter>,
 }
 
 /// Buckets of `reconcile_duration_seconds`: a millisecond to ten seconds.
@@ -194,6 +205,11 @@ impl Default for Metrics {
                 &mut r,
                 "mirror_percent",
                 "Percent of live traffic mirrored to the candidate",
+            ),
+            notifications: family(
+                &mut r,
+                "notifications",
+                "Notification deliveries by sink kind, event and outcome (delivered, retried, failed, dropped)",
             ),
             registry: Arc::new(r),
             series: Arc::default(),
@@ -503,6 +519,17 @@ impl Metrics {
             )
             .inc();
         }
+    }
+
+    /// Counts one delivery outcome of a notification (not per resource: sinks are few).
+    pub fn observe_notification(&self, sink: &str, event: &str, outcome: &str) {
+        self.notifications
+            .get_or_create(&NotificationLabels {
+                sink: sink.into(),
+                event: event.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
     }
 
     /// Text exposition format.

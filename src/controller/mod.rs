@@ -67,6 +67,8 @@ pub struct Context {
     pub max_requeue: Option<Duration>,
     /// Image of the proxy sidecar when a resource names none (`--proxy-image`).
     pub proxy_image: String,
+    /// Sends notifications of lifecycle transitions in the background; without one, none.
+    pub notifier: Option<crate::notify::Notifier>,
     /// Failed reconciles in a row per (namespace, name), for the error backoff; an entry goes
     /// when the resource reconciles again (or is gone), so the map stays as small as the set
     /// of failing resources.
@@ -90,6 +92,7 @@ impl Context {
             advisor: None,
             max_requeue: None,
             proxy_image: crate::api::proxy::DEFAULT_PROXY_IMAGE.to_owned(),
+            notifier: None,
             failures: Arc::default(),
         }
     }
@@ -147,6 +150,12 @@ impl Context {
     /// Sets the drift checker.
     pub fn with_drift(mut self, drift: Arc<dyn DriftCheck>) -> Self {
         self.drift = Some(drift);
+        self
+    }
+
+    /// Sets the notifier.
+    pub fn with_notifier(mut self, notifier: crate::notify::Notifier) -> Self {
+        self.notifier = Some(notifier);
         self
     }
 
@@ -237,6 +246,8 @@ async fn reconcile_inner(cached: &ModelDeployment, ctx: &Context) -> Result<Acti
     let default_status = ModelDeploymentStatus::default();
     let current = resource.status.as_ref().unwrap_or(&default_status);
     let uid = resource.metadata.uid.clone().unwrap_or_default();
+    // Kept for the notifications (the failing measurement of a rollback).
+    let measurements = observed.lifecycle.measurements.clone();
     let mut decision = decide(DecideInput {
         name: &name,
         namespace: &namespace,
@@ -255,6 +266,14 @@ async fn reconcile_inner(cached: &ModelDeployment, ctx: &Context) -> Result<Acti
     }
     act::write_status(ctx, resource, &namespace, &decision.status).await?;
     act::publish_events(ctx, resource, &decision.events).await;
+    act::notify(
+        ctx,
+        resource,
+        current,
+        &decision,
+        measurements.as_deref(),
+        now,
+    );
     report(
         ctx,
         &namespace,
