@@ -89,6 +89,32 @@ SCENARIOS = {
         "nodeSelector": {"kubernetes.io/os": "linux"},
         "tolerations": [{"key": "ml", "operator": "Exists", "effect": "NoSchedule"}],
         "priorityClassName": "system-cluster-critical",
+        "notifications": {
+            "defaultSinks": [
+                {
+                    "name": "platform",
+                    "webhook": {
+                        "url": "https://events.example.com/mlrollout",
+                        "secretRef": {"name": "mlrollout-notifications", "key": "hmac"},
+                    },
+                },
+                {
+                    "name": "ml-team",
+                    "slack": {"urlSecretRef": {"name": "mlrollout-notifications", "key": "slack-url"}},
+                    "events": ["promoted", "rolledBack"],
+                },
+                {
+                    "name": "audit",
+                    "webhook": {
+                        "url": "http://audit.ops:8080/",
+                        "secretRef": {"name": "audit-hmac", "key": "key"},
+                    },
+                },
+            ],
+            "timeout": "5s",
+            "attempts": 4,
+            "queueSize": 200,
+        },
     },
     # One replica without leader election, no metrics Service.
     "single": {
@@ -115,6 +141,24 @@ MUST_FAIL = {
         "renewDeadlineSeconds",
     ),
     "bad_namespace_name": ({"watchNamespaces": ["Team_A"]}, "watchNamespaces"),
+    "sink_with_webhook_and_slack": (
+        {
+            "notifications": {
+                "defaultSinks": [
+                    {
+                        "name": "both",
+                        "webhook": {"url": "https://x.example.com/"},
+                        "slack": {"urlSecretRef": {"name": "s", "key": "k"}},
+                    }
+                ]
+            }
+        },
+        "defaultSinks",
+    ),
+    "sink_with_unknown_event": (
+        {"notifications": {"defaultSinks": [{"name": "x", "webhook": {"url": "https://x/"}, "events": ["all"]}]}},
+        "defaultSinks",
+    ),
 }
 
 
@@ -180,7 +224,7 @@ def check_deployment(obj, values, failures, where):
     """Security context, probes, ports, args and env of the operator Deployment."""
     pod, containers = containers_of(obj)
     psc = pod.get("securityContext", {})
-    report = {"containers": []}
+    report = {"containers": [], "volumes": pod.get("volumes", [])}
     if len(containers) != 1:
         failures.append("%s: expected one container, found %d" % (where, len(containers)))
     for c in containers:
@@ -204,6 +248,7 @@ def check_deployment(obj, values, failures, where):
             "args": c.get("args", []),
             "env": c.get("env", []),
             "ports": c.get("ports", []),
+            "volumeMounts": c.get("volumeMounts", []),
             "livenessProbe": c.get("livenessProbe"),
             "readinessProbe": c.get("readinessProbe"),
         }
