@@ -291,7 +291,9 @@ fn the_chart_lints_renders_and_validates() {
     let secrets_dir = Path::new("/etc/mlrollout/notification-secrets");
     assert_eq!(notify.secrets_dir.as_deref(), Some(secrets_dir));
     let deployment = &scenarios["namespaced"]["deployment"];
-    let mounts = deployment["containers"][0]["volumeMounts"].as_array().unwrap();
+    let mounts = deployment["containers"][0]["volumeMounts"]
+        .as_array()
+        .unwrap();
     let volumes = deployment["volumes"].as_array().unwrap();
     for secret in ["audit-hmac", "mlrollout-notifications"] {
         let volume = volumes

@@ -210,7 +210,11 @@ fn offline_client() -> kube::Client {
 fn defaults_on(receiver_url: &str, secrets: &std::path::Path) -> Vec<NotificationSink> {
     std::fs::create_dir_all(secrets.join("notify")).unwrap();
     std::fs::write(secrets.join("notify/hmac"), format!("{HMAC_KEY}\n")).unwrap();
-    std::fs::write(secrets.join("notify/slack"), format!("{receiver_url}/slack")).unwrap();
+    std::fs::write(
+        secrets.join("notify/slack"),
+        format!("{receiver_url}/slack"),
+    )
+    .unwrap();
     serde_json::from_value(json!([
         {"name": "ce", "webhook": {"url": format!("{receiver_url}/ce"),
             "secretRef": {"name": "notify", "key": "hmac"}}},
@@ -336,9 +340,12 @@ async fn every_event_type_reaches_the_webhook_signed_and_slack_readable() {
     assert_eq!(rolled_back["data"]["candidateVersion"], "4");
 
     let slack = receiver
-        .wait("8 Slack messages", "/slack", Duration::from_secs(20), |got| {
-            got.len() >= 8
-        })
+        .wait(
+            "8 Slack messages",
+            "/slack",
+            Duration::from_secs(20),
+            |got| got.len() >= 8,
+        )
         .await;
     for message in &slack {
         assert_eq!(message.content_type.as_deref(), Some("application/json"));
@@ -354,7 +361,9 @@ async fn every_event_type_reaches_the_webhook_signed_and_slack_readable() {
         .map(|m| m.json()["text"].as_str().unwrap().to_owned())
         .collect();
     assert!(
-        texts.iter().any(|t| t.contains("fraud: version 4 promoted")),
+        texts
+            .iter()
+            .any(|t| t.contains("fraud: version 4 promoted")),
         "{texts:#?}"
     );
     assert_eq!(count(&metrics, &["outcome=\"delivered\""]), 16);
@@ -397,9 +406,12 @@ async fn a_receiver_that_is_down_then_up_gets_each_notification_once() {
 
     let receiver = Receiver::on(port).await;
     let got = receiver
-        .wait("both notifications", "/ce", Duration::from_secs(20), |got| {
-            got.len() >= 2
-        })
+        .wait(
+            "both notifications",
+            "/ce",
+            Duration::from_secs(20),
+            |got| got.len() >= 2,
+        )
         .await;
     // Give a duplicate time to show up, then count.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -447,9 +459,12 @@ async fn a_full_queue_drops_and_counts_instead_of_waiting() {
     let dropped = count(&metrics, &["outcome=\"dropped\"", "sink=\"webhook\""]);
     assert!(dropped >= 5, "dropped {dropped}");
     receiver
-        .wait("the first delivery", "/ce", Duration::from_secs(10), |got| {
-            !got.is_empty()
-        })
+        .wait(
+            "the first delivery",
+            "/ce",
+            Duration::from_secs(10),
+            |got| !got.is_empty(),
+        )
         .await;
 }
 
@@ -538,8 +553,7 @@ mod lifecycle {
             .with_drift(world.drift.clone())
             .with_clock(world.clock.controller_clock());
         let metrics = ctx.metrics.clone();
-        let notifier =
-            Notifier::start(world.client.clone(), metrics.clone(), settings).unwrap();
+        let notifier = Notifier::start(world.client.clone(), metrics.clone(), settings).unwrap();
         let ctx = ctx.with_notifier(notifier);
         (
             Operator::run(ctx, WatchScope::Namespace(world.ns.clone())),
@@ -592,8 +606,7 @@ mod lifecycle {
             .clock
             .wait_for("promoted to version 4", 2 * HOUR, || async {
                 let s = world.status().await;
-                (s.phase == Phase::Stable && s.stable_version.as_deref() == Some("4"))
-                    .then_some(())
+                (s.phase == Phase::Stable && s.stable_version.as_deref() == Some("4")).then_some(())
             })
             .await;
 
@@ -609,10 +622,19 @@ mod lifecycle {
         .map(String::from)
         .collect();
         let ce = receiver
-            .wait("the promotion's CloudEvents", "/ce", Duration::from_secs(30), |got| {
-                event_types(got) == want
-                    && got.iter().filter(|r| cloud_event(r).0 == "stepStarted").count() == 3
-            })
+            .wait(
+                "the promotion's CloudEvents",
+                "/ce",
+                Duration::from_secs(30),
+                |got| {
+                    event_types(got) == want
+                        && got
+                            .iter()
+                            .filter(|r| cloud_event(r).0 == "stepStarted")
+                            .count()
+                            == 3
+                },
+            )
             .await;
         assert_each_once(&ce);
         let promoted = ce
@@ -639,9 +661,12 @@ mod lifecycle {
         assert!(drift.contains(&json!("high")), "{drift:?}");
 
         let slack = receiver
-            .wait("as many Slack messages", "/slack", Duration::from_secs(30), |got| {
-                got.len() == ce.len()
-            })
+            .wait(
+                "as many Slack messages",
+                "/slack",
+                Duration::from_secs(30),
+                |got| got.len() == ce.len(),
+            )
             .await;
         let texts: Vec<String> = slack
             .iter()
@@ -722,7 +747,10 @@ mod lifecycle {
         let reaction = regression.elapsed();
         // Each notification takes the receiver 10 s; the rollback came within a few analysis
         // intervals (10 s virtual = 1/3 s real) all the same.
-        assert!(reaction < Duration::from_secs(5), "rollback after {reaction:?}");
+        assert!(
+            reaction < Duration::from_secs(5),
+            "rollback after {reaction:?}"
+        );
         let (reconciles, quick) = reconcile_durations(&metrics, "2.5");
         assert!(reconciles > 20, "{reconciles} reconciles");
         assert_eq!(quick, reconciles, "every reconcile took under 2.5 s");
@@ -739,9 +767,12 @@ mod lifecycle {
         .map(String::from)
         .collect();
         let ce = receiver
-            .wait("the CloudEvents, slowly", "/ce", Duration::from_secs(120), |got| {
-                event_types(got) == want
-            })
+            .wait(
+                "the CloudEvents, slowly",
+                "/ce",
+                Duration::from_secs(120),
+                |got| event_types(got) == want,
+            )
             .await;
         assert_each_once(&ce);
         let rolled = ce
@@ -762,13 +793,18 @@ mod lifecycle {
         assert_eq!(rejected["data"]["measurement"]["metric"], "accuracy");
         assert_eq!(rejected["data"]["measurement"]["candidate"], 0.85);
         let slack = receiver
-            .wait("a Slack rollback message", "/slack", Duration::from_secs(120), |got| {
-                got.iter().any(|m| {
-                    m.json()["text"]
-                        .as_str()
-                        .is_some_and(|t| t.contains("version 5 rolled back (AnalysisFailed)"))
-                })
-            })
+            .wait(
+                "a Slack rollback message",
+                "/slack",
+                Duration::from_secs(120),
+                |got| {
+                    got.iter().any(|m| {
+                        m.json()["text"]
+                            .as_str()
+                            .is_some_and(|t| t.contains("version 5 rolled back (AnalysisFailed)"))
+                    })
+                },
+            )
             .await;
         let rollback = slack
             .iter()
@@ -776,7 +812,10 @@ mod lifecycle {
             .find(|m| m["text"].as_str().unwrap().contains("rolled back"))
             .unwrap();
         let blocks = serde_json::to_string(&rollback["blocks"]).unwrap();
-        assert!(blocks.contains("`error-rate` Failed: candidate 0.0300"), "{blocks}");
+        assert!(
+            blocks.contains("`error-rate` Failed: candidate 0.0300"),
+            "{blocks}"
+        );
         assert_eq!(count(&metrics, &["outcome=\"failed\""]), 0);
         world.finish(operator).await;
     }

@@ -259,12 +259,8 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     // its writes and events stop the moment this replica may no longer lead).
     let data_policy = args.data_policy();
     // One dispatcher for the process (it only reads Secrets; no fenced client needed).
-    let notifier = Notifier::start(
-        client.clone(),
-        metrics.clone(),
-        args.notifier_settings()?,
-    )
-    .map_err(|e| RunError::Setup(e.to_string()))?;
+    let notifier = Notifier::start(client.clone(), metrics.clone(), args.notifier_settings()?)
+        .map_err(|e| RunError::Setup(e.to_string()))?;
     let context = move |client: kube::Client| {
         let mut context = Context::new(client, registry, controller_metrics);
         context.proxy_image.clone_from(&args.proxy_image);

@@ -353,7 +353,11 @@ pub fn notify(
         measurements,
         now,
     });
-    notifier.announce(resource.spec.notifications.as_ref(), &namespace, notifications);
+    notifier.announce(
+        resource.spec.notifications.as_ref(),
+        &namespace,
+        notifications,
+    );
 }
 
 fn truncate(text: &str, max: usize) -> String {

@@ -121,25 +121,37 @@ impl Sender {
     /// One attempt: the sink's Secrets, the document, the request.
     async fn attempt(&self, delivery: &Delivery) -> Result<(), AttemptError> {
         let n = &delivery.notification;
-        let (url, body, content_type, signature) = match (&delivery.sink.webhook, &delivery.sink.slack) {
-            (Some(webhook), _) => {
-                let body = serde_json::to_vec(&cloud_event(n)).unwrap_or_default();
-                let signature = match &webhook.secret_ref {
-                    Some(key) => {
-                        let secret = self.secret(&delivery.secrets, key).await?;
-                        Some(sign(secret.as_bytes(), &body))
-                    }
-                    None => None,
-                };
-                (webhook.url.clone(), body, CLOUDEVENTS_CONTENT_TYPE, signature)
-            }
-            (None, Some(slack)) => {
-                let url = self.secret(&delivery.secrets, &slack.url_secret_ref).await?;
-                let body = serde_json::to_vec(&slack_message(n)).unwrap_or_default();
-                (url, body, "application/json", None)
-            }
-            (None, None) => return Err(AttemptError::RefusedUrl("the sink has no destination".into())),
-        };
+        let (url, body, content_type, signature) =
+            match (&delivery.sink.webhook, &delivery.sink.slack) {
+                (Some(webhook), _) => {
+                    let body = serde_json::to_vec(&cloud_event(n)).unwrap_or_default();
+                    let signature = match &webhook.secret_ref {
+                        Some(key) => {
+                            let secret = self.secret(&delivery.secrets, key).await?;
+                            Some(sign(secret.as_bytes(), &body))
+                        }
+                        None => None,
+                    };
+                    (
+                        webhook.url.clone(),
+                        body,
+                        CLOUDEVENTS_CONTENT_TYPE,
+                        signature,
+                    )
+                }
+                (None, Some(slack)) => {
+                    let url = self
+                        .secret(&delivery.secrets, &slack.url_secret_ref)
+                        .await?;
+                    let body = serde_json::to_vec(&slack_message(n)).unwrap_or_default();
+                    (url, body, "application/json", None)
+                }
+                (None, None) => {
+                    return Err(AttemptError::RefusedUrl(
+                        "the sink has no destination".into(),
+                    ));
+                }
+            };
         let url = checked_url(&url)?;
         let mut request = self
             .http
@@ -229,8 +241,7 @@ fn read_mounted(dir: &std::path::Path, key: &SecretKeyReference) -> Result<Strin
 /// The URL, unless it is not `http(s)` or names a link-local or unspecified address (cloud
 /// metadata endpoints live there).
 fn checked_url(text: &str) -> Result<reqwest::Url, AttemptError> {
-    let url =
-        reqwest::Url::parse(text).map_err(|e| AttemptError::RefusedUrl(format!("{e}")))?;
+    let url = reqwest::Url::parse(text).map_err(|e| AttemptError::RefusedUrl(format!("{e}")))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(AttemptError::RefusedUrl(format!(
             "scheme {:?} (http or https only)",
@@ -239,9 +250,7 @@ fn checked_url(text: &str) -> Result<reqwest::Url, AttemptError> {
     }
     let refused = match url.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_link_local() || ip.is_unspecified() || ip.is_broadcast(),
-        Some(url::Host::Ipv6(ip)) => {
-            ip.is_unspecified() || (ip.segments()[0] & 0xffc0) == 0xfe80
-        }
+        Some(url::Host::Ipv6(ip)) => ip.is_unspecified() || (ip.segments()[0] & 0xffc0) == 0xfe80,
         Some(url::Host::Domain(_)) => false,
         None => true,
     };
@@ -293,7 +302,10 @@ mod unit {
         ] {
             assert!(checked_url(bad).is_err(), "{bad}");
         }
-        for good in ["https://hooks.slack.com/services/x", "http://127.0.0.1:8080/ce"] {
+        for good in [
+            "https://hooks.slack.com/services/x",
+            "http://127.0.0.1:8080/ce",
+        ] {
             assert!(checked_url(good).is_ok(), "{good}");
         }
     }
@@ -307,7 +319,10 @@ mod unit {
             name: name.into(),
             key: key.into(),
         };
-        assert_eq!(read_mounted(dir.path(), &key("notify", "hmac")).unwrap(), "s3cret");
+        assert_eq!(
+            read_mounted(dir.path(), &key("notify", "hmac")).unwrap(),
+            "s3cret"
+        );
         assert!(matches!(
             read_mounted(dir.path(), &key("notify", "other")),
             Err(AttemptError::SecretKeyMissing { .. })
@@ -335,7 +350,10 @@ mod unit {
             AttemptError::Status(429, Some(Duration::from_secs(3))).retry_after(),
             Some(Duration::from_secs(3))
         );
-        assert_eq!(AttemptError::Status(404, None).next_step(), NextStep::GiveUp);
+        assert_eq!(
+            AttemptError::Status(404, None).next_step(),
+            NextStep::GiveUp
+        );
         assert_eq!(AttemptError::Status(503, None).next_step(), NextStep::Retry);
     }
 }

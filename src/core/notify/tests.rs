@@ -43,8 +43,10 @@ fn spec(analysis_metrics: Value) -> ModelDeploymentSpec {
 }
 
 fn plain_spec() -> ModelDeploymentSpec {
-    spec(json!([{"name": "error-rate", "query": "q", "max": 0.05, "failureLimit": 0,
-        "inconclusiveLimit": 0}]))
+    spec(
+        json!([{"name": "error-rate", "query": "q", "max": 0.05, "failureLimit": 0,
+        "inconclusiveLimit": 0}]),
+    )
 }
 
 fn stable() -> ModelDeploymentStatus {
@@ -304,10 +306,7 @@ fn a_rollback_carries_the_failing_measurement_of_the_round() {
         ("error-rate", Verdict::Failed, Some(0.09), Some(0.01))
     );
     assert_eq!(m.threshold.as_deref(), Some("<= 0.05"));
-    assert_eq!(
-        headline(n),
-        "fraud: version 4 rolled back (AnalysisFailed)"
-    );
+    assert_eq!(headline(n), "fraud: version 4 rolled back (AnalysisFailed)");
 }
 
 #[test]
