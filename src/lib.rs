@@ -6,6 +6,7 @@
 //! - [`controller`]: the imperative shell: run, observe (read cluster, registry), act (apply).
 //! - Ports beside their adapters: [`registry`] (MLflow), [`analysis`] (Prometheus),
 //!   [`drift::check`] (the drift engine), [`advisor`] (a language model).
+//! - [`notify`]: notifications out (CloudEvents webhooks, Slack), delivered in the background.
 //! - [`proxy`]: the data-plane sidecar (`mlrollout proxy`): metrics and traffic capture.
 //! - [`storage`]: object stores (S3, GCS, Azure, local) and the layout of captured traffic.
 //! - [`simulate`]: the core played against a simulated cluster.
@@ -23,6 +24,7 @@ pub mod error;
 pub mod leader;
 pub mod metrics;
 pub mod mlflow;
+pub mod notify;
 pub mod proxy;
 pub mod registry;
 pub mod retry;

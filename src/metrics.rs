@@ -80,6 +80,16 @@ pub struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NotificationLabels {
+    /// `webhook` or `slack`.
+    pub sink: String,
+    /// The transition, e.g. `rolledBack`.
+    pub event: String,
+    /// `delivered`, `retried`, `failed` or `dropped`.
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PhaseLabels {
     pub namespace: String,
     pub name: String,
@@ -116,6 +126,7 @@ pub struct Metrics {
     pub registry_webhook_deliveries: Family<WebhookLabels, Counter>,
     /// Reconciles requested by registry webhooks.
     pub registry_webhook_reconciles: Counter,
+    pub notifications: Family<NotificationLabels, Counter>,
 }
 
 /// Buckets of `reconcile_duration_seconds`: a millisecond to ten seconds.
@@ -216,6 +227,11 @@ impl Default for Metrics {
                 &mut r,
                 "registry_webhook_reconciles",
                 "Reconciles requested by registry webhook deliveries",
+            ),
+            notifications: family(
+                &mut r,
+                "notifications",
+                "Notification deliveries by sink kind, event and outcome (delivered, retried, failed, dropped)",
             ),
             registry: Arc::new(r),
             series: Arc::default(),
@@ -538,6 +554,17 @@ impl Metrics {
             .inc();
         self.registry_webhook_reconciles
             .inc_by(u64::try_from(triggered).unwrap_or(u64::MAX));
+    }
+
+    /// Counts one delivery outcome of a notification (not per resource: sinks are few).
+    pub fn observe_notification(&self, sink: &str, event: &str, outcome: &str) {
+        self.notifications
+            .get_or_create(&NotificationLabels {
+                sink: sink.into(),
+                event: event.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
     }
 
     /// Text exposition format.

@@ -281,6 +281,47 @@ fn the_chart_lints_renders_and_validates() {
         "{image}"
     );
 
+    // Notifications: the default sinks reach the operator as written, their Secrets mounted
+    // one folder each under the directory the operator reads them from; none by default.
+    let notify = namespaced.notifier_settings().unwrap();
+    let names: Vec<&str> = notify.defaults.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["platform", "ml-team", "audit"]);
+    assert_eq!(
+        notify.defaults[1].events,
+        [
+            mlrollout::api::NotificationEvent::Promoted,
+            mlrollout::api::NotificationEvent::RolledBack
+        ]
+    );
+    assert_eq!(notify.timeout, Duration::from_secs(5));
+    assert_eq!(notify.retry.attempts, 4);
+    assert_eq!(notify.queue, 200);
+    let secrets_dir = Path::new("/etc/mlrollout/notification-secrets");
+    assert_eq!(notify.secrets_dir.as_deref(), Some(secrets_dir));
+    let deployment = &scenarios["namespaced"]["deployment"];
+    let mounts = deployment["containers"][0]["volumeMounts"]
+        .as_array()
+        .unwrap();
+    let volumes = deployment["volumes"].as_array().unwrap();
+    for secret in ["audit-hmac", "mlrollout-notifications"] {
+        let volume = volumes
+            .iter()
+            .find(|v| v["secret"]["secretName"] == secret)
+            .unwrap_or_else(|| panic!("a volume of Secret {secret}: {volumes:?}"));
+        let mount = mounts
+            .iter()
+            .find(|m| m["name"] == volume["name"])
+            .unwrap_or_else(|| panic!("a mount of Secret {secret}: {mounts:?}"));
+        assert_eq!(
+            mount["mountPath"].as_str().map(Path::new),
+            Some(secrets_dir.join(secret).as_path())
+        );
+        assert_eq!(mount["readOnly"], true);
+    }
+    let plain = default.notifier_settings().unwrap();
+    assert!(plain.defaults.is_empty() && plain.secrets_dir.is_none());
+    assert_eq!(plain.retry.attempts, 8);
+
     let single = run_args("single");
     assert!(
         single

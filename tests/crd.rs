@@ -768,6 +768,24 @@ fn invalid_cases() -> Vec<Invalid> {
             json!({"metadata": {"name": "Fraud"}}),
             NAME_RULE,
         ),
+        invalid(
+            "a notification sink with both destinations",
+            json!({"spec": {"notifications": {"sinks": [{"name": "a",
+                "webhook": {"url": "https://hooks.example.com/"},
+                "slack": {"urlSecretRef": {"name": "s", "key": "url"}}}]}}}),
+            "a notification sink needs exactly one of webhook and slack",
+        ),
+        invalid(
+            "a notification sink without a destination",
+            json!({"spec": {"notifications": {"sinks": [{"name": "a"}]}}}),
+            "a notification sink needs exactly one of webhook and slack",
+        ),
+        invalid(
+            "a notification webhook is http(s)",
+            json!({"spec": {"notifications": {"sinks": [{"name": "a",
+                "webhook": {"url": "ftp://hooks.example.com/"}}]}}}),
+            r#"spec.notifications.sinks[0].webhook.url in body should match '^https?://[^\s]+$'"#,
+        ),
     ]
 }
 

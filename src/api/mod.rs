@@ -10,6 +10,7 @@ pub mod cron;
 pub mod drift;
 pub mod duration;
 pub mod model;
+pub mod notifications;
 pub mod proxy;
 pub mod retraining;
 pub mod rollout;
@@ -29,6 +30,9 @@ pub use drift::{
     PredictionDistribution,
 };
 pub use model::{ModelSource, SecretKeyReference, SecretReference, Serving};
+pub use notifications::{
+    NotificationEvent, NotificationSink, NotificationsSpec, SinkKind, SlackSink, WebhookSink,
+};
 pub use proxy::{CaptureSpec, ProxySpec, ScoreSpec};
 pub use retraining::{
     EvaluationSpec, MetricDirection, RetrainingSpec, RetrainingTriggers, TriggerSeverity,
@@ -190,6 +194,10 @@ pub struct ModelDeploymentSpec {
     /// Optional language-model advisor (off by default).
     #[serde(default)]
     pub advisor: AdvisorSpec,
+    /// Where lifecycle transitions are announced (webhooks with CloudEvents, Slack). Absent:
+    /// the operator's default sinks, if it has any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notifications: Option<NotificationsSpec>,
 }
 
 /// Schema for embedded Kubernetes templates (pod template, JobSpec): an object whose fields the

@@ -10,6 +10,7 @@ use crate::controller::{self, Context, WatchScope};
 use crate::drift::check::EngineDriftCheck;
 use crate::leader::{self, LeaderElection, LeaderError};
 use crate::metrics::Metrics;
+use crate::notify::{Notifier, NotifierSettings};
 use crate::registry::mlflow::MlflowRegistry;
 use crate::server::{self, Health};
 use crate::telemetry::LogFormat;
@@ -168,6 +169,30 @@ pub struct RunArgs {
         value_parser = super::args::positive_duration
     )]
     pub registry_webhook_max_age: std::time::Duration,
+    /// Notification sinks of resources that name none in `spec.notifications` (and do not opt
+    /// out): a JSON (or YAML) list of sinks written as in the spec. Their Secrets are files
+    /// under `--notification-secrets-dir`.
+    #[arg(long, env = "MLROLLOUT_DEFAULT_NOTIFICATIONS")]
+    pub default_notifications: Option<String>,
+    /// Where the Secrets of the default sinks are mounted: key `k` of Secret `s` is the file
+    /// `<dir>/<s>/<k>`.
+    #[arg(long, env = "MLROLLOUT_NOTIFICATION_SECRETS_DIR")]
+    pub notification_secrets_dir: Option<std::path::PathBuf>,
+    /// Timeout of one notification request.
+    #[arg(
+        long,
+        env = "MLROLLOUT_NOTIFICATION_TIMEOUT",
+        default_value = "10s",
+        value_parser = super::args::positive_duration
+    )]
+    pub notification_timeout: std::time::Duration,
+    /// Attempts per notification delivery (retried with backoff on no answer, 408, 429, 5xx).
+    #[arg(long, env = "MLROLLOUT_NOTIFICATION_ATTEMPTS", default_value_t = 8)]
+    pub notification_attempts: u32,
+    /// Notification deliveries waiting to be sent; past it new ones are dropped (counted in
+    /// `mlrollout_notifications_total{outcome="dropped"}`).
+    #[arg(long, env = "MLROLLOUT_NOTIFICATION_QUEUE", default_value_t = 1000)]
+    pub notification_queue: usize,
 }
 
 /// A webhook secret given on the command line or in the environment; `Debug` hides it.
@@ -240,6 +265,27 @@ impl RunArgs {
         }))
     }
 
+    /// The notifier's settings from the `--notification-*` flags and the default sinks.
+    pub fn notifier_settings(&self) -> Result<NotifierSettings, RunError> {
+        let defaults = match self.default_notifications.as_deref().map(str::trim) {
+            None | Some("") => Vec::new(),
+            Some(text) => crate::notify::parse_sinks(text)
+                .map_err(|e| RunError::Setup(format!("--default-notifications: {e}")))?,
+        };
+        let standard = NotifierSettings::default();
+        Ok(NotifierSettings {
+            defaults,
+            secrets_dir: self.notification_secrets_dir.clone(),
+            queue: self.notification_queue.max(1),
+            timeout: self.notification_timeout,
+            retry: crate::retry::RetryPolicy {
+                attempts: self.notification_attempts.max(1),
+                ..standard.retry
+            },
+            ..standard
+        })
+    }
+
     /// The watch scope of `--namespace` (none: all namespaces).
     pub fn scope(&self) -> WatchScope {
         WatchScope::from_namespaces(self.namespaces.clone())
@@ -296,10 +342,14 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     // The controller's context on `client` (with leader election: the fenced client, so that
     // its writes and events stop the moment this replica may no longer lead).
     let data_policy = args.data_policy();
+    // One dispatcher for the process (it only reads Secrets; no fenced client needed).
+    let notifier = Notifier::start(client.clone(), metrics.clone(), args.notifier_settings()?)
+        .map_err(|e| RunError::Setup(e.to_string()))?;
     let context = move |client: kube::Client| {
         let mut context = Context::new(client, registry, controller_metrics);
         context.proxy_image.clone_from(&args.proxy_image);
         context
+            .with_notifier(notifier)
             .with_analyzer(analyzer)
             .with_drift(Arc::new(
                 EngineDriftCheck::with_limits(args.data_max_bytes, args.data_timeout)

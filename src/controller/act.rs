@@ -19,7 +19,7 @@ use super::Context;
 use crate::core::children::job::LABEL_ATTEMPT;
 use crate::core::children::route::virtual_service_resource;
 use crate::core::conditions::{self, ConditionType, ConditionUpdate, Reason};
-use crate::core::decide::{Child, EventIntent, Removal};
+use crate::core::decide::{Child, Decision, EventIntent, Removal};
 use crate::core::names::FIELD_MANAGER;
 
 /// Applies every child server-side, in order (Services exist before a route points at them);
@@ -323,6 +323,41 @@ pub async fn publish_events(ctx: &Context, resource: &ModelDeployment, events: &
             tracing::warn!(error = %e, reason = intent.reason.as_str(), "failed to publish event");
         }
     }
+}
+
+/// Queues the notifications of `decision` (never waits: the notifier delivers in the
+/// background). Called after the status write, like the Events: a decision whose status was
+/// not written announces nothing.
+pub fn notify(
+    ctx: &Context,
+    resource: &ModelDeployment,
+    before: &ModelDeploymentStatus,
+    decision: &Decision,
+    measurements: Option<&[crate::core::verdict::MetricMeasurement]>,
+    now: k8s_openapi::jiff::Timestamp,
+) {
+    let Some(notifier) = &ctx.notifier else {
+        return;
+    };
+    let namespace = resource.namespace().unwrap_or_default();
+    let name = resource.name_any();
+    let uid = resource.metadata.uid.clone().unwrap_or_default();
+    let notifications = crate::core::notify::notifications(&crate::core::notify::NotifyInput {
+        namespace: &namespace,
+        name: &name,
+        uid: &uid,
+        model: &resource.spec.model.name,
+        before,
+        after: &decision.status,
+        events: &decision.events,
+        measurements,
+        now,
+    });
+    notifier.announce(
+        resource.spec.notifications.as_ref(),
+        &namespace,
+        notifications,
+    );
 }
 
 fn truncate(text: &str, max: usize) -> String {

@@ -68,6 +68,8 @@ pub struct Context {
     pub max_requeue: Option<Duration>,
     /// Image of the proxy sidecar when a resource names none (`--proxy-image`).
     pub proxy_image: String,
+    /// Sends notifications of lifecycle transitions in the background; without one, none.
+    pub notifier: Option<crate::notify::Notifier>,
     /// Failed reconciles in a row per (namespace, name), for the error backoff; an entry goes
     /// when the resource reconciles again (or is gone), so the map stays as small as the set
     /// of failing resources.
@@ -94,6 +96,7 @@ impl Context {
             advisor: None,
             max_requeue: None,
             proxy_image: crate::api::proxy::DEFAULT_PROXY_IMAGE.to_owned(),
+            notifier: None,
             failures: Arc::default(),
             triggers: triggers::Triggers::default(),
         }
@@ -158,6 +161,12 @@ impl Context {
     /// Uses `triggers` (also held by the webhook receiver) for reconcile requests.
     pub fn with_triggers(mut self, triggers: triggers::Triggers) -> Self {
         self.triggers = triggers;
+        self
+    }
+
+    /// Sets the notifier.
+    pub fn with_notifier(mut self, notifier: crate::notify::Notifier) -> Self {
+        self.notifier = Some(notifier);
         self
     }
 
@@ -248,6 +257,8 @@ async fn reconcile_inner(cached: &ModelDeployment, ctx: &Context) -> Result<Acti
     let default_status = ModelDeploymentStatus::default();
     let current = resource.status.as_ref().unwrap_or(&default_status);
     let uid = resource.metadata.uid.clone().unwrap_or_default();
+    // Kept for the notifications (the failing measurement of a rollback).
+    let measurements = observed.lifecycle.measurements.clone();
     let mut decision = decide(DecideInput {
         name: &name,
         namespace: &namespace,
@@ -266,6 +277,14 @@ async fn reconcile_inner(cached: &ModelDeployment, ctx: &Context) -> Result<Acti
     }
     act::write_status(ctx, resource, &namespace, &decision.status).await?;
     act::publish_events(ctx, resource, &decision.events).await;
+    act::notify(
+        ctx,
+        resource,
+        current,
+        &decision,
+        measurements.as_deref(),
+        now,
+    );
     report(
         ctx,
         &namespace,

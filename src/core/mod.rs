@@ -7,6 +7,7 @@
 //!   roll back.
 //! - [`children`]: the Deployments, Services, Job and route the decision wants to exist.
 //! - [`conditions`]: every condition type and reason, and how a condition is set.
+//! - [`notify`]: which transitions are announced, what they carry, the documents sent.
 //! - [`names`]: deterministic child names and labels.
 //! - [`verdict`]: how one analysis measurement is judged, and the built-in metrics.
 
@@ -15,6 +16,7 @@ pub mod conditions;
 pub mod decide;
 pub mod lifecycle;
 pub mod names;
+pub mod notify;
 pub mod verdict;
 
 #[cfg(test)]
@@ -23,7 +25,7 @@ mod layering {
     /// convert into them. Production code only (test modules may build adapter errors).
     #[test]
     fn the_core_imports_no_adapter_or_shell() {
-        const OUTSIDE: [&str; 12] = [
+        const OUTSIDE: [&str; 13] = [
             "proxy",
             "registry",
             "advisor",
@@ -36,6 +38,7 @@ mod layering {
             "simulate",
             "leader",
             "server",
+            "notify",
         ];
         let mut offenders = Vec::new();
         let mut stack = vec![std::path::PathBuf::from("src/core")];

@@ -96,6 +96,32 @@ SCENARIOS = {
             "maxAge": "2m",
             "service": {"port": 443},
         },
+        "notifications": {
+            "defaultSinks": [
+                {
+                    "name": "platform",
+                    "webhook": {
+                        "url": "https://events.example.com/mlrollout",
+                        "secretRef": {"name": "mlrollout-notifications", "key": "hmac"},
+                    },
+                },
+                {
+                    "name": "ml-team",
+                    "slack": {"urlSecretRef": {"name": "mlrollout-notifications", "key": "slack-url"}},
+                    "events": ["promoted", "rolledBack"],
+                },
+                {
+                    "name": "audit",
+                    "webhook": {
+                        "url": "http://audit.ops:8080/",
+                        "secretRef": {"name": "audit-hmac", "key": "key"},
+                    },
+                },
+            ],
+            "timeout": "5s",
+            "attempts": 4,
+            "queueSize": 200,
+        },
     },
     # One replica without leader election, no metrics Service.
     "single": {
@@ -123,6 +149,24 @@ MUST_FAIL = {
     ),
     "bad_namespace_name": ({"watchNamespaces": ["Team_A"]}, "watchNamespaces"),
     "registry_webhook_without_secret": ({"registryWebhook": {"enabled": True}}, "registryWebhook.secret.name"),
+    "sink_with_webhook_and_slack": (
+        {
+            "notifications": {
+                "defaultSinks": [
+                    {
+                        "name": "both",
+                        "webhook": {"url": "https://x.example.com/"},
+                        "slack": {"urlSecretRef": {"name": "s", "key": "k"}},
+                    }
+                ]
+            }
+        },
+        "defaultSinks",
+    ),
+    "sink_with_unknown_event": (
+        {"notifications": {"defaultSinks": [{"name": "x", "webhook": {"url": "https://x/"}, "events": ["all"]}]}},
+        "defaultSinks",
+    ),
 }
 
 
@@ -188,7 +232,7 @@ def check_deployment(obj, values, failures, where):
     """Security context, probes, ports, args and env of the operator Deployment."""
     pod, containers = containers_of(obj)
     psc = pod.get("securityContext", {})
-    report = {"containers": []}
+    report = {"containers": [], "volumes": pod.get("volumes", [])}
     if len(containers) != 1:
         failures.append("%s: expected one container, found %d" % (where, len(containers)))
     for c in containers:
@@ -212,6 +256,7 @@ def check_deployment(obj, values, failures, where):
             "args": c.get("args", []),
             "env": c.get("env", []),
             "ports": c.get("ports", []),
+            "volumeMounts": c.get("volumeMounts", []),
             "livenessProbe": c.get("livenessProbe"),
             "readinessProbe": c.get("readinessProbe"),
         }

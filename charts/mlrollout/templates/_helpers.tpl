@@ -122,3 +122,13 @@ per watched namespace.
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- end }}
+
+{{/* Names of the Secrets the default notification sinks read, sorted, as a JSON list. */}}
+{{- define "mlrollout.notificationSecrets" -}}
+{{- $names := list }}
+{{- range .Values.notifications.defaultSinks }}
+{{- with .webhook }}{{- with .secretRef }}{{- $names = append $names .name }}{{- end }}{{- end }}
+{{- with .slack }}{{- $names = append $names .urlSecretRef.name }}{{- end }}
+{{- end }}
+{{- $names | uniq | sortAlpha | toJson }}
+{{- end }}
