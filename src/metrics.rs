@@ -151,10 +151,40 @@ where
     metric
 }
 
+/// The operator-wide families of the integrations (registry webhooks in, notifications out).
+type IntegrationFamilies = (
+    Family<WebhookLabels, Counter>,
+    Counter,
+    Family<NotificationLabels, Counter>,
+);
+
+fn integration_families(r: &mut Registry) -> IntegrationFamilies {
+    (
+        family(
+            r,
+            "registry_webhook_deliveries",
+            "Registry webhook deliveries by outcome (accepted, duplicate, unrelated, bad_signature, stale, malformed, unavailable)",
+        ),
+        family(
+            r,
+            "registry_webhook_reconciles",
+            "Reconciles requested by registry webhook deliveries",
+        ),
+        family(
+            r,
+            "notifications",
+            "Notification deliveries by sink kind, event and outcome (delivered, retried, failed, dropped)",
+        ),
+    )
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         let mut r = Registry::with_prefix("mlrollout");
-        // Fields in registration order: that is the order of the exposition.
+        // The integrations' families first, then the fields in registration order: that is the
+        // order of the exposition.
+        let (registry_webhook_deliveries, registry_webhook_reconciles, notifications) =
+            integration_families(&mut r);
         Self {
             drift_psi: family(
                 &mut r,
@@ -218,21 +248,9 @@ impl Default for Metrics {
                 "mirror_percent",
                 "Percent of live traffic mirrored to the candidate",
             ),
-            registry_webhook_deliveries: family(
-                &mut r,
-                "registry_webhook_deliveries",
-                "Registry webhook deliveries by outcome (accepted, duplicate, unrelated, bad_signature, stale, malformed, unavailable)",
-            ),
-            registry_webhook_reconciles: family(
-                &mut r,
-                "registry_webhook_reconciles",
-                "Reconciles requested by registry webhook deliveries",
-            ),
-            notifications: family(
-                &mut r,
-                "notifications",
-                "Notification deliveries by sink kind, event and outcome (delivered, retried, failed, dropped)",
-            ),
+            registry_webhook_deliveries,
+            registry_webhook_reconciles,
+            notifications,
             registry: Arc::new(r),
             series: Arc::default(),
         }
