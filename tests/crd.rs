@@ -451,6 +451,11 @@ async fn edge_cases_are_admitted_by_the_server_and_the_offline_checker_alike() {
                 "sequential": {"alpha": 0.01, "minEffect": 1.5, "falsePromotion": 0.05, "slowerThan": "0.25"}}]}}}}),
         ),
         (
+            "post-promotion analysis with the previous version warm, a kept candidate",
+            json!({"spec": {"rollout": {"scaleDownDelay": "15m", "abortScaleDownDelay": "1h",
+                "postPromotion": {"duration": "10m", "metrics": [{"name": "errors", "query": "sum(rate(x[1m]))", "max": 0.05}]}}}}),
+        ),
+        (
             "a single rollout step",
             json!({"spec": {"rollout": {"steps": [100]}}}),
         ),
@@ -671,6 +676,11 @@ fn invalid_cases() -> Vec<Invalid> {
             "sequential bad events from one source",
             json!({"spec": {"rollout": {"analysis": {"metrics": [{"name": "x", "judge": "sequential", "sequential": {"badQuery": "up", "slowerThan": "0.5"}}]}}}}),
             "sequential: give badQuery or slowerThan, not both",
+        ),
+        invalid(
+            "post-promotion metrics are absolute",
+            json!({"spec": {"rollout": {"postPromotion": {"duration": "10m", "metrics": [{"name": "x", "query": "up", "maxIncrease": {"ratio": 1.2}}]}}}}),
+            "rollout.postPromotion.metrics: stable serves nothing after promotion; use max or min, not maxIncrease or judge: sequential",
         ),
         invalid(
             "metric min <= max",

@@ -198,6 +198,15 @@ fn full_status(generation: i64) -> ModelDeploymentStatus {
             },
         ],
         message: Some("step 2 at 50% on the candidate".into()),
+        post_promotion: Some(mlrollout::api::PostPromotionStatus {
+            previous_version: "2".into(),
+            analysis_until: Some(at(9)),
+            warm_until: Some(at(10)),
+        }),
+        retained_candidate: Some(mlrollout::api::RetainedCandidate {
+            version: "1".into(),
+            until: Some(at(11)),
+        }),
     }
 }
 

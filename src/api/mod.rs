@@ -44,7 +44,7 @@ pub use rollout::{
 pub use status::{
     AdvisorStatus, AnalysisStatus, DeferredTrigger, DriftSummary, EvaluationStatus,
     FeatureDriftStatus, LabelJoinStatus, MeasurementRecord, MetricStatus, ModelDeploymentStatus,
-    Phase, RegistryWrite, RetrainingAttempt, RolloutRecord,
+    Phase, PostPromotionStatus, RegistryWrite, RetainedCandidate, RetrainingAttempt, RolloutRecord,
 };
 pub use storage::StorageSpec;
 pub use traffic::{ParentReference, Traffic, TrafficProvider};

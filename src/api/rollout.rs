@@ -75,6 +75,39 @@ pub struct RolloutSpec {
     #[serde(default = "default_progress_deadline")]
     #[schemars(pattern(DURATION_PATTERN))]
     pub progress_deadline: String,
+    /// Analysis that keeps running after promotion, with the previous version kept warm: a
+    /// failure rolls back to it at once (reason `PostPromotionAnalysisFailed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_promotion: Option<PostPromotionSpec>,
+    /// How long the previous version stays scaled after promotion, so that a rollback in that
+    /// window moves traffic back at once instead of waiting for new pods (Argo Rollouts'
+    /// `scaleDownDelaySeconds`). Without it (and without `postPromotion`) the stable
+    /// Deployment takes the promoted version at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(DURATION_PATTERN))]
+    pub scale_down_delay: Option<String>,
+    /// How long a rolled-back or aborted candidate keeps running (with no traffic) for
+    /// debugging (Argo Rollouts' `abortScaleDownDelaySeconds`). Without it, it goes at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(DURATION_PATTERN))]
+    pub abort_scale_down_delay: Option<String>,
+}
+
+/// Analysis after promotion. Stable serves nothing then, so its metrics are judged on absolute
+/// thresholds (`max`, `min`), against the Prometheus of `rollout.analysis`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new("self.metrics.all(m, !has(m.maxIncrease) && !(has(m.judge) && m.judge == 'sequential'))")
+    .message("rollout.postPromotion.metrics: stable serves nothing after promotion; use max or min, not maxIncrease or judge: sequential"))]
+pub struct PostPromotionSpec {
+    /// How long the analysis runs after promotion.
+    #[schemars(pattern(DURATION_PATTERN))]
+    pub duration: String,
+    /// Metrics measured every `rollout.analysis.interval` with their limits; any failure,
+    /// error or inconclusive past its limit rolls back.
+    #[schemars(length(min = 1, max = 32))]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["name".into()]))]
+    pub metrics: Vec<AnalysisMetric>,
 }
 
 impl Default for RolloutSpec {
@@ -84,6 +117,9 @@ impl Default for RolloutSpec {
             step_duration: default_step_duration(),
             analysis: None,
             progress_deadline: default_progress_deadline(),
+            post_promotion: None,
+            scale_down_delay: None,
+            abort_scale_down_delay: None,
         }
     }
 }

@@ -99,6 +99,40 @@ pub struct ModelDeploymentStatus {
     /// Human-readable summary of the last decision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// After a promotion with `rollout.postPromotion` or `rollout.scaleDownDelay`: the
+    /// previous version, still running warm on the stable Deployment until the window ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_promotion: Option<PostPromotionStatus>,
+    /// After a rollback or abort with `rollout.abortScaleDownDelay`: the candidate, kept
+    /// running without traffic for debugging until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retained_candidate: Option<RetainedCandidate>,
+}
+
+/// The window after a promotion in which the previous version stays warm.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PostPromotionStatus {
+    /// The version promoted over, running on the stable Deployment while the window lasts.
+    pub previous_version: String,
+    /// The post-promotion analysis runs until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis_until: Option<Time>,
+    /// The previous version is scaled down (and the stable Deployment takes the promoted
+    /// version) after then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warm_until: Option<Time>,
+}
+
+/// A rolled-back or aborted candidate kept for debugging.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RetainedCandidate {
+    /// Its version (the candidate Deployment keeps running it, with no traffic).
+    pub version: String,
+    /// It is removed after then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<Time>,
 }
 
 fn is_zero(v: &i32) -> bool {

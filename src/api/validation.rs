@@ -112,6 +112,12 @@ pub struct RolloutTiming {
     pub progress_deadline: Duration,
     /// `analysis.interval`, when there is an analysis.
     pub analysis_interval: Option<Duration>,
+    /// `postPromotion.duration`, when there is a post-promotion analysis.
+    pub post_promotion: Option<Duration>,
+    /// `scaleDownDelay` (zero without one).
+    pub scale_down_delay: Duration,
+    /// `abortScaleDownDelay` (zero without one).
+    pub abort_scale_down_delay: Duration,
 }
 
 /// Validates a spec; returns it parsed, or every problem found (in the order of the spec).
@@ -440,6 +446,11 @@ fn validate_rollout(rollout: &RolloutSpec, problems: &mut Problems) -> RolloutTi
             "must be strictly increasing percentages between 1 and 100",
         );
     }
+    let delay = |problems: &mut Problems, field: &str, value: &Option<String>| {
+        value
+            .as_deref()
+            .map_or(Duration::ZERO, |v| problems.duration(field, v))
+    };
     RolloutTiming {
         step_duration: problems.duration("spec.rollout.stepDuration", &rollout.step_duration),
         progress_deadline: problems
@@ -448,7 +459,47 @@ fn validate_rollout(rollout: &RolloutSpec, problems: &mut Problems) -> RolloutTi
             .analysis
             .as_ref()
             .map(|analysis| validate_analysis(analysis, problems)),
+        post_promotion: validate_post_promotion(rollout, problems),
+        scale_down_delay: delay(
+            problems,
+            "spec.rollout.scaleDownDelay",
+            &rollout.scale_down_delay,
+        ),
+        abort_scale_down_delay: delay(
+            problems,
+            "spec.rollout.abortScaleDownDelay",
+            &rollout.abort_scale_down_delay,
+        ),
     }
+}
+
+/// The post-promotion analysis' duration; it needs the Prometheus of `rollout.analysis` and
+/// absolute thresholds (stable serves nothing after promotion).
+fn validate_post_promotion(rollout: &RolloutSpec, problems: &mut Problems) -> Option<Duration> {
+    let post = rollout.post_promotion.as_ref()?;
+    let duration = problems.duration("spec.rollout.postPromotion.duration", &post.duration);
+    if rollout.analysis.is_none() {
+        problems.add(
+            "spec.rollout.postPromotion",
+            "needs spec.rollout.analysis (its Prometheus and interval)",
+        );
+    }
+    for metric in &post.metrics {
+        let field = format!("spec.rollout.postPromotion.metrics[{}]", metric.name);
+        if metric.max_increase.is_some() || metric.judge == crate::api::Judge::Sequential {
+            problems.add(
+                &field,
+                "stable serves nothing after promotion; use max or min, not maxIncrease or judge: sequential",
+            );
+        }
+        if metric.max.is_none() && metric.min.is_none() {
+            problems.add(&field, "needs a threshold: max or min");
+        }
+        if metric.query.trim().is_empty() {
+            problems.add(&field, "needs a query");
+        }
+    }
+    Some(duration)
 }
 
 /// The measurement interval, parsed.

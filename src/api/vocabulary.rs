@@ -143,6 +143,7 @@ status_word! {
         AnalysisError,
         AnalysisInconclusive,
         ProgressDeadlineExceeded,
+        PostPromotionAnalysisFailed,
     }
 }
 
@@ -173,6 +174,8 @@ status_word! {
         ProgressDeadlineExceeded,
         AnalysisInconclusive,
         DryRunMetricFailed,
+        PostPromotionPassed,
+        CandidateReleased,
         ManualPromotion,
         ManualRequestIgnored,
         Paused,

@@ -143,6 +143,11 @@ impl Harness {
             candidate_version: status.candidate_version.clone(),
             canary_weight: status.canary_weight,
             mirror_percent: status.mirror_percent,
+            stable_version: status
+                .post_promotion
+                .as_ref()
+                .map(|p| p.previous_version.clone())
+                .or_else(|| status.stable_version.clone()),
         };
         self.status = status;
         self.follow_last_decision();
@@ -355,7 +360,7 @@ impl Harness {
 
     fn follow_last_decision(&mut self) {
         self.stable
-            .desire(self.status.stable_version.as_deref(), self.now);
+            .desire(self.traffic.stable_version.as_deref(), self.now);
         self.candidate
             .desire(self.traffic.candidate_version.as_deref(), self.now);
     }

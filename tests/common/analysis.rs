@@ -28,6 +28,7 @@ pub async fn measure(
     let metrics = match stage {
         AnalysisStage::Canary => canary_metrics(),
         AnalysisStage::Shadow => shadow_metrics(&spec.shadow),
+        AnalysisStage::PostPromotion => mlrollout::core::verdict::builtin::metrics_for(spec, stage),
     };
     analyzer
         .measure(MeasureRequest {

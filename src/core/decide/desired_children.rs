@@ -19,7 +19,7 @@ pub(super) fn children_for(
     job: Option<&lifecycle::JobRequest>,
     traffic: &DesiredTraffic,
 ) -> (Vec<Child>, Vec<Removal>) {
-    let (mut apply, mut remove) = variant_children(input, validated, status, traffic);
+    let (mut apply, mut remove) = variant_children(input, validated, traffic);
     apply.extend(route_child(input, validated.spec(), traffic));
     apply.extend(job_child(input, validated, status, job));
     // Stop the Job of an attempt that was aborted or timed out.
@@ -35,7 +35,6 @@ pub(super) fn children_for(
 fn variant_children(
     input: &DecideInput<'_>,
     validated: &ValidatedSpec,
-    status: &ModelDeploymentStatus,
     traffic: &DesiredTraffic,
 ) -> (Vec<Child>, Vec<Removal>) {
     let (stable_replicas, candidate_replicas) = replicas(validated.spec(), traffic);
@@ -57,7 +56,7 @@ fn variant_children(
     };
     let mut apply = Vec::new();
     let mut remove = Vec::new();
-    if let Some(stable) = status.stable_version.as_deref() {
+    if let Some(stable) = traffic.stable_version.as_deref() {
         apply.extend(variant(Variant::Stable, stable, stable_replicas));
     }
     match traffic.candidate_version.as_deref() {

@@ -201,6 +201,9 @@ pub struct DesiredTraffic {
     pub canary_weight: i32,
     /// Percent of live requests mirrored to the candidate (its answers discarded).
     pub mirror_percent: i32,
+    /// The version the stable Deployment runs: the stable version, or in the window after a
+    /// promotion the previous one, kept warm.
+    pub stable_version: Option<String>,
 }
 
 impl DesiredTraffic {

@@ -126,6 +126,12 @@ pub fn metrics_for(
 ) -> Vec<AnalysisMetric> {
     match stage {
         super::AnalysisStage::Shadow => shadow_metrics(&spec.shadow),
+        super::AnalysisStage::PostPromotion => spec
+            .rollout
+            .post_promotion
+            .as_ref()
+            .map(|p| p.metrics.clone())
+            .unwrap_or_default(),
         super::AnalysisStage::Canary => effective_canary_metrics(
             spec.rollout
                 .analysis

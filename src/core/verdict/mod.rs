@@ -19,6 +19,9 @@ pub enum AnalysisStage {
     Shadow,
     /// Live traffic at a canary step.
     Canary,
+    /// The promoted version on all live traffic, the previous one still warm
+    /// (`rollout.postPromotion`).
+    PostPromotion,
 }
 
 /// One metric measured once, for the candidate and (when needed) for stable.

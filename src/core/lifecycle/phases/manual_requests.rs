@@ -61,6 +61,13 @@ fn abort(cx: &mut Ctx<'_>) {
                 "aborted by a person (mlrollout.io/abort)",
             );
         }
+        // In the window after a promotion, the previous version is still warm: go back to it.
+        Phase::Promoted if cx.status.post_promotion.is_some() => {
+            abort_promotion(
+                cx,
+                "aborted by a person (mlrollout.io/abort) after promotion",
+            );
+        }
         _ => ignored(cx, "abort"),
     }
 }

@@ -23,10 +23,12 @@ use crate::api::{
 use crate::core::verdict::AnalysisStage;
 
 mod manual_requests;
+mod post_promotion;
 mod retraining;
 mod rollout;
 
 use manual_requests::*;
+use post_promotion::*;
 use retraining::*;
 use rollout::*;
 
@@ -137,6 +139,7 @@ pub(super) fn step(input: StepInput<'_>) -> StepOutput {
         }
     }
 
+    release_retained(&mut cx);
     let job = current_job(&cx.status);
     let traffic = desired_traffic(&cx.status);
     let requeue_after = requeue(&cx);
@@ -156,11 +159,36 @@ fn desired_traffic(status: &ModelDeploymentStatus) -> DesiredTraffic {
         status.phase,
         Phase::Shadow | Phase::Progressing | Phase::Promoted
     );
+    // Outside a rollout, a candidate kept for debugging runs on, with no traffic.
+    let retained = status
+        .retained_candidate
+        .as_ref()
+        .map(|r| r.version.clone())
+        .filter(|_| !in_rollout);
     DesiredTraffic {
-        candidate_version: status.candidate_version.clone().filter(|_| in_rollout),
+        candidate_version: status
+            .candidate_version
+            .clone()
+            .filter(|_| in_rollout)
+            .or(retained),
         canary_weight: status.canary_weight,
         mirror_percent: status.mirror_percent,
+        // In the window after a promotion, the previous version stays warm on stable.
+        stable_version: status
+            .post_promotion
+            .as_ref()
+            .map(|p| p.previous_version.clone())
+            .or_else(|| status.stable_version.clone()),
     }
+}
+
+/// Whether the post-promotion analysis still runs.
+fn post_promotion_analysing(status: &ModelDeploymentStatus, now: Timestamp) -> bool {
+    status
+        .post_promotion
+        .as_ref()
+        .and_then(|p| p.analysis_until.as_ref())
+        .is_some_and(|until| now < until.0)
 }
 
 /// The Job that should exist: the running attempt's.
@@ -303,6 +331,15 @@ fn requeue(cx: &Ctx<'_>) -> Duration {
     {
         due.push(t);
     }
+    // The end of a warm window and of a retained candidate are wake-ups too.
+    due.extend(
+        s.post_promotion
+            .as_ref()
+            .and_then(|p| p.warm_until.as_ref())
+            .into_iter()
+            .chain(s.retained_candidate.as_ref().and_then(|r| r.until.as_ref()))
+            .map(|t| t.0),
+    );
     if s.deferred_trigger.is_some()
         && let Some((retraining, timing)) = cx.validated.retraining()
         && let Gate::Cooldown { until } | Gate::Budget { until } =
@@ -351,19 +388,20 @@ pub(super) fn wants(spec: &ValidatedSpec, status: &ModelDeploymentStatus, now: T
                 wants.evaluation = Some((c.clone(), s.clone()));
             }
         }
-        Phase::Shadow | Phase::Progressing if !status.paused => {
-            if let Some(interval) = spec.timing.rollout.analysis_interval {
+        Phase::Shadow | Phase::Progressing | Phase::Promoted if !status.paused => {
+            let stage = match status.phase {
+                Phase::Shadow => Some(AnalysisStage::Shadow),
+                Phase::Progressing => Some(AnalysisStage::Canary),
+                _ => post_promotion_analysing(status, now).then_some(AnalysisStage::PostPromotion),
+            };
+            if let (Some(stage), Some(interval)) = (stage, spec.timing.rollout.analysis_interval) {
                 let due = status
                     .analysis
                     .as_ref()
                     .and_then(|a| a.last_measured_at.as_ref())
                     .is_none_or(|t| add(t.0, interval) <= now);
                 if due {
-                    wants.measure = Some(if status.phase == Phase::Shadow {
-                        AnalysisStage::Shadow
-                    } else {
-                        AnalysisStage::Canary
-                    });
+                    wants.measure = Some(stage);
                 }
             }
         }

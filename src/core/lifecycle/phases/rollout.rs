@@ -371,16 +371,30 @@ pub(super) fn promote(cx: &mut Ctx<'_>, reason: &str) {
     cx.status.canary_weight = 100;
     cx.status.mirror_percent = 0;
     cx.status.stable_version = Some(version.clone());
+    open_window(cx, previous);
+    let then = match &cx.status.post_promotion {
+        Some(window) => format!(
+            "version {} stays warm{} before stable is updated",
+            window.previous_version,
+            if window.analysis_until.is_some() {
+                " while the post-promotion analysis runs"
+            } else {
+                ""
+            }
+        ),
+        None => "stable is updated before traffic returns to it".to_owned(),
+    };
     cx.event(
         false,
         EventReason::Promoted,
-        format!(
-            "version {version} promoted ({reason}); stable is updated before traffic returns to it"
-        ),
+        format!("version {version} promoted ({reason}); {then}"),
     );
 }
 
 pub(super) fn promoted(cx: &mut Ctx<'_>) {
+    if in_window(cx) {
+        return;
+    }
     if cx.observed.stable_ready {
         cx.status.candidate_version = None;
         cx.status.candidate_source = None;
@@ -448,6 +462,7 @@ pub(super) fn rollback(cx: &mut Ctx<'_>, reason: RolloutReason, detail: &str) {
     cx.status.current_step = None;
     cx.status.candidate_version = None;
     cx.status.candidate_source = None;
+    retain_candidate(cx, &version);
     clear_analysis_pause(cx);
     cx.enter(Phase::RolledBack);
     cx.event(

@@ -4,7 +4,6 @@ use proptest::collection::vec;
 use serde_json::json;
 
 use super::*;
-use crate::core::verdict::builtin::{effective_canary_metrics, shadow_metrics};
 
 // ---------------------------------------------------------------------------------------------
 // Random specs
@@ -329,14 +328,5 @@ pub(super) fn stage_metrics(
     spec: &ModelDeploymentSpec,
     stage: AnalysisStage,
 ) -> Vec<AnalysisMetric> {
-    match stage {
-        AnalysisStage::Shadow => shadow_metrics(&spec.shadow),
-        AnalysisStage::Canary => effective_canary_metrics(
-            spec.rollout
-                .analysis
-                .as_ref()
-                .map(|a| a.metrics.as_slice())
-                .unwrap_or(&[]),
-        ),
-    }
+    crate::core::verdict::builtin::metrics_for(spec, stage)
 }

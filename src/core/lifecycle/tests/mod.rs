@@ -20,6 +20,7 @@ mod cooldown_and_budget;
 mod determinism;
 mod evaluation;
 mod manual_requests;
+mod post_promotion;
 mod promotion;
 mod registry;
 mod retraining;
@@ -153,6 +154,12 @@ fn metric_names(spec: &ModelDeploymentSpec, stage: AnalysisStage) -> Vec<String>
                 .map(|a| a.metrics.as_slice())
                 .unwrap_or(&[]),
         ),
+        AnalysisStage::PostPromotion => spec
+            .rollout
+            .post_promotion
+            .as_ref()
+            .map(|p| p.metrics.clone())
+            .unwrap_or_default(),
     }
     .into_iter()
     .map(|m| m.name)
