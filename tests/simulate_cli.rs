@@ -5,16 +5,141 @@ use std::process::Command;
 
 /// `mlrollout simulate` of the bundled example on one scenario file.
 fn run_scenario(path: &std::path::Path) -> std::process::Output {
+    run_scenario_with("examples/fraud-detector.yaml", path)
+}
+
+/// `mlrollout simulate` of `resource` on one scenario file.
+fn run_scenario_with(resource: &str, path: &std::path::Path) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_mlrollout"))
-        .args([
-            "simulate",
-            "--resource",
-            "examples/fraud-detector.yaml",
-            "--scenario",
-        ])
+        .args(["simulate", "--resource", resource, "--scenario"])
         .arg(path)
         .output()
         .expect("mlrollout runs")
+}
+
+/// The final line and the transitions of a policies scenario (examples/scenarios/policies/).
+fn simulate_policies(scenario: &str) -> (Vec<serde_json::Value>, serde_json::Value) {
+    let output = run_scenario_with(
+        "examples/fraud-detector-policies.yaml",
+        std::path::Path::new(&format!("examples/scenarios/policies/{scenario}.yaml")),
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut lines: Vec<serde_json::Value> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let last = lines.pop().unwrap()["final"].clone();
+    (lines, last)
+}
+
+fn line_with<'a>(lines: &'a [serde_json::Value], reason: &str) -> &'a serde_json::Value {
+    lines
+        .iter()
+        .find(|l| l["reason"] == reason)
+        .unwrap_or_else(|| panic!("no {reason} line"))
+}
+
+#[test]
+fn a_post_promotion_regression_goes_back_to_the_warm_previous_version() {
+    let (lines, last) = simulate_policies("post-promotion-regression");
+    let promoted = line_with(&lines, "Promoted");
+    let rolled = line_with(&lines, "RolledBack");
+    assert_eq!(promoted["canary_weight"], 100);
+    // Back on 3 within two measurement intervals of the regression (at 8000 s).
+    let at = rolled["at_seconds"].as_u64().unwrap();
+    assert!((8000..=8120).contains(&at), "rolled back at {at}");
+    assert_eq!(rolled["canary_weight"], 0);
+    assert_eq!(rolled["stable"], "3");
+    assert!(
+        rolled["message"]
+            .as_str()
+            .unwrap()
+            .contains("PostPromotionAnalysisFailed")
+    );
+    // The rolled-back version is kept 30 minutes, then released.
+    let released = line_with(&lines, "CandidateReleased");
+    assert_eq!(released["at_seconds"].as_u64().unwrap(), at + 1800);
+    assert_eq!(
+        (last["phase"].as_str(), last["stable"].as_str()),
+        (Some("RolledBack"), Some("3"))
+    );
+}
+
+#[test]
+fn a_failing_dry_run_metric_changes_nothing() {
+    let (lines, last) = simulate_policies("dry-run-no-effect");
+    let dry = lines
+        .iter()
+        .filter(|l| l["reason"] == "DryRunMetricFailed")
+        .count();
+    assert_eq!(dry, 3, "reported once per step");
+    assert_eq!(
+        (last["phase"].as_str(), last["stable"].as_str()),
+        (Some("Stable"), Some("4"))
+    );
+    // The same story with the dry-run metric passing decides the same transitions, at the
+    // same times.
+    let scenario = std::fs::read_to_string("examples/scenarios/policies/dry-run-no-effect.yaml")
+        .unwrap()
+        .replace(
+            "variant: candidate, name: error-rate-strict, value: 0.011",
+            "variant: candidate, name: error-rate-strict, value: 0.010",
+        );
+    let dir = tempfile::tempdir().unwrap();
+    let passing = dir.path().join("passing.yaml");
+    std::fs::write(&passing, scenario).unwrap();
+    let output = run_scenario_with("examples/fraud-detector-policies.yaml", &passing);
+    let lines_passing: Vec<serde_json::Value> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        lines_passing
+            .iter()
+            .all(|l| l["reason"] != "DryRunMetricFailed")
+    );
+    let transitions = |ls: &[serde_json::Value]| -> Vec<(u64, String, String)> {
+        ls.iter()
+            .filter(|l| l.get("reason").is_some() && l["reason"] != "DryRunMetricFailed")
+            .map(|l| {
+                (
+                    l["at_seconds"].as_u64().unwrap(),
+                    l["phase"].as_str().unwrap().to_owned(),
+                    l["reason"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(transitions(&lines), transitions(&lines_passing));
+}
+
+#[test]
+fn an_indefinite_pause_is_answered_by_promote() {
+    let (lines, last) = simulate_policies("pause-answered-by-promote");
+    let paused = line_with(&lines, "AnalysisInconclusive");
+    let manual = line_with(&lines, "ManualPromotion");
+    let (from, to) = (
+        paused["at_seconds"].as_u64().unwrap(),
+        manual["at_seconds"].as_u64().unwrap(),
+    );
+    assert_eq!(to, 8400, "nothing moves until the person answers");
+    assert!(
+        lines
+            .iter()
+            .filter(|l| (from + 1..to).contains(&l["at_seconds"].as_u64().unwrap()))
+            .all(|l| l["canary_weight"] == 50),
+        "paused at 50 % from {from} to {to}"
+    );
+    assert_eq!(
+        (last["phase"].as_str(), last["stable"].as_str()),
+        (Some("Stable"), Some("4"))
+    );
 }
 
 fn simulate(scenario: &str) -> (Vec<serde_json::Value>, serde_json::Value) {
@@ -197,31 +322,49 @@ fn bad_scenarios_are_reported_in_one_line() {
 
 /// The bundled scenarios' output is pinned byte for byte: refactoring the core must not change a
 /// single decision, reason or message. After an intended change, regenerate with
-/// `mlrollout simulate --resource examples/fraud-detector.yaml --scenario <s> > tests/golden/simulate/<s>.jsonl`.
+/// `mlrollout simulate --resource examples/fraud-detector.yaml --scenario <s> > tests/golden/simulate/<s>.jsonl`
+/// (and for `examples/scenarios/policies/`, `--resource examples/fraud-detector-policies.yaml`
+/// into `tests/golden/simulate/policies/`).
 #[test]
 fn bundled_scenarios_match_their_recorded_output_byte_for_byte() {
-    let scenarios = std::fs::read_dir("examples/scenarios").expect("scenarios folder");
     let mut checked = 0;
-    for entry in scenarios {
-        let path = entry.expect("scenario entry").path();
-        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
-        let golden = std::fs::read(format!("tests/golden/simulate/{name}.jsonl"))
-            .unwrap_or_else(|e| panic!("no recorded output for scenario {name}: {e}"));
-        let output = run_scenario(&path);
-        assert!(
-            output.status.success(),
-            "{name}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        assert!(
-            output.stdout == golden,
-            "scenario {name} changed:\n--- recorded\n{}\n--- now\n{}",
-            String::from_utf8_lossy(&golden),
-            String::from_utf8_lossy(&output.stdout)
-        );
-        checked += 1;
+    for (folder, resource, golden_dir) in [
+        (
+            "examples/scenarios",
+            "examples/fraud-detector.yaml",
+            "tests/golden/simulate",
+        ),
+        (
+            "examples/scenarios/policies",
+            "examples/fraud-detector-policies.yaml",
+            "tests/golden/simulate/policies",
+        ),
+    ] {
+        let scenarios = std::fs::read_dir(folder).expect("scenarios folder");
+        for entry in scenarios {
+            let path = entry.expect("scenario entry").path();
+            if path.extension().is_none_or(|e| e != "yaml") {
+                continue;
+            }
+            let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+            let golden = std::fs::read(format!("{golden_dir}/{name}.jsonl"))
+                .unwrap_or_else(|e| panic!("no recorded output for scenario {name}: {e}"));
+            let output = run_scenario_with(resource, &path);
+            assert!(
+                output.status.success(),
+                "{name}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            assert!(
+                output.stdout == golden,
+                "scenario {name} changed:\n--- recorded\n{}\n--- now\n{}",
+                String::from_utf8_lossy(&golden),
+                String::from_utf8_lossy(&output.stdout)
+            );
+            checked += 1;
+        }
     }
-    assert_eq!(checked, 4, "every bundled scenario has a recorded output");
+    assert_eq!(checked, 7, "every bundled scenario has a recorded output");
 }
 
 /// Runs `mlrollout simulate` on `scenario` (YAML written to a temp dir), expecting a refusal:
