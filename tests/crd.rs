@@ -456,6 +456,17 @@ async fn edge_cases_are_admitted_by_the_server_and_the_offline_checker_alike() {
                 "postPromotion": {"duration": "10m", "metrics": [{"name": "errors", "query": "sum(rate(x[1m]))", "max": 0.05}]}}}}),
         ),
         (
+            "a plan: mirror ramp, steps with their own settings, pauses",
+            json!({"spec": {"rollout": {"plan": [
+                {"mirror": 25, "duration": "10m"},
+                {"weight": 10, "duration": "5m", "analysis": {"count": 5, "interval": "30s",
+                    "metrics": [{"name": "p50", "query": "q", "max": 0.1}]}},
+                {"weight": 50, "pause": {}},
+                {"weight": 80, "pause": {"duration": "1h"}},
+                {"weight": 100}
+            ]}}}),
+        ),
+        (
             "a single rollout step",
             json!({"spec": {"rollout": {"steps": [100]}}}),
         ),
@@ -681,6 +692,31 @@ fn invalid_cases() -> Vec<Invalid> {
             "post-promotion metrics are absolute",
             json!({"spec": {"rollout": {"postPromotion": {"duration": "10m", "metrics": [{"name": "x", "query": "up", "maxIncrease": {"ratio": 1.2}}]}}}}),
             "rollout.postPromotion.metrics: stable serves nothing after promotion; use max or min, not maxIncrease or judge: sequential",
+        ),
+        invalid(
+            "a plan step is a weight or a mirror",
+            json!({"spec": {"rollout": {"plan": [{"weight": 10, "mirror": 10}, {"weight": 100}]}}}),
+            "each rollout.plan step needs exactly one of weight or mirror",
+        ),
+        invalid(
+            "a plan ends at 100",
+            json!({"spec": {"rollout": {"plan": [{"weight": 10}, {"weight": 50}]}}}),
+            "rollout.plan must end with weight: 100",
+        ),
+        invalid(
+            "plan weights increase",
+            json!({"spec": {"rollout": {"plan": [{"weight": 50}, {"weight": 10}, {"weight": 100}]}}}),
+            "rollout.plan weights must be strictly increasing, e.g. 10, 50, 100",
+        ),
+        invalid(
+            "mirror steps first",
+            json!({"spec": {"rollout": {"plan": [{"weight": 10}, {"mirror": 50}, {"weight": 100}]}}}),
+            "rollout.plan: mirror steps come before the first weight step",
+        ),
+        invalid(
+            "plan or steps",
+            json!({"spec": {"rollout": {"steps": [20, 100], "plan": [{"weight": 100}]}}}),
+            "rollout: give plan (steps with their own settings) or steps (weights), not both; with plan, leave steps out",
         ),
         invalid(
             "metric min <= max",

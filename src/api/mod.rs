@@ -38,8 +38,9 @@ pub use retraining::{
     EvaluationSpec, MetricDirection, RetrainingSpec, RetrainingTriggers, TriggerSeverity,
 };
 pub use rollout::{
-    AnalysisMetric, AnalysisSpec, InconclusiveAction, Judge, NoDataPolicy, PrometheusSource,
-    RelativeThreshold, RolloutSpec, SequentialJudge, ShadowSpec,
+    AnalysisMetric, AnalysisSpec, InconclusiveAction, Judge, NoDataPolicy, PostPromotionSpec,
+    PrometheusSource, RelativeThreshold, RolloutSpec, RolloutStep, SequentialJudge, ShadowSpec,
+    StepAnalysis, StepPause,
 };
 pub use status::{
     AdvisorStatus, AnalysisStatus, DeferredTrigger, DriftSummary, EvaluationStatus,

@@ -52,6 +52,8 @@ impl Default for ShadowSpec {
 /// Progressive traffic shift.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new("!has(self.plan) || !has(self.steps) || self.steps == [10, 50, 100]")
+    .message("rollout: give plan (steps with their own settings) or steps (weights), not both; with plan, leave steps out"))]
 pub struct RolloutSpec {
     /// Candidate traffic percentages, strictly increasing, ending at 100.
     #[serde(default = "default_steps")]
@@ -91,6 +93,105 @@ pub struct RolloutSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(DURATION_PATTERN))]
     pub abort_scale_down_delay: Option<String>,
+    /// Steps with their own settings, instead of `steps`: a weight or a mirror percentage
+    /// each, with its own duration, a pause, or analysis overrides. Mirror steps come first
+    /// (shadow ramping up), weights increase and the last step is `weight: 100`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 20))]
+    #[x_kube(validation = kube::core::Rule::new("has(self[size(self) - 1].weight) && self[size(self) - 1].weight == 100")
+        .message("rollout.plan must end with weight: 100"))]
+    #[x_kube(validation = kube::core::Rule::new("self.filter(s, has(s.weight)).map(s, s.weight).isSorted() && self.filter(s, has(s.weight)).all(s, self.filter(t, has(t.weight) && t.weight == s.weight).size() == 1)")
+        .message("rollout.plan weights must be strictly increasing, e.g. 10, 50, 100"))]
+    #[x_kube(validation = kube::core::Rule::new("self.map(s, has(s.mirror) ? 0 : 1).isSorted()")
+        .message("rollout.plan: mirror steps come before the first weight step"))]
+    pub plan: Option<Vec<RolloutStep>>,
+}
+
+/// One step of `rollout.plan`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new("has(self.weight) != has(self.mirror)")
+    .message("each rollout.plan step needs exactly one of weight or mirror"))]
+#[x_kube(validation = kube::core::Rule::new("!(has(self.duration) && has(self.pause))")
+    .message("a rollout.plan step takes duration or pause, not both (pause: {duration} holds for a time)"))]
+pub struct RolloutStep {
+    /// Percent of live traffic on the candidate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub weight: Option<i32>,
+    /// Percent of live traffic mirrored to the candidate (its answers discarded), judged
+    /// like the shadow phase: shadow ramping up before any live traffic moves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub mirror: Option<i32>,
+    /// Time at this step (default `stepDuration`); its analysis runs during it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(DURATION_PATTERN))]
+    pub duration: Option<String>,
+    /// Hold here without analysis: `{}` until a person runs `mlrollout promote` (or
+    /// resumes), `{duration: 1h}` for a time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause: Option<StepPause>,
+    /// This step's analysis settings, over `rollout.analysis`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<StepAnalysis>,
+}
+
+/// A pause step.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct StepPause {
+    /// How long to hold; without it, until a person promotes or resumes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(DURATION_PATTERN))]
+    pub duration: Option<String>,
+}
+
+/// A step's analysis overrides.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct StepAnalysis {
+    /// Measurements this step needs (instead of `analysis.count`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub count: Option<i32>,
+    /// Time between measurements at this step (instead of `analysis.interval`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(DURATION_PATTERN))]
+    pub interval: Option<String>,
+    /// Metrics added at this step (one with the name of an analysis metric replaces it here).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["name".into()]))]
+    pub metrics: Vec<AnalysisMetric>,
+}
+
+impl RolloutSpec {
+    /// The steps the rollout goes through: `plan`, or the weights of `steps`.
+    pub fn resolved_steps(&self) -> Vec<RolloutStep> {
+        match &self.plan {
+            Some(plan) => plan.clone(),
+            None => self
+                .steps
+                .iter()
+                .map(|&weight| RolloutStep {
+                    weight: Some(weight),
+                    ..Default::default()
+                })
+                .collect(),
+        }
+    }
+}
+
+impl RolloutStep {
+    /// `10%` or `mirror 25%`, for messages.
+    pub fn describe(&self) -> String {
+        match (self.weight, self.mirror) {
+            (Some(w), _) => format!("{w}%"),
+            (None, Some(m)) => format!("mirror {m}%"),
+            (None, None) => "0%".to_owned(),
+        }
+    }
 }
 
 /// Analysis after promotion. Stable serves nothing then, so its metrics are judged on absolute
@@ -120,6 +221,7 @@ impl Default for RolloutSpec {
             post_promotion: None,
             scale_down_delay: None,
             abort_scale_down_delay: None,
+            plan: None,
         }
     }
 }

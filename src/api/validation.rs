@@ -12,6 +12,10 @@ use std::time::Duration;
 use k8s_openapi::api::batch::v1::JobSpec;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 
+mod steps;
+
+pub use steps::StepTiming;
+
 use super::cron::CronSchedule;
 use super::duration::parse_duration;
 use super::{
@@ -118,6 +122,8 @@ pub struct RolloutTiming {
     pub scale_down_delay: Duration,
     /// `abortScaleDownDelay` (zero without one).
     pub abort_scale_down_delay: Duration,
+    /// The steps, parsed (`plan`, or the weights of `steps`).
+    pub steps: Vec<StepTiming>,
 }
 
 /// Validates a spec; returns it parsed, or every problem found (in the order of the spec).
@@ -436,23 +442,16 @@ fn validate_job_template(raw: &serde_json::Value, problems: &mut Problems) -> Op
 }
 
 fn validate_rollout(rollout: &RolloutSpec, problems: &mut Problems) -> RolloutTiming {
-    let steps = &rollout.steps;
-    if steps.is_empty() || steps.last() != Some(&100) {
-        problems.add("spec.rollout.steps", "must end at 100, e.g. [10, 50, 100]");
-    }
-    if steps.iter().any(|w| !(1..=100).contains(w)) || steps.windows(2).any(|p| p[0] >= p[1]) {
-        problems.add(
-            "spec.rollout.steps",
-            "must be strictly increasing percentages between 1 and 100",
-        );
-    }
+    let step_duration = problems.duration("spec.rollout.stepDuration", &rollout.step_duration);
+    let steps = steps::validate_steps(rollout, step_duration, problems);
     let delay = |problems: &mut Problems, field: &str, value: &Option<String>| {
         value
             .as_deref()
             .map_or(Duration::ZERO, |v| problems.duration(field, v))
     };
     RolloutTiming {
-        step_duration: problems.duration("spec.rollout.stepDuration", &rollout.step_duration),
+        step_duration,
+        steps,
         progress_deadline: problems
             .duration("spec.rollout.progressDeadline", &rollout.progress_deadline),
         analysis_interval: rollout

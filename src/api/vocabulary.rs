@@ -41,6 +41,8 @@ status_word! {
         Manual,
         /// Analysis stayed inconclusive and `inconclusive: pause` asks a person to decide.
         InconclusiveAnalysis,
+        /// A `pause: {}` step of `rollout.plan`: held until a person promotes or resumes.
+        Step,
     }
 }
 

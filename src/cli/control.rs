@@ -355,7 +355,7 @@ fn summary(resource: &ModelDeployment, s: &ModelDeploymentStatus) -> String {
         "Candidate:   {}\n",
         s.candidate_version.as_deref().unwrap_or("-")
     ));
-    out.push_str(&traffic_line(&resource.spec.rollout.steps, s));
+    out.push_str(&traffic_line(&resource.spec.rollout.resolved_steps(), s));
     if let Some(d) = &s.drift {
         out.push_str(&format!(
             "Drift:       {} ({:.0}% of features drifted){}\n",
@@ -373,15 +373,16 @@ fn summary(resource: &ModelDeployment, s: &ModelDeploymentStatus) -> String {
 }
 
 /// The weights, and the steps with the current one in brackets.
-fn traffic_line(steps: &[i32], s: &ModelDeploymentStatus) -> String {
+fn traffic_line(steps: &[crate::api::RolloutStep], s: &ModelDeploymentStatus) -> String {
     let steps: Vec<String> = steps
         .iter()
         .enumerate()
-        .map(|(i, w)| {
+        .map(|(i, step)| {
+            let w = step.describe();
             if Some(i as i32) == s.current_step {
-                format!("[{w}%]")
+                format!("[{w}]")
             } else {
-                format!("{w}%")
+                w
             }
         })
         .collect();

@@ -15,7 +15,7 @@ use crate::api::{ModelDeployment, ModelDeploymentStatus};
 use crate::core::lifecycle::{
     self, CandidateLookup, DriftObservation, EvaluationObservation, JobState, Observations,
 };
-use crate::core::verdict::builtin::metrics_at;
+use crate::core::verdict::builtin::metrics_at_step;
 use crate::core::verdict::{AnalysisStage, MetricMeasurement, query_error};
 use crate::drift::check::DriftInputs;
 use crate::error::Result;
@@ -64,6 +64,7 @@ pub async fn observe(
         status,
         credentials: &credentials,
         advisor_timeout: validated.map(|v| v.timing.advisor_timeout),
+        steps: validated.map(|v| &v.timing.rollout),
     };
     let mut observations = Observations::default();
     if wants.drift_check {
@@ -120,6 +121,8 @@ struct Reading<'a> {
     credentials: &'a Result<RegistryCredentials, RegistryError>,
     /// `spec.advisor.timeout` as validation parsed it (`None`: the spec is invalid).
     advisor_timeout: Option<Duration>,
+    /// The rollout's timing and steps as validation parsed them (`None`: the spec is invalid).
+    steps: Option<&'a crate::api::validation::RolloutTiming>,
 }
 
 impl Reading<'_> {
@@ -264,7 +267,17 @@ impl Reading<'_> {
         since_step: Duration,
     ) -> Vec<MetricMeasurement> {
         let spec = &self.resource.spec;
-        let metrics = metrics_at(spec, stage, self.status.canary_weight);
+        let steps = self
+            .steps
+            .map(|timing| timing.steps.as_slice())
+            .unwrap_or_default();
+        let metrics = metrics_at_step(
+            spec,
+            steps,
+            self.status.current_step,
+            stage,
+            self.status.canary_weight,
+        );
         let token_secret = spec
             .rollout
             .analysis

@@ -13,12 +13,11 @@ use k8s_openapi::jiff::Timestamp;
 use serde::Serialize;
 
 use crate::api::{
-    DriftSummary, ModelDeployment, ModelDeploymentSpec, ModelDeploymentStatus, RetrainingAttempt,
+    AnalysisMetric, DriftSummary, ModelDeployment, ModelDeploymentStatus, RetrainingAttempt,
     Severity,
 };
 use crate::core::lifecycle::{DriftObservation, JobState, Observations};
-use crate::core::verdict::builtin::metrics_for;
-use crate::core::verdict::{AnalysisStage, MetricMeasurement, judge, query_error};
+use crate::core::verdict::{MetricMeasurement, judge, query_error};
 use crate::registry::LINEAGE_TAG;
 
 pub use harness::{Harness, Identity, Readiness};
@@ -258,7 +257,19 @@ impl<'a, F: FnMut(&Line) -> ControlFlow<()>> Simulation<'a, F> {
         if let Some(stage) = wants.measure
             && self.harness.candidate_ready()
         {
-            observations.measurements = Some(measure(self.harness.spec(), self.scenario, stage, t));
+            let status = self.harness.status();
+            let steps = match self.harness.validated() {
+                Ok(validated) => validated.timing.rollout.steps.as_slice(),
+                Err(_) => &[],
+            };
+            let metrics = crate::core::verdict::builtin::metrics_at_step(
+                self.harness.spec(),
+                steps,
+                status.current_step,
+                stage,
+                status.canary_weight,
+            );
+            observations.measurements = Some(measure(&metrics, self.scenario, t));
         }
         Ok(observations)
     }
@@ -388,13 +399,7 @@ fn drift_observation(scenario: &Scenario, t: u64) -> DriftObservation {
     }
 }
 
-fn measure(
-    spec: &ModelDeploymentSpec,
-    scenario: &Scenario,
-    stage: AnalysisStage,
-    t: u64,
-) -> Vec<MetricMeasurement> {
-    let metrics = metrics_for(spec, stage);
+fn measure(metrics: &[AnalysisMetric], scenario: &Scenario, t: u64) -> Vec<MetricMeasurement> {
     metrics
         .iter()
         .map(|metric| {

@@ -240,9 +240,20 @@ fn shadow_line(shadow: &ShadowSpec) -> Line {
 /// The steps and how each is judged, then when a stuck rollout rolls back.
 fn rollout_lines(rollout: &RolloutSpec) -> [Line; 2] {
     let steps = rollout
-        .steps
+        .resolved_steps()
         .iter()
-        .map(|s| format!("{s}%"))
+        .map(|step| {
+            let mut text = step.describe();
+            if let Some(pause) = &step.pause {
+                text.push_str(&match &pause.duration {
+                    Some(d) => format!(" (pause {d})"),
+                    None => " (pause until promoted)".to_owned(),
+                });
+            } else if let Some(d) = &step.duration {
+                text.push_str(&format!(" ({d})"));
+            }
+            text
+        })
         .collect::<Vec<_>>()
         .join(" -> ");
     let analysis = match &rollout.analysis {

@@ -104,7 +104,11 @@ fn versions(status: &ModelDeploymentStatus) -> String {
 
 fn step(resource: &ModelDeployment, status: &ModelDeploymentStatus) -> String {
     match status.current_step {
-        Some(i) => format!(" (step {}/{})", i + 1, resource.spec.rollout.steps.len()),
+        Some(i) => format!(
+            " (step {}/{})",
+            i + 1,
+            resource.spec.rollout.resolved_steps().len()
+        ),
         None => String::new(),
     }
 }

@@ -158,6 +158,29 @@ pub fn metrics_at(
     metrics
 }
 
+/// The metrics measured at step `current_step` of `steps` (`None`: outside the steps): those of
+/// [`metrics_at`], with the step's own metrics added (one of the same name replaces it).
+pub fn metrics_at_step(
+    spec: &crate::api::ModelDeploymentSpec,
+    steps: &[crate::api::validation::StepTiming],
+    current_step: Option<i32>,
+    stage: super::AnalysisStage,
+    candidate_weight: i32,
+) -> Vec<AnalysisMetric> {
+    let mut metrics = metrics_at(spec, stage, candidate_weight);
+    let step = current_step
+        .and_then(|i| usize::try_from(i).ok())
+        .and_then(|i| steps.get(i))
+        .filter(|_| stage != super::AnalysisStage::PostPromotion);
+    for extra in step.map(|s| s.metrics.as_slice()).unwrap_or_default() {
+        match metrics.iter_mut().find(|m| m.name == extra.name) {
+            Some(existing) => *existing = extra.clone(),
+            None => metrics.push(extra.clone()),
+        }
+    }
+    metrics
+}
+
 /// Fills the placeholders of a query template.
 pub fn render(
     template: &str,

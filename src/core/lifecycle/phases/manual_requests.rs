@@ -98,8 +98,11 @@ fn retry(cx: &mut Ctx<'_>) -> bool {
 
 /// Ends the current gate (`full`: the whole rollout) on a person's word.
 fn promote_by_hand(cx: &mut Ctx<'_>, full: bool) {
-    // A person promoting answers an inconclusive analysis.
-    if cx.status.pause_reason == Some(PauseReason::InconclusiveAnalysis) {
+    // A person promoting answers an inconclusive analysis, or a pause step.
+    if matches!(
+        cx.status.pause_reason,
+        Some(PauseReason::InconclusiveAnalysis | PauseReason::Step)
+    ) {
         cx.status.paused = false;
         cx.status.pause_reason = None;
     }
@@ -152,7 +155,7 @@ pub(super) fn pause(cx: &mut Ctx<'_>, reason: PauseReason, message: &str) {
     cx.status.pause_reason = Some(reason);
     let (warning, event) = match reason {
         PauseReason::InconclusiveAnalysis => (true, EventReason::AnalysisInconclusive),
-        PauseReason::Manual => (false, EventReason::Paused),
+        PauseReason::Manual | PauseReason::Step => (false, EventReason::Paused),
     };
     cx.event(warning, event, message);
 }

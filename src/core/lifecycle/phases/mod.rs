@@ -26,11 +26,13 @@ mod manual_requests;
 mod post_promotion;
 mod retraining;
 mod rollout;
+mod steps;
 
 use manual_requests::*;
 use post_promotion::*;
 use retraining::*;
 use rollout::*;
+use steps::*;
 
 const MIN_REQUEUE: Duration = Duration::from_secs(1);
 const MAX_REQUEUE: Duration = Duration::from_secs(300);
@@ -389,12 +391,18 @@ pub(super) fn wants(spec: &ValidatedSpec, status: &ModelDeploymentStatus, now: T
             }
         }
         Phase::Shadow | Phase::Progressing | Phase::Promoted if !status.paused => {
+            let rollout = &spec.timing.rollout;
+            let step = current_step(rollout, status).filter(|_| status.phase == Phase::Progressing);
             let stage = match status.phase {
                 Phase::Shadow => Some(AnalysisStage::Shadow),
-                Phase::Progressing => Some(AnalysisStage::Canary),
+                // A pause step holds without measuring.
+                Phase::Progressing => (!step.is_some_and(|s| s.pause)).then(|| step_stage(step)),
                 _ => post_promotion_analysing(status, now).then_some(AnalysisStage::PostPromotion),
             };
-            if let (Some(stage), Some(interval)) = (stage, spec.timing.rollout.analysis_interval) {
+            let interval = rollout
+                .analysis_interval
+                .map(|global| step.and_then(|s| s.analysis_interval).unwrap_or(global));
+            if let (Some(stage), Some(interval)) = (stage, interval) {
                 let due = status
                     .analysis
                     .as_ref()

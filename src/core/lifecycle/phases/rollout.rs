@@ -156,8 +156,17 @@ pub(super) fn start_rollout(cx: &mut Ctx<'_>) {
 /// the spec has no analysis (time alone decides).
 pub(super) fn run_analysis(cx: &mut Ctx<'_>, stage: AnalysisStage) -> Option<Assessment> {
     let analysis = cx.spec.rollout.analysis.as_ref()?;
-    let metrics =
-        crate::core::verdict::builtin::metrics_at(cx.spec, stage, cx.status.canary_weight);
+    let steps = &cx.timing().rollout.steps;
+    let metrics = crate::core::verdict::builtin::metrics_at_step(
+        cx.spec,
+        steps,
+        cx.status.current_step,
+        stage,
+        cx.status.canary_weight,
+    );
+    let step_count = current_step(&cx.timing().rollout, &cx.status)
+        .filter(|_| cx.status.phase == Phase::Progressing)
+        .and_then(|s| s.analysis_count);
     let mut state = cx.status.analysis.clone().unwrap_or_default();
     let before = state.clone();
     if cx.observed.candidate_ready
@@ -166,7 +175,7 @@ pub(super) fn run_analysis(cx: &mut Ctx<'_>, stage: AnalysisStage) -> Option<Ass
         record(&mut state, measurements, cx.now);
         mark_dry_run(&mut state, &metrics);
     }
-    let required = analysis.count.max(1);
+    let required = step_count.unwrap_or(analysis.count).max(1);
     report_dry_runs(cx, &metrics, &before, &state, required);
     let assessment = assess(&state, &metrics, required);
     cx.status.analysis = Some(state);
@@ -286,56 +295,6 @@ pub(super) fn shadow(cx: &mut Ctx<'_>) {
     if cx.phase_age() > duration + cx.progress_deadline() {
         let why = if cx.observed.candidate_ready {
             "the shadow analysis never concluded"
-        } else {
-            "the candidate never became ready"
-        };
-        rollback(cx, RolloutReason::ProgressDeadlineExceeded, why);
-    }
-}
-
-pub(super) fn enter_step(cx: &mut Ctx<'_>, index: usize) {
-    let steps = &cx.spec.rollout.steps;
-    let weight = steps.get(index).copied().unwrap_or(100);
-    cx.enter(Phase::Progressing);
-    cx.status.current_step = Some(index as i32);
-    cx.status.canary_weight = weight;
-    cx.status.mirror_percent = 0;
-    cx.event(
-        false,
-        EventReason::StepStarted,
-        format!(
-            "step {} of {}: {weight}% of traffic on the candidate",
-            index + 1,
-            steps.len()
-        ),
-    );
-}
-
-pub(super) fn advance_step(cx: &mut Ctx<'_>) {
-    let index = usize::try_from(cx.status.current_step.unwrap_or(0)).unwrap_or(0);
-    if index + 1 >= cx.spec.rollout.steps.len() {
-        promote(cx, "every step passed its analysis");
-    } else {
-        enter_step(cx, index + 1);
-    }
-}
-
-pub(super) fn progressing(cx: &mut Ctx<'_>) {
-    let assessment = run_analysis(cx, AnalysisStage::Canary);
-    if let Some(a) = &assessment
-        && act_on_failure(cx, a, RolloutReason::AnalysisFailed)
-    {
-        return;
-    }
-    let step_duration = cx.timing().rollout.step_duration;
-    let analysed = assessment.as_ref().is_none_or(|a| *a == Assessment::Passed);
-    if cx.observed.candidate_ready && cx.phase_age() >= step_duration && analysed {
-        advance_step(cx);
-        return;
-    }
-    if cx.phase_age() > step_duration + cx.progress_deadline() {
-        let why = if cx.observed.candidate_ready {
-            "the step's analysis never concluded"
         } else {
             "the candidate never became ready"
         };

@@ -20,6 +20,7 @@ mod cooldown_and_budget;
 mod determinism;
 mod evaluation;
 mod manual_requests;
+mod plan;
 mod post_promotion;
 mod promotion;
 mod registry;
