@@ -73,11 +73,15 @@ async fn stable_follows_the_weight_and_a_rollback_waits_for_stables_replicas() {
     world.wait_weights("50% step", (50, 50), HOUR).await;
     world
         .clock
-        .wait_for("stable shrinks to 2 after the route moved", HOUR, || async {
-            let stable = scale(&deployments, STABLE).await?;
-            let candidate = scale(&deployments, CANDIDATE).await?;
-            (stable == (2, 2) && candidate == (2, 2)).then_some(())
-        })
+        .wait_for(
+            "stable shrinks to 2 after the route moved",
+            HOUR,
+            || async {
+                let stable = scale(&deployments, STABLE).await?;
+                let candidate = scale(&deployments, CANDIDATE).await?;
+                (stable == (2, 2) && candidate == (2, 2)).then_some(())
+            },
+        )
         .await;
 
     // A quota admits the four serving Pods there are and no more: stable cannot scale up.
@@ -126,9 +130,15 @@ async fn stable_follows_the_weight_and_a_rollback_waits_for_stables_replicas() {
         .delete("serving-pods", &DeleteParams::default())
         .await
         .unwrap();
-    world.wait_weights("route back on stable", (100, 0), HOUR).await;
+    world
+        .wait_weights("route back on stable", (100, 0), HOUR)
+        .await;
     let (desired, ready) = scale(&deployments, STABLE).await.unwrap();
-    assert_eq!((desired, ready), (4, 4), "traffic returned to a stable of {ready} ready");
+    assert_eq!(
+        (desired, ready),
+        (4, 4),
+        "traffic returned to a stable of {ready} ready"
+    );
     world.wait_candidate_removed().await;
     let s = world.status().await;
     assert_eq!(s.routed_traffic.unwrap().candidate_weight, 0);
@@ -170,7 +180,13 @@ async fn anti_affinity_and_variant_metadata_reach_deployments_and_pods() {
             (track == "canary").then_some("fraud"),
             "{name}"
         );
-        let anti = template.spec.unwrap().affinity.unwrap().pod_anti_affinity.unwrap();
+        let anti = template
+            .spec
+            .unwrap()
+            .affinity
+            .unwrap()
+            .pod_anti_affinity
+            .unwrap();
         let terms = anti
             .preferred_during_scheduling_ignored_during_execution
             .unwrap();
