@@ -471,6 +471,17 @@ async fn edge_cases_are_admitted_by_the_server_and_the_offline_checker_alike() {
             json!({"spec": {"rollout": {"steps": [100]}}}),
         ),
         (
+            "capacity and placement: dynamic stable scale, required anti-affinity, variant labels",
+            json!({"spec": {"rollout": {"dynamicStableScale": true,
+                "antiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {}},
+                "candidateMetadata": {"labels": {"track": "canary", "example.com/variant": "c"}, "annotations": {"mlrollout.io/note": "annotations may use any key"}},
+                "stableMetadata": {"labels": {"track": "stable"}}}}}),
+        ),
+        (
+            "preferred anti-affinity with its default weight",
+            json!({"spec": {"rollout": {"antiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": {}}}}}),
+        ),
+        (
             "quantities as numbers",
             json!({"spec": {"serving": {"resources": {"requests": {"cpu": 2}}}}}),
         ),
@@ -717,6 +728,26 @@ fn invalid_cases() -> Vec<Invalid> {
             "plan or steps",
             json!({"spec": {"rollout": {"steps": [20, 100], "plan": [{"weight": 100}]}}}),
             "rollout: give plan (steps with their own settings) or steps (weights), not both; with plan, leave steps out",
+        ),
+        invalid(
+            "anti-affinity needs one form",
+            json!({"spec": {"rollout": {"antiAffinity": {}}}}),
+            "rollout.antiAffinity needs exactly one of preferredDuringSchedulingIgnoredDuringExecution or requiredDuringSchedulingIgnoredDuringExecution",
+        ),
+        invalid(
+            "anti-affinity takes one form only",
+            json!({"spec": {"rollout": {"antiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": {"weight": 10}, "requiredDuringSchedulingIgnoredDuringExecution": {}}}}}),
+            "rollout.antiAffinity needs exactly one of preferredDuringSchedulingIgnoredDuringExecution or requiredDuringSchedulingIgnoredDuringExecution",
+        ),
+        invalid(
+            "candidate labels cannot replace the selector",
+            json!({"spec": {"rollout": {"candidateMetadata": {"labels": {"mlrollout.io/variant": "stable"}}}}}),
+            "rollout.candidateMetadata and stableMetadata labels must not set the operator's labels (mlrollout.io/*, app.kubernetes.io/name, app.kubernetes.io/managed-by, app.kubernetes.io/component)",
+        ),
+        invalid(
+            "stable labels cannot replace the operator's",
+            json!({"spec": {"rollout": {"stableMetadata": {"labels": {"app.kubernetes.io/managed-by": "me"}}}}}),
+            "rollout.candidateMetadata and stableMetadata labels must not set the operator's labels (mlrollout.io/*, app.kubernetes.io/name, app.kubernetes.io/managed-by, app.kubernetes.io/component)",
         ),
         invalid(
             "metric min <= max",

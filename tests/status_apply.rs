@@ -207,6 +207,12 @@ fn full_status(generation: i64) -> ModelDeploymentStatus {
             version: "1".into(),
             until: Some(at(11)),
         }),
+        routed_traffic: Some(mlrollout::api::status::RoutedTraffic {
+            candidate_version: Some("4".into()),
+            candidate_weight: 10,
+            waiting_since: Some(at(9)),
+            message: Some("the route keeps 10% on the candidate".into()),
+        }),
     }
 }
 

@@ -11,6 +11,7 @@ pub mod drift;
 pub mod duration;
 pub mod model;
 pub mod notifications;
+pub mod placement;
 pub mod proxy;
 pub mod retraining;
 pub mod rollout;

@@ -105,6 +105,23 @@ pub struct RolloutSpec {
     #[x_kube(validation = kube::core::Rule::new("self.map(s, has(s.mirror) ? 0 : 1).isSorted()")
         .message("rollout.plan: mirror steps come before the first weight step"))]
     pub plan: Option<Vec<RolloutStep>>,
+    /// With a router (`gatewayAPI`, `istio`): scale stable down as the candidate takes weight
+    /// (stable runs ceil(replicas × its share), the candidate ceil(replicas × its weight)), so
+    /// a rollout costs about one set of replicas instead of two. Traffic moves to a variant
+    /// only once it has the ready replicas for its new share; a rollback scales stable back up
+    /// before traffic returns to it. Ignored by the `none` provider (its replica counts already
+    /// follow the weights).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dynamic_stable_scale: bool,
+    /// Keep the candidate's pods and stable's pods on different nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anti_affinity: Option<super::placement::AntiAffinity>,
+    /// Labels and annotations added to the candidate's pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate_metadata: Option<super::placement::PodMetadata>,
+    /// Labels and annotations added to stable's pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_metadata: Option<super::placement::PodMetadata>,
 }
 
 /// One step of `rollout.plan`.
@@ -222,6 +239,10 @@ impl Default for RolloutSpec {
             scale_down_delay: None,
             abort_scale_down_delay: None,
             plan: None,
+            dynamic_stable_scale: false,
+            anti_affinity: None,
+            candidate_metadata: None,
+            stable_metadata: None,
         }
     }
 }

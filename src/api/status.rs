@@ -107,6 +107,10 @@ pub struct ModelDeploymentStatus {
     /// running without traffic for debugging until then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retained_candidate: Option<RetainedCandidate>,
+    /// The split the route carries under `spec.rollout.dynamicStableScale`: it trails
+    /// `canaryWeight` while the variant that gains traffic scales up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routed_traffic: Option<RoutedTraffic>,
 }
 
 /// The window after a promotion in which the previous version stays warm.
@@ -133,6 +137,25 @@ pub struct RetainedCandidate {
     /// It is removed after then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until: Option<Time>,
+}
+
+/// What the route carries while `spec.rollout.dynamicStableScale` scales the variants.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RoutedTraffic {
+    /// The candidate the route sends traffic to (after a rollback, the old candidate keeps its
+    /// share until stable has the ready replicas to take it back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate_version: Option<String>,
+    /// Percent of live requests the route sends to the candidate.
+    #[serde(default)]
+    pub candidate_weight: i32,
+    /// Since when the route has trailed the lifecycle's weight (a variant scaling up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_since: Option<Time>,
+    /// What the route waits for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 fn is_zero(v: &i32) -> bool {

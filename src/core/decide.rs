@@ -23,6 +23,7 @@ use crate::core::lifecycle::{
 
 use super::conditions::{self, ConditionType, ConditionUpdate, Reason};
 
+pub mod capacity;
 mod desired_children;
 
 use desired_children::children_for;
@@ -253,8 +254,8 @@ pub fn decide(input: DecideInput<'_>) -> Decision {
         status: stepped,
         transitions,
         job,
-        traffic,
-        requeue_after,
+        mut traffic,
+        mut requeue_after,
     } = lifecycle_step(&input, validated, &status, served_version);
     status = stepped;
     conds
@@ -264,7 +265,15 @@ pub fn decide(input: DecideInput<'_>) -> Decision {
         .stable_version
         .as_ref()
         .map(|v| format!("models:/{}/{v}", spec.model.name));
-    let (apply, remove) = children_for(&input, validated, &status, job.as_ref(), &traffic);
+    let scaled = capacity::route(
+        &input,
+        validated,
+        &mut status,
+        &mut traffic,
+        &mut conds.events,
+        &mut requeue_after,
+    );
+    let (apply, remove) = children_for(&input, validated, &status, job.as_ref(), &traffic, scaled);
     let requeue_after = set_conditions(&input, spec, &mut status, &mut conds, requeue_after);
     Decision {
         status,
@@ -394,7 +403,8 @@ fn lifecycle_step(
         .observed
         .candidate_deployment
         .as_ref()
-        .is_some_and(|d| d.serves(status.candidate_version.as_deref(), min_ready));
+        .is_some_and(|d| d.serves(status.candidate_version.as_deref(), min_ready))
+        && !capacity::route_trails(validated.spec(), status);
     lifecycle::step(StepInput {
         name: input.name,
         uid: input.uid,

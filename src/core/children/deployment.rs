@@ -29,6 +29,12 @@ pub fn build(input: &VariantInput<'_>) -> Deployment {
         .pod_template
         .clone()
         .unwrap_or_else(default_pod_template);
+    super::placement::apply(
+        &mut template,
+        &input.spec.rollout,
+        input.resource_name,
+        input.variant,
+    );
     let meta = template.metadata.get_or_insert_with(Default::default);
     meta.labels
         .get_or_insert_with(Default::default)

@@ -2,6 +2,7 @@
 
 pub mod deployment;
 pub mod job;
+pub mod placement;
 pub mod proxy;
 pub mod route;
 pub mod service;

@@ -18,8 +18,9 @@ pub(super) fn children_for(
     status: &ModelDeploymentStatus,
     job: Option<&lifecycle::JobRequest>,
     traffic: &DesiredTraffic,
+    scaled: Option<(i32, i32)>,
 ) -> (Vec<Child>, Vec<Removal>) {
-    let (mut apply, mut remove) = variant_children(input, validated, traffic);
+    let (mut apply, mut remove) = variant_children(input, validated, traffic, scaled);
     apply.extend(route_child(input, validated.spec(), traffic));
     apply.extend(job_child(input, validated, status, job));
     // Stop the Job of an attempt that was aborted or timed out.
@@ -36,8 +37,11 @@ fn variant_children(
     input: &DecideInput<'_>,
     validated: &ValidatedSpec,
     traffic: &DesiredTraffic,
+    scaled: Option<(i32, i32)>,
 ) -> (Vec<Child>, Vec<Removal>) {
-    let (stable_replicas, candidate_replicas) = replicas(validated.spec(), traffic);
+    // `dynamicStableScale` sizes both variants (`capacity`); otherwise the provider decides.
+    let (stable_replicas, candidate_replicas) =
+        scaled.unwrap_or_else(|| replicas(validated.spec(), traffic));
     let variant = |variant, version: &str, replicas| {
         let input = VariantInput {
             resource_name: input.name,
@@ -142,4 +146,70 @@ fn job_child(
         &lineage,
         &input.owner,
     ))))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn spec(provider: &str, replicas: i32) -> ModelDeploymentSpec {
+        serde_json::from_value(serde_json::json!({
+            "model": {"trackingUri": "http://m:5000", "name": "fraud"},
+            "serving": {"replicas": replicas},
+            "traffic": {"provider": provider, "parentRefs": [{"name": "gw"}]}
+        }))
+        .unwrap()
+    }
+
+    fn canary(weight: i32) -> DesiredTraffic {
+        DesiredTraffic {
+            candidate_version: Some("2".into()),
+            canary_weight: weight,
+            mirror_percent: 0,
+            stable_version: Some("1".into()),
+        }
+    }
+
+    #[test]
+    fn without_a_router_replicas_approximate_the_weights() {
+        let none = spec("none", 10);
+        assert_eq!(replicas(&none, &canary(10)), (9, 1));
+        assert_eq!(
+            replicas(&none, &canary(25)),
+            (7, 3),
+            "the candidate rounds up"
+        );
+        assert_eq!(replicas(&none, &canary(50)), (5, 5));
+        assert_eq!(replicas(&none, &canary(100)), (0, 10));
+        assert_eq!(replicas(&none, &DesiredTraffic::default()), (10, 10));
+        // One replica: both variants keep one while both have weight.
+        assert_eq!(replicas(&spec("none", 1), &canary(10)), (1, 1));
+        // A router splits by weight: both run at full size.
+        assert_eq!(replicas(&spec("gatewayAPI", 10), &canary(10)), (10, 10));
+    }
+
+    proptest! {
+        /// Replicas sum to the total (one more when rounding leaves a variant with weight at
+        /// zero), the candidate's count is its share rounded up, and no variant with weight
+        /// runs zero replicas.
+        #[test]
+        fn proportional_replicas_cover_every_weighted_variant(total in 1..40i32, weight in 0..=100i32) {
+            let (stable, candidate) = replicas(&spec("none", total), &canary(weight));
+            let share = f64::from(total) * f64::from(weight) / 100.0;
+            prop_assert!(candidate >= 1 && candidate <= total);
+            prop_assert!(f64::from(candidate) >= share && f64::from(candidate) < share.max(1.0) + 1.0);
+            if weight < 100 {
+                prop_assert!(stable >= 1, "stable has {}% and no replica", 100 - weight);
+                prop_assert_eq!(stable, (total - candidate).max(1));
+            } else {
+                prop_assert_eq!(stable, 0);
+            }
+            let sum = stable + candidate;
+            prop_assert!(sum == total || (sum == total + 1 && candidate == total), "{stable}+{candidate} of {total}");
+        }
+    }
 }

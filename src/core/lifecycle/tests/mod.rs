@@ -18,6 +18,7 @@
 
 mod cooldown_and_budget;
 mod determinism;
+mod dynamic_scale;
 mod evaluation;
 mod manual_requests;
 mod plan;
