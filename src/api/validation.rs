@@ -263,6 +263,49 @@ fn validate_traffic(traffic: &Traffic, problems: &mut Problems) {
         ),
         _ => {}
     }
+    if let Some(backend) = &traffic.backend {
+        validate_backend(traffic.provider, backend, problems);
+    }
+}
+
+/// InferencePool backends: an HTTPRoute, and an endpoint picker per pool.
+fn validate_backend(
+    provider: TrafficProvider,
+    backend: &super::traffic::Backend,
+    problems: &mut Problems,
+) {
+    use super::traffic::BackendKind;
+    let pools = backend.kind == BackendKind::InferencePool;
+    if pools && provider != TrafficProvider::GatewayApi {
+        problems.add(
+            "spec.traffic.backend.kind",
+            "InferencePool needs provider gatewayAPI (an HTTPRoute routes to InferencePools; a VirtualService cannot)",
+        );
+    }
+    match &backend.endpoint_pickers {
+        None if pools => problems.add(
+            "spec.traffic.backend.endpointPickers",
+            "must name the endpoint picker (EPP) of each variant's InferencePool",
+        ),
+        Some(_) if !pools => problems.add(
+            "spec.traffic.backend.endpointPickers",
+            "is only for kind InferencePool",
+        ),
+        Some(pickers) => {
+            for (variant, picker) in [
+                ("stable", &pickers.stable),
+                ("candidate", &pickers.candidate),
+            ] {
+                if picker.kind.as_deref().is_none_or(|k| k == "Service") && picker.port.is_none() {
+                    problems.add(
+                        format!("spec.traffic.backend.endpointPickers.{variant}.port"),
+                        "is required when the endpoint picker is a Service",
+                    );
+                }
+            }
+        }
+        None => {}
+    }
 }
 
 fn validate_drift(drift: &DriftSpec, problems: &mut Problems) -> DriftTiming {

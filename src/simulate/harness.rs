@@ -393,6 +393,7 @@ fn child_key(child: &Child) -> (&'static str, String) {
         Child::Service(s) => ("Service", &s.metadata.name),
         Child::HttpRoute(r) => ("HTTPRoute", &r.metadata.name),
         Child::VirtualService(v) => ("VirtualService", &v.metadata.name),
+        Child::InferencePool(p) => ("InferencePool", &p.metadata.name),
         Child::Job(j) => ("Job", &j.metadata.name),
     };
     (kind, name.clone().unwrap_or_default())

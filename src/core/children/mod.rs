@@ -1,6 +1,7 @@
 //! Builders of the child objects (pure: inputs in, typed objects out).
 
 pub mod deployment;
+pub mod inference_pool;
 pub mod job;
 pub mod proxy;
 pub mod route;

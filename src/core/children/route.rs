@@ -10,6 +10,7 @@ use gateway_api::httproutes::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 
+use super::inference_pool;
 use crate::api::ModelDeploymentSpec;
 use crate::core::names::{Variant, common_labels, variant_name};
 
@@ -69,20 +70,18 @@ pub fn http_route(
 ) -> HttpRoute {
     let port = Some(spec.serving.port);
     let (stable_weight, candidate_weight) = split.weights();
-    let mut backends = vec![HttpRouteRulesBackendRefs {
-        name: variant_name(resource, Variant::Stable),
-        port,
-        weight: Some(stable_weight),
-        ..Default::default()
-    }];
+    let mut backends = vec![backend_ref(resource, spec, Variant::Stable, stable_weight)];
     if split.candidate_exists {
-        backends.push(HttpRouteRulesBackendRefs {
-            name: variant_name(resource, Variant::Candidate),
-            port,
-            weight: Some(candidate_weight),
-            ..Default::default()
-        });
+        backends.push(backend_ref(
+            resource,
+            spec,
+            Variant::Candidate,
+            candidate_weight,
+        ));
     }
+    // Mirrored requests go to the candidate's Service even with InferencePool backends: a
+    // Service in `RequestMirror` is Extended support in Gateway API, any other kind only
+    // implementation-specific (so shadow works on every gateway; the mirror bypasses the EPP).
     let filters = (split.candidate_exists && split.mirror_percent > 0).then(|| {
         vec![HttpRouteRulesFilters {
             r#type: HttpRouteRulesFiltersType::RequestMirror,
@@ -122,6 +121,32 @@ pub fn http_route(
             }]),
         },
         status: None,
+    }
+}
+
+/// One variant's backendRef: its Service (with the serving port), or its InferencePool
+/// (group and kind set, no port: the pool's `targetPorts` say where requests go).
+fn backend_ref(
+    resource: &str,
+    spec: &ModelDeploymentSpec,
+    variant: Variant,
+    weight: i32,
+) -> HttpRouteRulesBackendRefs {
+    let name = variant_name(resource, variant);
+    if spec.traffic.inference_pools().is_some() {
+        return HttpRouteRulesBackendRefs {
+            group: Some(inference_pool::GROUP.into()),
+            kind: Some(inference_pool::KIND.into()),
+            name,
+            weight: Some(weight),
+            ..Default::default()
+        };
+    }
+    HttpRouteRulesBackendRefs {
+        name,
+        port: Some(spec.serving.port),
+        weight: Some(weight),
+        ..Default::default()
     }
 }
 
@@ -235,6 +260,45 @@ mod tests {
         assert_eq!(
             filter["requestMirror"]["backendRef"]["name"],
             "fraud-candidate"
+        );
+    }
+
+    #[test]
+    fn inference_pool_backends_are_weighted_like_services() {
+        let mut spec = spec();
+        spec.traffic = serde_json::from_value(serde_json::json!({
+            "parentRefs": [{"name": "gw"}],
+            "backend": {"kind": "InferencePool", "endpointPickers": {
+                "stable": {"name": "epp-s", "port": 9002}, "candidate": {"name": "epp-c", "port": 9002}}}
+        }))
+        .unwrap();
+        let split = Split {
+            candidate_weight: 50,
+            mirror_percent: 0,
+            candidate_exists: true,
+        };
+        let value =
+            serde_json::to_value(http_route("fraud", "ml", &spec, &owner(), split)).unwrap();
+        assert_eq!(
+            value["spec"]["rules"][0]["backendRefs"],
+            serde_json::json!([
+                {"group": "inference.networking.k8s.io", "kind": "InferencePool", "name": "fraud-stable", "weight": 50},
+                {"group": "inference.networking.k8s.io", "kind": "InferencePool", "name": "fraud-candidate", "weight": 50},
+            ])
+        );
+        // Shadow mirrors to the candidate's Service (Extended support), not to its pool.
+        let shadow = Split {
+            candidate_weight: 0,
+            mirror_percent: 30,
+            candidate_exists: true,
+        };
+        let value =
+            serde_json::to_value(http_route("fraud", "ml", &spec, &owner(), shadow)).unwrap();
+        let rule = &value["spec"]["rules"][0];
+        assert_eq!(rule["backendRefs"][1]["weight"], 0);
+        assert_eq!(
+            rule["filters"][0]["requestMirror"]["backendRef"],
+            serde_json::json!({"name": "fraud-candidate", "port": 8080})
         );
     }
 

@@ -20,6 +20,11 @@ pub(super) fn children_for(
     traffic: &DesiredTraffic,
 ) -> (Vec<Child>, Vec<Removal>) {
     let (mut apply, mut remove) = variant_children(input, validated, status, traffic);
+    apply.extend(
+        children::inference_pool::build(input.name, input.namespace, validated, &input.owner)
+            .into_iter()
+            .map(|pool| Child::InferencePool(Box::new(pool))),
+    );
     apply.extend(route_child(input, validated.spec(), traffic));
     apply.extend(job_child(input, validated, status, job));
     // Stop the Job of an attempt that was aborted or timed out.
