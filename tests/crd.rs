@@ -464,6 +464,12 @@ async fn edge_cases_are_admitted_by_the_server_and_the_offline_checker_alike() {
         ),
         ("a name of one letter", json!({"metadata": {"name": "m"}})),
         (
+            "an experiment by header (exact and regex) or cookie, sticky",
+            json!({"spec": {"rollout": {"experiment": {"duration": "30m", "sticky": true, "match": [
+                {"headers": [{"name": "x-canary", "value": "insider"}, {"name": "User-Agent", "regex": "^.*Firefox.*$"}]},
+                {"cookie": {"name": "canary", "value": "always"}}]}}}}),
+        ),
+        (
             "InferencePool backends, one picker not a Service (no port needed)",
             json!({"spec": {"traffic": {"backend": {"kind": "InferencePool", "appProtocol": "kubernetes.io/h2c",
                 "endpointPickers": {"stable": {"name": "epp-s", "port": 9002, "failureMode": "FailOpen"},
@@ -661,6 +667,35 @@ fn invalid_cases() -> Vec<Invalid> {
             json!({"spec": {"traffic": {"backend": {"kind": "Service", "endpointPickers": {
                 "stable": {"name": "epp-s", "port": 9002}, "candidate": {"name": "epp-c", "port": 9002}}}}}}),
             "traffic.backend.endpointPickers is only for traffic.backend.kind InferencePool",
+        ),
+        invalid(
+            "an experiment needs a router",
+            json!({"spec": {"traffic": {"provider": "none", "parentRefs": null},
+                            "rollout": {"experiment": {"duration": "30m", "match": [{"cookie": {"name": "c", "value": "1"}}]}}}}),
+            "rollout.experiment needs a router: traffic.provider gatewayAPI or istio (replica counts cannot route by header or cookie)",
+        ),
+        invalid(
+            "an experiment header takes a value or a regex, not both",
+            json!({"spec": {"rollout": {"experiment": {"duration": "30m", "match": [
+                {"headers": [{"name": "x-canary", "value": "1", "regex": "^1$"}]}]}}}}),
+            "rollout.experiment.match.headers: set exactly one of value or regex",
+        ),
+        invalid(
+            "an experiment match entry needs something to match",
+            json!({"spec": {"rollout": {"experiment": {"duration": "30m", "match": [{}]}}}}),
+            "each rollout.experiment.match entry needs headers or a cookie",
+        ),
+        invalid(
+            "an experiment entry with a cookie cannot match the Cookie header too",
+            json!({"spec": {"rollout": {"experiment": {"duration": "30m", "match": [
+                {"headers": [{"name": "Cookie", "regex": ".*"}], "cookie": {"name": "c", "value": "1"}}]}}}}),
+            "rollout.experiment.match: an entry with a cookie cannot also match the Cookie header",
+        ),
+        invalid(
+            "an experiment entry names a header once",
+            json!({"spec": {"rollout": {"experiment": {"duration": "30m", "match": [
+                {"headers": [{"name": "x-a", "value": "1"}, {"name": "x-a", "value": "2"}]}]}}}}),
+            "rollout.experiment.match: a header name appears twice in one entry",
         ),
         invalid(
             "traffic is required",

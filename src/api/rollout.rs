@@ -75,6 +75,10 @@ pub struct RolloutSpec {
     #[serde(default = "default_progress_deadline")]
     #[schemars(pattern(DURATION_PATTERN))]
     pub progress_deadline: String,
+    /// An A/B experiment between shadow and the first step: requests matching a header or a
+    /// cookie go to the candidate for `duration`, judged by `analysis` like a step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experiment: Option<super::experiment::ExperimentSpec>,
 }
 
 impl Default for RolloutSpec {
@@ -84,6 +88,7 @@ impl Default for RolloutSpec {
             step_duration: default_step_duration(),
             analysis: None,
             progress_deadline: default_progress_deadline(),
+            experiment: None,
         }
     }
 }

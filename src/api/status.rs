@@ -99,6 +99,9 @@ pub struct ModelDeploymentStatus {
     /// Human-readable summary of the last decision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The experiment (A/B phase) of the current or last candidate, when the spec has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experiment: Option<super::experiment::ExperimentStatus>,
 }
 
 fn is_zero(v: &i32) -> bool {
@@ -256,6 +259,8 @@ pub enum Phase {
     Evaluating,
     /// The candidate receives mirrored traffic.
     Shadow,
+    /// Requests matching `spec.rollout.experiment` go to the candidate (A/B).
+    Experimenting,
     /// Traffic shifts to the candidate step by step.
     Progressing,
     /// The candidate became the stable version.
@@ -268,12 +273,13 @@ pub enum Phase {
 
 impl Phase {
     /// Every phase, in lifecycle order.
-    pub const ALL: [Phase; 9] = [
+    pub const ALL: [Phase; 10] = [
         Phase::Pending,
         Phase::Stable,
         Phase::Retraining,
         Phase::Evaluating,
         Phase::Shadow,
+        Phase::Experimenting,
         Phase::Progressing,
         Phase::Promoted,
         Phase::RolledBack,
@@ -288,6 +294,7 @@ impl Phase {
             Phase::Retraining => "Retraining",
             Phase::Evaluating => "Evaluating",
             Phase::Shadow => "Shadow",
+            Phase::Experimenting => "Experimenting",
             Phase::Progressing => "Progressing",
             Phase::Promoted => "Promoted",
             Phase::RolledBack => "RolledBack",

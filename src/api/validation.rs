@@ -84,6 +84,8 @@ pub struct Timing {
     pub rollout: RolloutTiming,
     /// `spec.advisor.timeout`.
     pub advisor_timeout: Duration,
+    /// `spec.rollout.experiment.duration`, when there is an experiment.
+    pub experiment: Option<Duration>,
 }
 
 /// When drift is checked.
@@ -151,6 +153,13 @@ pub fn validate(spec: &ModelDeploymentSpec) -> Result<ValidatedSpec, Vec<SpecPro
     let rollout = validate_rollout(&spec.rollout, &mut problems);
     let shadow_duration = validate_shadow(&spec.shadow, &mut problems);
     let advisor_timeout = validate_advisor(&spec.advisor, &mut problems);
+    let experiment = spec.rollout.experiment.as_ref().and_then(|experiment| {
+        let (duration, found) = super::experiment::check(experiment, spec.traffic.provider);
+        for (field, message) in found {
+            problems.add(field, message);
+        }
+        duration
+    });
     if !problems.0.is_empty() {
         return Err(problems.0);
     }
@@ -170,6 +179,7 @@ pub fn validate(spec: &ModelDeploymentSpec) -> Result<ValidatedSpec, Vec<SpecPro
             shadow_duration,
             rollout,
             advisor_timeout,
+            experiment,
         },
     })
 }

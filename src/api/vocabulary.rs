@@ -140,6 +140,8 @@ status_word! {
         PinnedVersion,
         ShadowFailed,
         AnalysisFailed,
+        /// The experiment's analysis failed.
+        ExperimentFailed,
         AnalysisError,
         AnalysisInconclusive,
         ProgressDeadlineExceeded,
@@ -165,6 +167,8 @@ status_word! {
         EvaluationFailed,
         ShadowStarted,
         ShadowPassed,
+        ExperimentStarted,
+        ExperimentPassed,
         StepStarted,
         Promoted,
         PromotionComplete,

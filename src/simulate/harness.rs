@@ -143,6 +143,7 @@ impl Harness {
             candidate_version: status.candidate_version.clone(),
             canary_weight: status.canary_weight,
             mirror_percent: status.mirror_percent,
+            experiment: status.phase == crate::api::Phase::Experimenting,
         };
         self.status = status;
         self.follow_last_decision();

@@ -15,7 +15,7 @@ use crate::api::ModelDeploymentSpec;
 use crate::core::names::{Variant, common_labels, variant_name};
 
 /// Traffic split decided by the lifecycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Split {
     /// Percent of requests served by the candidate (the stable variant gets the rest).
     pub candidate_weight: i32,
@@ -23,6 +23,9 @@ pub struct Split {
     pub mirror_percent: i32,
     /// Whether a candidate Service exists to point at.
     pub candidate_exists: bool,
+    /// While an experiment runs: the candidate version (requests that match
+    /// `spec.rollout.experiment` go to the candidate; see [`super::experiment_route`]).
+    pub experiment: Option<String>,
 }
 
 impl Split {
@@ -97,6 +100,21 @@ pub fn http_route(
             ..Default::default()
         }]
     });
+    let mut rules = vec![HttpRouteRules {
+        backend_refs: Some(backends),
+        filters,
+        ..Default::default()
+    }];
+    if let Some(version) = split
+        .experiment
+        .as_deref()
+        .filter(|_| split.candidate_exists)
+    {
+        let candidate = backend_ref(resource, spec, Variant::Candidate, 100);
+        rules.extend(super::experiment_route::http_rule(
+            resource, spec, version, candidate,
+        ));
+    }
     HttpRoute {
         metadata: metadata(resource, namespace, spec, owner),
         spec: HttpRouteSpec {
@@ -114,11 +132,7 @@ pub fn http_route(
                     .collect(),
             ),
             hostnames: (!spec.traffic.hostnames.is_empty()).then(|| spec.traffic.hostnames.clone()),
-            rules: Some(vec![HttpRouteRules {
-                backend_refs: Some(backends),
-                filters,
-                ..Default::default()
-            }]),
+            rules: Some(rules),
         },
         status: None,
     }
@@ -190,9 +204,26 @@ pub fn virtual_service(
         http["mirror"] = serde_json::json!({"host": host(Variant::Candidate), "port": port});
         http["mirrorPercentage"] = serde_json::json!({"value": f64::from(split.mirror_percent)});
     }
+    let mut http_routes = Vec::new();
+    if let Some(version) = split
+        .experiment
+        .as_deref()
+        .filter(|_| split.candidate_exists)
+    {
+        let destination = serde_json::json!({"host": host(Variant::Candidate), "port": port});
+        http_routes.extend(super::experiment_route::istio_route(
+            resource,
+            spec,
+            version,
+            destination,
+        ));
+    }
+    // The weighted route last: Istio takes the first route that matches.
+    http_routes.push(http);
     let mut object = DynamicObject::new(&route_name(resource, spec), &virtual_service_resource());
     object.metadata = metadata(resource, namespace, spec, owner);
-    object.data = serde_json::json!({"spec": {"hosts": spec.traffic.hostnames, "http": [http]}});
+    object.data =
+        serde_json::json!({"spec": {"hosts": spec.traffic.hostnames, "http": http_routes}});
     object
 }
 
@@ -225,6 +256,7 @@ mod tests {
             candidate_weight: 10,
             mirror_percent: 0,
             candidate_exists: true,
+            experiment: None,
         };
         let route = http_route("fraud", "ml", &spec(), &owner(), split);
         let rule = &route.spec.rules.as_ref().unwrap()[0];
@@ -251,6 +283,7 @@ mod tests {
             candidate_weight: 0,
             mirror_percent: 50,
             candidate_exists: true,
+            experiment: None,
         };
         let route = http_route("fraud", "ml", &spec(), &owner(), shadow);
         let value = serde_json::to_value(&route).unwrap();
@@ -276,6 +309,7 @@ mod tests {
             candidate_weight: 50,
             mirror_percent: 0,
             candidate_exists: true,
+            experiment: None,
         };
         let value =
             serde_json::to_value(http_route("fraud", "ml", &spec, &owner(), split)).unwrap();
@@ -291,6 +325,7 @@ mod tests {
             candidate_weight: 0,
             mirror_percent: 30,
             candidate_exists: true,
+            experiment: None,
         };
         let value =
             serde_json::to_value(http_route("fraud", "ml", &spec, &owner(), shadow)).unwrap();
@@ -308,6 +343,7 @@ mod tests {
             candidate_weight: 50,
             mirror_percent: 100,
             candidate_exists: false,
+            experiment: None,
         };
         let route = http_route("fraud", "ml", &spec(), &owner(), split);
         let rule = &route.spec.rules.as_ref().unwrap()[0];
@@ -322,6 +358,7 @@ mod tests {
             candidate_weight: 0,
             mirror_percent: 20,
             candidate_exists: true,
+            experiment: None,
         };
         let vs = virtual_service("fraud", "ml", &spec(), &owner(), split);
         let http = &vs.data["spec"]["http"][0];

@@ -107,6 +107,10 @@ fn route_child(
         candidate_weight: traffic.canary_weight,
         mirror_percent: traffic.mirror_percent,
         candidate_exists: traffic.has_candidate(),
+        experiment: traffic
+            .candidate_version
+            .clone()
+            .filter(|_| traffic.experiment),
     };
     let (name, namespace, owner) = (input.name, input.namespace, &input.owner);
     match spec.traffic.provider {

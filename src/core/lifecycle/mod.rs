@@ -201,6 +201,8 @@ pub struct DesiredTraffic {
     pub canary_weight: i32,
     /// Percent of live requests mirrored to the candidate (its answers discarded).
     pub mirror_percent: i32,
+    /// An experiment runs: requests matching `spec.rollout.experiment` go to the candidate.
+    pub experiment: bool,
 }
 
 impl DesiredTraffic {
@@ -301,6 +303,7 @@ pub fn is_active(phase: Phase) -> bool {
         Phase::Retraining
             | Phase::Evaluating
             | Phase::Shadow
+            | Phase::Experimenting
             | Phase::Progressing
             | Phase::Promoted
     )

@@ -22,10 +22,12 @@ use crate::api::{
 };
 use crate::core::verdict::AnalysisStage;
 
+mod experiment;
 mod manual_requests;
 mod retraining;
 mod rollout;
 
+use experiment::*;
 use manual_requests::*;
 use retraining::*;
 use rollout::*;
@@ -132,10 +134,14 @@ pub(super) fn step(input: StepInput<'_>) -> StepOutput {
             Phase::Retraining => retraining(&mut cx),
             Phase::Evaluating => evaluating(&mut cx),
             Phase::Shadow => shadow(&mut cx),
+            Phase::Experimenting => experimenting(&mut cx),
             Phase::Progressing => progressing(&mut cx),
             Phase::Promoted => promoted(&mut cx),
         }
     }
+
+    // An experiment the step ended without a verdict (abort, promotion) is recorded as such.
+    settle(&mut cx);
 
     let job = current_job(&cx.status);
     let traffic = desired_traffic(&cx.status);
@@ -154,12 +160,13 @@ pub(super) fn step(input: StepInput<'_>) -> StepOutput {
 fn desired_traffic(status: &ModelDeploymentStatus) -> DesiredTraffic {
     let in_rollout = matches!(
         status.phase,
-        Phase::Shadow | Phase::Progressing | Phase::Promoted
+        Phase::Shadow | Phase::Experimenting | Phase::Progressing | Phase::Promoted
     );
     DesiredTraffic {
         candidate_version: status.candidate_version.clone().filter(|_| in_rollout),
         canary_weight: status.canary_weight,
         mirror_percent: status.mirror_percent,
+        experiment: status.phase == Phase::Experimenting && status.candidate_version.is_some(),
     }
 }
 
@@ -351,7 +358,7 @@ pub(super) fn wants(spec: &ValidatedSpec, status: &ModelDeploymentStatus, now: T
                 wants.evaluation = Some((c.clone(), s.clone()));
             }
         }
-        Phase::Shadow | Phase::Progressing if !status.paused => {
+        Phase::Shadow | Phase::Experimenting | Phase::Progressing if !status.paused => {
             if let Some(interval) = spec.timing.rollout.analysis_interval {
                 let due = status
                     .analysis
