@@ -116,6 +116,7 @@ async fn the_harness_runs_a_real_api_server_with_rbac_and_our_crds() {
         "httproutes.gateway.networking.k8s.io",
         "gateways.gateway.networking.k8s.io",
         "virtualservices.networking.istio.io",
+        "inferencepools.inference.networking.k8s.io",
     ] {
         let crd = crds
             .get(name)

@@ -491,6 +491,18 @@ async fn edge_cases_are_admitted_by_the_server_and_the_offline_checker_alike() {
         ),
         ("a name of one letter", json!({"metadata": {"name": "m"}})),
         (
+            "an experiment by header (exact and regex) or cookie, sticky",
+            json!({"spec": {"rollout": {"experiment": {"duration": "30m", "sticky": true, "match": [
+                {"headers": [{"name": "x-canary", "value": "insider"}, {"name": "User-Agent", "regex": "^.*Firefox.*$"}]},
+                {"cookie": {"name": "canary", "value": "always"}}]}}}}),
+        ),
+        (
+            "InferencePool backends, one picker not a Service (no port needed)",
+            json!({"spec": {"traffic": {"backend": {"kind": "InferencePool", "appProtocol": "kubernetes.io/h2c",
+                "endpointPickers": {"stable": {"name": "epp-s", "port": 9002, "failureMode": "FailOpen"},
+                                    "candidate": {"name": "epp-c", "group": "example.com", "kind": "Picker"}}}}}}),
+        ),
+        (
             "captured traffic as the current data, its newest rows",
             json!({"spec": {"serving": {"proxy": {"capture": {"uri": "s3://captures/live"}}},
                             "drift": {"current": {"uri": null, "capture": {"variant": "stable"}, "lastRows": 5000}}}}),
@@ -658,6 +670,59 @@ fn invalid_cases() -> Vec<Invalid> {
             "istio needs hosts",
             json!({"spec": {"traffic": {"provider": "istio", "hostnames": null}}}),
             "traffic.hostnames must list the hosts of the VirtualService when traffic.provider is istio",
+        ),
+        invalid(
+            "InferencePool backends need endpoint pickers",
+            json!({"spec": {"traffic": {"backend": {"kind": "InferencePool"}}}}),
+            "traffic.backend.endpointPickers must name the endpoint picker (EPP) of each variant's InferencePool when traffic.backend.kind is InferencePool",
+        ),
+        invalid(
+            "InferencePool backends need an HTTPRoute",
+            json!({"spec": {"traffic": {"provider": "istio", "hostnames": ["fraud.example.com"],
+                "backend": {"kind": "InferencePool", "endpointPickers": {
+                    "stable": {"name": "epp-s", "port": 9002}, "candidate": {"name": "epp-c", "port": 9002}}}}}}),
+            "traffic.backend.kind InferencePool needs traffic.provider gatewayAPI (an HTTPRoute routes to InferencePools; a VirtualService cannot)",
+        ),
+        invalid(
+            "a Service endpoint picker needs its port",
+            json!({"spec": {"traffic": {"backend": {"kind": "InferencePool", "endpointPickers": {
+                "stable": {"name": "epp-s", "port": 9002}, "candidate": {"name": "epp-c"}}}}}}),
+            "traffic.backend.endpointPickers: port is required when the endpoint picker is a Service (kind unset or Service)",
+        ),
+        invalid(
+            "endpoint pickers are for InferencePool backends only",
+            json!({"spec": {"traffic": {"backend": {"kind": "Service", "endpointPickers": {
+                "stable": {"name": "epp-s", "port": 9002}, "candidate": {"name": "epp-c", "port": 9002}}}}}}),
+            "traffic.backend.endpointPickers is only for traffic.backend.kind InferencePool",
+        ),
+        invalid(
+            "an experiment needs a router",
+            json!({"spec": {"traffic": {"provider": "none", "parentRefs": null},
+                            "rollout": {"experiment": {"duration": "30m", "match": [{"cookie": {"name": "c", "value": "1"}}]}}}}),
+            "rollout.experiment needs a router: traffic.provider gatewayAPI or istio (replica counts cannot route by header or cookie)",
+        ),
+        invalid(
+            "an experiment header takes a value or a regex, not both",
+            json!({"spec": {"rollout": {"experiment": {"duration": "30m", "match": [
+                {"headers": [{"name": "x-canary", "value": "1", "regex": "^1$"}]}]}}}}),
+            "rollout.experiment.match.headers: set exactly one of value or regex",
+        ),
+        invalid(
+            "an experiment match entry needs something to match",
+            json!({"spec": {"rollout": {"experiment": {"duration": "30m", "match": [{}]}}}}),
+            "each rollout.experiment.match entry needs headers or a cookie",
+        ),
+        invalid(
+            "an experiment entry with a cookie cannot match the Cookie header too",
+            json!({"spec": {"rollout": {"experiment": {"duration": "30m", "match": [
+                {"headers": [{"name": "Cookie", "regex": ".*"}], "cookie": {"name": "c", "value": "1"}}]}}}}),
+            "rollout.experiment.match: an entry with a cookie cannot also match the Cookie header",
+        ),
+        invalid(
+            "an experiment entry names a header once",
+            json!({"spec": {"rollout": {"experiment": {"duration": "30m", "match": [
+                {"headers": [{"name": "x-a", "value": "1"}, {"name": "x-a", "value": "2"}]}]}}}}),
+            "rollout.experiment.match: a header name appears twice in one entry",
         ),
         invalid(
             "traffic is required",

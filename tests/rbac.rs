@@ -6,7 +6,7 @@
 //!
 //! - a whole lifecycle (leader election Lease, drift → retraining Job → evaluation → shadow →
 //!   10/50/100 → promoted, the candidate deleted, an aborted retraining whose Job is deleted,
-//!   a Gateway API and an Istio resource, Events and an event series) gets no 403 — neither in
+//!   a Gateway API, an InferencePool-backed and an Istio resource, Events and an event series) gets no 403 — neither in
 //!   the API server's audit log (writes) nor in any answer the operator received (reads too);
 //!   what it used is exactly what the ClusterRole grants (least privilege, both ways);
 //! - requests outside the role get 403 from the server (and the audit log records that);
@@ -574,6 +574,8 @@ async fn the_charts_rbac_lets_the_operator_run_a_whole_lifecycle_and_nothing_mor
     registry.set_alias(MODEL, "champion", 3);
     registry.register("fraud-istio", 1, &[], &[]);
     registry.set_alias("fraud-istio", "champion", 1);
+    registry.register("fraud-pool", 1, &[], &[]);
+    registry.set_alias("fraud-pool", "champion", 1);
     let analyzer = Arc::new(ScriptedAnalyzer::default());
     analyzer.healthy();
     let drift = Arc::new(ScriptedDrift::default());
@@ -624,6 +626,17 @@ async fn the_charts_rbac_lets_the_operator_run_a_whole_lifecycle_and_nothing_mor
         )
         .await
         .unwrap();
+    // InferencePool backends: the operator applies one pool per variant.
+    let mut pooled = resource(&app, "fraud-pool", "gatewayAPI", "fraud-pool");
+    pooled.spec.traffic.backend = Some(
+        serde_json::from_value(
+            serde_json::json!({"kind": "InferencePool", "endpointPickers": {
+            "stable": {"name": "epp-stable", "port": 9002},
+            "candidate": {"name": "epp-candidate", "port": 9002}}}),
+        )
+        .unwrap(),
+    );
+    mdeps.create(&PostParams::default(), &pooled).await.unwrap();
 
     // drift → Job → candidate → evaluation → shadow → steps → promoted.
     wait_phase(
@@ -782,6 +795,7 @@ async fn the_charts_rbac_lets_the_operator_run_a_whole_lifecycle_and_nothing_mor
         ("batch", "jobs", "delete"),
         ("gateway.networking.k8s.io", "httproutes", "patch"),
         ("networking.istio.io", "virtualservices", "patch"),
+        ("inference.networking.k8s.io", "inferencepools", "patch"),
         ("events.k8s.io", "events", "create"),
         ("events.k8s.io", "events", "patch"),
     ] {

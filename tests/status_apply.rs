@@ -213,6 +213,21 @@ fn full_status(generation: i64) -> ModelDeploymentStatus {
             waiting_since: Some(at(9)),
             message: Some("the route keeps 10% on the candidate".into()),
         }),
+        experiment: Some(mlrollout::api::ExperimentStatus {
+            candidate_version: "4".into(),
+            started_at: Some(at(12)),
+            finished_at: Some(at(13)),
+            outcome: mlrollout::api::ExperimentOutcome::Passed,
+            message: Some("the experiment passed its analysis".into()),
+            metrics: vec![mlrollout::api::experiment::ExperimentMetric {
+                name: "error-rate".into(),
+                passed: 3,
+                failed: 1,
+                inconclusive: 1,
+                candidate: Some(0.0125),
+                stable: Some(0.0105),
+            }],
+        }),
     }
 }
 

@@ -57,6 +57,9 @@ pub use vocabulary::{
 
 pub mod traffic;
 
+pub mod experiment;
+pub use experiment::{ExperimentOutcome, ExperimentSpec, ExperimentStatus};
+
 /// API group of every mlrollout resource.
 pub const GROUP: &str = "mlrollout.io";
 /// Default model-server image: MLflow's own, which can serve any `models:/` URI.
@@ -162,6 +165,8 @@ pub const DEFAULT_SERVING_IMAGE: &str = "ghcr.io/mlflow/mlflow:v3.17.0";
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = kube::core::Rule::new("!has(self.performance) || !has(self.performance.labelled) || !has(self.performance.labelled.join) || (has(self.serving) && has(self.serving.proxy) && has(self.serving.proxy.capture) && (!has(self.serving.proxy.enabled) || self.serving.proxy.enabled))")
     .message("performance.labelled.join needs serving.proxy.capture with the proxy enabled (the proxy captures the predictions the labels join)"))]
+#[x_kube(validation = kube::core::Rule::new("!has(self.rollout) || !has(self.rollout.experiment) || self.traffic.provider != 'none'")
+    .message("rollout.experiment needs a router: traffic.provider gatewayAPI or istio (replica counts cannot route by header or cookie)"))]
 pub struct ModelDeploymentSpec {
     /// The MLflow registered model and the alias (or pinned version) that is served.
     pub model: ModelSource,

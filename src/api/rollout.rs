@@ -122,6 +122,10 @@ pub struct RolloutSpec {
     /// Labels and annotations added to stable's pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stable_metadata: Option<super::placement::PodMetadata>,
+    /// An A/B experiment between shadow and the first step: requests matching a header or a
+    /// cookie go to the candidate for `duration`, judged by `analysis` like a step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experiment: Option<super::experiment::ExperimentSpec>,
 }
 
 /// One step of `rollout.plan`.
@@ -243,6 +247,7 @@ impl Default for RolloutSpec {
             anti_affinity: None,
             candidate_metadata: None,
             stable_metadata: None,
+            experiment: None,
         }
     }
 }

@@ -111,6 +111,9 @@ pub struct ModelDeploymentStatus {
     /// `canaryWeight` while the variant that gains traffic scales up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub routed_traffic: Option<RoutedTraffic>,
+    /// The experiment (A/B phase) of the current or last candidate, when the spec has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experiment: Option<super::experiment::ExperimentStatus>,
 }
 
 /// The window after a promotion in which the previous version stays warm.
@@ -313,6 +316,8 @@ pub enum Phase {
     Evaluating,
     /// The candidate receives mirrored traffic.
     Shadow,
+    /// Requests matching `spec.rollout.experiment` go to the candidate (A/B).
+    Experimenting,
     /// Traffic shifts to the candidate step by step.
     Progressing,
     /// The candidate became the stable version.
@@ -325,12 +330,13 @@ pub enum Phase {
 
 impl Phase {
     /// Every phase, in lifecycle order.
-    pub const ALL: [Phase; 9] = [
+    pub const ALL: [Phase; 10] = [
         Phase::Pending,
         Phase::Stable,
         Phase::Retraining,
         Phase::Evaluating,
         Phase::Shadow,
+        Phase::Experimenting,
         Phase::Progressing,
         Phase::Promoted,
         Phase::RolledBack,
@@ -345,6 +351,7 @@ impl Phase {
             Phase::Retraining => "Retraining",
             Phase::Evaluating => "Evaluating",
             Phase::Shadow => "Shadow",
+            Phase::Experimenting => "Experimenting",
             Phase::Progressing => "Progressing",
             Phase::Promoted => "Promoted",
             Phase::RolledBack => "RolledBack",

@@ -88,6 +88,8 @@ pub struct Timing {
     pub rollout: RolloutTiming,
     /// `spec.advisor.timeout`.
     pub advisor_timeout: Duration,
+    /// `spec.rollout.experiment.duration`, when there is an experiment.
+    pub experiment: Option<Duration>,
 }
 
 /// When drift is checked.
@@ -163,6 +165,13 @@ pub fn validate(spec: &ModelDeploymentSpec) -> Result<ValidatedSpec, Vec<SpecPro
     let rollout = validate_rollout(&spec.rollout, &mut problems);
     let shadow_duration = validate_shadow(&spec.shadow, &mut problems);
     let advisor_timeout = validate_advisor(&spec.advisor, &mut problems);
+    let experiment = spec.rollout.experiment.as_ref().and_then(|experiment| {
+        let (duration, found) = super::experiment::check(experiment, spec.traffic.provider);
+        for (field, message) in found {
+            problems.add(field, message);
+        }
+        duration
+    });
     if !problems.0.is_empty() {
         return Err(problems.0);
     }
@@ -182,6 +191,7 @@ pub fn validate(spec: &ModelDeploymentSpec) -> Result<ValidatedSpec, Vec<SpecPro
             shadow_duration,
             rollout,
             advisor_timeout,
+            experiment,
         },
     })
 }
@@ -274,6 +284,49 @@ fn validate_traffic(traffic: &Traffic, problems: &mut Problems) {
             "must list the VirtualService hosts when provider is istio",
         ),
         _ => {}
+    }
+    if let Some(backend) = &traffic.backend {
+        validate_backend(traffic.provider, backend, problems);
+    }
+}
+
+/// InferencePool backends: an HTTPRoute, and an endpoint picker per pool.
+fn validate_backend(
+    provider: TrafficProvider,
+    backend: &super::traffic::Backend,
+    problems: &mut Problems,
+) {
+    use super::traffic::BackendKind;
+    let pools = backend.kind == BackendKind::InferencePool;
+    if pools && provider != TrafficProvider::GatewayApi {
+        problems.add(
+            "spec.traffic.backend.kind",
+            "InferencePool needs provider gatewayAPI (an HTTPRoute routes to InferencePools; a VirtualService cannot)",
+        );
+    }
+    match &backend.endpoint_pickers {
+        None if pools => problems.add(
+            "spec.traffic.backend.endpointPickers",
+            "must name the endpoint picker (EPP) of each variant's InferencePool",
+        ),
+        Some(_) if !pools => problems.add(
+            "spec.traffic.backend.endpointPickers",
+            "is only for kind InferencePool",
+        ),
+        Some(pickers) => {
+            for (variant, picker) in [
+                ("stable", &pickers.stable),
+                ("candidate", &pickers.candidate),
+            ] {
+                if picker.kind.as_deref().is_none_or(|k| k == "Service") && picker.port.is_none() {
+                    problems.add(
+                        format!("spec.traffic.backend.endpointPickers.{variant}.port"),
+                        "is required when the endpoint picker is a Service",
+                    );
+                }
+            }
+        }
+        None => {}
     }
 }
 

@@ -142,6 +142,8 @@ status_word! {
         PinnedVersion,
         ShadowFailed,
         AnalysisFailed,
+        /// The experiment's analysis failed.
+        ExperimentFailed,
         AnalysisError,
         AnalysisInconclusive,
         ProgressDeadlineExceeded,
@@ -168,6 +170,8 @@ status_word! {
         EvaluationFailed,
         ShadowStarted,
         ShadowPassed,
+        ExperimentStarted,
+        ExperimentPassed,
         StepStarted,
         Promoted,
         PromotionComplete,

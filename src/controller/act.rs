@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::registry::RegistryCredentials;
 
 use super::Context;
+use crate::core::children::inference_pool;
 use crate::core::children::job::LABEL_ATTEMPT;
 use crate::core::children::route::virtual_service_resource;
 use crate::core::conditions::{self, ConditionType, ConditionUpdate, Reason};
@@ -34,27 +35,37 @@ pub async fn apply_children(ctx: &Context, namespace: &str, children: &[Child]) 
                 apply::<gateway_api::httproutes::HttpRoute>(ctx, namespace, r).await?
             }
             Child::VirtualService(vs) => {
-                let api: Api<DynamicObject> = Api::namespaced_with(
-                    ctx.client.clone(),
-                    namespace,
-                    &virtual_service_resource(),
-                );
-                let existing = api.get_metadata_opt(&vs.name_any()).await?;
-                ensure_ours(
-                    "VirtualService",
-                    vs.meta(),
-                    existing.as_ref().map(|e| &e.metadata),
-                )?;
-                api.patch(
-                    &vs.name_any(),
-                    &PatchParams::apply(FIELD_MANAGER).force(),
-                    &Patch::Apply(vs.as_ref()),
-                )
-                .await?;
+                apply_dynamic(ctx, namespace, vs, &virtual_service_resource()).await?
+            }
+            Child::InferencePool(pool) => {
+                apply_dynamic(ctx, namespace, pool, &inference_pool::resource()).await?
             }
             Child::Job(job) => create_if_absent(ctx, namespace, job).await?,
         }
     }
+    Ok(())
+}
+
+/// Server-side apply of an object without a Rust type (VirtualService, InferencePool).
+async fn apply_dynamic(
+    ctx: &Context,
+    namespace: &str,
+    object: &DynamicObject,
+    resource: &kube::api::ApiResource,
+) -> Result<()> {
+    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), namespace, resource);
+    let existing = api.get_metadata_opt(&object.name_any()).await?;
+    ensure_ours(
+        &resource.kind,
+        object.meta(),
+        existing.as_ref().map(|e| &e.metadata),
+    )?;
+    api.patch(
+        &object.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(object),
+    )
+    .await?;
     Ok(())
 }
 

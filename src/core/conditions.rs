@@ -204,6 +204,7 @@ fn reconciling(
             "shadow: {}% of traffic mirrored to version {candidate}",
             status.mirror_percent
         ),
+        Phase::Experimenting => format!("experiment: matching requests go to version {candidate}"),
         Phase::Progressing => format!(
             "step {}: {}% of traffic on version {candidate}",
             status.current_step.map_or(0, |i| i + 1),
@@ -303,7 +304,11 @@ mod kstatus_pair_tests {
     fn every_phase_maps_as_the_readme_table_says() {
         let available = ready(true, Reason::Available);
         let expected = |phase| match phase {
-            Phase::Retraining | Phase::Evaluating | Phase::Shadow | Phase::Progressing => (
+            Phase::Retraining
+            | Phase::Evaluating
+            | Phase::Shadow
+            | Phase::Experimenting
+            | Phase::Progressing => (
                 (true, Reason::of_phase(phase)),
                 (false, Reason::of_phase(phase)),
             ),

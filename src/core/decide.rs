@@ -152,6 +152,9 @@ pub enum Child {
     Service(Box<Service>),
     HttpRoute(Box<gateway_api::httproutes::HttpRoute>),
     VirtualService(Box<DynamicObject>),
+    /// A variant's `inference.networking.k8s.io/v1` InferencePool (before the HTTPRoute that
+    /// points at it).
+    InferencePool(Box<DynamicObject>),
     /// Created if absent, never updated (Jobs are immutable; an existing one is adopted).
     Job(Box<Job>),
 }

@@ -148,6 +148,7 @@ impl Harness {
                 .as_ref()
                 .map(|p| p.previous_version.clone())
                 .or_else(|| status.stable_version.clone()),
+            experiment: status.phase == crate::api::Phase::Experimenting,
         };
         self.status = status;
         self.follow_last_decision();
@@ -398,6 +399,7 @@ fn child_key(child: &Child) -> (&'static str, String) {
         Child::Service(s) => ("Service", &s.metadata.name),
         Child::HttpRoute(r) => ("HTTPRoute", &r.metadata.name),
         Child::VirtualService(v) => ("VirtualService", &v.metadata.name),
+        Child::InferencePool(p) => ("InferencePool", &p.metadata.name),
         Child::Job(j) => ("Job", &j.metadata.name),
     };
     (kind, name.clone().unwrap_or_default())

@@ -8,7 +8,8 @@
 # `up` builds (or takes from the cache) etcd, kube-apiserver, kube-controller-manager,
 # kube-scheduler, kubectl and kwok from the Go modules pinned in tests/harness/controlplane,
 # starts them on free loopback ports, installs the ModelDeployment CRD, the Gateway API
-# standard-channel CRDs and Istio's VirtualService CRD, registers one kwok node (so Pods of
+# standard-channel CRDs, Istio's VirtualService CRD and the Inference Extension's v1
+# InferencePool CRD, registers one kwok node (so Pods of
 # Deployments become Ready and Job Pods run through the real controllers), and prints
 #   export KUBECONFIG=<DIR>/kubeconfig
 # on stdout. Without --control-plane-only it also starts MLflow and Prometheus from the
@@ -278,8 +279,12 @@ fi
 # ------------------------------------------------------------------------------ CRDs
 gateway_dir="$(module_dir sigs.k8s.io/gateway-api@v1.6.3)"
 istio_dir="$(module_dir istio.io/api@v1.32.0)"
+# The Gateway API Inference Extension's v1 InferencePool (spec.traffic.backend.kind InferencePool).
+inference_dir="$(module_dir sigs.k8s.io/gateway-api-inference-extension@v1.6.0)"
 [ -d "$gateway_dir" ] || die "Gateway API CRDs not found (go mod download sigs.k8s.io/gateway-api@v1.6.3, cache $crd_cache)"
 [ -d "$istio_dir" ] || die "Istio CRDs not found (go mod download istio.io/api@v1.32.0, cache $crd_cache)"
+inference_crd="$inference_dir/config/crd/bases/inference.networking.k8s.io_inferencepools.yaml"
+[ -f "$inference_crd" ] || die "InferencePool CRD not found (go mod download sigs.k8s.io/gateway-api-inference-extension@v1.6.0, cache $crd_cache; expected $inference_crd)"
 python3 - "$istio_dir/kubernetes/customresourcedefinitions.gen.yaml" >"$dir/virtualservice-crd.yaml" <<'PY'
 import sys
 text = open(sys.argv[1]).read()
@@ -295,7 +300,7 @@ kubectl apply --server-side --field-manager=mlrollout-harness -f "$repo/crds/mod
     -f "$gateway_dir/config/crd/standard/gateway.networking.k8s.io_gateways.yaml" \
     -f "$gateway_dir/config/crd/standard/gateway.networking.k8s.io_httproutes.yaml" \
     -f "$gateway_dir/config/crd/standard/gateway.networking.k8s.io_referencegrants.yaml" \
-    -f "$dir/virtualservice-crd.yaml" >"$dir/logs/crds.log" 2>&1 \
+    -f "$dir/virtualservice-crd.yaml" -f "$inference_crd" >"$dir/logs/crds.log" 2>&1 \
     || die "installing CRDs failed; see $dir/logs/crds.log"
 kubectl wait --for=condition=Established --timeout=60s crd --all >>"$dir/logs/crds.log" 2>&1 \
     || die "CRDs not established within 60s; see $dir/logs/crds.log"

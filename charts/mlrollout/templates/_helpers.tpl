@@ -116,6 +116,11 @@ per watched namespace.
 - apiGroups: ["networking.istio.io"]
   resources: ["virtualservices"]
   verbs: ["get", "create", "patch"]
+# InferencePool backends (spec.traffic.backend.kind InferencePool): one pool per variant, read
+# by name, then applied server-side; never listed or deleted (they go with their owner).
+- apiGroups: ["inference.networking.k8s.io"]
+  resources: ["inferencepools"]
+  verbs: ["get", "create", "patch"]
 # Every decision is reported as an Event on the ModelDeployment; kube's event recorder patches
 # an event it published before into a series instead of creating a duplicate.
 - apiGroups: ["events.k8s.io"]

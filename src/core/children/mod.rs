@@ -1,6 +1,8 @@
 //! Builders of the child objects (pure: inputs in, typed objects out).
 
 pub mod deployment;
+pub mod experiment_route;
+pub mod inference_pool;
 pub mod job;
 pub mod placement;
 pub mod proxy;

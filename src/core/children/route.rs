@@ -10,11 +10,12 @@ use gateway_api::httproutes::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 
+use super::inference_pool;
 use crate::api::ModelDeploymentSpec;
 use crate::core::names::{Variant, common_labels, variant_name};
 
 /// Traffic split decided by the lifecycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Split {
     /// Percent of requests served by the candidate (the stable variant gets the rest).
     pub candidate_weight: i32,
@@ -22,6 +23,9 @@ pub struct Split {
     pub mirror_percent: i32,
     /// Whether a candidate Service exists to point at.
     pub candidate_exists: bool,
+    /// While an experiment runs: the candidate version (requests that match
+    /// `spec.rollout.experiment` go to the candidate; see [`super::experiment_route`]).
+    pub experiment: Option<String>,
 }
 
 impl Split {
@@ -69,20 +73,18 @@ pub fn http_route(
 ) -> HttpRoute {
     let port = Some(spec.serving.port);
     let (stable_weight, candidate_weight) = split.weights();
-    let mut backends = vec![HttpRouteRulesBackendRefs {
-        name: variant_name(resource, Variant::Stable),
-        port,
-        weight: Some(stable_weight),
-        ..Default::default()
-    }];
+    let mut backends = vec![backend_ref(resource, spec, Variant::Stable, stable_weight)];
     if split.candidate_exists {
-        backends.push(HttpRouteRulesBackendRefs {
-            name: variant_name(resource, Variant::Candidate),
-            port,
-            weight: Some(candidate_weight),
-            ..Default::default()
-        });
+        backends.push(backend_ref(
+            resource,
+            spec,
+            Variant::Candidate,
+            candidate_weight,
+        ));
     }
+    // Mirrored requests go to the candidate's Service even with InferencePool backends: a
+    // Service in `RequestMirror` is Extended support in Gateway API, any other kind only
+    // implementation-specific (so shadow works on every gateway; the mirror bypasses the EPP).
     let filters = (split.candidate_exists && split.mirror_percent > 0).then(|| {
         vec![HttpRouteRulesFilters {
             r#type: HttpRouteRulesFiltersType::RequestMirror,
@@ -98,6 +100,21 @@ pub fn http_route(
             ..Default::default()
         }]
     });
+    let mut rules = vec![HttpRouteRules {
+        backend_refs: Some(backends),
+        filters,
+        ..Default::default()
+    }];
+    if let Some(version) = split
+        .experiment
+        .as_deref()
+        .filter(|_| split.candidate_exists)
+    {
+        let candidate = backend_ref(resource, spec, Variant::Candidate, 100);
+        rules.extend(super::experiment_route::http_rule(
+            resource, spec, version, candidate,
+        ));
+    }
     HttpRoute {
         metadata: metadata(resource, namespace, spec, owner),
         spec: HttpRouteSpec {
@@ -115,13 +132,35 @@ pub fn http_route(
                     .collect(),
             ),
             hostnames: (!spec.traffic.hostnames.is_empty()).then(|| spec.traffic.hostnames.clone()),
-            rules: Some(vec![HttpRouteRules {
-                backend_refs: Some(backends),
-                filters,
-                ..Default::default()
-            }]),
+            rules: Some(rules),
         },
         status: None,
+    }
+}
+
+/// One variant's backendRef: its Service (with the serving port), or its InferencePool
+/// (group and kind set, no port: the pool's `targetPorts` say where requests go).
+fn backend_ref(
+    resource: &str,
+    spec: &ModelDeploymentSpec,
+    variant: Variant,
+    weight: i32,
+) -> HttpRouteRulesBackendRefs {
+    let name = variant_name(resource, variant);
+    if spec.traffic.inference_pools().is_some() {
+        return HttpRouteRulesBackendRefs {
+            group: Some(inference_pool::GROUP.into()),
+            kind: Some(inference_pool::KIND.into()),
+            name,
+            weight: Some(weight),
+            ..Default::default()
+        };
+    }
+    HttpRouteRulesBackendRefs {
+        name,
+        port: Some(spec.serving.port),
+        weight: Some(weight),
+        ..Default::default()
     }
 }
 
@@ -165,9 +204,26 @@ pub fn virtual_service(
         http["mirror"] = serde_json::json!({"host": host(Variant::Candidate), "port": port});
         http["mirrorPercentage"] = serde_json::json!({"value": f64::from(split.mirror_percent)});
     }
+    let mut http_routes = Vec::new();
+    if let Some(version) = split
+        .experiment
+        .as_deref()
+        .filter(|_| split.candidate_exists)
+    {
+        let destination = serde_json::json!({"host": host(Variant::Candidate), "port": port});
+        http_routes.extend(super::experiment_route::istio_route(
+            resource,
+            spec,
+            version,
+            destination,
+        ));
+    }
+    // The weighted route last: Istio takes the first route that matches.
+    http_routes.push(http);
     let mut object = DynamicObject::new(&route_name(resource, spec), &virtual_service_resource());
     object.metadata = metadata(resource, namespace, spec, owner);
-    object.data = serde_json::json!({"spec": {"hosts": spec.traffic.hostnames, "http": [http]}});
+    object.data =
+        serde_json::json!({"spec": {"hosts": spec.traffic.hostnames, "http": http_routes}});
     object
 }
 
@@ -200,6 +256,7 @@ mod tests {
             candidate_weight: 10,
             mirror_percent: 0,
             candidate_exists: true,
+            experiment: None,
         };
         let route = http_route("fraud", "ml", &spec(), &owner(), split);
         let rule = &route.spec.rules.as_ref().unwrap()[0];
@@ -226,6 +283,7 @@ mod tests {
             candidate_weight: 0,
             mirror_percent: 50,
             candidate_exists: true,
+            experiment: None,
         };
         let route = http_route("fraud", "ml", &spec(), &owner(), shadow);
         let value = serde_json::to_value(&route).unwrap();
@@ -239,11 +297,53 @@ mod tests {
     }
 
     #[test]
+    fn inference_pool_backends_are_weighted_like_services() {
+        let mut spec = spec();
+        spec.traffic = serde_json::from_value(serde_json::json!({
+            "parentRefs": [{"name": "gw"}],
+            "backend": {"kind": "InferencePool", "endpointPickers": {
+                "stable": {"name": "epp-s", "port": 9002}, "candidate": {"name": "epp-c", "port": 9002}}}
+        }))
+        .unwrap();
+        let split = Split {
+            candidate_weight: 50,
+            mirror_percent: 0,
+            candidate_exists: true,
+            experiment: None,
+        };
+        let value =
+            serde_json::to_value(http_route("fraud", "ml", &spec, &owner(), split)).unwrap();
+        assert_eq!(
+            value["spec"]["rules"][0]["backendRefs"],
+            serde_json::json!([
+                {"group": "inference.networking.k8s.io", "kind": "InferencePool", "name": "fraud-stable", "weight": 50},
+                {"group": "inference.networking.k8s.io", "kind": "InferencePool", "name": "fraud-candidate", "weight": 50},
+            ])
+        );
+        // Shadow mirrors to the candidate's Service (Extended support), not to its pool.
+        let shadow = Split {
+            candidate_weight: 0,
+            mirror_percent: 30,
+            candidate_exists: true,
+            experiment: None,
+        };
+        let value =
+            serde_json::to_value(http_route("fraud", "ml", &spec, &owner(), shadow)).unwrap();
+        let rule = &value["spec"]["rules"][0];
+        assert_eq!(rule["backendRefs"][1]["weight"], 0);
+        assert_eq!(
+            rule["filters"][0]["requestMirror"]["backendRef"],
+            serde_json::json!({"name": "fraud-candidate", "port": 8080})
+        );
+    }
+
+    #[test]
     fn without_candidate_all_traffic_is_stable() {
         let split = Split {
             candidate_weight: 50,
             mirror_percent: 100,
             candidate_exists: false,
+            experiment: None,
         };
         let route = http_route("fraud", "ml", &spec(), &owner(), split);
         let rule = &route.spec.rules.as_ref().unwrap()[0];
@@ -258,6 +358,7 @@ mod tests {
             candidate_weight: 0,
             mirror_percent: 20,
             candidate_exists: true,
+            experiment: None,
         };
         let vs = virtual_service("fraud", "ml", &spec(), &owner(), split);
         let http = &vs.data["spec"]["http"][0];

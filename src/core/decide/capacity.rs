@@ -127,8 +127,9 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
             )
         }
         // The promoted version starts on stable at full size while the candidate's pods
-        // carry the traffic.
-        Phase::Promoted => (replicas, replicas),
+        // carry the traffic; an experiment sends the candidate a share nobody can know in
+        // advance (whoever matches), so both run at full size.
+        Phase::Promoted | Phase::Experimenting => (replicas, replicas),
         _ => (replicas, needed(replicas, r.max(p)).max(1)),
     };
     let waiting = r != t;
@@ -143,6 +144,7 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
             canary_weight: r,
             mirror_percent: target.mirror_percent,
             stable_version: target.stable_version.clone(),
+            experiment: target.experiment,
         },
         stable_replicas,
         candidate_replicas,
@@ -173,6 +175,7 @@ fn drain(input: &PlanInput<'_>, previous: &RoutedTraffic, p: i32) -> Plan {
             canary_weight: r,
             mirror_percent: 0,
             stable_version: input.target.stable_version.clone(),
+            experiment: false,
         },
         stable_replicas: replicas,
         candidate_replicas: needed(replicas, p).max(1),

@@ -30,6 +30,7 @@ fn target(candidate: Option<&str>, weight: i32) -> DesiredTraffic {
         canary_weight: weight,
         mirror_percent: 0,
         stable_version: Some("1".into()),
+        experiment: false,
     }
 }
 

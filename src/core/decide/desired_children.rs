@@ -21,6 +21,11 @@ pub(super) fn children_for(
     scaled: Option<(i32, i32)>,
 ) -> (Vec<Child>, Vec<Removal>) {
     let (mut apply, mut remove) = variant_children(input, validated, traffic, scaled);
+    apply.extend(
+        children::inference_pool::build(input.name, input.namespace, validated, &input.owner)
+            .into_iter()
+            .map(|pool| Child::InferencePool(Box::new(pool))),
+    );
     apply.extend(route_child(input, validated.spec(), traffic));
     apply.extend(job_child(input, validated, status, job));
     // Stop the Job of an attempt that was aborted or timed out.
@@ -105,6 +110,10 @@ fn route_child(
         candidate_weight: traffic.canary_weight,
         mirror_percent: traffic.mirror_percent,
         candidate_exists: traffic.has_candidate(),
+        experiment: traffic
+            .candidate_version
+            .clone()
+            .filter(|_| traffic.experiment),
     };
     let (name, namespace, owner) = (input.name, input.namespace, &input.owner);
     match spec.traffic.provider {
@@ -171,6 +180,7 @@ mod tests {
             canary_weight: weight,
             mirror_percent: 0,
             stable_version: Some("1".into()),
+            experiment: false,
         }
     }
 

@@ -204,6 +204,8 @@ pub struct DesiredTraffic {
     /// The version the stable Deployment runs: the stable version, or in the window after a
     /// promotion the previous one, kept warm.
     pub stable_version: Option<String>,
+    /// An experiment runs: requests matching `spec.rollout.experiment` go to the candidate.
+    pub experiment: bool,
 }
 
 impl DesiredTraffic {
@@ -304,6 +306,7 @@ pub fn is_active(phase: Phase) -> bool {
         Phase::Retraining
             | Phase::Evaluating
             | Phase::Shadow
+            | Phase::Experimenting
             | Phase::Progressing
             | Phase::Promoted
     )

@@ -54,7 +54,7 @@ fn abort(cx: &mut Ctx<'_>) {
             cx.enter(Phase::Failed);
             cx.event(true, EventReason::Aborted, "retraining aborted by a person");
         }
-        Phase::Evaluating | Phase::Shadow | Phase::Progressing => {
+        Phase::Evaluating | Phase::Shadow | Phase::Experimenting | Phase::Progressing => {
             rollback(
                 cx,
                 RolloutReason::Aborted,
@@ -121,9 +121,19 @@ fn promote_by_hand(cx: &mut Ctx<'_>, full: bool) {
                 EventReason::ManualPromotion,
                 "shadow ended early by a person",
             );
+            enter_experiment_or_step(cx);
+        }
+        Phase::Experimenting if !full => {
+            cx.event(
+                false,
+                EventReason::ManualPromotion,
+                "experiment ended early by a person",
+            );
             enter_step(cx, 0);
         }
-        Phase::Shadow | Phase::Progressing if full => promote(cx, "promoted in full by a person"),
+        Phase::Shadow | Phase::Experimenting | Phase::Progressing if full => {
+            promote(cx, "promoted in full by a person")
+        }
         Phase::Progressing => {
             cx.event(
                 false,

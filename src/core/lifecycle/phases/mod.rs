@@ -22,12 +22,14 @@ use crate::api::{
 };
 use crate::core::verdict::AnalysisStage;
 
+mod experiment;
 mod manual_requests;
 mod post_promotion;
 mod retraining;
 mod rollout;
 mod steps;
 
+use experiment::*;
 use manual_requests::*;
 use post_promotion::*;
 use retraining::*;
@@ -136,12 +138,16 @@ pub(super) fn step(input: StepInput<'_>) -> StepOutput {
             Phase::Retraining => retraining(&mut cx),
             Phase::Evaluating => evaluating(&mut cx),
             Phase::Shadow => shadow(&mut cx),
+            Phase::Experimenting => experimenting(&mut cx),
             Phase::Progressing => progressing(&mut cx),
             Phase::Promoted => promoted(&mut cx),
         }
     }
 
     release_retained(&mut cx);
+    // An experiment the step ended without a verdict (abort, promotion) is recorded as such.
+    settle(&mut cx);
+
     let job = current_job(&cx.status);
     let traffic = desired_traffic(&cx.status);
     let requeue_after = requeue(&cx);
@@ -159,7 +165,7 @@ pub(super) fn step(input: StepInput<'_>) -> StepOutput {
 fn desired_traffic(status: &ModelDeploymentStatus) -> DesiredTraffic {
     let in_rollout = matches!(
         status.phase,
-        Phase::Shadow | Phase::Progressing | Phase::Promoted
+        Phase::Shadow | Phase::Experimenting | Phase::Progressing | Phase::Promoted
     );
     // Outside a rollout, a candidate kept for debugging runs on, with no traffic.
     let retained = status
@@ -181,6 +187,7 @@ fn desired_traffic(status: &ModelDeploymentStatus) -> DesiredTraffic {
             .as_ref()
             .map(|p| p.previous_version.clone())
             .or_else(|| status.stable_version.clone()),
+        experiment: status.phase == Phase::Experimenting && status.candidate_version.is_some(),
     }
 }
 
@@ -390,11 +397,14 @@ pub(super) fn wants(spec: &ValidatedSpec, status: &ModelDeploymentStatus, now: T
                 wants.evaluation = Some((c.clone(), s.clone()));
             }
         }
-        Phase::Shadow | Phase::Progressing | Phase::Promoted if !status.paused => {
+        Phase::Shadow | Phase::Experimenting | Phase::Progressing | Phase::Promoted
+            if !status.paused =>
+        {
             let rollout = &spec.timing.rollout;
             let step = current_step(rollout, status).filter(|_| status.phase == Phase::Progressing);
             let stage = match status.phase {
                 Phase::Shadow => Some(AnalysisStage::Shadow),
+                Phase::Experimenting => Some(AnalysisStage::Canary),
                 // A pause step holds without measuring.
                 Phase::Progressing => (!step.is_some_and(|s| s.pause)).then(|| step_stage(step)),
                 _ => post_promotion_analysing(status, now).then_some(AnalysisStage::PostPromotion),

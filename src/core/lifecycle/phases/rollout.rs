@@ -148,7 +148,7 @@ pub(super) fn start_rollout(cx: &mut Ctx<'_>) {
             ),
         );
     } else {
-        enter_step(cx, 0);
+        enter_experiment_or_step(cx);
     }
 }
 
@@ -289,7 +289,7 @@ pub(super) fn shadow(cx: &mut Ctx<'_>) {
             EventReason::ShadowPassed,
             format!("the shadow phase {how}"),
         );
-        enter_step(cx, 0);
+        enter_experiment_or_step(cx);
         return;
     }
     if cx.phase_age() > duration + cx.progress_deadline() {

@@ -37,7 +37,11 @@ pub(super) fn designed(status: &ModelDeploymentStatus) -> &'static str {
         if ready { "Current" } else { "InProgress" }
     } else if matches!(
         status.phase,
-        Phase::Retraining | Phase::Evaluating | Phase::Shadow | Phase::Progressing
+        Phase::Retraining
+            | Phase::Evaluating
+            | Phase::Shadow
+            | Phase::Experimenting
+            | Phase::Progressing
     ) || !ready
     {
         "InProgress"

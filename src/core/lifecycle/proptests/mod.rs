@@ -110,6 +110,7 @@ fn run_stories(name: &str, cases: u32, allow_promote: bool, checks: Checks) {
         t.promotions += stats.promotions;
         t.rollbacks += stats.rollbacks;
         t.attempts += stats.attempts;
+        t.experiments += stats.experiments;
         total.set(t);
         Ok(())
     });
@@ -118,12 +119,23 @@ fn run_stories(name: &str, cases: u32, allow_promote: bool, checks: Checks) {
     }
     let t = total.take();
     eprintln!(
-        "{name}: {cases} cases, {} ticks, {} rollouts, {} steps left ({} through a checked analysis), {} promotions, {} rollbacks, {} attempts",
-        t.ticks, t.rollouts, t.steps_left, t.analysed, t.promotions, t.rollbacks, t.attempts
+        "{name}: {cases} cases, {} ticks, {} rollouts, {} steps left ({} through a checked analysis), {} promotions, {} rollbacks, {} attempts, {} experiments passed",
+        t.ticks,
+        t.rollouts,
+        t.steps_left,
+        t.analysed,
+        t.promotions,
+        t.rollbacks,
+        t.attempts,
+        t.experiments
     );
     // The stories reach the interesting phases (otherwise the properties hold vacuously).
     assert!(
-        t.rollouts > 0 && t.promotions > 0 && t.rollbacks > 0 && (!checks.gates || t.analysed > 0),
+        t.rollouts > 0
+            && t.promotions > 0
+            && t.rollbacks > 0
+            && t.experiments > 0
+            && (!checks.gates || t.analysed > 0),
         "{name}: weak coverage {t:?}"
     );
 }

@@ -10,6 +10,8 @@ use super::*;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
     Shadow,
+    /// The experiment (A/B) phase.
+    Experiment,
     Step(usize),
     /// Promoted, waiting for the new stable.
     Done,
@@ -27,6 +29,7 @@ pub(super) struct Rollout {
     source: Option<CandidateSource>,
     evaluation_passed: bool,
     shadow_passed: bool,
+    experiment_passed: bool,
     steps_passed: usize,
     stage: Stage,
     stage_started: Timestamp,
@@ -109,6 +112,8 @@ const LIFECYCLE: &[EventReason] = &[
     EventReason::EvaluationPassed,
     EventReason::ShadowStarted,
     EventReason::ShadowPassed,
+    EventReason::ExperimentStarted,
+    EventReason::ExperimentPassed,
     EventReason::StepStarted,
     EventReason::Resumed,
     EventReason::ManualPromotion,
@@ -127,6 +132,8 @@ pub(super) struct Stats {
     pub(super) promotions: usize,
     pub(super) rollbacks: usize,
     pub(super) attempts: usize,
+    /// Experiments that passed their gate.
+    pub(super) experiments: usize,
 }
 
 /// What a story checks beyond "no panic" and the traffic invariants.
@@ -139,7 +146,10 @@ pub(super) struct Checks {
 }
 
 fn in_rollout(phase: Phase) -> bool {
-    matches!(phase, Phase::Shadow | Phase::Progressing | Phase::Promoted)
+    matches!(
+        phase,
+        Phase::Shadow | Phase::Experimenting | Phase::Progressing | Phase::Promoted
+    )
 }
 
 impl Story<'_> {
@@ -161,13 +171,17 @@ impl Story<'_> {
         let timing = &self.valid()?.timing;
         let step_duration = timing.rollout.step_duration;
         let shadow_duration = timing.shadow_duration;
+        let experiment_duration = timing.experiment.unwrap_or_default();
 
         // The phase function runs first (no manual event on a tick with measurements).
         if let (Some(r), Some(round)) = (self.rollout.as_mut(), round)
             && analysis.is_some()
             && !pre.paused
             && candidate_ready
-            && matches!(pre.phase, Phase::Shadow | Phase::Progressing)
+            && matches!(
+                pre.phase,
+                Phase::Shadow | Phase::Experimenting | Phase::Progressing
+            )
         {
             ensure!(!manual_tick, "measurements were delivered on a manual tick");
             r.record(round);
@@ -176,6 +190,7 @@ impl Story<'_> {
         let mut source = None;
         let mut manual_promotion = false;
         let mut shadow_passed_now = false;
+        let mut experiment_passed_now = false;
         let lifecycle_events = decision.events.iter().filter_map(|e| match e.reason {
             EventCause::Lifecycle(reason) if LIFECYCLE.contains(&reason) => Some(reason),
             _ => None,
@@ -196,6 +211,7 @@ impl Story<'_> {
                         source,
                         evaluation_passed: source == Some(CandidateSource::Retraining),
                         shadow_passed: false,
+                        experiment_passed: false,
                         steps_passed: 0,
                         stage: Stage::Shadow,
                         stage_started: now,
@@ -224,6 +240,56 @@ impl Story<'_> {
                     r.shadow_passed = true;
                     shadow_passed_now = true;
                 }
+                EventReason::ExperimentStarted => {
+                    let Some(r) = self.rollout.as_mut() else {
+                        // Without shadow, the experiment is where a rollout starts.
+                        self.stats.rollouts += 1;
+                        self.rollout = Some(Rollout {
+                            source,
+                            evaluation_passed: source == Some(CandidateSource::Retraining),
+                            shadow_passed: false,
+                            experiment_passed: false,
+                            steps_passed: 0,
+                            stage: Stage::Experiment,
+                            stage_started: now,
+                            measurements: 0,
+                            metrics: BTreeMap::new(),
+                        });
+                        continue;
+                    };
+                    ensure!(
+                        r.stage == Stage::Shadow,
+                        "an experiment started in stage {:?}",
+                        r.stage
+                    );
+                    ensure!(
+                        !strict || shadow_passed_now,
+                        "the shadow phase ended without passing"
+                    );
+                    r.enter(Stage::Experiment, now);
+                }
+                EventReason::ExperimentPassed => {
+                    let Some(r) = self.rollout.as_mut() else {
+                        return fail("ExperimentPassed outside a rollout".into());
+                    };
+                    ensure!(
+                        r.stage == Stage::Experiment,
+                        "ExperimentPassed in stage {:?}",
+                        r.stage
+                    );
+                    r.gate(
+                        now,
+                        experiment_duration,
+                        analysis,
+                        &stage_metrics(spec, AnalysisStage::Canary),
+                        candidate_ready,
+                    )
+                    .map_err(|e| format!("experiment {e}"))?;
+                    self.stats.analysed += usize::from(strict && analysis.is_some());
+                    r.experiment_passed = true;
+                    experiment_passed_now = true;
+                    self.stats.experiments += 1;
+                }
                 EventReason::StepStarted => match self.rollout.as_mut() {
                     None => {
                         self.stats.rollouts += 1;
@@ -231,6 +297,7 @@ impl Story<'_> {
                             source,
                             evaluation_passed: source == Some(CandidateSource::Retraining),
                             shadow_passed: false,
+                            experiment_passed: false,
                             steps_passed: 0,
                             stage: Stage::Step(0),
                             stage_started: now,
@@ -244,6 +311,16 @@ impl Story<'_> {
                                 ensure!(
                                     !strict || shadow_passed_now,
                                     "the shadow phase ended without passing"
+                                );
+                                ensure!(
+                                    !strict || self.params.experiment().is_none(),
+                                    "the steps started without the experiment"
+                                );
+                            }
+                            Stage::Experiment => {
+                                ensure!(
+                                    !strict || experiment_passed_now,
+                                    "the experiment ended without passing"
                                 );
                             }
                             Stage::Step(i) => {
@@ -310,6 +387,10 @@ impl Story<'_> {
                             !self.params.shadow_runs() || r.shadow_passed,
                             "promoted without a passed shadow phase"
                         );
+                        ensure!(
+                            self.params.experiment().is_none() || r.experiment_passed,
+                            "promoted without a passed experiment"
+                        );
                         if r.source == Some(CandidateSource::Retraining) {
                             ensure!(
                                 r.evaluation_passed,
@@ -356,6 +437,19 @@ impl Story<'_> {
                 "Shadow but model at {:?}",
                 r.stage
             ),
+            (Phase::Experimenting, Some(r)) => {
+                ensure!(
+                    r.stage == Stage::Experiment,
+                    "Experimenting but model at {:?}",
+                    r.stage
+                );
+                ensure!(
+                    post.canary_weight == 0 && post.mirror_percent == 0,
+                    "an experiment at weight {} mirror {}",
+                    post.canary_weight,
+                    post.mirror_percent
+                );
+            }
             (Phase::Progressing, Some(r)) => {
                 let i = post.current_step.unwrap_or(-1);
                 ensure!(
@@ -391,7 +485,10 @@ impl Story<'_> {
         }
         // The recorded analysis is what was measured.
         if let (Some(r), Some(_)) = (self.rollout.as_ref(), analysis)
-            && matches!(post.phase, Phase::Shadow | Phase::Progressing)
+            && matches!(
+                post.phase,
+                Phase::Shadow | Phase::Experimenting | Phase::Progressing
+            )
         {
             let recorded = post.analysis.clone().unwrap_or_default();
             ensure!(

@@ -40,6 +40,8 @@ pub(super) struct SpecParams {
     retraining: Option<RetrainParams>,
     pub(super) lower_is_better: bool,
     min_improvement: f64,
+    /// Duration of an experiment (only with a router).
+    experiment: Option<u64>,
 }
 
 fn secs(s: u64) -> String {
@@ -105,11 +107,23 @@ impl SpecParams {
                 }}}
             });
         }
+        if let Some(duration) = self.experiment() {
+            value["rollout"]["experiment"] = json!({
+                "duration": secs(duration),
+                "match": [{"headers": [{"name": "x-canary", "value": "1"}]}],
+                "sticky": duration % 60 == 0
+            });
+        }
         serde_json::from_value(value).expect("generated spec deserializes")
     }
 
     pub(super) fn shadow_runs(&self) -> bool {
         self.shadow && self.provider != 2
+    }
+
+    /// Duration of the experiment phase, when the spec has one (it needs a router).
+    pub(super) fn experiment(&self) -> Option<u64> {
+        self.experiment.filter(|_| self.provider != 2)
     }
 }
 
@@ -173,12 +187,21 @@ pub(super) fn spec_params() -> impl Strategy<Value = SpecParams> {
             prop::option::weighted(0.8, retraining()),
             any::<bool>(),
             prop::sample::select(vec![0.0, 0.005, 0.25]),
+            prop::option::weighted(0.3, duration()),
         ),
     )
         .prop_map(
             |(
                 (steps, step_duration, shadow, shadow_duration, mirror),
-                (provider, deadline, analysis, retraining, lower_is_better, min_improvement),
+                (
+                    provider,
+                    deadline,
+                    analysis,
+                    retraining,
+                    lower_is_better,
+                    min_improvement,
+                    experiment,
+                ),
             )| SpecParams {
                 steps,
                 step_duration,
@@ -191,6 +214,7 @@ pub(super) fn spec_params() -> impl Strategy<Value = SpecParams> {
                 retraining,
                 lower_is_better,
                 min_improvement,
+                experiment,
             },
         )
 }

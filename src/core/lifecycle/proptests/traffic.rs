@@ -3,6 +3,7 @@
 //! step at a time.
 
 use super::*;
+use crate::core::children::experiment_route::RULE_NAME as EXPERIMENT_RULE;
 
 /// (stable weight, candidate weight or None, mirror percent or None) of the decided route.
 fn route(
@@ -33,7 +34,11 @@ fn route(
         }),
         TrafficProvider::Istio => apply.iter().find_map(|c| match c {
             Child::VirtualService(vs) => {
-                let http = &vs.data["spec"]["http"][0];
+                // The weighted route (an experiment's route, when there is one, comes first).
+                let http = vs.data["spec"]["http"]
+                    .as_array()?
+                    .iter()
+                    .find(|h| h["name"] == "mlrollout")?;
                 let routes = http["route"].as_array()?;
                 let weight = |suffix: &str| {
                     routes
@@ -128,6 +133,34 @@ pub(super) fn check_traffic(spec: &ModelDeploymentSpec, decision: &Decision) -> 
         mirror == expected_mirror,
         "route mirror {mirror:?}, expected {expected_mirror:?}"
     );
+    // The experiment's matching route exists exactly while an experiment runs.
+    let experiment_route = apply.iter().any(|c| match c {
+        Child::HttpRoute(r) => r
+            .spec
+            .rules
+            .iter()
+            .flatten()
+            .any(|rule| rule.name.as_deref() == Some(EXPERIMENT_RULE)),
+        Child::VirtualService(vs) => vs.data["spec"]["http"]
+            .as_array()
+            .is_some_and(|h| h.iter().any(|r| r["name"] == EXPERIMENT_RULE)),
+        _ => false,
+    });
+    let experimenting =
+        s.phase == Phase::Experimenting && spec.rollout.experiment.is_some() && candidate_exists;
+    ensure!(
+        experiment_route == experimenting,
+        "experiment route {experiment_route} in phase {:?} (candidate {candidate_exists})",
+        s.phase
+    );
+    if experimenting {
+        ensure!(
+            s.canary_weight == 0 && s.mirror_percent == 0,
+            "an experiment with {}% weight and {}% mirror",
+            s.canary_weight,
+            s.mirror_percent
+        );
+    }
     Ok(())
 }
 

@@ -7,6 +7,7 @@
 //! - [`retraining`]: Retraining → Evaluating or Failed;
 //! - [`evaluation`]: Evaluating → Shadow (or the first step) or a rejected candidate;
 //! - [`shadow`]: the shadow phase and its analysis;
+//! - [`experiment`]: the experiment (A/B) phase between shadow and the steps;
 //! - [`steps`]: the canary steps and their analysis limits;
 //! - [`promotion`]: the last step, Promoted → Stable;
 //! - [`manual_requests`]: abort, promote, retry, pause and resume;
@@ -20,6 +21,7 @@ mod cooldown_and_budget;
 mod determinism;
 mod dynamic_scale;
 mod evaluation;
+mod experiment;
 mod manual_requests;
 mod plan;
 mod post_promotion;
