@@ -339,6 +339,11 @@ fn bundled_scenarios_match_their_recorded_output_byte_for_byte() {
             "examples/fraud-detector-policies.yaml",
             "tests/golden/simulate/policies",
         ),
+        (
+            "examples/scenarios/capacity",
+            "examples/fraud-detector-capacity.yaml",
+            "tests/golden/simulate/capacity",
+        ),
     ] {
         let scenarios = std::fs::read_dir(folder).expect("scenarios folder");
         for entry in scenarios {
@@ -364,7 +369,7 @@ fn bundled_scenarios_match_their_recorded_output_byte_for_byte() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 7, "every bundled scenario has a recorded output");
+    assert_eq!(checked, 8, "every bundled scenario has a recorded output");
 }
 
 /// Runs `mlrollout simulate` on `scenario` (YAML written to a temp dir), expecting a refusal:
@@ -519,5 +524,50 @@ fn lines_are_streamed_and_a_closed_pipe_ends_the_run_at_once() {
         output.stderr.is_empty(),
         "{}",
         String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn dynamic_stable_scale_never_routes_more_than_a_variant_can_carry() {
+    let output = run_scenario_with(
+        "examples/fraud-detector-capacity.yaml",
+        std::path::Path::new("examples/scenarios/capacity/dynamic-stable-scale-rollback.yaml"),
+    );
+    assert!(output.status.success());
+    let lines: Vec<serde_json::Value> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut seen_shrunk_stable = false;
+    // (Before the first Deployment exists nothing is routed anywhere.)
+    let routed_lines = lines
+        .iter()
+        .filter_map(|l| l.get("capacity"))
+        .filter(|c| c["stable_replicas"][1].as_i64().unwrap() > 0);
+    for line in routed_lines {
+        let routed = line["routed_weight"].as_i64().unwrap();
+        let ready = |key: &str| line[key][0].as_i64().unwrap();
+        // Ten replicas carry 100 %: each variant's ready pods cover its share of the route.
+        assert!(ready("stable_replicas") * 10 >= 100 - routed, "{line}");
+        assert!(
+            routed == 0 || ready("candidate_replicas") * 10 >= routed,
+            "{line}"
+        );
+        seen_shrunk_stable |= line["stable_replicas"][1].as_i64().unwrap() < 10;
+    }
+    assert!(seen_shrunk_stable, "stable scaled down during the steps");
+    let rolled = lines.iter().find(|l| l["reason"] == "RolledBack").unwrap();
+    assert_eq!(
+        rolled["capacity"]["routed_weight"], 50,
+        "traffic waits for stable"
+    );
+    let back = lines
+        .iter()
+        .find(|l| l["reason"] == "RouteMoved" && l["capacity"]["routed_weight"] == 0)
+        .unwrap();
+    assert_eq!(
+        back["capacity"]["stable_replicas"],
+        serde_json::json!([10, 10])
     );
 }

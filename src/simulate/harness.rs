@@ -59,6 +59,12 @@ pub enum Readiness {
 struct SimDeployment {
     version: Option<String>,
     since: i64,
+    /// Replicas the last applied Deployment asks for (`None`: `serving.replicas`).
+    replicas: Option<i32>,
+    /// Ready replicas before the last scale-up, and when it came: the added pods become ready
+    /// after the same delay as a restart.
+    ready_before_scale: i32,
+    scaled_since: i64,
 }
 
 impl SimDeployment {
@@ -70,18 +76,40 @@ impl SimDeployment {
         }
     }
 
-    fn state(&self, now: Timestamp, ready: ReadyWhen, replicas: i32) -> Option<DeploymentState> {
+    /// The Deployment follows the replica count the last decision applied.
+    fn scale(&mut self, replicas: Option<i32>, now: Timestamp, ready: ReadyWhen, default: i32) {
+        let (old, new) = (
+            self.replicas.unwrap_or(default),
+            replicas.unwrap_or(default),
+        );
+        if new > old {
+            self.ready_before_scale = self
+                .state(now, ready, default)
+                .map_or(0, |s| s.ready_replicas);
+            self.scaled_since = now.as_second();
+        }
+        self.replicas = replicas;
+    }
+
+    fn state(&self, now: Timestamp, ready: ReadyWhen, default: i32) -> Option<DeploymentState> {
         let version = self.version.clone()?;
-        let ready = match ready {
+        let replicas = self.replicas.unwrap_or(default);
+        let after = |since: i64| match ready {
             ReadyWhen::After(seconds) => {
-                now.as_second().saturating_sub(self.since)
-                    >= i64::try_from(seconds).unwrap_or(i64::MAX)
+                now.as_second().saturating_sub(since) >= i64::try_from(seconds).unwrap_or(i64::MAX)
             }
             ReadyWhen::Now(ready) => ready,
         };
+        let ready_replicas = if !after(self.since) {
+            0
+        } else if after(self.scaled_since) {
+            replicas.max(1)
+        } else {
+            self.ready_before_scale.min(replicas).max(1)
+        };
         Some(DeploymentState {
             desired_replicas: replicas,
-            ready_replicas: if ready { replicas.max(1) } else { 0 },
+            ready_replicas,
             updated: true,
             version: Some(version),
         })
@@ -364,6 +392,32 @@ impl Harness {
             .desire(self.traffic.stable_version.as_deref(), self.now);
         self.candidate
             .desire(self.traffic.candidate_version.as_deref(), self.now);
+        let default = self.spec.serving.replicas;
+        let (stable_ready, candidate_ready) = self.ready_when();
+        let stable = self.applied_replicas(crate::core::names::Variant::Stable);
+        self.stable.scale(stable, self.now, stable_ready, default);
+        let candidate = self.applied_replicas(crate::core::names::Variant::Candidate);
+        self.candidate
+            .scale(candidate, self.now, candidate_ready, default);
+    }
+
+    /// The replicas of the variant's Deployment as last applied.
+    fn applied_replicas(&self, variant: crate::core::names::Variant) -> Option<i32> {
+        let name = crate::core::names::variant_name(&self.identity.name, variant);
+        match self.objects.get(&("Deployment", name)) {
+            Some(Child::Deployment(d)) => d.spec.as_ref().and_then(|s| s.replicas),
+            _ => None,
+        }
+    }
+
+    /// How each Deployment's pods become ready: (stable, candidate).
+    fn ready_when(&self) -> (ReadyWhen, ReadyWhen) {
+        match self.readiness {
+            Readiness::After { seconds } => (ReadyWhen::After(seconds), ReadyWhen::After(seconds)),
+            Readiness::Scripted { stable, candidate } => {
+                (ReadyWhen::Now(stable), ReadyWhen::Now(candidate))
+            }
+        }
     }
 
     fn served(&self) -> Result<ResolvedModel, RegistryFailure> {

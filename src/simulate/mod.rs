@@ -35,6 +35,21 @@ pub struct Line {
     pub mirror_percent: i32,
     pub reason: String,
     pub message: String,
+    /// Under `rollout.dynamicStableScale`: what the route carries and the replicas each
+    /// variant runs (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<Capacity>,
+}
+
+/// The route's split and the variants' replicas under `dynamicStableScale`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Capacity {
+    /// Percent of live requests the route sends to the candidate.
+    pub routed_weight: i32,
+    /// (ready, desired) replicas of stable.
+    pub stable_replicas: [i32; 2],
+    /// (ready, desired) replicas of the candidate (zero without one).
+    pub candidate_replicas: [i32; 2],
 }
 
 /// Why a simulation could not run (or stopped).
@@ -193,9 +208,30 @@ impl<'a, F: FnMut(&Line) -> ControlFlow<()>> Simulation<'a, F> {
         self.apply_scenario_changes(t)?;
         self.harness.advance_to(instant(t)?);
         let observations = self.observe(t)?;
+        let routed_before = self.capacity().map(|c| c.routed_weight);
         let decision = self.harness.reconcile(observations);
-        for event in decision.events {
-            let line = line(t, self.harness.status(), event.reason.as_str(), &event.note);
+        let mut events: Vec<(String, String)> = decision
+            .events
+            .iter()
+            .map(|e| (e.reason.as_str().to_owned(), e.note.clone()))
+            .collect();
+        // The route trailing the lifecycle moves without an Event of its own: say so.
+        if let Some(now) = self.capacity()
+            && routed_before.is_some_and(|before| before != now.routed_weight)
+        {
+            let message = format!(
+                "the route now sends {}% to the candidate (stable {}/{} ready, candidate {}/{})",
+                now.routed_weight,
+                now.stable_replicas[0],
+                now.stable_replicas[1],
+                now.candidate_replicas[0],
+                now.candidate_replicas[1]
+            );
+            events.push(("RouteMoved".to_owned(), message));
+        }
+        for (reason, note) in events {
+            let mut line = line(t, self.harness.status(), &reason, &note);
+            line.capacity = self.capacity();
             let flow = (self.on_line)(&line);
             self.last_reason = Some(line.reason);
             if flow.is_break() {
@@ -351,6 +387,25 @@ impl<'a, F: FnMut(&Line) -> ControlFlow<()>> Simulation<'a, F> {
         Ok(())
     }
 
+    /// The route's split and the replicas, when the spec scales the variants.
+    fn capacity(&self) -> Option<Capacity> {
+        if !self.harness.spec().rollout.dynamic_stable_scale {
+            return None;
+        }
+        let status = self.harness.status();
+        let pair = |d: Option<crate::core::decide::DeploymentState>| {
+            d.map_or([0, 0], |d| [d.ready_replicas, d.desired_replicas])
+        };
+        Some(Capacity {
+            routed_weight: status
+                .routed_traffic
+                .as_ref()
+                .map_or(status.canary_weight, |r| r.candidate_weight),
+            stable_replicas: pair(self.harness.stable_deployment()),
+            candidate_replicas: pair(self.harness.candidate_deployment()),
+        })
+    }
+
     fn finish(self) -> (Line, ModelDeploymentStatus) {
         let status = self.harness.status().clone();
         let last_reason = self.last_reason.unwrap_or_else(|| "NoTransition".into());
@@ -374,6 +429,7 @@ fn line(at: u64, status: &ModelDeploymentStatus, reason: &str, message: &str) ->
         mirror_percent: status.mirror_percent,
         reason: reason.into(),
         message: message.into(),
+        capacity: None,
     }
 }
 
