@@ -1,7 +1,8 @@
-//! Post-promotion analysis and warm rollback through the real Controller on the real API
-//! server (see `common::cluster`), in scaled virtual time: after promotion the previous version
-//! keeps running on the stable Deployment, untouched, while the promoted one serves all traffic;
-//! a post-promotion regression moves the route back to it at once, with no new pods.
+//! Rollout policies through the real Controller on the real API server (see `common::cluster`),
+//! in scaled virtual time: after promotion the previous version keeps running on the stable
+//! Deployment, untouched, while the promoted one serves all traffic, and a post-promotion
+//! regression moves the route back to it at once, with no new pods; a plan's pause step holds
+//! until a person promotes, while a failing dry-run metric is reported and changes nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
 // test code states expectations
 
@@ -11,11 +12,13 @@
 
 mod common;
 
-use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::Api;
-use mlrollout::api::Phase;
+use std::time::Duration;
 
-use common::world::{HOUR, MODEL, World, drive_to_job_with, resource};
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Api, Patch, PatchParams};
+use mlrollout::api::{PauseReason, Phase};
+
+use common::world::{HOUR, MINUTE, MODEL, World, drive_to_job_with, resource};
 
 const METRIC: &str = "error-rate-absolute";
 
@@ -107,5 +110,76 @@ async fn a_post_promotion_regression_goes_back_to_the_warm_previous_version_at_o
     );
     world.wait_candidate_removed().await;
     world.wait_events(&["Promoted", "RolledBack"]).await;
+    world.finish(operator).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_step_holds_until_promoted_and_a_dry_run_metric_changes_nothing() {
+    let world = World::new("pp-plan").await;
+    let operator = world.operator();
+    // The gating metrics are healthy; the dry-run one fails at every measurement.
+    world.analyzer.set("strict", "candidate", Some(0.01));
+    let mut r = resource(&world.ns);
+    r.spec.rollout = serde_json::from_value(serde_json::json!({
+        "plan": [
+            {"weight": 10, "duration": "1m"},
+            {"weight": 50, "pause": {}},
+            {"weight": 100, "duration": "1m"}
+        ],
+        "progressDeadline": "10m",
+        "analysis": {"prometheus": {"address": "http://prometheus:9090"}, "interval": "10s", "count": 3,
+                     "metrics": [
+                         {"name": "error-rate", "query": "q", "maxIncrease": {"ratio": 1.5}},
+                         {"name": "strict", "query": "q", "max": 0.001, "dryRun": true}
+                     ]}
+    }))
+    .unwrap();
+    let job = drive_to_job_with(&world, r).await;
+    world.complete_job(&job, 0.91).await;
+
+    world
+        .wait_weights("the pause step", (50, 50), 2 * HOUR)
+        .await;
+    let paused = world
+        .clock
+        .wait_for("paused at 50 %", HOUR, || async {
+            let s = world.status().await;
+            s.paused.then_some(s)
+        })
+        .await;
+    assert_eq!(paused.pause_reason, Some(PauseReason::Step));
+    assert_eq!(paused.current_step, Some(1));
+    // An hour later nothing moved: a pause step waits for a person.
+    world.clock.advance(60 * MINUTE);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let s = world.status().await;
+    assert_eq!(
+        (s.phase, s.current_step, s.canary_weight),
+        (Phase::Progressing, Some(1), 50)
+    );
+    assert_eq!(world.weights().await, Some((50, 50)));
+
+    let promote =
+        serde_json::json!({"metadata": {"annotations": {"mlrollout.io/promote": "next@1"}}});
+    world
+        .mdeps()
+        .patch(MODEL, &PatchParams::default(), &Patch::Merge(&promote))
+        .await
+        .unwrap();
+    let end = world
+        .clock
+        .wait_for("promoted to version 4", 2 * HOUR, || async {
+            let s = world.status().await;
+            (s.phase == Phase::Stable && s.stable_version.as_deref() == Some("4")).then_some(s)
+        })
+        .await;
+    assert_eq!(
+        end.history.last().unwrap().outcome,
+        mlrollout::api::RolloutOutcome::Promoted
+    );
+    // The dry-run metric failed and was reported on the real API server, without effect.
+    world
+        .wait_events(&["DryRunMetricFailed", "ManualPromotion", "Promoted"])
+        .await;
     world.finish(operator).await;
 }
