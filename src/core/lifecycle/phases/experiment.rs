@@ -77,14 +77,7 @@ pub(super) fn experimenting(cx: &mut Ctx<'_>) {
         enter_step(cx, 0);
         return;
     }
-    if cx.phase_age() > duration + cx.progress_deadline() {
-        let why = if cx.observed.candidate_ready {
-            "the experiment's analysis never concluded"
-        } else {
-            "the candidate never became ready"
-        };
-        rollback(cx, RolloutReason::ProgressDeadlineExceeded, why);
-    }
+    roll_back_past_deadline(cx, duration, "the experiment's analysis never concluded");
 }
 
 /// Ends a running experiment the step left without a verdict: a rollback (the analysis, the

@@ -292,9 +292,15 @@ pub(super) fn shadow(cx: &mut Ctx<'_>) {
         enter_experiment_or_step(cx);
         return;
     }
+    roll_back_past_deadline(cx, duration, "the shadow analysis never concluded");
+}
+
+/// A phase that should have ended after `duration` and has made no progress for the
+/// progress deadline beyond it rolls back, saying what it waited for.
+pub(super) fn roll_back_past_deadline(cx: &mut Ctx<'_>, duration: Duration, unconcluded: &str) {
     if cx.phase_age() > duration + cx.progress_deadline() {
         let why = if cx.observed.candidate_ready {
-            "the shadow analysis never concluded"
+            unconcluded
         } else {
             "the candidate never became ready"
         };

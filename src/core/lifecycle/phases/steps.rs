@@ -76,12 +76,5 @@ pub(super) fn progressing(cx: &mut Ctx<'_>) {
         advance_step(cx);
         return;
     }
-    if cx.phase_age() > step_duration + cx.progress_deadline() {
-        let why = if cx.observed.candidate_ready {
-            "the step's analysis never concluded"
-        } else {
-            "the candidate never became ready"
-        };
-        rollback(cx, RolloutReason::ProgressDeadlineExceeded, why);
-    }
+    roll_back_past_deadline(cx, step_duration, "the step's analysis never concluded");
 }
