@@ -218,7 +218,12 @@ fn reconciling(
 }
 
 fn resting_message(status: &ModelDeploymentStatus) -> String {
-    if status.paused {
+    if status.paused && status.pause_reason == Some(PauseReason::Step) {
+        format!(
+            "paused at a pause step of rollout.plan in phase {}; mlrollout promote (or resume) continues",
+            status.phase.as_str()
+        )
+    } else if status.paused {
         format!(
             "paused by a person (mlrollout.io/pause) in phase {}; mlrollout resume continues",
             status.phase.as_str()
@@ -382,6 +387,28 @@ mod kstatus_pair_tests {
             pair(&s, &r),
             ((false, Reason::Paused), (false, Reason::Paused))
         );
+    }
+
+    #[test]
+    fn a_pause_step_holds_like_a_pause_by_a_person_and_says_how_to_go_on() {
+        let r = ready(true, Reason::Available);
+        let mut s = status(Phase::Progressing);
+        s.paused = true;
+        s.pause_reason = Some(PauseReason::Step);
+        let (rec, st) = reconciling_and_stalled(&s, &r);
+        assert_eq!(
+            ((rec.status, rec.reason), (st.status, st.reason)),
+            ((false, Reason::Paused), (false, Reason::Paused))
+        );
+        assert!(
+            rec.message.starts_with("paused at a pause step of rollout.plan")
+                && rec.message.contains("mlrollout promote"),
+            "{}",
+            rec.message
+        );
+        s.pause_reason = Some(PauseReason::Manual);
+        let (rec, _) = reconciling_and_stalled(&s, &r);
+        assert!(rec.message.contains("mlrollout.io/pause"), "{}", rec.message);
     }
 
     #[test]
