@@ -401,14 +401,19 @@ mod kstatus_pair_tests {
             ((false, Reason::Paused), (false, Reason::Paused))
         );
         assert!(
-            rec.message.starts_with("paused at a pause step of rollout.plan")
+            rec.message
+                .starts_with("paused at a pause step of rollout.plan")
                 && rec.message.contains("mlrollout promote"),
             "{}",
             rec.message
         );
         s.pause_reason = Some(PauseReason::Manual);
         let (rec, _) = reconciling_and_stalled(&s, &r);
-        assert!(rec.message.contains("mlrollout.io/pause"), "{}", rec.message);
+        assert!(
+            rec.message.contains("mlrollout.io/pause"),
+            "{}",
+            rec.message
+        );
     }
 
     #[test]

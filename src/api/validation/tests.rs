@@ -67,8 +67,7 @@ fn labelled_problems(capture: bool, labelled: serde_json::Value) -> Vec<String> 
         "performance": {"labelled": labelled},
     });
     if capture {
-        value["serving"] =
-            serde_json::json!({"proxy": {"capture": {"uri": "s3://lake/captures"}}});
+        value["serving"] = serde_json::json!({"proxy": {"capture": {"uri": "s3://lake/captures"}}});
     }
     let spec: ModelDeploymentSpec = serde_json::from_value(value).unwrap();
     match validate(&spec) {
@@ -86,9 +85,7 @@ fn a_label_join_needs_the_capture_one_selection_and_an_id_that_is_not_the_label(
         }
         j
     };
-    assert!(
-        labelled_problems(true, join(serde_json::json!({"lastDuration": "168h"}))).is_empty()
-    );
+    assert!(labelled_problems(true, join(serde_json::json!({"lastDuration": "168h"}))).is_empty());
     // the plain shape is unchanged, with or without a capture
     assert!(labelled_problems(false, serde_json::json!({"uri": "l.csv"})).is_empty());
     for (capture, labelled, said) in [

@@ -219,8 +219,14 @@ mod tests {
     #[test]
     fn a_pause_step_says_so_in_progressing() {
         for (reason, expected) in [
-            (Some(PauseReason::Step), "paused at a pause step of rollout.plan"),
-            (Some(PauseReason::InconclusiveAnalysis), "the analysis could not decide"),
+            (
+                Some(PauseReason::Step),
+                "paused at a pause step of rollout.plan",
+            ),
+            (
+                Some(PauseReason::InconclusiveAnalysis),
+                "the analysis could not decide",
+            ),
             (Some(PauseReason::Manual), "paused by mlrollout.io/pause"),
         ] {
             let mut status = ModelDeploymentStatus {
