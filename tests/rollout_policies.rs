@@ -149,6 +149,21 @@ async fn a_pause_step_holds_until_promoted_and_a_dry_run_metric_changes_nothing(
         .await;
     assert_eq!(paused.pause_reason, Some(PauseReason::Step));
     assert_eq!(paused.current_step, Some(1));
+    // kubectl readers see why it holds and how to go on.
+    let progressing = paused
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Progressing")
+        .expect("a Progressing condition");
+    assert_eq!(
+        (progressing.status.as_str(), progressing.reason.as_str()),
+        ("False", "Paused")
+    );
+    assert!(
+        progressing.message.contains("pause step of rollout.plan"),
+        "{}",
+        progressing.message
+    );
     // An hour later nothing moved: a pause step waits for a person.
     world.clock.advance(60 * MINUTE);
     tokio::time::sleep(Duration::from_secs(2)).await;
