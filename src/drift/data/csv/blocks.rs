@@ -107,6 +107,10 @@ pub(super) fn read_file_with(
     if !matches!(file.read_at(&mut probe, len), Ok(0)) {
         return Ok(None);
     }
+    // No rows (a header and blank lines): the whole-file reader names the error.
+    if parts.iter().all(|p| p.rows == 0) {
+        return Ok(None);
+    }
     concatenate(parts, &targets, uri, side).map(Some)
 }
 

@@ -458,3 +458,26 @@ fn large_files_are_read_in_blocks_when_every_line_is_a_record() {
         Some(402_001)
     );
 }
+
+/// A header and blank lines, with the kinds given: no rows, which the whole-file reader names
+/// (`EmptyData`), not the block reader.
+#[test]
+fn a_file_without_rows_is_left_to_the_whole_file_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.csv");
+    let cols = req(&[("c0", Some(ColumnKind::Categorical))]);
+    for (text, workers) in [("c0\n\n", 1), ("c0\n\n\n", 2), ("c0\n", 1)] {
+        std::fs::write(&path, text).unwrap();
+        let tuning = blocks::Tuning {
+            min_bytes: 0,
+            block: 16,
+            workers: Some(workers),
+        };
+        let read = blocks::read_file_with(&path, &cols, Side::Current, "t.csv", tuning);
+        assert!(matches!(read, Ok(None)), "{text:?}: {read:?}");
+        assert!(matches!(
+            read_bytes(text.as_bytes(), "t.csv", &cols, Side::Current),
+            Err(DataError::Empty { .. })
+        ));
+    }
+}
