@@ -136,17 +136,11 @@ async fn one_run(index: usize, run: Run) -> Duration {
             }
         })
     };
-    let target = exporter.target();
-    let prometheus = tokio::task::spawn_blocking(move || PrometheusServer::start(&[target]))
-        .await
-        .unwrap();
-    let p = &prometheus;
-    tokio::task::block_in_place(|| {
-        p.wait_for_series(
-            r#"rate(http_requests_total{service="m-candidate"}[5s])"#,
-            Duration::from_secs(60),
-        )
-    });
+    let prometheus = PrometheusServer::start_scraping(
+        exporter.target(),
+        r#"rate(http_requests_total{service="m-candidate"}[5s])"#,
+    )
+    .await;
 
     let registry = Arc::new(InMemoryRegistry::new());
     registry.register("m", 3, &[], &[]);

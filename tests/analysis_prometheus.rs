@@ -128,14 +128,12 @@ async fn candidates_are_judged_against_stable_on_real_prometheus() {
         ),
     ];
     let traffic = drive(exporter.clone(), NS, services, stop.clone());
-    let target = exporter.target();
-    let prometheus = tokio::task::spawn_blocking(move || PrometheusServer::start(&[target]))
-        .await
-        .unwrap();
+    let prometheus = PrometheusServer::start_scraping(
+        exporter.target(),
+        r#"rate(http_requests_total{service="same-candidate"}[10s])"#,
+    )
+    .await;
     let url = prometheus.url();
-    let series = r#"rate(http_requests_total{service="same-candidate"}[10s])"#;
-    let p = &prometheus;
-    tokio::task::block_in_place(|| p.wait_for_series(series, Duration::from_secs(60)));
     // Let a few more scrapes land so every rate window has several points.
     tokio::time::sleep(Duration::from_secs(4)).await;
 
@@ -259,17 +257,11 @@ async fn a_tripled_error_rate_rolls_back_through_the_controller() {
         ],
         stop.clone(),
     );
-    let target = exporter.target();
-    let prometheus = tokio::task::spawn_blocking(move || PrometheusServer::start(&[target]))
-        .await
-        .unwrap();
-    let p = &prometheus;
-    tokio::task::block_in_place(|| {
-        p.wait_for_series(
-            r#"rate(http_requests_total{service="m-candidate"}[10s])"#,
-            Duration::from_secs(60),
-        )
-    });
+    let prometheus = PrometheusServer::start_scraping(
+        exporter.target(),
+        r#"rate(http_requests_total{service="m-candidate"}[10s])"#,
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     let registry = Arc::new(mlrollout::registry::memory::InMemoryRegistry::new());

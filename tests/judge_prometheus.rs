@@ -200,17 +200,11 @@ async fn a_doubled_error_rate_is_rolled_back_and_an_identical_candidate_promoted
             }
         })
     };
-    let target = exporter.target();
-    let prometheus = tokio::task::spawn_blocking(move || PrometheusServer::start(&[target]))
-        .await
-        .unwrap();
-    let p = &prometheus;
-    tokio::task::block_in_place(|| {
-        p.wait_for_series(
-            r#"http_requests_total{service="same-stable"}"#,
-            Duration::from_secs(60),
-        )
-    });
+    let prometheus = PrometheusServer::start_scraping(
+        exporter.target(),
+        r#"http_requests_total{service="same-stable"}"#,
+    )
+    .await;
 
     let registry = Arc::new(InMemoryRegistry::new());
     for s in &services {

@@ -223,6 +223,22 @@ fn defaults_on(receiver_url: &str, secrets: &std::path::Path) -> Vec<Notificatio
     .unwrap()
 }
 
+/// Settings with one default sink, the signed webhook at `receiver_url`.
+fn webhook_only(receiver_url: &str, secrets: &std::path::Path) -> NotifierSettings {
+    let mut defaults = defaults_on(receiver_url, secrets);
+    defaults.truncate(1);
+    NotifierSettings {
+        defaults,
+        secrets_dir: Some(secrets.to_owned()),
+        ..NotifierSettings::default()
+    }
+}
+
+/// A dispatcher whose Kubernetes client reaches nothing (the sinks' Secrets are files).
+fn start_offline(metrics: &Metrics, settings: NotifierSettings) -> Notifier {
+    Notifier::start(offline_client(), metrics.clone(), settings).unwrap()
+}
+
 fn fast_retries(attempts: u32) -> RetryPolicy {
     RetryPolicy {
         attempts,
@@ -299,16 +315,14 @@ async fn every_event_type_reaches_the_webhook_signed_and_slack_readable() {
     let receiver = Receiver::start().await;
     let secrets = tempfile::tempdir().unwrap();
     let metrics = Metrics::default();
-    let notifier = Notifier::start(
-        offline_client(),
-        metrics.clone(),
+    let notifier = start_offline(
+        &metrics,
         NotifierSettings {
             defaults: defaults_on(&receiver.url(""), secrets.path()),
             secrets_dir: Some(secrets.path().to_owned()),
             ..NotifierSettings::default()
         },
-    )
-    .unwrap();
+    );
     let sent = one_of_each(Timestamp::from_second(1_800_000_000).unwrap());
     assert_eq!(sent.len(), 8);
     notifier.announce(None, "ml", sent.clone());
@@ -383,19 +397,13 @@ async fn a_receiver_that_is_down_then_up_gets_each_notification_once() {
     let url = format!("http://127.0.0.1:{port}");
     let secrets = tempfile::tempdir().unwrap();
     let metrics = Metrics::default();
-    let mut defaults = defaults_on(&url, secrets.path());
-    defaults.truncate(1);
-    let notifier = Notifier::start(
-        offline_client(),
-        metrics.clone(),
+    let notifier = start_offline(
+        &metrics,
         NotifierSettings {
-            defaults,
-            secrets_dir: Some(secrets.path().to_owned()),
             retry: fast_retries(60),
-            ..NotifierSettings::default()
+            ..webhook_only(&url, secrets.path())
         },
-    )
-    .unwrap();
+    );
     let mut sent = one_of_each(Timestamp::from_second(1_800_000_000).unwrap());
     sent.truncate(2);
     notifier.announce(None, "ml", sent.clone());
@@ -432,21 +440,15 @@ async fn a_full_queue_drops_and_counts_instead_of_waiting() {
     receiver.slow(Duration::from_secs(30));
     let secrets = tempfile::tempdir().unwrap();
     let metrics = Metrics::default();
-    let mut defaults = defaults_on(&receiver.url(""), secrets.path());
-    defaults.truncate(1);
-    let notifier = Notifier::start(
-        offline_client(),
-        metrics.clone(),
+    let notifier = start_offline(
+        &metrics,
         NotifierSettings {
-            defaults,
-            secrets_dir: Some(secrets.path().to_owned()),
             queue: 1,
             concurrency: 1,
             timeout: Duration::from_secs(60),
-            ..NotifierSettings::default()
+            ..webhook_only(&receiver.url(""), secrets.path())
         },
-    )
-    .unwrap();
+    );
     let sent = one_of_each(Timestamp::from_second(1_800_000_000).unwrap());
     let started = Instant::now();
     notifier.announce(None, "ml", sent);
@@ -474,19 +476,13 @@ async fn permanent_errors_are_given_up_and_transient_ones_retried() {
     receiver.answer(404);
     let secrets = tempfile::tempdir().unwrap();
     let metrics = Metrics::default();
-    let mut defaults = defaults_on(&receiver.url(""), secrets.path());
-    defaults.truncate(1);
-    let notifier = Notifier::start(
-        offline_client(),
-        metrics.clone(),
+    let notifier = start_offline(
+        &metrics,
         NotifierSettings {
-            defaults,
-            secrets_dir: Some(secrets.path().to_owned()),
             retry: fast_retries(5),
-            ..NotifierSettings::default()
+            ..webhook_only(&receiver.url(""), secrets.path())
         },
-    )
-    .unwrap();
+    );
     let sent = one_of_each(Timestamp::from_second(1_800_000_000).unwrap());
     notifier.announce(None, "ml", vec![sent[0].clone()]);
     common::cluster::eventually("the 404 counted", Duration::from_secs(10), || async {

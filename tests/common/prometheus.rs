@@ -547,6 +547,17 @@ impl PrometheusServer {
         Self::start_with_config(&scrape_config(targets))
     }
 
+    /// From an async test (multi-threaded runtime): starts Prometheus scraping `target` on a
+    /// blocking thread and waits until `promql` has a series.
+    pub async fn start_scraping(target: String, promql: &str) -> PrometheusServer {
+        let prometheus = tokio::task::spawn_blocking(move || Self::start(&[target]))
+            .await
+            .expect("starting Prometheus");
+        let p = &prometheus;
+        tokio::task::block_in_place(|| p.wait_for_series(promql, Duration::from_secs(60)));
+        prometheus
+    }
+
     /// Starts Prometheus with a complete config file text, e.g. one with
     /// several jobs or `rule_files` (use absolute paths, such as files in a
     /// [`super::process::scratch_dir`] of your own).

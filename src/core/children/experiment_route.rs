@@ -184,8 +184,8 @@ pub fn istio_route(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::children::fixtures::owner;
     use crate::core::children::route::{Split, http_route, virtual_service};
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
     fn spec(traffic: serde_json::Value) -> ModelDeploymentSpec {
         serde_json::from_value(serde_json::json!({
@@ -204,17 +204,6 @@ mod tests {
         .unwrap()
     }
 
-    fn owner() -> OwnerReference {
-        OwnerReference {
-            api_version: "mlrollout.io/v1alpha1".into(),
-            kind: "ModelDeployment".into(),
-            name: "fraud".into(),
-            uid: "u".into(),
-            controller: Some(true),
-            block_owner_deletion: Some(true),
-        }
-    }
-
     fn split(experiment: Option<&str>) -> Split {
         Split {
             candidate_weight: 0,
@@ -227,7 +216,7 @@ mod tests {
     #[test]
     fn the_http_route_gets_a_matching_rule_to_the_candidate_beside_the_weighted_one() {
         let spec = spec(serde_json::json!({"parentRefs": [{"name": "gw"}]}));
-        let route = http_route("fraud", "ml", &spec, &owner(), split(Some("4")));
+        let route = http_route("fraud", "ml", &spec, &owner("fraud"), split(Some("4")));
         let value = serde_json::to_value(&route).unwrap();
         let rules = value["spec"]["rules"].as_array().unwrap();
         assert_eq!(rules.len(), 2);
@@ -267,7 +256,7 @@ mod tests {
                 ..split(Some("4"))
             },
         ] {
-            let route = http_route("fraud", "ml", &spec, &owner(), other);
+            let route = http_route("fraud", "ml", &spec, &owner("fraud"), other);
             assert_eq!(route.spec.rules.unwrap().len(), 1);
         }
     }
@@ -279,9 +268,14 @@ mod tests {
             "kind": "InferencePool", "endpointPickers": {
                 "stable": {"name": "e", "port": 9002}, "candidate": {"name": "e2", "port": 9002}}}}),
         );
-        let value =
-            serde_json::to_value(http_route("fraud", "ml", &spec, &owner(), split(Some("4"))))
-                .unwrap();
+        let value = serde_json::to_value(http_route(
+            "fraud",
+            "ml",
+            &spec,
+            &owner("fraud"),
+            split(Some("4")),
+        ))
+        .unwrap();
         assert_eq!(
             value["spec"]["rules"][1]["backendRefs"],
             serde_json::json!([{"group": "inference.networking.k8s.io", "kind": "InferencePool",
@@ -293,7 +287,7 @@ mod tests {
     fn the_virtual_service_matches_first_then_weights() {
         let spec =
             spec(serde_json::json!({"provider": "istio", "hostnames": ["fraud.example.com"]}));
-        let vs = virtual_service("fraud", "ml", &spec, &owner(), split(Some("4")));
+        let vs = virtual_service("fraud", "ml", &spec, &owner("fraud"), split(Some("4")));
         let http = vs.data["spec"]["http"].as_array().unwrap();
         assert_eq!(http.len(), 2);
         let first = &http[0];
@@ -317,7 +311,7 @@ mod tests {
         );
         assert_eq!(http[1]["name"], "mlrollout");
         assert_eq!(http[1]["route"][0]["weight"], 100);
-        let plain = virtual_service("fraud", "ml", &spec, &owner(), split(None));
+        let plain = virtual_service("fraud", "ml", &spec, &owner("fraud"), split(None));
         assert_eq!(plain.data["spec"]["http"].as_array().unwrap().len(), 1);
     }
 

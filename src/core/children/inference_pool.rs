@@ -107,6 +107,7 @@ pub fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::children::fixtures::owner;
 
     fn validated(extra: serde_json::Value) -> ValidatedSpec {
         let mut spec = serde_json::json!({
@@ -136,20 +137,14 @@ mod tests {
         }
     }
 
-    fn owner() -> OwnerReference {
-        OwnerReference {
-            api_version: "mlrollout.io/v1alpha1".into(),
-            kind: "ModelDeployment".into(),
-            name: "llm".into(),
-            uid: "u".into(),
-            controller: Some(true),
-            block_owner_deletion: Some(true),
-        }
-    }
-
     #[test]
     fn one_pool_per_variant_selecting_its_pods_with_its_picker() {
-        let pools = build("llm", "ml", &validated(serde_json::json!({})), &owner());
+        let pools = build(
+            "llm",
+            "ml",
+            &validated(serde_json::json!({})),
+            &owner("llm"),
+        );
         assert_eq!(pools.len(), 2);
         let stable = &pools[0];
         assert_eq!(stable.metadata.name.as_deref(), Some("llm-stable"));
@@ -191,7 +186,7 @@ mod tests {
             &validated(
                 serde_json::json!({"traffic": {"backend": {"appProtocol": "kubernetes.io/h2c"}}}),
             ),
-            &owner(),
+            &owner("llm"),
         );
         assert_eq!(pools[0].data["spec"]["appProtocol"], "kubernetes.io/h2c");
     }
@@ -199,6 +194,6 @@ mod tests {
     #[test]
     fn service_backends_make_no_pools() {
         let spec = serde_json::json!({"traffic": {"backend": null}});
-        assert!(build("llm", "ml", &validated(spec), &owner()).is_empty());
+        assert!(build("llm", "ml", &validated(spec), &owner("llm")).is_empty());
     }
 }

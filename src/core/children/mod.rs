@@ -9,6 +9,24 @@ pub mod proxy;
 pub mod route;
 pub mod service;
 
+/// What the tests of the children share.
+#[cfg(test)]
+mod fixtures {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+    /// The controller reference of the ModelDeployment `name`.
+    pub(super) fn owner(name: &str) -> OwnerReference {
+        OwnerReference {
+            api_version: "mlrollout.io/v1alpha1".into(),
+            kind: "ModelDeployment".into(),
+            name: name.into(),
+            uid: "u".into(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        }
+    }
+}
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
 use crate::api::ModelDeploymentSpec;

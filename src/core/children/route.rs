@@ -230,6 +230,7 @@ pub fn virtual_service(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::children::fixtures::owner;
 
     fn spec() -> ModelDeploymentSpec {
         serde_json::from_value(serde_json::json!({
@@ -237,17 +238,6 @@ mod tests {
             "traffic": {"parentRefs": [{"name": "gw", "namespace": "infra"}], "hostnames": ["fraud.example.com"]}
         }))
         .unwrap()
-    }
-
-    fn owner() -> OwnerReference {
-        OwnerReference {
-            api_version: "mlrollout.io/v1alpha1".into(),
-            kind: "ModelDeployment".into(),
-            name: "fraud".into(),
-            uid: "u".into(),
-            controller: Some(true),
-            block_owner_deletion: Some(true),
-        }
     }
 
     #[test]
@@ -258,7 +248,7 @@ mod tests {
             candidate_exists: true,
             experiment: None,
         };
-        let route = http_route("fraud", "ml", &spec(), &owner(), split);
+        let route = http_route("fraud", "ml", &spec(), &owner("fraud"), split);
         let rule = &route.spec.rules.as_ref().unwrap()[0];
         let weights: Vec<_> = rule
             .backend_refs
@@ -285,7 +275,7 @@ mod tests {
             candidate_exists: true,
             experiment: None,
         };
-        let route = http_route("fraud", "ml", &spec(), &owner(), shadow);
+        let route = http_route("fraud", "ml", &spec(), &owner("fraud"), shadow);
         let value = serde_json::to_value(&route).unwrap();
         let filter = &value["spec"]["rules"][0]["filters"][0];
         assert_eq!(filter["type"], "RequestMirror");
@@ -312,7 +302,7 @@ mod tests {
             experiment: None,
         };
         let value =
-            serde_json::to_value(http_route("fraud", "ml", &spec, &owner(), split)).unwrap();
+            serde_json::to_value(http_route("fraud", "ml", &spec, &owner("fraud"), split)).unwrap();
         assert_eq!(
             value["spec"]["rules"][0]["backendRefs"],
             serde_json::json!([
@@ -327,8 +317,8 @@ mod tests {
             candidate_exists: true,
             experiment: None,
         };
-        let value =
-            serde_json::to_value(http_route("fraud", "ml", &spec, &owner(), shadow)).unwrap();
+        let value = serde_json::to_value(http_route("fraud", "ml", &spec, &owner("fraud"), shadow))
+            .unwrap();
         let rule = &value["spec"]["rules"][0];
         assert_eq!(rule["backendRefs"][1]["weight"], 0);
         assert_eq!(
@@ -345,7 +335,7 @@ mod tests {
             candidate_exists: false,
             experiment: None,
         };
-        let route = http_route("fraud", "ml", &spec(), &owner(), split);
+        let route = http_route("fraud", "ml", &spec(), &owner("fraud"), split);
         let rule = &route.spec.rules.as_ref().unwrap()[0];
         assert_eq!(rule.backend_refs.as_ref().unwrap().len(), 1);
         assert_eq!(rule.backend_refs.as_ref().unwrap()[0].weight, Some(100));
@@ -360,7 +350,7 @@ mod tests {
             candidate_exists: true,
             experiment: None,
         };
-        let vs = virtual_service("fraud", "ml", &spec(), &owner(), split);
+        let vs = virtual_service("fraud", "ml", &spec(), &owner("fraud"), split);
         let http = &vs.data["spec"]["http"][0];
         assert_eq!(http["route"][0]["weight"], 100);
         assert_eq!(http["route"][1]["weight"], 0);

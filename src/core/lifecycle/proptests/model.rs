@@ -38,6 +38,21 @@ pub(super) struct Rollout {
 }
 
 impl Rollout {
+    /// A rollout of a candidate from `source`, starting in `stage`.
+    fn start(source: Option<CandidateSource>, stage: Stage, now: Timestamp) -> Self {
+        Rollout {
+            source,
+            evaluation_passed: source == Some(CandidateSource::Retraining),
+            shadow_passed: false,
+            experiment_passed: false,
+            steps_passed: 0,
+            stage,
+            stage_started: now,
+            measurements: 0,
+            metrics: BTreeMap::new(),
+        }
+    }
+
     fn enter(&mut self, stage: Stage, now: Timestamp) {
         self.stage = stage;
         self.restart(now);
@@ -207,17 +222,7 @@ impl Story<'_> {
                         "a shadow phase started inside a rollout"
                     );
                     self.stats.rollouts += 1;
-                    self.rollout = Some(Rollout {
-                        source,
-                        evaluation_passed: source == Some(CandidateSource::Retraining),
-                        shadow_passed: false,
-                        experiment_passed: false,
-                        steps_passed: 0,
-                        stage: Stage::Shadow,
-                        stage_started: now,
-                        measurements: 0,
-                        metrics: BTreeMap::new(),
-                    });
+                    self.rollout = Some(Rollout::start(source, Stage::Shadow, now));
                 }
                 EventReason::ShadowPassed => {
                     let Some(r) = self.rollout.as_mut() else {
@@ -244,17 +249,7 @@ impl Story<'_> {
                     let Some(r) = self.rollout.as_mut() else {
                         // Without shadow, the experiment is where a rollout starts.
                         self.stats.rollouts += 1;
-                        self.rollout = Some(Rollout {
-                            source,
-                            evaluation_passed: source == Some(CandidateSource::Retraining),
-                            shadow_passed: false,
-                            experiment_passed: false,
-                            steps_passed: 0,
-                            stage: Stage::Experiment,
-                            stage_started: now,
-                            measurements: 0,
-                            metrics: BTreeMap::new(),
-                        });
+                        self.rollout = Some(Rollout::start(source, Stage::Experiment, now));
                         continue;
                     };
                     ensure!(
@@ -293,17 +288,7 @@ impl Story<'_> {
                 EventReason::StepStarted => match self.rollout.as_mut() {
                     None => {
                         self.stats.rollouts += 1;
-                        self.rollout = Some(Rollout {
-                            source,
-                            evaluation_passed: source == Some(CandidateSource::Retraining),
-                            shadow_passed: false,
-                            experiment_passed: false,
-                            steps_passed: 0,
-                            stage: Stage::Step(0),
-                            stage_started: now,
-                            measurements: 0,
-                            metrics: BTreeMap::new(),
-                        });
+                        self.rollout = Some(Rollout::start(source, Stage::Step(0), now));
                     }
                     Some(r) => {
                         match r.stage {

@@ -381,6 +381,19 @@ fn run(
     })
 }
 
+/// `status` after a passing `stage` analysis round at each minute of `minutes`.
+fn pass_minutes(
+    spec: &ModelDeploymentSpec,
+    mut status: ModelDeploymentStatus,
+    stage: AnalysisStage,
+    minutes: std::ops::RangeInclusive<i64>,
+) -> ModelDeploymentStatus {
+    for minute in minutes {
+        status = run(spec, &status, &passing(spec, stage), at(minute * MIN)).status;
+    }
+    status
+}
+
 /// [`super::wants`] for a fixture spec.
 fn wants(spec: &ModelDeploymentSpec, status: &ModelDeploymentStatus, now: Timestamp) -> Wants {
     super::wants(&valid(spec), status, now)

@@ -17,16 +17,7 @@ fn each_step_keeps_its_own_duration() {
         {"weight": 50, "duration": "20m"},
         {"weight": 100}
     ]));
-    let mut status = at_step(0, 10, 0);
-    for minute in 1..=2 {
-        status = run(
-            &s,
-            &status,
-            &passing(&s, AnalysisStage::Canary),
-            at(minute * MIN),
-        )
-        .status;
-    }
+    let status = pass_minutes(&s, at_step(0, 10, 0), AnalysisStage::Canary, 1..=2);
     let out = run(
         &s,
         &status,
@@ -48,16 +39,7 @@ fn each_step_keeps_its_own_duration() {
 #[test]
 fn an_indefinite_pause_holds_until_a_person_promotes_or_resumes() {
     let s = plan_spec(json!([{"weight": 10}, {"weight": 50, "pause": {}}, {"weight": 100}]));
-    let mut status = at_step(0, 10, 0);
-    for minute in 1..=5 {
-        status = run(
-            &s,
-            &status,
-            &passing(&s, AnalysisStage::Canary),
-            at(minute * MIN),
-        )
-        .status;
-    }
+    let status = pass_minutes(&s, at_step(0, 10, 0), AnalysisStage::Canary, 1..=5);
     assert_eq!(status.current_step, Some(1));
     assert!(status.paused, "the pause step holds");
     assert_eq!(status.pause_reason, Some(PauseReason::Step));

@@ -15,16 +15,7 @@ fn warm_spec() -> ModelDeploymentSpec {
 
 /// Promoted at minute 5 after three passing measurements at the last step.
 fn promoted(s: &ModelDeploymentSpec) -> StepOutput {
-    let mut status = at_step(2, 100, 0);
-    for minute in 1..=3 {
-        status = run(
-            s,
-            &status,
-            &passing(s, AnalysisStage::Canary),
-            at(minute * MIN),
-        )
-        .status;
-    }
+    let status = pass_minutes(s, at_step(2, 100, 0), AnalysisStage::Canary, 1..=3);
     run(s, &status, &obs(), at(5 * MIN))
 }
 
